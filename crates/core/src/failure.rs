@@ -1,0 +1,82 @@
+//! The failure model shared by every layer (see DESIGN.md, "The failure model").
+//!
+//! Each error type in certkeeper has exactly one `class()` method that maps it to a
+//! [`FailureClass`]; schedules, metrics labels and status messages are derived from the class, never
+//! from the error's text.
+
+use std::fmt;
+
+/// What a failure means for the next attempt.
+///
+/// None of the classes is terminal: a certificate that can still be renewed is always retried,
+/// only the schedule differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureClass {
+    /// The same request can succeed shortly: connection refused or reset, timeouts, a sealed or
+    /// leaderless Vault, 429, a 5xx that is not known to be permanent, a garbled answer.
+    /// Retried on the fast schedule (about 1 s doubling to a 5 min cap).
+    Transient,
+    /// Vault answered 403 even with a freshly obtained token. Usually a policy being edited or the
+    /// Kubernetes TokenReview API being unreachable, so it stays retryable on the slow schedule.
+    AuthRejected,
+    /// Vault understood the request and refused it: the role does not allow the name, the mount or
+    /// namespace does not exist, no issuer is configured, the CA would expire first, the server's
+    /// TLS certificate is not trusted. Needs an administrator; retried on the slow schedule.
+    Rejected,
+    /// Our own input is invalid or incomplete: a configuration error, a referenced secret or file
+    /// that does not exist. Retrying on a timer cannot help; retried when the input changes.
+    Invalid,
+}
+
+impl FailureClass {
+    /// Every class, for exhaustive tables (metrics initialisation, tests).
+    pub const ALL: [FailureClass; 4] = [
+        FailureClass::Transient,
+        FailureClass::AuthRejected,
+        FailureClass::Rejected,
+        FailureClass::Invalid,
+    ];
+
+    /// Stable lowercase label used in metrics, logs, status and Kubernetes Event reasons.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::AuthRejected => "auth_rejected",
+            FailureClass::Rejected => "rejected",
+            FailureClass::Invalid => "invalid",
+        }
+    }
+
+    /// Whether a timer should drive the next attempt. `Invalid` waits for a change of input
+    /// instead (the expiry-aware clamp still applies once something changes).
+    pub const fn retries_on_timer(self) -> bool {
+        !matches!(self, FailureClass::Invalid)
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_and_lowercase() {
+        let mut labels: Vec<_> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(labels.iter().all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), FailureClass::ALL.len());
+    }
+
+    #[test]
+    fn only_invalid_waits_for_a_change() {
+        for class in FailureClass::ALL {
+            assert_eq!(class.retries_on_timer(), class != FailureClass::Invalid, "{class}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! certkeeper's pure core.
+//!
+//! Everything here is a function of its inputs: no I/O, no HTTP, no Kubernetes. The crate's
+//! dependency list enforces that boundary; the Vault client, the engine and both runtimes build on
+//! the types defined here so that a failure's class, and what follows from it, is decided once.
+
+pub mod failure;
+pub mod secret;
+
+pub use failure::FailureClass;
+pub use secret::Secret;

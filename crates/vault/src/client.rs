@@ -1,0 +1,359 @@
+//! The Vault client for one issuer: transport, auth method and token cache together.
+
+use std::sync::Arc;
+
+use certkeeper_core::Secret;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{AuthMethod, VaultConfig, auth_mount};
+use crate::error::{ErrorKind, Operation, VaultError};
+use crate::pki::{SignRequest, SignedCertificate, parse_sign_answer};
+use crate::token::{AuthBlock, CachedToken, LookupData, TokenAction, lease};
+use crate::transport::{RequestObserver, Scope, Transport};
+
+/// What `sys/health` reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// 200: initialized, unsealed, active.
+    Active,
+    /// 429: unsealed standby (serves reads, forwards writes).
+    Standby,
+    /// 473: performance standby (Vault Enterprise).
+    PerformanceStandby,
+    /// 472: disaster-recovery secondary (Vault Enterprise).
+    DrSecondary,
+    /// 503: sealed.
+    Sealed,
+    /// 501: not initialized.
+    Uninitialized,
+}
+
+impl HealthStatus {
+    /// Whether requests sent to this node can be served (directly or by forwarding).
+    pub fn can_serve(self) -> bool {
+        matches!(self, HealthStatus::Active | HealthStatus::Standby | HealthStatus::PerformanceStandby)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Active => "active",
+            HealthStatus::Standby => "standby",
+            HealthStatus::PerformanceStandby => "performance standby",
+            HealthStatus::DrSecondary => "dr secondary",
+            HealthStatus::Sealed => "sealed",
+            HealthStatus::Uninitialized => "uninitialized",
+        }
+    }
+}
+
+/// `sys/health` answer.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub version: Option<String>,
+    pub cluster_name: Option<String>,
+}
+
+/// Outcome of [`VaultClient::login_check`]: who we are to Vault now.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// Remaining lifetime; `None` for tokens that do not expire.
+    pub ttl: Option<std::time::Duration>,
+    pub renewable: bool,
+}
+
+/// A client for one Vault issuer. Cheap to share (`Arc`); concurrent callers share one token
+/// and at most one login or renewal is in flight at a time.
+pub struct VaultClient {
+    transport: Transport,
+    auth: AuthMethod,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    token: Option<CachedToken>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultClient").field("transport", &self.transport).field("auth", &self.auth).finish()
+    }
+}
+
+impl VaultClient {
+    pub fn new(config: &VaultConfig, auth: AuthMethod) -> Result<Self, VaultError> {
+        Self::with_observer(config, auth, None)
+    }
+
+    pub fn with_observer(
+        config: &VaultConfig,
+        auth: AuthMethod,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Result<Self, VaultError> {
+        // Cert auth may bring its own certificate (cert-manager's clientCertificate.secretName);
+        // otherwise the transport's mTLS identity is the one Vault's cert auth sees.
+        let identity = match &auth {
+            AuthMethod::Cert { identity: Some(id), .. } => Some(id),
+            _ => config.client_identity.as_ref(),
+        };
+        if matches!(auth, AuthMethod::Cert { .. }) && identity.is_none() {
+            return Err(VaultError::config(Operation::Login, "cert auth needs a client certificate and key"));
+        }
+        let transport = Transport::new(config, identity, observer)?;
+        Ok(VaultClient { transport, auth, cache: Mutex::new(Cache::default()) })
+    }
+
+    /// The `/v1/` base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        self.transport.base().as_str()
+    }
+
+    pub fn auth(&self) -> &AuthMethod {
+        &self.auth
+    }
+
+    /// `sys/health`, without namespace header or token. Sealed, standby and uninitialized are
+    /// answers, not errors; transport failures and unexpected statuses are errors.
+    pub async fn health(&self) -> Result<Health, VaultError> {
+        let op = Operation::Health;
+        let answer = match self.transport.request(op, Method::GET, "sys/health", None, None, Scope::Root).await {
+            Ok(a) => (a.status, a.body),
+            Err(e) => match e.status().and_then(|s| health_status(s).map(|_| s)) {
+                // Non-2xx health codes are answers: re-read them from the error.
+                Some(status) => (status, Value::Null),
+                None => return Err(e),
+            },
+        };
+        let status = health_status(answer.0).ok_or_else(|| {
+            VaultError::new(op, ErrorKind::Decode { status: answer.0, reason: "not a sys/health status".into() })
+        })?;
+        let text = |k: &str| answer.1.get(k).and_then(Value::as_str).map(str::to_owned);
+        Ok(Health { status, version: text("version"), cluster_name: text("cluster_name") })
+    }
+
+    /// Make sure a usable token is cached (logging in if needed) and report its lifetime.
+    pub async fn login_check(&self) -> Result<TokenInfo, VaultError> {
+        self.token().await?;
+        let cache = self.cache.lock().await;
+        let t = cache.token.as_ref().ok_or_else(|| VaultError::config(Operation::Login, "no token after login"))?;
+        let ttl = t.lease.map(|l| l.saturating_sub(Instant::now().saturating_duration_since(t.obtained)));
+        Ok(TokenInfo { ttl, renewable: t.renewable })
+    }
+
+    /// Drop the cached token; the next call logs in again.
+    pub async fn forget_token(&self) {
+        self.cache.lock().await.token = None;
+    }
+
+    /// Sign a CSR at `path` (`<mount>/sign/<role>` or `<mount>/issuer/<ref>/sign/<role>`).
+    pub async fn sign(&self, path: &str, request: &SignRequest) -> Result<SignedCertificate, VaultError> {
+        let path = path.trim().trim_matches('/');
+        let path = path.strip_prefix("v1/").unwrap_or(path);
+        if path.is_empty() {
+            return Err(VaultError::config(Operation::Sign, "issuer path is empty"));
+        }
+        let body = request.body();
+        let answer = self.authed(Operation::Sign, Method::POST, path, Some(&body)).await?;
+        parse_sign_answer(answer)
+            .map_err(|reason| VaultError::new(Operation::Sign, ErrorKind::Decode { status: 200, reason }))
+    }
+
+    /// A namespaced request with the cached token. A 403 invalidates that token; unless it was
+    /// obtained by a login in this same call, one fresh login and one retry follow before the
+    /// failure is returned (marked `fresh_token`).
+    async fn authed(&self, op: Operation, method: Method, path: &str, body: Option<&Value>) -> Result<Value, VaultError> {
+        let (token, generation, fresh) = self.token().await?;
+        let first = self.transport.request(op, method.clone(), path, body, Some(&token), Scope::Namespaced).await;
+        let err = match first {
+            Ok(a) => return Ok(a.body),
+            Err(e) if e.is_forbidden() && !fresh => e,
+            Err(mut e) => {
+                e.fresh_token = fresh;
+                return Err(e);
+            }
+        };
+        tracing::debug!(operation = %op, "Vault answered 403; logging in again before judging");
+        self.invalidate(generation).await;
+        let (token, _, _) = match self.token().await {
+            Ok(t) => t,
+            // The login itself failed: that is the more useful error, but keep the 403 context.
+            Err(login_err) => {
+                tracing::debug!(error = %err, "request rejected and fresh login failed");
+                return Err(login_err);
+            }
+        };
+        self.transport.request(op, method, path, body, Some(&token), Scope::Namespaced).await.map(|a| a.body).map_err(
+            |mut e| {
+                e.fresh_token = true;
+                e
+            },
+        )
+    }
+
+    async fn invalidate(&self, generation: u64) {
+        let mut cache = self.cache.lock().await;
+        if cache.token.as_ref().is_some_and(|t| t.generation == generation) {
+            cache.token = None;
+        }
+    }
+
+    /// The token to use now: `(token, generation, obtained by a login in this call)`.
+    async fn token(&self) -> Result<(Secret, u64, bool), VaultError> {
+        let mut cache = self.cache.lock().await;
+        let now = Instant::now();
+        if let Some(t) = &cache.token {
+            match t.action(now) {
+                TokenAction::Use => return Ok((t.token.clone(), t.generation, false)),
+                TokenAction::Renew => match self.renew(t).await {
+                    Ok(renewed) => {
+                        let out = (renewed.token.clone(), renewed.generation, false);
+                        cache.token = Some(renewed);
+                        return Ok(out);
+                    }
+                    Err(e) if e.is_not_renewable() || e.is_forbidden() => {
+                        tracing::debug!(error = %e, "token renewal refused; logging in again");
+                    }
+                    Err(e) => {
+                        // Vault is unreachable: the current token still works until its lease ends.
+                        tracing::debug!(error = %e, "token renewal failed; keeping the current token");
+                        return Ok((t.token.clone(), t.generation, false));
+                    }
+                },
+                TokenAction::Login => {}
+            }
+        }
+        let previous = cache.token.take();
+        let generation = cache.generation + 1;
+        match self.login(generation).await {
+            Ok(t) => {
+                cache.generation = generation;
+                let out = (t.token.clone(), generation, true);
+                cache.token = Some(t);
+                Ok(out)
+            }
+            Err(e) => {
+                // A failed re-login does not make a still-valid token worse than nothing.
+                if let Some(prev) = previous.filter(|p| p.is_live(now) && !e.is_forbidden()) {
+                    let out = (prev.token.clone(), prev.generation, false);
+                    cache.token = Some(prev);
+                    tracing::debug!(error = %e, "login failed; the current token is still valid");
+                    return Ok(out);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn renew(&self, current: &CachedToken) -> Result<CachedToken, VaultError> {
+        let op = Operation::RenewToken;
+        let answer = self
+            .transport
+            .request(op, Method::POST, "auth/token/renew-self", Some(&json!({})), Some(&current.token), Scope::Namespaced)
+            .await?;
+        let auth = auth_block(op, answer.body)?;
+        Ok(CachedToken {
+            token: current.token.clone(),
+            generation: current.generation,
+            obtained: Instant::now(),
+            lease: lease(auth.lease_duration),
+            renewable: auth.renewable,
+            login_lease: current.login_lease,
+        })
+    }
+
+    async fn login(&self, generation: u64) -> Result<CachedToken, VaultError> {
+        let op = Operation::Login;
+        let credential = |source: &crate::config::SecretSource| {
+            let source = source.clone();
+            async move { source.read().await.map_err(|m| VaultError::new(op, ErrorKind::Credential(m))) }
+        };
+        let (path, body) = match &self.auth {
+            AuthMethod::Token { token } => return self.adopt_token(credential(token).await?, generation).await,
+            AuthMethod::AppRole { mount, role_id, secret_id } => {
+                let secret_id = credential(secret_id).await?;
+                (auth_mount(mount), json!({"role_id": role_id.trim(), "secret_id": secret_id.expose()}))
+            }
+            AuthMethod::Kubernetes { mount, role, jwt } | AuthMethod::Jwt { mount, role, jwt } => {
+                let jwt = credential(jwt).await?;
+                (auth_mount(mount), json!({"role": role, "jwt": jwt.expose()}))
+            }
+            AuthMethod::Cert { mount, name, .. } => {
+                let body = match name {
+                    Some(n) if !n.is_empty() => json!({"name": n}),
+                    _ => json!({}),
+                };
+                (auth_mount(mount), body)
+            }
+        };
+        let login_path = format!("{path}/login");
+        let answer = self.transport.request(op, Method::POST, &login_path, Some(&body), None, Scope::Namespaced).await?;
+        let auth = auth_block(op, answer.body)?;
+        tracing::debug!(method = self.auth.kind(), lease_secs = auth.lease_duration, "logged in to Vault");
+        let lease = lease(auth.lease_duration);
+        Ok(CachedToken {
+            token: Secret::new(auth.client_token),
+            generation,
+            obtained: Instant::now(),
+            lease,
+            renewable: auth.renewable,
+            login_lease: lease,
+        })
+    }
+
+    /// A given token: learn its remaining TTL and renewability from `lookup-self`.
+    async fn adopt_token(&self, token: Secret, generation: u64) -> Result<CachedToken, VaultError> {
+        let op = Operation::LookupToken;
+        let answer =
+            self.transport.request(op, Method::GET, "auth/token/lookup-self", None, Some(&token), Scope::Namespaced).await?;
+        #[derive(Deserialize)]
+        struct Lookup {
+            data: LookupData,
+        }
+        let data = serde_json::from_value::<Lookup>(answer.body)
+            .map_err(|e| VaultError::new(op, ErrorKind::Decode { status: answer.status, reason: e.to_string() }))?
+            .data;
+        let lease = lease(data.ttl);
+        Ok(CachedToken {
+            token,
+            generation,
+            obtained: Instant::now(),
+            lease,
+            renewable: data.renewable,
+            login_lease: lease,
+        })
+    }
+}
+
+fn auth_block(op: Operation, body: Value) -> Result<AuthBlock, VaultError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        auth: Option<AuthBlock>,
+    }
+    let decode = |reason: String| VaultError::new(op, ErrorKind::Decode { status: 200, reason });
+    let auth = serde_json::from_value::<Answer>(body)
+        .map_err(|e| decode(format!("auth answer: {e}")))?
+        .auth
+        .ok_or_else(|| decode("answer has no auth block".into()))?;
+    if auth.client_token.is_empty() {
+        return Err(decode("answer has an empty client_token".into()));
+    }
+    Ok(auth)
+}
+
+fn health_status(code: u16) -> Option<HealthStatus> {
+    Some(match code {
+        200 => HealthStatus::Active,
+        429 => HealthStatus::Standby,
+        472 => HealthStatus::DrSecondary,
+        473 => HealthStatus::PerformanceStandby,
+        501 => HealthStatus::Uninitialized,
+        503 => HealthStatus::Sealed,
+        _ => return None,
+    })
+}

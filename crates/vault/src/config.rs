@@ -1,0 +1,205 @@
+//! What a client needs to reach one Vault issuer: transport settings and an auth method.
+//!
+//! The fields mirror cert-manager's `spec.vault` (server, path, namespace, caBundle,
+//! caBundleSecretRef, serverName, clientCertSecretRef/clientKeySecretRef, auth.*). Runtimes resolve
+//! secret references into [`SecretSource`]s; the client reads them at login time, so a rotated
+//! file or Kubernetes Secret is picked up by the next login without rebuilding the client.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certkeeper_core::Secret;
+
+/// Default connect timeout: loopback and LAN Vaults answer in milliseconds; a dead address
+/// should not hold an issuer's single probe for long.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default whole-request timeout (headers and body), the bound on a listener that never answers.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Transport and identity settings for one Vault server.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    /// Base address, e.g. `https://vault.example.com:8200` (a trailing `/v1` is accepted).
+    pub server: String,
+    /// PEM bundle of CAs trusted for the server certificate (`caBundle` / `caBundleSecretRef`).
+    /// When absent the platform's trust store is used.
+    pub ca_bundle_pem: Option<String>,
+    /// TLS name to verify and send as SNI when it differs from the host in `server` (`serverName`).
+    pub server_name: Option<String>,
+    /// Client certificate for mTLS (`clientCertSecretRef` + `clientKeySecretRef`).
+    pub client_identity: Option<ClientIdentity>,
+    /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace` on login and sign,
+    /// never on `sys/health`.
+    pub namespace: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl VaultConfig {
+    pub fn new(server: impl Into<String>) -> Self {
+        VaultConfig {
+            server: server.into(),
+            ca_bundle_pem: None,
+            server_name: None,
+            client_identity: None,
+            namespace: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity").field("cert_pem", &"<pem>").field("key_pem", &self.key_pem).finish()
+    }
+}
+
+/// How the client proves who it is. Mount paths accept cert-manager's spellings
+/// (`approle`, `/v1/auth/kubernetes`, `auth/jwt`) and are normalised by [`auth_mount`].
+#[derive(Debug, Clone)]
+pub enum AuthMethod {
+    /// A Vault token (`tokenSecretRef`). Re-read from its source when Vault rejects it.
+    Token { token: SecretSource },
+    /// AppRole (`appRole`: path, roleId, secretRef).
+    AppRole { mount: String, role_id: String, secret_id: SecretSource },
+    /// Kubernetes auth (`kubernetes`: role, mountPath, secretRef or serviceAccountRef). The JWT
+    /// comes from the caller: a file, a Secret, or a TokenRequest made per login.
+    Kubernetes { mount: String, role: String, jwt: SecretSource },
+    /// JWT/OIDC role login with a JWT from the caller.
+    Jwt { mount: String, role: String, jwt: SecretSource },
+    /// TLS certificate auth (`clientCertificate`: mountPath, name). The certificate is the
+    /// transport's client identity, or `identity` when given (cert-manager's `secretName`).
+    Cert { mount: String, name: Option<String>, identity: Option<ClientIdentity> },
+}
+
+impl AuthMethod {
+    /// A short label for logs and status ("approle", "kubernetes", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthMethod::Token { .. } => "token",
+            AuthMethod::AppRole { .. } => "approle",
+            AuthMethod::Kubernetes { .. } => "kubernetes",
+            AuthMethod::Jwt { .. } => "jwt",
+            AuthMethod::Cert { .. } => "cert",
+        }
+    }
+}
+
+/// Normalise a mount path to the form used after `/v1/`: `approle` -> `auth/approle`,
+/// `/v1/auth/kubernetes` -> `auth/kubernetes`, `auth/jwt/` -> `auth/jwt`.
+pub fn auth_mount(path: &str) -> String {
+    let p = path.trim().trim_matches('/');
+    let p = p.strip_prefix("v1/").unwrap_or(p);
+    let p = p.strip_prefix("auth/").unwrap_or(p);
+    format!("auth/{}", p.trim_matches('/'))
+}
+
+/// Produces secret material on demand (a Kubernetes TokenRequest, a Secret read through an API).
+pub trait SecretProvider: Send + Sync {
+    /// A human-readable name of where the value comes from, for error messages.
+    fn describe(&self) -> String;
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>>;
+}
+
+/// Where a token, secret_id or JWT comes from. Read at every login.
+#[derive(Clone)]
+pub enum SecretSource {
+    Value(Secret),
+    /// A file whose content (trimmed) is the value; re-read at each login, so rotation works.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    Provider(Arc<dyn SecretProvider>),
+}
+
+impl SecretSource {
+    pub fn value(v: impl Into<Secret>) -> Self {
+        SecretSource::Value(v.into())
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Value(_) => "inline value".to_owned(),
+            SecretSource::File(p) => format!("file {}", p.display()),
+            SecretSource::Env(v) => format!("environment variable {v}"),
+            SecretSource::Provider(p) => p.describe(),
+        }
+    }
+
+    /// Read the current value. Errors say which source failed and why, never the value.
+    pub async fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretSource::Value(v) => v.clone(),
+            SecretSource::File(path) => match tokio::fs::read_to_string(path).await {
+                Ok(s) => Secret::new(s.trim()),
+                Err(e) => return Err(format!("cannot read {}: {e}", self.describe())),
+            },
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(s) => Secret::new(s.trim()),
+                Err(_) => return Err(format!("{} is not set", self.describe())),
+            },
+            SecretSource::Provider(p) => p.fetch().await?,
+        };
+        if value.is_empty() {
+            return Err(format!("{} is empty", self.describe()));
+        }
+        Ok(value)
+    }
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretSource({})", self.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_in_every_spelling() {
+        for (input, want) in [
+            ("approle", "auth/approle"),
+            ("/v1/auth/kubernetes", "auth/kubernetes"),
+            ("v1/auth/kubernetes/", "auth/kubernetes"),
+            ("auth/jwt", "auth/jwt"),
+            ("/v1/auth/cert", "auth/cert"),
+            ("my/nested/approle", "auth/my/nested/approle"),
+        ] {
+            assert_eq!(auth_mount(input), want, "{input}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sources_read_trimmed_values_and_name_themselves_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s.abc\n").unwrap();
+        let file = SecretSource::File(path.clone());
+        assert_eq!(file.read().await.unwrap().expose(), "s.abc");
+
+        std::fs::remove_file(&path).unwrap();
+        let err = file.read().await.unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+
+        std::fs::write(&path, "  \n").unwrap();
+        assert!(file.read().await.unwrap_err().contains("is empty"));
+
+        let env = SecretSource::Env("CERTKEEPER_TEST_SURELY_UNSET_VAR".into());
+        assert!(env.read().await.unwrap_err().contains("CERTKEEPER_TEST_SURELY_UNSET_VAR"));
+        assert!(!format!("{:?}", SecretSource::value("hvs.secret")).contains("hvs.secret"));
+    }
+}

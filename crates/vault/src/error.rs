@@ -1,0 +1,428 @@
+//! Typed Vault failures and the one place that decides their class.
+//!
+//! Every call the client makes returns [`VaultError`] on failure: the operation, what went wrong
+//! (transport, an HTTP status with Vault's error strings, an answer that could not be decoded, a
+//! credential that could not be read, invalid configuration) and enough context to explain it.
+//! [`VaultError::class`] maps it to a [`FailureClass`] following the catalog measured against
+//! OpenBao 2.7.2 (`OPENBAO.md`); nothing else in certkeeper inspects status codes or messages.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use certkeeper_core::FailureClass;
+
+/// What the client was doing when it failed. Also a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Login,
+    RenewToken,
+    LookupToken,
+    Sign,
+    Health,
+}
+
+impl Operation {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Login => "login",
+            Operation::RenewToken => "renew",
+            Operation::LookupToken => "lookup",
+            Operation::Sign => "sign",
+            Operation::Health => "health",
+        }
+    }
+
+    /// The verb phrase used in error messages ("failed to sign CSR").
+    const fn verb(self) -> &'static str {
+        match self {
+            Operation::Login => "log in",
+            Operation::RenewToken => "renew token",
+            Operation::LookupToken => "look up token",
+            Operation::Sign => "sign CSR",
+            Operation::Health => "check health",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request never produced an HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCause {
+    /// Connection refused, unreachable, DNS failure.
+    Connect,
+    /// Connect or request timeout (a listener that accepts and never answers ends here).
+    Timeout,
+    /// We do not trust the server's certificate (unknown CA, wrong name, expired).
+    TlsUntrusted,
+    /// The server refused our client certificate (mTLS: certificate required, unknown CA).
+    TlsClientRejected,
+    /// The peer does not speak TLS (HTTPS sent to a plain listener).
+    TlsProtocol,
+    /// Connection reset or closed, an empty reply, bytes that are not HTTP, a truncated body.
+    Broken,
+}
+
+impl TransportCause {
+    const fn describe(self) -> &'static str {
+        match self {
+            TransportCause::Connect => "could not connect",
+            TransportCause::Timeout => "timed out",
+            TransportCause::TlsUntrusted => "server certificate not trusted",
+            TransportCause::TlsClientRejected => "server rejected the client certificate",
+            TransportCause::TlsProtocol => "server does not speak TLS on this address",
+            TransportCause::Broken => "connection broken",
+        }
+    }
+}
+
+/// What went wrong, with the context a person needs to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("{} ({url})", cause.describe())]
+    Transport {
+        url: String,
+        cause: TransportCause,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{}", status_message(*status, errors, body.as_deref(), location.as_deref()))]
+    Status {
+        status: u16,
+        /// Vault's `errors` array, each trimmed of the "1 error occurred" wrapping.
+        errors: Vec<String>,
+        /// The start of a body that was not Vault JSON (a proxy's HTML page, plain text).
+        body: Option<String>,
+        retry_after: Option<Duration>,
+        /// `Location` of a redirect (a standby pointing at a leader that may be dead).
+        location: Option<String>,
+    },
+    #[error("unexpected answer (HTTP {status}): {reason}")]
+    Decode { status: u16, reason: String },
+    #[error("credential unavailable: {0}")]
+    Credential(String),
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+fn status_message(status: u16, errors: &[String], body: Option<&str>, location: Option<&str>) -> String {
+    let mut msg = format!("HTTP {status}");
+    if !errors.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&errors.join("; "));
+    } else if let Some(body) = body.filter(|b| !b.is_empty()) {
+        msg.push_str(": ");
+        msg.push_str(body);
+    }
+    if let Some(location) = location {
+        msg.push_str(" (redirect to ");
+        msg.push_str(location);
+        msg.push(')');
+    }
+    msg
+}
+
+/// A failed Vault call.
+#[derive(Debug)]
+pub struct VaultError {
+    pub operation: Operation,
+    pub kind: ErrorKind,
+    /// The request was made with a token obtained by a login during this same call: a 403 here
+    /// is not explained by a stale cached token.
+    pub fresh_token: bool,
+}
+
+impl VaultError {
+    pub(crate) fn new(operation: Operation, kind: ErrorKind) -> Self {
+        VaultError { operation, kind, fresh_token: false }
+    }
+
+    pub(crate) fn config(operation: Operation, msg: impl Into<String>) -> Self {
+        VaultError::new(operation, ErrorKind::Config(msg.into()))
+    }
+
+    /// The failure's class. This is the only function that interprets statuses and messages.
+    pub fn class(&self) -> FailureClass {
+        match &self.kind {
+            ErrorKind::Transport { cause, .. } => match cause {
+                TransportCause::TlsUntrusted | TransportCause::TlsClientRejected | TransportCause::TlsProtocol => {
+                    FailureClass::Rejected
+                }
+                TransportCause::Connect | TransportCause::Timeout | TransportCause::Broken => {
+                    FailureClass::Transient
+                }
+            },
+            ErrorKind::Status { status, errors, .. } => classify_status(*status, errors),
+            // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
+            ErrorKind::Decode { .. } => FailureClass::Transient,
+            ErrorKind::Credential(_) | ErrorKind::Config(_) => FailureClass::Invalid,
+        }
+    }
+
+    /// The HTTP status, when Vault (or something in front of it) answered.
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ErrorKind::Status { status, .. } | ErrorKind::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked us to wait (429 with Retry-After).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            ErrorKind::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Vault's error strings, if it sent any.
+    pub fn vault_errors(&self) -> &[String] {
+        match &self.kind {
+            ErrorKind::Status { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn is_forbidden(&self) -> bool {
+        matches!(self.kind, ErrorKind::Status { status: 401 | 403, .. })
+    }
+
+    /// 400 "lease is not renewable" and friends: renewal cannot work, log in instead.
+    pub(crate) fn is_not_renewable(&self) -> bool {
+        self.vault_errors().iter().any(|e| e.contains("not renewable"))
+    }
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "failed to {}: {}", self.operation.verb(), self.kind)?;
+        if self.fresh_token && self.is_forbidden() {
+            f.write_str(" (with a freshly obtained token)")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for VaultError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.kind.source()
+    }
+}
+
+/// Messages of HTTP 500 answers that are configuration, not a passing fault: the PKI mount has
+/// no issuer, or `issuer_ref` names one that does not exist. Retrying fast cannot fix them.
+const PERMANENT_500: &[&str] = &[
+    "could not fetch the CA certificate",
+    "unable to find PKI issuer",
+    "no default issuer",
+];
+
+fn classify_status(status: u16, errors: &[String]) -> FailureClass {
+    match status {
+        // 307 from a standby whose leader is dead or unknown: the cluster is electing.
+        300..=399 => FailureClass::Transient,
+        // 403 covers a bad or expired token, a missing policy, and a TokenReview outage alike:
+        // the caller has already retried with a fresh token before this is judged.
+        401 | 403 => FailureClass::AuthRejected,
+        // 412: X-Vault-Index not reached yet; 429: rate-limit quota or a lagging standby.
+        408 | 412 | 429 => FailureClass::Transient,
+        400..=499 => FailureClass::Rejected,
+        500 if errors.iter().any(|e| PERMANENT_500.iter().any(|p| e.contains(p))) => FailureClass::Rejected,
+        // 503 sealed / uninitialized, 502/504 from a proxy, other 500s.
+        _ => FailureClass::Transient,
+    }
+}
+
+/// Strip Vault's multierror wrapping ("1 error occurred:\n\t* msg\n\n") down to the messages.
+pub(crate) fn clean_vault_errors(errors: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(errors.len());
+    for e in errors {
+        if e.contains("error occurred:") || e.contains("errors occurred:") {
+            out.extend(
+                e.lines()
+                    .filter_map(|l| l.trim().strip_prefix("* "))
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty()),
+            );
+        } else {
+            let e = e.trim();
+            if !e.is_empty() {
+                out.push(e.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Decide why a request produced no HTTP answer, by walking the error chain down to rustls or
+/// the I/O error. `io::Error::source` skips the wrapped error, so `get_ref` is followed too.
+pub(crate) fn transport_cause(err: &reqwest::Error) -> TransportCause {
+    if err.is_timeout() {
+        return TransportCause::Timeout;
+    }
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return tls_cause(tls);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return TransportCause::Timeout;
+            }
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return tls_cause(tls);
+                }
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = e.source();
+    }
+    if err.is_connect() { TransportCause::Connect } else { TransportCause::Broken }
+}
+
+fn tls_cause(err: &rustls::Error) -> TransportCause {
+    use rustls::AlertDescription as A;
+    match err {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::UnsupportedNameType => TransportCause::TlsUntrusted,
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+            | A::UnknownCA
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::AccessDenied,
+        ) => TransportCause::TlsClientRejected,
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => TransportCause::TlsProtocol,
+        // Handshake EOFs, resets mid-handshake and other alerts are not a verdict on trust.
+        _ => TransportCause::Broken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, errors: &[&str]) -> VaultError {
+        VaultError::new(
+            Operation::Sign,
+            ErrorKind::Status {
+                status,
+                errors: errors.iter().map(|s| s.to_string()).collect(),
+                body: None,
+                retry_after: None,
+                location: None,
+            },
+        )
+    }
+
+    /// The catalog of OPENBAO.md, row by row (status and body as OpenBao 2.7.2 sends them).
+    #[test]
+    fn catalog_rows_have_their_class() {
+        use FailureClass::*;
+        let rows: &[(u16, &str, FailureClass)] = &[
+            (403, "permission denied", AuthRejected),
+            (400, "unknown role: nope", Rejected),
+            (404, "no handler for route \"pki_x/sign/r\". route entry not found.", Rejected),
+            (404, "namespace not found", Rejected),
+            (400, "common name x.other.org not allowed by this role", Rejected),
+            (400, "subject alternate name x not allowed by this role", Rejected),
+            (400, "role requires keys of type rsa", Rejected),
+            (400, "certificate request could not be parsed", Rejected),
+            (400, "Field validation failed: error converting input 1x for field \"ttl\"", Rejected),
+            (400, "cannot satisfy request, as TTL would result in notAfter 2040 that is beyond", Rejected),
+            (
+                500,
+                "could not fetch the CA certificate (was one set?): no default issuer currently configured",
+                Rejected,
+            ),
+            (
+                500,
+                "could not fetch the CA certificate (was one set?): unable to find PKI issuer for reference: x",
+                Rejected,
+            ),
+            (500, "internal error", Transient),
+            (503, "Vault is sealed", Transient),
+            (429, "rate limit quota exceeded", Transient),
+            (429, "", Transient),
+            (307, "", Transient),
+            (400, "invalid role or secret ID", Rejected),
+            (400, "error validating token: token is expired", Rejected),
+            (400, "role \"x\" could not be found", Rejected),
+            (400, "invalid certificate or no client certificate supplied", Rejected),
+            (502, "", Transient),
+            (504, "", Transient),
+            (412, "", Transient),
+        ];
+        for (code, msg, class) in rows {
+            let errors: Vec<&str> = if msg.is_empty() { vec![] } else { vec![msg] };
+            assert_eq!(status(*code, &errors).class(), *class, "{code} {msg}");
+        }
+    }
+
+    #[test]
+    fn multierror_wrapping_is_removed() {
+        let cleaned = clean_vault_errors(vec![
+            "1 error occurred:\n\t* could not fetch the CA certificate (was one set?): x\n\n".into(),
+            "permission denied".into(),
+        ]);
+        assert_eq!(cleaned, vec!["could not fetch the CA certificate (was one set?): x", "permission denied"]);
+    }
+
+    #[test]
+    fn local_problems_wait_for_a_change() {
+        assert_eq!(VaultError::config(Operation::Login, "bad CA").class(), FailureClass::Invalid);
+        let e = VaultError::new(Operation::Login, ErrorKind::Credential("file missing".into()));
+        assert_eq!(e.class(), FailureClass::Invalid);
+        let d = VaultError::new(Operation::Sign, ErrorKind::Decode { status: 200, reason: "html".into() });
+        assert_eq!(d.class(), FailureClass::Transient);
+    }
+
+    #[test]
+    fn messages_name_the_operation_and_vault_errors() {
+        let mut e = status(403, &["permission denied"]);
+        e.fresh_token = true;
+        assert_eq!(
+            e.to_string(),
+            "failed to sign CSR: HTTP 403: permission denied (with a freshly obtained token)"
+        );
+        let r = VaultError::new(
+            Operation::Sign,
+            ErrorKind::Status {
+                status: 307,
+                errors: vec![],
+                body: None,
+                retry_after: None,
+                location: Some("http://127.0.0.1:8431/v1/x".into()),
+            },
+        );
+        assert_eq!(r.to_string(), "failed to sign CSR: HTTP 307 (redirect to http://127.0.0.1:8431/v1/x)");
+    }
+
+    #[test]
+    fn tls_trust_failures_are_rejections_and_eofs_are_transient() {
+        use rustls::CertificateError;
+        assert_eq!(
+            tls_cause(&rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            TransportCause::TlsUntrusted
+        );
+        assert_eq!(
+            tls_cause(&rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)),
+            TransportCause::TlsClientRejected
+        );
+        assert_eq!(
+            tls_cause(&rustls::Error::AlertReceived(rustls::AlertDescription::InternalError)),
+            TransportCause::Broken
+        );
+    }
+}

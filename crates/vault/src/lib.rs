@@ -1,0 +1,29 @@
+//! A thin async client for HashiCorp Vault and OpenBao, covering what cert-manager's
+//! `spec.vault` can express and what certkeeper needs beyond it.
+//!
+//! - Transport ([`VaultConfig`]): server URL, CA bundle, `serverName` (verified name and SNI),
+//!   mTLS client identity, namespace header (login and sign, never `sys/health`), connect and
+//!   request timeouts, no automatic redirects, pooled connections.
+//! - Auth ([`AuthMethod`]): token, AppRole, Kubernetes, JWT/OIDC, TLS certificate.
+//! - A token cache per client: renewed or replaced before expiry; a 403 drops the token and
+//!   triggers one fresh login before the failure is judged.
+//! - PKI sign ([`VaultClient::sign`]) and health ([`VaultClient::health`]).
+//! - Failures ([`VaultError`]) carry the operation, status, Vault's messages, Retry-After and the
+//!   transport cause; [`VaultError::class`] is the one place that decides their
+//!   [`FailureClass`](certkeeper_core::FailureClass).
+
+mod client;
+mod config;
+mod error;
+mod pki;
+mod token;
+mod transport;
+
+pub use client::{Health, HealthStatus, TokenInfo, VaultClient};
+pub use config::{
+    AuthMethod, ClientIdentity, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SecretProvider, SecretSource,
+    VaultConfig, auth_mount,
+};
+pub use error::{ErrorKind, Operation, TransportCause, VaultError};
+pub use pki::{SignRequest, SignedCertificate};
+pub use transport::RequestObserver;

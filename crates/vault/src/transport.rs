@@ -1,0 +1,310 @@
+//! HTTP transport: one pooled reqwest client per Vault server, and the single request function
+//! that turns every answer into either JSON or a typed [`VaultError`].
+//!
+//! Redirects are never followed (a standby's 307 points at a leader that may be dead), every
+//! request carries a timeout, and bodies are read with a size cap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certkeeper_core::{FailureClass, Secret};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::{ClientIdentity, VaultConfig};
+use crate::error::{ErrorKind, Operation, VaultError, clean_vault_errors, transport_cause};
+
+/// Answers larger than this are not Vault PKI answers.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// How much of a non-JSON error body is kept for the message.
+const BODY_SNIPPET: usize = 200;
+
+/// Receives one call per HTTP exchange, for metrics. Implementations must be cheap.
+pub trait RequestObserver: Send + Sync {
+    /// `status` is `None` when no HTTP answer arrived; `class` is `None` on success.
+    fn observe(&self, operation: Operation, status: Option<u16>, class: Option<FailureClass>, elapsed: Duration);
+}
+
+/// A decoded 2xx answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    base: Url,
+    namespace: Option<String>,
+    observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("base", &self.base.as_str()).field("namespace", &self.namespace).finish()
+    }
+}
+
+/// Whether a request carries the namespace header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Namespaced,
+    Root,
+}
+
+impl Transport {
+    pub fn new(
+        config: &VaultConfig,
+        identity: Option<&ClientIdentity>,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Result<Self, VaultError> {
+        let bad = |msg: String| VaultError::config(Operation::Login, msg);
+        let mut base = Url::parse(config.server.trim())
+            .map_err(|e| bad(format!("server {:?} is not a URL: {e}", config.server)))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(bad(format!("server {:?} must be an http:// or https:// address", config.server)));
+        }
+        // Accept "https://vault:8200", "https://vault:8200/" and "https://vault:8200/v1".
+        let trimmed = base.path().trim_end_matches('/').trim_end_matches("/v1").to_owned();
+        base.set_path(&format!("{trimmed}/v1/"));
+
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .tls_backend_rustls()
+            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")));
+
+        if let Some(bundle) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(bundle.as_bytes())
+                .map_err(|e| bad(format!("CA bundle is not valid PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad("CA bundle contains no certificate".into()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(id) = identity {
+            let mut pem = id.cert_pem.clone().into_bytes();
+            pem.push(b'\n');
+            pem.extend_from_slice(id.key_pem.expose().as_bytes());
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| bad(format!("client certificate or key is not valid PEM: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        if let Some(name) = config.server_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            // Verify the certificate for `name` and send it as SNI: the URL carries `name`
+            // while the connection goes to the configured host.
+            let original = base.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            builder = builder.dns_resolver(Arc::new(ServerNameResolver { name: name.to_owned(), original }));
+            base.set_host(Some(name)).map_err(|e| bad(format!("serverName {name:?} is not a host name: {e}")))?;
+        }
+        let http = builder.build().map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+        let namespace = config.namespace.as_deref().map(|n| n.trim_matches('/').to_owned()).filter(|n| !n.is_empty());
+        Ok(Transport { http, base, namespace, observer })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// Perform one request against `/v1/<path>`. Success is any 2xx with a JSON (or empty) body.
+    pub async fn request(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&Secret>,
+        scope: Scope,
+    ) -> Result<Answer, VaultError> {
+        let started = Instant::now();
+        let result = self.exchange(op, method, path, body, token, scope).await;
+        if let Some(obs) = &self.observer {
+            let (status, class) = match &result {
+                Ok(a) => (Some(a.status), None),
+                Err(e) => (e.status(), Some(e.class())),
+            };
+            obs.observe(op, status, class, started.elapsed());
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&Secret>,
+        scope: Scope,
+    ) -> Result<Answer, VaultError> {
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| VaultError::config(op, format!("path {path:?} does not form a URL: {e}")))?;
+        let mut req = self.http.request(method, url.clone()).header("X-Vault-Request", "true");
+        if let Some(token) = token {
+            req = req.header("X-Vault-Token", token.expose());
+        }
+        if let (Scope::Namespaced, Some(ns)) = (scope, &self.namespace) {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let transport = |source: reqwest::Error| {
+            let cause = transport_cause(&source);
+            VaultError::new(op, ErrorKind::Transport { url: url.to_string(), cause, source })
+        };
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(VaultError::new(
+                    op,
+                    ErrorKind::Decode { status: status.as_u16(), reason: format!("body larger than {MAX_BODY} bytes") },
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return decode_success(op, status, &bytes);
+        }
+        Err(status_error(op, status, &headers, &bytes))
+    }
+}
+
+fn decode_success(op: Operation, status: StatusCode, bytes: &[u8]) -> Result<Answer, VaultError> {
+    let status = status.as_u16();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Answer { status, body: Value::Null });
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(body) => Ok(Answer { status, body }),
+        Err(e) => Err(VaultError::new(
+            op,
+            ErrorKind::Decode { status, reason: format!("body is not JSON ({e}): {}", snippet(bytes)) },
+        )),
+    }
+}
+
+fn status_error(op: Operation, status: StatusCode, headers: &HeaderMap, bytes: &[u8]) -> VaultError {
+    #[derive(serde::Deserialize)]
+    struct VaultErrors {
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+    let (errors, body) = match serde_json::from_slice::<VaultErrors>(bytes) {
+        Ok(v) => (clean_vault_errors(v.errors), None),
+        Err(_) => (Vec::new(), Some(snippet(bytes)).filter(|s| !s.is_empty())),
+    };
+    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    VaultError::new(op, ErrorKind::Status { status: status.as_u16(), errors, body, retry_after, location })
+}
+
+/// Retry-After is either delta-seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// A printable, bounded excerpt of a body that is not Vault JSON (HTML, plain text, garbage).
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET * 4)]);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = flat.chars().filter(|c| !c.is_control()).take(BODY_SNIPPET).collect();
+    if flat.chars().count() > BODY_SNIPPET {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Resolves `serverName` to the address of the configured host, so the TLS layer verifies and
+/// sends the configured name while connecting where `server` points.
+struct ServerNameResolver {
+    name: String,
+    original: String,
+}
+
+impl Resolve for ServerNameResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let target = if name.as_str().eq_ignore_ascii_case(&self.name) {
+            self.original.clone()
+        } else {
+            name.as_str().to_owned()
+        };
+        Box::pin(async move {
+            // Port 0: reqwest substitutes the port from the URL.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.as_str(), 0)).await?.collect();
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_dates() {
+        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
+        let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let d = parse_retry_after(&future).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn snippets_are_flat_and_bounded() {
+        let html = format!("<html>\n<body>\t502 Bad Gateway{}</body></html>", "x".repeat(500));
+        let s = snippet(html.as_bytes());
+        assert!(s.starts_with("<html> <body> 502 Bad Gateway"));
+        assert!(s.ends_with("...") && s.chars().count() == BODY_SNIPPET + 3);
+    }
+
+    #[test]
+    fn base_url_accepts_common_spellings() {
+        for server in ["http://127.0.0.1:8200", "http://127.0.0.1:8200/", "http://127.0.0.1:8200/v1"] {
+            let t = Transport::new(&VaultConfig::new(server), None, None).unwrap();
+            assert_eq!(t.base().as_str(), "http://127.0.0.1:8200/v1/", "{server}");
+        }
+        for bad in ["127.0.0.1:8200", "ftp://x", "not a url"] {
+            let err = Transport::new(&VaultConfig::new(bad), None, None).unwrap_err();
+            assert_eq!(err.class(), FailureClass::Invalid, "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn server_name_rewrites_the_url_host() {
+        let mut cfg = VaultConfig::new("https://127.0.0.1:8200");
+        cfg.server_name = Some("vault.test".into());
+        let t = Transport::new(&cfg, None, None).unwrap();
+        assert_eq!(t.base().as_str(), "https://vault.test:8200/v1/");
+    }
+
+    #[test]
+    fn garbage_ca_bundle_is_a_config_error() {
+        let mut cfg = VaultConfig::new("https://127.0.0.1:8200");
+        cfg.ca_bundle_pem = Some("not pem".into());
+        let err = Transport::new(&cfg, None, None).unwrap_err();
+        assert_eq!(err.class(), FailureClass::Invalid);
+        assert!(err.to_string().contains("CA bundle"), "{err}");
+    }
+}
