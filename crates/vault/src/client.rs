@@ -122,18 +122,14 @@ impl VaultClient {
     /// answers, not errors; transport failures and unexpected statuses are errors.
     pub async fn health(&self) -> Result<Health, VaultError> {
         let op = Operation::Health;
-        let answer = match self.transport.request(op, Method::GET, "sys/health", None, None, Scope::Root).await {
-            Ok(a) => (a.status, a.body),
-            Err(e) => match e.status().and_then(|s| health_status(s).map(|_| s)) {
-                // Non-2xx health codes are answers: re-read them from the error.
-                Some(status) => (status, Value::Null),
-                None => return Err(e),
-            },
-        };
-        let status = health_status(answer.0).ok_or_else(|| {
-            VaultError::new(op, ErrorKind::Decode { status: answer.0, reason: "not a sys/health status".into() })
+        let answer = self
+            .transport
+            .request_accepting(op, Method::GET, "sys/health", None, None, Scope::Root, HEALTH_ANSWERS)
+            .await?;
+        let status = health_status(answer.status).ok_or_else(|| {
+            VaultError::new(op, ErrorKind::Decode { status: answer.status, reason: "not a sys/health status".into() })
         })?;
-        let text = |k: &str| answer.1.get(k).and_then(Value::as_str).map(str::to_owned);
+        let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(Health { status, version: text("version"), cluster_name: text("cluster_name") })
     }
 
@@ -345,6 +341,9 @@ fn auth_block(op: Operation, body: Value) -> Result<AuthBlock, VaultError> {
     }
     Ok(auth)
 }
+
+/// Non-2xx statuses with which sys/health reports a node's state.
+const HEALTH_ANSWERS: &[u16] = &[429, 472, 473, 501, 503];
 
 fn health_status(code: u16) -> Option<HealthStatus> {
     Some(match code {

@@ -123,8 +123,24 @@ impl Transport {
         token: Option<&Secret>,
         scope: Scope,
     ) -> Result<Answer, VaultError> {
+        self.request_accepting(op, method, path, body, token, scope, &[]).await
+    }
+
+    /// As [`Transport::request`], also treating the `accept` statuses as answers (sys/health
+    /// reports standby, sealed and uninitialized through its status code).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_accepting(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&Secret>,
+        scope: Scope,
+        accept: &[u16],
+    ) -> Result<Answer, VaultError> {
         let started = Instant::now();
-        let result = self.exchange(op, method, path, body, token, scope).await;
+        let result = self.exchange(op, method, path, body, token, scope, accept).await;
         if let Some(obs) = &self.observer {
             let (status, class) = match &result {
                 Ok(a) => (Some(a.status), None),
@@ -135,6 +151,7 @@ impl Transport {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         op: Operation,
@@ -143,6 +160,7 @@ impl Transport {
         body: Option<&Value>,
         token: Option<&Secret>,
         scope: Scope,
+        accept: &[u16],
     ) -> Result<Answer, VaultError> {
         let url = self
             .base
@@ -175,7 +193,7 @@ impl Transport {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if status.is_success() {
+        if status.is_success() || accept.contains(&status.as_u16()) {
             return decode_success(op, status, &bytes);
         }
         Err(status_error(op, status, &headers, &bytes))
