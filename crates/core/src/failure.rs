@@ -67,7 +67,11 @@ mod tests {
     #[test]
     fn labels_are_unique_and_lowercase() {
         let mut labels: Vec<_> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
-        assert!(labels.iter().all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), FailureClass::ALL.len());
@@ -76,7 +80,11 @@ mod tests {
     #[test]
     fn only_invalid_waits_for_a_change() {
         for class in FailureClass::ALL {
-            assert_eq!(class.retries_on_timer(), class != FailureClass::Invalid, "{class}");
+            assert_eq!(
+                class.retries_on_timer(),
+                class != FailureClass::Invalid,
+                "{class}"
+            );
         }
     }
 }

@@ -1,1 +1,36 @@
-//! placeholder (being written)
+//! certkeeper-testkit: harnesses that run *real* servers for certkeeper's tests.
+//!
+//! - [`DevServer`]: `bao server -dev` (OpenBao 2.7.2), optionally with an extra TLS/mTLS listener;
+//! - [`RaftCluster`]: an n-node raft cluster for HA/failover tests;
+//! - [`Admin`]: an independent HTTP helper to set servers up (PKI, auth methods, quotas, seal);
+//! - [`FaultProxy`]: a TCP proxy that can hang, reset, close, send garbage, stall or refuse;
+//! - [`KubeApiServer`]: etcd + a genuine kube-apiserver for Kubernetes auth;
+//! - TLS material ([`TestTls`], [`csr_p256`]) and RS256 JWTs ([`rsa_keypair_pem`], [`sign_jwt_rs256`]).
+//!
+//! Everything listens on 127.0.0.1 only. Every process is a [`ManagedProcess`]: in its own process
+//! group, killed with the group when its owner is dropped (also on panic), and killed by the
+//! kernel (PR_SET_PDEATHSIG) if the test process dies.
+
+mod admin;
+mod auth;
+mod bao;
+mod cluster;
+mod jwt;
+mod kube;
+mod pki;
+mod ports;
+mod process;
+mod proxy;
+mod tlsgen;
+
+pub use admin::Admin;
+pub use auth::KubernetesAuth;
+pub use bao::{DevServer, TlsOptions, bao_binary};
+pub use cluster::RaftCluster;
+pub use jwt::{kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256};
+pub use kube::{KubeApiServer, kube_bin_dir};
+pub use pki::{Pki, PkiOptions, role_body};
+pub use ports::{free_port, random_hex};
+pub use process::{ManagedProcess, pid_exists};
+pub use proxy::{FaultProxy, Mode};
+pub use tlsgen::{CLIENT_CN, ClientCert, TestTls, csr_p256};

@@ -16,7 +16,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn make_requests(n: usize) -> Result<Vec<SignRequest>> {
@@ -25,7 +28,9 @@ fn make_requests(n: usize) -> Result<Vec<SignRequest>> {
             let cn = format!("bench{i}.example.com");
             let key = rcgen::KeyPair::generate()?;
             let mut params = rcgen::CertificateParams::new(vec![cn.clone()])?;
-            params.distinguished_name.push(rcgen::DnType::CommonName, cn.clone());
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn.clone());
             Ok(SignRequest {
                 csr_pem: params.serialize_request(&key)?.pem()?,
                 common_name: Some(cn.clone()),
@@ -79,7 +84,9 @@ async fn main() -> Result<()> {
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await?;
     admin.enable_auth("approle", "approle").await?;
-    let (role_id, secret_id) = admin.approle_role("approle", "bench", &[&pki.policy], 0, "").await?;
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "bench", &[&pki.policy], 0, "")
+        .await?;
     let requests = Arc::new(make_requests(256)?);
 
     // Raw side: the same bodies, serialised once, posted as-is; only the status is checked.
@@ -99,7 +106,11 @@ async fn main() -> Result<()> {
     let root = bao.root_token().to_owned();
 
     let cfg = VaultConfig::new(bao.addr());
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value(secret_id) };
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
+    };
     let client = Arc::new(VaultClient::new(&cfg, auth)?);
     client.login_check().await.context("login")?;
 
@@ -149,7 +160,10 @@ async fn main() -> Result<()> {
     for round in 1..=rounds {
         let r = raw_round().await?;
         let c = client_round().await?;
-        println!("round {round}: raw {r:8.1} req/s   certkeeper-vault {c:8.1} req/s   ratio {:.3}", c / r);
+        println!(
+            "round {round}: raw {r:8.1} req/s   certkeeper-vault {c:8.1} req/s   ratio {:.3}",
+            c / r
+        );
         raw.push(r);
         ours.push(c);
     }

@@ -35,7 +35,10 @@ pub enum HealthStatus {
 impl HealthStatus {
     /// Whether requests sent to this node can be served (directly or by forwarding).
     pub fn can_serve(self) -> bool {
-        matches!(self, HealthStatus::Active | HealthStatus::Standby | HealthStatus::PerformanceStandby)
+        matches!(
+            self,
+            HealthStatus::Active | HealthStatus::Standby | HealthStatus::PerformanceStandby
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -82,7 +85,10 @@ struct Cache {
 
 impl std::fmt::Debug for VaultClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultClient").field("transport", &self.transport).field("auth", &self.auth).finish()
+        f.debug_struct("VaultClient")
+            .field("transport", &self.transport)
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
@@ -99,14 +105,23 @@ impl VaultClient {
         // Cert auth may bring its own certificate (cert-manager's clientCertificate.secretName);
         // otherwise the transport's mTLS identity is the one Vault's cert auth sees.
         let identity = match &auth {
-            AuthMethod::Cert { identity: Some(id), .. } => Some(id),
+            AuthMethod::Cert {
+                identity: Some(id), ..
+            } => Some(id),
             _ => config.client_identity.as_ref(),
         };
         if matches!(auth, AuthMethod::Cert { .. }) && identity.is_none() {
-            return Err(VaultError::config(Operation::Login, "cert auth needs a client certificate and key"));
+            return Err(VaultError::config(
+                Operation::Login,
+                "cert auth needs a client certificate and key",
+            ));
         }
         let transport = Transport::new(config, identity, observer)?;
-        Ok(VaultClient { transport, auth, cache: Mutex::new(Cache::default()) })
+        Ok(VaultClient {
+            transport,
+            auth,
+            cache: Mutex::new(Cache::default()),
+        })
     }
 
     /// The `/v1/` base URL requests go to.
@@ -124,22 +139,48 @@ impl VaultClient {
         let op = Operation::Health;
         let answer = self
             .transport
-            .request_accepting(op, Method::GET, "sys/health", None, None, Scope::Root, HEALTH_ANSWERS)
+            .request_accepting(
+                op,
+                Method::GET,
+                "sys/health",
+                None,
+                None,
+                Scope::Root,
+                HEALTH_ANSWERS,
+            )
             .await?;
         let status = health_status(answer.status).ok_or_else(|| {
-            VaultError::new(op, ErrorKind::Decode { status: answer.status, reason: "not a sys/health status".into() })
+            VaultError::new(
+                op,
+                ErrorKind::Decode {
+                    status: answer.status,
+                    reason: "not a sys/health status".into(),
+                },
+            )
         })?;
         let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
-        Ok(Health { status, version: text("version"), cluster_name: text("cluster_name") })
+        Ok(Health {
+            status,
+            version: text("version"),
+            cluster_name: text("cluster_name"),
+        })
     }
 
     /// Make sure a usable token is cached (logging in if needed) and report its lifetime.
     pub async fn login_check(&self) -> Result<TokenInfo, VaultError> {
         self.token().await?;
         let cache = self.cache.lock().await;
-        let t = cache.token.as_ref().ok_or_else(|| VaultError::config(Operation::Login, "no token after login"))?;
-        let ttl = t.lease.map(|l| l.saturating_sub(Instant::now().saturating_duration_since(t.obtained)));
-        Ok(TokenInfo { ttl, renewable: t.renewable })
+        let t = cache
+            .token
+            .as_ref()
+            .ok_or_else(|| VaultError::config(Operation::Login, "no token after login"))?;
+        let ttl = t
+            .lease
+            .map(|l| l.saturating_sub(Instant::now().saturating_duration_since(t.obtained)));
+        Ok(TokenInfo {
+            ttl,
+            renewable: t.renewable,
+        })
     }
 
     /// Drop the cached token; the next call logs in again.
@@ -155,41 +196,64 @@ impl VaultClient {
             return Err(VaultError::config(Operation::Sign, "issuer path is empty"));
         }
         let body = request.body();
-        let answer = self.authed(Operation::Sign, Method::POST, path, Some(&body)).await?;
+        let answer = self
+            .authed(Operation::Sign, Method::POST, path, Some(&body))
+            .await?;
         parse_sign_answer(answer)
             .map_err(|reason| VaultError::new(Operation::Sign, ErrorKind::Decode { status: 200, reason }))
     }
 
     /// A namespaced request with the cached token. A 403 invalidates that token; unless it was
     /// obtained by a login in this same call, one fresh login and one retry follow before the
-    /// failure is returned (marked `fresh_token`).
-    async fn authed(&self, op: Operation, method: Method, path: &str, body: Option<&Value>) -> Result<Value, VaultError> {
+    /// failure is returned (marked `fresh_token`). A failed login is returned as it is.
+    async fn authed(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, VaultError> {
         let (token, generation, fresh) = self.token().await?;
-        let first = self.transport.request(op, method.clone(), path, body, Some(&token), Scope::Namespaced).await;
+        let first = self
+            .transport
+            .request(op, method.clone(), path, body, Some(&token), Scope::Namespaced)
+            .await;
         let err = match first {
             Ok(a) => return Ok(a.body),
-            Err(e) if e.is_forbidden() && !fresh => e,
-            Err(mut e) => {
-                e.fresh_token = fresh;
-                return Err(e);
-            }
+            Err(e) => e,
         };
-        tracing::debug!(operation = %op, "Vault answered 403; logging in again before judging");
+        if !err.is_forbidden() {
+            return Err(VaultError {
+                fresh_token: fresh,
+                ..err
+            });
+        }
+        // Whatever happens next, a token Vault refused is never sent again.
         self.invalidate(generation).await;
-        let (token, _, _) = match self.token().await {
-            Ok(t) => t,
-            // The login itself failed: that is the more useful error, but keep the 403 context.
-            Err(login_err) => {
-                tracing::debug!(error = %err, "request rejected and fresh login failed");
-                return Err(login_err);
+        if fresh {
+            return Err(VaultError {
+                fresh_token: true,
+                ..err
+            });
+        }
+        tracing::debug!(operation = %op, "Vault answered 403; logging in again before judging");
+        let (token, generation, _) = self.token().await?;
+        match self
+            .transport
+            .request(op, method, path, body, Some(&token), Scope::Namespaced)
+            .await
+        {
+            Ok(a) => Ok(a.body),
+            Err(e) => {
+                if e.is_forbidden() {
+                    self.invalidate(generation).await;
+                }
+                Err(VaultError {
+                    fresh_token: true,
+                    ..e
+                })
             }
-        };
-        self.transport.request(op, method, path, body, Some(&token), Scope::Namespaced).await.map(|a| a.body).map_err(
-            |mut e| {
-                e.fresh_token = true;
-                e
-            },
-        )
+        }
     }
 
     async fn invalidate(&self, generation: u64) {
@@ -250,7 +314,14 @@ impl VaultClient {
         let op = Operation::RenewToken;
         let answer = self
             .transport
-            .request(op, Method::POST, "auth/token/renew-self", Some(&json!({})), Some(&current.token), Scope::Namespaced)
+            .request(
+                op,
+                Method::POST,
+                "auth/token/renew-self",
+                Some(&json!({})),
+                Some(&current.token),
+                Scope::Namespaced,
+            )
             .await?;
         let auth = auth_block(op, answer.body)?;
         Ok(CachedToken {
@@ -267,13 +338,27 @@ impl VaultClient {
         let op = Operation::Login;
         let credential = |source: &crate::config::SecretSource| {
             let source = source.clone();
-            async move { source.read().await.map_err(|m| VaultError::new(op, ErrorKind::Credential(m))) }
+            async move {
+                source
+                    .read()
+                    .await
+                    .map_err(|m| VaultError::new(op, ErrorKind::Credential(m)))
+            }
         };
         let (path, body) = match &self.auth {
-            AuthMethod::Token { token } => return self.adopt_token(credential(token).await?, generation).await,
-            AuthMethod::AppRole { mount, role_id, secret_id } => {
+            AuthMethod::Token { token } => {
+                return self.adopt_token(credential(token).await?, generation).await;
+            }
+            AuthMethod::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => {
                 let secret_id = credential(secret_id).await?;
-                (auth_mount(mount), json!({"role_id": role_id.trim(), "secret_id": secret_id.expose()}))
+                (
+                    auth_mount(mount),
+                    json!({"role_id": role_id.trim(), "secret_id": secret_id.expose()}),
+                )
             }
             AuthMethod::Kubernetes { mount, role, jwt } | AuthMethod::Jwt { mount, role, jwt } => {
                 let jwt = credential(jwt).await?;
@@ -288,9 +373,23 @@ impl VaultClient {
             }
         };
         let login_path = format!("{path}/login");
-        let answer = self.transport.request(op, Method::POST, &login_path, Some(&body), None, Scope::Namespaced).await?;
+        let answer = self
+            .transport
+            .request(
+                op,
+                Method::POST,
+                &login_path,
+                Some(&body),
+                None,
+                Scope::Namespaced,
+            )
+            .await?;
         let auth = auth_block(op, answer.body)?;
-        tracing::debug!(method = self.auth.kind(), lease_secs = auth.lease_duration, "logged in to Vault");
+        tracing::debug!(
+            method = self.auth.kind(),
+            lease_secs = auth.lease_duration,
+            "logged in to Vault"
+        );
         let lease = lease(auth.lease_duration);
         Ok(CachedToken {
             token: Secret::new(auth.client_token),
@@ -305,16 +404,33 @@ impl VaultClient {
     /// A given token: learn its remaining TTL and renewability from `lookup-self`.
     async fn adopt_token(&self, token: Secret, generation: u64) -> Result<CachedToken, VaultError> {
         let op = Operation::LookupToken;
-        let answer =
-            self.transport.request(op, Method::GET, "auth/token/lookup-self", None, Some(&token), Scope::Namespaced).await?;
+        let answer = self
+            .transport
+            .request(
+                op,
+                Method::GET,
+                "auth/token/lookup-self",
+                None,
+                Some(&token),
+                Scope::Namespaced,
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Lookup {
             data: LookupData,
         }
         let data = serde_json::from_value::<Lookup>(answer.body)
-            .map_err(|e| VaultError::new(op, ErrorKind::Decode { status: answer.status, reason: e.to_string() }))?
+            .map_err(|e| {
+                VaultError::new(
+                    op,
+                    ErrorKind::Decode {
+                        status: answer.status,
+                        reason: e.to_string(),
+                    },
+                )
+            })?
             .data;
-        let lease = lease(data.ttl);
+        let lease = data.lease();
         Ok(CachedToken {
             token,
             generation,

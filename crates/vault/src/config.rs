@@ -62,7 +62,10 @@ pub struct ClientIdentity {
 
 impl fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity").field("cert_pem", &"<pem>").field("key_pem", &self.key_pem).finish()
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &"<pem>")
+            .field("key_pem", &self.key_pem)
+            .finish()
     }
 }
 
@@ -73,15 +76,31 @@ pub enum AuthMethod {
     /// A Vault token (`tokenSecretRef`). Re-read from its source when Vault rejects it.
     Token { token: SecretSource },
     /// AppRole (`appRole`: path, roleId, secretRef).
-    AppRole { mount: String, role_id: String, secret_id: SecretSource },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: SecretSource,
+    },
     /// Kubernetes auth (`kubernetes`: role, mountPath, secretRef or serviceAccountRef). The JWT
     /// comes from the caller: a file, a Secret, or a TokenRequest made per login.
-    Kubernetes { mount: String, role: String, jwt: SecretSource },
+    Kubernetes {
+        mount: String,
+        role: String,
+        jwt: SecretSource,
+    },
     /// JWT/OIDC role login with a JWT from the caller.
-    Jwt { mount: String, role: String, jwt: SecretSource },
+    Jwt {
+        mount: String,
+        role: String,
+        jwt: SecretSource,
+    },
     /// TLS certificate auth (`clientCertificate`: mountPath, name). The certificate is the
     /// transport's client identity, or `identity` when given (cert-manager's `secretName`).
-    Cert { mount: String, name: Option<String>, identity: Option<ClientIdentity> },
+    Cert {
+        mount: String,
+        name: Option<String>,
+        identity: Option<ClientIdentity>,
+    },
 }
 
 impl AuthMethod {
@@ -199,7 +218,12 @@ mod tests {
         assert!(file.read().await.unwrap_err().contains("is empty"));
 
         let env = SecretSource::Env("CERTKEEPER_TEST_SURELY_UNSET_VAR".into());
-        assert!(env.read().await.unwrap_err().contains("CERTKEEPER_TEST_SURELY_UNSET_VAR"));
+        assert!(
+            env.read()
+                .await
+                .unwrap_err()
+                .contains("CERTKEEPER_TEST_SURELY_UNSET_VAR")
+        );
         assert!(!format!("{:?}", SecretSource::value("hvs.secret")).contains("hvs.secret"));
     }
 }

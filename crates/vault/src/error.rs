@@ -139,7 +139,11 @@ pub struct VaultError {
 
 impl VaultError {
     pub(crate) fn new(operation: Operation, kind: ErrorKind) -> Self {
-        VaultError { operation, kind, fresh_token: false }
+        VaultError {
+            operation,
+            kind,
+            fresh_token: false,
+        }
     }
 
     pub(crate) fn config(operation: Operation, msg: impl Into<String>) -> Self {
@@ -150,9 +154,9 @@ impl VaultError {
     pub fn class(&self) -> FailureClass {
         match &self.kind {
             ErrorKind::Transport { cause, .. } => match cause {
-                TransportCause::TlsUntrusted | TransportCause::TlsClientRejected | TransportCause::TlsProtocol => {
-                    FailureClass::Rejected
-                }
+                TransportCause::TlsUntrusted
+                | TransportCause::TlsClientRejected
+                | TransportCause::TlsProtocol => FailureClass::Rejected,
                 TransportCause::Connect | TransportCause::Timeout | TransportCause::Broken => {
                     FailureClass::Transient
                 }
@@ -189,7 +193,13 @@ impl VaultError {
     }
 
     pub(crate) fn is_forbidden(&self) -> bool {
-        matches!(self.kind, ErrorKind::Status { status: 401 | 403, .. })
+        matches!(
+            self.kind,
+            ErrorKind::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 
     /// 400 "lease is not renewable" and friends: renewal cannot work, log in instead.
@@ -278,19 +288,49 @@ pub(crate) fn transport_cause(err: &reqwest::Error) -> TransportCause {
                 if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
                     return tls_cause(tls);
                 }
+                // tokio-rustls reports alerts that arrive after the handshake (TLS 1.3 client
+                // certificate checks) as an I/O error carrying only rustls' message.
+                if let Some(cause) = tls_cause_from_message(&inner.to_string()) {
+                    return cause;
+                }
                 cur = Some(inner);
                 continue;
             }
         }
         cur = e.source();
     }
-    if err.is_connect() { TransportCause::Connect } else { TransportCause::Broken }
+    if err.is_connect() {
+        TransportCause::Connect
+    } else {
+        TransportCause::Broken
+    }
+}
+
+/// Alerts by which a server refuses our client certificate, as rustls names them.
+const CLIENT_REJECTED_ALERTS: &[&str] = &[
+    "CertificateRequired",
+    "UnknownCA",
+    "BadCertificate",
+    "UnsupportedCertificate",
+    "CertificateRevoked",
+    "CertificateExpired",
+    "CertificateUnknown",
+    "AccessDenied",
+];
+
+fn tls_cause_from_message(msg: &str) -> Option<TransportCause> {
+    let alert = msg.strip_prefix("received fatal alert: ")?;
+    CLIENT_REJECTED_ALERTS
+        .contains(&alert.trim())
+        .then_some(TransportCause::TlsClientRejected)
 }
 
 fn tls_cause(err: &rustls::Error) -> TransportCause {
     use rustls::AlertDescription as A;
     match err {
-        rustls::Error::InvalidCertificate(_) | rustls::Error::UnsupportedNameType => TransportCause::TlsUntrusted,
+        rustls::Error::InvalidCertificate(_) | rustls::Error::UnsupportedNameType => {
+            TransportCause::TlsUntrusted
+        }
         rustls::Error::AlertReceived(
             A::CertificateRequired
             | A::UnknownCA
@@ -333,14 +373,26 @@ mod tests {
         let rows: &[(u16, &str, FailureClass)] = &[
             (403, "permission denied", AuthRejected),
             (400, "unknown role: nope", Rejected),
-            (404, "no handler for route \"pki_x/sign/r\". route entry not found.", Rejected),
+            (
+                404,
+                "no handler for route \"pki_x/sign/r\". route entry not found.",
+                Rejected,
+            ),
             (404, "namespace not found", Rejected),
             (400, "common name x.other.org not allowed by this role", Rejected),
             (400, "subject alternate name x not allowed by this role", Rejected),
             (400, "role requires keys of type rsa", Rejected),
             (400, "certificate request could not be parsed", Rejected),
-            (400, "Field validation failed: error converting input 1x for field \"ttl\"", Rejected),
-            (400, "cannot satisfy request, as TTL would result in notAfter 2040 that is beyond", Rejected),
+            (
+                400,
+                "Field validation failed: error converting input 1x for field \"ttl\"",
+                Rejected,
+            ),
+            (
+                400,
+                "cannot satisfy request, as TTL would result in notAfter 2040 that is beyond",
+                Rejected,
+            ),
             (
                 500,
                 "could not fetch the CA certificate (was one set?): no default issuer currently configured",
@@ -359,7 +411,11 @@ mod tests {
             (400, "invalid role or secret ID", Rejected),
             (400, "error validating token: token is expired", Rejected),
             (400, "role \"x\" could not be found", Rejected),
-            (400, "invalid certificate or no client certificate supplied", Rejected),
+            (
+                400,
+                "invalid certificate or no client certificate supplied",
+                Rejected,
+            ),
             (502, "", Transient),
             (504, "", Transient),
             (412, "", Transient),
@@ -376,15 +432,30 @@ mod tests {
             "1 error occurred:\n\t* could not fetch the CA certificate (was one set?): x\n\n".into(),
             "permission denied".into(),
         ]);
-        assert_eq!(cleaned, vec!["could not fetch the CA certificate (was one set?): x", "permission denied"]);
+        assert_eq!(
+            cleaned,
+            vec![
+                "could not fetch the CA certificate (was one set?): x",
+                "permission denied"
+            ]
+        );
     }
 
     #[test]
     fn local_problems_wait_for_a_change() {
-        assert_eq!(VaultError::config(Operation::Login, "bad CA").class(), FailureClass::Invalid);
+        assert_eq!(
+            VaultError::config(Operation::Login, "bad CA").class(),
+            FailureClass::Invalid
+        );
         let e = VaultError::new(Operation::Login, ErrorKind::Credential("file missing".into()));
         assert_eq!(e.class(), FailureClass::Invalid);
-        let d = VaultError::new(Operation::Sign, ErrorKind::Decode { status: 200, reason: "html".into() });
+        let d = VaultError::new(
+            Operation::Sign,
+            ErrorKind::Decode {
+                status: 200,
+                reason: "html".into(),
+            },
+        );
         assert_eq!(d.class(), FailureClass::Transient);
     }
 
@@ -406,22 +477,31 @@ mod tests {
                 location: Some("http://127.0.0.1:8431/v1/x".into()),
             },
         );
-        assert_eq!(r.to_string(), "failed to sign CSR: HTTP 307 (redirect to http://127.0.0.1:8431/v1/x)");
+        assert_eq!(
+            r.to_string(),
+            "failed to sign CSR: HTTP 307 (redirect to http://127.0.0.1:8431/v1/x)"
+        );
     }
 
     #[test]
     fn tls_trust_failures_are_rejections_and_eofs_are_transient() {
         use rustls::CertificateError;
         assert_eq!(
-            tls_cause(&rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            tls_cause(&rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            )),
             TransportCause::TlsUntrusted
         );
         assert_eq!(
-            tls_cause(&rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)),
+            tls_cause(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            )),
             TransportCause::TlsClientRejected
         );
         assert_eq!(
-            tls_cause(&rustls::Error::AlertReceived(rustls::AlertDescription::InternalError)),
+            tls_cause(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::InternalError
+            )),
             TransportCause::Broken
         );
     }

@@ -21,8 +21,8 @@ mod transport;
 
 pub use client::{Health, HealthStatus, TokenInfo, VaultClient};
 pub use config::{
-    AuthMethod, ClientIdentity, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SecretProvider, SecretSource,
-    VaultConfig, auth_mount,
+    AuthMethod, ClientIdentity, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SecretProvider,
+    SecretSource, VaultConfig, auth_mount,
 };
 pub use error::{ErrorKind, Operation, TransportCause, VaultError};
 pub use pki::{SignRequest, SignedCertificate};

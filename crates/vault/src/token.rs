@@ -42,7 +42,9 @@ const MIN_RENEWABLE_LEASE: Duration = Duration::from_secs(3);
 
 impl CachedToken {
     pub fn action(&self, now: Instant) -> TokenAction {
-        let Some(lease) = self.lease else { return TokenAction::Use };
+        let Some(lease) = self.lease else {
+            return TokenAction::Use;
+        };
         let age = now.saturating_duration_since(self.obtained);
         if age < lease * REFRESH_NUM / REFRESH_DEN {
             return TokenAction::Use;
@@ -62,7 +64,8 @@ impl CachedToken {
 
     /// Still accepted by Vault (not past its lease), so usable while a refresh fails.
     pub fn is_live(&self, now: Instant) -> bool {
-        self.lease.is_none_or(|lease| now.saturating_duration_since(self.obtained) < lease)
+        self.lease
+            .is_none_or(|lease| now.saturating_duration_since(self.obtained) < lease)
     }
 }
 
@@ -79,11 +82,24 @@ pub(crate) struct AuthBlock {
 /// `data` block of `auth/token/lookup-self`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LookupData {
-    /// Remaining seconds; 0 for tokens without expiry.
+    /// Remaining seconds, rounded down: 0 both for tokens without expiry and for tokens about
+    /// to expire, so `expire_time` tells the two apart.
     #[serde(default)]
     pub ttl: u64,
     #[serde(default)]
+    pub expire_time: Option<serde_json::Value>,
+    #[serde(default)]
     pub renewable: bool,
+}
+
+impl LookupData {
+    /// The remaining lease; `None` only for tokens that never expire.
+    pub fn lease(&self) -> Option<Duration> {
+        match &self.expire_time {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => Some(Duration::from_secs(self.ttl)),
+        }
+    }
 }
 
 /// Lease seconds as Vault reports them; 0 means "does not expire".
@@ -117,13 +133,32 @@ mod tests {
         assert!(t.is_live(at(299)) && !t.is_live(at(300)));
 
         let n = token(Some(300), false, Some(300));
-        assert_eq!(n.action(n.obtained + Duration::from_secs(200)), TokenAction::Login);
+        assert_eq!(
+            n.action(n.obtained + Duration::from_secs(200)),
+            TokenAction::Login
+        );
+    }
+
+    #[test]
+    fn lookup_tells_no_expiry_from_about_to_expire() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<LookupData>(v).unwrap().lease();
+        assert_eq!(parse(serde_json::json!({"ttl": 0, "expire_time": null})), None);
+        assert_eq!(parse(serde_json::json!({"ttl": 0})), None);
+        let soon = parse(serde_json::json!({"ttl": 0, "expire_time": "2026-11-25T23:00:00Z"}));
+        assert_eq!(soon, Some(Duration::ZERO));
+        assert_eq!(
+            parse(serde_json::json!({"ttl": 90, "expire_time": "2026-11-25T23:00:00Z"})),
+            Some(Duration::from_secs(90))
+        );
     }
 
     #[test]
     fn tokens_without_expiry_are_always_used() {
         let t = token(None, false, None);
-        assert_eq!(t.action(t.obtained + Duration::from_secs(10_000_000)), TokenAction::Use);
+        assert_eq!(
+            t.action(t.obtained + Duration::from_secs(10_000_000)),
+            TokenAction::Use
+        );
         assert!(t.is_live(t.obtained + Duration::from_secs(10_000_000)));
     }
 
@@ -133,6 +168,9 @@ mod tests {
         let t = token(Some(60), true, Some(600));
         assert_eq!(t.action(t.obtained + Duration::from_secs(45)), TokenAction::Login);
         let tiny = token(Some(2), true, Some(2));
-        assert_eq!(tiny.action(tiny.obtained + Duration::from_millis(1500)), TokenAction::Login);
+        assert_eq!(
+            tiny.action(tiny.obtained + Duration::from_millis(1500)),
+            TokenAction::Login
+        );
     }
 }

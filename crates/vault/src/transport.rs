@@ -26,7 +26,13 @@ const BODY_SNIPPET: usize = 200;
 /// Receives one call per HTTP exchange, for metrics. Implementations must be cheap.
 pub trait RequestObserver: Send + Sync {
     /// `status` is `None` when no HTTP answer arrived; `class` is `None` on success.
-    fn observe(&self, operation: Operation, status: Option<u16>, class: Option<FailureClass>, elapsed: Duration);
+    fn observe(
+        &self,
+        operation: Operation,
+        status: Option<u16>,
+        class: Option<FailureClass>,
+        elapsed: Duration,
+    );
 }
 
 /// A decoded 2xx answer.
@@ -45,7 +51,10 @@ pub(crate) struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("base", &self.base.as_str()).field("namespace", &self.namespace).finish()
+        f.debug_struct("Transport")
+            .field("base", &self.base.as_str())
+            .field("namespace", &self.namespace)
+            .finish()
     }
 }
 
@@ -66,10 +75,17 @@ impl Transport {
         let mut base = Url::parse(config.server.trim())
             .map_err(|e| bad(format!("server {:?} is not a URL: {e}", config.server)))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(bad(format!("server {:?} must be an http:// or https:// address", config.server)));
+            return Err(bad(format!(
+                "server {:?} must be an http:// or https:// address",
+                config.server
+            )));
         }
         // Accept "https://vault:8200", "https://vault:8200/" and "https://vault:8200/v1".
-        let trimmed = base.path().trim_end_matches('/').trim_end_matches("/v1").to_owned();
+        let trimmed = base
+            .path()
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
         base.set_path(&format!("{trimmed}/v1/"));
 
         let mut builder = reqwest::Client::builder()
@@ -97,16 +113,40 @@ impl Transport {
                 .map_err(|e| bad(format!("client certificate or key is not valid PEM: {e}")))?;
             builder = builder.identity(identity);
         }
-        if let Some(name) = config.server_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        if let Some(name) = config
+            .server_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
             // Verify the certificate for `name` and send it as SNI: the URL carries `name`
             // while the connection goes to the configured host.
-            let original = base.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-            builder = builder.dns_resolver(Arc::new(ServerNameResolver { name: name.to_owned(), original }));
-            base.set_host(Some(name)).map_err(|e| bad(format!("serverName {name:?} is not a host name: {e}")))?;
+            let original = base
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
+            builder = builder.dns_resolver(Arc::new(ServerNameResolver {
+                name: name.to_owned(),
+                original,
+            }));
+            base.set_host(Some(name))
+                .map_err(|e| bad(format!("serverName {name:?} is not a host name: {e}")))?;
         }
-        let http = builder.build().map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
-        let namespace = config.namespace.as_deref().map(|n| n.trim_matches('/').to_owned()).filter(|n| !n.is_empty());
-        Ok(Transport { http, base, namespace, observer })
+        let http = builder
+            .build()
+            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+        let namespace = config
+            .namespace
+            .as_deref()
+            .map(|n| n.trim_matches('/').to_owned())
+            .filter(|n| !n.is_empty());
+        Ok(Transport {
+            http,
+            base,
+            namespace,
+            observer,
+        })
     }
 
     pub fn base(&self) -> &Url {
@@ -123,7 +163,8 @@ impl Transport {
         token: Option<&Secret>,
         scope: Scope,
     ) -> Result<Answer, VaultError> {
-        self.request_accepting(op, method, path, body, token, scope, &[]).await
+        self.request_accepting(op, method, path, body, token, scope, &[])
+            .await
     }
 
     /// As [`Transport::request`], also treating the `accept` statuses as answers (sys/health
@@ -166,7 +207,10 @@ impl Transport {
             .base
             .join(path.trim_start_matches('/'))
             .map_err(|e| VaultError::config(op, format!("path {path:?} does not form a URL: {e}")))?;
-        let mut req = self.http.request(method, url.clone()).header("X-Vault-Request", "true");
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .header("X-Vault-Request", "true");
         if let Some(token) = token {
             req = req.header("X-Vault-Token", token.expose());
         }
@@ -178,7 +222,14 @@ impl Transport {
         }
         let transport = |source: reqwest::Error| {
             let cause = transport_cause(&source);
-            VaultError::new(op, ErrorKind::Transport { url: url.to_string(), cause, source })
+            VaultError::new(
+                op,
+                ErrorKind::Transport {
+                    url: url.to_string(),
+                    cause,
+                    source,
+                },
+            )
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
@@ -188,7 +239,10 @@ impl Transport {
             if bytes.len() + chunk.len() > MAX_BODY {
                 return Err(VaultError::new(
                     op,
-                    ErrorKind::Decode { status: status.as_u16(), reason: format!("body larger than {MAX_BODY} bytes") },
+                    ErrorKind::Decode {
+                        status: status.as_u16(),
+                        reason: format!("body larger than {MAX_BODY} bytes"),
+                    },
                 ));
             }
             bytes.extend_from_slice(&chunk);
@@ -203,13 +257,19 @@ impl Transport {
 fn decode_success(op: Operation, status: StatusCode, bytes: &[u8]) -> Result<Answer, VaultError> {
     let status = status.as_u16();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Answer { status, body: Value::Null });
+        return Ok(Answer {
+            status,
+            body: Value::Null,
+        });
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(body) => Ok(Answer { status, body }),
         Err(e) => Err(VaultError::new(
             op,
-            ErrorKind::Decode { status, reason: format!("body is not JSON ({e}): {}", snippet(bytes)) },
+            ErrorKind::Decode {
+                status,
+                reason: format!("body is not JSON ({e}): {}", snippet(bytes)),
+            },
         )),
     }
 }
@@ -224,9 +284,24 @@ fn status_error(op: Operation, status: StatusCode, headers: &HeaderMap, bytes: &
         Ok(v) => (clean_vault_errors(v.errors), None),
         Err(_) => (Vec::new(), Some(snippet(bytes)).filter(|s| !s.is_empty())),
     };
-    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    VaultError::new(op, ErrorKind::Status { status: status.as_u16(), errors, body, retry_after, location })
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let location = headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    VaultError::new(
+        op,
+        ErrorKind::Status {
+            status: status.as_u16(),
+            errors,
+            body,
+            retry_after,
+            location,
+        },
+    )
 }
 
 /// Retry-After is either delta-seconds or an HTTP date.
@@ -236,14 +311,21 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// A printable, bounded excerpt of a body that is not Vault JSON (HTML, plain text, garbage).
 fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET * 4)]);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = flat.chars().filter(|c| !c.is_control()).take(BODY_SNIPPET).collect();
+    let mut out: String = flat
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(BODY_SNIPPET)
+        .collect();
     if flat.chars().count() > BODY_SNIPPET {
         out.push_str("...");
     }
@@ -283,8 +365,14 @@ mod tests {
         assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
         let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         let d = parse_retry_after(&future).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
@@ -298,7 +386,11 @@ mod tests {
 
     #[test]
     fn base_url_accepts_common_spellings() {
-        for server in ["http://127.0.0.1:8200", "http://127.0.0.1:8200/", "http://127.0.0.1:8200/v1"] {
+        for server in [
+            "http://127.0.0.1:8200",
+            "http://127.0.0.1:8200/",
+            "http://127.0.0.1:8200/v1",
+        ] {
             let t = Transport::new(&VaultConfig::new(server), None, None).unwrap();
             assert_eq!(t.base().as_str(), "http://127.0.0.1:8200/v1/", "{server}");
         }

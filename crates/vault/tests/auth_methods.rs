@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certkeeper_core::Secret;
-use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, TlsOptions, rsa_keypair_pem, sign_jwt_rs256};
+use certkeeper_testkit::{
+    DevServer, KubeApiServer, KubernetesAuth, PkiOptions, TlsOptions, rsa_keypair_pem, sign_jwt_rs256,
+};
 use certkeeper_vault::{
-    AuthMethod, ClientIdentity, HealthStatus, Operation, SecretProvider, SecretSource, VaultClient, VaultConfig,
+    AuthMethod, ClientIdentity, HealthStatus, Operation, SecretProvider, SecretSource, VaultClient,
+    VaultConfig,
 };
 use common::{common_name, not_after, sign_request, token_auth};
 use serde_json::json;
@@ -23,11 +26,20 @@ fn now() -> i64 {
 
 /// Sign `cn` and check the answer is the certificate we asked for.
 async fn assert_signs(client: &VaultClient, path: &str, cn: &str) {
-    let signed = client.sign(path, &sign_request(cn, HOUR)).await.unwrap_or_else(|e| panic!("sign {cn}: {e}"));
+    let signed = client
+        .sign(path, &sign_request(cn, HOUR))
+        .await
+        .unwrap_or_else(|e| panic!("sign {cn}: {e}"));
     assert_eq!(common_name(&signed.certificate_pem), cn);
     let expires = not_after(&signed.certificate_pem);
-    assert!((expires - (now() + 3600)).abs() < 120, "notAfter {expires} is not about an hour away");
-    assert_eq!(signed.expiration, expires, "Vault's expiration matches the certificate");
+    assert!(
+        (expires - (now() + 3600)).abs() < 120,
+        "notAfter {expires} is not about an hour away"
+    );
+    assert_eq!(
+        signed.expiration, expires,
+        "Vault's expiration matches the certificate"
+    );
     assert!(!signed.ca_chain_pem.is_empty() && signed.issuing_ca_pem.contains("BEGIN CERTIFICATE"));
     assert!(signed.serial_number.contains(':'));
 }
@@ -46,7 +58,10 @@ async fn token_auth_signs_at_both_path_shapes() {
     assert_signs(&client, &format!("/v1/{}", pki.sign_path), "c.example.com").await;
 
     let info = client.login_check().await.unwrap();
-    assert!(info.renewable && info.ttl.is_some_and(|t| t <= HOUR && t > HOUR / 2), "{info:?}");
+    assert!(
+        info.renewable && info.ttl.is_some_and(|t| t <= HOUR && t > HOUR / 2),
+        "{info:?}"
+    );
     assert_eq!(client.health().await.unwrap().status, HealthStatus::Active);
 }
 
@@ -56,7 +71,10 @@ async fn approle_logs_in_once_and_reuses_the_token() {
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin.approle_role("approle", "certkeeper", &[&pki.policy], 0, "").await.unwrap();
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "certkeeper", &[&pki.policy], 0, "")
+        .await
+        .unwrap();
 
     let auth = AuthMethod::AppRole {
         mount: "approle".into(),
@@ -78,13 +96,27 @@ async fn jwt_role_login_signs() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let (private_pem, public_pem) = rsa_keypair_pem();
+    let (private_pem, public_pem) = rsa_keypair_pem().unwrap();
     admin.enable_auth("jwt", "jwt").await.unwrap();
-    admin.jwt_auth("jwt", "certkeeper", &[&pki.policy], &public_pem, &["openbao"], None).await.unwrap();
-    let jwt = sign_jwt_rs256(&private_pem, &service_account_claims("openbao", 600));
+    admin
+        .jwt_auth(
+            "jwt",
+            "certkeeper",
+            &[&pki.policy],
+            &public_pem,
+            &["openbao"],
+            None,
+        )
+        .await
+        .unwrap();
+    let jwt = sign_jwt_rs256(&private_pem, &service_account_claims("openbao", 600)).unwrap();
 
     // cert-manager's spelling of a mount path: "/v1/auth/<mount>".
-    let auth = AuthMethod::Jwt { mount: "/v1/auth/jwt".into(), role: "certkeeper".into(), jwt: SecretSource::value(jwt) };
+    let auth = AuthMethod::Jwt {
+        mount: "/v1/auth/jwt".into(),
+        role: "certkeeper".into(),
+        jwt: SecretSource::value(jwt),
+    };
     let client = common::client(&bao.addr(), auth);
     assert_signs(&client, &pki.sign_path, "jwt.example.com").await;
 }
@@ -93,22 +125,39 @@ async fn jwt_role_login_signs() {
 /// certificates, and Vault's cert auth method logging in with that same client certificate.
 #[tokio::test]
 async fn cert_auth_over_mtls_with_custom_ca_and_server_name() {
-    let bao = DevServer::start_tls(TlsOptions { require_client_cert: true }).await.unwrap();
+    let bao = DevServer::start_tls(TlsOptions {
+        require_client_cert: true,
+    })
+    .await
+    .unwrap();
     let tls = bao.tls().unwrap().clone();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("cert", "cert").await.unwrap();
-    admin.cert_auth("cert", "certkeeper", &tls.ca_pem, &[&pki.policy]).await.unwrap();
+    admin
+        .cert_auth("cert", "certkeeper", &tls.ca_pem, &[&pki.policy])
+        .await
+        .unwrap();
 
     let tls_addr = bao.tls_addr().unwrap();
     let mut cfg = VaultConfig::new(&tls_addr);
     cfg.ca_bundle_pem = Some(tls.ca_pem.clone());
     cfg.server_name = Some("vault.test".into());
-    cfg.client_identity =
-        Some(ClientIdentity { cert_pem: tls.client_cert_pem.clone(), key_pem: Secret::new(tls.client_key_pem.clone()) });
-    let auth = AuthMethod::Cert { mount: "/v1/auth/cert".into(), name: Some("certkeeper".into()), identity: None };
+    cfg.client_identity = Some(ClientIdentity {
+        cert_pem: tls.client_cert_pem.clone(),
+        key_pem: Secret::new(tls.client_key_pem.clone()),
+    });
+    let auth = AuthMethod::Cert {
+        mount: "/v1/auth/cert".into(),
+        name: Some("certkeeper".into()),
+        identity: None,
+    };
     let client = VaultClient::new(&cfg, auth).unwrap();
-    assert!(client.base_url().starts_with("https://vault.test:"), "{}", client.base_url());
+    assert!(
+        client.base_url().starts_with("https://vault.test:"),
+        "{}",
+        client.base_url()
+    );
     assert_signs(&client, &pki.sign_path, "mtls.example.com").await;
     assert_eq!(client.health().await.unwrap().status, HealthStatus::Active);
 
@@ -122,9 +171,17 @@ async fn cert_auth_over_mtls_with_custom_ca_and_server_name() {
     let auth = AuthMethod::Cert {
         mount: "cert".into(),
         name: None,
-        identity: Some(ClientIdentity { cert_pem: tls.client_cert_pem, key_pem: Secret::new(tls.client_key_pem) }),
+        identity: Some(ClientIdentity {
+            cert_pem: tls.client_cert_pem,
+            key_pem: Secret::new(tls.client_key_pem),
+        }),
     };
-    assert_signs(&VaultClient::new(&plain_cfg, auth).unwrap(), &pki.sign_path, "own.example.com").await;
+    assert_signs(
+        &VaultClient::new(&plain_cfg, auth).unwrap(),
+        &pki.sign_path,
+        "own.example.com",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -135,18 +192,28 @@ async fn namespace_header_goes_on_login_and_sign_not_on_health() {
     let ns = root.with_namespace("team-a");
     let pki = ns.setup_pki(PkiOptions::default()).await.unwrap();
     ns.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = ns.approle_role("approle", "certkeeper", &[&pki.policy], 0, "").await.unwrap();
+    let (role_id, secret_id) = ns
+        .approle_role("approle", "certkeeper", &[&pki.policy], 0, "")
+        .await
+        .unwrap();
 
     let mut cfg = VaultConfig::new(bao.addr());
     cfg.namespace = Some("team-a".into());
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value(secret_id) };
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
+    };
     let client = VaultClient::new(&cfg, auth).unwrap();
     assert_signs(&client, &pki.sign_path, "ns.example.com").await;
 
     // The same mount does not exist at the root: the namespace header is what made it work.
     let root_token = bao.root_token().to_owned();
     let root_client = common::client(&bao.addr(), token_auth(&root_token));
-    let err = root_client.sign(&pki.sign_path, &sign_request("ns.example.com", HOUR)).await.unwrap_err();
+    let err = root_client
+        .sign(&pki.sign_path, &sign_request("ns.example.com", HOUR))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(404), "{err}");
 
     // sys/health is root-only: with a namespace that does not exist it still answers.
@@ -168,11 +235,16 @@ impl SecretProvider for TokenRequestSource {
         "TokenRequest for default/certkeeper".into()
     }
 
-    fn fetch(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Secret, String>> + Send + '_>> {
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Secret, String>> + Send + '_>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let token =
-                self.kube.token_request("default", "certkeeper", &["openbao"], 600).await.map_err(|e| e.to_string())?;
+            let token = self
+                .kube
+                .token_request("default", "certkeeper", &["openbao"], 600)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Secret::new(token))
         })
     }
@@ -182,27 +254,32 @@ impl SecretProvider for TokenRequestSource {
 #[tokio::test]
 async fn kubernetes_auth_with_a_real_token_review() {
     let kube = Arc::new(KubeApiServer::start().await.unwrap());
-    kube.create_service_account("default", "certkeeper").await.unwrap();
+    kube.create_service_account("default", "certkeeper")
+        .await
+        .unwrap();
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("kubernetes", "kubernetes").await.unwrap();
     admin
-        .kubernetes_auth(
-            "kubernetes",
-            &kube.url(),
-            kube.ca_pem(),
-            kube.admin_token(),
-            "certkeeper",
-            &["certkeeper"],
-            &["default"],
-            &[&pki.policy],
-            Some("openbao"),
-        )
+        .kubernetes_auth(KubernetesAuth {
+            mount: "kubernetes",
+            host: &kube.url(),
+            ca_pem: kube.ca_pem(),
+            reviewer_jwt: kube.admin_token(),
+            role: "certkeeper",
+            sa_names: &["certkeeper"],
+            sa_namespaces: &["default"],
+            policies: &[&pki.policy],
+            audience: Some("openbao"),
+        })
         .await
         .unwrap();
 
-    let source = Arc::new(TokenRequestSource { kube: kube.clone(), calls: AtomicUsize::new(0) });
+    let source = Arc::new(TokenRequestSource {
+        kube: kube.clone(),
+        calls: AtomicUsize::new(0),
+    });
     let auth = AuthMethod::Kubernetes {
         mount: "/v1/auth/kubernetes".into(),
         role: "certkeeper".into(),
@@ -211,12 +288,23 @@ async fn kubernetes_auth_with_a_real_token_review() {
     let client = common::client(&bao.addr(), auth);
     assert_signs(&client, &pki.sign_path, "k8s.example.com").await;
     assert_signs(&client, &pki.sign_path, "k8s2.example.com").await;
-    assert_eq!(source.calls.load(Ordering::SeqCst), 1, "the Vault token is cached, not the JWT re-requested");
+    assert_eq!(
+        source.calls.load(Ordering::SeqCst),
+        1,
+        "the Vault token is cached, not the JWT re-requested"
+    );
 
     // A service account the role does not bind is refused by Vault itself (403).
     kube.create_service_account("default", "intruder").await.unwrap();
-    let jwt = kube.token_request("default", "intruder", &["openbao"], 600).await.unwrap();
-    let auth = AuthMethod::Kubernetes { mount: "kubernetes".into(), role: "certkeeper".into(), jwt: SecretSource::value(jwt) };
+    let jwt = kube
+        .token_request("default", "intruder", &["openbao"], 600)
+        .await
+        .unwrap();
+    let auth = AuthMethod::Kubernetes {
+        mount: "kubernetes".into(),
+        role: "certkeeper".into(),
+        jwt: SecretSource::value(jwt),
+    };
     let err = common::client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
 }

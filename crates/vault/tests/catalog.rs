@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use certkeeper_core::FailureClass::{self, *};
-use certkeeper_testkit::{DevServer, PkiOptions, rsa_keypair_pem, sign_jwt_rs256};
+use certkeeper_testkit::{
+    DevServer, KubernetesAuth, PkiOptions, kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256,
+};
 use certkeeper_vault::{AuthMethod, HealthStatus, Operation, SecretSource, VaultConfig, VaultError};
 use common::{client, sign_request, token_auth};
 use serde_json::json;
@@ -48,15 +50,19 @@ async fn sign_rejections_by_the_role_and_the_mount() {
     let e = sign(format!("{empty}/sign/example"), "a.example.com").await;
     assert_class(&e, Rejected, Some(500), "no default issuer");
     // Key type not allowed.
-    pki.set_role("rsa-only", json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "key_type": "rsa"}))
-        .await
-        .unwrap();
+    pki.set_role(
+        "rsa-only",
+        json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "key_type": "rsa"}),
+    )
+    .await
+    .unwrap();
     let e = sign(format!("{}/sign/rsa-only", pki.int_mount), "a.example.com").await;
     assert_class(&e, Rejected, Some(400), "role requires keys of type rsa");
 
     // Malformed CSR.
     let mut bad = sign_request("a.example.com", HOUR);
-    bad.csr_pem = "-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----".into();
+    bad.csr_pem =
+        "-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----".into();
     let e = root.sign(&pki.sign_path, &bad).await.unwrap_err();
     assert_class(&e, Rejected, Some(400), "");
     // A TTL past the CA's own notAfter.
@@ -67,7 +73,10 @@ async fn sign_rejections_by_the_role_and_the_mount() {
     .await
     .unwrap();
     let long = sign_request("a.example.com", Duration::from_secs(3600 * 24 * 365 * 30));
-    let e = root.sign(&format!("{}/sign/long", pki.int_mount), &long).await.unwrap_err();
+    let e = root
+        .sign(&format!("{}/sign/long", pki.int_mount), &long)
+        .await
+        .unwrap_err();
     assert_class(&e, Rejected, Some(400), "notAfter");
 }
 
@@ -82,12 +91,24 @@ async fn a_capped_ttl_is_success_with_a_warning() {
     .await
     .unwrap();
     let root = client(&bao.addr(), token_auth(bao.root_token()));
-    let signed =
-        root.sign(&format!("{}/sign/short", pki.int_mount), &sign_request("a.example.com", 10 * HOUR)).await.unwrap();
+    let signed = root
+        .sign(
+            &format!("{}/sign/short", pki.int_mount),
+            &sign_request("a.example.com", 10 * HOUR),
+        )
+        .await
+        .unwrap();
     assert!(signed.ttl_capped_warning().is_some(), "{:?}", signed.warnings);
-    let lifetime = common::not_after(&signed.certificate_pem) - std::time::UNIX_EPOCH.elapsed().unwrap().as_secs() as i64;
-    assert!(lifetime <= 2 * 3600 && lifetime > 3600, "capped to the role's 2h, got {lifetime}s");
-    let plain = root.sign(&pki.sign_path, &sign_request("b.example.com", HOUR)).await.unwrap();
+    let lifetime = common::not_after(&signed.certificate_pem)
+        - std::time::UNIX_EPOCH.elapsed().unwrap().as_secs() as i64;
+    assert!(
+        lifetime <= 2 * 3600 && lifetime > 3600,
+        "capped to the role's 2h, got {lifetime}s"
+    );
+    let plain = root
+        .sign(&pki.sign_path, &sign_request("b.example.com", HOUR))
+        .await
+        .unwrap();
     assert!(plain.ttl_capped_warning().is_none(), "{:?}", plain.warnings);
 }
 
@@ -100,19 +121,39 @@ async fn forbidden_is_judged_only_after_a_fresh_token() {
     // A token without the policy: the client re-reads it, looks it up, retries once, then reports.
     let weak = admin.create_token(&["default"], "1h", true, 0).await.unwrap();
     let (c, rec) = common::recorded_client(&VaultConfig::new(bao.addr()), token_auth(&weak));
-    let e = c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR)).await.unwrap_err();
-    assert_class(&e, AuthRejected, Some(403), "permission denied");
-    assert!(e.fresh_token, "{e}");
-    assert_eq!(rec.count(Operation::Sign), 2, "one retry with a fresh token, not more");
-    assert_eq!(rec.count(Operation::LookupToken), 2);
+    for attempt in 1..=2 {
+        let e = c
+            .sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
+            .await
+            .unwrap_err();
+        assert_class(&e, AuthRejected, Some(403), "permission denied");
+        assert!(
+            e.fresh_token,
+            "attempt {attempt}: judged with a token read just now: {e}"
+        );
+        // Each attempt: read the token again, look it up, one sign. A 403 never keeps a token.
+        assert_eq!(rec.count(Operation::LookupToken), attempt);
+        assert_eq!(
+            rec.count(Operation::Sign),
+            attempt,
+            "no second sign with the same fresh token"
+        );
+    }
 
     // A token that is not valid at all fails at lookup, with the same class.
-    let e = client(&bao.addr(), token_auth("s.not-a-token")).login_check().await.unwrap_err();
+    let e = client(&bao.addr(), token_auth("s.not-a-token"))
+        .login_check()
+        .await
+        .unwrap_err();
     assert_class(&e, AuthRejected, Some(403), "permission denied");
     assert_eq!(e.operation, Operation::LookupToken);
 
     // Login to an auth mount that does not exist.
-    let auth = AuthMethod::AppRole { mount: "nope".into(), role_id: "r".into(), secret_id: SecretSource::value("s") };
+    let auth = AuthMethod::AppRole {
+        mount: "nope".into(),
+        role_id: "r".into(),
+        secret_id: SecretSource::value("s"),
+    };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_class(&e, AuthRejected, Some(403), "permission denied");
 
@@ -131,38 +172,80 @@ async fn revoked_and_expired_tokens_are_replaced_by_a_fresh_login() {
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin.approle_role("approle", "ck", &[&pki.policy], 0, "").await.unwrap();
-    admin.write("auth/approle/role/ck", json!({"token_policies": [pki.policy], "token_ttl": "4s", "token_max_ttl": "4s"}))
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "ck", &[&pki.policy], 0, "")
         .await
         .unwrap();
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value(secret_id) };
+    admin
+        .write(
+            "auth/approle/role/ck",
+            json!({"token_policies": [pki.policy], "token_ttl": "4s", "token_max_ttl": "4s"}),
+        )
+        .await
+        .unwrap();
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
+    };
     let (c, rec) = common::recorded_client(&VaultConfig::new(bao.addr()), auth);
-    c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR)).await.unwrap();
+    c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
+        .await
+        .unwrap();
     assert_eq!(rec.count(Operation::Login), 1);
 
     // Revoked behind our back: the sign gets 403, the client logs in again and succeeds.
-    admin.write("sys/leases/revoke-prefix/auth/approle", json!({})).await.unwrap();
-    c.sign(&pki.sign_path, &sign_request("b.example.com", HOUR)).await.unwrap();
+    admin
+        .write("sys/leases/revoke-prefix/auth/approle", json!({}))
+        .await
+        .unwrap();
+    c.sign(&pki.sign_path, &sign_request("b.example.com", HOUR))
+        .await
+        .unwrap();
     assert_eq!(rec.count(Operation::Login), 2);
-    let statuses: Vec<_> = rec.events().iter().filter(|e| e.0 == Operation::Sign).map(|e| e.1).collect();
+    let statuses: Vec<_> = rec
+        .events()
+        .iter()
+        .filter(|e| e.0 == Operation::Sign)
+        .map(|e| e.1)
+        .collect();
     assert_eq!(statuses, vec![Some(200), Some(403), Some(200)]);
 
     // Expired (4 s lease, not renewable past its max TTL): replaced before it is used.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    c.sign(&pki.sign_path, &sign_request("c.example.com", HOUR)).await.unwrap();
+    c.sign(&pki.sign_path, &sign_request("c.example.com", HOUR))
+        .await
+        .unwrap();
     assert_eq!(rec.count(Operation::Login), 3);
-    assert_eq!(rec.count(Operation::Sign), 4, "no request was wasted on the expired token");
+    assert_eq!(
+        rec.count(Operation::Sign),
+        4,
+        "no request was wasted on the expired token"
+    );
 
     // A token file rotated by someone else is re-read after a 403.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     let t1 = admin.create_token(&[&pki.policy], "1h", true, 0).await.unwrap();
     std::fs::write(&file, &t1).unwrap();
-    let c = client(&bao.addr(), AuthMethod::Token { token: SecretSource::File(file.clone()) });
-    c.sign(&pki.sign_path, &sign_request("d.example.com", HOUR)).await.unwrap();
+    let c = client(
+        &bao.addr(),
+        AuthMethod::Token {
+            token: SecretSource::File(file.clone()),
+        },
+    );
+    c.sign(&pki.sign_path, &sign_request("d.example.com", HOUR))
+        .await
+        .unwrap();
     admin.revoke_token(&t1).await.unwrap();
-    std::fs::write(&file, admin.create_token(&[&pki.policy], "1h", true, 0).await.unwrap()).unwrap();
-    c.sign(&pki.sign_path, &sign_request("e.example.com", HOUR)).await.unwrap();
+    std::fs::write(
+        &file,
+        admin.create_token(&[&pki.policy], "1h", true, 0).await.unwrap(),
+    )
+    .unwrap();
+    c.sign(&pki.sign_path, &sign_request("e.example.com", HOUR))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -170,16 +253,24 @@ async fn renewable_tokens_are_renewed_before_expiry() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let token = admin.create_token(&[&pki.policy], "3s", true, 0).await.unwrap();
+    let token = admin.create_token(&[&pki.policy], "6s", true, 0).await.unwrap();
     let (c, rec) = common::recorded_client(&VaultConfig::new(bao.addr()), token_auth(&token));
-    c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR)).await.unwrap();
+    c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
+        .await
+        .unwrap();
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_millis(2200)).await;
-        c.sign(&pki.sign_path, &sign_request(&format!("r{i}.example.com"), HOUR)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(4300)).await;
+        c.sign(&pki.sign_path, &sign_request(&format!("r{i}.example.com"), HOUR))
+            .await
+            .unwrap();
     }
-    // 9 s of use on a 3 s token: kept alive by renew-self, never rejected.
+    // 13 s of use on a 6 s token: kept alive by renew-self, never rejected.
     assert!(rec.count(Operation::RenewToken) >= 3, "{:?}", rec.events());
-    assert!(rec.events().iter().all(|e| e.1 != Some(403)), "{:?}", rec.events());
+    assert!(
+        rec.events().iter().all(|e| e.1 != Some(403)),
+        "{:?}",
+        rec.events()
+    );
 }
 
 #[tokio::test]
@@ -189,8 +280,15 @@ async fn approle_and_jwt_login_failures_are_rejections() {
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("approle", "approle").await.unwrap();
     // A secret_id good for one login only.
-    let (role_id, secret_id) = admin.approle_role("approle", "once", &[&pki.policy], 1, "").await.unwrap();
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id: role_id.clone(), secret_id: SecretSource::value(secret_id) };
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "once", &[&pki.policy], 1, "")
+        .await
+        .unwrap();
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id: role_id.clone(),
+        secret_id: SecretSource::value(secret_id),
+    };
     let c = client(&bao.addr(), auth);
     c.login_check().await.unwrap();
     c.forget_token().await;
@@ -198,7 +296,11 @@ async fn approle_and_jwt_login_failures_are_rejections() {
     assert_class(&e, Rejected, Some(400), "invalid role or secret ID");
     assert_eq!(e.operation, Operation::Login);
     // A wrong secret_id.
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value("wrong") };
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value("wrong"),
+    };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_class(&e, Rejected, Some(400), "invalid role or secret ID");
     // A secret_id file that does not exist: our input, not Vault's verdict.
@@ -211,18 +313,29 @@ async fn approle_and_jwt_login_failures_are_rejections() {
     assert_class(&e, Invalid, None, "/nonexistent/secret-id");
 
     // JWT: expired token, unknown role.
-    let (private_pem, public_pem) = rsa_keypair_pem();
+    let (private_pem, public_pem) = rsa_keypair_pem().unwrap();
     admin.enable_auth("jwt", "jwt").await.unwrap();
-    admin.jwt_auth("jwt", "ck", &[&pki.policy], &public_pem, &["openbao"], None).await.unwrap();
+    admin
+        .jwt_auth("jwt", "ck", &[&pki.policy], &public_pem, &["openbao"], None)
+        .await
+        .unwrap();
     let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs() as i64;
     let expired = sign_jwt_rs256(
         &private_pem,
         &json!({"aud": ["openbao"], "iat": now - 600, "nbf": now - 600, "exp": now - 300, "sub": "system:serviceaccount:default:ck", "iss": "test"}),
-    );
-    let auth = AuthMethod::Jwt { mount: "jwt".into(), role: "ck".into(), jwt: SecretSource::value(expired.clone()) };
+    ).unwrap();
+    let auth = AuthMethod::Jwt {
+        mount: "jwt".into(),
+        role: "ck".into(),
+        jwt: SecretSource::value(expired.clone()),
+    };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_class(&e, Rejected, Some(400), "");
-    let auth = AuthMethod::Jwt { mount: "jwt".into(), role: "nope".into(), jwt: SecretSource::value(expired) };
+    let auth = AuthMethod::Jwt {
+        mount: "jwt".into(),
+        role: "nope".into(),
+        jwt: SecretSource::value(expired),
+    };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_class(&e, Rejected, Some(400), "could not be found");
 }
@@ -235,13 +348,27 @@ async fn kubernetes_auth_with_token_review_down_is_auth_rejected() {
     let admin = bao.admin();
     admin.enable_auth("kubernetes", "kubernetes").await.unwrap();
     let dead = format!("https://127.0.0.1:{}", certkeeper_testkit::free_port());
-    let (private_pem, _) = rsa_keypair_pem();
+    let (private_pem, _) = rsa_keypair_pem().unwrap();
     admin
-        .kubernetes_auth("kubernetes", &dead, "", "reviewer", "ck", &["ck"], &["default"], &["default"], None)
+        .kubernetes_auth(KubernetesAuth {
+            mount: "kubernetes",
+            host: &dead,
+            ca_pem: &certkeeper_testkit::TestTls::generate().unwrap().ca_pem,
+            reviewer_jwt: "reviewer",
+            role: "ck",
+            sa_names: &["ck"],
+            sa_namespaces: &["default"],
+            policies: &["default"],
+            audience: None,
+        })
         .await
         .unwrap();
-    let jwt = sign_jwt_rs256(&private_pem, &json!({"sub": "system:serviceaccount:default:ck", "aud": ["x"]}));
-    let auth = AuthMethod::Kubernetes { mount: "kubernetes".into(), role: "ck".into(), jwt: SecretSource::value(jwt) };
+    let jwt = sign_jwt_rs256(&private_pem, &kube_sa_claims("default", "ck", "x", 600)).unwrap();
+    let auth = AuthMethod::Kubernetes {
+        mount: "kubernetes".into(),
+        role: "ck".into(),
+        jwt: SecretSource::value(jwt),
+    };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
     assert_class(&e, AuthRejected, Some(403), "permission denied");
 }
@@ -252,22 +379,36 @@ async fn sealed_vault_is_transient_and_health_says_sealed() {
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin.approle_role("approle", "ck", &[&pki.policy], 0, "").await.unwrap();
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value(secret_id) };
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "ck", &[&pki.policy], 0, "")
+        .await
+        .unwrap();
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
+    };
     let c = client(&bao.addr(), auth);
     let root = client(&bao.addr(), token_auth(bao.root_token()));
-    root.sign(&pki.sign_path, &sign_request("a.example.com", HOUR)).await.unwrap();
+    root.sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
+        .await
+        .unwrap();
 
     admin.seal().await.unwrap();
     assert_eq!(c.health().await.unwrap().status, HealthStatus::Sealed);
-    let e = root.sign(&pki.sign_path, &sign_request("a.example.com", HOUR)).await.unwrap_err();
+    let e = root
+        .sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
+        .await
+        .unwrap_err();
     assert_class(&e, Transient, Some(503), "sealed");
     let e = c.login_check().await.unwrap_err();
     assert_class(&e, Transient, Some(503), "sealed");
 
     bao.unseal().await.unwrap();
     assert_eq!(c.health().await.unwrap().status, HealthStatus::Active);
-    c.sign(&pki.sign_path, &sign_request("b.example.com", HOUR)).await.unwrap();
+    c.sign(&pki.sign_path, &sign_request("b.example.com", HOUR))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -275,7 +416,10 @@ async fn rate_limit_quota_is_transient_with_retry_after_when_sent() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    admin.rate_limit_quota("pki-limit", &format!("{}/", pki.int_mount), 2.0, "1s", "3s").await.unwrap();
+    admin
+        .rate_limit_quota("pki-limit", &format!("{}/", pki.int_mount), 2.0, "1s", "3s")
+        .await
+        .unwrap();
     let root = client(&bao.addr(), token_auth(bao.root_token()));
     let req = sign_request("a.example.com", HOUR);
 
@@ -293,7 +437,11 @@ async fn rate_limit_quota_is_transient_with_retry_after_when_sent() {
     };
     let e = first_429(false).await;
     assert_class(&e, Transient, Some(429), "rate limit quota exceeded");
-    assert_eq!(e.retry_after(), None, "OpenBao sends Retry-After only when enabled");
+    assert_eq!(
+        e.retry_after(),
+        None,
+        "OpenBao sends Retry-After only when enabled"
+    );
 
     admin.enable_rate_limit_headers(true).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await; // past the block interval

@@ -18,15 +18,22 @@ async fn killing_the_leader_gives_transient_failures_then_success() {
     let admin = cluster.admin().await.unwrap();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
     admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin.approle_role("approle", "ck", &[&pki.policy], 0, "").await.unwrap();
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "ck", &[&pki.policy], 0, "")
+        .await
+        .unwrap();
 
-    let leader = cluster.leader_index().await.unwrap();
+    let leader = cluster.leader_index().await.expect("a leader");
     let standby = (leader + 1) % 3;
     let addrs = cluster.addrs();
     let mut cfg = VaultConfig::new(&addrs[standby]);
     cfg.connect_timeout = Duration::from_secs(2);
     cfg.request_timeout = Duration::from_secs(5);
-    let auth = AuthMethod::AppRole { mount: "approle".into(), role_id, secret_id: SecretSource::value(secret_id) };
+    let auth = AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
+    };
     let (via_standby, _) = common::recorded_client(&cfg, auth.clone());
     // A client pointed at the node that will die, as a single-address config would be.
     let mut dead_cfg = cfg.clone();
@@ -34,16 +41,28 @@ async fn killing_the_leader_gives_transient_failures_then_success() {
     let (via_leader, _) = common::recorded_client(&dead_cfg, auth);
 
     assert_eq!(via_standby.health().await.unwrap().status, HealthStatus::Standby);
-    via_standby.sign(&pki.sign_path, &sign_request("before.example.com", HOUR)).await.expect("standby forwards");
-    via_leader.sign(&pki.sign_path, &sign_request("leader.example.com", HOUR)).await.expect("leader signs");
+    via_standby
+        .sign(&pki.sign_path, &sign_request("before.example.com", HOUR))
+        .await
+        .expect("standby forwards");
+    via_leader
+        .sign(&pki.sign_path, &sign_request("leader.example.com", HOUR))
+        .await
+        .expect("leader signs");
 
     cluster.kill(leader);
     let killed = Instant::now();
     let mut failures = Vec::new();
     let deadline = killed + Duration::from_secs(90);
     let recovered = loop {
-        assert!(Instant::now() < deadline, "no success 90 s after the leader died: {failures:?}");
-        match via_standby.sign(&pki.sign_path, &sign_request("after.example.com", HOUR)).await {
+        assert!(
+            Instant::now() < deadline,
+            "no success 90 s after the leader died: {failures:?}"
+        );
+        match via_standby
+            .sign(&pki.sign_path, &sign_request("after.example.com", HOUR))
+            .await
+        {
             Ok(_) => break killed.elapsed(),
             Err(e) => {
                 failures.push((e.status(), e.class(), e.to_string()));
@@ -51,22 +70,38 @@ async fn killing_the_leader_gives_transient_failures_then_success() {
             }
         }
     };
-    eprintln!("failover: first success {recovered:?} after the kill; {} failures on the way", failures.len());
+    eprintln!(
+        "failover: first success {recovered:?} after the kill; {} failures on the way",
+        failures.len()
+    );
     for (status, class, msg) in &failures {
         assert_eq!(*class, FailureClass::Transient, "status {status:?}: {msg}");
     }
 
     // The dead node: connection refused, transient; it comes back sealed (503), still transient.
-    let e = via_leader.sign(&pki.sign_path, &sign_request("dead.example.com", HOUR)).await.unwrap_err();
+    let e = via_leader
+        .sign(&pki.sign_path, &sign_request("dead.example.com", HOUR))
+        .await
+        .unwrap_err();
     assert_eq!(e.class(), FailureClass::Transient, "{e}");
     cluster.restart_sealed(leader).await.unwrap();
     assert_eq!(via_leader.health().await.unwrap().status, HealthStatus::Sealed);
-    let e = via_leader.sign(&pki.sign_path, &sign_request("sealed.example.com", HOUR)).await.unwrap_err();
-    assert_eq!((e.class(), e.status()), (FailureClass::Transient, Some(503)), "{e}");
+    let e = via_leader
+        .sign(&pki.sign_path, &sign_request("sealed.example.com", HOUR))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.class(), e.status()),
+        (FailureClass::Transient, Some(503)),
+        "{e}"
+    );
     cluster.unseal(leader).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match via_leader.sign(&pki.sign_path, &sign_request("back.example.com", HOUR)).await {
+        match via_leader
+            .sign(&pki.sign_path, &sign_request("back.example.com", HOUR))
+            .await
+        {
             Ok(_) => break,
             Err(e) => {
                 assert_eq!(e.class(), FailureClass::Transient, "{e}");

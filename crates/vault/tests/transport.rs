@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use certkeeper_core::FailureClass::{self, *};
 use certkeeper_core::Secret;
 use certkeeper_testkit::{DevServer, FaultProxy, Mode, PkiOptions, TlsOptions, free_port};
-use certkeeper_vault::{ClientIdentity, ErrorKind, TransportCause, VaultClient, VaultConfig, VaultError};
+use certkeeper_vault::{
+    ClientIdentity, ErrorKind, SignRequest, TransportCause, VaultClient, VaultConfig, VaultError,
+};
 use common::{sign_request, token_auth};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -26,6 +28,18 @@ fn assert_transport(err: &VaultError, class: FailureClass, want: TransportCause)
     assert_eq!(err.class(), class, "{err}");
 }
 
+/// Switching modes closes the proxy's forwarded connections; a request that lands on such a
+/// pooled connection just before it is seen closed fails as `Broken` (also transient). Allow
+/// one of those, then expect the mode's own failure.
+async fn failure_after_switch(c: &VaultClient, path: &str, req: &SignRequest) -> VaultError {
+    let e = c.sign(path, req).await.unwrap_err();
+    if cause(&e) != Some(TransportCause::Broken) {
+        return e;
+    }
+    assert_eq!(e.class(), Transient, "{e}");
+    c.sign(path, req).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn fault_proxy_modes_are_transient_and_bounded_by_timeouts() {
     let bao = DevServer::start().await.unwrap();
@@ -36,41 +50,45 @@ async fn fault_proxy_modes_are_transient_and_bounded_by_timeouts() {
     c.sign(&pki.sign_path, &req).await.expect("through the proxy");
 
     // Hang: accepts and never answers; only the request timeout (3 s here) ends it.
-    proxy.set_mode(Mode::Hang);
+    proxy.set_mode(Mode::Hang).unwrap();
     let t = Instant::now();
-    let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
+    let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert_transport(&e, Transient, TransportCause::Timeout);
-    assert!(t.elapsed() < Duration::from_secs(15), "bounded by the timeout, took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "bounded by the timeout, took {:?}",
+        t.elapsed()
+    );
 
     // Slow body: headers arrive, the body never completes.
-    proxy.set_mode(Mode::SlowBody);
-    let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
+    proxy.set_mode(Mode::SlowBody).unwrap();
+    let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert_transport(&e, Transient, TransportCause::Timeout);
 
     for mode in [Mode::Reset, Mode::Close, Mode::Garbage] {
-        proxy.set_mode(mode.clone());
+        proxy.set_mode(mode.clone()).unwrap();
         let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
         assert_transport(&e, Transient, TransportCause::Broken);
     }
 
     // A load balancer's error page: the status decides, the HTML is kept short in the message.
-    proxy.set_mode(Mode::Html(502));
-    let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
+    proxy.set_mode(Mode::Html(502)).unwrap();
+    let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert_eq!((e.class(), e.status()), (Transient, Some(502)), "{e}");
     assert!(e.to_string().contains("<html"), "{e}");
     // An HTML page with 200: not Vault's answer, so not a verdict either.
-    proxy.set_mode(Mode::Html(200));
-    let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
+    proxy.set_mode(Mode::Html(200)).unwrap();
+    let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert!(matches!(e.kind, ErrorKind::Decode { status: 200, .. }), "{e:?}");
     assert_eq!(e.class(), Transient);
 
     // Nothing listening.
-    proxy.set_mode(Mode::Refuse);
-    let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
+    proxy.set_mode(Mode::Refuse).unwrap();
+    let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert_transport(&e, Transient, TransportCause::Connect);
 
     // And back: the same client recovers with no intervention.
-    proxy.set_mode(Mode::Forward);
+    proxy.set_mode(Mode::Forward).unwrap();
     c.sign(&pki.sign_path, &req).await.expect("recovered");
 }
 
@@ -79,13 +97,20 @@ async fn connection_refused_is_transient() {
     let c = common::client(&format!("http://127.0.0.1:{}", free_port()), token_auth("t"));
     let e = c.health().await.unwrap_err();
     assert_transport(&e, Transient, TransportCause::Connect);
-    let e = c.sign("pki/sign/x", &sign_request("a.example.com", HOUR)).await.unwrap_err();
+    let e = c
+        .sign("pki/sign/x", &sign_request("a.example.com", HOUR))
+        .await
+        .unwrap_err();
     assert_transport(&e, Transient, TransportCause::Connect);
 }
 
 #[tokio::test]
 async fn tls_mistakes_are_rejections() {
-    let bao = DevServer::start_tls(TlsOptions { require_client_cert: false }).await.unwrap();
+    let bao = DevServer::start_tls(TlsOptions {
+        require_client_cert: false,
+    })
+    .await
+    .unwrap();
     let tls = bao.tls().unwrap().clone();
     let tls_addr = bao.tls_addr().unwrap();
     let token = bao.root_token().to_owned();
@@ -130,37 +155,75 @@ async fn tls_mistakes_are_rejections() {
     assert_eq!((e.class(), e.status()), (Rejected, Some(400)), "{e}");
 }
 
+/// In TLS 1.3 the server checks the client certificate after the client has finished its side
+/// of the handshake, so whether the server's alert or its close reaches the client first is a
+/// race on the real server (measured: about half of the runs each way). The alert is classified
+/// `rejected`; a bare close cannot be told from a dropped connection and stays `transient`.
+#[track_caller]
+fn assert_client_refused(e: &VaultError) {
+    match cause(e) {
+        Some(TransportCause::TlsClientRejected) => assert_eq!(e.class(), Rejected, "{e}"),
+        Some(TransportCause::Broken) => assert_eq!(e.class(), Transient, "{e}"),
+        other => panic!("unexpected cause {other:?}: {e}"),
+    }
+}
+
 #[tokio::test]
 async fn mtls_without_an_accepted_client_certificate_is_rejected() {
-    let bao = DevServer::start_tls(TlsOptions { require_client_cert: true }).await.unwrap();
+    let bao = DevServer::start_tls(TlsOptions {
+        require_client_cert: true,
+    })
+    .await
+    .unwrap();
     let tls = bao.tls().unwrap().clone();
     let mut cfg = VaultConfig::new(bao.tls_addr().unwrap());
     cfg.ca_bundle_pem = Some(tls.ca_pem.clone());
     cfg.request_timeout = Duration::from_secs(3);
     let token = bao.root_token().to_owned();
 
-    let e = VaultClient::new(&cfg, token_auth(&token)).unwrap().health().await.unwrap_err();
-    assert_transport(&e, Rejected, TransportCause::TlsClientRejected);
+    let e = VaultClient::new(&cfg, token_auth(&token))
+        .unwrap()
+        .health()
+        .await
+        .unwrap_err();
+    assert_client_refused(&e);
 
     cfg.client_identity = Some(ClientIdentity {
         cert_pem: tls.untrusted_client_cert_pem.clone(),
         key_pem: Secret::new(tls.untrusted_client_key_pem.clone()),
     });
-    let e = VaultClient::new(&cfg, token_auth(&token)).unwrap().health().await.unwrap_err();
-    assert_transport(&e, Rejected, TransportCause::TlsClientRejected);
+    let e = VaultClient::new(&cfg, token_auth(&token))
+        .unwrap()
+        .health()
+        .await
+        .unwrap_err();
+    assert_client_refused(&e);
 
-    cfg.client_identity =
-        Some(ClientIdentity { cert_pem: tls.client_cert_pem.clone(), key_pem: Secret::new(tls.client_key_pem.clone()) });
-    VaultClient::new(&cfg, token_auth(&token)).unwrap().health().await.expect("accepted client certificate");
+    cfg.client_identity = Some(ClientIdentity {
+        cert_pem: tls.client_cert_pem.clone(),
+        key_pem: Secret::new(tls.client_key_pem.clone()),
+    });
+    VaultClient::new(&cfg, token_auth(&token))
+        .unwrap()
+        .health()
+        .await
+        .expect("accepted client certificate");
 }
 
 #[tokio::test]
 async fn cert_auth_with_a_certificate_vault_does_not_know_is_rejected() {
-    let bao = DevServer::start_tls(TlsOptions { require_client_cert: false }).await.unwrap();
+    let bao = DevServer::start_tls(TlsOptions {
+        require_client_cert: false,
+    })
+    .await
+    .unwrap();
     let tls = bao.tls().unwrap().clone();
     let admin = bao.admin();
     admin.enable_auth("cert", "cert").await.unwrap();
-    admin.cert_auth("cert", "ck", &tls.ca_pem, &["default"]).await.unwrap();
+    admin
+        .cert_auth("cert", "ck", &tls.ca_pem, &["default"])
+        .await
+        .unwrap();
     let mut cfg = VaultConfig::new(bao.tls_addr().unwrap());
     cfg.ca_bundle_pem = Some(tls.ca_pem.clone());
     let auth = certkeeper_vault::AuthMethod::Cert {
@@ -171,6 +234,10 @@ async fn cert_auth_with_a_certificate_vault_does_not_know_is_rejected() {
             key_pem: Secret::new(tls.untrusted_client_key_pem.clone()),
         }),
     };
-    let e = VaultClient::new(&cfg, auth).unwrap().login_check().await.unwrap_err();
+    let e = VaultClient::new(&cfg, auth)
+        .unwrap()
+        .login_check()
+        .await
+        .unwrap_err();
     assert_eq!((e.class(), e.status()), (Rejected, Some(400)), "{e}");
 }

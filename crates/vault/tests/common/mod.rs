@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certkeeper_core::FailureClass;
-use certkeeper_vault::{AuthMethod, Operation, RequestObserver, SecretSource, SignRequest, VaultClient, VaultConfig};
+use certkeeper_vault::{
+    AuthMethod, Operation, RequestObserver, SecretSource, SignRequest, VaultClient, VaultConfig,
+};
 
 /// A P-256 CSR for `cn` (also its only DNS SAN) and its request, as the engine will build them.
 pub fn sign_request(cn: &str, ttl: Duration) -> SignRequest {
@@ -23,7 +25,9 @@ pub fn sign_request(cn: &str, ttl: Duration) -> SignRequest {
 }
 
 pub fn token_auth(token: &str) -> AuthMethod {
-    AuthMethod::Token { token: SecretSource::value(token) }
+    AuthMethod::Token {
+        token: SecretSource::value(token),
+    }
 }
 
 /// A client with short timeouts, so failure tests end quickly.
@@ -45,7 +49,12 @@ pub fn not_after(pem: &str) -> i64 {
 pub fn common_name(pem: &str) -> String {
     let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
     let cert = der.parse_x509().expect("x509");
-    cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_owned()
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Records every HTTP exchange the client reports, as the metrics layer will see them.
@@ -73,5 +82,8 @@ impl RequestObserver for Recorder {
 /// A client that reports to a fresh [`Recorder`].
 pub fn recorded_client(cfg: &VaultConfig, auth: AuthMethod) -> (VaultClient, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    (VaultClient::with_observer(cfg, auth, Some(rec.clone())).expect("client"), rec)
+    (
+        VaultClient::with_observer(cfg, auth, Some(rec.clone())).expect("client"),
+        rec,
+    )
 }
