@@ -188,14 +188,14 @@ impl RaftCluster {
     async fn wait_failure_tolerance(&self, wanted: usize, deadline: Instant) -> Result<()> {
         let mut last = Value::Null;
         loop {
-            if let Ok(leader) = self.admin().await {
-                if let Ok(state) = leader.read("sys/storage/raft/autopilot/state").await {
-                    let ft = state.pointer("/data/failure_tolerance").and_then(Value::as_u64);
-                    if ft.is_some_and(|ft| ft >= wanted as u64) {
-                        return Ok(());
-                    }
-                    last = state;
+            if let Ok(leader) = self.admin().await
+                && let Ok(state) = leader.read("sys/storage/raft/autopilot/state").await
+            {
+                let ft = state.pointer("/data/failure_tolerance").and_then(Value::as_u64);
+                if ft.is_some_and(|ft| ft >= wanted as u64) {
+                    return Ok(());
                 }
+                last = state;
             }
             if Instant::now() > deadline {
                 bail!("autopilot failure_tolerance never reached {wanted}; last state: {last}");

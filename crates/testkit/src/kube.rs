@@ -305,23 +305,23 @@ async fn wait_ready(
             }
         }
         let bundle = std::fs::read_to_string(cert_file).unwrap_or_default();
-        if bundle.matches("-----END CERTIFICATE-----").count() >= 2 {
-            if let Some(ca) = last_pem_cert(&bundle) {
-                let Ok(client) = pinned_client(&ca) else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let probe = client
-                    .get(format!("{url}/readyz"))
-                    .bearer_auth(token)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await;
-                match probe {
-                    Ok(r) if r.status().is_success() => return Ok(ca),
-                    Ok(r) => last = format!("readyz {}", r.status()),
-                    Err(e) => last = format!("{e:#}"),
-                }
+        if bundle.matches("-----END CERTIFICATE-----").count() >= 2
+            && let Some(ca) = last_pem_cert(&bundle)
+        {
+            let Ok(client) = pinned_client(&ca) else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let probe = client
+                .get(format!("{url}/readyz"))
+                .bearer_auth(token)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            match probe {
+                Ok(r) if r.status().is_success() => return Ok(ca),
+                Ok(r) => last = format!("readyz {}", r.status()),
+                Err(e) => last = format!("{e:#}"),
             }
         }
         if Instant::now() > deadline {

@@ -1,5 +1,6 @@
 //! Every auth method logs in and signs against a real OpenBao 2.7.2, over plain HTTP, over TLS
 //! with a custom CA, `serverName` and mTLS, and inside a namespace.
+#![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
 
 mod common;
 

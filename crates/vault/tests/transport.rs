@@ -1,5 +1,6 @@
 //! Transport failures: what a real server cannot be made to do comes from a fault proxy on
 //! loopback in front of a real OpenBao; TLS mistakes come from a real TLS listener.
+#![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
 
 mod common;
 
@@ -66,7 +67,7 @@ async fn fault_proxy_modes_are_transient_and_bounded_by_timeouts() {
     assert_transport(&e, Transient, TransportCause::Timeout);
 
     for mode in [Mode::Reset, Mode::Close, Mode::Garbage] {
-        proxy.set_mode(mode.clone()).unwrap();
+        proxy.set_mode(mode).unwrap();
         let e = c.sign(&pki.sign_path, &req).await.unwrap_err();
         assert_transport(&e, Transient, TransportCause::Broken);
     }

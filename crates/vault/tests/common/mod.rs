@@ -1,5 +1,5 @@
 //! Helpers shared by the Vault client's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,10 +57,13 @@ pub fn common_name(pem: &str) -> String {
         .to_owned()
 }
 
+/// One reported exchange: operation, HTTP status, failure class.
+pub type Event = (Operation, Option<u16>, Option<FailureClass>);
+
 /// Records every HTTP exchange the client reports, as the metrics layer will see them.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    events: Mutex<Vec<(Operation, Option<u16>, Option<FailureClass>)>>,
+    events: Mutex<Vec<Event>>,
 }
 
 impl Recorder {
@@ -68,7 +71,7 @@ impl Recorder {
         self.events.lock().unwrap().iter().filter(|e| e.0 == op).count()
     }
 
-    pub fn events(&self) -> Vec<(Operation, Option<u16>, Option<FailureClass>)> {
+    pub fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
     }
 }
