@@ -5,7 +5,7 @@ use std::sync::Arc;
 use certkeeper_core::Secret;
 use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -13,7 +13,7 @@ use crate::config::{AuthMethod, VaultConfig, auth_mount};
 use crate::error::{ErrorKind, Operation, VaultError};
 use crate::pki::{SignRequest, SignedCertificate, parse_sign_answer};
 use crate::token::{AuthBlock, CachedToken, LookupData, TokenAction, lease};
-use crate::transport::{RequestObserver, Scope, Transport};
+use crate::transport::{Answer, ErasedBody, RequestObserver, Scope, Transport};
 
 /// What `sys/health` reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +158,16 @@ impl VaultClient {
                 },
             )
         })?;
-        let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
+        #[derive(Deserialize, Default)]
+        struct HealthBody {
+            version: Option<String>,
+            cluster_name: Option<String>,
+        }
+        let body: HealthBody = answer.decode(op)?;
         Ok(Health {
             status,
-            version: text("version"),
-            cluster_name: text("cluster_name"),
+            version: body.version,
+            cluster_name: body.cluster_name,
         })
     }
 
@@ -195,12 +200,17 @@ impl VaultClient {
         if path.is_empty() {
             return Err(VaultError::config(Operation::Sign, "issuer path is empty"));
         }
-        let body = request.body();
-        let answer = self
-            .authed(Operation::Sign, Method::POST, path, Some(&body))
-            .await?;
-        parse_sign_answer(answer)
-            .map_err(|reason| VaultError::new(Operation::Sign, ErrorKind::Decode { status: 200, reason }))
+        let op = Operation::Sign;
+        let answer = self.authed(op, Method::POST, path, Some(&request.body())).await?;
+        parse_sign_answer(answer.decode(op)?).map_err(|reason| {
+            VaultError::new(
+                op,
+                ErrorKind::Decode {
+                    status: answer.status,
+                    reason,
+                },
+            )
+        })
     }
 
     /// A namespaced request with the cached token. A 403 invalidates that token; unless it was
@@ -211,15 +221,15 @@ impl VaultClient {
         op: Operation,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, VaultError> {
+        body: Option<&dyn ErasedBody>,
+    ) -> Result<Answer, VaultError> {
         let (token, generation, fresh) = self.token().await?;
         let first = self
             .transport
             .request(op, method.clone(), path, body, Some(&token), Scope::Namespaced)
             .await;
         let err = match first {
-            Ok(a) => return Ok(a.body),
+            Ok(a) => return Ok(a),
             Err(e) => e,
         };
         if !err.is_forbidden() {
@@ -243,7 +253,7 @@ impl VaultClient {
             .request(op, method, path, body, Some(&token), Scope::Namespaced)
             .await
         {
-            Ok(a) => Ok(a.body),
+            Ok(a) => Ok(a),
             Err(e) => {
                 if e.is_forbidden() {
                     self.invalidate(generation).await;
@@ -323,7 +333,7 @@ impl VaultClient {
                 Scope::Namespaced,
             )
             .await?;
-        let auth = auth_block(op, answer.body)?;
+        let auth = auth_block(op, &answer)?;
         Ok(CachedToken {
             token: current.token.clone(),
             generation: current.generation,
@@ -384,7 +394,7 @@ impl VaultClient {
                 Scope::Namespaced,
             )
             .await?;
-        let auth = auth_block(op, answer.body)?;
+        let auth = auth_block(op, &answer)?;
         tracing::debug!(
             method = self.auth.kind(),
             lease_secs = auth.lease_duration,
@@ -419,17 +429,7 @@ impl VaultClient {
         struct Lookup {
             data: LookupData,
         }
-        let data = serde_json::from_value::<Lookup>(answer.body)
-            .map_err(|e| {
-                VaultError::new(
-                    op,
-                    ErrorKind::Decode {
-                        status: answer.status,
-                        reason: e.to_string(),
-                    },
-                )
-            })?
-            .data;
+        let data = answer.decode::<Lookup>(op)?.data;
         let lease = data.lease();
         Ok(CachedToken {
             token,
@@ -442,18 +442,26 @@ impl VaultClient {
     }
 }
 
-fn auth_block(op: Operation, body: Value) -> Result<AuthBlock, VaultError> {
+fn auth_block(op: Operation, answer: &Answer) -> Result<AuthBlock, VaultError> {
     #[derive(Deserialize)]
-    struct Answer {
+    struct WithAuth {
         auth: Option<AuthBlock>,
     }
-    let decode = |reason: String| VaultError::new(op, ErrorKind::Decode { status: 200, reason });
-    let auth = serde_json::from_value::<Answer>(body)
-        .map_err(|e| decode(format!("auth answer: {e}")))?
+    let decode = |reason: &str| {
+        VaultError::new(
+            op,
+            ErrorKind::Decode {
+                status: answer.status,
+                reason: reason.to_owned(),
+            },
+        )
+    };
+    let auth = answer
+        .decode::<WithAuth>(op)?
         .auth
-        .ok_or_else(|| decode("answer has no auth block".into()))?;
+        .ok_or_else(|| decode("answer has no auth block"))?;
     if auth.client_token.is_empty() {
-        return Err(decode("answer has an empty client_token".into()));
+        return Err(decode("answer has an empty client_token"));
     }
     Ok(auth)
 }

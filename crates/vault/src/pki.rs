@@ -7,8 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// What to ask Vault to sign.
 #[derive(Clone, Default)]
@@ -37,20 +36,30 @@ impl fmt::Debug for SignRequest {
     }
 }
 
+/// The JSON body of a sign request, borrowing the CSR.
+#[derive(Serialize)]
+pub(crate) struct SignBody<'a> {
+    csr: &'a str,
+    common_name: &'a str,
+    alt_names: String,
+    ip_sans: String,
+    uri_sans: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<String>,
+    exclude_cn_from_sans: bool,
+}
+
 impl SignRequest {
-    pub(crate) fn body(&self) -> Value {
-        let mut body = json!({
-            "csr": self.csr_pem,
-            "common_name": self.common_name.clone().unwrap_or_default(),
-            "alt_names": self.dns_names.join(","),
-            "ip_sans": self.ip_sans.join(","),
-            "uri_sans": self.uri_sans.join(","),
-            "exclude_cn_from_sans": true,
-        });
-        if let Some(ttl) = self.ttl {
-            body["ttl"] = json!(format!("{}s", ttl.as_secs().max(1)));
+    pub(crate) fn body(&self) -> SignBody<'_> {
+        SignBody {
+            csr: &self.csr_pem,
+            common_name: self.common_name.as_deref().unwrap_or_default(),
+            alt_names: self.dns_names.join(","),
+            ip_sans: self.ip_sans.join(","),
+            uri_sans: self.uri_sans.join(","),
+            ttl: self.ttl.map(|ttl| format!("{}s", ttl.as_secs().max(1))),
+            exclude_cn_from_sans: true,
         }
-        body
     }
 }
 
@@ -83,7 +92,7 @@ impl SignedCertificate {
 }
 
 #[derive(Deserialize)]
-struct SignAnswer {
+pub(crate) struct SignAnswer {
     data: Option<SignData>,
     #[serde(default)]
     warnings: Option<Vec<String>>,
@@ -102,9 +111,8 @@ struct SignData {
     expiration: i64,
 }
 
-/// Read a sign answer. `Err` carries the reason for a decode error.
-pub(crate) fn parse_sign_answer(body: Value) -> Result<SignedCertificate, String> {
-    let answer: SignAnswer = serde_json::from_value(body).map_err(|e| format!("sign answer: {e}"))?;
+/// Check a decoded sign answer. `Err` carries the reason for a decode error.
+pub(crate) fn parse_sign_answer(answer: SignAnswer) -> Result<SignedCertificate, String> {
     let data = answer.data.ok_or("sign answer has no data")?;
     if !data.certificate.contains("-----BEGIN CERTIFICATE-----") {
         return Err("sign answer's certificate is not PEM".into());
@@ -122,6 +130,7 @@ pub(crate) fn parse_sign_answer(body: Value) -> Result<SignedCertificate, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn body_matches_what_cert_manager_sends() {
@@ -133,7 +142,7 @@ mod tests {
             uri_sans: vec!["spiffe://example.com/a".into()],
             ttl: Some(Duration::from_secs(3600)),
         };
-        let body = req.body();
+        let body = serde_json::to_value(req.body()).unwrap();
         assert_eq!(body["alt_names"], "a.example.com,b.example.com");
         assert_eq!(body["ip_sans"], "127.0.0.1");
         assert_eq!(body["uri_sans"], "spiffe://example.com/a");
@@ -150,10 +159,11 @@ mod tests {
                      "expiration": 1798238760},
             "warnings": ["TTL \"10000h0m0s\" is longer than permitted maxTTL \"720h0m0s\", so maxTTL is being used"]
         });
-        let signed = parse_sign_answer(body).unwrap();
+        let signed = parse_sign_answer(serde_json::from_value(body).unwrap()).unwrap();
         assert_eq!(signed.ca_chain_pem.len(), 2);
         assert!(signed.ttl_capped_warning().unwrap().contains("maxTTL"));
-        assert!(parse_sign_answer(json!({"data": null})).is_err());
-        assert!(parse_sign_answer(json!({"data": {"certificate": "<html>"}})).is_err());
+        let parse = |v| parse_sign_answer(serde_json::from_value(v).unwrap());
+        assert!(parse(json!({"data": null})).is_err());
+        assert!(parse(json!({"data": {"certificate": "<html>"}})).is_err());
     }
 }

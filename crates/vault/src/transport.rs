@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use certkeeper_core::{FailureClass, Secret};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::config::{ClientIdentity, VaultConfig};
@@ -35,11 +36,27 @@ pub trait RequestObserver: Send + Sync {
     );
 }
 
-/// A decoded 2xx answer.
+/// A successful (2xx or accepted) answer, not yet decoded.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: u16,
-    pub body: Value,
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    /// Decode the body as `T`. A body that is not the JSON Vault sends (a proxy's page, a
+    /// truncated answer) is a decode error, which is transient.
+    pub fn decode<T: DeserializeOwned>(&self, op: Operation) -> Result<T, VaultError> {
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            VaultError::new(
+                op,
+                ErrorKind::Decode {
+                    status: self.status,
+                    reason: format!("body is not the expected JSON ({e}): {}", snippet(&self.bytes)),
+                },
+            )
+        })
+    }
 }
 
 pub(crate) struct Transport {
@@ -55,6 +72,17 @@ impl std::fmt::Debug for Transport {
             .field("base", &self.base.as_str())
             .field("namespace", &self.namespace)
             .finish()
+    }
+}
+
+/// A request body: any `Serialize` value, encoded once when the request is built.
+pub(crate) trait ErasedBody: Send + Sync {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>>;
+}
+
+impl<T: Serialize + Send + Sync> ErasedBody for T {
+    fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
     }
 }
 
@@ -159,7 +187,7 @@ impl Transport {
         op: Operation,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
     ) -> Result<Answer, VaultError> {
@@ -175,7 +203,7 @@ impl Transport {
         op: Operation,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
         accept: &[u16],
@@ -198,7 +226,7 @@ impl Transport {
         op: Operation,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
         accept: &[u16],
@@ -218,7 +246,10 @@ impl Transport {
             req = req.header("X-Vault-Namespace", ns);
         }
         if let Some(body) = body {
-            req = req.json(body);
+            let bytes = body
+                .to_json()
+                .map_err(|e| VaultError::config(op, format!("cannot encode request: {e}")))?;
+            req = req.header(CONTENT_TYPE, "application/json").body(bytes);
         }
         let transport = |source: reqwest::Error| {
             let cause = transport_cause(&source);
@@ -233,8 +264,17 @@ impl Transport {
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let headers = resp.headers().clone();
-        let mut bytes = Vec::new();
+        let accepted = status.is_success() || accept.contains(&status.as_u16());
+        // Only failures need headers (Retry-After, Location); successes skip the copy.
+        let headers = if accepted {
+            HeaderMap::new()
+        } else {
+            resp.headers().clone()
+        };
+        let mut bytes = Vec::with_capacity(
+            resp.content_length()
+                .map_or(4096, |n| n.min(MAX_BODY as u64) as usize),
+        );
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if bytes.len() + chunk.len() > MAX_BODY {
                 return Err(VaultError::new(
@@ -247,30 +287,13 @@ impl Transport {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if status.is_success() || accept.contains(&status.as_u16()) {
-            return decode_success(op, status, &bytes);
+        if accepted {
+            return Ok(Answer {
+                status: status.as_u16(),
+                bytes,
+            });
         }
         Err(status_error(op, status, &headers, &bytes))
-    }
-}
-
-fn decode_success(op: Operation, status: StatusCode, bytes: &[u8]) -> Result<Answer, VaultError> {
-    let status = status.as_u16();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Answer {
-            status,
-            body: Value::Null,
-        });
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(body) => Ok(Answer { status, body }),
-        Err(e) => Err(VaultError::new(
-            op,
-            ErrorKind::Decode {
-                status,
-                reason: format!("body is not JSON ({e}): {}", snippet(bytes)),
-            },
-        )),
     }
 }
 
