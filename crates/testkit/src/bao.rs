@@ -123,24 +123,11 @@ impl DevServer {
             .context("temp dir")?;
         let port = free_port();
         let root_token = format!("root-{}", random_hex(12));
-        let mut cmd = Command::new(&bao);
-        cmd.arg("server")
-            .arg("-dev")
+        let mut cmd = server_command(&bao, dir.path());
+        cmd.arg("-dev")
             .arg(format!("-dev-root-token-id={root_token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .arg("-dev-no-store-token")
-            .env("HOME", dir.path())
-            .current_dir(dir.path());
-        for var in [
-            "BAO_ADDR",
-            "VAULT_ADDR",
-            "BAO_TOKEN",
-            "VAULT_TOKEN",
-            "BAO_API_ADDR",
-            "BAO_CLUSTER_ADDR",
-        ] {
-            cmd.env_remove(var);
-        }
+            .arg("-dev-no-store-token");
         let (tls, tls_port) = match tls_opts {
             None => (None, None),
             Some(opts) => {
@@ -297,4 +284,22 @@ async fn wait_tls_listening(proc: &mut ManagedProcess, port: u16) -> Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// `bao server` living in `dir` (its HOME and working directory), blind to the caller's
+/// BAO_*/VAULT_* environment so a developer's settings cannot leak into a test server.
+pub(crate) fn server_command(bao: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(bao);
+    cmd.arg("server").env("HOME", dir).current_dir(dir);
+    for var in [
+        "BAO_ADDR",
+        "VAULT_ADDR",
+        "BAO_TOKEN",
+        "VAULT_TOKEN",
+        "BAO_API_ADDR",
+        "BAO_CLUSTER_ADDR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }

@@ -13,7 +13,6 @@
 //! A restarted node comes back sealed (503) and is unsealed by `restart`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -137,21 +136,8 @@ impl RaftCluster {
 
     fn spawn_node(&mut self, i: usize) -> Result<()> {
         let node = &mut self.nodes[i];
-        let mut cmd = Command::new(&self.bao);
-        cmd.arg("server")
-            .arg(format!("-config={}", node.dir.join("config.hcl").display()))
-            .env("HOME", &node.dir)
-            .current_dir(&node.dir);
-        for var in [
-            "BAO_ADDR",
-            "VAULT_ADDR",
-            "BAO_TOKEN",
-            "VAULT_TOKEN",
-            "BAO_API_ADDR",
-            "BAO_CLUSTER_ADDR",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = crate::bao::server_command(&self.bao, &node.dir);
+        cmd.arg(format!("-config={}", node.dir.join("config.hcl").display()));
         node.proc = Some(ManagedProcess::spawn(
             &format!("bao raft node{i}"),
             cmd,

@@ -71,17 +71,7 @@ async fn approle_logs_in_once_and_reuses_the_token() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin
-        .approle_role("approle", "certkeeper", &[&pki.policy], 0, "")
-        .await
-        .unwrap();
-
-    let auth = AuthMethod::AppRole {
-        mount: "approle".into(),
-        role_id,
-        secret_id: SecretSource::value(secret_id),
-    };
+    let auth = common::approle(&admin, "certkeeper", &pki.policy, 0).await;
     let mut cfg = VaultConfig::new(bao.addr());
     cfg.request_timeout = Duration::from_secs(5);
     let (client, rec) = common::recorded_client(&cfg, auth);
@@ -192,19 +182,9 @@ async fn namespace_header_goes_on_login_and_sign_not_on_health() {
     root.create_namespace("team-a").await.unwrap();
     let ns = root.with_namespace("team-a");
     let pki = ns.setup_pki(PkiOptions::default()).await.unwrap();
-    ns.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = ns
-        .approle_role("approle", "certkeeper", &[&pki.policy], 0, "")
-        .await
-        .unwrap();
-
+    let auth = common::approle(&ns, "certkeeper", &pki.policy, 0).await;
     let mut cfg = VaultConfig::new(bao.addr());
     cfg.namespace = Some("team-a".into());
-    let auth = AuthMethod::AppRole {
-        mount: "approle".into(),
-        role_id,
-        secret_id: SecretSource::value(secret_id),
-    };
     let client = VaultClient::new(&cfg, auth).unwrap();
     assert_signs(&client, &pki.sign_path, "ns.example.com").await;
 

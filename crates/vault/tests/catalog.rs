@@ -172,11 +172,7 @@ async fn revoked_and_expired_tokens_are_replaced_by_a_fresh_login() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin
-        .approle_role("approle", "ck", &[&pki.policy], 0, "")
-        .await
-        .unwrap();
+    let auth = common::approle(&admin, "ck", &pki.policy, 0).await;
     admin
         .write(
             "auth/approle/role/ck",
@@ -184,11 +180,6 @@ async fn revoked_and_expired_tokens_are_replaced_by_a_fresh_login() {
         )
         .await
         .unwrap();
-    let auth = AuthMethod::AppRole {
-        mount: "approle".into(),
-        role_id,
-        secret_id: SecretSource::value(secret_id),
-    };
     let (c, rec) = common::recorded_client(&VaultConfig::new(bao.addr()), auth);
     c.sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
         .await
@@ -379,16 +370,7 @@ async fn sealed_vault_is_transient_and_health_says_sealed() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin
-        .approle_role("approle", "ck", &[&pki.policy], 0, "")
-        .await
-        .unwrap();
-    let auth = AuthMethod::AppRole {
-        mount: "approle".into(),
-        role_id,
-        secret_id: SecretSource::value(secret_id),
-    };
+    let auth = common::approle(&admin, "ck", &pki.policy, 0).await;
     let c = client(&bao.addr(), auth);
     let root = client(&bao.addr(), token_auth(bao.root_token()));
     root.sign(&pki.sign_path, &sign_request("a.example.com", HOUR))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use certkeeper_core::FailureClass;
 use certkeeper_testkit::{PkiOptions, RaftCluster};
-use certkeeper_vault::{AuthMethod, HealthStatus, SecretSource, VaultConfig};
+use certkeeper_vault::{HealthStatus, VaultConfig};
 use common::sign_request;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -18,11 +18,7 @@ async fn killing_the_leader_gives_transient_failures_then_success() {
     let mut cluster = RaftCluster::start(3).await.unwrap();
     let admin = cluster.admin().await.unwrap();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    admin.enable_auth("approle", "approle").await.unwrap();
-    let (role_id, secret_id) = admin
-        .approle_role("approle", "ck", &[&pki.policy], 0, "")
-        .await
-        .unwrap();
+    let auth = common::approle(&admin, "ck", &pki.policy, 0).await;
 
     let leader = cluster.leader_index().await.expect("a leader");
     let standby = (leader + 1) % 3;
@@ -30,11 +26,6 @@ async fn killing_the_leader_gives_transient_failures_then_success() {
     let mut cfg = VaultConfig::new(&addrs[standby]);
     cfg.connect_timeout = Duration::from_secs(2);
     cfg.request_timeout = Duration::from_secs(5);
-    let auth = AuthMethod::AppRole {
-        mount: "approle".into(),
-        role_id,
-        secret_id: SecretSource::value(secret_id),
-    };
     let (via_standby, _) = common::recorded_client(&cfg, auth.clone());
     // A client pointed at the node that will die, as a single-address config would be.
     let mut dead_cfg = cfg.clone();

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certkeeper_core::FailureClass;
+use certkeeper_testkit::Admin;
 use certkeeper_vault::{
     AuthMethod, Operation, RequestObserver, SecretSource, SignRequest, VaultClient, VaultConfig,
 };
@@ -21,6 +22,20 @@ pub fn sign_request(cn: &str, ttl: Duration) -> SignRequest {
         dns_names: vec![cn.to_owned()],
         ttl: Some(ttl),
         ..Default::default()
+    }
+}
+
+/// AppRole login for a fresh role bound to `policy` on `admin`'s "approle" mount (enabled if
+/// needed); `secret_id_uses` 0 means unlimited.
+pub async fn approle(admin: &Admin, role: &str, policy: &str, secret_id_uses: u32) -> AuthMethod {
+    let (role_id, secret_id) = admin
+        .approle_role("approle", role, &[policy], secret_id_uses, "")
+        .await
+        .expect("approle role");
+    AuthMethod::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretSource::value(secret_id),
     }
 }
 
