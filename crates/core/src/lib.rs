@@ -5,7 +5,10 @@
 //! the types defined here so that a failure's class, and what follows from it, is decided once.
 
 pub mod failure;
+pub mod pki;
+pub mod schedule;
 pub mod secret;
+pub mod spec;
 
 pub use failure::FailureClass;
 pub use secret::Secret;
