@@ -1,0 +1,501 @@
+//! One gate per issuer: a concurrency limit, a rate limit and a circuit breaker.
+//!
+//! The gate is what keeps thousands of certificates from storming a Vault that is down: after a
+//! few consecutive transient failures the circuit opens, and from then on only one probe is let
+//! through at a time (on its own backoff) while every other request is told when to come back.
+//! When a probe succeeds the circuit closes and the gate reports the recovery, so the engine can
+//! make every certificate that waits on a transient failure of this issuer due at once; the rate
+//! limit then releases them without a burst.
+//!
+//! The breaker and the bucket are plain state machines over an injected `now`, tested without a
+//! runtime; [`IssuerGate`] puts them behind a mutex next to a semaphore.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use certkeeper_core::FailureClass;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Limits for one issuer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateConfig {
+    /// Requests in flight to this issuer at once.
+    pub concurrency: usize,
+    /// Sustained requests per second.
+    pub rate_per_sec: f64,
+    /// Requests allowed back to back after a quiet period.
+    pub burst: u32,
+    /// Consecutive transient failures that open the circuit.
+    pub open_after: u32,
+    /// First and last delay between probes while the circuit is open.
+    pub probe_min: Duration,
+    pub probe_max: Duration,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            concurrency: 8,
+            rate_per_sec: 50.0,
+            burst: 20,
+            open_after: 3,
+            probe_min: Duration::from_secs(1),
+            probe_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second up to `burst`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate_per_sec: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: rate_per_sec.max(0.001),
+            burst,
+            tokens: burst,
+            updated: now,
+        }
+    }
+
+    /// Take one token, or say how long until one is available.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+/// Circuit state, also exported as a metric (0 closed, 1 open, 2 probing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    /// Requests are refused until `probe_at`, when one probe may go.
+    Open,
+    /// One probe is in flight.
+    Probing,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::Probing => "probing",
+        }
+    }
+}
+
+/// What the breaker allows a caller to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead (circuit closed).
+    Pass,
+    /// Go ahead as the single probe; report the outcome with `probe = true`.
+    Probe,
+    /// Come back at this time.
+    Wait(Instant),
+}
+
+/// The outcome of a request, as far as the issuer's health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure(FailureClass),
+}
+
+/// What changed when an outcome was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Opened,
+    /// The issuer answers again: waiting certificates may be released.
+    Recovered,
+}
+
+/// Consecutive-failure circuit breaker with a single probe.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    open_after: u32,
+    probe_min: Duration,
+    probe_max: Duration,
+    state: CircuitState,
+    consecutive: u32,
+    probes_failed: u32,
+    probe_at: Instant,
+}
+
+impl CircuitBreaker {
+    pub fn new(config: &GateConfig, now: Instant) -> Self {
+        CircuitBreaker {
+            open_after: config.open_after.max(1),
+            probe_min: config.probe_min,
+            probe_max: config.probe_max.max(config.probe_min),
+            state: CircuitState::Closed,
+            consecutive: 0,
+            probes_failed: 0,
+            probe_at: now,
+        }
+    }
+
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.state {
+            CircuitState::Closed => Admission::Pass,
+            CircuitState::Open if now >= self.probe_at => {
+                self.state = CircuitState::Probing;
+                Admission::Probe
+            }
+            CircuitState::Open => Admission::Wait(self.probe_at),
+            // The probe's own timeout bounds how long this lasts; others check back after the
+            // shortest probe interval.
+            CircuitState::Probing => Admission::Wait(now + self.probe_min),
+        }
+    }
+
+    /// Record an outcome. Only transient failures say anything about the issuer as a whole; a
+    /// role refusing one name or a 403 for one policy leaves the circuit as it is.
+    pub fn record(&mut self, outcome: Outcome, probe: bool, now: Instant) -> Transition {
+        match outcome {
+            Outcome::Success => {
+                let was_open = self.state != CircuitState::Closed;
+                self.state = CircuitState::Closed;
+                self.consecutive = 0;
+                self.probes_failed = 0;
+                if was_open {
+                    Transition::Recovered
+                } else {
+                    Transition::None
+                }
+            }
+            Outcome::Failure(FailureClass::Transient) => {
+                if probe || self.state != CircuitState::Closed {
+                    self.probes_failed = self.probes_failed.saturating_add(u32::from(probe));
+                    self.reopen(now);
+                    return Transition::None;
+                }
+                self.consecutive = self.consecutive.saturating_add(1);
+                if self.consecutive >= self.open_after {
+                    self.probes_failed = 0;
+                    self.reopen(now);
+                    Transition::Opened
+                } else {
+                    Transition::None
+                }
+            }
+            // Vault answered: it is up, even if it said no.
+            Outcome::Failure(_) => {
+                if probe {
+                    let was_open = self.state != CircuitState::Closed;
+                    self.state = CircuitState::Closed;
+                    self.consecutive = 0;
+                    self.probes_failed = 0;
+                    if was_open {
+                        Transition::Recovered
+                    } else {
+                        Transition::None
+                    }
+                } else {
+                    self.consecutive = 0;
+                    Transition::None
+                }
+            }
+        }
+    }
+
+    fn reopen(&mut self, now: Instant) {
+        self.state = CircuitState::Open;
+        let factor = 1u32.checked_shl(self.probes_failed.min(16)).unwrap_or(u32::MAX);
+        let delay = self.probe_min.saturating_mul(factor).min(self.probe_max);
+        self.probe_at = now + delay;
+    }
+}
+
+/// Permission to send one request to the issuer. Dropping it releases the concurrency slot;
+/// [`Permit::finish`] also reports the outcome to the breaker.
+#[derive(Debug)]
+pub struct Permit {
+    gate: Arc<GateInner>,
+    probe: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Permit {
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    pub fn finish(self, outcome: Outcome) -> Transition {
+        let now = Instant::now();
+        let transition = self.gate.lock().breaker.record(outcome, self.probe, now);
+        if transition != Transition::None {
+            tracing::info!(issuer = %self.gate.name, transition = ?transition, "issuer circuit changed");
+        }
+        transition
+    }
+}
+
+/// Why a request may not go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The circuit is open: retry at this time (the engine parks the certificate until then or
+    /// until the issuer recovers, whichever is first).
+    CircuitOpen(Instant),
+}
+
+#[derive(Debug)]
+struct GateInner {
+    name: String,
+    slots: Arc<Semaphore>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug)]
+struct GateState {
+    bucket: TokenBucket,
+    breaker: CircuitBreaker,
+}
+
+impl GateInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state is plain data updated in single statements: a panic elsewhere cannot leave
+        // it half-written, so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The gate of one issuer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IssuerGate {
+    inner: Arc<GateInner>,
+}
+
+impl IssuerGate {
+    pub fn new(name: impl Into<String>, config: &GateConfig) -> Self {
+        let now = Instant::now();
+        IssuerGate {
+            inner: Arc::new(GateInner {
+                name: name.into(),
+                slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+                state: Mutex::new(GateState {
+                    bucket: TokenBucket::new(config.rate_per_sec, config.burst, now),
+                    breaker: CircuitBreaker::new(config, now),
+                }),
+            }),
+        }
+    }
+
+    pub fn circuit(&self) -> CircuitState {
+        self.inner.lock().breaker.state()
+    }
+
+    /// Wait for a concurrency slot and a rate token, unless the circuit refuses the request.
+    pub async fn acquire(&self) -> Result<Permit, Refusal> {
+        let slot = match self.inner.slots.clone().acquire_owned().await {
+            Ok(slot) => slot,
+            // The semaphore is never closed; treat it like an open circuit if it ever is.
+            Err(_) => return Err(Refusal::CircuitOpen(Instant::now() + Duration::from_secs(1))),
+        };
+        loop {
+            let now = Instant::now();
+            let wait = {
+                let mut state = self.inner.lock();
+                match state.breaker.admit(now) {
+                    Admission::Wait(at) => return Err(Refusal::CircuitOpen(at)),
+                    admission => match state.bucket.try_take(now) {
+                        Ok(()) => {
+                            let probe = admission == Admission::Probe;
+                            return Ok(Permit {
+                                gate: self.inner.clone(),
+                                probe,
+                                _slot: slot,
+                            });
+                        }
+                        Err(wait) => {
+                            // Not admitted after all: give the probe back.
+                            if admission == Admission::Probe {
+                                state.breaker.state = CircuitState::Open;
+                            }
+                            wait
+                        }
+                    },
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> GateConfig {
+        GateConfig {
+            open_after: 3,
+            probe_min: Duration::from_secs(1),
+            probe_max: Duration::from_secs(30),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn opens_after_consecutive_transient_failures_and_lets_one_probe_through() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(&config(), t0);
+        let transient = Outcome::Failure(FailureClass::Transient);
+        assert_eq!(b.record(transient, false, t0), Transition::None);
+        assert_eq!(b.record(transient, false, t0), Transition::None);
+        assert_eq!(b.record(transient, false, t0), Transition::Opened);
+        assert_eq!(b.admit(t0), Admission::Wait(t0 + Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.admit(t1), Admission::Probe);
+        // Only one probe at a time.
+        assert!(matches!(b.admit(t1), Admission::Wait(_)));
+        // Failed probe: back off 2 s, then 4 s ...
+        assert_eq!(b.record(transient, true, t1), Transition::None);
+        assert_eq!(b.admit(t1), Admission::Wait(t1 + Duration::from_secs(2)));
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(b.admit(t2), Admission::Probe);
+        assert_eq!(b.record(Outcome::Success, true, t2), Transition::Recovered);
+        assert_eq!(b.admit(t2), Admission::Pass);
+    }
+
+    #[test]
+    fn answers_from_vault_do_not_open_the_circuit() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(&config(), t0);
+        for class in [
+            FailureClass::Rejected,
+            FailureClass::AuthRejected,
+            FailureClass::Invalid,
+        ] {
+            for _ in 0..10 {
+                assert_eq!(b.record(Outcome::Failure(class), false, t0), Transition::None);
+            }
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        // A transient streak is broken by any answer.
+        let transient = Outcome::Failure(FailureClass::Transient);
+        b.record(transient, false, t0);
+        b.record(transient, false, t0);
+        b.record(Outcome::Failure(FailureClass::Rejected), false, t0);
+        assert_eq!(b.record(transient, false, t0), Transition::None);
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_probe_answered_with_a_rejection_still_proves_the_issuer_is_up() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(&config(), t0);
+        for _ in 0..3 {
+            b.record(Outcome::Failure(FailureClass::Transient), false, t0);
+        }
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.admit(t1), Admission::Probe);
+        assert_eq!(
+            b.record(Outcome::Failure(FailureClass::Rejected), true, t1),
+            Transition::Recovered
+        );
+    }
+
+    #[test]
+    fn bucket_releases_at_the_rate_after_the_burst() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 5, t0);
+        for _ in 0..5 {
+            bucket.try_take(t0).unwrap();
+        }
+        let wait = bucket.try_take(t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
+        bucket.try_take(t0 + Duration::from_millis(100)).unwrap();
+    }
+
+    proptest! {
+        /// Whatever the sequence of outcomes, probe delays stay within [probe_min, probe_max]
+        /// and an open circuit never admits two probes at once.
+        #[test]
+        fn probe_delays_are_bounded(outcomes in proptest::collection::vec((0u8..4, any::<bool>()), 1..200)) {
+            let cfg = config();
+            let t0 = Instant::now();
+            let mut b = CircuitBreaker::new(&cfg, t0);
+            let mut now = t0;
+            let mut in_flight_probe = false;
+            for (kind, advance) in outcomes {
+                if advance { now += Duration::from_millis(700); }
+                match b.admit(now) {
+                    Admission::Probe => { prop_assert!(!in_flight_probe); in_flight_probe = true; }
+                    Admission::Wait(at) => {
+                        prop_assert!(at > now && at <= now + cfg.probe_max);
+                    }
+                    Admission::Pass => {}
+                }
+                let outcome = match kind {
+                    0 => Outcome::Success,
+                    1 => Outcome::Failure(FailureClass::Rejected),
+                    _ => Outcome::Failure(FailureClass::Transient),
+                };
+                let probe = std::mem::take(&mut in_flight_probe);
+                b.record(outcome, probe, now);
+            }
+        }
+
+        /// Over any window, a bucket hands out at most burst + rate * window tokens.
+        #[test]
+        fn bucket_never_exceeds_its_rate(steps in proptest::collection::vec(0u64..500, 1..300)) {
+            let t0 = Instant::now();
+            let mut bucket = TokenBucket::new(20.0, 4, t0);
+            let mut now = t0;
+            let mut taken = 0u32;
+            for ms in steps {
+                now += Duration::from_millis(ms);
+                if bucket.try_take(now).is_ok() { taken += 1; }
+            }
+            let window = now.duration_since(t0).as_secs_f64();
+            prop_assert!(f64::from(taken) <= 4.0 + 20.0 * window + 1e-6);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gate_refuses_while_open_and_releases_after_recovery() {
+        let gate = IssuerGate::new("vault-a", &config());
+        for _ in 0..3 {
+            let p = gate.acquire().await.unwrap();
+            assert!(!p.is_probe());
+            p.finish(Outcome::Failure(FailureClass::Transient));
+        }
+        assert_eq!(gate.circuit(), CircuitState::Open);
+        let Err(Refusal::CircuitOpen(at)) = gate.acquire().await else {
+            panic!("open circuit admitted a request")
+        };
+        tokio::time::sleep_until(at).await;
+        let probe = gate.acquire().await.unwrap();
+        assert!(probe.is_probe());
+        assert!(
+            gate.acquire().await.is_err(),
+            "second request while the probe is out"
+        );
+        assert_eq!(probe.finish(Outcome::Success), Transition::Recovered);
+        assert!(!gate.acquire().await.unwrap().is_probe());
+    }
+}
