@@ -10,7 +10,8 @@ use std::fmt;
 ///
 /// None of the classes is terminal: a certificate that can still be renewed is always retried,
 /// only the schedule differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The same request can succeed shortly: connection refused or reset, timeouts, a sealed or
     /// leaderless Vault, 429, a 5xx that is not known to be permanent, a garbled answer.

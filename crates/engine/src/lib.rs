@@ -5,3 +5,4 @@
 //! only provide storage and event sinks.
 
 pub mod gate;
+pub mod state;

@@ -1,0 +1,249 @@
+//! What the engine remembers about each certificate, and the pure decision of what to do next.
+//!
+//! The runtime persists [`CertState`] (the embedded database standalone, the Certificate's status
+//! in Kubernetes), so a restart neither forgets a backoff nor re-issues a certificate that is
+//! still good. [`decide`] is a function of (state, spec fingerprint, now): nothing else.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certkeeper_core::FailureClass;
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch: what is persisted and shown.
+pub type UnixSeconds = i64;
+
+pub fn to_unix(t: SystemTime) -> UnixSeconds {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn from_unix(secs: UnixSeconds) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// The certificate currently served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedInfo {
+    pub serial: String,
+    pub not_before: UnixSeconds,
+    pub not_after: UnixSeconds,
+    /// When renewal starts (renewal point with its spread), computed when it was issued.
+    pub renewal_time: UnixSeconds,
+    /// Fingerprint of the certificate spec and issuer it was issued for.
+    pub spec_fingerprint: u64,
+    pub issued_at: UnixSeconds,
+    /// Vault shortened the lifetime we asked for (capped TTL): the warning shown in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// The failure streak since the last success, as shown in status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub class: FailureClass,
+    pub message: String,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+    pub first_failure: UnixSeconds,
+    pub last_failure: UnixSeconds,
+    /// `None`: waiting for a change of the spec, the issuer or a referenced file.
+    pub next_attempt: Option<UnixSeconds>,
+    /// The spec fingerprint the failure was for: a changed spec is tried at once.
+    pub spec_fingerprint: u64,
+}
+
+/// Everything persisted for one certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertState {
+    /// Increments with every issued certificate (cert-manager's status.revision).
+    pub revision: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<IssuedInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureRecord>,
+}
+
+/// Why a certificate is being issued (cert-manager's Issuing condition reasons where they exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueReason {
+    DoesNotExist,
+    SpecChanged,
+    Expired,
+    Renewing,
+    ManuallyTriggered,
+    /// A retry after a failure whose backoff has elapsed.
+    Retry,
+}
+
+impl IssueReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueReason::DoesNotExist => "DoesNotExist",
+            IssueReason::SpecChanged => "SpecChanged",
+            IssueReason::Expired => "Expired",
+            IssueReason::Renewing => "Renewing",
+            IssueReason::ManuallyTriggered => "ManuallyTriggered",
+            IssueReason::Retry => "Retry",
+        }
+    }
+}
+
+/// What to do with a certificate now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Issue(IssueReason),
+    WaitUntil(SystemTime),
+    /// Nothing on a timer: the last failure needs a change of input.
+    WaitForChange,
+}
+
+/// Decide, from what is persisted, whether a certificate needs issuing now.
+pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_now: bool) -> Decision {
+    if renew_now {
+        return Decision::Issue(IssueReason::ManuallyTriggered);
+    }
+    if let Some(f) = &state.failure
+        && f.spec_fingerprint == spec_fingerprint
+    {
+        return match f.next_attempt.map(from_unix) {
+            None => Decision::WaitForChange,
+            Some(at) if at > now => Decision::WaitUntil(at),
+            Some(_) => Decision::Issue(IssueReason::Retry),
+        };
+    }
+    let Some(issued) = &state.issued else {
+        return Decision::Issue(IssueReason::DoesNotExist);
+    };
+    if issued.spec_fingerprint != spec_fingerprint {
+        return Decision::Issue(IssueReason::SpecChanged);
+    }
+    if from_unix(issued.not_after) <= now {
+        return Decision::Issue(IssueReason::Expired);
+    }
+    let renew_at = from_unix(issued.renewal_time);
+    if renew_at <= now {
+        Decision::Issue(IssueReason::Renewing)
+    } else {
+        Decision::WaitUntil(renew_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn issued(fp: u64) -> IssuedInfo {
+        IssuedInfo {
+            serial: "aa".into(),
+            not_before: T0,
+            not_after: T0 + 3000,
+            renewal_time: T0 + 2000,
+            spec_fingerprint: fp,
+            issued_at: T0,
+            warning: None,
+        }
+    }
+
+    fn failure(fp: u64, next: Option<i64>) -> FailureRecord {
+        FailureRecord {
+            class: FailureClass::Transient,
+            message: "sealed".into(),
+            attempts: 2,
+            first_failure: T0 + 2000,
+            last_failure: T0 + 2010,
+            next_attempt: next,
+            spec_fingerprint: fp,
+        }
+    }
+
+    #[test]
+    fn lifecycle_decisions() {
+        let at = |s: i64| from_unix(T0 + s);
+        let empty = CertState::default();
+        assert_eq!(
+            decide(&empty, 1, at(0), false),
+            Decision::Issue(IssueReason::DoesNotExist)
+        );
+
+        let good = CertState {
+            revision: 1,
+            issued: Some(issued(1)),
+            failure: None,
+        };
+        assert_eq!(decide(&good, 1, at(10), false), Decision::WaitUntil(at(2000)));
+        assert_eq!(
+            decide(&good, 1, at(2000), false),
+            Decision::Issue(IssueReason::Renewing)
+        );
+        assert_eq!(
+            decide(&good, 1, at(3000), false),
+            Decision::Issue(IssueReason::Expired)
+        );
+        assert_eq!(
+            decide(&good, 2, at(10), false),
+            Decision::Issue(IssueReason::SpecChanged)
+        );
+        assert_eq!(
+            decide(&good, 1, at(10), true),
+            Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+    }
+
+    #[test]
+    fn backoff_holds_until_its_time_unless_the_spec_changes_or_renew_is_asked() {
+        let at = |s: i64| from_unix(T0 + s);
+        let failing = CertState {
+            revision: 1,
+            issued: Some(issued(1)),
+            failure: Some(failure(1, Some(T0 + 2060))),
+        };
+        assert_eq!(
+            decide(&failing, 1, at(2030), false),
+            Decision::WaitUntil(at(2060))
+        );
+        assert_eq!(
+            decide(&failing, 1, at(2060), false),
+            Decision::Issue(IssueReason::Retry)
+        );
+        assert_eq!(
+            decide(&failing, 2, at(2030), false),
+            Decision::Issue(IssueReason::SpecChanged)
+        );
+        assert_eq!(
+            decide(&failing, 1, at(2030), true),
+            Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+
+        let waiting = CertState {
+            failure: Some(failure(1, None)),
+            ..failing
+        };
+        assert_eq!(decide(&waiting, 1, at(2030), false), Decision::WaitForChange);
+        assert_eq!(
+            decide(&waiting, 3, at(2030), false),
+            Decision::Issue(IssueReason::SpecChanged)
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let s = CertState {
+            revision: 3,
+            issued: Some(issued(7)),
+            failure: Some(failure(7, None)),
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"class\":\"transient\""), "{json}");
+        assert_eq!(serde_json::from_str::<CertState>(&json).unwrap(), s);
+        assert_eq!(to_unix(from_unix(-5)), -5);
+        assert_eq!(to_unix(from_unix(T0)), T0);
+    }
+}
