@@ -1,0 +1,4 @@
+//! certkeeper's standalone runtime: manifests from files, certificates to files, state in an
+//! embedded database, no cluster needed.
+
+pub mod statedb;
