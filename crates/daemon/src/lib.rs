@@ -1,4 +1,5 @@
 //! certkeeper's standalone runtime: manifests from files, certificates to files, state in an
 //! embedded database, no cluster needed.
 
+pub mod output;
 pub mod statedb;

@@ -1,0 +1,306 @@
+//! Writing a certificate's files so that a reader never sees a key that does not match the
+//! certificate beside it, and a crash at any point leaves the previous good set in place.
+//!
+//! The layout is the one Kubernetes uses for mounted Secrets (its "atomic writer"):
+//!
+//! ```text
+//! <dir>/..2026_11_25_23_59_01.123456789/   the files of one revision (tls.crt, tls.key, ca.crt, ...)
+//! <dir>/..data -> ..2026_11_25_23_59_01.123456789
+//! <dir>/tls.crt -> ..data/tls.crt           (one stable symlink per file name)
+//! ```
+//!
+//! A new revision is written and fsynced into a fresh hidden directory, then `..data` is
+//! replaced by `rename(2)` of a new symlink: one atomic step flips every file at once. A kill -9
+//! before that rename leaves the old `..data`; after it, the new one. Leftover directories from
+//! an interrupted write are removed by the next write. A reader that opens `tls.crt` and
+//! `tls.key` through the stable names sees one revision unless the flip happens between its two
+//! opens — the same guarantee Kubernetes gives; readers that need one read use the combined PEM.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// One output file.
+#[derive(Clone)]
+pub struct OutputFile {
+    /// File name inside the output directory (no separators).
+    pub name: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for OutputFile {
+    // Contents may be a private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputFile")
+            .field("name", &self.name)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// Ownership to apply to written files (and the revision directory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct OutputError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+const DATA: &str = "..data";
+const DATA_TMP: &str = "..data_tmp";
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, OutputError> {
+    r.map_err(|source| OutputError {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Write `files` as the new revision of `dir`, atomically.
+pub fn write_atomic(
+    dir: &Path,
+    files: &[OutputFile],
+    owner: Owner,
+    now: SystemTime,
+) -> Result<(), OutputError> {
+    for f in files {
+        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with("..") {
+            let path = dir.join(&f.name);
+            return Err(OutputError {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain file name"),
+            });
+        }
+    }
+    io(dir, fs::create_dir_all(dir))?;
+    let previous = fs::read_link(dir.join(DATA)).ok();
+
+    let stamp = revision_name(now);
+    let rev = dir.join(&stamp);
+    // A same-nanosecond leftover from a crash: start it over.
+    if rev.exists() {
+        io(&rev, fs::remove_dir_all(&rev))?;
+    }
+    io(&rev, fs::create_dir(&rev))?;
+    io(&rev, fs::set_permissions(&rev, fs::Permissions::from_mode(0o755)))?;
+    for f in files {
+        let path = rev.join(&f.name);
+        let mut file = io(
+            &path,
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(f.mode)
+                .open(&path),
+        )?;
+        io(&path, file.write_all(&f.contents))?;
+        // The mode given to open() is filtered by the umask; set it exactly.
+        io(&path, file.set_permissions(fs::Permissions::from_mode(f.mode)))?;
+        chown(&path, owner)?;
+        io(&path, file.sync_all())?;
+    }
+    chown(&rev, owner)?;
+    io(&rev, File::open(&rev).and_then(|d| d.sync_all()))?;
+
+    // Flip ..data in one rename.
+    let tmp = dir.join(DATA_TMP);
+    let _ = fs::remove_file(&tmp);
+    io(&tmp, symlink(&stamp, &tmp))?;
+    io(&dir.join(DATA), fs::rename(&tmp, dir.join(DATA)))?;
+
+    // Stable names for every file of this revision; names no longer written are removed.
+    for f in files {
+        let link = dir.join(&f.name);
+        let target = Path::new(DATA).join(&f.name);
+        if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            let tmp = dir.join(format!("..{}.tmp", f.name));
+            let _ = fs::remove_file(&tmp);
+            io(&tmp, symlink(&target, &tmp))?;
+            io(&link, fs::rename(&tmp, &link))?;
+        }
+    }
+    if let Some(prev) = &previous {
+        remove_stale_links(dir, prev, files)?;
+    }
+    io(dir, File::open(dir).and_then(|d| d.sync_all()))?;
+
+    // Older revisions (the previous one and leftovers of interrupted writes).
+    for entry in io(dir, fs::read_dir(dir))? {
+        let entry = io(dir, entry)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("..") && name != stamp && name != DATA && entry.path().is_dir() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Remove stable symlinks that pointed into `..data` for files the new revision no longer has.
+fn remove_stale_links(dir: &Path, previous: &Path, files: &[OutputFile]) -> Result<(), OutputError> {
+    let old_dir = dir.join(previous);
+    let Ok(entries) = fs::read_dir(&old_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if files.iter().any(|f| f.name == name) {
+            continue;
+        }
+        let link = dir.join(&name);
+        if fs::read_link(&link).is_ok_and(|t| t == Path::new(DATA).join(&name)) {
+            io(&link, fs::remove_file(&link))?;
+        }
+    }
+    Ok(())
+}
+
+/// Read a file of the current revision through its stable name.
+pub fn read_current(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    fs::read(dir.join(name)).ok()
+}
+
+fn revision_name(now: SystemTime) -> String {
+    let d = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    format!("..{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+fn chown(path: &Path, owner: Owner) -> Result<(), OutputError> {
+    if owner == Owner::default() {
+        return Ok(());
+    }
+    let uid = owner.uid.map(nix::unistd::Uid::from_raw);
+    let gid = owner.gid.map(nix::unistd::Gid::from_raw);
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        uid,
+        gid,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| OutputError {
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn file(name: &str, contents: &str, mode: u32) -> OutputFile {
+        OutputFile {
+            name: name.into(),
+            contents: contents.as_bytes().to_vec(),
+            mode,
+        }
+    }
+
+    fn t(n: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n)
+    }
+
+    #[test]
+    fn revisions_flip_together_and_old_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("web");
+        write_atomic(
+            &out,
+            &[file("tls.crt", "cert1", 0o644), file("tls.key", "key1", 0o600)],
+            Owner::default(),
+            t(1),
+        )
+        .unwrap();
+        assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert1");
+        assert_eq!(read_current(&out, "tls.key").unwrap(), b"key1");
+        let mode = fs::metadata(out.join("tls.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        write_atomic(
+            &out,
+            &[
+                file("tls.crt", "cert2", 0o644),
+                file("tls.key", "key2", 0o600),
+                file("ca.crt", "ca", 0o644),
+            ],
+            Owner::default(),
+            t(2),
+        )
+        .unwrap();
+        assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert2");
+        assert_eq!(read_current(&out, "tls.key").unwrap(), b"key2");
+        assert_eq!(read_current(&out, "ca.crt").unwrap(), b"ca");
+
+        // ca.crt dropped in the next revision: its stable name goes too.
+        write_atomic(
+            &out,
+            &[file("tls.crt", "cert3", 0o644), file("tls.key", "key3", 0o600)],
+            Owner::default(),
+            t(3),
+        )
+        .unwrap();
+        assert!(read_current(&out, "ca.crt").is_none());
+        let hidden: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("..") && n != DATA)
+            .collect();
+        assert_eq!(hidden.len(), 1, "only the current revision remains: {hidden:?}");
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_the_previous_revision_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("web");
+        write_atomic(
+            &out,
+            &[file("tls.crt", "cert1", 0o644), file("tls.key", "key1", 0o600)],
+            Owner::default(),
+            t(1),
+        )
+        .unwrap();
+        // What a kill -9 in the middle of the next write leaves: a half-written revision
+        // directory and a dangling ..data_tmp, but ..data untouched.
+        let partial = out.join(revision_name(t(2)));
+        fs::create_dir(&partial).unwrap();
+        fs::write(partial.join("tls.crt"), "cert2").unwrap();
+        symlink(revision_name(t(2)), out.join(DATA_TMP)).unwrap();
+        assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert1");
+        assert_eq!(read_current(&out, "tls.key").unwrap(), b"key1");
+        // The next write cleans up and succeeds.
+        write_atomic(
+            &out,
+            &[file("tls.crt", "cert3", 0o644), file("tls.key", "key3", 0o600)],
+            Owner::default(),
+            t(3),
+        )
+        .unwrap();
+        assert_eq!(read_current(&out, "tls.key").unwrap(), b"key3");
+        assert!(!partial.exists());
+    }
+
+    #[test]
+    fn file_names_must_be_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["", "../x", "a/b", "..data"] {
+            assert!(
+                write_atomic(dir.path(), &[file(bad, "x", 0o644)], Owner::default(), t(1)).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(!format!("{:?}", file("tls.key", "SECRET", 0o600)).contains("SECRET"));
+    }
+}
