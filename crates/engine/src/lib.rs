@@ -5,4 +5,5 @@
 //! only provide storage and event sinks.
 
 pub mod gate;
+pub mod metrics;
 pub mod state;
