@@ -1,5 +1,6 @@
 //! certkeeper's standalone runtime: manifests from files, certificates to files, state in an
 //! embedded database, no cluster needed.
 
+pub mod config;
 pub mod output;
 pub mod statedb;

@@ -1,0 +1,476 @@
+//! The standalone configuration file: where manifests are, where state lives, where the
+//! HTTP endpoints listen, how Secret references resolve to files or environment variables, and
+//! per-certificate output settings that cert-manager's schema has no room for.
+//!
+//! ```yaml
+//! manifests: ./manifests            # a file, or a directory of *.yaml / *.yml files
+//! stateDir: ./state                 # holds state.redb
+//! listen: 127.0.0.1:9402            # /metrics, /healthz, /readyz, /api/v1/status
+//! log: { format: text, level: info }
+//! secrets:
+//!   dir: ./secrets                  # Secret <ns>/<name>, key <k>  ->  <dir>/<ns>/<name>/<k>
+//!   refs:                           # exceptions, by "<namespace>/<name>" and key
+//!     - { secret: default/vault-approle, key: secretId, env: VAULT_SECRET_ID }
+//!     - { secret: default/vault-token, key: token, file: /run/secrets/vault-token }
+//! outputs:
+//!   dir: ./certs/{namespace}/{secretName}   # default for every certificate
+//!   keyMode: "0600"
+//!   certMode: "0644"
+//!   certificates:
+//!     default/web:
+//!       dir: /etc/nginx/tls
+//!       user: 33                    # numeric uid / gid
+//!       group: 33
+//!       hooks:
+//!         - { command: [systemctl, reload, nginx], timeout: 30s }
+//! issuers:                          # gate limits for every issuer
+//!   concurrency: 8
+//!   ratePerSecond: 50
+//!   burst: 20
+//! ```
+//!
+//! Relative paths are relative to the configuration file's directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    manifests: PathBuf,
+    state_dir: PathBuf,
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    secrets: RawSecrets,
+    #[serde(default)]
+    outputs: RawOutputs,
+    #[serde(default)]
+    issuers: IssuerLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSecrets {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    refs: Vec<RawSecretRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSecretRef {
+    secret: String,
+    key: String,
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawOutputs {
+    dir: Option<String>,
+    key_mode: Option<String>,
+    cert_mode: Option<String>,
+    #[serde(default)]
+    certificates: BTreeMap<String, RawCertOutput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawCertOutput {
+    dir: Option<String>,
+    key_mode: Option<String>,
+    cert_mode: Option<String>,
+    user: Option<u32>,
+    group: Option<u32>,
+    #[serde(default)]
+    hooks: Vec<RawHook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawHook {
+    command: Vec<String>,
+    timeout: Option<String>,
+}
+
+/// Gate limits applied to every issuer.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerLimits {
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_rate")]
+    pub rate_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_rate() -> f64 {
+    50.0
+}
+fn default_burst() -> u32 {
+    20
+}
+
+impl Default for IssuerLimits {
+    fn default() -> Self {
+        IssuerLimits {
+            concurrency: default_concurrency(),
+            rate_per_second: default_rate(),
+            burst: default_burst(),
+        }
+    }
+}
+
+/// Where one Secret key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretLocation {
+    File(PathBuf),
+    Env(String),
+}
+
+/// A command run after a certificate's files changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Output settings of one certificate, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertOutput {
+    pub dir: PathBuf,
+    pub key_mode: u32,
+    pub cert_mode: u32,
+    pub user: Option<u32>,
+    pub group: Option<u32>,
+    pub hooks: Vec<Hook>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub manifests: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub log: LogConfig,
+    pub secrets_dir: Option<PathBuf>,
+    secret_refs: BTreeMap<(String, String), SecretLocation>,
+    output_dir_template: String,
+    key_mode: u32,
+    cert_mode: u32,
+    cert_outputs: BTreeMap<String, CertOutput>,
+    pub issuers: IssuerLimits,
+}
+
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+
+        let listen = match raw.listen.as_deref() {
+            None | Some("") => None,
+            Some(l) => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| invalid("listen", format!("{l:?} is not host:port ({e})")))?,
+            ),
+        };
+        let mut secret_refs = BTreeMap::new();
+        for (i, r) in raw.secrets.refs.iter().enumerate() {
+            let field = format!("secrets.refs[{i}]");
+            if r.secret.split('/').count() != 2 || r.secret.starts_with('/') || r.secret.ends_with('/') {
+                return Err(invalid(
+                    &format!("{field}.secret"),
+                    format!("{:?} must be \"<namespace>/<name>\"", r.secret),
+                ));
+            }
+            let location = match (&r.file, &r.env) {
+                (Some(f), None) => SecretLocation::File(abs(f)),
+                (None, Some(e)) if !e.is_empty() => SecretLocation::Env(e.clone()),
+                _ => return Err(invalid(&field, "exactly one of file or env is required".into())),
+            };
+            secret_refs.insert((r.secret.clone(), r.key.clone()), location);
+        }
+        let key_mode =
+            parse_mode(raw.outputs.key_mode.as_deref(), 0o600).map_err(|m| invalid("outputs.keyMode", m))?;
+        let cert_mode = parse_mode(raw.outputs.cert_mode.as_deref(), 0o644)
+            .map_err(|m| invalid("outputs.certMode", m))?;
+        let template = raw
+            .outputs
+            .dir
+            .unwrap_or_else(|| "certs/{namespace}/{secretName}".into());
+        let template = if Path::new(&template).is_absolute() {
+            template
+        } else {
+            base.join(&template).to_string_lossy().into_owned()
+        };
+
+        let mut cert_outputs = BTreeMap::new();
+        for (id, o) in raw.outputs.certificates {
+            let field = format!("outputs.certificates.{id}");
+            let mut hooks = Vec::new();
+            for (i, h) in o.hooks.into_iter().enumerate() {
+                if h.command.first().is_none_or(String::is_empty) {
+                    return Err(invalid(
+                        &format!("{field}.hooks[{i}].command"),
+                        "must name a program".into(),
+                    ));
+                }
+                let timeout = match h.timeout.as_deref() {
+                    None => DEFAULT_HOOK_TIMEOUT,
+                    Some(t) => parse_duration(t).ok_or_else(|| {
+                        invalid(
+                            &format!("{field}.hooks[{i}].timeout"),
+                            format!("{t:?} is not a duration like 30s or 2m"),
+                        )
+                    })?,
+                };
+                hooks.push(Hook {
+                    command: h.command,
+                    timeout,
+                });
+            }
+            let out = CertOutput {
+                dir: o.dir.map(|d| abs(Path::new(&d))).unwrap_or_default(),
+                key_mode: parse_mode(o.key_mode.as_deref(), key_mode)
+                    .map_err(|m| invalid(&format!("{field}.keyMode"), m))?,
+                cert_mode: parse_mode(o.cert_mode.as_deref(), cert_mode)
+                    .map_err(|m| invalid(&format!("{field}.certMode"), m))?,
+                user: o.user,
+                group: o.group,
+                hooks,
+            };
+            cert_outputs.insert(id, out);
+        }
+        if raw.issuers.concurrency == 0 {
+            return Err(invalid("issuers.concurrency", "must be at least 1".into()));
+        }
+        if raw.issuers.rate_per_second.is_nan() || raw.issuers.rate_per_second <= 0.0 {
+            return Err(invalid("issuers.ratePerSecond", "must be positive".into()));
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            manifests: abs(&raw.manifests),
+            state_dir: abs(&raw.state_dir),
+            listen,
+            log: raw.log,
+            secrets_dir: raw.secrets.dir.map(|d| abs(&d)),
+            secret_refs,
+            output_dir_template: template,
+            key_mode,
+            cert_mode,
+            cert_outputs,
+            issuers: raw.issuers,
+        })
+    }
+
+    /// Where Secret `namespace/name`, key `key` is read from.
+    pub fn secret_location(&self, namespace: &str, name: &str, key: &str) -> Option<SecretLocation> {
+        if let Some(l) = self
+            .secret_refs
+            .get(&(format!("{namespace}/{name}"), key.to_owned()))
+        {
+            return Some(l.clone());
+        }
+        self.secrets_dir
+            .as_ref()
+            .map(|d| SecretLocation::File(d.join(namespace).join(name).join(key)))
+    }
+
+    /// Output settings of certificate `namespace/name` writing `secret_name`.
+    pub fn output(&self, namespace: &str, name: &str, secret_name: &str) -> CertOutput {
+        let default_dir = PathBuf::from(
+            self.output_dir_template
+                .replace("{namespace}", namespace)
+                .replace("{name}", name)
+                .replace("{secretName}", secret_name),
+        );
+        match self.cert_outputs.get(&format!("{namespace}/{name}")) {
+            Some(o) => CertOutput {
+                dir: if o.dir.as_os_str().is_empty() {
+                    default_dir
+                } else {
+                    o.dir.clone()
+                },
+                ..o.clone()
+            },
+            None => CertOutput {
+                dir: default_dir,
+                key_mode: self.key_mode,
+                cert_mode: self.cert_mode,
+                user: None,
+                group: None,
+                hooks: Vec::new(),
+            },
+        }
+    }
+
+    pub fn state_db_path(&self) -> PathBuf {
+        self.state_dir.join("state.redb")
+    }
+}
+
+/// An octal file mode such as "0600" or "640".
+fn parse_mode(value: Option<&str>, default: u32) -> Result<u32, String> {
+    let Some(v) = value else { return Ok(default) };
+    match u32::from_str_radix(v.trim().trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{v:?} is not an octal file mode like \"0600\"")),
+    }
+}
+
+/// "30s", "2m", "1h", "500ms".
+fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in the module documentation is a valid configuration.
+    #[test]
+    fn documented_example_parses() {
+        let doc: String = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```yaml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")
+                )
+            })
+            .collect();
+        let cfg = Config::parse(Path::new("/etc/certkeeper/certkeeper.yaml"), &doc).unwrap();
+        assert_eq!(cfg.manifests, Path::new("/etc/certkeeper/./manifests"));
+        assert_eq!(cfg.listen, Some("127.0.0.1:9402".parse().unwrap()));
+        assert_eq!(
+            cfg.secret_location("default", "vault-approle", "secretId"),
+            Some(SecretLocation::Env("VAULT_SECRET_ID".into()))
+        );
+        assert_eq!(
+            cfg.secret_location("default", "other", "token"),
+            Some(SecretLocation::File(
+                "/etc/certkeeper/./secrets/default/other/token".into()
+            ))
+        );
+        let web = cfg.output("default", "web", "web-tls");
+        assert_eq!(web.dir, Path::new("/etc/nginx/tls"));
+        assert_eq!((web.user, web.group, web.key_mode), (Some(33), Some(33), 0o600));
+        assert_eq!(web.hooks[0].timeout, Duration::from_secs(30));
+        let api = cfg.output("prod", "api", "api-tls");
+        assert_eq!(api.dir, Path::new("/etc/certkeeper/./certs/prod/api-tls"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let p = Path::new("/x/ck.yaml");
+        let err = |text: &str| Config::parse(p, text).unwrap_err().to_string();
+        assert!(err("manifests: m\n").contains("state_dir") || err("manifests: m\n").contains("stateDir"));
+        assert_eq!(
+            err("manifests: m\nstateDir: s\nlisten: nowhere\n"),
+            "/x/ck.yaml: listen: \"nowhere\" is not host:port (invalid socket address syntax)"
+        );
+        assert!(err("manifests: m\nstateDir: s\nbogus: 1\n").contains("unknown field `bogus`"));
+        assert_eq!(
+            err("manifests: m\nstateDir: s\noutputs: {keyMode: \"0999\"}\n"),
+            "/x/ck.yaml: outputs.keyMode: \"0999\" is not an octal file mode like \"0600\""
+        );
+        assert_eq!(
+            err("manifests: m\nstateDir: s\nsecrets: {refs: [{secret: a/b, key: k}]}\n"),
+            "/x/ck.yaml: secrets.refs[0]: exactly one of file or env is required"
+        );
+        assert_eq!(
+            err(
+                "manifests: m\nstateDir: s\noutputs: {certificates: {default/web: {hooks: [{command: [x], timeout: soon}]}}}\n"
+            ),
+            "/x/ck.yaml: outputs.certificates.default/web.hooks[0].timeout: \"soon\" is not a duration like 30s or 2m"
+        );
+    }
+}
