@@ -1,0 +1,23 @@
+//! When to act: the renewal point of a certificate and the next attempt after a failure.
+//!
+//! These are the only places that decide time in certkeeper (DESIGN.md, "The failure model" and
+//! "Certificate semantics"); the engine and both runtimes call them instead of re-deriving policy.
+//! Everything here is pure: `now` and any randomness are parameters, so the decisions are unit- and
+//! property-tested without a clock, and a restarted process recomputes exactly what it persisted.
+//!
+//! - [`renewal_time`]: cert-manager's renewal point, moved earlier by a stable per-certificate spread.
+//! - [`ExponentialBackoff`] and [`schedule_for`]: the jittered retry delays of each [`FailureClass`].
+//! - [`next_attempt`]: the retry delay bounded by the validity left on the certificate being served.
+//!
+//! [`FailureClass`]: crate::FailureClass
+
+mod backoff;
+mod renewal;
+mod retry;
+
+pub use backoff::{
+    AUTH_REJECTED_BACKOFF, BACKOFF_JITTER, ExponentialBackoff, InvalidBackoff, REJECTED_BACKOFF,
+    TRANSIENT_BACKOFF, schedule_for,
+};
+pub use renewal::{MAX_SPREAD, RenewalPolicy, SPREAD_DIVISOR, is_due, renewal_time};
+pub use retry::{EXPIRY_CLAMP_DIVISOR, EXPIRY_CLAMP_FLOOR, RetryInput, next_attempt};

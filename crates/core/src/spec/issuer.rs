@@ -1,0 +1,457 @@
+//! `Issuer` and `ClusterIssuer` with `spec.vault` (cert-manager's `types_issuer.go`), their
+//! validation (cert-manager's `internal/apis/certmanager/validation/issuer.go`) and the defaults
+//! cert-manager's Vault client applies at run time (`internal/vault/vault.go`), gathered here so
+//! the Vault client and both runtimes resolve them the same way.
+//!
+//! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) are recognised, kept undecoded and
+//! reported as unsupported: certkeeper only talks to Vault and OpenBao.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::Value;
+
+use super::error::{FieldError, FieldPath, Problem};
+use super::meta::{IssuerKey, IssuerKind, ObjectMeta, SecretKeySelector};
+use super::syntax::{Base64Bytes, check_server_url, pem_has_certificate};
+
+/// Secret key holding a Vault token (tokenSecretRef) or a ServiceAccount JWT (kubernetes
+/// secretRef) when the reference names none.
+pub const DEFAULT_TOKEN_KEY: &str = "token";
+/// Secret key of `caBundleSecretRef` when none is named.
+pub const DEFAULT_CA_BUNDLE_KEY: &str = "ca.crt";
+/// Secret keys of `clientCertSecretRef` / `clientKeySecretRef` when none is named.
+pub const DEFAULT_CLIENT_CERT_KEY: &str = "tls.crt";
+pub const DEFAULT_CLIENT_KEY_KEY: &str = "tls.key";
+/// Login mount paths when `mountPath` is empty. These include the `/v1` API prefix; the AppRole
+/// `path` does not (it is a mount name under `/v1/auth/`): a cert-manager quirk kept as is.
+pub const DEFAULT_KUBERNETES_MOUNT_PATH: &str = "/v1/auth/kubernetes";
+pub const DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH: &str = "/v1/auth/cert";
+
+/// A namespaced issuer: only Certificates in its namespace can use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: IssuerSpec,
+}
+
+/// A cluster-scoped issuer. A `metadata.namespace` in its manifest is ignored, as the API server
+/// ignores it for cluster-scoped kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIssuer {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: IssuerSpec,
+}
+
+/// cert-manager's `IssuerConfig`: exactly one issuer type must be set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IssuerSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultIssuer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_signed: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venafi: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultIssuer {
+    pub auth: VaultAuth,
+    /// `https://vault.example.com:8200`.
+    pub server: String,
+    /// TLS server name to verify instead of the host in `server`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server_name: String,
+    /// The sign endpoint without `/v1`: `pki_int/sign/example-dot-com`.
+    pub path: String,
+    /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// PEM CA bundle; base64 in the manifest because cert-manager's field is `[]byte`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<Base64Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_secret_ref: Option<SecretKeySelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<SecretKeySelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_secret_ref: Option<SecretKeySelector>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeySelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<VaultAppRole>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<VaultClientCertificateAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<VaultKubernetesAuth>,
+    /// Recognised (cert-manager has it) but not supported; kept undecoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultAppRole {
+    /// Mount name of the AppRole backend, e.g. `approle` (no `/v1/auth/` prefix).
+    pub path: String,
+    pub role_id: String,
+    /// Secret and key holding the SecretID. The key has no default in cert-manager.
+    pub secret_ref: SecretKeySelector,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultClientCertificateAuth {
+    /// Full login mount path including `/v1`, [`DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH`] if empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mount_path: String,
+    /// A `kubernetes.io/tls` Secret (tls.crt, tls.key) presented during the TLS handshake.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret_name: String,
+    /// The cert auth role; any matching role when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultKubernetesAuth {
+    /// Full login mount path including `/v1`, [`DEFAULT_KUBERNETES_MOUNT_PATH`] if empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mount_path: String,
+    /// A Secret holding a ServiceAccount JWT (key [`DEFAULT_TOKEN_KEY`] by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
+    /// A ServiceAccount to request short-lived tokens for (TokenRequest API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_ref: Option<ServiceAccountRef>,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceAccountRef {
+    pub name: String,
+    /// Extra audiences; the defaults are always included (see
+    /// [`VaultKubernetesAuth::token_audiences`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+}
+
+/// The auth method an issuer uses. cert-manager never enforced "exactly one", so manifests with
+/// several exist; like cert-manager, the first set in the order tokenSecretRef, appRole,
+/// clientCertificate, kubernetes (then aws) wins and the rest are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaultAuthMethod<'a> {
+    Token(&'a SecretKeySelector),
+    AppRole(&'a VaultAppRole),
+    ClientCertificate(&'a VaultClientCertificateAuth),
+    Kubernetes(&'a VaultKubernetesAuth),
+}
+
+/// Go's `path.Join` for the absolute API paths used here: empty and `.` segments dropped.
+fn join_path(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for segment in parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|s| !s.is_empty() && *s != ".")
+    {
+        out.push('/');
+        out.push_str(segment);
+    }
+    out
+}
+
+fn has_dot_dot(path: &str) -> bool {
+    path.split('/').any(|s| s == "..")
+}
+
+impl VaultAuth {
+    /// The method in effect (see [`VaultAuthMethod`]); `None` when none is set or only the
+    /// unsupported `aws` one is.
+    pub fn method(&self) -> Option<VaultAuthMethod<'_>> {
+        if let Some(token) = &self.token_secret_ref {
+            Some(VaultAuthMethod::Token(token))
+        } else if let Some(app_role) = &self.app_role {
+            Some(VaultAuthMethod::AppRole(app_role))
+        } else if let Some(cert) = &self.client_certificate {
+            Some(VaultAuthMethod::ClientCertificate(cert))
+        } else {
+            self.kubernetes.as_ref().map(VaultAuthMethod::Kubernetes)
+        }
+    }
+}
+
+impl VaultAppRole {
+    /// `POST` path of the login call: `/v1/auth/<path>/login`.
+    pub fn login_path(&self) -> String {
+        join_path(&["/v1/auth", &self.path, "login"])
+    }
+}
+
+impl VaultClientCertificateAuth {
+    pub fn login_path(&self) -> String {
+        let mount = if self.mount_path.is_empty() {
+            DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH
+        } else {
+            &self.mount_path
+        };
+        join_path(&[mount, "login"])
+    }
+}
+
+impl VaultKubernetesAuth {
+    pub fn login_path(&self) -> String {
+        let mount = if self.mount_path.is_empty() {
+            DEFAULT_KUBERNETES_MOUNT_PATH
+        } else {
+            &self.mount_path
+        };
+        join_path(&[mount, "login"])
+    }
+
+    /// Audiences for a requested ServiceAccount token, as cert-manager sends them: the extra
+    /// ones from the manifest, then `vault://<namespace>/<name>` (`vault://<name>` for a
+    /// ClusterIssuer), then the Vault server address. Vault roles are commonly bound to these.
+    pub fn token_audiences(&self, issuer: &IssuerKey, server: &str) -> Vec<String> {
+        let mut audiences = self
+            .service_account_ref
+            .as_ref()
+            .map(|r| r.audiences.clone())
+            .unwrap_or_default();
+        audiences.push(match &issuer.namespace {
+            Some(namespace) => format!("vault://{namespace}/{}", issuer.name),
+            None => format!("vault://{}", issuer.name),
+        });
+        audiences.push(server.to_owned());
+        audiences
+    }
+}
+
+impl VaultIssuer {
+    /// `POST` path of the sign call: `/v1/<path>`.
+    pub fn sign_path(&self) -> String {
+        join_path(&["/v1", &self.path])
+    }
+
+    /// The inline CA bundle (PEM), if one is set and not empty.
+    pub fn ca_bundle_pem(&self) -> Option<&[u8]> {
+        self.ca_bundle
+            .as_ref()
+            .map(|b| b.0.as_slice())
+            .filter(|b| !b.is_empty())
+    }
+
+    fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
+        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
+        if self.server.is_empty() {
+            push(path.field("server"), Problem::Required);
+        } else if let Err(reason) = check_server_url(&self.server) {
+            push(
+                path.field("server"),
+                Problem::InvalidUrl {
+                    value: self.server.clone(),
+                    reason,
+                },
+            );
+        }
+        if self.path.is_empty() {
+            push(path.field("path"), Problem::Required);
+        } else if has_dot_dot(&self.path) {
+            push(path.field("path"), Problem::DotDotSegment);
+        }
+        if let Some(pem) = self.ca_bundle_pem() {
+            if !pem_has_certificate(pem) {
+                push(path.field("caBundle"), Problem::NoCertificateInBundle);
+            }
+            if self.ca_bundle_secret_ref.is_some() {
+                push(
+                    path.field("caBundle"),
+                    Problem::MutuallyExclusive("caBundleSecretRef"),
+                );
+            }
+        }
+        let refs = [
+            ("caBundleSecretRef", &self.ca_bundle_secret_ref),
+            ("clientCertSecretRef", &self.client_cert_secret_ref),
+            ("clientKeySecretRef", &self.client_key_secret_ref),
+        ];
+        for (field, reference) in refs {
+            if reference.as_ref().is_some_and(|r| r.name.is_empty()) {
+                push(path.field(field).field("name"), Problem::Required);
+            }
+        }
+        match (&self.client_cert_secret_ref, &self.client_key_secret_ref) {
+            (Some(_), None) => push(
+                path.field("clientKeySecretRef"),
+                Problem::RequiredWith("clientCertSecretRef"),
+            ),
+            (None, Some(_)) => push(
+                path.field("clientCertSecretRef"),
+                Problem::RequiredWith("clientKeySecretRef"),
+            ),
+            _ => {}
+        }
+        self.auth.validate(&path.field("auth"), errors);
+    }
+}
+
+impl VaultAuth {
+    /// cert-manager validates every method that is present, not just the one in effect.
+    fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
+        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
+        if let Some(token) = &self.token_secret_ref
+            && token.name.is_empty()
+        {
+            push(path.field("tokenSecretRef").field("name"), Problem::Required);
+        }
+        if let Some(app_role) = &self.app_role {
+            let at = path.field("appRole");
+            if app_role.path.is_empty() {
+                push(at.field("path"), Problem::Required);
+            } else if has_dot_dot(&app_role.path) {
+                push(at.field("path"), Problem::DotDotSegment);
+            }
+            if app_role.role_id.trim().is_empty() {
+                push(at.field("roleId"), Problem::Required);
+            }
+            for (field, value) in [
+                ("name", &app_role.secret_ref.name),
+                ("key", &app_role.secret_ref.key),
+            ] {
+                if value.is_empty() {
+                    push(at.field("secretRef").field(field), Problem::Required);
+                }
+            }
+        }
+        if let Some(cert) = &self.client_certificate
+            && has_dot_dot(&cert.mount_path)
+        {
+            push(
+                path.field("clientCertificate").field("mountPath"),
+                Problem::DotDotSegment,
+            );
+        }
+        if let Some(kubernetes) = &self.kubernetes {
+            let at = path.field("kubernetes");
+            if kubernetes.role.is_empty() {
+                push(at.field("role"), Problem::Required);
+            }
+            if has_dot_dot(&kubernetes.mount_path) {
+                push(at.field("mountPath"), Problem::DotDotSegment);
+            }
+            if let Some(sa) = &kubernetes.service_account_ref
+                && sa.name.is_empty()
+            {
+                push(at.field("serviceAccountRef").field("name"), Problem::Required);
+            }
+            const SOURCES: &[&str] = &["secretRef", "serviceAccountRef"];
+            let secret = kubernetes.secret_ref.as_ref().is_some_and(|s| !s.name.is_empty());
+            match (secret, kubernetes.service_account_ref.is_some()) {
+                (false, false) => push(at, Problem::RequiredOneOf(SOURCES)),
+                (true, true) => push(at, Problem::OnlyOneOf(SOURCES)),
+                _ => {}
+            }
+        }
+        if self.method().is_none() {
+            if self.aws.is_some() {
+                push(
+                    path.field("aws"),
+                    Problem::NotSupported("Vault AWS authentication"),
+                );
+            } else {
+                const METHODS: &[&str] = &["tokenSecretRef", "appRole", "clientCertificate", "kubernetes"];
+                push(path.clone(), Problem::RequiredOneOf(METHODS));
+            }
+        }
+    }
+}
+
+const ISSUER_TYPES: &[&str] = &["acme", "ca", "selfSigned", "vault", "venafi"];
+
+impl IssuerSpec {
+    /// The Vault configuration; `None` only for a spec that failed validation.
+    pub fn vault(&self) -> Option<&VaultIssuer> {
+        self.vault.as_ref()
+    }
+
+    pub(super) fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
+        let present = [
+            ("acme", self.acme.is_some()),
+            ("ca", self.ca.is_some()),
+            ("selfSigned", self.self_signed.is_some()),
+            ("vault", self.vault.is_some()),
+            ("venafi", self.venafi.is_some()),
+        ];
+        match present.iter().filter(|(_, set)| *set).count() {
+            0 => errors.push(FieldError::new(
+                path.clone(),
+                Problem::RequiredOneOf(ISSUER_TYPES),
+            )),
+            1 => {}
+            _ => errors.push(FieldError::new(path.clone(), Problem::OnlyOneOf(ISSUER_TYPES))),
+        }
+        for (name, set) in present {
+            if set && name != "vault" {
+                errors.push(FieldError::new(
+                    path.field(name),
+                    Problem::UnsupportedIssuerType(name),
+                ));
+            }
+        }
+        if let Some(vault) = &self.vault {
+            vault.validate(&path.field("vault"), errors);
+        }
+    }
+}
+
+impl Issuer {
+    /// How Certificates find this issuer: its kind, namespace (default applied) and name.
+    pub fn key(&self) -> IssuerKey {
+        IssuerKey {
+            kind: IssuerKind::Issuer,
+            namespace: Some(self.metadata.namespace_or_default().to_owned()),
+            name: self.metadata.name.clone(),
+        }
+    }
+
+    /// Every problem cert-manager's webhook (and the API server's name checks) would report,
+    /// plus certkeeper's own limits (Vault only).
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        self.metadata
+            .validate(&FieldPath::parse("metadata"), true, &mut errors);
+        self.spec.validate(&FieldPath::parse("spec"), &mut errors);
+        errors
+    }
+}
+
+impl ClusterIssuer {
+    pub fn key(&self) -> IssuerKey {
+        IssuerKey {
+            kind: IssuerKind::ClusterIssuer,
+            namespace: None,
+            name: self.metadata.name.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        self.metadata
+            .validate(&FieldPath::parse("metadata"), false, &mut errors);
+        self.spec.validate(&FieldPath::parse("spec"), &mut errors);
+        errors
+    }
+}

@@ -1,0 +1,193 @@
+//! Object metadata and the reference types shared by issuers and certificates
+//! (cert-manager's `pkg/apis/meta/v1`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{FieldError, FieldPath, Problem};
+use super::syntax::{check_dns_label, check_dns_subdomain};
+
+/// The namespace of a namespaced object whose manifest names none. `kubectl apply` would use the
+/// context's namespace, which is `default` unless configured; standalone manifests have no
+/// context, so `default` it is. An Issuer and the Certificates that use it must then agree.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The API group of cert-manager's built-in issuers; an empty `issuerRef.group` means this.
+pub const CERT_MANAGER_GROUP: &str = "cert-manager.io";
+
+/// The subset of Kubernetes `ObjectMeta` certkeeper uses. The other standard metadata fields
+/// (uid, resourceVersion, managedFields, ...) are accepted and ignored, so output of
+/// `kubectl get -o yaml` parses; anything else under `metadata` is an unknown field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Empty for cluster-scoped objects and for manifests that leave it to the context.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Standard `ObjectMeta` fields that are recognised but not modelled.
+pub(super) const IGNORED_META_FIELDS: &[&str] = &[
+    "generateName",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+impl ObjectMeta {
+    /// The namespace with [`DEFAULT_NAMESPACE`] applied (meaningful for namespaced kinds only).
+    pub fn namespace_or_default(&self) -> &str {
+        if self.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &self.namespace
+        }
+    }
+
+    /// Name required and a DNS subdomain, namespace (if any) a DNS label, as the API server
+    /// checks them for custom resources.
+    pub(super) fn validate(&self, path: &FieldPath, namespaced: bool, errors: &mut Vec<FieldError>) {
+        if self.name.is_empty() {
+            errors.push(FieldError::new(path.field("name"), Problem::Required));
+        } else if let Err(reason) = check_dns_subdomain(&self.name) {
+            let problem = Problem::InvalidName {
+                value: self.name.clone(),
+                reason,
+            };
+            errors.push(FieldError::new(path.field("name"), problem));
+        }
+        if namespaced
+            && !self.namespace.is_empty()
+            && let Err(reason) = check_dns_label(&self.namespace)
+        {
+            let problem = Problem::InvalidName {
+                value: self.namespace.clone(),
+                reason,
+            };
+            errors.push(FieldError::new(path.field("namespace"), problem));
+        }
+    }
+}
+
+/// A reference to an object in the same namespace, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LocalObjectReference {
+    pub name: String,
+}
+
+/// A key in a Secret. An empty `key` means "the default for this field", which differs per
+/// field (see [`SecretKeySelector::key_or`] and the defaults in `issuer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretKeySelector {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+}
+
+impl SecretKeySelector {
+    /// The key, or `default` when the manifest leaves it empty.
+    pub fn key_or<'a>(&'a self, default: &'a str) -> &'a str {
+        if self.key.is_empty() { default } else { &self.key }
+    }
+}
+
+/// `spec.issuerRef` of a Certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssuerReference {
+    pub name: String,
+    /// `Issuer` when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// `cert-manager.io` when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+}
+
+impl IssuerReference {
+    pub fn group_or_default(&self) -> &str {
+        if self.group.is_empty() {
+            CERT_MANAGER_GROUP
+        } else {
+            &self.group
+        }
+    }
+
+    /// Whether the reference is to one of cert-manager's own kinds, which certkeeper serves;
+    /// other groups belong to external issuers.
+    pub fn is_cert_manager(&self) -> bool {
+        self.group_or_default() == CERT_MANAGER_GROUP
+    }
+
+    pub(super) fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
+        if self.name.is_empty() {
+            errors.push(FieldError::new(path.field("name"), Problem::Required));
+        }
+        // cert-manager checks the kind only for its own group: other groups' kinds are unknown.
+        if self.is_cert_manager() && !matches!(self.kind.as_str(), "" | "Issuer" | "ClusterIssuer") {
+            let problem = Problem::InvalidIssuerKind {
+                kind: self.kind.clone(),
+                group_missing: self.group.is_empty(),
+            };
+            errors.push(FieldError::new(path.field("kind"), problem));
+        }
+    }
+}
+
+/// The two issuer kinds certkeeper serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IssuerKind {
+    Issuer,
+    ClusterIssuer,
+}
+
+impl IssuerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer => "Issuer",
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+        }
+    }
+}
+
+impl fmt::Display for IssuerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies an issuer for matching certificates to issuers, for per-issuer gates and token
+/// caches. A namespaced `Issuer` is only visible to Certificates in its own namespace, so the
+/// namespace is part of the key; a `ClusterIssuer` has none.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IssuerKey {
+    pub kind: IssuerKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for IssuerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}

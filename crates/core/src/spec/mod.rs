@@ -1,0 +1,302 @@
+//! cert-manager.io/v1 `Issuer`, `ClusterIssuer` and `Certificate`: types, parsing, validation
+//! and resolved views with cert-manager's defaults.
+//!
+//! certkeeper reads cert-manager's API so existing manifests work unchanged. Field names,
+//! defaults and validation rules follow cert-manager's Go source (the modules cite the files).
+//! Decisions where certkeeper differs or cert-manager leaves a choice:
+//!
+//! - **Unknown fields are errors** when parsing manifests ([`parse_documents`],
+//!   [`parse_resource`]), each reported with its path: the CRDs are structural, and a silently
+//!   dropped typo (`renewBefor`) would change when a certificate renews. Standard metadata
+//!   (`uid`, `managedFields`, ...) and top-level `status` are accepted and ignored, so
+//!   `kubectl get -o yaml` output parses. The types do not deny unknown fields themselves, so plain
+//!   serde decoding (e.g. from the API server) stays tolerant.
+//! - **Namespace**: a namespaced object without `metadata.namespace` is in `default`
+//!   ([`DEFAULT_NAMESPACE`]), like `kubectl apply` with the default context. A Certificate's
+//!   `Issuer` must be in the Certificate's namespace; a `ClusterIssuer` has none ([`IssuerKey`]).
+//! - **Vault auth**: cert-manager never enforced "exactly one method"; the first set, in the order
+//!   tokenSecretRef, appRole, clientCertificate, kubernetes, wins ([`VaultAuthMethod`]).
+//! - **Not supported** (reported as such, not as unknown): issuer types other than Vault, Vault
+//!   AWS auth, `literalSubject`, `otherNames`, `nameConstraints`, JKS keystores, renewal windows.
+//! - **Stricter than cert-manager's webhook** only where cert-manager would fail later anyway:
+//!   `server` must be an http(s) URL, appRole `secretRef.key` and PKCS#12
+//!   `passwordSecretRef.key` are required (cert-manager has no default for them), URIs need a
+//!   scheme, and the renewBefore rules apply even when `duration` is unset.
+//!
+//! Every error names where it is: `certs.yaml: document 2 (Certificate default/web):
+//! spec.privateKey.size: ECDSA keys must be 256, 384 or 521, got 2048`, and all errors of a
+//! file are reported together.
+
+mod certificate;
+mod certificate_rules;
+mod de;
+mod duration;
+mod error;
+mod issuer;
+mod meta;
+mod syntax;
+
+#[cfg(test)]
+mod tests_certificate;
+#[cfg(test)]
+mod tests_documents;
+#[cfg(test)]
+mod tests_issuer;
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+pub use certificate::{
+    Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
+    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, KeyUsage, OtherName, OutputFormat,
+    Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
+    SignatureAlgorithm, X509Subject,
+};
+pub use certificate_rules::{
+    DEFAULT_DURATION, EcdsaCurve, KeyAlgorithm, MAX_COMMON_NAME_BYTES, MIN_DURATION, MIN_RENEW_BEFORE,
+    PrivateKeyParams, RSA_KEY_BITS, RenewalPolicy,
+};
+pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
+pub use error::{FieldError, FieldPath, Location, Problem, ResourceId, Segment, SpecError, SpecErrors};
+pub use issuer::{
+    ClusterIssuer, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
+    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, Issuer, IssuerSpec,
+    ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultClientCertificateAuth, VaultIssuer,
+    VaultKubernetesAuth,
+};
+pub use meta::{
+    CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
+    ObjectMeta, SecretKeySelector,
+};
+pub use syntax::Base64Bytes;
+
+/// The only API version accepted for the three kinds.
+pub const API_VERSION: &str = "cert-manager.io/v1";
+
+/// One decoded and validated object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Issuer(Issuer),
+    ClusterIssuer(ClusterIssuer),
+    Certificate(Certificate),
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Issuer(_) => "Issuer",
+            Resource::ClusterIssuer(_) => "ClusterIssuer",
+            Resource::Certificate(_) => "Certificate",
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Resource::Issuer(r) => &r.metadata,
+            Resource::ClusterIssuer(r) => &r.metadata,
+            Resource::Certificate(r) => &r.metadata,
+        }
+    }
+
+    pub fn validate(&self) -> Vec<FieldError> {
+        match self {
+            Resource::Issuer(r) => r.validate(),
+            Resource::ClusterIssuer(r) => r.validate(),
+            Resource::Certificate(r) => r.validate(),
+        }
+    }
+}
+
+fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// Decodes one object of a supported kind: the object if it decoded, and every problem found
+/// (unknown fields, a type error, validation).
+fn decode_resource(value: &Value) -> (Option<Resource>, Vec<FieldError>) {
+    fn run<T: serde::de::DeserializeOwned>(
+        value: &Value,
+        validate: impl Fn(&T) -> Vec<FieldError>,
+        wrap: impl Fn(T) -> Resource,
+    ) -> (Option<Resource>, Vec<FieldError>) {
+        let (decoded, mut errors) = de::decode::<T>(value, FieldPath::root());
+        if let Some(object) = &decoded {
+            errors.extend(validate(object));
+        }
+        (decoded.map(wrap), errors)
+    }
+    if !value.is_mapping() {
+        return (
+            None,
+            vec![FieldError::new(FieldPath::root(), Problem::NotAnObject)],
+        );
+    }
+    let api_version = str_at(value, "apiVersion").unwrap_or_default();
+    let kind = str_at(value, "kind").unwrap_or_default();
+    match (api_version, kind) {
+        (API_VERSION, "Issuer") => run(value, Issuer::validate, Resource::Issuer),
+        (API_VERSION, "ClusterIssuer") => run(value, ClusterIssuer::validate, Resource::ClusterIssuer),
+        (API_VERSION, "Certificate") => run(value, Certificate::validate, Resource::Certificate),
+        _ => {
+            let problem = Problem::UnsupportedKind {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            };
+            (None, vec![FieldError::new(FieldPath::root(), problem)])
+        }
+    }
+}
+
+/// Decodes and validates one object (a YAML or JSON value with apiVersion and kind). This is
+/// what both runtimes use per object: the kube runtime converts what the API server returns
+/// and gets the same errors the standalone runtime reports for files.
+pub fn parse_resource(value: &Value) -> Result<Resource, Vec<FieldError>> {
+    match decode_resource(value) {
+        (Some(resource), errors) if errors.is_empty() => Ok(resource),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Collects resources and errors of one file.
+struct FileParser<'a> {
+    source: &'a str,
+    resources: Vec<Resource>,
+    errors: Vec<SpecError>,
+    /// (kind, namespace, name) -> document that defined it first.
+    seen: HashMap<(&'static str, String, String), usize>,
+}
+
+impl FileParser<'_> {
+    fn error(&mut self, location: Location, resource: Option<ResourceId>, error: FieldError) {
+        self.errors.push(SpecError {
+            file: self.source.to_owned(),
+            location,
+            resource,
+            error,
+        });
+    }
+
+    fn object(&mut self, value: &Value, location: Location) {
+        let kind = str_at(value, "kind").unwrap_or_default();
+        let metadata = value.get("metadata");
+        let supported = str_at(value, "apiVersion") == Some(API_VERSION)
+            && matches!(kind, "Issuer" | "ClusterIssuer" | "Certificate");
+        let resource_id = supported.then(|| ResourceId {
+            kind: kind.to_owned(),
+            namespace: (kind != "ClusterIssuer").then(|| {
+                let namespace = metadata.and_then(|m| str_at(m, "namespace")).unwrap_or_default();
+                if namespace.is_empty() {
+                    DEFAULT_NAMESPACE
+                } else {
+                    namespace
+                }
+                .to_owned()
+            }),
+            name: metadata.and_then(|m| str_at(m, "name")).map(str::to_owned),
+        });
+        let (decoded, mut errors) = decode_resource(value);
+        if let Some(resource) = &decoded {
+            errors.extend(self.file_rules(resource, location));
+        }
+        let failed = !errors.is_empty();
+        for error in errors {
+            self.error(location, resource_id.clone(), error);
+        }
+        if let (Some(resource), false) = (decoded, failed) {
+            self.resources.push(resource);
+        }
+    }
+
+    /// Rules that hold for a set of manifests but not for one object in a cluster: no object
+    /// defined twice, and no Certificate for an external issuer (nothing here could serve it).
+    fn file_rules(&mut self, resource: &Resource, location: Location) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let metadata = resource.metadata();
+        let namespace = match resource {
+            Resource::ClusterIssuer(_) => String::new(),
+            _ => metadata.namespace_or_default().to_owned(),
+        };
+        let key = (resource.kind(), namespace, metadata.name.clone());
+        if let Some(&first_document) = self.seen.get(&key) {
+            let problem = Problem::DuplicateResource {
+                kind: resource.kind(),
+                name: metadata.name.clone(),
+                first_document,
+            };
+            errors.push(FieldError::new(FieldPath::parse("metadata.name"), problem));
+        } else {
+            self.seen.insert(key, location.document);
+        }
+        if let Resource::Certificate(certificate) = resource
+            && !certificate.spec.issuer_ref.is_cert_manager()
+        {
+            let problem = Problem::ForeignIssuerGroup(certificate.spec.issuer_ref.group.clone());
+            errors.push(FieldError::new(FieldPath::parse("spec.issuerRef.group"), problem));
+        }
+        errors
+    }
+}
+
+/// Parses a multi-document YAML file of cert-manager.io/v1 objects.
+///
+/// `source` names the file in messages. Empty documents are skipped but counted, so document
+/// numbers match the file. A `kind: List` (apiVersion v1) document, as `kubectl get -o yaml`
+/// writes, contributes its `items`. Any other kind is an error. All errors of the file are
+/// returned together; a YAML syntax error ends the file, as nothing after it can be trusted.
+pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecErrors> {
+    let mut parser = FileParser {
+        source,
+        resources: Vec::new(),
+        errors: Vec::new(),
+        seen: HashMap::new(),
+    };
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let location = Location {
+            document: index + 1,
+            item: None,
+        };
+        let mut value = match Value::deserialize(document).and_then(|mut v| v.apply_merge().map(|()| v)) {
+            Ok(value) => value,
+            Err(error) => {
+                let error = FieldError::new(FieldPath::root(), Problem::Yaml(error.to_string()));
+                parser.error(location, None, error);
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        if str_at(&value, "apiVersion") == Some("v1") && str_at(&value, "kind") == Some("List") {
+            let items = match value.get_mut("items").map(std::mem::take) {
+                Some(Value::Sequence(items)) => items,
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => {
+                    let error = FieldError::new(
+                        FieldPath::parse("items"),
+                        Problem::Decode("expected a list".into()),
+                    );
+                    parser.error(location, None, error);
+                    continue;
+                }
+            };
+            for (i, item) in items.iter().enumerate() {
+                parser.object(
+                    item,
+                    Location {
+                        document: index + 1,
+                        item: Some(i + 1),
+                    },
+                );
+            }
+        } else {
+            parser.object(&value, location);
+        }
+    }
+    if parser.errors.is_empty() {
+        Ok(parser.resources)
+    } else {
+        Err(SpecErrors(parser.errors))
+    }
+}

@@ -1,0 +1,240 @@
+//! Multi-document files: what is skipped, how errors are located and collected.
+
+use super::*;
+
+const ISSUER: &str = "apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: vault-issuer
+spec:
+  vault:
+    server: https://vault.local
+    path: pki_int/sign/example-dot-com
+    auth:
+      tokenSecretRef: {name: cert-manager-vault-token, key: token}
+";
+
+const CERTIFICATE: &str = "apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: web
+spec:
+  secretName: web-tls
+  dnsNames: [web.example.com]
+  issuerRef: {name: vault-issuer}
+";
+
+fn messages(text: &str) -> Vec<String> {
+    let errors = parse_documents("certs.yaml", text).expect_err("should be rejected");
+    errors.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn issuers_and_certificates_in_one_file() {
+    let text = format!("---\n# comment only\n---\n{ISSUER}---\n\n---\n{CERTIFICATE}...\n");
+    let resources = parse_documents("certs.yaml", &text).unwrap();
+    assert_eq!(
+        resources.iter().map(Resource::kind).collect::<Vec<_>>(),
+        ["Issuer", "Certificate"]
+    );
+    let (Resource::Issuer(issuer), Resource::Certificate(certificate)) = (&resources[0], &resources[1])
+    else {
+        panic!("order")
+    };
+    // Neither names a namespace: both are in `default`, so the Certificate finds the Issuer.
+    assert_eq!(certificate.issuer_key(), Some(issuer.key()));
+    assert!(parse_documents("empty.yaml", "").unwrap().is_empty());
+    assert!(parse_documents("empty.yaml", "---\n---\n").unwrap().is_empty());
+}
+
+#[test]
+fn every_error_of_every_document_is_reported_with_its_location() {
+    let bad_cert = CERTIFICATE
+        .replace("  secretName: web-tls\n", "")
+        .replace("name: web\n", "name: web\n  namespace: shop\n");
+    let text = format!(
+        "{ISSUER}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: x}}\n---\n---\n{bad_cert}  privateKey: {{algorithm: ECDSA, size: 2048}}\n"
+    );
+    assert_eq!(
+        messages(&text),
+        [
+            "certs.yaml: document 2: unsupported object apps/v1 Deployment: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+            "certs.yaml: document 4 (Certificate shop/web): spec.secretName: required",
+            "certs.yaml: document 4 (Certificate shop/web): spec.privateKey.size: ECDSA keys must be 256, 384 or 521, got 2048",
+        ]
+    );
+}
+
+#[test]
+fn old_api_versions_and_other_cert_manager_kinds_are_rejected() {
+    let v1alpha2 = CERTIFICATE.replace("cert-manager.io/v1", "cert-manager.io/v1alpha2");
+    let request = "apiVersion: cert-manager.io/v1\nkind: CertificateRequest\nmetadata: {name: r}\n";
+    assert_eq!(
+        messages(&format!("{v1alpha2}---\n{request}")),
+        [
+            "certs.yaml: document 1: unsupported object cert-manager.io/v1alpha2 Certificate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+            "certs.yaml: document 2: unsupported object cert-manager.io/v1 CertificateRequest: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+        ]
+    );
+    assert_eq!(
+        messages("- a\n- b\n"),
+        ["certs.yaml: document 1: expected a mapping with apiVersion and kind"]
+    );
+}
+
+#[test]
+fn yaml_syntax_error_ends_the_file() {
+    let text = format!("{ISSUER}---\nkind: Certificate\n  spec: [\n---\n{CERTIFICATE}");
+    let errors = messages(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("certs.yaml: document 2: invalid YAML: "),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("line 13"), "{errors:?}");
+}
+
+#[test]
+fn kubectl_list_output_parses_including_status_and_server_metadata() {
+    let text = "apiVersion: v1
+kind: List
+metadata: {resourceVersion: \"\"}
+items:
+- apiVersion: cert-manager.io/v1
+  kind: Certificate
+  metadata:
+    name: web
+    namespace: shop
+    uid: 1f0c3b5e-8a3c-4d55-9b5f-0c1c1a7e4a11
+    resourceVersion: \"12345\"
+    generation: 2
+    creationTimestamp: \"2026-01-01T00:00:00Z\"
+    managedFields: [{manager: kubectl, operation: Apply}]
+    labels: {app: web}
+  spec:
+    secretName: web-tls
+    dnsNames: [web.shop.svc]
+    issuerRef: {name: vault, kind: ClusterIssuer}
+  status:
+    conditions: [{type: Ready, status: \"True\"}]
+    notAfter: \"2026-04-01T00:00:00Z\"
+- apiVersion: cert-manager.io/v1
+  kind: Certificate
+  metadata: {name: api, namespace: shop}
+  spec:
+    secretName: api-tls
+    dnsNames: [api.shop.svc]
+    issuerRef: {name: vault, kind: ClusterIssuer}
+    renewBefor: 24h
+";
+    assert_eq!(
+        messages(text),
+        ["certs.yaml: document 1, item 2 (Certificate shop/api): spec.renewBefor: unknown field"]
+    );
+    let fixed = text.replace("    renewBefor: 24h\n", "");
+    let resources = parse_documents("certs.yaml", &fixed).unwrap();
+    assert_eq!(resources.len(), 2);
+    assert_eq!(resources[0].metadata().labels["app"], "web");
+}
+
+#[test]
+fn unknown_fields_everywhere_are_collected_with_validation_errors() {
+    let text = CERTIFICATE
+        .replace("kind: Certificate\n", "kind: Certificate\nstatuss: {}\n")
+        .replace("name: web\n", "name: web\n  lables: {a: b}\n")
+        .replace("  dnsNames:", "  commmonName: web\n  duration: 10m\n  dnsNames:");
+    assert_eq!(
+        messages(&text),
+        [
+            "certs.yaml: document 1 (Certificate default/web): statuss: unknown field",
+            "certs.yaml: document 1 (Certificate default/web): metadata.lables: unknown field",
+            "certs.yaml: document 1 (Certificate default/web): spec.commmonName: unknown field",
+            "certs.yaml: document 1 (Certificate default/web): spec.duration: must be at least 1h0m0s, got 10m0s",
+        ]
+    );
+}
+
+#[test]
+fn metadata_rules() {
+    let text = CERTIFICATE.replace("name: web\n", "name: Web\n  namespace: Shop\n");
+    assert_eq!(
+        messages(&text),
+        [
+            "certs.yaml: document 1 (Certificate Shop/Web): metadata.name: invalid name \"Web\": must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            "certs.yaml: document 1 (Certificate Shop/Web): metadata.namespace: invalid name \"Shop\": must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+        ]
+    );
+    let unnamed = CERTIFICATE.replace("  name: web\n", "  labels: {}\n");
+    assert_eq!(
+        messages(&unnamed),
+        ["certs.yaml: document 1 (Certificate default/<no name>): metadata.name: required"]
+    );
+}
+
+#[test]
+fn file_level_rules_duplicates_and_external_issuers() {
+    let external = CERTIFICATE.replace("name: web\n", "name: pca\n").replace(
+        "{name: vault-issuer}",
+        "{name: pca, kind: AWSPCAClusterIssuer, group: awspca.cert-manager.io}",
+    );
+    let text = format!("{CERTIFICATE}---\n{ISSUER}---\n{CERTIFICATE}---\n{external}");
+    assert_eq!(
+        messages(&text),
+        [
+            "certs.yaml: document 3 (Certificate default/web): metadata.name: Certificate web is already defined in document 1",
+            "certs.yaml: document 4 (Certificate default/pca): spec.issuerRef.group: certkeeper serves cert-manager.io issuers only, got group \"awspca.cert-manager.io\"",
+        ]
+    );
+    // The same name in another namespace, or of another kind, is a different object.
+    let other_namespace = CERTIFICATE.replace("name: web\n", "name: web\n  namespace: shop\n");
+    let cluster_issuer = ISSUER.replace("kind: Issuer", "kind: ClusterIssuer");
+    assert!(
+        parse_documents(
+            "ok.yaml",
+            &format!("{CERTIFICATE}---\n{other_namespace}---\n{ISSUER}---\n{cluster_issuer}")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn cluster_issuer_errors_show_no_namespace() {
+    let text = ISSUER
+        .replace("kind: Issuer", "kind: ClusterIssuer")
+        .replace("    server: https://vault.local\n", "");
+    assert_eq!(
+        messages(&text),
+        ["certs.yaml: document 1 (ClusterIssuer vault-issuer): spec.vault.server: required"]
+    );
+}
+
+#[test]
+fn parse_resource_is_the_per_object_entry_point() {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(CERTIFICATE).unwrap();
+    assert!(matches!(parse_resource(&value), Ok(Resource::Certificate(_))));
+    let bad: serde_yaml_ng::Value = serde_yaml_ng::from_str(&CERTIFICATE.replace("web-tls", "")).unwrap();
+    let errors = parse_resource(&bad).unwrap_err();
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            FieldPath::parse("spec.secretName"),
+            Problem::Required
+        )]
+    );
+}
+
+#[test]
+fn yaml_merge_keys_are_applied() {
+    let text = "apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web}
+spec:
+  <<: {secretName: web-tls, issuerRef: {name: vault-issuer}}
+  dnsNames: [web.example.com]
+";
+    let resources = parse_documents("certs.yaml", text).unwrap();
+    let Resource::Certificate(certificate) = &resources[0] else {
+        panic!("Certificate")
+    };
+    assert_eq!(certificate.spec.secret_name, "web-tls");
+}

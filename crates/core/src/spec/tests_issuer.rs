@@ -1,0 +1,382 @@
+//! Issuer and ClusterIssuer tests, using the Vault examples from cert-manager's documentation
+//! (docs/configuration/vault.md) with the placeholders filled in.
+
+use super::*;
+use crate::FailureClass;
+
+/// A base64 `caBundle` holding a real (freshly generated) CA certificate.
+fn ca_bundle() -> String {
+    let ca = rcgen::generate_simple_self_signed(vec!["vault.local".to_owned()]).unwrap();
+    syntax::encode_base64(ca.cert.pem().as_bytes())
+}
+
+fn one(yaml: &str) -> Resource {
+    let mut resources = parse_documents("issuer.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resources.len(), 1);
+    resources.remove(0)
+}
+
+fn issuer(yaml: &str) -> Issuer {
+    match one(yaml) {
+        Resource::Issuer(issuer) => issuer,
+        other => panic!("not an Issuer: {other:?}"),
+    }
+}
+
+/// The error messages for a file, without the `issuer.yaml: document 1 (Issuer ns/name): `
+/// prefix (tested separately in `tests_documents`).
+fn errors(yaml: &str) -> Vec<String> {
+    let errors = parse_documents("issuer.yaml", yaml).expect_err("should be rejected");
+    errors.iter().map(|e| e.error.to_string()).collect()
+}
+
+fn vault_issuer(vault: &str) -> String {
+    let indented: String = vault.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: vault-issuer\n  namespace: sandbox\nspec:\n  vault:\n{indented}"
+    )
+}
+
+#[test]
+fn token_auth_issuer_from_the_docs() {
+    let yaml = format!(
+        "apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: vault-issuer
+  namespace: sandbox
+spec:
+  vault:
+    path: pki_int/sign/example-dot-com
+    server: https://vault.local
+    caBundle: {}
+    auth:
+      tokenSecretRef:
+          name: cert-manager-vault-token
+          key: token
+",
+        ca_bundle()
+    );
+    let issuer = issuer(&yaml);
+    assert_eq!(
+        issuer.key(),
+        IssuerKey {
+            kind: IssuerKind::Issuer,
+            namespace: Some("sandbox".into()),
+            name: "vault-issuer".into()
+        }
+    );
+    let vault = issuer.spec.vault().unwrap();
+    assert_eq!(vault.sign_path(), "/v1/pki_int/sign/example-dot-com");
+    assert!(
+        vault
+            .ca_bundle_pem()
+            .unwrap()
+            .starts_with(b"-----BEGIN CERTIFICATE-----")
+    );
+    let Some(VaultAuthMethod::Token(token)) = vault.auth.method() else {
+        panic!("token auth")
+    };
+    assert_eq!(
+        (token.name.as_str(), token.key_or(DEFAULT_TOKEN_KEY)),
+        ("cert-manager-vault-token", "token")
+    );
+}
+
+#[test]
+fn approle_issuer_from_the_docs() {
+    let issuer = issuer(&vault_issuer(
+        "path: pki_int/sign/example-dot-com
+server: https://vault.local
+auth:
+  appRole:
+    path: approle
+    roleId: \"291b9d21-8ff5-4f3e-9d1c-1c2b3e4f5a6b\"
+    secretRef:
+      name: cert-manager-vault-approle
+      key: secretId",
+    ));
+    let vault = issuer.spec.vault().unwrap();
+    let Some(VaultAuthMethod::AppRole(app_role)) = vault.auth.method() else {
+        panic!("approle")
+    };
+    assert_eq!(app_role.login_path(), "/v1/auth/approle/login");
+    assert_eq!(app_role.secret_ref.key, "secretId");
+    assert!(vault.ca_bundle_pem().is_none());
+}
+
+#[test]
+fn kubernetes_service_account_issuer_from_the_docs() {
+    let issuer = issuer(&vault_issuer(
+        "path: pki_int/sign/example-dot-com
+server: https://vault.local
+auth:
+  kubernetes:
+    role: my-app-1
+    mountPath: /v1/auth/kubernetes
+    serviceAccountRef:
+      name: vault-issuer",
+    ));
+    let vault = issuer.spec.vault().unwrap();
+    let Some(VaultAuthMethod::Kubernetes(kubernetes)) = vault.auth.method() else {
+        panic!("kubernetes")
+    };
+    assert_eq!(kubernetes.login_path(), "/v1/auth/kubernetes/login");
+    assert_eq!(
+        kubernetes.token_audiences(&issuer.key(), &vault.server),
+        ["vault://sandbox/vault-issuer", "https://vault.local"]
+    );
+}
+
+#[test]
+fn kubernetes_secret_and_mtls_issuers_from_the_docs() {
+    let issuer = issuer(&vault_issuer(
+        "path: pki_int/sign/application-1
+server: https://vault.vault:8200
+caBundleSecretRef:
+  key: server_ca.crt
+  name: vault-client-tls
+clientCertSecretRef:
+  name: vault-client-tls
+  key: client.crt
+clientKeySecretRef:
+  name: vault-client-tls
+  key: client.key
+auth:
+  kubernetes:
+    role: my-app-1
+    secretRef:
+      name: vault-issuer-token
+      key: token",
+    ));
+    let vault = issuer.spec.vault().unwrap();
+    let Some(VaultAuthMethod::Kubernetes(kubernetes)) = vault.auth.method() else {
+        panic!("kubernetes")
+    };
+    // mountPath left out: cert-manager's default, which includes /v1.
+    assert_eq!(kubernetes.login_path(), "/v1/auth/kubernetes/login");
+    assert_eq!(
+        vault
+            .ca_bundle_secret_ref
+            .as_ref()
+            .unwrap()
+            .key_or(DEFAULT_CA_BUNDLE_KEY),
+        "server_ca.crt"
+    );
+    assert_eq!(
+        vault
+            .client_key_secret_ref
+            .as_ref()
+            .unwrap()
+            .key_or(DEFAULT_CLIENT_KEY_KEY),
+        "client.key"
+    );
+}
+
+#[test]
+fn cluster_issuer_has_no_namespace() {
+    let resource = one("apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata:
+  name: vault
+  namespace: ignored-for-cluster-scope
+spec:
+  vault:
+    server: https://openbao.internal:8200
+    path: pki/sign/web
+    namespace: team-a
+    auth:
+      clientCertificate:
+        secretName: vault-client
+");
+    let Resource::ClusterIssuer(issuer) = resource else {
+        panic!("ClusterIssuer")
+    };
+    assert_eq!(
+        issuer.key(),
+        IssuerKey {
+            kind: IssuerKind::ClusterIssuer,
+            namespace: None,
+            name: "vault".into()
+        }
+    );
+    let vault = issuer.spec.vault().unwrap();
+    assert_eq!(vault.namespace, "team-a");
+    let Some(VaultAuthMethod::ClientCertificate(cert)) = vault.auth.method() else {
+        panic!("cert auth")
+    };
+    assert_eq!(cert.login_path(), "/v1/auth/cert/login");
+}
+
+#[test]
+fn several_auth_methods_use_cert_managers_precedence() {
+    let issuer = issuer(&vault_issuer(
+        "path: pki/sign/web
+server: https://vault.local
+auth:
+  kubernetes: {role: web, serviceAccountRef: {name: web}}
+  appRole: {path: approle, roleId: abc, secretRef: {name: s, key: k}}",
+    ));
+    assert!(matches!(
+        issuer.spec.vault().unwrap().auth.method(),
+        Some(VaultAuthMethod::AppRole(_))
+    ));
+}
+
+#[test]
+fn empty_vault_block_names_every_missing_field() {
+    assert_eq!(
+        errors(&vault_issuer("{}")),
+        [
+            "spec.vault.server: required",
+            "spec.vault.path: required",
+            "spec.vault.auth: required: set one of tokenSecretRef, appRole, clientCertificate, kubernetes",
+        ]
+    );
+}
+
+#[test]
+fn ca_bundle_rules() {
+    let base = "server: https://vault.local\npath: pki/sign/web\nauth: {tokenSecretRef: {name: t}}\n";
+    assert_eq!(
+        errors(&vault_issuer(&format!("{base}caBundle: not-base64!"))),
+        ["spec.vault.caBundle: invalid base64: length is not a multiple of 4 (missing padding?)"]
+    );
+    let not_pem = syntax::encode_base64(b"just some text");
+    assert_eq!(
+        errors(&vault_issuer(&format!("{base}caBundle: {not_pem}"))),
+        ["spec.vault.caBundle: contains no valid PEM certificate"]
+    );
+    let both = format!("{base}caBundle: {}\ncaBundleSecretRef: {{name: ca}}", ca_bundle());
+    assert_eq!(
+        errors(&vault_issuer(&both)),
+        ["spec.vault.caBundle: cannot be set together with caBundleSecretRef"]
+    );
+}
+
+#[test]
+fn server_path_and_client_certificate_rules() {
+    let yaml = vault_issuer(
+        "server: vault.local:8200
+path: pki/../sys/sign/web
+clientCertSecretRef: {name: client}
+auth: {tokenSecretRef: {name: t}}",
+    );
+    assert_eq!(
+        errors(&yaml),
+        [
+            "spec.vault.server: invalid URL \"vault.local:8200\": must start with https:// or http://",
+            "spec.vault.path: must not contain '..' path segments",
+            "spec.vault.clientKeySecretRef: required when clientCertSecretRef is set",
+        ]
+    );
+}
+
+#[test]
+fn auth_method_fields_are_required() {
+    let yaml = vault_issuer(
+        "server: https://vault.local
+path: pki/sign/web
+auth:
+  tokenSecretRef: {key: token}
+  appRole: {path: '', roleId: '', secretRef: {name: approle}}
+  kubernetes: {mountPath: /v1/auth/../x}",
+    );
+    assert_eq!(
+        errors(&yaml),
+        [
+            "spec.vault.auth.tokenSecretRef.name: required",
+            "spec.vault.auth.appRole.path: required",
+            "spec.vault.auth.appRole.roleId: required",
+            "spec.vault.auth.appRole.secretRef.key: required",
+            "spec.vault.auth.kubernetes.role: required",
+            "spec.vault.auth.kubernetes.mountPath: must not contain '..' path segments",
+            "spec.vault.auth.kubernetes: required: set one of secretRef, serviceAccountRef",
+        ]
+    );
+    let both = vault_issuer(
+        "server: https://vault.local
+path: pki/sign/web
+auth:
+  kubernetes: {role: r, secretRef: {name: s}, serviceAccountRef: {name: ''}}",
+    );
+    assert_eq!(
+        errors(&both),
+        [
+            "spec.vault.auth.kubernetes.serviceAccountRef.name: required",
+            "spec.vault.auth.kubernetes: set only one of secretRef, serviceAccountRef",
+        ]
+    );
+}
+
+#[test]
+fn other_issuer_types_are_recognised_but_unsupported() {
+    let acme = "apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: letsencrypt}
+spec:
+  acme:
+    server: https://acme-v02.api.letsencrypt.org/directory
+    privateKeySecretRef: {name: letsencrypt}
+";
+    assert_eq!(
+        errors(acme),
+        ["spec.acme: unsupported issuer type acme: certkeeper serves Vault (and OpenBao) issuers only"]
+    );
+    let none = "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: x}\nspec: {}\n";
+    assert_eq!(
+        errors(none),
+        ["spec: required: set one of acme, ca, selfSigned, vault, venafi"]
+    );
+    let two = vault_issuer("server: https://v\npath: p\nauth: {tokenSecretRef: {name: t}}")
+        .replace("spec:\n", "spec:\n  selfSigned: {}\n");
+    assert_eq!(
+        errors(&two),
+        [
+            "spec: set only one of acme, ca, selfSigned, vault, venafi",
+            "spec.selfSigned: unsupported issuer type selfSigned: certkeeper serves Vault (and OpenBao) issuers only",
+        ]
+    );
+    let aws = vault_issuer("server: https://v\npath: p\nauth: {aws: {role: r}}");
+    assert_eq!(
+        errors(&aws),
+        ["spec.vault.auth.aws: Vault AWS authentication is not supported by certkeeper"]
+    );
+}
+
+#[test]
+fn unknown_fields_are_reported_with_the_other_errors() {
+    let yaml = vault_issuer(
+        "sever: https://vault.local\npath: pki/sign/web\nauth: {tokenSecretRef: {name: t, keys: token}}",
+    );
+    assert_eq!(
+        errors(&yaml),
+        [
+            "spec.vault.sever: unknown field",
+            "spec.vault.auth.tokenSecretRef.keys: unknown field",
+            "spec.vault.server: required"
+        ]
+    );
+}
+
+#[test]
+fn errors_are_invalid_class() {
+    let errors = parse_documents("issuer.yaml", &vault_issuer("{}")).unwrap_err();
+    assert_eq!(errors.class(), FailureClass::Invalid);
+    assert!(errors.iter().all(|e| e.class() == FailureClass::Invalid));
+}
+
+#[test]
+fn issuer_spec_round_trips_through_serde() {
+    let issuer = issuer(&vault_issuer(&format!(
+        "server: https://vault.local\npath: pki/sign/web\ncaBundle: {}\nauth: {{kubernetes: {{role: r, serviceAccountRef: {{name: sa, audiences: [extra]}}}}}}",
+        ca_bundle()
+    )));
+    let yaml = serde_yaml_ng::to_string(&issuer.spec).unwrap();
+    assert!(
+        yaml.contains("serviceAccountRef:") && yaml.contains("caBundle:"),
+        "{yaml}"
+    );
+    let back: IssuerSpec = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(back, issuer.spec);
+}
