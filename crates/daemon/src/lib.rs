@@ -2,5 +2,6 @@
 //! embedded database, no cluster needed.
 
 pub mod config;
+pub mod http;
 pub mod output;
 pub mod statedb;

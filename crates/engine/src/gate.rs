@@ -308,6 +308,19 @@ impl IssuerGate {
         self.inner.lock().breaker.state()
     }
 
+    /// Whether the circuit would refuse a request now, without taking a slot, a token or the
+    /// probe: lets a caller skip key generation for a request that cannot go anyway.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let state = self.inner.lock();
+        let now = Instant::now();
+        match state.breaker.state {
+            CircuitState::Closed => None,
+            CircuitState::Open if now >= state.breaker.probe_at => None,
+            CircuitState::Open => Some(Refusal::CircuitOpen(state.breaker.probe_at)),
+            CircuitState::Probing => Some(Refusal::CircuitOpen(now + state.breaker.probe_min)),
+        }
+    }
+
     /// Wait for a concurrency slot and a rate token, unless the circuit refuses the request.
     pub async fn acquire(&self) -> Result<Permit, Refusal> {
         let slot = match self.inner.slots.clone().acquire_owned().await {

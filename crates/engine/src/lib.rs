@@ -1,9 +1,18 @@
 //! certkeeper's engine: one implementation of policy for both runtimes.
 //!
-//! It decides what is due, sends it through the issuer's gate ([`gate`]), and hands the outcome
-//! to the runtime's store. The runtimes (standalone files + embedded database, Kubernetes objects)
-//! only provide storage and event sinks.
+//! It decides what is due ([`state::decide`]), sends it through the issuer's gate ([`gate`]),
+//! issues and verifies ([`attempt`]), and hands the outcome to the runtime ([`job::Runtime`]):
+//! the standalone runtime writes files and an embedded database, the Kubernetes runtime Secrets
+//! and status. Neither re-implements any of the decisions.
 
+mod attempt;
+pub mod driver;
 pub mod gate;
+pub mod job;
 pub mod metrics;
 pub mod state;
+
+pub use driver::{CertStatus, EngineConfig, EngineHandle, spawn};
+pub use job::{
+    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
+};

@@ -1,0 +1,140 @@
+//! The daemon's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz` and
+//! `/api/v1/status` (JSON). A small hyper server: listener and shutdown are injected, so tests
+//! run it on port 0.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the endpoints show.
+pub trait Endpoints: Send + Sync + 'static {
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+    /// Manifests loaded and the engine running.
+    fn ready(&self) -> bool;
+    fn status_json(&self) -> impl Future<Output = String> + Send;
+}
+
+/// Serve until `shutdown` turns true.
+pub async fn serve<E: Endpoints>(
+    listener: TcpListener,
+    endpoints: Arc<E>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(route(req, endpoints.as_ref()).await) }
+            });
+            let conn = http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        });
+    }
+}
+
+async fn route<E: Endpoints>(req: Request<Incoming>, e: &E) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => text(StatusCode::OK, "text/plain; version=0.0.4", e.metrics().await),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") if e.ready() => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        (&Method::GET, "/readyz") => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".into(),
+        ),
+        (&Method::GET, "/api/v1/status") => text(StatusCode::OK, "application/json", e.status_json().await),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Fake {
+        ready: AtomicBool,
+    }
+
+    impl Endpoints for Fake {
+        async fn metrics(&self) -> String {
+            "# TYPE x gauge\nx 1\n".into()
+        }
+        fn ready(&self) -> bool {
+            self.ready.load(Ordering::SeqCst)
+        }
+        async fn status_json(&self) -> String {
+            "[]".into()
+        }
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn endpoints_answer_and_shutdown_stops_the_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fake = Arc::new(Fake {
+            ready: AtomicBool::new(false),
+        });
+        let (tx, rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, fake.clone(), rx));
+        assert!(get(addr, "/metrics").await.ends_with("x 1\n"));
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        fake.ready.store(true, Ordering::SeqCst);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/api/v1/status").await.ends_with("[]"));
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

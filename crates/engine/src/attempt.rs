@@ -1,0 +1,179 @@
+//! One issuance attempt: key, CSR, sign through the issuer's gate, verify, write.
+//!
+//! Every failure on the way is reduced to a [`FailureClass`] and a message here, by the class
+//! functions of the failing layer (Vault client, runtime storage); nothing else is decided here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use certkeeper_core::FailureClass;
+use certkeeper_core::pki::{PrivateKey, build_csr, verify_issued};
+use certkeeper_vault::SignRequest;
+
+use crate::driver::issued_info;
+use crate::gate::{Outcome, Refusal, Transition};
+use crate::job::{CertJob, Issued, IssuerRuntime, Runtime};
+use crate::state::IssuedInfo;
+
+pub(crate) struct Attempt {
+    pub job: Arc<CertJob>,
+    pub issuer: IssuerRuntime,
+    pub revision: u64,
+}
+
+#[derive(Debug)]
+pub(crate) enum AttemptOutcome {
+    Issued {
+        info: IssuedInfo,
+        /// This attempt closed the issuer's circuit.
+        recovered: bool,
+    },
+    Failed {
+        class: FailureClass,
+        message: String,
+        retry_after: Option<Duration>,
+        /// The gate refused before anything was sent to Vault.
+        refused_locally: bool,
+        recovered: bool,
+    },
+}
+
+fn failed(class: FailureClass, message: String) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        class,
+        message,
+        retry_after: None,
+        refused_locally: false,
+        recovered: false,
+    }
+}
+
+pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -> AttemptOutcome {
+    let Attempt {
+        job,
+        issuer,
+        revision,
+    } = attempt;
+    // Refused by an open circuit: no key generated, nothing sent.
+    if let Some(Refusal::CircuitOpen(_)) = issuer.gate.refusal() {
+        return AttemptOutcome::Failed {
+            class: FailureClass::Transient,
+            message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
+            retry_after: None,
+            refused_locally: true,
+            recovered: false,
+        };
+    }
+
+    let key = match prepare_key(&job, runtime.as_ref()).await {
+        Ok(k) => k,
+        Err(e) => return failed(FailureClass::Invalid, e),
+    };
+    let csr_pem = match build_csr(&job.csr, &key) {
+        Ok(c) => c,
+        Err(e) => return failed(FailureClass::Invalid, format!("cannot build CSR: {e}")),
+    };
+    let request = SignRequest {
+        csr_pem,
+        common_name: job.csr.common_name.clone(),
+        dns_names: job.csr.dns_names.clone(),
+        ip_sans: job.csr.ip_addresses.iter().map(ToString::to_string).collect(),
+        uri_sans: job.csr.uris.clone(),
+        ttl: Some(job.duration),
+    };
+
+    let permit = match issuer.gate.acquire().await {
+        Ok(p) => p,
+        Err(Refusal::CircuitOpen(_)) => {
+            return AttemptOutcome::Failed {
+                class: FailureClass::Transient,
+                message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
+                retry_after: None,
+                refused_locally: true,
+                recovered: false,
+            };
+        }
+    };
+    let signed = issuer.client.sign(&issuer.path, &request).await;
+    let transition = permit.finish(match &signed {
+        Ok(_) => Outcome::Success,
+        Err(e) => Outcome::Failure(e.class()),
+    });
+    let recovered = transition == Transition::Recovered;
+    let signed = match signed {
+        Ok(s) => s,
+        Err(e) => {
+            return AttemptOutcome::Failed {
+                class: e.class(),
+                message: e.to_string(),
+                retry_after: e.retry_after(),
+                refused_locally: false,
+                recovered,
+            };
+        }
+    };
+
+    let now = SystemTime::now();
+    let certificate = match verify_issued(
+        &signed.certificate_pem,
+        &signed.ca_chain_pem,
+        &key,
+        job.duration,
+        now,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            // Vault's answer is not a usable certificate: its verdict, not ours.
+            return AttemptOutcome::Failed {
+                class: FailureClass::Rejected,
+                message: format!("issued certificate rejected: {e}"),
+                retry_after: None,
+                refused_locally: false,
+                recovered,
+            };
+        }
+    };
+    let key_pem = key.to_pem(job.key_encoding);
+    let issued = Issued {
+        key,
+        key_pem,
+        certificate,
+        revision,
+    };
+    if let Err(e) = runtime.write(&job, &issued).await {
+        return AttemptOutcome::Failed {
+            class: e.class,
+            message: e.message,
+            retry_after: None,
+            refused_locally: false,
+            recovered,
+        };
+    }
+    AttemptOutcome::Issued {
+        info: issued_info(&job, &issued.certificate, now),
+        recovered,
+    }
+}
+
+/// The key for this attempt: the served one when rotation is off and it still fits the spec,
+/// else a new one (generated off the async threads: RSA takes tens of milliseconds).
+async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKey, String> {
+    if !job.rotate_key
+        && let Some(pem) = runtime.current_key(job).await
+    {
+        match PrivateKey::from_pem(pem.expose()) {
+            Ok(k) if k.algorithm() == job.key_algorithm => return Ok(k),
+            Ok(_) => {
+                tracing::info!(certificate = %job.id, "existing key does not match the spec; generating a new one")
+            }
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, error = %e, "existing key unreadable; generating a new one")
+            }
+        }
+    }
+    let algorithm = job.key_algorithm;
+    tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm))
+        .await
+        .map_err(|e| format!("key generation task failed: {e}"))?
+        .map_err(|e| format!("cannot generate {algorithm:?} key: {e}"))
+}

@@ -1,0 +1,503 @@
+//! The engine's single driver task: a queue of due times, no timer or task per certificate.
+//!
+//! The driver owns every certificate's entry. It sleeps until the earliest due time (or a
+//! command), starts attempts for what is due (bounded by `max_in_flight`), and applies their
+//! outcomes: persist the state, compute the next time from the pure schedule, requeue. When an
+//! issuer's circuit reports recovery, every certificate of that issuer waiting on a transient
+//! failure becomes due at once; the issuer's gate then releases them at its rate limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use certkeeper_core::FailureClass;
+
+use crate::attempt::{Attempt, AttemptOutcome, run_attempt};
+use crate::job::{CertId, CertJob, EngineEvent, IssuerId, IssuerRuntime, Runtime};
+use crate::metrics::{CertificateSample, Metrics};
+use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, decide, from_unix, to_unix};
+
+/// How long a certificate waiting for a change of input goes without a look anyway: references
+/// to files or Secrets can change without the spec changing.
+const WAIT_FOR_CHANGE_RECHECK: Duration = Duration::from_secs(600);
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Attempts running at once across all issuers (each issuer's gate limits its own share).
+    pub max_in_flight: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_in_flight: 64 }
+    }
+}
+
+/// A certificate's status, for the CLI, the HTTP API and metrics.
+#[derive(Debug, Clone)]
+pub struct CertStatus {
+    pub job: Arc<CertJob>,
+    pub state: CertState,
+    /// Issued, unexpired and issued for the current spec.
+    pub ready: bool,
+    pub issuing: bool,
+    /// When the engine will next act on its own (`None`: waiting for a change).
+    pub next_check: Option<i64>,
+}
+
+enum Command {
+    SetIssuers(Vec<IssuerRuntime>),
+    /// The full set of certificates, with persisted state for ones the engine has not seen.
+    SetCertificates(Vec<(CertJob, Option<CertState>)>),
+    Renew(Option<CertId>),
+    Snapshot(oneshot::Sender<Vec<CertStatus>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Controls a running engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::SetIssuers(_) => "SetIssuers",
+            Command::SetCertificates(_) => "SetCertificates",
+            Command::Renew(_) => "Renew",
+            Command::Snapshot(_) => "Snapshot",
+            Command::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+impl EngineHandle {
+    pub fn set_issuers(&self, issuers: Vec<IssuerRuntime>) {
+        let _ = self.tx.send(Command::SetIssuers(issuers));
+    }
+
+    pub fn set_certificates(&self, certs: Vec<(CertJob, Option<CertState>)>) {
+        let _ = self.tx.send(Command::SetCertificates(certs));
+    }
+
+    /// Issue `id` (or every certificate) now, bypassing any backoff.
+    pub fn renew(&self, id: Option<CertId>) {
+        let _ = self.tx.send(Command::Renew(id));
+    }
+
+    pub async fn snapshot(&self) -> Vec<CertStatus> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Snapshot(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stop starting attempts, wait for running ones to finish and persist, then stop.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Metrics text, certificate gauges taken from a fresh snapshot.
+    pub async fn render_metrics(&self, circuits: &[(String, crate::gate::CircuitState)]) -> String {
+        let samples: Vec<CertificateSample> = self.snapshot().await.iter().map(sample).collect();
+        self.metrics.render(&samples, circuits)
+    }
+}
+
+fn sample(s: &CertStatus) -> CertificateSample {
+    let l = &s.job.labels;
+    CertificateSample {
+        name: l.name.clone(),
+        namespace: l.namespace.clone(),
+        issuer_name: l.issuer_name.clone(),
+        issuer_kind: l.issuer_kind.clone(),
+        issuer_group: l.issuer_group.clone(),
+        not_after: s.state.issued.as_ref().map(|i| i.not_after),
+        renewal_time: s.state.issued.as_ref().map(|i| i.renewal_time),
+        ready: Some(s.ready),
+        next_attempt: s.state.failure.as_ref().and_then(|f| f.next_attempt),
+        failed_attempts: s.state.failure.as_ref().map_or(0, |f| f.attempts),
+    }
+}
+
+struct Entry {
+    job: Arc<CertJob>,
+    state: CertState,
+    renew_now: bool,
+    in_flight: bool,
+    /// The queue key this entry is currently filed under.
+    queued: Option<SystemTime>,
+}
+
+struct Driver<R: Runtime> {
+    runtime: Arc<R>,
+    metrics: Metrics,
+    config: EngineConfig,
+    issuers: HashMap<IssuerId, IssuerRuntime>,
+    entries: HashMap<CertId, Entry>,
+    queue: BTreeSet<(SystemTime, CertId)>,
+    running: JoinSet<(CertId, AttemptOutcome)>,
+}
+
+/// Start the engine on the current tokio runtime.
+pub fn spawn<R: Runtime>(runtime: Arc<R>, metrics: Metrics, config: EngineConfig) -> EngineHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        runtime,
+        metrics: metrics.clone(),
+        config,
+        issuers: HashMap::new(),
+        entries: HashMap::new(),
+        queue: BTreeSet::new(),
+        running: JoinSet::new(),
+    };
+    tokio::spawn(driver.run(rx));
+    EngineHandle { tx, metrics }
+}
+
+impl<R: Runtime> Driver<R> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            if shutdown.is_none() {
+                self.start_due();
+            } else if self.running.is_empty() {
+                break;
+            }
+            let sleep = match (shutdown.is_none(), self.queue.first()) {
+                (true, Some((at, _))) => at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO),
+                _ => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                cmd = rx.recv(), if shutdown.is_none() => match cmd {
+                    Some(Command::Shutdown(done)) => shutdown = Some(done),
+                    Some(cmd) => self.command(cmd),
+                    None => shutdown = Some(oneshot::channel().0),
+                },
+                Some(joined) = self.running.join_next(), if !self.running.is_empty() => {
+                    match joined {
+                        Ok((id, outcome)) => self.apply(id, outcome).await,
+                        Err(e) => tracing::error!(error = %e, "issuance task failed"),
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetIssuers(list) => {
+                self.issuers = list.into_iter().map(|i| (i.id.clone(), i)).collect();
+            }
+            Command::SetCertificates(list) => self.set_certificates(list),
+            Command::Renew(target) => {
+                let ids: Vec<CertId> = match target {
+                    Some(id) => vec![id],
+                    None => self.entries.keys().cloned().collect(),
+                };
+                for id in ids {
+                    if let Some(e) = self.entries.get_mut(&id) {
+                        e.renew_now = true;
+                    }
+                    self.reschedule(&id);
+                }
+            }
+            Command::Snapshot(reply) => {
+                let now = SystemTime::now();
+                let list = self.entries.values().map(|e| status(e, now)).collect();
+                let _ = reply.send(list);
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn set_certificates(&mut self, list: Vec<(CertJob, Option<CertState>)>) {
+        let mut seen = std::collections::HashSet::new();
+        for (job, persisted) in list {
+            let id = job.id.clone();
+            seen.insert(id.clone());
+            match self.entries.get_mut(&id) {
+                Some(e) => e.job = Arc::new(job),
+                None => {
+                    let entry = Entry {
+                        job: Arc::new(job),
+                        state: persisted.unwrap_or_default(),
+                        renew_now: false,
+                        in_flight: false,
+                        queued: None,
+                    };
+                    self.entries.insert(id.clone(), entry);
+                }
+            }
+            self.reschedule(&id);
+        }
+        let gone: Vec<CertId> = self
+            .entries
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(e) = self.entries.remove(&id)
+                && let Some(at) = e.queued
+            {
+                self.queue.remove(&(at, id));
+            }
+        }
+    }
+
+    /// File the entry under its next due time, from the pure decision.
+    fn reschedule(&mut self, id: &CertId) {
+        let Some(e) = self.entries.get_mut(id) else { return };
+        if let Some(at) = e.queued.take() {
+            self.queue.remove(&(at, id.clone()));
+        }
+        if e.in_flight {
+            return;
+        }
+        let now = SystemTime::now();
+        let at = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
+            Decision::Issue(_) => now,
+            Decision::WaitUntil(at) => at,
+            Decision::WaitForChange => now + WAIT_FOR_CHANGE_RECHECK,
+        };
+        e.queued = Some(at);
+        self.queue.insert((at, id.clone()));
+    }
+
+    fn start_due(&mut self) {
+        let now = SystemTime::now();
+        while self.running.len() < self.config.max_in_flight {
+            let Some((at, id)) = self.queue.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            self.queue.pop_first();
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            e.queued = None;
+            let reason = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
+                Decision::Issue(r) => r,
+                // A wait-for-change recheck: try once more, as a retry.
+                Decision::WaitForChange => crate::state::IssueReason::Retry,
+                Decision::WaitUntil(_) => {
+                    self.reschedule(&id);
+                    continue;
+                }
+            };
+            let Some(issuer) = self.issuers.get(&e.job.issuer).cloned() else {
+                let message = format!("issuer {} is not configured or not valid", e.job.issuer);
+                self.fail_locally(&id, FailureClass::Invalid, message);
+                continue;
+            };
+            e.renew_now = false;
+            e.in_flight = true;
+            self.runtime.event(
+                &e.job,
+                EngineEvent::Issuing {
+                    reason: reason.as_str(),
+                },
+            );
+            let attempt = Attempt {
+                job: e.job.clone(),
+                issuer,
+                revision: e.state.revision + 1,
+            };
+            let runtime = self.runtime.clone();
+            self.running.spawn(async move {
+                let id = attempt.job.id.clone();
+                (id, run_attempt(attempt, runtime).await)
+            });
+        }
+    }
+
+    fn fail_locally(&mut self, id: &CertId, class: FailureClass, message: String) {
+        if let Some(e) = self.entries.get_mut(id) {
+            let record = failure_record(&e.state, &e.job, class, message, None, SystemTime::now());
+            e.state.failure = Some(record);
+        }
+        self.reschedule(id);
+    }
+
+    async fn apply(&mut self, id: CertId, outcome: AttemptOutcome) {
+        let now = SystemTime::now();
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        e.in_flight = false;
+        let issuer = e.job.issuer.clone();
+        let recovered = match outcome {
+            AttemptOutcome::Issued { info, recovered } => {
+                self.metrics.record_attempt(&issuer, None);
+                e.state.revision += 1;
+                let event = EngineEvent::Issued {
+                    revision: e.state.revision,
+                    serial: info.serial.clone(),
+                    not_after: info.not_after,
+                    warning: info.warning.clone(),
+                };
+                e.state.issued = Some(info);
+                e.state.failure = None;
+                self.runtime.event(&e.job, event);
+                recovered
+            }
+            AttemptOutcome::Failed {
+                class,
+                message,
+                retry_after,
+                refused_locally,
+                recovered,
+            } => {
+                if !refused_locally {
+                    self.metrics.record_attempt(&issuer, Some(class));
+                }
+                let record = failure_record(&e.state, &e.job, class, message, retry_after, now);
+                self.runtime.event(
+                    &e.job,
+                    EngineEvent::Failed {
+                        class,
+                        message: record.message.clone(),
+                        attempts: record.attempts,
+                        next_attempt: record.next_attempt,
+                    },
+                );
+                e.state.failure = Some(record);
+                recovered
+            }
+        };
+        if let Err(err) = self.runtime.save_state(&id, &e.state).await {
+            tracing::error!(certificate = %id, error = %err, "cannot persist certificate state");
+        }
+        self.reschedule(&id);
+        if recovered {
+            self.release_waiting(&issuer, now);
+        }
+    }
+
+    /// The issuer answers again: everything of it that waits on a transient failure is due now.
+    fn release_waiting(&mut self, issuer: &IssuerId, now: SystemTime) {
+        let ids: Vec<CertId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                &e.job.issuer == issuer
+                    && !e.in_flight
+                    && e.state
+                        .failure
+                        .as_ref()
+                        .is_some_and(|f| f.class == FailureClass::Transient)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        tracing::info!(issuer = %issuer, released = ids.len(), "issuer recovered; releasing waiting certificates");
+        for id in ids {
+            if let Some(f) = self.entries.get_mut(&id).and_then(|e| e.state.failure.as_mut()) {
+                f.next_attempt = Some(to_unix(now));
+            }
+            self.reschedule(&id);
+        }
+    }
+}
+
+/// The failure record after one more failed attempt, with its next attempt from the schedule.
+fn failure_record(
+    state: &CertState,
+    job: &CertJob,
+    class: FailureClass,
+    message: String,
+    retry_after: Option<Duration>,
+    now: SystemTime,
+) -> FailureRecord {
+    let previous = state
+        .failure
+        .as_ref()
+        .filter(|f| f.spec_fingerprint == job.fingerprint);
+    let attempts = previous.map_or(0, |f| f.attempts).saturating_add(1);
+    let input = certkeeper_core::schedule::RetryInput {
+        class,
+        attempts,
+        failed_at: now,
+        current_not_after: state.issued.as_ref().map(|i| from_unix(i.not_after)),
+        retry_after,
+        unit_random: unit_random(&job.id, attempts),
+    };
+    FailureRecord {
+        class,
+        message,
+        attempts,
+        first_failure: previous.map_or(to_unix(now), |f| f.first_failure),
+        last_failure: to_unix(now),
+        next_attempt: certkeeper_core::schedule::next_attempt(&input).map(to_unix),
+        spec_fingerprint: job.fingerprint,
+    }
+}
+
+/// Jitter source: uniform enough, and different per certificate and attempt.
+fn unit_random(id: &str, attempt: u32) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(id.as_bytes());
+    h.write_u32(attempt);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn status(e: &Entry, now: SystemTime) -> CertStatus {
+    let now_unix = to_unix(now);
+    let ready = e
+        .state
+        .issued
+        .as_ref()
+        .is_some_and(|i| i.not_after > now_unix && i.spec_fingerprint == e.job.fingerprint);
+    CertStatus {
+        job: e.job.clone(),
+        state: e.state.clone(),
+        ready,
+        issuing: e.in_flight,
+        next_check: e.queued.map(to_unix),
+    }
+}
+
+/// Convenience for tests and runtimes: the issued info for a verified certificate.
+pub(crate) fn issued_info(
+    job: &CertJob,
+    cert: &certkeeper_core::pki::IssuedCertificate,
+    now: SystemTime,
+) -> IssuedInfo {
+    let renewal =
+        certkeeper_core::schedule::renewal_time(cert.not_before, cert.not_after, &job.renewal, &job.id);
+    IssuedInfo {
+        serial: cert.serial.clone(),
+        not_before: to_unix(cert.not_before),
+        not_after: to_unix(cert.not_after),
+        renewal_time: to_unix(renewal),
+        spec_fingerprint: job.fingerprint,
+        issued_at: to_unix(now),
+        warning: cert.shortened.map(|d| {
+            format!(
+                "Vault issued a certificate {}s shorter than requested (TTL capped)",
+                d.as_secs()
+            )
+        }),
+    }
+}

@@ -1,0 +1,115 @@
+//! What the engine is given: certificates to keep valid, the issuers that sign them, and the
+//! runtime that stores the results.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certkeeper_core::pki::{CsrRequest, IssuedCertificate, KeyAlgorithm, KeyEncoding, PrivateKey};
+use certkeeper_core::schedule::RenewalPolicy;
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_vault::VaultClient;
+
+use crate::gate::IssuerGate;
+use crate::state::CertState;
+
+/// "namespace/name" of a Certificate.
+pub type CertId = String;
+/// "Issuer/namespace/name" or "ClusterIssuer/name".
+pub type IssuerId = String;
+
+/// One certificate to keep valid, as the runtime derived it from its spec.
+#[derive(Debug, Clone)]
+pub struct CertJob {
+    pub id: CertId,
+    pub issuer: IssuerId,
+    /// Changes whenever the certificate's spec or its issuer's spec changes: a changed
+    /// fingerprint re-issues at once and resets any backoff.
+    pub fingerprint: u64,
+    pub csr: CsrRequest,
+    pub key_algorithm: KeyAlgorithm,
+    pub key_encoding: KeyEncoding,
+    /// rotationPolicy Always: a new key for every issuance.
+    pub rotate_key: bool,
+    pub duration: Duration,
+    pub renewal: RenewalPolicy,
+    /// Labels for metrics and status.
+    pub labels: JobLabels,
+}
+
+/// cert-manager's metric labels of a certificate.
+#[derive(Debug, Clone, Default)]
+pub struct JobLabels {
+    pub name: String,
+    pub namespace: String,
+    pub issuer_name: String,
+    pub issuer_kind: String,
+    pub issuer_group: String,
+}
+
+/// A Vault issuer ready to sign.
+#[derive(Debug, Clone)]
+pub struct IssuerRuntime {
+    pub id: IssuerId,
+    pub client: Arc<VaultClient>,
+    pub gate: IssuerGate,
+    /// `spec.vault.path`: `<mount>/sign/<role>` or `<mount>/issuer/<ref>/sign/<role>`.
+    pub path: String,
+    /// Changes whenever the issuer's spec changes; part of every job fingerprint.
+    pub fingerprint: u64,
+}
+
+/// A verified certificate and the key it belongs to, ready to be written.
+#[derive(Debug)]
+pub struct Issued {
+    pub key: PrivateKey,
+    pub key_pem: Secret,
+    pub certificate: IssuedCertificate,
+    /// The revision this will become (status.revision).
+    pub revision: u64,
+}
+
+/// A storage failure, classified by the runtime that knows what it means.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RuntimeError {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+/// Something a person may want to see (logs, Kubernetes Events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    Issuing {
+        reason: &'static str,
+    },
+    Issued {
+        revision: u64,
+        serial: String,
+        not_after: i64,
+        warning: Option<String>,
+    },
+    Failed {
+        class: FailureClass,
+        message: String,
+        attempts: u32,
+        next_attempt: Option<i64>,
+    },
+}
+
+/// Storage and event sinks supplied by a runtime (files + embedded database standalone,
+/// Secrets + status in Kubernetes).
+pub trait Runtime: Send + Sync + 'static {
+    /// The private key currently served, for rotationPolicy Never. `None` if there is none or
+    /// it cannot be read (a new key is generated then).
+    fn current_key(&self, job: &CertJob) -> impl Future<Output = Option<Secret>> + Send;
+    /// Write the certificate and key where readers find them.
+    fn write(&self, job: &CertJob, issued: &Issued) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Persist the certificate's state.
+    fn save_state(
+        &self,
+        id: &str,
+        state: &CertState,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn event(&self, job: &CertJob, event: EngineEvent);
+}
