@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod http;
+pub mod model;
 pub mod output;
 pub mod statedb;

@@ -21,3 +21,9 @@ pub use backoff::{
 };
 pub use renewal::{MAX_SPREAD, RenewalPolicy, SPREAD_DIVISOR, is_due, renewal_time};
 pub use retry::{EXPIRY_CLAMP_DIVISOR, EXPIRY_CLAMP_FLOOR, RetryInput, next_attempt};
+
+/// A hash that stays the same across Rust releases and platforms (FNV-1a 64): for anything
+/// persisted or compared across restarts, such as spec fingerprints and renewal spreads.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    renewal::fnv1a64(bytes)
+}

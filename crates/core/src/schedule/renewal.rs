@@ -126,7 +126,7 @@ fn spread_key(identity: &str) -> u64 {
 }
 
 /// FNV-1a, 64 bit (http://www.isthe.com/chongo/tech/comp/fnv/).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
