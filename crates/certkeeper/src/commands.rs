@@ -1,0 +1,246 @@
+//! The subcommands. Each returns the process exit code (see main.rs) or an error (exit 2).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use certkeeper_daemon::config::{Config, LogFormat};
+use certkeeper_daemon::load::load;
+use certkeeper_daemon::statedb::{RENEW_ALL, StateDb};
+use certkeeper_daemon::status::{StatusRow, row, table};
+use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::state::{CertState, to_unix};
+use tracing_subscriber::EnvFilter;
+
+pub async fn run(config_path: &Path) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let filter = EnvFilter::try_from_env("CERTKEEPER_LOG")
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .context("log.level")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    certkeeper_daemon::run::run(config_path).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rows for every certificate of the manifests, from the state database.
+fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
+    let loaded = load(config, &Metrics::default(), &HashMap::new())?;
+    let states = if config.state_db_path().exists() {
+        StateDb::open(&config.state_db_path())?.load_all()?
+    } else {
+        Default::default()
+    };
+    let now = to_unix(SystemTime::now());
+    let mut rows: Vec<StatusRow> = loaded
+        .certificates
+        .iter()
+        .map(|(job, _)| row(job, states.get(&job.id).unwrap_or(&CertState::default()), now))
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
+}
+
+pub async fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let rows = status_rows(&config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&rows));
+    }
+    Ok(if rows.iter().all(|r| r.ready) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn full_name(name: &str) -> String {
+    if name.contains('/') {
+        name.to_owned()
+    } else {
+        format!("default/{name}")
+    }
+}
+
+pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u64) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let before = status_rows(&config)?;
+    let targets: Vec<StatusRow> = match (&name, all) {
+        (Some(n), false) => {
+            let id = full_name(n);
+            let Some(r) = before.iter().find(|r| r.name == id) else {
+                bail!(
+                    "no certificate {id} in the manifests of {}",
+                    config_path.display()
+                );
+            };
+            vec![r.clone()]
+        }
+        (None, true) => before.clone(),
+        _ => bail!("name a certificate or pass --all"),
+    };
+    let db = StateDb::open(&config.state_db_path())?;
+    let at = to_unix(SystemTime::now());
+    match &name {
+        Some(n) if !all => db.request_renew(&full_name(n), at)?,
+        _ => db.request_renew(RENEW_ALL, at)?,
+    }
+    drop(db);
+    if wait == 0 {
+        println!("renew requested for {} certificate(s)", targets.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Done when the revision went up or a new failure was recorded after the request.
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let total = targets.len();
+    let mut last_shown = usize::MAX;
+    loop {
+        let now_rows = status_rows(&config)?;
+        let mut done = 0;
+        let mut failed = Vec::new();
+        for t in &targets {
+            let Some(r) = now_rows.iter().find(|r| r.name == t.name) else {
+                continue;
+            };
+            if r.revision > t.revision {
+                done += 1;
+            } else if let Some(f) = &r.last_failure
+                && t.last_failure
+                    .as_ref()
+                    .is_none_or(|old| old.last_failure != f.last_failure)
+            {
+                done += 1;
+                failed.push((r.name.clone(), f.class.clone(), f.message.clone()));
+            }
+        }
+        if done != last_shown {
+            let width = 30;
+            let filled = (done * width).checked_div(total).unwrap_or(width);
+            eprint!(
+                "\r[{}{}] {done}/{total}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            last_shown = done;
+        }
+        if done >= total {
+            eprintln!();
+            for (n, class, msg) in &failed {
+                println!("{n}: failed ({class}): {msg}");
+            }
+            return Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        if Instant::now() > deadline {
+            eprintln!();
+            println!(
+                "{done}/{total} finished within {wait}s; is `certkeeper run` running with this configuration?"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn check(config_path: &Path) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let loaded = load(&config, &Metrics::default(), &HashMap::new())?;
+    for p in &loaded.problems {
+        println!("problem: {}: {}", p.source, p.message);
+    }
+    let mut rows = vec![[
+        "ISSUER".to_owned(),
+        "HEALTH".to_owned(),
+        "LOGIN".to_owned(),
+        "DETAIL".to_owned(),
+    ]];
+    let mut all_ok = loaded.problems.is_empty();
+    for issuer in &loaded.issuers {
+        let (health, detail_h) = match issuer.client.health().await {
+            Ok(h) if h.status.can_serve() => (h.status.as_str().to_owned(), String::new()),
+            Ok(h) => (
+                h.status.as_str().to_owned(),
+                format!("Vault is {}", h.status.as_str()),
+            ),
+            Err(e) => (format!("error ({})", e.class()), e.to_string()),
+        };
+        let (login, detail_l) = match issuer.client.login_check().await {
+            Ok(info) => (
+                "ok".to_owned(),
+                info.ttl.map_or_else(
+                    || "token does not expire".to_owned(),
+                    |t| format!("token ttl {}s", t.as_secs()),
+                ),
+            ),
+            Err(e) => (format!("error ({})", e.class()), e.to_string()),
+        };
+        all_ok &= detail_h.is_empty() && login == "ok";
+        let detail = if detail_h.is_empty() { detail_l } else { detail_h };
+        rows.push([issuer.id.clone(), health, login, detail]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    println!("{} certificate(s) in the manifests", loaded.certificates.len());
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn inspect(file: &Path) -> Result<ExitCode> {
+    let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let certs =
+        certkeeper_core::pki::describe_pem_bundle(&pem).with_context(|| format!("{}", file.display()))?;
+    if certs.is_empty() {
+        bail!("{}: no certificate found", file.display());
+    }
+    let now = SystemTime::now();
+    for (i, c) in certs.iter().enumerate() {
+        let role = match (i, c.self_signed, c.is_ca) {
+            (0, _, false) => "leaf",
+            (_, true, _) => "root CA",
+            (_, false, true) => "intermediate CA",
+            _ => "certificate",
+        };
+        println!("[{i}] {role}");
+        println!("  subject:    {}", c.subject);
+        println!("  issuer:     {}", c.issuer);
+        println!("  serial:     {}", c.serial);
+        println!("  key:        {}", c.public_key);
+        let left = c.not_after.duration_since(now).map_or_else(
+            |_| "expired".to_owned(),
+            |d| format!("{}h left", d.as_secs() / 3600),
+        );
+        println!(
+            "  validity:   {} .. {} ({left})",
+            c.not_before_rfc3339(),
+            c.not_after_rfc3339()
+        );
+        let mut sans: Vec<String> = c.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+        sans.extend(c.ip_addresses.iter().map(|ip| format!("IP:{ip}")));
+        sans.extend(c.uris.iter().map(|u| format!("URI:{u}")));
+        sans.extend(c.email_addresses.iter().map(|e| format!("email:{e}")));
+        if !sans.is_empty() {
+            println!("  SANs:       {}", sans.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

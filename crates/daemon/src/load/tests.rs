@@ -1,0 +1,346 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use certkeeper_core::pki::{ExtendedKeyUsage, KeyAlgorithm, KeyEncoding, KeyUsage, Pkcs12Profile};
+use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::{IssuerId, IssuerRuntime};
+use certkeeper_vault::{AuthMethod, SecretSource};
+
+use super::*;
+
+/// A self-signed P-256 CA certificate (valid until 2126), as a caBundle file holds it.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBkjCCATegAwIBAgIUIQoYXJvTEJcBv3QCotGcYAd+gWEwCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwSY2VydGtlZXBlciB0ZXN0IENBMCAXDTI2MTEyNjAwMDYxMloY
+DzIxMjYxMTAyMDAwNjEyWjAdMRswGQYDVQQDDBJjZXJ0a2VlcGVyIHRlc3QgQ0Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASuicp6GHct4i8wo8kmVdeTK4Wyje8/
+1pN5v9GO31nKpvykx9AVLCRWWnE170qDzA5mYuezNZK2hD58GKvlQI1yo1MwUTAd
+BgNVHQ4EFgQUdFZEeyANpUK3RzY4Qdb78X029GAwHwYDVR0jBBgwFoAUdFZEeyAN
+pUK3RzY4Qdb78X029GAwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG
+AiEAqaBEncXi2Uk5xalKk8kjdFgPJ2DfSD/qPekkckTQHTsCIQDM7MKO1xy06BO+
+J7M/kB4JLdMeWJYjmz/cyxlmS5YIgw==
+-----END CERTIFICATE-----
+";
+
+const ISSUERS: &str = "\
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: vault, namespace: apps}
+spec:
+  vault:
+    server: https://vault.example.com:8200
+    path: pki/sign/web
+    namespace: team-a
+    auth:
+      tokenSecretRef: {name: vault-token}
+---
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: shared}
+spec:
+  vault:
+    server: https://bao.example.com
+    path: pki_int/sign/internal
+    caBundleSecretRef: {name: bao-ca}
+    auth:
+      appRole: {path: approle, roleId: role-123, secretRef: {name: bao-approle, key: secretId}}
+";
+
+const CERTIFICATES: &str = "\
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web, namespace: apps}
+spec:
+  secretName: web-tls
+  commonName: web.example.com
+  dnsNames: [web.example.com, www.example.com]
+  ipAddresses: [10.0.0.1]
+  duration: 720h
+  renewBefore: 240h
+  privateKey: {algorithm: ECDSA, size: 384, rotationPolicy: Never}
+  usages: [server auth, digital signature]
+  additionalOutputFormats: [{type: CombinedPEM}]
+  issuerRef: {name: vault}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: api, namespace: apps}
+spec:
+  secretName: api-tls
+  dnsNames: [api.internal]
+  issuerRef: {name: shared, kind: ClusterIssuer}
+  additionalOutputFormats: [{type: DER}]
+  keystores: {pkcs12: {create: true, profile: Modern2023, passwordSecretRef: {name: p12, key: password}}}
+";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("manifests")).unwrap();
+        std::fs::create_dir_all(root.join("secrets/cert-manager/bao-ca")).unwrap();
+        std::fs::write(root.join("secrets/cert-manager/bao-ca/ca.crt"), CA_PEM).unwrap();
+        std::fs::write(root.join("manifests/issuers.yaml"), ISSUERS).unwrap();
+        std::fs::write(root.join("manifests/certificates.yml"), CERTIFICATES).unwrap();
+        std::fs::write(root.join("manifests/notes.txt"), "not a manifest").unwrap();
+        let config_path = root.join("certkeeper.yaml");
+        let text = "manifests: manifests\nstateDir: state\nsecrets:\n  dir: secrets\n  refs:\n    \
+                    - { secret: apps/vault-token, key: token, file: /run/secrets/vault-token }\n";
+        let config = Config::parse(&config_path, text).unwrap();
+        Fixture { dir, config }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+
+    fn load(&self, previous: &HashMap<IssuerId, IssuerRuntime>) -> Result<Loaded, LoadError> {
+        load(&self.config, &Metrics::default(), previous)
+    }
+}
+
+fn by_id(loaded: &Loaded) -> HashMap<IssuerId, IssuerRuntime> {
+    loaded.issuers.iter().map(|i| (i.id.clone(), i.clone())).collect()
+}
+
+fn cert<'a>(loaded: &'a Loaded, id: &str) -> &'a (CertJob, CertMeta) {
+    loaded
+        .certificates
+        .iter()
+        .find(|(job, _)| job.id == id)
+        .unwrap_or_else(|| panic!("no certificate {id}"))
+}
+
+#[test]
+fn builds_issuers_and_jobs_from_manifests() {
+    let fx = Fixture::new();
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    assert_eq!(loaded.problems, vec![]);
+
+    let issuers = by_id(&loaded);
+    let mut ids: Vec<_> = issuers.keys().cloned().collect();
+    ids.sort();
+    assert_eq!(ids, ["ClusterIssuer/shared", "Issuer/apps/vault"]);
+    let token = &issuers["Issuer/apps/vault"];
+    assert_eq!(token.path, "pki/sign/web");
+    match token.client.auth() {
+        AuthMethod::Token {
+            token: SecretSource::File(path),
+        } => assert_eq!(path, Path::new("/run/secrets/vault-token")),
+        other => panic!("{other:?}"),
+    }
+    let approle = &issuers["ClusterIssuer/shared"];
+    assert_eq!(approle.path, "pki_int/sign/internal");
+    match approle.client.auth() {
+        AuthMethod::AppRole {
+            mount,
+            role_id,
+            secret_id: SecretSource::File(path),
+        } => {
+            assert_eq!((mount.as_str(), role_id.as_str()), ("approle", "role-123"));
+            // A ClusterIssuer's Secrets are in cert-manager's cluster resource namespace.
+            assert_eq!(path, &fx.path("./secrets/cert-manager/bao-approle/secretId"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (web, web_meta) = cert(&loaded, "apps/web");
+    assert_eq!(web.issuer, "Issuer/apps/vault");
+    assert_ne!(web.fingerprint, 0);
+    assert_eq!(web.csr.common_name.as_deref(), Some("web.example.com"));
+    assert_eq!(web.csr.dns_names, ["web.example.com", "www.example.com"]);
+    assert_eq!(
+        web.csr.ip_addresses,
+        ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(web.csr.key_usages, [KeyUsage::DigitalSignature]);
+    assert_eq!(web.csr.extended_key_usages, [ExtendedKeyUsage::ServerAuth]);
+    assert!(web.csr.encode_usages_in_request);
+    assert_eq!(web.key_algorithm, KeyAlgorithm::Ecdsa(384));
+    assert_eq!(web.key_encoding, KeyEncoding::Pkcs1);
+    assert!(!web.rotate_key);
+    assert_eq!(web.duration, Duration::from_secs(720 * 3600));
+    assert_eq!(web.renewal.renew_before, Some(Duration::from_secs(240 * 3600)));
+    assert_eq!(web.labels.name, "web");
+    assert_eq!(web.labels.issuer_name, "vault");
+    assert_eq!(web_meta.secret_name, "web-tls");
+    assert_eq!(web_meta.output.dir, fx.path("./certs/apps/web-tls"));
+    assert!(web_meta.combined_pem && !web_meta.der && web_meta.pkcs12.is_none());
+
+    let (api, api_meta) = cert(&loaded, "apps/api");
+    assert_eq!(api.issuer, "ClusterIssuer/shared");
+    assert_eq!(api.csr.common_name, None);
+    assert_eq!(api.key_algorithm, KeyAlgorithm::Rsa(2048));
+    assert!(api.rotate_key);
+    assert_eq!(api.duration, Duration::from_secs(90 * 24 * 3600));
+    assert_eq!(api.renewal.renew_before, None);
+    assert_eq!(
+        api.csr.key_usages,
+        [KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]
+    );
+    assert_eq!(api.labels.issuer_kind, "ClusterIssuer");
+    assert!(!api_meta.combined_pem && api_meta.der);
+    let p12 = api_meta.pkcs12.as_ref().unwrap();
+    assert_eq!(p12.profile, Pkcs12Profile::Modern2023);
+    // A Certificate's own references resolve in its namespace.
+    match &p12.password {
+        SecretSource::File(path) => assert_eq!(path, &fx.path("./secrets/apps/p12/password")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unchanged_issuers_are_reused_and_changes_rebuild_and_reissue() {
+    let fx = Fixture::new();
+    let first = fx.load(&HashMap::new()).unwrap();
+    let second = fx.load(&by_id(&first)).unwrap();
+    for (id, issuer) in by_id(&second) {
+        let before = &by_id(&first)[&id];
+        assert!(Arc::ptr_eq(&issuer.client, &before.client), "{id} rebuilt");
+        assert_eq!(issuer.fingerprint, before.fingerprint);
+    }
+    for (job, _) in &second.certificates {
+        assert_eq!(job.fingerprint, cert(&first, &job.id).0.fingerprint, "{}", job.id);
+    }
+
+    // An issuer spec edit rebuilds that issuer only and re-issues its certificates only.
+    fx.write(
+        "manifests/issuers.yaml",
+        &ISSUERS.replace("pki/sign/web", "pki/sign/web2"),
+    );
+    let third = fx.load(&by_id(&second)).unwrap();
+    let (old, new) = (by_id(&second), by_id(&third));
+    assert!(!Arc::ptr_eq(
+        &new["Issuer/apps/vault"].client,
+        &old["Issuer/apps/vault"].client
+    ));
+    assert_eq!(new["Issuer/apps/vault"].path, "pki/sign/web2");
+    assert_ne!(
+        new["Issuer/apps/vault"].fingerprint,
+        old["Issuer/apps/vault"].fingerprint
+    );
+    assert!(Arc::ptr_eq(
+        &new["ClusterIssuer/shared"].client,
+        &old["ClusterIssuer/shared"].client
+    ));
+    assert_ne!(
+        cert(&third, "apps/web").0.fingerprint,
+        cert(&second, "apps/web").0.fingerprint
+    );
+    assert_eq!(
+        cert(&third, "apps/api").0.fingerprint,
+        cert(&second, "apps/api").0.fingerprint
+    );
+
+    // New CA bundle contents rebuild the issuer that reads them.
+    fx.write("secrets/cert-manager/bao-ca/ca.crt", &format!("{CA_PEM}{CA_PEM}"));
+    let fourth = fx.load(&by_id(&third)).unwrap();
+    assert!(!Arc::ptr_eq(
+        &by_id(&fourth)["ClusterIssuer/shared"].client,
+        &new["ClusterIssuer/shared"].client
+    ));
+
+    // A certificate spec edit changes that certificate's fingerprint only.
+    fx.write(
+        "manifests/certificates.yml",
+        &CERTIFICATES.replace("api.internal", "api2.internal"),
+    );
+    let fifth = fx.load(&by_id(&fourth)).unwrap();
+    assert_ne!(
+        cert(&fifth, "apps/api").0.fingerprint,
+        cert(&fourth, "apps/api").0.fingerprint
+    );
+    assert_eq!(
+        cert(&fifth, "apps/web").0.fingerprint,
+        cert(&fourth, "apps/web").0.fingerprint
+    );
+}
+
+#[test]
+fn any_manifest_error_fails_the_whole_load() {
+    let fx = Fixture::new();
+    fx.write(
+        "manifests/bad.yaml",
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: bad, namespace: apps}\n\
+         spec: {secretName: s, dnsNames: [a.example], issuerRef: {name: vault}, \
+         privateKey: {algorithm: ECDSA, size: 2048}}\n",
+    );
+    fx.write("manifests/dup.yaml", &ISSUERS[..ISSUERS.find("---").unwrap()]);
+    let err = fx.load(&HashMap::new()).unwrap_err();
+    let LoadError::Invalid(messages) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(messages.len(), 2, "{err}");
+    let bad = fx.path("manifests/bad.yaml").display().to_string();
+    assert!(
+        messages[0].starts_with(&format!(
+            "{bad}: document 1 (Certificate apps/bad): spec.privateKey.size:"
+        )),
+        "{err}"
+    );
+    let dup = fx.path("manifests/dup.yaml").display().to_string();
+    let issuers = fx.path("manifests/issuers.yaml").display().to_string();
+    assert_eq!(
+        messages[1],
+        format!("{issuers}: Issuer apps/vault is already defined in {dup}")
+    );
+
+    let missing = Fixture::new();
+    std::fs::remove_dir_all(missing.path("manifests")).unwrap();
+    assert!(matches!(
+        missing.load(&HashMap::new()),
+        Err(LoadError::Read { .. })
+    ));
+}
+
+#[test]
+fn unresolvable_references_skip_the_issuer_with_a_problem() {
+    let fx = Fixture::new();
+    std::fs::remove_file(fx.path("secrets/cert-manager/bao-ca/ca.crt")).unwrap();
+    fx.write(
+        "manifests/more.yaml",
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: k8s, namespace: apps}\n\
+         spec: {vault: {server: https://v.example, path: pki/sign/x, \
+         auth: {kubernetes: {role: r, serviceAccountRef: {name: sa}}}}}\n",
+    );
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    let ids: Vec<_> = loaded.issuers.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["Issuer/apps/vault"]);
+    let problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("ClusterIssuer/shared: spec.vault.caBundleSecretRef: cannot read "),
+        "{problems:#?}"
+    );
+    assert!(problems[1].starts_with("Issuer/apps/k8s: spec.vault.auth.kubernetes.serviceAccountRef needs"));
+    assert_eq!(
+        problems[2],
+        "Certificate apps/api: spec.issuerRef: ClusterIssuer/shared is not a configured Vault issuer"
+    );
+    // The certificate is still handed to the engine, which reports it.
+    assert_eq!(cert(&loaded, "apps/api").0.issuer, "ClusterIssuer/shared");
+
+    // Without a secrets directory a reference with no explicit entry resolves to nothing.
+    let text = "manifests: manifests\nstateDir: state\n";
+    let config = Config::parse(&fx.path("certkeeper.yaml"), text).unwrap();
+    let loaded = load(&config, &Metrics::default(), &HashMap::new()).unwrap();
+    assert!(loaded.issuers.is_empty());
+    assert!(
+        loaded.problems[0]
+            .message
+            .contains("Secret apps/vault-token key \"token\" resolves to nothing"),
+        "{:?}",
+        loaded.problems
+    );
+}

@@ -1,0 +1,225 @@
+//! `certkeeper run`: load the configuration and manifests, start the engine and the HTTP
+//! endpoints, and keep going: reload on SIGHUP or when a manifest file changes (an invalid
+//! change is reported and the last good configuration keeps running), pick up renew requests
+//! from `certkeeper renew`, and shut down cleanly on SIGTERM or Ctrl-C.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use certkeeper_engine::gate::CircuitState;
+use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::{EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Mutex, watch};
+
+use crate::config::Config;
+use crate::http::{Endpoints, serve};
+use crate::load::{Loaded, load};
+use crate::runtime::{FileRuntime, RENEW_POLL};
+use crate::statedb::{RENEW_ALL, StateDb};
+use crate::status::rows_from_engine;
+
+/// How often manifest files are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::statedb::StateError),
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+struct Shared {
+    engine: EngineHandle,
+    issuers: Mutex<HashMap<IssuerId, IssuerRuntime>>,
+    ready: AtomicBool,
+}
+
+impl Endpoints for Shared {
+    async fn metrics(&self) -> String {
+        let circuits: Vec<(String, CircuitState)> = self
+            .issuers
+            .lock()
+            .await
+            .values()
+            .map(|i| (i.id.clone(), i.gate.circuit()))
+            .collect();
+        self.engine.render_metrics(&circuits).await
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    async fn status_json(&self) -> String {
+        let rows = rows_from_engine(&self.engine.snapshot().await);
+        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// Run until SIGTERM / SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), RunError> {
+    let config = Config::load(config_path)?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| RunError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let db = Arc::new(StateDb::open(&config.state_db_path())?);
+    let metrics = Metrics::default();
+    let runtime = Arc::new(FileRuntime::new(db.clone()));
+    let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), EngineConfig::default());
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        issuers: Mutex::new(HashMap::new()),
+        ready: AtomicBool::new(false),
+    });
+
+    // The first load must succeed: there is no last good configuration to fall back on.
+    let loaded = load(&config, &metrics, &HashMap::new())?;
+    apply(&shared, &runtime, &db, loaded).await;
+    shared.ready.store(true, Ordering::SeqCst);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = match config.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen { addr, source })?;
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
+            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx)))
+        }
+        None => None,
+    };
+
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+    let mut renew_tick = tokio::time::interval(RENEW_POLL);
+    let mut seen = manifest_stamp(&config.manifests);
+    tracing::info!(config = %config_path.display(), "certkeeper running");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading manifests");
+                reload(&config, &metrics, &shared, &runtime, &db).await;
+                seen = manifest_stamp(&config.manifests);
+            }
+            _ = watch_tick.tick() => {
+                let now = manifest_stamp(&config.manifests);
+                if now != seen {
+                    seen = now;
+                    tracing::info!("manifests changed: reloading");
+                    reload(&config, &metrics, &shared, &runtime, &db).await;
+                }
+            }
+            _ = renew_tick.tick() => {
+                let db2 = db.clone();
+                match tokio::task::spawn_blocking(move || db2.take_renew_requests()).await {
+                    Ok(Ok(ids)) => for id in ids {
+                        tracing::info!(certificate = %id, "renew requested");
+                        engine.renew((id != RENEW_ALL).then_some(id));
+                    },
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read renew requests"),
+                    Err(e) => tracing::warn!(error = %e, "renew poll failed"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: finishing attempts in flight");
+    shared.ready.store(false, Ordering::SeqCst);
+    engine.shutdown().await;
+    let _ = stop_tx.send(true);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn reload(
+    config: &Config,
+    metrics: &Metrics,
+    shared: &Arc<Shared>,
+    runtime: &Arc<FileRuntime>,
+    db: &Arc<StateDb>,
+) {
+    let previous = shared.issuers.lock().await.clone();
+    match load(config, metrics, &previous) {
+        Ok(loaded) => apply(shared, runtime, db, loaded).await,
+        Err(e) => tracing::error!(error = %e, "invalid manifests; keeping the last good configuration"),
+    }
+}
+
+async fn apply(shared: &Arc<Shared>, runtime: &Arc<FileRuntime>, db: &Arc<StateDb>, loaded: Loaded) {
+    for p in &loaded.problems {
+        tracing::warn!(source = %p.source, problem = %p.message, "manifest problem");
+    }
+    let states = match db.load_all() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read state; starting these certificates afresh");
+            Default::default()
+        }
+    };
+    runtime.set_metas(
+        loaded
+            .certificates
+            .iter()
+            .map(|(job, meta)| (job.id.clone(), meta.clone()))
+            .collect(),
+    );
+    let issuers: HashMap<IssuerId, IssuerRuntime> =
+        loaded.issuers.iter().map(|i| (i.id.clone(), i.clone())).collect();
+    shared.engine.set_issuers(loaded.issuers);
+    *shared.issuers.lock().await = issuers;
+    let certs = loaded
+        .certificates
+        .into_iter()
+        .map(|(job, _)| {
+            let state = states.get(&job.id).cloned();
+            (job, state)
+        })
+        .collect::<Vec<_>>();
+    tracing::info!(
+        certificates = certs.len(),
+        issuers = shared.issuers.lock().await.len(),
+        "configuration applied"
+    );
+    shared.engine.set_certificates(certs);
+}
+
+/// Names, sizes and modification times of the manifest files: a cheap change detector that
+/// needs no inotify and works on every filesystem.
+fn manifest_stamp(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let files: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => vec![path.to_owned()],
+    };
+    let mut stamp: Vec<_> = files
+        .into_iter()
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            Some((p, m.len(), m.modified().ok()))
+        })
+        .collect();
+    stamp.sort();
+    stamp
+}

@@ -1,0 +1,338 @@
+//! The engine's storage for the standalone runtime: certificate files written atomically into
+//! each certificate's output directory, state in the embedded database, hooks after a change,
+//! and one log line per decision.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_engine::state::CertState;
+use certkeeper_engine::{CertJob, EngineEvent, Issued, Runtime, RuntimeError};
+
+use crate::config::{CertOutput, Hook};
+use crate::model::CertMeta;
+use crate::output::{OutputFile, Owner, read_current, write_atomic};
+use crate::statedb::StateDb;
+
+/// File names, as cert-manager names the keys of its Secret.
+pub const TLS_CRT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+pub const CA_CRT: &str = "ca.crt";
+pub const COMBINED_PEM: &str = "tls-combined.pem";
+pub const KEY_DER: &str = "key.der";
+pub const KEYSTORE_P12: &str = "keystore.p12";
+pub const TRUSTSTORE_P12: &str = "truststore.p12";
+
+#[derive(Debug)]
+pub struct FileRuntime {
+    db: Arc<StateDb>,
+    metas: RwLock<HashMap<String, CertMeta>>,
+}
+
+impl FileRuntime {
+    pub fn new(db: Arc<StateDb>) -> Self {
+        FileRuntime {
+            db,
+            metas: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Replace the output settings after a (re)load.
+    pub fn set_metas(&self, metas: HashMap<String, CertMeta>) {
+        *self
+            .metas
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = metas;
+    }
+
+    fn meta(&self, id: &str) -> Option<CertMeta> {
+        self.metas
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+/// The files of one issued certificate.
+pub async fn output_files(
+    meta: &CertMeta,
+    issued: &Issued,
+    encoding: certkeeper_core::pki::KeyEncoding,
+) -> Result<Vec<OutputFile>, RuntimeError> {
+    let out = &meta.output;
+    let cert = &issued.certificate;
+    let mut files = vec![
+        OutputFile {
+            name: TLS_CRT.into(),
+            contents: cert.tls_crt().into_bytes(),
+            mode: out.cert_mode,
+        },
+        OutputFile {
+            name: TLS_KEY.into(),
+            contents: issued.key_pem.expose().as_bytes().to_vec(),
+            mode: out.key_mode,
+        },
+    ];
+    if let Some(ca) = cert.ca_crt() {
+        files.push(OutputFile {
+            name: CA_CRT.into(),
+            contents: ca.into_bytes(),
+            mode: out.cert_mode,
+        });
+    }
+    if meta.combined_pem {
+        let pem = cert.combined_pem(&issued.key, encoding);
+        files.push(OutputFile {
+            name: COMBINED_PEM.into(),
+            contents: pem.expose().as_bytes().to_vec(),
+            mode: out.key_mode,
+        });
+    }
+    if meta.der {
+        let der = cert.der_key(&issued.key, encoding);
+        files.push(OutputFile {
+            name: KEY_DER.into(),
+            contents: der.expose().to_vec(),
+            mode: out.key_mode,
+        });
+    }
+    if let Some(p12) = &meta.pkcs12 {
+        let password = p12.password.read().await.map_err(|message| RuntimeError {
+            class: FailureClass::Invalid,
+            message,
+        })?;
+        let bundle = cert
+            .pkcs12(&issued.key, password.expose(), p12.profile)
+            .map_err(|e| RuntimeError {
+                class: e.class(),
+                message: format!("cannot build PKCS#12 keystore: {e}"),
+            })?;
+        files.push(OutputFile {
+            name: KEYSTORE_P12.into(),
+            contents: bundle.keystore,
+            mode: out.key_mode,
+        });
+        if let Some(trust) = bundle.truststore {
+            files.push(OutputFile {
+                name: TRUSTSTORE_P12.into(),
+                contents: trust,
+                mode: out.cert_mode,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Storage errors: our own setup (permissions, a path that cannot exist) waits for a change;
+/// the rest (disk full, I/O errors) may pass.
+fn io_class(e: &std::io::Error) -> FailureClass {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied
+        | K::NotFound
+        | K::ReadOnlyFilesystem
+        | K::InvalidInput
+        | K::NotADirectory
+        | K::IsADirectory => FailureClass::Invalid,
+        _ => FailureClass::Transient,
+    }
+}
+
+impl Runtime for FileRuntime {
+    async fn current_key(&self, job: &CertJob) -> Option<Secret> {
+        let dir = self.meta(&job.id)?.output.dir;
+        let bytes = tokio::task::spawn_blocking(move || read_current(&dir, TLS_KEY))
+            .await
+            .ok()??;
+        String::from_utf8(bytes).ok().map(Secret::new)
+    }
+
+    async fn write(&self, job: &CertJob, issued: &Issued) -> Result<(), RuntimeError> {
+        let meta = self.meta(&job.id).ok_or_else(|| RuntimeError {
+            class: FailureClass::Invalid,
+            message: format!("certificate {} has no output settings", job.id),
+        })?;
+        let files = output_files(&meta, issued, job.key_encoding).await?;
+        let dir = meta.output.dir.clone();
+        let owner = Owner {
+            uid: meta.output.user,
+            gid: meta.output.group,
+        };
+        tokio::task::spawn_blocking(move || write_atomic(&dir, &files, owner, SystemTime::now()))
+            .await
+            .map_err(|e| RuntimeError {
+                class: FailureClass::Transient,
+                message: format!("write task failed: {e}"),
+            })?
+            .map_err(|e| RuntimeError {
+                class: io_class(&e.source),
+                message: e.to_string(),
+            })?;
+        run_hooks(&job.id, &meta.output).await;
+        Ok(())
+    }
+
+    async fn save_state(&self, id: &str, state: &CertState) -> Result<(), RuntimeError> {
+        let (db, id, state) = (self.db.clone(), id.to_owned(), state.clone());
+        tokio::task::spawn_blocking(move || db.put(&id, &state))
+            .await
+            .map_err(|e| RuntimeError {
+                class: FailureClass::Transient,
+                message: format!("state task failed: {e}"),
+            })?
+            .map_err(|e| RuntimeError {
+                class: FailureClass::Transient,
+                message: e.to_string(),
+            })
+    }
+
+    fn event(&self, job: &CertJob, event: EngineEvent) {
+        let id = job.id.as_str();
+        match event {
+            EngineEvent::Issuing { reason } => {
+                tracing::info!(certificate = id, reason, "issuing certificate")
+            }
+            EngineEvent::Issued {
+                revision,
+                serial,
+                not_after,
+                warning,
+            } => {
+                tracing::info!(certificate = id, revision, serial, not_after = %rfc3339(not_after), "issued certificate");
+                if let Some(w) = warning {
+                    tracing::warn!(
+                        certificate = id,
+                        warning = w,
+                        "issued certificate is shorter than requested"
+                    );
+                }
+            }
+            EngineEvent::Failed {
+                class,
+                message,
+                attempts,
+                next_attempt,
+            } => tracing::warn!(
+                certificate = id,
+                class = class.as_str(),
+                attempts,
+                next_attempt = next_attempt.map(rfc3339).as_deref().unwrap_or("on change"),
+                error = message,
+                "issuance failed"
+            ),
+        }
+    }
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Run the certificate's hooks one after the other; a failing hook is logged, not retried: the
+/// certificate on disk is good either way.
+async fn run_hooks(id: &str, output: &CertOutput) {
+    for hook in &output.hooks {
+        run_hook(id, &output.dir, hook).await;
+    }
+}
+
+async fn run_hook(id: &str, dir: &Path, hook: &Hook) {
+    let Some((program, args)) = hook.command.split_first() else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env("CERTKEEPER_CERTIFICATE", id)
+        .env("CERTKEEPER_OUTPUT_DIR", dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(hook.timeout, async { cmd.output().await }).await {
+        Ok(Ok(out)) if out.status.success() => {
+            tracing::info!(
+                certificate = id,
+                hook = program,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "hook ran"
+            );
+        }
+        Ok(Ok(out)) => tracing::warn!(
+            certificate = id,
+            hook = program,
+            status = %out.status,
+            stderr = %String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(500)]).trim(),
+            "hook failed"
+        ),
+        Ok(Err(e)) => tracing::warn!(certificate = id, hook = program, error = %e, "hook could not start"),
+        Err(_) => {
+            tracing::warn!(certificate = id, hook = program, timeout = ?hook.timeout, "hook timed out and was killed")
+        }
+    }
+}
+
+/// Poll interval for renew requests written by `certkeeper renew`.
+pub const RENEW_POLL: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn hooks_run_with_their_environment_and_time_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let output = CertOutput {
+            dir: dir.path().to_owned(),
+            key_mode: 0o600,
+            cert_mode: 0o644,
+            user: None,
+            group: None,
+            hooks: vec![
+                Hook {
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("echo $CERTKEEPER_CERTIFICATE > {}", marker.display()),
+                    ],
+                    timeout: Duration::from_secs(10),
+                },
+                Hook {
+                    command: vec!["sleep".into(), "30".into()],
+                    timeout: Duration::from_millis(200),
+                },
+            ],
+        };
+        let t = std::time::Instant::now();
+        run_hooks("default/web", &output).await;
+        assert!(t.elapsed() < Duration::from_secs(10), "the slow hook was cut off");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "default/web");
+    }
+}
