@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use certkeeper_daemon::config::{Config, LogFormat};
 use certkeeper_daemon::load::load;
-use certkeeper_daemon::statedb::{RENEW_ALL, StateDb};
+use certkeeper_daemon::statedb::{RENEW_ALL, StateDb, request_renew};
 use certkeeper_daemon::status::{StatusRow, row, table};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::{CertState, to_unix};
@@ -34,7 +34,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode> {
 fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
     let loaded = load(config, &Metrics::default(), &HashMap::new())?;
     let states = if config.state_db_path().exists() {
-        StateDb::open(&config.state_db_path())?.load_all()?
+        StateDb::open_read_only(&config.state_db_path())?.load_all()?
     } else {
         Default::default()
     };
@@ -88,13 +88,10 @@ pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u6
         (None, true) => before.clone(),
         _ => bail!("name a certificate or pass --all"),
     };
-    let db = StateDb::open(&config.state_db_path())?;
-    let at = to_unix(SystemTime::now());
     match &name {
-        Some(n) if !all => db.request_renew(&full_name(n), at)?,
-        _ => db.request_renew(RENEW_ALL, at)?,
+        Some(n) if !all => request_renew(&config.state_dir, &full_name(n))?,
+        _ => request_renew(&config.state_dir, RENEW_ALL)?,
     }
-    drop(db);
     if wait == 0 {
         println!("renew requested for {} certificate(s)", targets.len());
         return Ok(ExitCode::SUCCESS);

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::http::{Endpoints, serve};
 use crate::load::{Loaded, load};
 use crate::runtime::{FileRuntime, RENEW_POLL};
-use crate::statedb::{RENEW_ALL, StateDb};
+use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
 use crate::status::rows_from_engine;
 
 /// How often manifest files are checked for changes.
@@ -131,8 +131,8 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
                 }
             }
             _ = renew_tick.tick() => {
-                let db2 = db.clone();
-                match tokio::task::spawn_blocking(move || db2.take_renew_requests()).await {
+                let state_dir = config.state_dir.clone();
+                match tokio::task::spawn_blocking(move || take_renew_requests(&state_dir)).await {
                     Ok(Ok(ids)) => for id in ids {
                         tracing::info!(certificate = %id, "renew requested");
                         engine.renew((id != RENEW_ALL).then_some(id));

@@ -1,20 +1,22 @@
-//! The embedded state database (redb): each certificate's [`CertState`] and pending renew-now
+//! The embedded state database (redb) with each certificate's [`CertState`], and renew-now
 //! requests.
 //!
-//! redb is crash-safe (copy-on-write B-trees, atomic commits) and lets several processes open
-//! one file, so `certkeeper status` and `certkeeper renew` read and write the same database the
-//! daemon uses; the daemon picks renew requests up on its next poll.
+//! redb is crash-safe (copy-on-write B-trees, atomic commits). The daemon is the one writer
+//! (single-writer mode); `certkeeper status` opens the same file read-only and sees its commits.
+//! `certkeeper renew` leaves a request file in `<stateDir>/renew/` that the daemon takes on its
+//! next poll, so the CLI never needs to write the database the daemon holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use certkeeper_engine::state::CertState;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const CERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
-const RENEW: TableDefinition<&str, i64> = TableDefinition::new("renew_requests");
-/// The key of a renew request for every certificate.
+/// The id of a renew request for every certificate.
 pub const RENEW_ALL: &str = "*";
+/// Directory (under the state directory) of renew request files.
+const RENEW_DIR: &str = "renew";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -31,31 +33,76 @@ pub enum StateError {
         key: String,
         source: serde_json::Error,
     },
+    #[error("state database {path} is open read-only")]
+    ReadOnly { path: PathBuf },
+    #[error("renew request in {path}: {source}")]
+    Request { path: PathBuf, source: std::io::Error },
+}
+
+enum Handle {
+    Writer(Database),
+    Reader(redb::ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Handle::Writer(_) => "Writer",
+            Handle::Reader(_) => "Reader",
+        })
+    }
 }
 
 #[derive(Debug)]
 pub struct StateDb {
-    db: Database,
+    db: Handle,
     path: PathBuf,
 }
 
+fn builder() -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b
+}
+
 impl StateDb {
-    /// Open (or create) the database, creating its tables so readers never miss them.
+    /// Open (or create) the database for writing, creating its table so readers never miss it.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let db = Database::create(path).map_err(|source| StateError::Open {
+        let db = builder().create(path).map_err(|source| StateError::Open {
             path: path.to_owned(),
             source,
         })?;
         let this = StateDb {
-            db,
+            db: Handle::Writer(db),
             path: path.to_owned(),
         };
         this.write(|txn| {
             txn.open_table(CERTS)?;
-            txn.open_table(RENEW)?;
             Ok(())
         })?;
         Ok(this)
+    }
+
+    /// Open for reading, next to a running daemon that writes.
+    pub fn open_read_only(path: &Path) -> Result<Self, StateError> {
+        let db = builder()
+            .open_read_only(path)
+            .map_err(|source| StateError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(StateDb {
+            db: Handle::Reader(db),
+            path: path.to_owned(),
+        })
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StateError> {
+        match &self.db {
+            Handle::Writer(db) => db.begin_read(),
+            Handle::Reader(db) => db.begin_read(),
+        }
+        .map_err(|e| self.err(e))
     }
 
     pub fn path(&self) -> &Path {
@@ -73,7 +120,12 @@ impl StateDb {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StateError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let Handle::Writer(db) = &self.db else {
+            return Err(StateError::ReadOnly {
+                path: self.path.clone(),
+            });
+        };
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
         let out = f(&txn).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;
         Ok(out)
@@ -81,7 +133,7 @@ impl StateDb {
 
     /// Every certificate's state, by id.
     pub fn load_all(&self) -> Result<BTreeMap<String, CertState>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(CERTS).map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(|e| self.err(e))? {
@@ -98,7 +150,7 @@ impl StateDb {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<CertState>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(CERTS).map_err(|e| self.err(e))?;
         let Some(v) = table.get(id).map_err(|e| self.err(e))? else {
             return Ok(None);
@@ -130,37 +182,44 @@ impl StateDb {
             Ok(())
         })
     }
+}
 
-    /// Ask for `id` (or [`RENEW_ALL`]) to be issued now, bypassing any backoff.
-    pub fn request_renew(&self, id: &str, at: i64) -> Result<(), StateError> {
-        self.write(|txn| {
-            txn.open_table(RENEW)?.insert(id, at)?;
-            Ok(())
-        })
-    }
+/// Ask for `id` (or [`RENEW_ALL`]) to be issued now, bypassing any backoff: a file in
+/// `<state_dir>/renew/` that the daemon takes on its next poll.
+pub fn request_renew(state_dir: &Path, id: &str) -> Result<(), StateError> {
+    let dir = state_dir.join(RENEW_DIR);
+    let err = |source| StateError::Request {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let name = id.replace('%', "%25").replace('/', "%2F");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, id).map_err(err)?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(err)
+}
 
-    /// Take every pending renew request (ids, possibly [`RENEW_ALL`]).
-    pub fn take_renew_requests(&self) -> Result<Vec<String>, StateError> {
-        // Most polls find nothing: check with a read transaction before taking the write lock.
-        {
-            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-            let table = txn.open_table(RENEW).map_err(|e| self.err(e))?;
-            if table.is_empty().map_err(|e| self.err(e))? {
-                return Ok(Vec::new());
-            }
+/// Take every pending renew request (ids, possibly [`RENEW_ALL`]).
+pub fn take_renew_requests(state_dir: &Path) -> Result<Vec<String>, StateError> {
+    let dir = state_dir.join(RENEW_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StateError::Request { path: dir, source }),
+    };
+    let mut ids = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
         }
-        self.write(|txn| {
-            let mut table = txn.open_table(RENEW)?;
-            let mut ids = Vec::new();
-            for entry in table.iter()? {
-                ids.push(entry?.0.value().to_owned());
-            }
-            for id in &ids {
-                table.remove(id.as_str())?;
-            }
-            Ok(ids)
-        })
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            ids.push(id.trim().to_owned());
+        }
+        let _ = std::fs::remove_file(&path);
     }
+    ids.sort();
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -204,16 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn renew_requests_are_taken_once_across_handles() {
+    fn renew_requests_are_taken_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.redb");
-        let daemon = StateDb::open(&path).unwrap();
-        assert!(daemon.take_renew_requests().unwrap().is_empty());
-        daemon.request_renew("default/web", 5).unwrap();
-        daemon.request_renew(RENEW_ALL, 6).unwrap();
-        let mut got = daemon.take_renew_requests().unwrap();
-        got.sort();
+        assert!(take_renew_requests(dir.path()).unwrap().is_empty());
+        request_renew(dir.path(), "default/web").unwrap();
+        request_renew(dir.path(), RENEW_ALL).unwrap();
+        request_renew(dir.path(), "default/web").unwrap();
+        let got = take_renew_requests(dir.path()).unwrap();
         assert_eq!(got, vec![RENEW_ALL.to_owned(), "default/web".to_owned()]);
-        assert!(daemon.take_renew_requests().unwrap().is_empty());
+        assert!(take_renew_requests(dir.path()).unwrap().is_empty());
     }
 }
