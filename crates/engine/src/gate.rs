@@ -28,7 +28,8 @@ pub struct GateConfig {
     pub burst: u32,
     /// Consecutive transient failures that open the circuit.
     pub open_after: u32,
-    /// First and last delay between probes while the circuit is open.
+    /// First and last delay between probes while the circuit is open. The cap bounds how long
+    /// a recovered Vault waits to be noticed; 5 s keeps an outage under one request per second.
     pub probe_min: Duration,
     pub probe_max: Duration,
 }
@@ -41,7 +42,7 @@ impl Default for GateConfig {
             burst: 20,
             open_after: 3,
             probe_min: Duration::from_secs(1),
-            probe_max: Duration::from_secs(30),
+            probe_max: Duration::from_secs(5),
         }
     }
 }

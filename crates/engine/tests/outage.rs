@@ -1,0 +1,177 @@
+//! The engine against a real OpenBao through an outage: while Vault is sealed one probe at a
+//! time reaches it, not one request per certificate; after unseal every waiting certificate is
+//! renewed within seconds, released at the gate's rate.
+#![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding};
+use certkeeper_core::schedule::RenewalPolicy;
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_engine::gate::{GateConfig, IssuerGate};
+use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::state::CertState;
+use certkeeper_engine::{
+    CertJob, EngineConfig, EngineEvent, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError,
+};
+use certkeeper_testkit::{DevServer, PkiOptions};
+use certkeeper_vault::{AuthMethod, Operation, RequestObserver, SecretSource, VaultClient, VaultConfig};
+
+/// Keeps everything in memory and counts writes.
+#[derive(Default)]
+struct MemoryRuntime {
+    writes: AtomicUsize,
+    states: Mutex<HashMap<String, CertState>>,
+}
+
+impl Runtime for MemoryRuntime {
+    async fn current_key(&self, _job: &CertJob) -> Option<Secret> {
+        None
+    }
+    async fn write(&self, _job: &CertJob, _issued: &Issued) -> Result<(), RuntimeError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn save_state(&self, id: &str, state: &CertState) -> Result<(), RuntimeError> {
+        self.states.lock().unwrap().insert(id.to_owned(), state.clone());
+        Ok(())
+    }
+    fn event(&self, _job: &CertJob, _event: EngineEvent) {}
+}
+
+/// Counts requests that reached Vault (or tried to).
+#[derive(Default)]
+struct Sent(AtomicUsize, Mutex<Vec<(Operation, Option<u16>)>>);
+
+impl RequestObserver for Sent {
+    fn observe(&self, op: Operation, status: Option<u16>, _c: Option<FailureClass>, _e: Duration) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        self.1.lock().unwrap().push((op, status));
+    }
+}
+
+fn job(i: usize, fingerprint: u64) -> CertJob {
+    let name = format!("c{i}");
+    let cn = format!("{name}.example.com");
+    CertJob {
+        id: format!("default/{name}"),
+        issuer: "Issuer/default/vault".into(),
+        fingerprint,
+        csr: CsrRequest {
+            common_name: Some(cn.clone()),
+            dns_names: vec![cn],
+            ..Default::default()
+        },
+        key_algorithm: KeyAlgorithm::Ecdsa(256),
+        key_encoding: KeyEncoding::Pkcs8,
+        rotate_key: true,
+        duration: Duration::from_secs(3600),
+        renewal: RenewalPolicy::default(),
+        labels: JobLabels {
+            name,
+            namespace: "default".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn revisions(states: &Mutex<HashMap<String, CertState>>) -> Vec<u64> {
+    states.lock().unwrap().values().map(|s| s.revision).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
+    const N: usize = 50;
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
+    let token = admin.create_token(&[&pki.policy], "24h", true, 0).await.unwrap();
+    let sent = Arc::new(Sent::default());
+    let mut cfg = VaultConfig::new(bao.addr());
+    cfg.request_timeout = Duration::from_secs(5);
+    let client = VaultClient::with_observer(
+        &cfg,
+        AuthMethod::Token {
+            token: SecretSource::value(token),
+        },
+        Some(sent.clone()),
+    )
+    .unwrap();
+    let gate = IssuerGate::new("Issuer/default/vault", &GateConfig::default());
+    let issuer = IssuerRuntime {
+        id: "Issuer/default/vault".into(),
+        client: Arc::new(client),
+        gate: gate.clone(),
+        path: pki.sign_path.clone(),
+        fingerprint: 1,
+    };
+    let runtime = Arc::new(MemoryRuntime::default());
+    let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
+    engine.set_issuers(vec![issuer]);
+    engine.set_certificates((0..N).map(|i| (job(i, 1), None)).collect());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while revisions(&runtime.states).iter().filter(|r| **r == 1).count() < N {
+        assert!(
+            Instant::now() < deadline,
+            "initial issuance: {:?}",
+            revisions(&runtime.states)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Seal, then ask for everything at once: the worst case for a storm.
+    admin.seal().await.unwrap();
+    let before = sent.0.load(Ordering::SeqCst);
+    engine.renew(None);
+    let outage = Duration::from_secs(20);
+    tokio::time::sleep(outage).await;
+    let during = sent.0.load(Ordering::SeqCst) - before;
+    let statuses = revisions(&runtime.states);
+    assert!(
+        statuses.iter().all(|r| *r == 1),
+        "nothing can be issued while sealed"
+    );
+    // A handful fail before the circuit opens (up to the concurrency limit), then one probe
+    // per probe interval (1, 2, 4, 5, 5 ... s).
+    let cfg = GateConfig::default();
+    let bound = cfg.concurrency + cfg.open_after as usize + 20 / cfg.probe_min.as_secs() as usize;
+    assert!(
+        during <= bound,
+        "{during} requests reached a sealed Vault in {outage:?} (bound {bound})"
+    );
+    eprintln!("requests to the sealed Vault in {outage:?}: {during} for {N} certificates");
+    let failed = runtime
+        .states
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| s.failure.is_some())
+        .count();
+    assert_eq!(failed, N, "every certificate shows why it waits");
+
+    bao.unseal().await.unwrap();
+    let unsealed = Instant::now();
+    let deadline = unsealed + Duration::from_secs(30);
+    while revisions(&runtime.states).iter().filter(|r| **r == 2).count() < N {
+        assert!(
+            Instant::now() < deadline,
+            "after unseal: {:?}",
+            revisions(&runtime.states)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("all {N} renewed {:?} after unseal", unsealed.elapsed());
+    assert!(
+        runtime
+            .states
+            .lock()
+            .unwrap()
+            .values()
+            .all(|s| s.failure.is_none())
+    );
+    engine.shutdown().await;
+}
