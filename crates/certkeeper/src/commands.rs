@@ -34,7 +34,13 @@ pub async fn run(config_path: &Path) -> Result<ExitCode> {
 fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
     let loaded = load(config, &Metrics::default(), &HashMap::new())?;
     let states = if config.state_db_path().exists() {
-        StateDb::open_read_only(&config.state_db_path())?.load_all()?
+        // Read-only next to a running daemon; a database left by a crash needs the repair a
+        // writable open performs, which works when no daemon holds it.
+        let path = config.state_db_path();
+        match StateDb::open_read_only(&path) {
+            Ok(db) => db.load_all()?,
+            Err(read_only) => StateDb::open(&path).map_err(|_| read_only)?.load_all()?,
+        }
     } else {
         Default::default()
     };

@@ -390,3 +390,60 @@ async fn bad_manifests_are_reported_and_lose_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// kill -9 at several points while forty certificates are being issued: every directory that
+/// exists always holds a key that matches its certificate, and a restart completes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_issuance_never_leaves_a_mismatched_pair() {
+    let names: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let specs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "  privateKey: {algorithm: ECDSA, size: 256}\n"))
+        .collect();
+    let s = setup(&specs).await;
+    let certs = s.root.join("certs/default");
+    let check_pairs = || {
+        let mut complete = 0;
+        for n in &names {
+            let dir = certs.join(format!("{n}-tls"));
+            if dir.join("tls.crt").exists() {
+                assert_pair(&dir, &format!("{n}.example.com"));
+                complete += 1;
+            }
+        }
+        complete
+    };
+    // First issuance, then crash repeatedly while everything is being re-issued (renew --all
+    // requested before each start), so the kill lands in the middle of writes.
+    let daemon = Daemon::start(&s.config);
+    wait_for(&s.config, "all issued", Duration::from_secs(90), &daemon, |r| {
+        r.iter().all(|x| x["ready"] == true)
+    });
+    drop(daemon);
+    let cfg = s.config.to_str().unwrap().to_owned();
+    for delay_ms in [10u64, 20, 30, 40, 50, 60, 80, 110] {
+        let out = ck(&["renew", "--config", &cfg, "--all", "--wait", "0"]);
+        assert!(out.status.success());
+        let daemon = Daemon::start(&s.config);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nix_kill(daemon.child.id(), "KILL").unwrap();
+        drop(daemon);
+        let complete = check_pairs();
+        let revisions: u64 = status(&s.config)
+            .iter()
+            .map(|r| r["revision"].as_u64().unwrap())
+            .sum();
+        eprintln!(
+            "kill -9 after {delay_ms} ms: {complete}/40 pairs consistent, revisions so far {revisions}"
+        );
+    }
+    let daemon = Daemon::start(&s.config);
+    wait_for(
+        &s.config,
+        "all issued after the crashes",
+        Duration::from_secs(90),
+        &daemon,
+        |r| r.len() == 40 && r.iter().all(|x| x["ready"] == true),
+    );
+    assert_eq!(check_pairs(), 40);
+}
