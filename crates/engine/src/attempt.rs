@@ -97,6 +97,7 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
     let signed = issuer.client.sign(&issuer.path, &request).await;
     let transition = permit.finish(match &signed {
         Ok(_) => Outcome::Success,
+        Err(e) if e.status() == Some(429) => Outcome::RateLimited,
         Err(e) => Outcome::Failure(e.class()),
     });
     let recovered = transition == Transition::Recovered;

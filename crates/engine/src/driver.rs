@@ -372,7 +372,12 @@ impl<R: Runtime> Driver<R> {
                 if !refused_locally {
                     self.metrics.record_attempt(&issuer, Some(class));
                 }
-                let record = failure_record(&e.state, &e.job, class, message, retry_after, now);
+                let mut record = failure_record(&e.state, &e.job, class, message, retry_after, now);
+                if refused_locally {
+                    // Nothing reached Vault: the certificate waits for the issuer's recovery,
+                    // its own backoff does not grow.
+                    record.attempts = record.attempts.saturating_sub(1).max(1);
+                }
                 self.runtime.event(
                     &e.job,
                     EngineEvent::Failed {

@@ -47,24 +47,48 @@ impl Default for GateConfig {
     }
 }
 
-/// A token bucket: `rate` tokens per second up to `burst`.
+/// A token bucket: `rate` tokens per second up to `burst`. The rate adapts to Vault's rate
+/// limits: halved on every 429 (down to [`MIN_RATE`]), raised by a fiftieth of the configured
+/// rate on every success (additive increase, multiplicative decrease), so a quota below the
+/// configured rate is found within a few answers and not hammered.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     rate: f64,
+    max_rate: f64,
     burst: f64,
     tokens: f64,
     updated: Instant,
 }
 
+/// The slowest an issuer is ever driven after rate-limit answers: one request per two seconds.
+pub const MIN_RATE: f64 = 0.5;
+
 impl TokenBucket {
     pub fn new(rate_per_sec: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
+        let rate = rate_per_sec.max(0.001);
         TokenBucket {
-            rate: rate_per_sec.max(0.001),
+            rate,
+            max_rate: rate,
             burst,
             tokens: burst,
             updated: now,
         }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Vault said 429: halve the rate and drop any saved-up burst.
+    pub fn slow_down(&mut self) {
+        self.rate = (self.rate / 2.0).max(MIN_RATE.min(self.max_rate));
+        self.tokens = self.tokens.min(0.0);
+    }
+
+    /// A success: creep back towards the configured rate.
+    pub fn speed_up(&mut self) {
+        self.rate = (self.rate + self.max_rate / 50.0).min(self.max_rate);
     }
 
     /// Take one token, or say how long until one is available.
@@ -116,6 +140,8 @@ pub enum Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
+    /// Vault answered 429: it is up, but we are too fast.
+    RateLimited,
     Failure(FailureClass),
 }
 
@@ -201,8 +227,8 @@ impl CircuitBreaker {
                     Transition::None
                 }
             }
-            // Vault answered: it is up, even if it said no.
-            Outcome::Failure(_) => {
+            // Vault answered: it is up, even if it said no (or "slower").
+            Outcome::RateLimited | Outcome::Failure(_) => {
                 if probe {
                     let was_open = self.state != CircuitState::Closed;
                     self.state = CircuitState::Closed;
@@ -245,7 +271,15 @@ impl Permit {
 
     pub fn finish(self, outcome: Outcome) -> Transition {
         let now = Instant::now();
-        let transition = self.gate.lock().breaker.record(outcome, self.probe, now);
+        let transition = {
+            let mut state = self.gate.lock();
+            match outcome {
+                Outcome::Success => state.bucket.speed_up(),
+                Outcome::RateLimited => state.bucket.slow_down(),
+                Outcome::Failure(_) => {}
+            }
+            state.breaker.record(outcome, self.probe, now)
+        };
         if transition != Transition::None {
             tracing::info!(issuer = %self.gate.name, transition = ?transition, "issuer circuit changed");
         }
@@ -431,6 +465,22 @@ mod tests {
             b.record(Outcome::Failure(FailureClass::Rejected), true, t1),
             Transition::Recovered
         );
+    }
+
+    #[test]
+    fn rate_limits_halve_the_rate_and_successes_restore_it() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(50.0, 20, t0);
+        for want in [25.0, 12.5, 6.25, 3.125, 1.5625, 0.78125, MIN_RATE, MIN_RATE] {
+            bucket.slow_down();
+            assert!((bucket.rate() - want).abs() < 1e-9, "{} != {want}", bucket.rate());
+        }
+        // The saved-up burst is gone: the next token comes at the lowered rate.
+        assert!(bucket.try_take(t0).is_err());
+        for _ in 0..100 {
+            bucket.speed_up();
+        }
+        assert_eq!(bucket.rate(), 50.0);
     }
 
     #[test]
