@@ -201,17 +201,6 @@ impl CircuitBreaker {
     /// role refusing one name or a 403 for one policy leaves the circuit as it is.
     pub fn record(&mut self, outcome: Outcome, probe: bool, now: Instant) -> Transition {
         match outcome {
-            Outcome::Success => {
-                let was_open = self.state != CircuitState::Closed;
-                self.state = CircuitState::Closed;
-                self.consecutive = 0;
-                self.probes_failed = 0;
-                if was_open {
-                    Transition::Recovered
-                } else {
-                    Transition::None
-                }
-            }
             Outcome::Failure(FailureClass::Transient) => {
                 if probe || self.state != CircuitState::Closed {
                     self.probes_failed = self.probes_failed.saturating_add(u32::from(probe));
@@ -228,19 +217,14 @@ impl CircuitBreaker {
                 }
             }
             // Vault answered: it is up, even if it said no (or "slower").
-            Outcome::RateLimited | Outcome::Failure(_) => {
-                if probe {
-                    let was_open = self.state != CircuitState::Closed;
-                    self.state = CircuitState::Closed;
-                    self.consecutive = 0;
-                    self.probes_failed = 0;
-                    if was_open {
-                        Transition::Recovered
-                    } else {
-                        Transition::None
-                    }
+            Outcome::Success | Outcome::RateLimited | Outcome::Failure(_) => {
+                let was_open = self.state != CircuitState::Closed;
+                self.state = CircuitState::Closed;
+                self.consecutive = 0;
+                self.probes_failed = 0;
+                if was_open {
+                    Transition::Recovered
                 } else {
-                    self.consecutive = 0;
                     Transition::None
                 }
             }

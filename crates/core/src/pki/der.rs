@@ -249,7 +249,7 @@ pub(crate) fn from_unix_seconds(secs: i64) -> SystemTime {
 }
 
 /// RFC 3339 UTC (`2026-01-02T03:04:05Z`) for error messages and summaries, without a date crate.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     let secs = unix_seconds(t);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

@@ -32,6 +32,7 @@ use zeroize::Zeroize;
 use crate::FailureClass;
 
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
+pub use der::rfc3339;
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
