@@ -1,0 +1,291 @@
+//! Standalone certkeeper against the raw OpenBao ceiling, in one run on one dev server.
+//!
+//! 1. raw: a minimal HTTP loop posting pre-made P-256 CSRs (AppRole token, same concurrency);
+//! 2. certkeeper: the release binary issuing BENCH_CERTS new certificates from manifests
+//!    (keys generated, CSRs built, answers verified, files written, state persisted);
+//! 3. its RSS once they are all issued, and with a single certificate;
+//! 4. a restart with every certificate valid: time to /readyz and requests sent (must be 0).
+//!
+//! `scripts/bench-standalone` runs it. Knobs: BENCH_CERTS (default 2000), BENCH_CONCURRENCY (8).
+#![allow(clippy::unwrap_used, clippy::too_many_arguments)] // a benchmark states its expectations by unwrapping
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use certkeeper_testkit::{DevServer, PkiOptions, free_port};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn write_setup(
+    root: &Path,
+    addr: &str,
+    sign_path: &str,
+    role_id: &str,
+    secret_id: &str,
+    n: usize,
+    port: u16,
+    conc: usize,
+) {
+    for d in ["manifests", "secrets/default/approle", "state", "certs"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("secrets/default/approle/secretId"), secret_id).unwrap();
+    let mut m = format!(
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {{name: vault, namespace: default}}\nspec:\n  vault:\n    server: {addr}\n    path: {sign_path}\n    auth:\n      appRole: {{path: approle, roleId: {role_id}, secretRef: {{name: approle, key: secretId}}}}\n"
+    );
+    for i in 0..n {
+        m.push_str(&format!(
+            "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: c{i}, namespace: default}}\nspec:\n  secretName: c{i}-tls\n  commonName: c{i}.example.com\n  dnsNames: [c{i}.example.com]\n  duration: 24h\n  privateKey: {{algorithm: ECDSA, size: 256}}\n  issuerRef: {{name: vault}}\n"
+        ));
+    }
+    std::fs::write(root.join("manifests/all.yaml"), m).unwrap();
+    std::fs::write(
+        root.join("certkeeper.yaml"),
+        format!(
+            "manifests: manifests\nstateDir: state\nlisten: 127.0.0.1:{port}\nlog: {{level: warn}}\nsecrets: {{dir: secrets}}\nissuers: {{concurrency: {conc}, ratePerSecond: 100000, burst: 100000}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+async fn metrics(http: &reqwest::Client, port: u16) -> Option<String> {
+    http.get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+fn ready_count(text: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("certmanager_certificate_ready_status")
+                && l.contains("condition=\"True\"")
+                && l.ends_with(" 1")
+        })
+        .count()
+}
+
+fn sign_requests(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("certkeeper_vault_requests_total") && l.contains("operation=\"sign\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn start(root: &Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(root.join("certkeeper.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let n = env_or("BENCH_CERTS", 2000);
+    let conc = env_or("BENCH_CONCURRENCY", 8);
+    let bao = DevServer::start().await?;
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await?;
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "bench", &[&pki.policy], 0, "")
+        .await?;
+    let http = reqwest::Client::new();
+
+    // 1. Raw ceiling: pre-made CSRs, an AppRole token, the same concurrency.
+    let login: serde_json::Value = http
+        .post(format!("{}/v1/auth/approle/login", bao.addr()))
+        .json(&json!({"role_id": role_id, "secret_id": secret_id}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["auth"]["client_token"]
+        .as_str()
+        .context("token")?
+        .to_owned();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..256)
+            .map(|i| {
+                let cn = format!("raw{i}.example.com");
+                let key = rcgen::KeyPair::generate().unwrap();
+                let mut p = rcgen::CertificateParams::new(vec![cn.clone()]).unwrap();
+                p.distinguished_name.push(rcgen::DnType::CommonName, cn.clone());
+                let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+                serde_json::to_vec(&json!({"csr": csr, "common_name": cn, "alt_names": cn, "ttl": "86400s", "exclude_cn_from_sans": true})).unwrap()
+            })
+            .collect(),
+    );
+    let url = format!("{}/v1/{}", bao.addr(), pki.sign_path);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let (http, url, token, bodies, next) = (
+            http.clone(),
+            url.clone(),
+            token.clone(),
+            bodies.clone(),
+            next.clone(),
+        );
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let r = http
+                    .post(&url)
+                    .header("X-Vault-Token", &token)
+                    .body(bodies[i % bodies.len()].clone())
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("raw sign: {}", r.status());
+                }
+                r.bytes().await?;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let raw = n as f64 / t.elapsed().as_secs_f64();
+
+    // 2. certkeeper issuing n new certificates.
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    write_setup(
+        dir.path(),
+        &bao.addr(),
+        &pki.sign_path,
+        &role_id,
+        &secret_id,
+        n,
+        port,
+        conc,
+    );
+    let t = Instant::now();
+    let child = start(dir.path());
+    let pid = child.id();
+    let deadline = t + Duration::from_secs(600);
+    loop {
+        if let Some(m) = metrics(&http, port).await
+            && ready_count(&m) >= n
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("certkeeper did not issue {n} certificates in 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let issue_secs = t.elapsed().as_secs_f64();
+    let ours = n as f64 / issue_secs;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_n = rss_kib(pid);
+
+    // 4. Restart with everything valid.
+    stop(child);
+    let t = Instant::now();
+    let child = start(dir.path());
+    loop {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("restart: not ready in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready_secs = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = metrics(&http, port).await.unwrap_or_default();
+    let resent = sign_requests(&m);
+    let ready_after = ready_count(&m);
+    stop(child);
+
+    // 3b. One certificate.
+    let one = tempfile::tempdir()?;
+    let port1 = free_port();
+    write_setup(
+        one.path(),
+        &bao.addr(),
+        &pki.sign_path,
+        &role_id,
+        &secret_id,
+        1,
+        port1,
+        conc,
+    );
+    let child = start(one.path());
+    let pid1 = child.id();
+    let t = Instant::now();
+    while metrics(&http, port1).await.is_none_or(|m| ready_count(&m) < 1)
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_1 = rss_kib(pid1);
+    stop(child);
+
+    println!(
+        "certificates: {n} new ECDSA P-256, concurrency {conc}, one OpenBao dev server, AppRole token on both sides"
+    );
+    println!("raw sign ceiling (pre-made CSRs):      {raw:8.1} certificates/s");
+    println!(
+        "certkeeper (keys, CSRs, verify, files): {ours:8.1} certificates/s ({issue_secs:.2} s) ratio {:.3}",
+        ours / raw
+    );
+    println!(
+        "certkeeper RSS with {n} certificates:  {:.1} MiB",
+        rss_n as f64 / 1024.0
+    );
+    println!(
+        "certkeeper RSS with 1 certificate:     {:.1} MiB",
+        rss_1 as f64 / 1024.0
+    );
+    println!(
+        "restart with {n} valid certificates: ready in {ready_secs:.3} s, sign requests sent: {resent}, ready after restart: {ready_after}"
+    );
+    Ok(())
+}
