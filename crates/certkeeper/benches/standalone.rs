@@ -95,22 +95,41 @@ fn sign_requests(text: &str) -> u64 {
         .sum()
 }
 
-fn start(root: &Path) -> Child {
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(root.join("certkeeper.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A certkeeper process, killed if the benchmark bails out before stopping it.
+struct Daemon(Child);
+
+impl Daemon {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
 }
 
-fn stop(mut child: Child) {
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(root: &Path) -> Daemon {
+    Daemon(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(root.join("certkeeper.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// SIGTERM and wait: a clean shutdown, as an operator would do it.
+fn stop(mut d: Daemon) {
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(d.0.id().to_string())
         .status();
-    let _ = child.wait();
+    let _ = d.0.wait();
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
