@@ -68,6 +68,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // File writes and state commits run on blocking threads; a few suffice, and every
+        // extra thread costs a malloc arena of resident memory.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {

@@ -175,9 +175,12 @@ impl Runtime for FileRuntime {
         Ok(())
     }
 
-    async fn save_state(&self, id: &str, state: &CertState) -> Result<(), RuntimeError> {
-        let (db, id, state) = (self.db.clone(), id.to_owned(), state.clone());
-        tokio::task::spawn_blocking(move || db.put(&id, &state))
+    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.put_many(&states))
             .await
             .map_err(|e| RuntimeError {
                 class: FailureClass::Transient,

@@ -176,6 +176,26 @@ impl StateDb {
         })
     }
 
+    /// Several states in one transaction (one commit).
+    pub fn put_many(&self, states: &[(String, CertState)]) -> Result<(), StateError> {
+        let mut encoded = Vec::with_capacity(states.len());
+        for (id, state) in states {
+            let bytes = serde_json::to_vec(state).map_err(|source| StateError::Corrupt {
+                path: self.path.clone(),
+                key: id.clone(),
+                source,
+            })?;
+            encoded.push((id.as_str(), bytes));
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(CERTS)?;
+            for (id, bytes) in &encoded {
+                table.insert(*id, bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
         self.write(|txn| {
             txn.open_table(CERTS)?.remove(id)?;

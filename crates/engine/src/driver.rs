@@ -189,9 +189,23 @@ impl<R: Runtime> Driver<R> {
                     None => shutdown = Some(oneshot::channel().0),
                 },
                 Some(joined) = self.running.join_next(), if !self.running.is_empty() => {
-                    match joined {
-                        Ok((id, outcome)) => self.apply(id, outcome).await,
-                        Err(e) => tracing::error!(error = %e, "issuance task failed"),
+                    // Apply this outcome and every other one already finished, then persist
+                    // them together.
+                    let mut batch = Vec::new();
+                    let mut next = Some(joined);
+                    while let Some(joined) = next {
+                        match joined {
+                            Ok((id, outcome)) => {
+                                if let Some(state) = self.apply(&id, outcome) {
+                                    batch.push((id, state));
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "issuance task failed"),
+                        }
+                        next = self.running.try_join_next();
+                    }
+                    if let Err(err) = self.runtime.save_states(batch).await {
+                        tracing::error!(error = %err, "cannot persist certificate state");
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {}
@@ -340,11 +354,10 @@ impl<R: Runtime> Driver<R> {
         self.reschedule(id);
     }
 
-    async fn apply(&mut self, id: CertId, outcome: AttemptOutcome) {
+    /// Apply an attempt's outcome; returns the state to persist.
+    fn apply(&mut self, id: &CertId, outcome: AttemptOutcome) -> Option<CertState> {
         let now = SystemTime::now();
-        let Some(e) = self.entries.get_mut(&id) else {
-            return;
-        };
+        let e = self.entries.get_mut(id)?;
         e.in_flight = false;
         let issuer = e.job.issuer.clone();
         let recovered = match outcome {
@@ -391,13 +404,12 @@ impl<R: Runtime> Driver<R> {
                 recovered
             }
         };
-        if let Err(err) = self.runtime.save_state(&id, &e.state).await {
-            tracing::error!(certificate = %id, error = %err, "cannot persist certificate state");
-        }
-        self.reschedule(&id);
+        let state = e.state.clone();
+        self.reschedule(id);
         if recovered {
             self.release_waiting(&issuer, now);
         }
+        Some(state)
     }
 
     /// The issuer answers again: everything of it that waits on a transient failure is due now.

@@ -105,11 +105,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn current_key(&self, job: &CertJob) -> impl Future<Output = Option<Secret>> + Send;
     /// Write the certificate and key where readers find them.
     fn write(&self, job: &CertJob, issued: &Issued) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    /// Persist the certificate's state.
-    fn save_state(
+    /// Persist the state of the certificates whose attempts just finished. The engine batches
+    /// outcomes that complete together, so a runtime can commit them at once (one fsync, not one
+    /// per certificate).
+    fn save_states(
         &self,
-        id: &str,
-        state: &CertState,
+        states: Vec<(CertId, CertState)>,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn event(&self, job: &CertJob, event: EngineEvent);
 }

@@ -35,8 +35,8 @@ impl Runtime for MemoryRuntime {
         self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    async fn save_state(&self, id: &str, state: &CertState) -> Result<(), RuntimeError> {
-        self.states.lock().unwrap().insert(id.to_owned(), state.clone());
+    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+        self.states.lock().unwrap().extend(states);
         Ok(())
     }
     fn event(&self, _job: &CertJob, _event: EngineEvent) {}
