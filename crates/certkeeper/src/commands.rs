@@ -30,17 +30,32 @@ pub async fn run(config_path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every persisted state. Read-only next to a running daemon; a database left by a crash needs
+/// the repair a writable open performs, which works when no daemon holds it. A daemon that is
+/// just creating the file is given a moment.
+fn read_states(path: &Path) -> Result<std::collections::BTreeMap<String, CertState>> {
+    let mut tries = 0;
+    loop {
+        let err = match StateDb::open_read_only(path) {
+            Ok(db) => return Ok(db.load_all()?),
+            Err(read_only) => match StateDb::open(path) {
+                Ok(db) => return Ok(db.load_all()?),
+                Err(_) => read_only,
+            },
+        };
+        tries += 1;
+        if tries >= 5 {
+            return Err(err.into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The rows for every certificate of the manifests, from the state database.
 fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
     let loaded = load(config, &Metrics::default(), &HashMap::new())?;
     let states = if config.state_db_path().exists() {
-        // Read-only next to a running daemon; a database left by a crash needs the repair a
-        // writable open performs, which works when no daemon holds it.
-        let path = config.state_db_path();
-        match StateDb::open_read_only(&path) {
-            Ok(db) => db.load_all()?,
-            Err(read_only) => StateDb::open(&path).map_err(|_| read_only)?.load_all()?,
-        }
+        read_states(&config.state_db_path())?
     } else {
         Default::default()
     };

@@ -131,11 +131,27 @@ impl StateDb {
         Ok(out)
     }
 
+    /// The certificates table, or `None` in a database whose creator has not committed it yet
+    /// (a reader that opens the file in the moment between the daemon creating it and its
+    /// first commit).
+    fn table(
+        &self,
+        txn: &redb::ReadTransaction,
+    ) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>, StateError> {
+        match txn.open_table(CERTS) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Every certificate's state, by id.
     pub fn load_all(&self) -> Result<BTreeMap<String, CertState>, StateError> {
         let txn = self.begin_read()?;
-        let table = txn.open_table(CERTS).map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
+        let Some(table) = self.table(&txn)? else {
+            return Ok(out);
+        };
         for entry in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = entry.map_err(|e| self.err(e))?;
             let key = k.value().to_owned();
@@ -151,7 +167,9 @@ impl StateDb {
 
     pub fn get(&self, id: &str) -> Result<Option<CertState>, StateError> {
         let txn = self.begin_read()?;
-        let table = txn.open_table(CERTS).map_err(|e| self.err(e))?;
+        let Some(table) = self.table(&txn)? else {
+            return Ok(None);
+        };
         let Some(v) = table.get(id).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
