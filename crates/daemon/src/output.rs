@@ -4,15 +4,15 @@
 //! The layout is the one Kubernetes uses for mounted Secrets (its "atomic writer"):
 //!
 //! ```text
-//! <dir>/..2026_11_25_23_59_01.123456789/   the files of one revision (tls.crt, tls.key, ca.crt, ...)
-//! <dir>/..data -> ..2026_11_25_23_59_01.123456789
+//! <dir>/..a/ and <dir>/..b/                 two revisions of the files (tls.crt, tls.key, ca.crt, ...)
+//! <dir>/..data -> ..a                       the current one
 //! <dir>/tls.crt -> ..data/tls.crt           (one stable symlink per file name)
 //! ```
 //!
-//! A new revision is written and fsynced into a fresh hidden directory, then `..data` is
-//! replaced by `rename(2)` of a new symlink: one atomic step flips every file at once. A kill -9
-//! before that rename leaves the old `..data`; after it, the new one. Leftover directories from
-//! an interrupted write are removed by the next write. A reader that opens `tls.crt` and
+//! A new revision is written and fsynced into the slot `..data` does not point to (its files
+//! are rewritten in place: no inode churn per renewal), then `..data` is replaced by `rename(2)`
+//! of a new symlink: one atomic step flips every file at once. A kill -9 before that rename
+//! leaves the old `..data` and its files untouched; after it, the new one. A reader that opens `tls.crt` and
 //! `tls.key` through the stable names sees one revision unless the flip happens between its two
 //! opens — the same guarantee Kubernetes gives; readers that need one read use the combined PEM.
 
@@ -20,7 +20,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 /// One output file.
 #[derive(Clone)]
@@ -58,6 +57,8 @@ pub struct OutputError {
 }
 
 const DATA: &str = "..data";
+/// The two revision directories `..data` alternates between.
+const SLOTS: [&str; 2] = ["..a", "..b"];
 const DATA_TMP: &str = "..data_tmp";
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, OutputError> {
@@ -68,12 +69,7 @@ fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, OutputError> {
 }
 
 /// Write `files` as the new revision of `dir`, atomically.
-pub fn write_atomic(
-    dir: &Path,
-    files: &[OutputFile],
-    owner: Owner,
-    now: SystemTime,
-) -> Result<(), OutputError> {
+pub fn write_atomic(dir: &Path, files: &[OutputFile], owner: Owner) -> Result<(), OutputError> {
     for f in files {
         if f.name.is_empty() || f.name.contains('/') || f.name.starts_with("..") {
             let path = dir.join(&f.name);
@@ -85,30 +81,47 @@ pub fn write_atomic(
     }
     io(dir, fs::create_dir_all(dir))?;
     let previous = fs::read_link(dir.join(DATA)).ok();
-
-    let stamp = revision_name(now);
-    let rev = dir.join(&stamp);
-    // A same-nanosecond leftover from a crash: start it over.
-    if rev.exists() {
-        io(&rev, fs::remove_dir_all(&rev))?;
+    // The slot ..data does not point to: its files are two revisions old and nobody is
+    // directed to them any more.
+    let slot = if previous.as_deref() == Some(Path::new(SLOTS[0])) {
+        SLOTS[1]
+    } else {
+        SLOTS[0]
+    };
+    let rev = dir.join(slot);
+    if !rev.is_dir() {
+        let _ = fs::remove_file(&rev);
+        io(&rev, fs::create_dir(&rev))?;
+        io(&rev, fs::set_permissions(&rev, fs::Permissions::from_mode(0o755)))?;
     }
-    io(&rev, fs::create_dir(&rev))?;
-    io(&rev, fs::set_permissions(&rev, fs::Permissions::from_mode(0o755)))?;
     for f in files {
         let path = rev.join(&f.name);
+        // Rewritten in place: reusing the inode spares the filesystem an allocation and a
+        // deletion per file and revision.
         let mut file = io(
             &path,
             OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .mode(f.mode)
                 .open(&path),
         )?;
         io(&path, file.write_all(&f.contents))?;
-        // The mode given to open() is filtered by the umask; set it exactly.
+        // The mode given to open() is filtered by the umask (and an existing file keeps its
+        // old mode): set it exactly.
         io(&path, file.set_permissions(fs::Permissions::from_mode(f.mode)))?;
         chown(&path, owner)?;
         io(&path, file.sync_all())?;
+    }
+    for entry in io(&rev, fs::read_dir(&rev))? {
+        let entry = io(&rev, entry)?;
+        if !files
+            .iter()
+            .any(|f| *f.name == *entry.file_name().to_string_lossy())
+        {
+            io(&entry.path(), fs::remove_file(entry.path()))?;
+        }
     }
     chown(&rev, owner)?;
     io(&rev, File::open(&rev).and_then(|d| d.sync_all()))?;
@@ -116,7 +129,7 @@ pub fn write_atomic(
     // Flip ..data in one rename.
     let tmp = dir.join(DATA_TMP);
     let _ = fs::remove_file(&tmp);
-    io(&tmp, symlink(&stamp, &tmp))?;
+    io(&tmp, symlink(slot, &tmp))?;
     io(&dir.join(DATA), fs::rename(&tmp, dir.join(DATA)))?;
 
     // Stable names for every file of this revision; names no longer written are removed.
@@ -135,12 +148,12 @@ pub fn write_atomic(
     }
     io(dir, File::open(dir).and_then(|d| d.sync_all()))?;
 
-    // Older revisions (the previous one and leftovers of interrupted writes).
+    // Anything hidden that is not a slot (directories of an older layout, leftovers).
     for entry in io(dir, fs::read_dir(dir))? {
         let entry = io(dir, entry)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("..") && name != stamp && name != DATA && entry.path().is_dir() {
+        if name.starts_with("..") && !SLOTS.contains(&&*name) && name != DATA && entry.path().is_dir() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -171,11 +184,6 @@ pub fn read_current(dir: &Path, name: &str) -> Option<Vec<u8>> {
     fs::read(dir.join(name)).ok()
 }
 
-fn revision_name(now: SystemTime) -> String {
-    let d = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    format!("..{}.{:09}", d.as_secs(), d.subsec_nanos())
-}
-
 fn chown(path: &Path, owner: Owner) -> Result<(), OutputError> {
     if owner == Owner::default() {
         return Ok(());
@@ -198,7 +206,6 @@ fn chown(path: &Path, owner: Owner) -> Result<(), OutputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn file(name: &str, contents: &str, mode: u32) -> OutputFile {
         OutputFile {
@@ -206,10 +213,6 @@ mod tests {
             contents: contents.as_bytes().to_vec(),
             mode,
         }
-    }
-
-    fn t(n: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n)
     }
 
     #[test]
@@ -220,7 +223,6 @@ mod tests {
             &out,
             &[file("tls.crt", "cert1", 0o644), file("tls.key", "key1", 0o600)],
             Owner::default(),
-            t(1),
         )
         .unwrap();
         assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert1");
@@ -236,7 +238,6 @@ mod tests {
                 file("ca.crt", "ca", 0o644),
             ],
             Owner::default(),
-            t(2),
         )
         .unwrap();
         assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert2");
@@ -248,7 +249,6 @@ mod tests {
             &out,
             &[file("tls.crt", "cert3", 0o644), file("tls.key", "key3", 0o600)],
             Owner::default(),
-            t(3),
         )
         .unwrap();
         assert!(read_current(&out, "ca.crt").is_none());
@@ -258,7 +258,13 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("..") && n != DATA)
             .collect();
-        assert_eq!(hidden.len(), 1, "only the current revision remains: {hidden:?}");
+        let mut hidden = hidden;
+        hidden.sort();
+        assert_eq!(hidden, SLOTS.map(String::from), "only the two slots remain");
+        assert!(
+            !out.join(SLOTS[0]).join("ca.crt").exists(),
+            "files no longer written are removed"
+        );
     }
 
     #[test]
@@ -269,15 +275,14 @@ mod tests {
             &out,
             &[file("tls.crt", "cert1", 0o644), file("tls.key", "key1", 0o600)],
             Owner::default(),
-            t(1),
         )
         .unwrap();
         // What a kill -9 in the middle of the next write leaves: a half-written revision
         // directory and a dangling ..data_tmp, but ..data untouched.
-        let partial = out.join(revision_name(t(2)));
+        let partial = out.join(SLOTS[1]);
         fs::create_dir(&partial).unwrap();
         fs::write(partial.join("tls.crt"), "cert2").unwrap();
-        symlink(revision_name(t(2)), out.join(DATA_TMP)).unwrap();
+        symlink(SLOTS[1], out.join(DATA_TMP)).unwrap();
         assert_eq!(read_current(&out, "tls.crt").unwrap(), b"cert1");
         assert_eq!(read_current(&out, "tls.key").unwrap(), b"key1");
         // The next write cleans up and succeeds.
@@ -285,11 +290,37 @@ mod tests {
             &out,
             &[file("tls.crt", "cert3", 0o644), file("tls.key", "key3", 0o600)],
             Owner::default(),
-            t(3),
         )
         .unwrap();
         assert_eq!(read_current(&out, "tls.key").unwrap(), b"key3");
-        assert!(!partial.exists());
+        assert_eq!(
+            fs::read(partial.join("tls.crt")).unwrap(),
+            b"cert3",
+            "the half-written slot was rewritten"
+        );
+    }
+
+    #[test]
+    fn renewals_reuse_the_slots_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("web");
+        let write = |n: u32| {
+            let files = [
+                file("tls.crt", &format!("cert{n}"), 0o644),
+                file("tls.key", &format!("key{n}"), 0o600),
+            ];
+            write_atomic(&out, &files, Owner::default()).unwrap();
+        };
+        write(1);
+        let inode = fs::metadata(out.join(SLOTS[0]).join("tls.key")).unwrap().ino();
+        write(2);
+        write(3);
+        assert_eq!(read_current(&out, "tls.key").unwrap(), b"key3");
+        assert_eq!(
+            fs::metadata(out.join(SLOTS[0]).join("tls.key")).unwrap().ino(),
+            inode
+        );
     }
 
     #[test]
@@ -297,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["", "../x", "a/b", "..data"] {
             assert!(
-                write_atomic(dir.path(), &[file(bad, "x", 0o644)], Owner::default(), t(1)).is_err(),
+                write_atomic(dir.path(), &[file(bad, "x", 0o644)], Owner::default()).is_err(),
                 "{bad}"
             );
         }

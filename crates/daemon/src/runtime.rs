@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::state::CertState;
@@ -161,7 +161,7 @@ impl Runtime for FileRuntime {
             uid: meta.output.user,
             gid: meta.output.group,
         };
-        tokio::task::spawn_blocking(move || write_atomic(&dir, &files, owner, SystemTime::now()))
+        tokio::task::spawn_blocking(move || write_atomic(&dir, &files, owner))
             .await
             .map_err(|e| RuntimeError {
                 class: FailureClass::Transient,
