@@ -48,6 +48,17 @@ fn failed(class: FailureClass, message: String) -> AttemptOutcome {
     }
 }
 
+/// The issuer's circuit is open: nothing is sent, the certificate waits for its recovery.
+fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        class: FailureClass::Transient,
+        message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
+        retry_after: None,
+        refused_locally: true,
+        recovered: false,
+    }
+}
+
 pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -> AttemptOutcome {
     let Attempt {
         job,
@@ -56,13 +67,7 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
     } = attempt;
     // Refused by an open circuit: no key generated, nothing sent.
     if let Some(Refusal::CircuitOpen(_)) = issuer.gate.refusal() {
-        return AttemptOutcome::Failed {
-            class: FailureClass::Transient,
-            message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
-            retry_after: None,
-            refused_locally: true,
-            recovered: false,
-        };
+        return refused(&issuer);
     }
 
     let key = match prepare_key(&job, runtime.as_ref()).await {
@@ -84,15 +89,7 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
 
     let permit = match issuer.gate.acquire().await {
         Ok(p) => p,
-        Err(Refusal::CircuitOpen(_)) => {
-            return AttemptOutcome::Failed {
-                class: FailureClass::Transient,
-                message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
-                retry_after: None,
-                refused_locally: true,
-                recovered: false,
-            };
-        }
+        Err(Refusal::CircuitOpen(_)) => return refused(&issuer),
     };
     let signed = issuer.client.sign(&issuer.path, &request).await;
     let transition = permit.finish(match &signed {
