@@ -244,3 +244,71 @@ async fn rate_limit_quota_does_not_cause_a_storm() {
     );
     engine.shutdown().await;
 }
+
+/// A listener that accepts and never answers: every attempt ends at the client's timeout, the
+/// circuit opens so only probes keep reaching it, and the certificates are issued once it
+/// answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_vault_is_bounded_by_timeouts_and_probes() {
+    const N: usize = 20;
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
+    let token = admin.create_token(&[&pki.policy], "24h", true, 0).await.unwrap();
+    let proxy = certkeeper_testkit::FaultProxy::start(&bao.addr()).await.unwrap();
+    proxy.set_mode(certkeeper_testkit::Mode::Hang).unwrap();
+    let mut cfg = VaultConfig::new(proxy.addr());
+    cfg.connect_timeout = Duration::from_secs(1);
+    cfg.request_timeout = Duration::from_secs(2);
+    let sent = Arc::new(Sent::default());
+    let client = VaultClient::with_observer(
+        &cfg,
+        AuthMethod::Token {
+            token: SecretSource::value(token),
+        },
+        Some(sent.clone()),
+    )
+    .unwrap();
+    let issuer = IssuerRuntime {
+        id: "Issuer/default/vault".into(),
+        client: Arc::new(client),
+        gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
+        path: pki.sign_path.clone(),
+        fingerprint: 1,
+    };
+    let runtime = Arc::new(MemoryRuntime::default());
+    let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
+    engine.set_issuers(vec![issuer]);
+    engine.set_certificates((0..N).map(|i| (job(i, 1), None)).collect());
+
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let hung = sent.0.load(Ordering::SeqCst);
+    let connections = proxy.connections();
+    {
+        let states = runtime.states.lock().unwrap();
+        assert_eq!(states.len(), N, "every certificate has a recorded failure by now");
+        for s in states.values() {
+            let f = s.failure.as_ref().expect("failure recorded");
+            assert_eq!(f.class, FailureClass::Transient, "{}", f.message);
+        }
+    }
+    eprintln!("hanging Vault, 15 s, {N} certificates: {hung} requests timed out, {connections} connections");
+    // The first wave (up to the concurrency limit) and then one probe per interval.
+    let cfg_gate = GateConfig::default();
+    assert!(
+        hung <= cfg_gate.concurrency + 15,
+        "{hung} requests were sent to a hanging Vault"
+    );
+
+    proxy.set_mode(certkeeper_testkit::Mode::Forward).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while revisions(&runtime.states).iter().filter(|r| **r == 1).count() < N {
+        assert!(
+            Instant::now() < deadline,
+            "after the listener answers again: {:?}",
+            revisions(&runtime.states)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    engine.shutdown().await;
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use certkeeper_core::Secret;
+use certkeeper_core::{FailureClass, Secret};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -81,6 +81,8 @@ pub struct VaultClient {
 struct Cache {
     token: Option<CachedToken>,
     generation: u64,
+    /// The last failed login: requests that waited for it share its verdict.
+    failed_login: Option<(Instant, FailureClass, Option<u16>, String)>,
 }
 
 impl std::fmt::Debug for VaultClient {
@@ -275,6 +277,7 @@ impl VaultClient {
 
     /// The token to use now: `(token, generation, obtained by a login in this call)`.
     async fn token(&self) -> Result<(Secret, u64, bool), VaultError> {
+        let asked = Instant::now();
         let mut cache = self.cache.lock().await;
         let now = Instant::now();
         if let Some(t) = &cache.token {
@@ -298,16 +301,28 @@ impl VaultClient {
                 TokenAction::Login => {}
             }
         }
+        if let Some((at, class, status, message)) = &cache.failed_login
+            && *at >= asked
+        {
+            let kind = ErrorKind::Repeated {
+                class: *class,
+                status: *status,
+                message: message.clone(),
+            };
+            return Err(VaultError::new(Operation::Login, kind));
+        }
         let previous = cache.token.take();
         let generation = cache.generation + 1;
         match self.login(generation).await {
             Ok(t) => {
+                cache.failed_login = None;
                 cache.generation = generation;
                 let out = (t.token.clone(), generation, true);
                 cache.token = Some(t);
                 Ok(out)
             }
             Err(e) => {
+                cache.failed_login = Some((Instant::now(), e.class(), e.status(), e.kind.to_string()));
                 // A failed re-login does not make a still-valid token worse than nothing.
                 if let Some(prev) = previous.filter(|p| p.is_live(now) && !e.is_forbidden()) {
                     let out = (prev.token.clone(), prev.generation, false);

@@ -106,6 +106,14 @@ pub enum ErrorKind {
     Decode { status: u16, reason: String },
     #[error("credential unavailable: {0}")]
     Credential(String),
+    /// A login that failed moments ago while this request waited for it: the same verdict,
+    /// without sending the same doomed login again (one per waiting request otherwise).
+    #[error("{message} (login failed moments ago)")]
+    Repeated {
+        class: FailureClass,
+        status: Option<u16>,
+        message: String,
+    },
     #[error("invalid client configuration: {0}")]
     Config(String),
 }
@@ -165,6 +173,7 @@ impl VaultError {
             // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
             ErrorKind::Decode { .. } => FailureClass::Transient,
             ErrorKind::Credential(_) | ErrorKind::Config(_) => FailureClass::Invalid,
+            ErrorKind::Repeated { class, .. } => *class,
         }
     }
 
@@ -172,6 +181,7 @@ impl VaultError {
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
             ErrorKind::Status { status, .. } | ErrorKind::Decode { status, .. } => Some(*status),
+            ErrorKind::Repeated { status, .. } => *status,
             _ => None,
         }
     }

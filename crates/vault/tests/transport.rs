@@ -242,3 +242,35 @@ async fn cert_auth_with_a_certificate_vault_does_not_know_is_rejected() {
         .unwrap_err();
     assert_eq!((e.class(), e.status()), (Rejected, Some(400)), "{e}");
 }
+
+/// Requests waiting for a login that fails share its verdict instead of each sending the same
+/// doomed login: against a hanging listener five concurrent callers take one timeout, not five.
+#[tokio::test]
+async fn waiters_share_a_failed_login() {
+    let bao = DevServer::start().await.unwrap();
+    let proxy = FaultProxy::start(&bao.addr()).await.unwrap();
+    proxy.set_mode(Mode::Hang).unwrap();
+    let c = std::sync::Arc::new(common::client(&proxy.addr(), token_auth(bao.root_token())));
+    let t = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let c = c.clone();
+        calls.spawn(async move { c.login_check().await });
+    }
+    let mut repeated = 0;
+    while let Some(r) = calls.join_next().await {
+        let e = r.unwrap().unwrap_err();
+        assert_eq!(e.class(), Transient, "{e}");
+        repeated += usize::from(matches!(e.kind, ErrorKind::Repeated { .. }));
+    }
+    assert_eq!(repeated, 4, "one login was sent, four callers shared its result");
+    assert!(
+        t.elapsed() < Duration::from_secs(3 * 3),
+        "bounded by one timeout (3 s), took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(proxy.connections(), 1);
+    // A later call tries again.
+    proxy.set_mode(Mode::Forward).unwrap();
+    c.login_check().await.unwrap();
+}
