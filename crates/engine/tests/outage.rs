@@ -15,9 +15,9 @@ use certkeeper_engine::gate::{GateConfig, IssuerGate};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{
-    CertJob, EngineConfig, EngineEvent, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError,
+    CertJob, EngineConfig, EngineEvent, EngineHandle, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError,
 };
-use certkeeper_testkit::{DevServer, PkiOptions};
+use certkeeper_testkit::{Admin, DevServer, Pki, PkiOptions};
 use certkeeper_vault::{AuthMethod, Operation, RequestObserver, SecretSource, VaultClient, VaultConfig};
 
 /// Keeps everything in memory and counts writes.
@@ -82,46 +82,62 @@ fn revisions(states: &Mutex<HashMap<String, CertState>>) -> Vec<u64> {
     states.lock().unwrap().values().map(|s| s.revision).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
-    const N: usize = 50;
-    let bao = DevServer::start().await.unwrap();
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
+/// An engine with one Vault issuer reached through `cfg` (token auth with the PKI's policy)
+/// and `n` certificates handed to it, so issuance starts at once. Every request is counted.
+async fn start_engine(
+    admin: &Admin,
+    pki: &Pki,
+    cfg: VaultConfig,
+    n: usize,
+) -> (Arc<MemoryRuntime>, EngineHandle, Arc<Sent>) {
     let token = admin.create_token(&[&pki.policy], "24h", true, 0).await.unwrap();
     let sent = Arc::new(Sent::default());
-    let mut cfg = VaultConfig::new(bao.addr());
-    cfg.request_timeout = Duration::from_secs(5);
-    let client = VaultClient::with_observer(
-        &cfg,
-        AuthMethod::Token {
-            token: SecretSource::value(token),
-        },
-        Some(sent.clone()),
-    )
-    .unwrap();
-    let gate = IssuerGate::new("Issuer/default/vault", &GateConfig::default());
+    let auth = AuthMethod::Token {
+        token: SecretSource::value(token),
+    };
+    let client = VaultClient::with_observer(&cfg, auth, Some(sent.clone())).unwrap();
     let issuer = IssuerRuntime {
         id: "Issuer/default/vault".into(),
         client: Arc::new(client),
-        gate: gate.clone(),
+        gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
         path: pki.sign_path.clone(),
         fingerprint: 1,
     };
     let runtime = Arc::new(MemoryRuntime::default());
     let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
     engine.set_issuers(vec![issuer]);
-    engine.set_certificates((0..N).map(|i| (job(i, 1), None)).collect());
+    engine.set_certificates((0..n).map(|i| (job(i, 1), None)).collect());
+    (runtime, engine, sent)
+}
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while revisions(&runtime.states).iter().filter(|r| **r == 1).count() < N {
+/// Wait until all `n` certificates are at `revision`.
+async fn wait_revision(runtime: &MemoryRuntime, n: usize, revision: u64, bound: Duration, what: &str) {
+    let deadline = Instant::now() + bound;
+    while revisions(&runtime.states)
+        .iter()
+        .filter(|r| **r == revision)
+        .count()
+        < n
+    {
         assert!(
             Instant::now() < deadline,
-            "initial issuance: {:?}",
+            "{what}: {:?}",
             revisions(&runtime.states)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
+    const N: usize = 50;
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
+    let mut cfg = VaultConfig::new(bao.addr());
+    cfg.request_timeout = Duration::from_secs(5);
+    let (runtime, engine, sent) = start_engine(&admin, &pki, cfg, N).await;
+    wait_revision(&runtime, N, 1, Duration::from_secs(60), "initial issuance").await;
 
     // Seal, then ask for everything at once: the worst case for a storm.
     admin.seal().await.unwrap();
@@ -155,15 +171,7 @@ async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
 
     bao.unseal().await.unwrap();
     let unsealed = Instant::now();
-    let deadline = unsealed + Duration::from_secs(30);
-    while revisions(&runtime.states).iter().filter(|r| **r == 2).count() < N {
-        assert!(
-            Instant::now() < deadline,
-            "after unseal: {:?}",
-            revisions(&runtime.states)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_revision(&runtime, N, 2, Duration::from_secs(30), "after unseal").await;
     eprintln!("all {N} renewed {:?} after unseal", unsealed.elapsed());
     assert!(
         runtime
@@ -176,49 +184,21 @@ async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
     engine.shutdown().await;
 }
 
-/// A rate-limit quota far below the gate's own rate: 429s open the circuit instead of being
-/// retried per certificate, and every certificate is still issued.
+/// A rate-limit quota far below the gate's own rate: 429s halve the gate's rate instead of
+/// being retried per certificate, and every certificate is still issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_quota_does_not_cause_a_storm() {
     const N: usize = 40;
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let token = admin.create_token(&[&pki.policy], "24h", true, 0).await.unwrap();
     admin
         .rate_limit_quota("pki", &format!("{}/", pki.int_mount), 5.0, "1s", "2s")
         .await
         .unwrap();
-    let sent = Arc::new(Sent::default());
-    let client = VaultClient::with_observer(
-        &VaultConfig::new(bao.addr()),
-        AuthMethod::Token {
-            token: SecretSource::value(token),
-        },
-        Some(sent.clone()),
-    )
-    .unwrap();
-    let issuer = IssuerRuntime {
-        id: "Issuer/default/vault".into(),
-        client: Arc::new(client),
-        gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
-        path: pki.sign_path.clone(),
-        fingerprint: 1,
-    };
-    let runtime = Arc::new(MemoryRuntime::default());
-    let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
-    engine.set_issuers(vec![issuer]);
     let started = Instant::now();
-    engine.set_certificates((0..N).map(|i| (job(i, 1), None)).collect());
-    let deadline = started + Duration::from_secs(120);
-    while revisions(&runtime.states).iter().filter(|r| **r == 1).count() < N {
-        assert!(
-            Instant::now() < deadline,
-            "issuance under a quota: {:?}",
-            revisions(&runtime.states)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (runtime, engine, sent) = start_engine(&admin, &pki, VaultConfig::new(bao.addr()), N).await;
+    wait_revision(&runtime, N, 1, Duration::from_secs(120), "issuance under a quota").await;
     let events = sent.1.lock().unwrap().clone();
     let limited = events.iter().filter(|e| e.1 == Some(429)).count();
     let signed = events
@@ -254,32 +234,12 @@ async fn hanging_vault_is_bounded_by_timeouts_and_probes() {
     let bao = DevServer::start().await.unwrap();
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let token = admin.create_token(&[&pki.policy], "24h", true, 0).await.unwrap();
     let proxy = certkeeper_testkit::FaultProxy::start(&bao.addr()).await.unwrap();
     proxy.set_mode(certkeeper_testkit::Mode::Hang).unwrap();
     let mut cfg = VaultConfig::new(proxy.addr());
     cfg.connect_timeout = Duration::from_secs(1);
     cfg.request_timeout = Duration::from_secs(2);
-    let sent = Arc::new(Sent::default());
-    let client = VaultClient::with_observer(
-        &cfg,
-        AuthMethod::Token {
-            token: SecretSource::value(token),
-        },
-        Some(sent.clone()),
-    )
-    .unwrap();
-    let issuer = IssuerRuntime {
-        id: "Issuer/default/vault".into(),
-        client: Arc::new(client),
-        gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
-        path: pki.sign_path.clone(),
-        fingerprint: 1,
-    };
-    let runtime = Arc::new(MemoryRuntime::default());
-    let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
-    engine.set_issuers(vec![issuer]);
-    engine.set_certificates((0..N).map(|i| (job(i, 1), None)).collect());
+    let (runtime, engine, sent) = start_engine(&admin, &pki, cfg, N).await;
 
     tokio::time::sleep(Duration::from_secs(15)).await;
     let hung = sent.0.load(Ordering::SeqCst);
@@ -301,14 +261,13 @@ async fn hanging_vault_is_bounded_by_timeouts_and_probes() {
     );
 
     proxy.set_mode(certkeeper_testkit::Mode::Forward).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while revisions(&runtime.states).iter().filter(|r| **r == 1).count() < N {
-        assert!(
-            Instant::now() < deadline,
-            "after the listener answers again: {:?}",
-            revisions(&runtime.states)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_revision(
+        &runtime,
+        N,
+        1,
+        Duration::from_secs(30),
+        "after the listener answers again",
+    )
+    .await;
     engine.shutdown().await;
 }
