@@ -23,10 +23,12 @@
 //!       group: 33
 //!       hooks:
 //!         - { command: [systemctl, reload, nginx], timeout: 30s }
-//! issuers:                          # gate limits for every issuer
-//!   concurrency: 8
-//!   ratePerSecond: 50
+//! issuers:                          # gate limits and Vault timeouts for every issuer
+//!   concurrency: 8                  # requests in flight per issuer
+//!   ratePerSecond: 50               # token bucket; halved while Vault answers 429
 //!   burst: 20
+//!   connectTimeout: 5s
+//!   requestTimeout: 30s             # a Vault that accepts and never answers
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory.
@@ -66,7 +68,7 @@ struct RawConfig {
     #[serde(default)]
     outputs: RawOutputs,
     #[serde(default)]
-    issuers: IssuerLimits,
+    issuers: RawIssuerLimits,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -136,16 +138,42 @@ struct RawHook {
     timeout: Option<String>,
 }
 
-/// Gate limits applied to every issuer.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IssuerLimits {
+struct RawIssuerLimits {
     #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    concurrency: usize,
     #[serde(default = "default_rate")]
-    pub rate_per_second: f64,
+    rate_per_second: f64,
     #[serde(default = "default_burst")]
+    burst: u32,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+}
+
+impl Default for RawIssuerLimits {
+    fn default() -> Self {
+        let d = IssuerLimits::default();
+        RawIssuerLimits {
+            concurrency: d.concurrency,
+            rate_per_second: d.rate_per_second,
+            burst: d.burst,
+            connect_timeout: None,
+            request_timeout: None,
+        }
+    }
+}
+
+/// Gate limits and Vault timeouts applied to every issuer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct IssuerLimits {
+    pub concurrency: usize,
+    pub rate_per_second: f64,
     pub burst: u32,
+    /// Bound on establishing a connection to Vault.
+    pub connect_timeout: Duration,
+    /// Bound on a whole request (headers and body): a Vault that accepts and never answers.
+    pub request_timeout: Duration,
 }
 
 fn default_concurrency() -> usize {
@@ -164,6 +192,8 @@ impl Default for IssuerLimits {
             concurrency: default_concurrency(),
             rate_per_second: default_rate(),
             burst: default_burst(),
+            connect_timeout: certkeeper_vault::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: certkeeper_vault::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -323,6 +353,28 @@ impl Config {
         if raw.issuers.rate_per_second.is_nan() || raw.issuers.rate_per_second <= 0.0 {
             return Err(invalid("issuers.ratePerSecond", "must be positive".into()));
         }
+        let defaults = IssuerLimits::default();
+        let timeout = |field: &str, value: Option<&str>, default: Duration| match value {
+            None => Ok(default),
+            Some(t) => parse_duration(t)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(field, format!("{t:?} is not a positive duration like 5s or 1m"))),
+        };
+        let issuers = IssuerLimits {
+            concurrency: raw.issuers.concurrency,
+            rate_per_second: raw.issuers.rate_per_second,
+            burst: raw.issuers.burst,
+            connect_timeout: timeout(
+                "issuers.connectTimeout",
+                raw.issuers.connect_timeout.as_deref(),
+                defaults.connect_timeout,
+            )?,
+            request_timeout: timeout(
+                "issuers.requestTimeout",
+                raw.issuers.request_timeout.as_deref(),
+                defaults.request_timeout,
+            )?,
+        };
         Ok(Config {
             path: path.to_owned(),
             manifests: abs(&raw.manifests),
@@ -335,7 +387,7 @@ impl Config {
             key_mode,
             cert_mode,
             cert_outputs,
-            issuers: raw.issuers,
+            issuers,
         })
     }
 
@@ -446,6 +498,31 @@ mod tests {
         assert_eq!(web.hooks[0].timeout, Duration::from_secs(30));
         let api = cfg.output("prod", "api", "api-tls");
         assert_eq!(api.dir, Path::new("/etc/certkeeper/./certs/prod/api-tls"));
+        assert_eq!(
+            (cfg.issuers.connect_timeout, cfg.issuers.request_timeout),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn issuer_timeouts_default_and_parse() {
+        let p = Path::new("/x/ck.yaml");
+        let cfg = Config::parse(p, "manifests: m\nstateDir: s\n").unwrap();
+        assert_eq!(cfg.issuers, IssuerLimits::default());
+        let cfg = Config::parse(
+            p,
+            "manifests: m\nstateDir: s\nissuers: {requestTimeout: 1500ms, connectTimeout: 1s}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.issuers.request_timeout, Duration::from_millis(1500));
+        assert_eq!(cfg.issuers.connect_timeout, Duration::from_secs(1));
+        assert_eq!(cfg.issuers.concurrency, IssuerLimits::default().concurrency);
+        assert_eq!(
+            Config::parse(p, "manifests: m\nstateDir: s\nissuers: {requestTimeout: 0s}\n")
+                .unwrap_err()
+                .to_string(),
+            "/x/ck.yaml: issuers.requestTimeout: \"0s\" is not a positive duration like 5s or 1m"
+        );
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //!   its Secret references resolves to, and the contents of the CA bundle and client certificate
 //!   files; a Certificate's covers its spec and its issuer's fingerprint, so an issuer change
 //!   re-issues its certificates. An issuer whose fingerprint is unchanged keeps its
-//!   [`IssuerRuntime`] from `previous` (token cache, gate and circuit state). Gate limits from the
-//!   configuration apply to issuers built after they changed (a restart applies them to all).
+//!   [`IssuerRuntime`] from `previous` (token cache, gate and circuit state) unless the
+//!   configuration's issuer limits (gate, timeouts) changed: then it gets a new client and gate,
+//!   and its certificates are not re-issued.
 
 mod certificate;
 mod issuer;

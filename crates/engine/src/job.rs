@@ -57,6 +57,9 @@ pub struct IssuerRuntime {
     pub path: String,
     /// Changes whenever the issuer's spec changes; part of every job fingerprint.
     pub fingerprint: u64,
+    /// Hash of runtime settings (gate limits, timeouts) that shape how requests are sent but
+    /// not what is issued: a change rebuilds the client and gate without re-issuing.
+    pub settings: u64,
 }
 
 /// A verified certificate and the key it belongs to, ready to be written.

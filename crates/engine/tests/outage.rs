@@ -102,6 +102,7 @@ async fn start_engine(
         gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
         path: pki.sign_path.clone(),
         fingerprint: 1,
+        settings: 0,
     };
     let runtime = Arc::new(MemoryRuntime::default());
     let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());

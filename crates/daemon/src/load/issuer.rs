@@ -120,16 +120,22 @@ pub(super) fn build(
     }
     let auth = auth_method(&mut r, vault)?;
 
+    let limits = config.issuers;
+    cfg.connect_timeout = limits.connect_timeout;
+    cfg.request_timeout = limits.request_timeout;
     let fingerprint_input = serde_json::json!({ "spec": vault, "inputs": r.inputs });
     let fingerprint = stable_hash(fingerprint_input.to_string().as_bytes());
+    // Limits are not in the fingerprint (changing them re-issues nothing), but a reload that
+    // changes them rebuilds the client and gate.
+    let settings = stable_hash(serde_json::json!(limits).to_string().as_bytes());
     if let Some(prev) = previous.get(id)
         && prev.fingerprint == fingerprint
+        && prev.settings == settings
     {
         return Ok(prev.clone());
     }
     let client = VaultClient::with_observer(&cfg, auth, Some(metrics.vault_observer(id)))
         .map_err(|e| format!("spec.vault: {e}"))?;
-    let limits = config.issuers;
     let gate = IssuerGate::new(
         id,
         &GateConfig {
@@ -145,6 +151,7 @@ pub(super) fn build(
         gate,
         path: vault.path.clone(),
         fingerprint,
+        settings,
     })
 }
 

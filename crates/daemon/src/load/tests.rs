@@ -268,6 +268,23 @@ fn unchanged_issuers_are_reused_and_changes_rebuild_and_reissue() {
 }
 
 #[test]
+fn changed_issuer_limits_rebuild_clients_without_reissuing() {
+    let mut fx = Fixture::new();
+    let first = fx.load(&HashMap::new()).unwrap();
+    fx.config.issuers.request_timeout = Duration::from_secs(2);
+    let second = fx.load(&by_id(&first)).unwrap();
+    for (id, issuer) in by_id(&second) {
+        let before = &by_id(&first)[&id];
+        assert!(!Arc::ptr_eq(&issuer.client, &before.client), "{id} kept");
+        assert_eq!(issuer.fingerprint, before.fingerprint);
+        assert_ne!(issuer.settings, before.settings);
+    }
+    for (job, _) in &second.certificates {
+        assert_eq!(job.fingerprint, cert(&first, &job.id).0.fingerprint, "{}", job.id);
+    }
+}
+
+#[test]
 fn any_manifest_error_fails_the_whole_load() {
     let fx = Fixture::new();
     fx.write(
