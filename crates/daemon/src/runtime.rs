@@ -204,7 +204,24 @@ impl Runtime for FileRuntime {
                 not_after,
                 warning,
             } => {
-                tracing::info!(certificate = id, revision, serial, not_after = %rfc3339(not_after), "issued certificate");
+                let not_after = rfc3339(not_after);
+                if revision > 1 {
+                    tracing::info!(
+                        certificate = id,
+                        revision,
+                        serial,
+                        not_after,
+                        "renewed certificate"
+                    );
+                } else {
+                    tracing::info!(
+                        certificate = id,
+                        revision,
+                        serial,
+                        not_after,
+                        "issued certificate"
+                    );
+                }
                 if let Some(w) = warning {
                     tracing::warn!(
                         certificate = id,
