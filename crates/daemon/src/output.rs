@@ -15,6 +15,8 @@
 //! leaves the old `..data` and its files untouched; after it, the new one. A reader that opens `tls.crt` and
 //! `tls.key` through the stable names sees one revision unless the flip happens between its two
 //! opens — the same guarantee Kubernetes gives; readers that need one read use the combined PEM.
+//! Unlike Kubernetes (which writes a new directory per revision), a slot is reused two
+//! revisions later: a reader that keeps a file open across two renewals sees it rewritten.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
