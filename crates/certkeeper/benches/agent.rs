@@ -8,7 +8,7 @@
 //!    `{{ with pkiCert "<int>/issue/<role>" "common_name=cN.example.com" "ttl=24h" }}{{ .Cert }}{{ .Key }}{{ end }}`
 //!    (Vault generates the key), auto_auth `approle` from role_id/secret_id files;
 //! 2. certkeeper with BENCH_CERTS cert-manager Certificates (ECDSA P-256, key and CSR made locally,
-//!    `sign`), its default issuer limits (50 requests/s, burst 20), then again without the rate
+//!    `sign`), its default issuer limits (100 requests/s, burst 50), then again without the rate
 //!    limit (concurrency 8 either way).
 //!
 //! For each: time from spawn until every certificate is there (agent: every file holds a
@@ -616,7 +616,7 @@ async fn main() -> Result<()> {
         n,
     )
     .await?;
-    // The defaults pace an issuer at 50 requests/s (burst 20); the same without that pacing.
+    // The defaults pace an issuer at 100 requests/s (burst 50); the same without that pacing.
     let fast_dir = tempfile::Builder::new().prefix("bench-certkeeper-").tempdir()?;
     let unpaced = Some("{concurrency: 8, ratePerSecond: 100000, burst: 100000}");
     let fast = run_certkeeper(
@@ -677,7 +677,7 @@ async fn main() -> Result<()> {
         POLL.as_millis()
     );
     println!(
-        "certkeeper: default issuer limits (concurrency 8, 50 requests/s, burst 20); certkeeper (no rate): concurrency 8, rate unlimited"
+        "certkeeper: default issuer limits (concurrency 8, 100 requests/s, burst 50); certkeeper (no rate): concurrency 8, rate unlimited"
     );
     println!(
         "CPU s: the tool's user+system CPU from spawn until then; RSS: mean VmRSS of {RSS_SAMPLES} samples 1 s apart after"

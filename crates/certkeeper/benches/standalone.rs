@@ -6,7 +6,8 @@
 //! 3. its RSS once they are all issued, and with a single certificate;
 //! 4. a restart with every certificate valid: time to /readyz and requests sent (must be 0).
 //!
-//! `scripts/bench-standalone` runs it. Knobs: BENCH_CERTS (default 2000), BENCH_CONCURRENCY (8).
+//! `scripts/bench-standalone` runs it. Knobs: BENCH_CERTS (default 2000), BENCH_CONCURRENCY (8),
+//! BENCH_DIR (output filesystem), BENCH_INSPECT_SECS (keep the daemon up for inspection).
 #![allow(clippy::unwrap_used, clippy::too_many_arguments)] // a benchmark states its expectations by unwrapping
 
 use std::path::Path;
@@ -256,6 +257,15 @@ async fn main() -> Result<()> {
     let ours = n as f64 / issue_secs;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_n = rss_kib(pid);
+    // BENCH_INSPECT_SECS: keep the daemon running for a look from outside (smaps, perf, heaptrack).
+    let inspect = env_or("BENCH_INSPECT_SECS", 0);
+    if inspect > 0 {
+        println!(
+            "daemon pid {pid} with {n} certificates, state in {}: inspecting for {inspect} s",
+            dir.path().display()
+        );
+        tokio::time::sleep(Duration::from_secs(inspect as u64)).await;
+    }
 
     // 4. Restart with everything valid.
     stop(child);

@@ -65,11 +65,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    certkeeper_engine::memory::configure_allocator();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // File writes and state commits run on blocking threads; a few suffice, and every
-        // extra thread costs a malloc arena of resident memory.
+        // File writes and state commits run on blocking threads; a few suffice.
         .max_blocking_threads(8)
         .enable_all()
         .build()

@@ -25,8 +25,8 @@
 //!         - { command: [systemctl, reload, nginx], timeout: 30s }
 //! issuers:                          # gate limits and Vault timeouts for every issuer
 //!   concurrency: 8                  # requests in flight per issuer
-//!   ratePerSecond: 50               # token bucket; halved while Vault answers 429
-//!   burst: 20
+//!   ratePerSecond: 100              # token bucket; halved while Vault answers 429
+//!   burst: 50
 //!   connectTimeout: 5s
 //!   requestTimeout: 30s             # a Vault that accepts and never answers
 //! ```
@@ -180,10 +180,10 @@ fn default_concurrency() -> usize {
     8
 }
 fn default_rate() -> f64 {
-    50.0
+    100.0
 }
 fn default_burst() -> u32 {
-    20
+    50
 }
 
 impl Default for IssuerLimits {

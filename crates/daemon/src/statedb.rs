@@ -59,9 +59,14 @@ pub struct StateDb {
     path: PathBuf,
 }
 
+/// redb's page cache. Its default (1 GiB) fills with every page written; the state is a few
+/// hundred bytes per certificate, read once at start, so a small cache costs nothing.
+const CACHE_BYTES: usize = 2 << 20;
+
 fn builder() -> redb::Builder {
     let mut b = redb::Builder::new();
     b.set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    b.set_cache_size(CACHE_BYTES);
     b
 }
 

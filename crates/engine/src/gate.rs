@@ -29,7 +29,7 @@ pub struct GateConfig {
     /// Consecutive transient failures that open the circuit.
     pub open_after: u32,
     /// First and last delay between probes while the circuit is open. The cap bounds how long
-    /// a recovered Vault waits to be noticed; 5 s keeps an outage under one request per second.
+    /// a recovered Vault waits to be noticed; 2 s keeps an outage at half a request per second.
     pub probe_min: Duration,
     pub probe_max: Duration,
 }
@@ -38,11 +38,11 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             concurrency: 8,
-            rate_per_sec: 50.0,
-            burst: 20,
+            rate_per_sec: 100.0,
+            burst: 50,
             open_after: 3,
             probe_min: Duration::from_secs(1),
-            probe_max: Duration::from_secs(5),
+            probe_max: Duration::from_secs(2),
         }
     }
 }

@@ -9,6 +9,7 @@ mod attempt;
 pub mod driver;
 pub mod gate;
 pub mod job;
+pub mod memory;
 pub mod metrics;
 pub mod state;
 

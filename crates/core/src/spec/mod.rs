@@ -75,12 +75,12 @@ pub use syntax::Base64Bytes;
 /// The only API version accepted for the three kinds.
 pub const API_VERSION: &str = "cert-manager.io/v1";
 
-/// One decoded and validated object.
+/// One decoded and validated object. Boxed: the specs are large, and a load holds thousands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    Issuer(Issuer),
-    ClusterIssuer(ClusterIssuer),
-    Certificate(Certificate),
+    Issuer(Box<Issuer>),
+    ClusterIssuer(Box<ClusterIssuer>),
+    Certificate(Box<Certificate>),
 }
 
 impl Resource {
@@ -136,9 +136,13 @@ fn decode_resource(value: &Value) -> (Option<Resource>, Vec<FieldError>) {
     let api_version = str_at(value, "apiVersion").unwrap_or_default();
     let kind = str_at(value, "kind").unwrap_or_default();
     match (api_version, kind) {
-        (API_VERSION, "Issuer") => run(value, Issuer::validate, Resource::Issuer),
-        (API_VERSION, "ClusterIssuer") => run(value, ClusterIssuer::validate, Resource::ClusterIssuer),
-        (API_VERSION, "Certificate") => run(value, Certificate::validate, Resource::Certificate),
+        (API_VERSION, "Issuer") => run(value, Issuer::validate, |r| Resource::Issuer(Box::new(r))),
+        (API_VERSION, "ClusterIssuer") => run(value, ClusterIssuer::validate, |r| {
+            Resource::ClusterIssuer(Box::new(r))
+        }),
+        (API_VERSION, "Certificate") => run(value, Certificate::validate, |r| {
+            Resource::Certificate(Box::new(r))
+        }),
         _ => {
             let problem = Problem::UnsupportedKind {
                 api_version: api_version.to_owned(),

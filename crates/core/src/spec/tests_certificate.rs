@@ -12,7 +12,7 @@ fn certificate(yaml: &str) -> Certificate {
         .unwrap_or_else(|e| panic!("{e}"))
         .remove(0)
     {
-        Resource::Certificate(certificate) => certificate,
+        Resource::Certificate(certificate) => *certificate,
         other => panic!("not a Certificate: {other:?}"),
     }
 }

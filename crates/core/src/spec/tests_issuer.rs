@@ -18,7 +18,7 @@ fn one(yaml: &str) -> Resource {
 
 fn issuer(yaml: &str) -> Issuer {
     match one(yaml) {
-        Resource::Issuer(issuer) => issuer,
+        Resource::Issuer(issuer) => *issuer,
         other => panic!("not an Issuer: {other:?}"),
     }
 }
