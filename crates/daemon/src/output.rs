@@ -91,13 +91,17 @@ pub fn write_atomic(dir: &Path, files: &[OutputFile], owner: Owner) -> Result<()
         SLOTS[0]
     };
     let rev = dir.join(slot);
+    // Whether the slot's directory entries change (then the directory itself is fsynced).
+    let mut entries_changed = false;
     if !rev.is_dir() {
         let _ = fs::remove_file(&rev);
         io(&rev, fs::create_dir(&rev))?;
         io(&rev, fs::set_permissions(&rev, fs::Permissions::from_mode(0o755)))?;
+        entries_changed = true;
     }
     for f in files {
         let path = rev.join(&f.name);
+        entries_changed |= !path.exists();
         // Rewritten in place: reusing the inode spares the filesystem an allocation and a
         // deletion per file and revision.
         let mut file = io(
@@ -123,10 +127,13 @@ pub fn write_atomic(dir: &Path, files: &[OutputFile], owner: Owner) -> Result<()
             .any(|f| *f.name == *entry.file_name().to_string_lossy())
         {
             io(&entry.path(), fs::remove_file(entry.path()))?;
+            entries_changed = true;
         }
     }
     chown(&rev, owner)?;
-    io(&rev, File::open(&rev).and_then(|d| d.sync_all()))?;
+    if entries_changed {
+        io(&rev, File::open(&rev).and_then(|d| d.sync_all()))?;
+    }
 
     // Flip ..data in one rename.
     let tmp = dir.join(DATA_TMP);
@@ -150,7 +157,14 @@ pub fn write_atomic(dir: &Path, files: &[OutputFile], owner: Owner) -> Result<()
     }
     io(dir, File::open(dir).and_then(|d| d.sync_all()))?;
 
-    // Anything hidden that is not a slot (directories of an older layout, leftovers).
+    // Anything hidden that is not a slot (directories of an older layout, leftovers): only
+    // possible when `..data` did not point to a slot before this write.
+    if previous
+        .as_deref()
+        .is_some_and(|p| SLOTS.iter().any(|s| p == Path::new(s)))
+    {
+        return Ok(());
+    }
     for entry in io(dir, fs::read_dir(dir))? {
         let entry = io(dir, entry)?;
         let name = entry.file_name();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use certkeeper_core::FailureClass;
-use certkeeper_core::pki::{PrivateKey, build_csr, verify_issued};
+use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
 use certkeeper_vault::SignRequest;
 
 use crate::driver::issued_info;
@@ -154,7 +154,7 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
 }
 
 /// The key for this attempt: the served one when rotation is off and it still fits the spec,
-/// else a new one (generated off the async threads: RSA takes tens of milliseconds).
+/// else a new one (RSA off the async threads: it takes tens of milliseconds).
 async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKey, String> {
     if !job.rotate_key
         && let Some(pem) = runtime.current_key(job).await
@@ -170,8 +170,13 @@ async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKe
         }
     }
     let algorithm = job.key_algorithm;
-    tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm))
-        .await
-        .map_err(|e| format!("key generation task failed: {e}"))?
-        .map_err(|e| format!("cannot generate {algorithm:?} key: {e}"))
+    let generated = if matches!(algorithm, KeyAlgorithm::Rsa(_)) {
+        tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm))
+            .await
+            .map_err(|e| format!("key generation task failed: {e}"))?
+    } else {
+        // ECDSA and Ed25519 keys take tens of microseconds: less than the hop to a thread.
+        PrivateKey::generate(algorithm)
+    };
+    generated.map_err(|e| format!("cannot generate {algorithm:?} key: {e}"))
 }
