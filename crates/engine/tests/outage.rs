@@ -24,6 +24,8 @@ use certkeeper_vault::{AuthMethod, Operation, RequestObserver, SecretSource, Vau
 #[derive(Default)]
 struct MemoryRuntime {
     writes: AtomicUsize,
+    /// State records persisted, one per certificate per batch.
+    saved: AtomicUsize,
     states: Mutex<HashMap<String, CertState>>,
 }
 
@@ -36,6 +38,7 @@ impl Runtime for MemoryRuntime {
         Ok(())
     }
     async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+        self.saved.fetch_add(states.len(), Ordering::SeqCst);
         self.states.lock().unwrap().extend(states);
         Ok(())
     }
@@ -143,10 +146,19 @@ async fn sealed_vault_sees_one_probe_at_a_time_and_unseal_releases_everyone() {
     // Seal, then ask for everything at once: the worst case for a storm.
     admin.seal().await.unwrap();
     let before = sent.0.load(Ordering::SeqCst);
+    let saved_before = runtime.saved.load(Ordering::SeqCst);
     engine.renew(None);
     let outage = Duration::from_secs(20);
     tokio::time::sleep(outage).await;
     let during = sent.0.load(Ordering::SeqCst) - before;
+    // Every certificate records its failure once; after that only the one owning the next
+    // probe comes back (about once per probe interval), the others are parked until recovery.
+    let saved = runtime.saved.load(Ordering::SeqCst) - saved_before;
+    eprintln!("failure records persisted during the outage: {saved} for {N} certificates");
+    assert!(
+        saved <= N + 3 * outage.as_secs() as usize,
+        "{saved} records persisted in {outage:?}: certificates are not parked"
+    );
     let statuses = revisions(&runtime.states);
     assert!(
         statuses.iter().all(|r| *r == 1),
