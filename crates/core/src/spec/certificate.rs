@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
@@ -15,14 +16,14 @@ use super::duration::GoDuration;
 use super::meta::{IssuerReference, ObjectMeta, SecretKeySelector};
 use crate::Secret;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Certificate {
     #[serde(default)]
     pub metadata: ObjectMeta,
     pub spec: CertificateSpec,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CertificateSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,10 +81,11 @@ pub struct CertificateSpec {
     pub additional_output_formats: Vec<CertificateAdditionalOutputFormat>,
     /// Not supported (alpha in cert-manager, behind a feature gate); kept undecoded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub name_constraints: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct X509Subject {
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -104,7 +106,7 @@ pub struct X509Subject {
     pub serial_number: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct OtherName {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -113,7 +115,7 @@ pub struct OtherName {
     pub utf8_value: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct CertificateSecretTemplate {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -122,17 +124,18 @@ pub struct CertificateSecretTemplate {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct CertificateKeystores {
     /// Not supported; kept undecoded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub jks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12: Option<Pkcs12Keystore>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Pkcs12Keystore {
     /// Write `keystore.p12` (and `truststore.p12` when a CA is known).
@@ -144,6 +147,7 @@ pub struct Pkcs12Keystore {
     pub password_secret_ref: Option<SecretKeySelector>,
     /// A literal password in the manifest, mutually exclusive with `passwordSecretRef`.
     #[serde(with = "literal_password", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub password: Option<Secret>,
 }
 
@@ -165,7 +169,7 @@ mod literal_password {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Pkcs12Profile {
     #[serde(rename = "LegacyRC2")]
     LegacyRc2,
@@ -175,16 +179,17 @@ pub enum Pkcs12Profile {
     Modern2026,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct CertificateRenewal {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub policy: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::free_form_list")]
     pub windows: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CertificatePrivateKey {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,7 +207,7 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum RotationPolicy {
     Never,
     /// cert-manager's default since v1.18.
@@ -210,7 +215,7 @@ pub enum RotationPolicy {
     Always,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum PrivateKeyEncoding {
     /// cert-manager's default. Ed25519 keys are always written as PKCS#8.
     #[default]
@@ -220,7 +225,7 @@ pub enum PrivateKeyEncoding {
     Pkcs8,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum PrivateKeyAlgorithm {
     #[default]
     #[serde(rename = "RSA")]
@@ -240,7 +245,7 @@ impl PrivateKeyAlgorithm {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SignatureAlgorithm {
     #[serde(rename = "SHA256WithRSA")]
     Sha256WithRsa,
@@ -281,7 +286,7 @@ impl SignatureAlgorithm {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum OutputFormat {
     /// `key.der`: the private key in DER.
     #[serde(rename = "DER")]
@@ -299,7 +304,7 @@ impl OutputFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct CertificateAdditionalOutputFormat {
     #[serde(rename = "type")]
     pub format: OutputFormat,
@@ -307,7 +312,7 @@ pub struct CertificateAdditionalOutputFormat {
 
 /// cert-manager's `KeyUsage` strings: key usages (RFC 5280 4.2.1.3) and extended key usages
 /// (4.2.1.12) in one list, spelled exactly as cert-manager spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum KeyUsage {
     #[serde(rename = "signing")]
     Signing,

@@ -6,6 +6,7 @@
 //! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) are recognised, kept undecoded and
 //! reported as unsupported: certkeeper only talks to Vault and OpenBao.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
@@ -27,7 +28,7 @@ pub const DEFAULT_KUBERNETES_MOUNT_PATH: &str = "/v1/auth/kubernetes";
 pub const DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH: &str = "/v1/auth/cert";
 
 /// A namespaced issuer: only Certificates in its namespace can use it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Issuer {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -36,7 +37,7 @@ pub struct Issuer {
 
 /// A cluster-scoped issuer. A `metadata.namespace` in its manifest is ignored, as the API server
 /// ignores it for cluster-scoped kinds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClusterIssuer {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -44,22 +45,26 @@ pub struct ClusterIssuer {
 }
 
 /// cert-manager's `IssuerConfig`: exactly one issuer type must be set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct IssuerSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultIssuer>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub acme: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub ca: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub self_signed: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub venafi: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultIssuer {
     pub auth: VaultAuth,
@@ -84,7 +89,7 @@ pub struct VaultIssuer {
     pub client_key_secret_ref: Option<SecretKeySelector>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultAuth {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,10 +102,11 @@ pub struct VaultAuth {
     pub kubernetes: Option<VaultKubernetesAuth>,
     /// Recognised (cert-manager has it) but not supported; kept undecoded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::free_form")]
     pub aws: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultAppRole {
     /// Mount name of the AppRole backend, e.g. `approle` (no `/v1/auth/` prefix).
@@ -110,7 +116,7 @@ pub struct VaultAppRole {
     pub secret_ref: SecretKeySelector,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultClientCertificateAuth {
     /// Full login mount path including `/v1`, [`DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH`] if empty.
@@ -124,7 +130,7 @@ pub struct VaultClientCertificateAuth {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultKubernetesAuth {
     /// Full login mount path including `/v1`, [`DEFAULT_KUBERNETES_MOUNT_PATH`] if empty.
@@ -139,7 +145,7 @@ pub struct VaultKubernetesAuth {
     pub role: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct ServiceAccountRef {
     pub name: String,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FieldError, FieldPath, Problem};
@@ -20,7 +21,7 @@ pub const CERT_MANAGER_GROUP: &str = "cert-manager.io";
 /// The subset of Kubernetes `ObjectMeta` certkeeper uses. The other standard metadata fields
 /// (uid, resourceVersion, managedFields, ...) are accepted and ignored, so output of
 /// `kubectl get -o yaml` parses; anything else under `metadata` is an unknown field.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ObjectMeta {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -85,7 +86,7 @@ impl ObjectMeta {
 }
 
 /// A reference to an object in the same namespace, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct LocalObjectReference {
     pub name: String,
@@ -93,7 +94,7 @@ pub struct LocalObjectReference {
 
 /// A key in a Secret. An empty `key` means "the default for this field", which differs per
 /// field (see [`SecretKeySelector::key_or`] and the defaults in `issuer`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SecretKeySelector {
     pub name: String,
@@ -109,7 +110,7 @@ impl SecretKeySelector {
 }
 
 /// `spec.issuerRef` of a Certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct IssuerReference {
     pub name: String,

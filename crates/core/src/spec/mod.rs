@@ -1,5 +1,7 @@
 //! cert-manager.io/v1 `Issuer`, `ClusterIssuer` and `Certificate`: types, parsing, validation
-//! and resolved views with cert-manager's defaults.
+//! and resolved views with cert-manager's defaults; `CertificateRequest` and the `status` types
+//! (with certkeeper's retry state, [`CertkeeperStatus`]) for the Kubernetes runtime. Every type
+//! has a JSON schema (`schemars`), from which `certkeeper-crds` generates the CRDs.
 //!
 //! certkeeper reads cert-manager's API so existing manifests work unchanged. Field names,
 //! defaults and validation rules follow cert-manager's Go source (the modules cite the files).
@@ -28,12 +30,15 @@
 //! file are reported together.
 
 mod certificate;
+mod certificate_request;
 mod certificate_rules;
 mod de;
 mod duration;
 mod error;
 mod issuer;
 mod meta;
+mod schema;
+mod status;
 mod syntax;
 
 #[cfg(test)]
@@ -54,6 +59,11 @@ pub use certificate::{
     Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
     SignatureAlgorithm, X509Subject,
 };
+pub use certificate_request::{
+    CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST, CertificateRequest,
+    CertificateRequestCondition, CertificateRequestSpec, CertificateRequestStatus, REASON_DENIED,
+    REASON_FAILED, REASON_ISSUED, REASON_PENDING,
+};
 pub use certificate_rules::{
     DEFAULT_DURATION, EcdsaCurve, KeyAlgorithm, MAX_COMMON_NAME_BYTES, MIN_DURATION, MIN_RENEW_BEFORE,
     PrivateKeyParams, RSA_KEY_BITS, RenewalPolicy,
@@ -69,6 +79,10 @@ pub use issuer::{
 pub use meta::{
     CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
     ObjectMeta, SecretKeySelector,
+};
+pub use status::{
+    CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertkeeperStatus, Condition,
+    ConditionStatus, IssuerCondition, IssuerStatus,
 };
 pub use syntax::Base64Bytes;
 

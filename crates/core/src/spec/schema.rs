@@ -1,0 +1,63 @@
+//! JSON schemas (`schemars`) for the types whose serde form is hand-written, and the schema
+//! helpers the derives refer to. The CRD generator (`certkeeper-crds`) turns these into the
+//! structural OpenAPI v3 schemas of `deploy/crds/`.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use super::duration::GoDuration;
+use super::syntax::Base64Bytes;
+use crate::FailureClass;
+
+/// A Go `time.Duration` string (`2160h`, `1h30m`), as cert-manager's `metav1.Duration`.
+impl JsonSchema for GoDuration {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "GoDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string" })
+    }
+}
+
+/// A Go `[]byte`: standard base64 text, which the API server checks (`format: byte`).
+impl JsonSchema for Base64Bytes {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Base64Bytes".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "format": "byte" })
+    }
+}
+
+/// A field certkeeper keeps undecoded (other issuer types, unsupported alpha features): any
+/// object, kept as is by the API server.
+pub(super) fn free_form(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A list of undecoded objects (see [`free_form`]).
+pub(super) fn free_form_list(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": free_form(generator) })
+}
+
+/// An RFC 3339 timestamp (Kubernetes `metav1.Time`), checked by the API server.
+pub(super) fn date_time(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "format": "date-time" })
+}
+
+/// [`FailureClass`] by its stable label (`transient`, `auth_rejected`, ...).
+pub(super) fn failure_class(_: &mut SchemaGenerator) -> Schema {
+    let labels: Vec<&str> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+    json_schema!({ "type": "string", "enum": labels })
+}

@@ -1,0 +1,216 @@
+//! The `status` of `Certificate`, `Issuer` and `ClusterIssuer` (cert-manager's
+//! `types_certificate.go` and `types_issuer.go`), field names exactly as cert-manager spells them,
+//! plus certkeeper's retry state ([`CertkeeperStatus`]).
+//!
+//! Timestamps are RFC 3339 strings (`2026-01-02T03:04:05Z`), as Kubernetes' `metav1.Time`
+//! serialises them; the CRD schema has them checked by the API server (`format: date-time`).
+//!
+//! Left out: the ACME-only `status.acme` of Certificates and Issuers (certkeeper serves Vault
+//! issuers only).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::FailureClass;
+
+/// Condition type `Ready` (Certificate, CertificateRequest, Issuer, ClusterIssuer).
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type `Issuing` of a Certificate: set while a new certificate is being requested.
+pub const CONDITION_ISSUING: &str = "Issuing";
+
+/// cert-manager's `cmmeta.ConditionStatus`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    #[default]
+    Unknown,
+}
+
+/// A condition of a Certificate, Issuer or ClusterIssuer (cert-manager's `CertificateCondition`
+/// and `IssuerCondition`, which have the same fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` or `Issuing` ([`CONDITION_READY`], [`CONDITION_ISSUING`]).
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    pub status: ConditionStatus,
+    /// When the condition last changed from one status to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub last_transition_time: Option<String>,
+    /// Machine-readable, CamelCase reason for the last transition.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Human-readable details of the last transition.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The `metadata.generation` the condition was set for.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub observed_generation: i64,
+}
+
+pub type CertificateCondition = Condition;
+pub type IssuerCondition = Condition;
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `status` of a Certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// `Ready` and `Issuing`; at most one per type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<CertificateCondition>,
+    /// When the last issuance failed; cleared by the next success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub last_failure_time: Option<String>,
+    /// notBefore of the certificate in the Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub not_before: Option<String>,
+    /// notAfter of the certificate in the Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub not_after: Option<String>,
+    /// When the certificate is due for renewal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub renewal_time: Option<String>,
+    /// Incremented on each issuance; 1 for the first certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i32>,
+    /// The Secret holding the private key for the issuance in progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_private_key_secret_name: Option<String>,
+    /// Consecutive failed issuances; cleared by the next success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_issuance_attempts: Option<i32>,
+    /// certkeeper's retry state (not in cert-manager's schema; see [`CertkeeperStatus`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certkeeper: Option<CertkeeperStatus>,
+}
+
+/// certkeeper's retry state of a Certificate: `status.certkeeper`, next to cert-manager's fields.
+///
+/// cert-manager's status has room for when the last issuance failed and how many times, but not
+/// for why in certkeeper's terms (the [`FailureClass`] decides the schedule) nor for when the next
+/// attempt is due. certkeeper ships its own CRDs (`deploy/crds/`, `certkeeper crds`), so the state
+/// lives in the status, in this one extra field, rather than in annotations:
+///
+/// - it is written through the `status` subresource together with the `Ready` condition, in one
+///   write that neither bumps `metadata.generation` nor races with users' `kubectl apply` of the
+///   spec and metadata (annotations would be both);
+/// - the API server checks it (the class is an enum, times are `format: date-time`);
+/// - `kubectl get certificate` shows `nextAttemptTime` (column `NextAttempt`), and
+///   `kubectl get -o yaml` / `describe` show all of it.
+///
+/// With cert-manager's own CRDs installed instead, the API server prunes this field; nothing
+/// depends on reading it back: the controller recomputes the schedule from its own state and
+/// cert-manager's `lastFailureTime` / `failedIssuanceAttempts`, and the `Ready` condition's
+/// message repeats the class and the next attempt for humans.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertkeeperStatus {
+    /// Class of the last failure: `transient`, `auth_rejected`, `rejected` or `invalid`. Unset
+    /// after a success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::failure_class")]
+    pub failure_class: Option<FailureClass>,
+    /// The last failure, as certkeeper reports it (secrets never included).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub failure_message: String,
+    /// When the next attempt is due; unset when none is scheduled (an `invalid` failure waits
+    /// for a change of the Certificate or what it references).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub next_attempt_time: Option<String>,
+}
+
+/// `status` of an Issuer or ClusterIssuer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IssuerStatus {
+    /// `Ready`: whether the issuer can sign (Vault reachable, login works).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<IssuerCondition>,
+}
+
+impl CertificateStatus {
+    /// The condition of this type, if set.
+    pub fn condition(&self, condition_type: &str) -> Option<&CertificateCondition> {
+        self.conditions
+            .iter()
+            .find(|c| c.condition_type == condition_type)
+    }
+}
+
+impl IssuerStatus {
+    /// The condition of this type, if set.
+    pub fn condition(&self, condition_type: &str) -> Option<&IssuerCondition> {
+        self.conditions
+            .iter()
+            .find(|c| c.condition_type == condition_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn certificate_status_with_cert_manager_names_and_certkeeper_state() {
+        let yaml = "conditions:\n\
+            - {type: Ready, status: 'False', reason: Failed, message: sealed, \
+               lastTransitionTime: '2026-01-02T03:04:05Z', observedGeneration: 3}\n\
+            - {type: Issuing, status: 'True'}\n\
+            notBefore: '2026-01-01T00:00:00Z'\nnotAfter: '2026-04-01T00:00:00Z'\n\
+            renewalTime: '2026-03-02T00:00:00Z'\nrevision: 4\nlastFailureTime: '2026-01-02T03:04:05Z'\n\
+            failedIssuanceAttempts: 2\nnextPrivateKeySecretName: web-abcde\n\
+            certkeeper: {failureClass: auth_rejected, failureMessage: denied, \
+                         nextAttemptTime: '2026-01-02T03:09:05Z'}\n";
+        let status: CertificateStatus = serde_yaml_ng::from_str(yaml).unwrap();
+        let ready = status.condition(CONDITION_READY).unwrap();
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.observed_generation, 3);
+        assert_eq!(
+            status.condition(CONDITION_ISSUING).unwrap().status,
+            ConditionStatus::True
+        );
+        assert_eq!(
+            (status.revision, status.failed_issuance_attempts),
+            (Some(4), Some(2))
+        );
+        let ck = status.certkeeper.as_ref().unwrap();
+        assert_eq!(ck.failure_class, Some(FailureClass::AuthRejected));
+        assert_eq!(ck.next_attempt_time.as_deref(), Some("2026-01-02T03:09:05Z"));
+        let text = serde_yaml_ng::to_string(&status).unwrap();
+        let back: CertificateStatus = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(back, status);
+        assert!(text.contains("nextPrivateKeySecretName") && text.contains("failureClass: auth_rejected"));
+        // an empty status serialises to an empty object
+        assert_eq!(
+            serde_yaml_ng::to_string(&CertificateStatus::default())
+                .unwrap()
+                .trim(),
+            "{}"
+        );
+    }
+
+    #[test]
+    fn issuer_status() {
+        let status: IssuerStatus =
+            serde_yaml_ng::from_str("conditions: [{type: Ready, status: 'True', reason: VaultVerified}]")
+                .unwrap();
+        assert_eq!(status.condition("Ready").unwrap().reason, "VaultVerified");
+        assert!(status.condition("Other").is_none());
+    }
+}
