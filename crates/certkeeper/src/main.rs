@@ -62,6 +62,9 @@ enum Command {
     },
     /// Show a PEM certificate file: subject, SANs, validity, issuer, chain.
     Inspect { file: PathBuf },
+    /// Print the CRDs (Certificate, CertificateRequest, Issuer, ClusterIssuer) as a YAML stream,
+    /// for `certkeeper crds | kubectl apply -f -`.
+    Crds,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,10 @@ fn main() -> ExitCode {
             } => commands::renew(&config, name, all, wait).await,
             Command::Check { config } => commands::check(&config).await,
             Command::Inspect { file } => commands::inspect(&file),
+            Command::Crds => {
+                print!("{}", certkeeper_crds::all_yaml());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {
