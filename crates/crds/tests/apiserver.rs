@@ -1,0 +1,518 @@
+//! The generated CRDs against a genuine kube-apiserver (v1.20.2, certkeeper-testkit): accepted
+//! as structural, Established, and then cert-manager manifests for the Vault issuer apply
+//! unchanged and read back unchanged (nothing pruned), the status subresource takes cert-manager's
+//! status plus `status.certkeeper`, printer columns show, and invalid objects are refused (422).
+//! Skipped (with a printed reason) only when the binaries from
+//! scripts/kube/install-kube-apiserver.sh are not installed.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use certkeeper_core::FailureClass;
+use certkeeper_core::spec::{
+    Base64Bytes, CertificateRequest, CertificateStatus, CertkeeperStatus, Condition, ConditionStatus,
+    Resource, parse_resource,
+};
+use certkeeper_testkit::{KubeApiServer, csr_p256, kube_bin_dir};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const BOUND: Duration = Duration::from_secs(60);
+const NS: &str = "certs";
+const CM: &str = "/apis/cert-manager.io/v1";
+
+fn installed() -> bool {
+    match kube_bin_dir() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: {e:#}");
+            false
+        }
+    }
+}
+
+/// An admin client of the apiserver that can send any content type (merge patches, tables).
+struct Api<'a> {
+    kube: &'a KubeApiServer,
+    client: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    fn new(kube: &'a KubeApiServer) -> Result<Self> {
+        let ca = reqwest::Certificate::from_pem(kube.ca_pem().as_bytes())?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([ca])
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self { kube, client })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.kube.url());
+        let mut request = self
+            .client
+            .request(method.clone(), &url)
+            .bearer_auth(self.kube.admin_token())
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", content_type)
+                .body(serde_json::to_vec(body)?);
+        }
+        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        self.call(Method::GET, path, "", None).await
+    }
+
+    /// POST; a 404 right after a CRD became Established (the resource not yet served) is retried.
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let (status, answer) = self
+                .call(Method::POST, path, "application/json", Some(body))
+                .await?;
+            if status != 404 || Instant::now() > deadline {
+                return Ok((status, answer));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn create(&self, path: &str, body: &Value) -> Result<Value> {
+        match self.post(path, body).await? {
+            (201, created) => Ok(created),
+            (status, answer) => bail!("POST {path} -> {status}: {answer}"),
+        }
+    }
+
+    async fn merge_patch(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.call(Method::PATCH, path, "application/merge-patch+json", Some(body))
+            .await
+    }
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).unwrap()
+}
+
+/// The apiserver's copy of an object decodes into certkeeper's types without errors.
+fn decodes(object: &Value) -> Resource {
+    let value = serde_yaml_ng::to_value(object).unwrap();
+    parse_resource(&value).unwrap_or_else(|e| panic!("{e:?} in {object}"))
+}
+
+async fn apply_crds(api: &Api<'_>) -> Result<()> {
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let stream = certkeeper_crds::all_yaml();
+    let mut names = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&stream) {
+        let crd: Value = serde::Deserialize::deserialize(document)?;
+        names.push(crd["metadata"]["name"].as_str().unwrap().to_owned());
+        api.create(path, &crd).await?;
+    }
+    assert_eq!(names.len(), 4);
+    let deadline = Instant::now() + BOUND;
+    for name in names {
+        loop {
+            let (status, crd) = api.get(&format!("{path}/{name}")).await?;
+            assert_eq!(status, 200, "{crd}");
+            let conditions = crd["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let condition = |t: &str| conditions.iter().find(|c| c["type"] == t).cloned();
+            if let Some(c) = condition("NonStructuralSchema") {
+                bail!("{name} is not structural: {c}");
+            }
+            if condition("Established").is_some_and(|c| c["status"] == "True") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{name} not Established after {BOUND:?}: {conditions:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+const APPROLE_ISSUER: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: vault-approle
+  namespace: certs
+spec:
+  vault:
+    path: pki_int/sign/example-dot-com
+    server: https://vault.local:8200
+    namespace: admin/team-a
+    auth:
+      appRole:
+        path: approle
+        roleId: "291b9d21-8ff5-f8b5-1f0b-f96e7ab2d8f9"
+        secretRef:
+          name: cert-manager-vault-approle
+          key: secretId
+"#;
+
+const KUBERNETES_CLUSTER_ISSUER: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata:
+  name: vault-kubernetes
+spec:
+  vault:
+    path: pki_int/sign/example-dot-com
+    server: https://vault.local:8200
+    serverName: vault.internal
+    caBundleSecretRef:
+      name: vault-ca
+      key: ca.crt
+    auth:
+      kubernetes:
+        role: cert-manager
+        mountPath: /v1/auth/kubernetes
+        serviceAccountRef:
+          name: vault-issuer
+          audiences:
+          - vault://vault-kubernetes
+"#;
+
+fn token_issuer(ca_bundle: &str) -> Value {
+    yaml(&format!(
+        r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: vault-token
+  namespace: certs
+spec:
+  vault:
+    path: pki/sign/internal
+    server: http://127.0.0.1:8200
+    caBundle: {ca_bundle}
+    auth:
+      tokenSecretRef:
+        name: cert-manager-vault-token
+        key: token
+"#
+    ))
+}
+
+const CERTIFICATE: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: web
+  namespace: certs
+  labels:
+    app: web
+spec:
+  secretName: web-tls
+  commonName: web.example.com
+  dnsNames:
+  - web.example.com
+  - www.example.com
+  ipAddresses:
+  - 10.0.0.10
+  - "2001:db8::10"
+  uris:
+  - spiffe://cluster.local/ns/certs/sa/web
+  emailAddresses:
+  - ops@example.com
+  subject:
+    organizations: [Example Inc]
+    countries: [DE]
+    organizationalUnits: [Platform]
+    localities: [Berlin]
+    provinces: [Berlin]
+    streetAddresses: [Main Street 1]
+    postalCodes: ["10115"]
+    serialNumber: "42"
+  duration: 2160h0m0s
+  renewBefore: 360h0m0s
+  isCA: false
+  privateKey:
+    algorithm: ECDSA
+    size: 384
+    encoding: PKCS8
+    rotationPolicy: Always
+  signatureAlgorithm: ECDSAWithSHA384
+  usages:
+  - server auth
+  - client auth
+  - digital signature
+  - key encipherment
+  encodeUsagesInRequest: true
+  revisionHistoryLimit: 3
+  secretTemplate:
+    annotations:
+      reflector.v1.k8s.emberstack.com/reflection-allowed: "true"
+    labels:
+      team: platform
+  additionalOutputFormats:
+  - type: CombinedPEM
+  - type: DER
+  keystores:
+    pkcs12:
+      create: true
+      profile: Modern2023
+      passwordSecretRef:
+        name: web-p12-password
+        key: password
+  issuerRef:
+    name: vault-approle
+    kind: Issuer
+    group: cert-manager.io
+"#;
+
+fn certificate_request(csr_pem: &str) -> Value {
+    let request = serde_json::to_value(Base64Bytes(csr_pem.as_bytes().to_vec())).unwrap();
+    json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "CertificateRequest",
+        "metadata": {"name": "web-1", "namespace": NS},
+        "spec": {
+            "request": request,
+            "issuerRef": {"name": "vault-kubernetes", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            "duration": "2160h0m0s",
+            "isCA": false,
+            "usages": ["digital signature", "key encipherment", "server auth"],
+            "username": "system:serviceaccount:cert-manager:cert-manager",
+            "uid": "0f4f0ea5-6c64-4d4c-8c1a-3b5f1d0f2a11",
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "extra": {"authentication.kubernetes.io/pod-name": ["cert-manager-7d9f"]},
+        },
+    })
+}
+
+/// Creates `manifest` at `collection` and reads it back: the spec is unchanged.
+async fn round_trip(api: &Api<'_>, collection: &str, manifest: &Value) -> Result<Value> {
+    api.create(collection, manifest).await?;
+    let name = manifest["metadata"]["name"].as_str().unwrap();
+    let (status, stored) = api.get(&format!("{collection}/{name}")).await?;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        stored["spec"], manifest["spec"],
+        "{collection}/{name}: spec changed on the way"
+    );
+    Ok(stored)
+}
+
+fn assert_refused(answer: &(u16, Value), field: &str) {
+    assert_eq!(answer.0, 422, "expected 422 mentioning {field}: {}", answer.1);
+    assert!(
+        answer.1.to_string().contains(field),
+        "{field} not in {}",
+        answer.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_serve_cert_manager_manifests() {
+    if !installed() {
+        return;
+    }
+    let kube = KubeApiServer::start().await.unwrap();
+    let api = Api::new(&kube).unwrap();
+    apply_crds(&api).await.unwrap();
+    kube.create_namespace(NS).await.unwrap();
+
+    // discovery: names, short names, category
+    let (status, discovery) = api.get(CM).await.unwrap();
+    assert_eq!(status, 200, "{discovery}");
+    let resource = |name: &str| {
+        discovery["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {discovery}"))
+    };
+    assert_eq!(resource("certificates")["shortNames"], json!(["cert", "certs"]));
+    assert_eq!(
+        resource("certificaterequests")["shortNames"],
+        json!(["cr", "crs"])
+    );
+    assert_eq!(resource("clusterissuers")["namespaced"], json!(false));
+    assert_eq!(resource("issuers")["categories"], json!(["cert-manager"]));
+    assert!(discovery.to_string().contains("certificates/status"));
+
+    // unchanged cert-manager manifests: created, read back unchanged, decoded by certkeeper
+    let issuers = format!("{CM}/namespaces/{NS}/issuers");
+    let stored = round_trip(&api, &issuers, &yaml(APPROLE_ISSUER)).await.unwrap();
+    assert!(matches!(decodes(&stored), Resource::Issuer(_)));
+    let ca_bundle = serde_json::to_value(Base64Bytes(kube.ca_pem().as_bytes().to_vec())).unwrap();
+    let stored = round_trip(&api, &issuers, &token_issuer(ca_bundle.as_str().unwrap()))
+        .await
+        .unwrap();
+    let Resource::Issuer(issuer) = decodes(&stored) else {
+        panic!()
+    };
+    assert_eq!(
+        issuer.spec.vault.unwrap().ca_bundle.unwrap().0,
+        kube.ca_pem().as_bytes()
+    );
+    let stored = round_trip(
+        &api,
+        &format!("{CM}/clusterissuers"),
+        &yaml(KUBERNETES_CLUSTER_ISSUER),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(decodes(&stored), Resource::ClusterIssuer(_)));
+    let certificates = format!("{CM}/namespaces/{NS}/certificates");
+    let stored = round_trip(&api, &certificates, &yaml(CERTIFICATE)).await.unwrap();
+    let Resource::Certificate(certificate) = decodes(&stored) else {
+        panic!()
+    };
+    assert_eq!(certificate.spec.dns_names.len(), 2);
+    assert_eq!(stored["metadata"]["generation"], 1);
+    let (csr, _key) = csr_p256("web.example.com", &["web.example.com"]).unwrap();
+    let requests = format!("{CM}/namespaces/{NS}/certificaterequests");
+    let stored = round_trip(&api, &requests, &certificate_request(&csr))
+        .await
+        .unwrap();
+    let request: CertificateRequest = serde_json::from_value(stored).unwrap();
+    assert_eq!(request.spec.request.0, csr.as_bytes());
+    assert!(request.validate().is_empty(), "{:?}", request.validate());
+
+    // status subresource: cert-manager's status and certkeeper's retry state, from the Rust types
+    let status = CertificateStatus {
+        conditions: vec![Condition {
+            condition_type: "Ready".into(),
+            status: ConditionStatus::False,
+            last_transition_time: Some("2026-01-02T03:04:05Z".into()),
+            reason: "Failed".into(),
+            message: "Vault is sealed; retrying at 2026-01-02T03:04:35Z".into(),
+            observed_generation: 1,
+        }],
+        last_failure_time: Some("2026-01-02T03:04:05Z".into()),
+        failed_issuance_attempts: Some(2),
+        certkeeper: Some(CertkeeperStatus {
+            failure_class: Some(FailureClass::Transient),
+            failure_message: "Vault is sealed".into(),
+            next_attempt_time: Some("2026-01-02T03:04:35Z".into()),
+        }),
+        ..CertificateStatus::default()
+    };
+    let web = format!("{certificates}/web");
+    let patch = json!({"status": serde_json::to_value(&status).unwrap()});
+    let (code, patched) = api.merge_patch(&format!("{web}/status"), &patch).await.unwrap();
+    assert_eq!(code, 200, "{patched}");
+    let (code, stored) = api.get(&format!("{web}/status")).await.unwrap();
+    assert_eq!(code, 200, "{stored}");
+    let read_back: CertificateStatus = serde_json::from_value(stored["status"].clone()).unwrap();
+    assert_eq!(
+        read_back, status,
+        "status pruned or changed: {}",
+        stored["status"]
+    );
+    assert_eq!(
+        stored["metadata"]["generation"], 1,
+        "a status write bumped the generation"
+    );
+    assert_eq!(stored["spec"], yaml(CERTIFICATE)["spec"]);
+    // a status sent to the main resource is ignored (the subresource is enabled)
+    let (code, _) = api
+        .merge_patch(&web, &json!({"status": {"failedIssuanceAttempts": 9}}))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let (_, stored) = api.get(&web).await.unwrap();
+    assert_eq!(stored["status"]["failedIssuanceAttempts"], 2);
+
+    // printer columns, as kubectl get asks for them
+    let url = format!("{}{web}", kube.url());
+    let table: Value = api
+        .client
+        .get(&url)
+        .bearer_auth(kube.admin_token())
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no table: {table}"))
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Name",
+            "Ready",
+            "Secret",
+            "Issuer",
+            "Status",
+            "Expiration",
+            "NextAttempt",
+            "Age"
+        ]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(cells[1], "False");
+    assert_eq!(cells[2], "web-tls");
+    assert_eq!(cells[6], "2026-01-02T03:04:35Z");
+
+    // refused by the schema: 422 naming the field
+    let mut wrong = yaml(CERTIFICATE);
+    wrong["metadata"]["name"] = json!("wrong-duration");
+    wrong["spec"]["duration"] = json!(90);
+    assert_refused(&api.post(&certificates, &wrong).await.unwrap(), "spec.duration");
+    let mut wrong = yaml(CERTIFICATE);
+    wrong["metadata"]["name"] = json!("wrong-algorithm");
+    wrong["spec"]["privateKey"]["algorithm"] = json!("DSA");
+    assert_refused(
+        &api.post(&certificates, &wrong).await.unwrap(),
+        "spec.privateKey.algorithm",
+    );
+    let mut wrong = yaml(CERTIFICATE);
+    wrong["metadata"]["name"] = json!("wrong-usage");
+    wrong["spec"]["usages"] = json!(["server auth", "world domination"]);
+    assert_refused(&api.post(&certificates, &wrong).await.unwrap(), "spec.usages");
+    let mut wrong = token_issuer("bm90IGEgUEVN");
+    wrong["metadata"]["name"] = json!("wrong-ca-bundle");
+    wrong["spec"]["vault"]["caBundle"] = json!("not base64!");
+    assert_refused(&api.post(&issuers, &wrong).await.unwrap(), "spec.vault.caBundle");
+    let mut wrong = certificate_request(&csr);
+    wrong["metadata"]["name"] = json!("web-2");
+    wrong["spec"].as_object_mut().unwrap().remove("request");
+    assert_refused(&api.post(&requests, &wrong).await.unwrap(), "spec.request");
+    // and a status certkeeper would never write
+    let bad_class = json!({"status": {"certkeeper": {"failureClass": "fatal"}}});
+    assert_refused(
+        &api.merge_patch(&format!("{web}/status"), &bad_class)
+            .await
+            .unwrap(),
+        "status.certkeeper.failureClass",
+    );
+    let bad_time = json!({"status": {"certkeeper": {"nextAttemptTime": "in five minutes"}}});
+    assert_refused(
+        &api.merge_patch(&format!("{web}/status"), &bad_time)
+            .await
+            .unwrap(),
+        "status.certkeeper.nextAttemptTime",
+    );
+}
