@@ -8,8 +8,10 @@
 //! certkeeper keeps a field undecoded (other issuer types, alpha features). `nullable` is left
 //! out: certkeeper never writes `null`, and since Kubernetes 1.20 the API server drops `null`
 //! values of non-nullable fields, which is what cert-manager's CRDs rely on too. Names, short
-//! names, category and printer columns follow cert-manager's CRDs, plus a `NextAttempt` column for
-//! certkeeper's retry state (`status.certkeeper`, see `certkeeper_core::spec::CertkeeperStatus`).
+//! names, category, printer columns, `required` fields and `x-kubernetes-list-type: atomic` lists
+//! follow cert-manager's CRDs, plus a `NextAttempt` column for certkeeper's retry state
+//! (`status.certkeeper`, see `certkeeper_core::spec::CertkeeperStatus`). Left out of cert-manager's
+//! schemas: `status.acme` (ACME only) and `selectableFields` (Kubernetes 1.30+).
 //!
 //! The generated files are checked in under `deploy/crds/` (one per CRD, named like
 //! cert-manager's) and a unit test fails when they differ from what the types generate. After
@@ -72,6 +74,55 @@ const AGE: Column = Column {
     kind: "date",
     priority: 0,
 };
+
+/// Required fields, as cert-manager's CRDs have them: (dotted path into the `spec` schema,
+/// fields). Beyond what the types' own `required` lists say, because certkeeper's types decode
+/// missing fields as empty (so that every missing field is reported at once, with its path).
+type Required = &'static [(&'static str, &'static [&'static str])];
+
+const CERTIFICATE_REQUIRED: Required = &[
+    ("", &["issuerRef", "secretName"]),
+    ("issuerRef", &["name"]),
+    ("keystores.pkcs12", &["create"]),
+    ("keystores.pkcs12.passwordSecretRef", &["name"]),
+];
+
+const ISSUER_REQUIRED: Required = &[
+    ("vault", &["auth", "path", "server"]),
+    ("vault.auth.appRole", &["path", "roleId", "secretRef"]),
+    ("vault.auth.appRole.secretRef", &["name"]),
+    ("vault.auth.kubernetes", &["role"]),
+    ("vault.auth.kubernetes.secretRef", &["name"]),
+    ("vault.auth.kubernetes.serviceAccountRef", &["name"]),
+    ("vault.auth.tokenSecretRef", &["name"]),
+    ("vault.caBundleSecretRef", &["name"]),
+    ("vault.clientCertSecretRef", &["name"]),
+    ("vault.clientKeySecretRef", &["name"]),
+];
+
+const CERTIFICATE_REQUEST_REQUIRED: Required = &[("issuerRef", &["name"])];
+
+/// Adds the `required` lists of `table` to `schema` (a `spec` schema).
+fn require(mut schema: Value, table: Required) -> Value {
+    for (path, fields) in table {
+        let mut node = &mut schema;
+        for segment in path.split('.').filter(|s| !s.is_empty()) {
+            node = node
+                .pointer_mut(&format!("/properties/{segment}"))
+                .unwrap_or_else(|| panic!("no property {segment} of {path} in the schema"));
+        }
+        let mut required: Vec<String> = node
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        required.extend(fields.iter().map(|f| (*f).to_owned()));
+        required.sort();
+        required.dedup();
+        node["required"] = json!(required);
+    }
+    schema
+}
 
 /// One CustomResourceDefinition.
 #[derive(Debug, Clone)]
@@ -195,7 +246,7 @@ pub fn crds() -> Vec<Crd> {
                 as part of `issuerRef` fields. It is scoped to a single namespace and can therefore only \
                 be referenced by resources within the same namespace. certkeeper serves `spec.vault`.",
             columns: vec![READY, STATUS, AGE],
-            spec_schema: schema_of::<IssuerSpec>(),
+            spec_schema: require(schema_of::<IssuerSpec>(), ISSUER_REQUIRED),
             status_schema: schema_of::<IssuerStatus>(),
         },
         Crd {
@@ -208,7 +259,7 @@ pub fn crds() -> Vec<Crd> {
                 cluster-scoped and therefore can be referenced by resources that exist in *any* \
                 namespace, not just the same namespace as the referent. certkeeper serves `spec.vault`.",
             columns: vec![READY, STATUS, AGE],
-            spec_schema: schema_of::<IssuerSpec>(),
+            spec_schema: require(schema_of::<IssuerSpec>(), ISSUER_REQUIRED),
             status_schema: schema_of::<IssuerStatus>(),
         },
         Crd {
@@ -228,7 +279,7 @@ pub fn crds() -> Vec<Crd> {
                 column("NextAttempt", ".status.certkeeper.nextAttemptTime", 0),
                 AGE,
             ],
-            spec_schema: schema_of::<CertificateSpec>(),
+            spec_schema: require(schema_of::<CertificateSpec>(), CERTIFICATE_REQUIRED),
             status_schema: schema_of::<CertificateStatus>(),
         },
         Crd {
@@ -253,7 +304,10 @@ pub fn crds() -> Vec<Crd> {
                 STATUS,
                 AGE,
             ],
-            spec_schema: schema_of::<CertificateRequestSpec>(),
+            spec_schema: require(
+                schema_of::<CertificateRequestSpec>(),
+                CERTIFICATE_REQUEST_REQUIRED,
+            ),
             status_schema: schema_of::<CertificateRequestStatus>(),
         },
     ]
@@ -302,6 +356,10 @@ fn structural(schema: &mut Value) {
     for key in DROPPED {
         object.remove(*key);
     }
+    // Rustdoc links read as plain code in `kubectl explain`.
+    if let Some(Value::String(description)) = object.get_mut("description") {
+        *description = description.replace("[`", "`").replace("`]", "`");
+    }
     // `Option`s: `null` is never written (see the crate docs), so it leaves enums, type lists
     // and combinators.
     for combinator in ["anyOf", "oneOf"] {
@@ -349,6 +407,11 @@ fn structural(schema: &mut Value) {
                 object.entry(key).or_insert(value);
             }
         }
+    }
+    // Lists are replaced as a whole by server-side apply unless a schema says otherwise, as in
+    // cert-manager's CRDs.
+    if object.get("type") == Some(&json!("array")) && !object.contains_key("x-kubernetes-list-type") {
+        object.insert("x-kubernetes-list-type".into(), json!("atomic"));
     }
     // Integer formats Kubernetes knows are int32 and int64.
     if object.get("type") == Some(&json!("integer")) {

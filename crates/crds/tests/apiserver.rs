@@ -496,6 +496,20 @@ async fn crds_serve_cert_manager_manifests() {
     wrong["metadata"]["name"] = json!("wrong-ca-bundle");
     wrong["spec"]["vault"]["caBundle"] = json!("not base64!");
     assert_refused(&api.post(&issuers, &wrong).await.unwrap(), "spec.vault.caBundle");
+    let mut wrong = yaml(APPROLE_ISSUER);
+    wrong["metadata"]["name"] = json!("wrong-approle");
+    wrong["spec"]["vault"]["auth"]["appRole"]
+        .as_object_mut()
+        .unwrap()
+        .remove("roleId");
+    assert_refused(
+        &api.post(&issuers, &wrong).await.unwrap(),
+        "spec.vault.auth.appRole.roleId",
+    );
+    let mut wrong = yaml(CERTIFICATE);
+    wrong["metadata"]["name"] = json!("wrong-secret-name");
+    wrong["spec"].as_object_mut().unwrap().remove("secretName");
+    assert_refused(&api.post(&certificates, &wrong).await.unwrap(), "spec.secretName");
     let mut wrong = certificate_request(&csr);
     wrong["metadata"]["name"] = json!("web-2");
     wrong["spec"].as_object_mut().unwrap().remove("request");
