@@ -1,5 +1,5 @@
-//! The daemon's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz` and
-//! `/api/v1/status` (JSON). A small hyper server: listener and shutdown are injected, so tests
+//! The daemon's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
+//! `/api/v1/status` (JSON, every certificate) and `/api/v1/summary` (JSON counts). A small hyper server: listener and shutdown are injected, so tests
 //! run it on port 0.
 
 use std::convert::Infallible;
@@ -22,6 +22,10 @@ pub trait Endpoints: Send + Sync + 'static {
     /// Manifests loaded and the engine running.
     fn ready(&self) -> bool;
     fn status_json(&self) -> impl Future<Output = String> + Send;
+    /// Counts (certificates, ready, failing, issuing) as JSON: cheap enough to poll.
+    fn summary_json(&self) -> impl Future<Output = String> + Send {
+        async { "{}".to_owned() }
+    }
 }
 
 /// Serve until `shutdown` turns true.
@@ -70,6 +74,7 @@ async fn route<E: Endpoints>(req: Request<Incoming>, e: &E) -> Response<Full<Byt
             "not ready\n".into(),
         ),
         (&Method::GET, "/api/v1/status") => text(StatusCode::OK, "application/json", e.status_json().await),
+        (&Method::GET, "/api/v1/summary") => text(StatusCode::OK, "application/json", e.summary_json().await),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }

@@ -70,6 +70,10 @@ impl Endpoints for Shared {
         let rows = rows_from_engine(&self.engine.snapshot().await);
         serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
     }
+
+    async fn summary_json(&self) -> String {
+        serde_json::to_string(&self.engine.summary().await).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 /// Run until SIGTERM / SIGINT.

@@ -66,7 +66,20 @@ enum Command {
     SetCertificates(Vec<(CertJob, Option<CertState>)>),
     Renew(Option<CertId>),
     Snapshot(oneshot::Sender<Vec<CertStatus>>),
+    Summary(oneshot::Sender<Summary>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// Counts over every certificate, computed without copying any of them: cheap enough to poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub certificates: usize,
+    /// Issued, unexpired and issued for the current spec.
+    pub ready: usize,
+    /// With a failure recorded since the last success.
+    pub failing: usize,
+    /// Attempts running now.
+    pub issuing: usize,
 }
 
 /// Controls a running engine. Cheap to clone.
@@ -83,6 +96,7 @@ impl std::fmt::Debug for Command {
             Command::SetCertificates(_) => "SetCertificates",
             Command::Renew(_) => "Renew",
             Command::Snapshot(_) => "Snapshot",
+            Command::Summary(_) => "Summary",
             Command::Shutdown(_) => "Shutdown",
         })
     }
@@ -106,6 +120,14 @@ impl EngineHandle {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Snapshot(tx)).is_err() {
             return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn summary(&self) -> Summary {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Summary(tx)).is_err() {
+            return Summary::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -268,6 +290,19 @@ impl<R: Runtime> Driver<R> {
                 let now = SystemTime::now();
                 let list = self.entries.values().map(|e| status(e, now)).collect();
                 let _ = reply.send(list);
+            }
+            Command::Summary(reply) => {
+                let now = to_unix(SystemTime::now());
+                let mut s = Summary {
+                    certificates: self.entries.len(),
+                    issuing: self.running.len(),
+                    ..Summary::default()
+                };
+                for e in self.entries.values() {
+                    s.ready += usize::from(is_ready(e, now));
+                    s.failing += usize::from(e.state.failure.is_some());
+                }
+                let _ = reply.send(s);
             }
             Command::Shutdown(_) => {}
         }
@@ -551,17 +586,19 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn status(e: &Entry, now: SystemTime) -> CertStatus {
-    let now_unix = to_unix(now);
-    let ready = e
-        .state
+/// Issued, unexpired and issued for the current spec.
+fn is_ready(e: &Entry, now_unix: i64) -> bool {
+    e.state
         .issued
         .as_ref()
-        .is_some_and(|i| i.not_after > now_unix && i.spec_fingerprint == e.job.fingerprint);
+        .is_some_and(|i| i.not_after > now_unix && i.spec_fingerprint == e.job.fingerprint)
+}
+
+fn status(e: &Entry, now: SystemTime) -> CertStatus {
     CertStatus {
         job: e.job.clone(),
         state: e.state.clone(),
-        ready,
+        ready: is_ready(e, to_unix(now)),
         issuing: e.in_flight,
         next_check: e.queued.map(to_unix),
     }

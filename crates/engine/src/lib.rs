@@ -13,7 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod state;
 
-pub use driver::{CertStatus, EngineConfig, EngineHandle, spawn};
+pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn};
 pub use job::{
     CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
 };
