@@ -343,7 +343,7 @@ impl PrivateKey {
                 reason: format!("generated a {parsed} key"),
             });
         }
-        Self::assemble(parsed, material)
+        Self::assemble_with(parsed, material, Some(generated))
     }
 
     /// Reads an existing key (re-used when `rotationPolicy: Never`): PKCS#1 "RSA PRIVATE KEY", SEC1
@@ -374,11 +374,26 @@ impl PrivateKey {
         Self::assemble(algorithm, material)
     }
 
-    fn assemble(algorithm: KeyAlgorithm, mut material: Material) -> Result<Self, PkiError> {
-        let choice = algorithm.signature()?;
-        let pkcs8 = material.pkcs8();
-        let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_slice().into(), choice.rcgen)
-            .map_err(|e| PkiError::KeyRejected(e.to_string()))?;
+    fn assemble(algorithm: KeyAlgorithm, material: Material) -> Result<Self, PkiError> {
+        Self::assemble_with(algorithm, material, None)
+    }
+
+    /// `pair`: the signing key when it already exists (a key just generated: parsing its PKCS#8
+    /// again would only repeat aws-lc's key checks).
+    fn assemble_with(
+        algorithm: KeyAlgorithm,
+        mut material: Material,
+        pair: Option<KeyPair>,
+    ) -> Result<Self, PkiError> {
+        let pair = match pair {
+            Some(pair) => pair,
+            None => {
+                let choice = algorithm.signature()?;
+                let pkcs8 = material.pkcs8();
+                KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_slice().into(), choice.rcgen)
+                    .map_err(|e| PkiError::KeyRejected(e.to_string()))?
+            }
+        };
         if let Material::Ec { public, .. } = &mut material {
             if public.is_empty() {
                 *public = pair.der_bytes().to_vec();
