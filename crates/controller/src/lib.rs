@@ -1,0 +1,18 @@
+//! certkeeper's Kubernetes runtime: the same engine as the standalone runtime, with
+//! cert-manager.io/v1 objects from the API server as its input and Secrets, Certificate status,
+//! CertificateRequests and Events as its output.
+//!
+//! - [`kube`]: a small typed client of the API (reqwest + rustls with aws-lc-rs; no kube-rs).
+//! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
+//! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
+//! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
+//! - [`run`]: the loop that ties them together.
+
+pub mod kube;
+pub mod load;
+pub mod reflector;
+pub mod run;
+pub mod runtime;
+
+pub use kube::{KubeClient, KubeConfig, KubeError, TokenSource};
+pub use run::{ControllerConfig, ControllerError, run};

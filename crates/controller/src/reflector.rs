@@ -1,0 +1,178 @@
+//! A list-then-watch mirror of one collection (all Issuers, all ClusterIssuers, all
+//! Certificates) in memory, with a notification on every change.
+//!
+//! - The first list fills the store and marks it synced; a watch then resumes from the list's
+//!   resourceVersion with bookmarks, so a quiet collection keeps a fresh resourceVersion.
+//! - A watch the server ends (every [`WATCH_TIMEOUT_SECS`]) resumes from the last version seen.
+//! - `410 Gone` (the version is too old, compacted) or an ERROR event re-lists and replaces the
+//!   whole store, so deletions missed meanwhile are noticed.
+//! - Every [`RELIST_EVERY`] the collection is re-listed anyway (a periodic resync).
+//! - Failures back off 1 s doubling to 30 s; nothing is retried in a tight loop.
+//!
+//! Stored objects drop `metadata.managedFields` (the bulk of a large object, never used).
+//!
+//! [`WATCH_TIMEOUT_SECS`]: crate::kube::WATCH_TIMEOUT_SECS
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use crate::kube::{KubeClient, KubeError, meta_str};
+
+/// A full re-list this often, whatever the watch says.
+pub const RELIST_EVERY: Duration = Duration::from_secs(600);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The mirrored objects by "namespace/name" (cluster-scoped: "name").
+#[derive(Debug, Default)]
+pub struct Store {
+    objects: RwLock<HashMap<String, Arc<Value>>>,
+    synced: AtomicBool,
+}
+
+impl Store {
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<Value>> {
+        self.objects
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.objects
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Value>>> {
+        self.objects
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// "namespace/name", or "name" for cluster-scoped objects.
+pub fn object_key(object: &Value) -> String {
+    let ns = meta_str(object, "namespace");
+    let name = meta_str(object, "name");
+    if ns.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+fn trimmed(mut object: Value, kind: &str) -> Arc<Value> {
+    // List items of some API servers omit apiVersion and kind; the decoder needs them.
+    if object.get("kind").is_none_or(Value::is_null) {
+        object["kind"] = Value::String(kind.to_owned());
+    }
+    if object.get("apiVersion").is_none_or(Value::is_null) {
+        object["apiVersion"] = Value::String("cert-manager.io/v1".to_owned());
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    Arc::new(object)
+}
+
+/// Mirrors collection `path` (of `kind`, cert-manager.io/v1) into `store` until `stop` turns true; `changed` is notified after
+/// every change (and after each list).
+pub async fn reflect(
+    client: KubeClient,
+    path: String,
+    kind: &'static str,
+    store: Arc<Store>,
+    changed: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let result = tokio::select! {
+            r = run_once(&client, &path, kind, &store, &changed) => r,
+            _ = stop.changed() => return,
+        };
+        match result {
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(collection = %path, error = %e, retry_in = ?backoff, "list/watch failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// One list and the watches that follow it, until a re-list is needed.
+async fn run_once(
+    client: &KubeClient,
+    path: &str,
+    kind: &str,
+    store: &Store,
+    changed: &Notify,
+) -> Result<(), KubeError> {
+    let (items, mut rv) = client.list(path).await?;
+    {
+        let mut map = store.write();
+        map.clear();
+        for item in items {
+            map.insert(object_key(&item), trimmed(item, kind));
+        }
+    }
+    store.synced.store(true, Ordering::SeqCst);
+    changed.notify_one();
+    let listed = Instant::now();
+    while listed.elapsed() < RELIST_EVERY {
+        let mut stream = match client.watch(path, &rv).await {
+            Ok(s) => s,
+            Err(e) if e.code() == Some(410) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        while let Some(event) = stream.next().await? {
+            if let Some(v) = event
+                .object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+            {
+                rv = v.to_owned();
+            }
+            match event.kind.as_str() {
+                "ADDED" | "MODIFIED" => {
+                    let key = object_key(&event.object);
+                    store.write().insert(key, trimmed(event.object, kind));
+                    changed.notify_one();
+                }
+                "DELETED" => {
+                    store.write().remove(&object_key(&event.object));
+                    changed.notify_one();
+                }
+                "BOOKMARK" => {}
+                // ERROR: 410 Gone (expired version) or anything else: re-list.
+                _ => {
+                    let code = event.object.get("code").and_then(Value::as_u64).unwrap_or(0);
+                    tracing::debug!(collection = %path, code, "watch error event; re-listing");
+                    return Ok(());
+                }
+            }
+            if listed.elapsed() >= RELIST_EVERY {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

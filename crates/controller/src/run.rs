@@ -1,0 +1,507 @@
+//! The controller's run loop: mirror Issuers, ClusterIssuers and Certificates, read the Secrets
+//! they reference (by name), rebuild the engine's issuers and jobs when anything changes, write
+//! each issuer's Ready condition, and serve `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`
+//! with the standalone runtime's HTTP server.
+//!
+//! A reconcile runs after a change of a mirrored object (debounced by [`DEBOUNCE`]) and every
+//! `secret_resync`: referenced Secrets are not watched (no cluster-wide Secret watch; a watch per
+//! referenced name is a follow-up), they are re-read by name at each reconcile. When a
+//! referenced Secret appears, disappears or changes, the certificates of its issuers that are
+//! failing are retried at once ("waiting for a change" ends with the change).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use certkeeper_core::pki::rfc3339;
+use certkeeper_daemon::http::{Endpoints, serve};
+use certkeeper_engine::gate::CircuitState;
+use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::{CertJob, EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Notify, watch};
+
+use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str, secret_path};
+use crate::load::{
+    IssuerLimits, SecretCache, build_certificate, build_issuer, issuer_of, referenced_secrets,
+};
+use crate::reflector::{Store, reflect};
+use crate::runtime::{KubeRuntime, Tracked, restore_state};
+
+/// Changes arriving within this window are applied together.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A Ready issuer's login and health are re-checked this often.
+pub const ISSUER_RECHECK: Duration = Duration::from_secs(300);
+
+/// cert-manager's default `--cluster-resource-namespace`.
+pub const DEFAULT_CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub kube: KubeConfig,
+    /// Where a ClusterIssuer's Secret references resolve.
+    pub cluster_resource_namespace: String,
+    /// `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`.
+    pub listen: Option<SocketAddr>,
+    /// How often referenced Secrets are re-read.
+    pub secret_resync: Duration,
+    pub limits: IssuerLimits,
+    pub engine: EngineConfig,
+}
+
+impl ControllerConfig {
+    pub fn new(kube: KubeConfig) -> Self {
+        ControllerConfig {
+            kube,
+            cluster_resource_namespace: DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_owned(),
+            listen: None,
+            secret_resync: Duration::from_secs(30),
+            limits: IssuerLimits::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct Shared {
+    engine: EngineHandle,
+    issuers: Mutex<HashMap<IssuerId, IssuerRuntime>>,
+    ready: AtomicBool,
+}
+
+impl Endpoints for Shared {
+    async fn metrics(&self) -> String {
+        let circuits: Vec<(String, CircuitState)> = self
+            .issuers
+            .lock()
+            .await
+            .values()
+            .map(|i| (i.id.clone(), i.gate.circuit()))
+            .collect();
+        self.engine.render_metrics(&circuits).await
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    async fn status_json(&self) -> String {
+        let rows = certkeeper_daemon::status::rows_from_engine(&self.engine.snapshot().await);
+        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// The three mirrored collections.
+struct Stores {
+    issuers: Arc<Store>,
+    cluster_issuers: Arc<Store>,
+    certificates: Arc<Store>,
+}
+
+impl Stores {
+    fn synced(&self) -> bool {
+        self.issuers.synced() && self.cluster_issuers.synced() && self.certificates.synced()
+    }
+}
+
+/// What the last reconcile applied.
+#[derive(Default)]
+struct Applied {
+    /// (certificate id, fingerprint) set handed to the engine.
+    jobs: BTreeMap<String, u64>,
+    /// Issuer id -> versions of its referenced Secrets.
+    secret_versions: HashMap<IssuerId, Vec<Option<String>>>,
+    /// Issuer id -> (what was checked, when, the condition written).
+    issuer_checks: HashMap<IssuerId, (u64, Instant)>,
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ControllerError> {
+    let client = KubeClient::new(&config.kube)?;
+    let stores = Stores {
+        issuers: Arc::default(),
+        cluster_issuers: Arc::default(),
+        certificates: Arc::default(),
+    };
+    let changed = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (plural, kind, store) in [
+        ("issuers", "Issuer", &stores.issuers),
+        ("clusterissuers", "ClusterIssuer", &stores.cluster_issuers),
+        ("certificates", "Certificate", &stores.certificates),
+    ] {
+        tasks.push(tokio::spawn(reflect(
+            client.clone(),
+            format!("/apis/cert-manager.io/v1/{plural}"),
+            kind,
+            store.clone(),
+            changed.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    let metrics = Metrics::default();
+    let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
+    let runtime = Arc::new(runtime);
+    let events_task = tokio::spawn(events);
+    let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        issuers: Mutex::new(HashMap::new()),
+        ready: AtomicBool::new(false),
+    });
+    let server = match config.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ControllerError::Listen { addr, source })?;
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
+            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx.clone())))
+        }
+        None => None,
+    };
+
+    let mut applied = Applied::default();
+    let mut resync = tokio::time::interval(config.secret_resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    tracing::info!(server = %config.kube.server, "certkeeper controller running");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = changed.notified() => {
+                tokio::time::sleep(DEBOUNCE).await;
+            }
+            _ = resync.tick() => {}
+        }
+        if !stores.synced() {
+            continue;
+        }
+        reconcile(
+            &config,
+            &client,
+            &stores,
+            &metrics,
+            &shared,
+            &runtime,
+            &mut applied,
+        )
+        .await;
+        shared.ready.store(true, Ordering::SeqCst);
+    }
+    tracing::info!("shutting down: finishing attempts in flight");
+    shared.ready.store(false, Ordering::SeqCst);
+    engine.shutdown().await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    events_task.abort();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One issuer as found in the API: id, namespace of its Secrets, spec, its object.
+struct FoundIssuer {
+    id: IssuerId,
+    namespace: String,
+    vault: certkeeper_core::spec::VaultIssuer,
+    object: Arc<Value>,
+}
+
+async fn reconcile(
+    config: &ControllerConfig,
+    client: &KubeClient,
+    stores: &Stores,
+    metrics: &Metrics,
+    shared: &Arc<Shared>,
+    runtime: &Arc<KubeRuntime>,
+    applied: &mut Applied,
+) {
+    let mut problems: HashMap<IssuerId, String> = HashMap::new();
+    let mut found = Vec::new();
+    for object in stores
+        .issuers
+        .snapshot()
+        .into_iter()
+        .chain(stores.cluster_issuers.snapshot())
+    {
+        match issuer_of(&object, &config.cluster_resource_namespace) {
+            Ok(Some((id, namespace, vault))) => found.push(FoundIssuer {
+                id,
+                namespace,
+                vault,
+                object,
+            }),
+            Ok(None) => {}
+            Err(message) => {
+                let id = issuer_key(&object);
+                tracing::warn!(issuer = %id, problem = %message, "invalid issuer");
+                problems.insert(id, message);
+            }
+        }
+    }
+
+    // Referenced Secrets, read by name.
+    let mut secrets: SecretCache = HashMap::new();
+    for issuer in &found {
+        for key in referenced_secrets(&issuer.namespace, &issuer.vault) {
+            if secrets.contains_key(&key) {
+                continue;
+            }
+            match client.get(&secret_path(&key.0, &key.1)).await {
+                Ok(secret) => {
+                    secrets.insert(key, secret.map(Arc::new));
+                }
+                Err(e) => {
+                    tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "cannot read Secret")
+                }
+            }
+        }
+    }
+
+    let previous = shared.issuers.lock().await.clone();
+    let mut built: HashMap<IssuerId, IssuerRuntime> = HashMap::new();
+    let mut changed_secrets: Vec<IssuerId> = Vec::new();
+    let mut versions_now = HashMap::new();
+    for issuer in &found {
+        let refs = referenced_secrets(&issuer.namespace, &issuer.vault);
+        let versions: Vec<Option<String>> = refs
+            .iter()
+            .map(|k| {
+                secrets
+                    .get(k)
+                    .cloned()
+                    .flatten()
+                    .map(|s| meta_str(&s, "resourceVersion").to_owned())
+            })
+            .collect();
+        if applied
+            .secret_versions
+            .get(&issuer.id)
+            .is_some_and(|old| *old != versions)
+        {
+            changed_secrets.push(issuer.id.clone());
+        }
+        let missing: Vec<String> = refs
+            .iter()
+            .zip(&versions)
+            .filter(|(_, v)| v.is_none())
+            .map(|((ns, name), _)| format!("{ns}/{name}"))
+            .collect();
+        versions_now.insert(issuer.id.clone(), versions);
+        match build_issuer(
+            client,
+            &secrets,
+            &config.limits,
+            metrics,
+            &previous,
+            &issuer.id,
+            &issuer.namespace,
+            &issuer.vault,
+        ) {
+            Ok(rt) => {
+                if !missing.is_empty() {
+                    problems.insert(
+                        issuer.id.clone(),
+                        format!("referenced Secret not found: {}", missing.join(", ")),
+                    );
+                }
+                built.insert(issuer.id.clone(), rt);
+            }
+            Err(message) => {
+                tracing::warn!(issuer = %issuer.id, problem = %message, "issuer not usable");
+                problems.insert(issuer.id.clone(), message);
+            }
+        }
+    }
+    applied.secret_versions = versions_now;
+    check_issuers(client, &found, &built, &problems, applied);
+
+    // Certificates.
+    let mut tracked = HashMap::new();
+    let mut jobs: Vec<CertJob> = Vec::new();
+    let fingerprints: HashMap<&str, u64> = built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
+    for object in stores.certificates.snapshot() {
+        match build_certificate(&object, &fingerprints) {
+            Ok((job, meta)) => {
+                tracked.insert(
+                    job.id.clone(),
+                    Tracked {
+                        meta,
+                        fingerprint: job.fingerprint,
+                    },
+                );
+                jobs.push(job);
+            }
+            Err(message) => {
+                tracing::warn!(certificate = %crate::reflector::object_key(&object), problem = %message, "invalid certificate")
+            }
+        }
+    }
+    let job_set: BTreeMap<String, u64> = jobs.iter().map(|j| (j.id.clone(), j.fingerprint)).collect();
+    runtime.set_tracked(tracked.clone());
+    shared.engine.set_issuers(built.values().cloned().collect());
+    *shared.issuers.lock().await = built;
+    if job_set != applied.jobs {
+        let mut list = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let persisted = if applied.jobs.contains_key(&job.id) {
+                None
+            } else {
+                restore(client, stores, &tracked, &job).await
+            };
+            list.push((job, persisted));
+        }
+        tracing::info!(certificates = list.len(), "certificates applied");
+        shared.engine.set_certificates(list);
+        applied.jobs = job_set;
+    }
+    if !changed_secrets.is_empty() {
+        for status in shared.engine.snapshot().await {
+            if status.state.failure.is_some() && changed_secrets.contains(&status.job.issuer) {
+                tracing::info!(certificate = %status.job.id, issuer = %status.job.issuer, "a referenced Secret changed; retrying");
+                shared.engine.renew(Some(status.job.id.clone()));
+            }
+        }
+    }
+}
+
+/// The engine state of a certificate the engine has not seen yet, from the API.
+async fn restore(
+    client: &KubeClient,
+    stores: &Stores,
+    tracked: &HashMap<String, Tracked>,
+    job: &CertJob,
+) -> Option<certkeeper_engine::state::CertState> {
+    let object = stores.certificates.get(&job.id)?;
+    let meta = &tracked.get(&job.id)?.meta;
+    let secret = match client.get(&secret_path(&meta.namespace, &meta.secret_name)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(certificate = %job.id, error = %e, "cannot read the target Secret; assuming none");
+            None
+        }
+    };
+    restore_state(&object, secret.as_ref(), job)
+}
+
+fn issuer_key(object: &Value) -> IssuerId {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("Issuer");
+    if kind == "ClusterIssuer" {
+        format!("ClusterIssuer/{}", meta_str(object, "name"))
+    } else {
+        format!(
+            "Issuer/{}/{}",
+            meta_str(object, "namespace"),
+            meta_str(object, "name")
+        )
+    }
+}
+
+/// Writes each issuer's Ready condition: False with the problem when it has one, else the
+/// outcome of a login and health check, re-done when the issuer or its Secrets change and
+/// every [`ISSUER_RECHECK`].
+fn check_issuers(
+    client: &KubeClient,
+    found: &[FoundIssuer],
+    built: &HashMap<IssuerId, IssuerRuntime>,
+    problems: &HashMap<IssuerId, String>,
+    applied: &mut Applied,
+) {
+    let mut seen = HashSet::new();
+    for issuer in found {
+        seen.insert(issuer.id.clone());
+        let problem = problems.get(&issuer.id).cloned();
+        let fingerprint = built.get(&issuer.id).map_or(0, |b| b.fingerprint);
+        let versions = applied
+            .secret_versions
+            .get(&issuer.id)
+            .cloned()
+            .unwrap_or_default();
+        let key = certkeeper_core::schedule::stable_hash(
+            json!({"fp": fingerprint, "problem": problem, "secrets": versions, "gen": issuer.object.pointer("/metadata/generation")})
+                .to_string()
+                .as_bytes(),
+        );
+        if applied
+            .issuer_checks
+            .get(&issuer.id)
+            .is_some_and(|(k, at)| *k == key && at.elapsed() < ISSUER_RECHECK)
+        {
+            continue;
+        }
+        applied
+            .issuer_checks
+            .insert(issuer.id.clone(), (key, Instant::now()));
+        let client = client.clone();
+        let vault = built.get(&issuer.id).map(|b| b.client.clone());
+        let object = issuer.object.clone();
+        let id = issuer.id.clone();
+        tokio::spawn(async move {
+            let (status, reason, message) = match (problem, vault) {
+                (Some(p), _) => ("False", "VaultError", p),
+                (None, None) => ("False", "VaultError", "issuer not usable".to_owned()),
+                (None, Some(vault)) => match vault.login_check().await {
+                    Ok(_) => ("True", "VaultVerified", "Vault verified".to_owned()),
+                    Err(e) => (
+                        "False",
+                        "VaultError",
+                        format!("Failed to initialize Vault client: {e}"),
+                    ),
+                },
+            };
+            write_issuer_ready(&client, &object, status, reason, &message).await;
+            tracing::info!(issuer = %id, ready = status, reason, message = %message, "issuer checked");
+        });
+    }
+    applied.issuer_checks.retain(|id, _| seen.contains(id));
+}
+
+async fn write_issuer_ready(client: &KubeClient, object: &Value, status: &str, reason: &str, message: &str) {
+    let old = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    let since = old
+        .filter(|c| c["status"] == status)
+        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| rfc3339(SystemTime::now()));
+    let mut condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
+                               "lastTransitionTime": since});
+    if let Some(generation) = object.pointer("/metadata/generation").and_then(Value::as_i64) {
+        condition["observedGeneration"] = json!(generation);
+    }
+    let name = meta_str(object, "name");
+    let path = match object.get("kind").and_then(Value::as_str) {
+        Some("ClusterIssuer") => format!("/apis/cert-manager.io/v1/clusterissuers/{name}/status"),
+        _ => format!(
+            "{}/status",
+            crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))
+        ),
+    };
+    let patch = json!({"status": {"conditions": [condition]}});
+    if let Err(e) = client.merge_patch(&path, &patch).await {
+        tracing::warn!(issuer = %name, error = %e, "cannot write issuer status");
+    }
+}

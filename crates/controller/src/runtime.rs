@@ -1,0 +1,726 @@
+//! The engine's storage in Kubernetes: the target Secret, a CertificateRequest per revision, the
+//! Certificate's status, and Events.
+//!
+//! **Where the engine's state lives, and how it is read back on restart** ([`restore_state`]):
+//! - the certificate served is the target Secret's `tls.crt`: serial, notBefore and notAfter are
+//!   read from it (never trusted from the status), the renewal time is recomputed from them with
+//!   the same deterministic spread;
+//! - the spec fingerprint it was issued for is the Secret's annotation
+//!   [`SPEC_HASH_ANNOTATION`]; a Secret without it (written by cert-manager or by hand) counts as
+//!   issued for another spec and is re-issued;
+//! - the revision is `status.revision`;
+//! - the failure streak is `status.failedIssuanceAttempts`, `status.lastFailureTime` and
+//!   `status.certkeeper` (class, message, next attempt), taken as being for the current spec.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use base64::Engine;
+use certkeeper_core::pki::{build_csr, describe_pem_bundle, rfc3339};
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo, from_unix, to_unix};
+use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::kube::{KubeClient, KubeError, cm_path, meta_str, secret_data, secret_path};
+use crate::load::CertMeta;
+use crate::reflector::Store;
+
+/// The fingerprint of the spec a Secret's certificate was issued for (hex).
+pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
+/// cert-manager's label on Secrets it manages ("for attention of").
+pub const FAO_LABEL: &str = "controller.cert-manager.io/fao";
+
+pub const TLS_CRT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+pub const CA_CRT: &str = "ca.crt";
+pub const COMBINED_PEM: &str = "tls-combined.pem";
+pub const KEY_DER: &str = "key.der";
+
+/// Events waiting to be posted; more are dropped (and logged) rather than queued without bound.
+const EVENT_QUEUE: usize = 256;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn runtime_error(e: KubeError, what: &str) -> RuntimeError {
+    RuntimeError {
+        class: e.class(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn rfc(secs: i64) -> String {
+    rfc3339(from_unix(secs))
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac]Z` (what the API server stores) to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// What the runtime knows per certificate: its Kubernetes settings and the job's fingerprint.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub meta: CertMeta,
+    pub fingerprint: u64,
+}
+
+#[derive(Debug)]
+enum Outgoing {
+    Event {
+        meta: CertMeta,
+        kind: &'static str,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Secrets, CertificateRequests, status and Events through the API server.
+#[derive(Debug)]
+pub struct KubeRuntime {
+    client: KubeClient,
+    tracked: RwLock<HashMap<CertId, Tracked>>,
+    certificates: Arc<Store>,
+    events: mpsc::Sender<Outgoing>,
+}
+
+impl KubeRuntime {
+    /// The runtime, and the task that posts its Events (spawn it).
+    pub fn new(client: KubeClient, certificates: Arc<Store>) -> (Self, impl Future<Output = ()> + Send) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let runtime = KubeRuntime {
+            client: client.clone(),
+            tracked: RwLock::new(HashMap::new()),
+            certificates,
+            events: tx,
+        };
+        (runtime, post_events(client, rx))
+    }
+
+    pub fn set_tracked(&self, tracked: HashMap<CertId, Tracked>) {
+        *self
+            .tracked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tracked;
+    }
+
+    fn tracked(&self, id: &str) -> Option<Tracked> {
+        self.tracked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn meta(&self, id: &str) -> Result<CertMeta, RuntimeError> {
+        self.tracked(id).map(|t| t.meta).ok_or_else(|| RuntimeError {
+            class: FailureClass::Invalid,
+            message: format!("certificate {id} is no longer known"),
+        })
+    }
+
+    async fn write_secret(
+        &self,
+        job: &CertJob,
+        meta: &CertMeta,
+        issued: &Issued,
+    ) -> Result<(), RuntimeError> {
+        let cert = &issued.certificate;
+        let mut data = BTreeMap::new();
+        data.insert(TLS_CRT.to_owned(), b64(cert.tls_crt().as_bytes()));
+        data.insert(TLS_KEY.to_owned(), b64(issued.key_pem.expose().as_bytes()));
+        if let Some(ca) = cert.ca_crt() {
+            data.insert(CA_CRT.to_owned(), b64(ca.as_bytes()));
+        }
+        if meta.combined_pem {
+            let pem = cert.combined_pem(&issued.key, job.key_encoding);
+            data.insert(COMBINED_PEM.to_owned(), b64(pem.expose().as_bytes()));
+        }
+        if meta.der {
+            let der = cert.der_key(&issued.key, job.key_encoding);
+            data.insert(KEY_DER.to_owned(), b64(der.expose()));
+        }
+        let mut annotations = meta.secret_annotations.clone();
+        let ips: Vec<String> = cert.ip_addresses.iter().map(ToString::to_string).collect();
+        for (k, v) in [
+            ("cert-manager.io/certificate-name", meta.name.clone()),
+            ("cert-manager.io/issuer-name", meta.issuer_name.clone()),
+            ("cert-manager.io/issuer-kind", meta.issuer_kind.clone()),
+            ("cert-manager.io/issuer-group", meta.issuer_group.clone()),
+            (
+                "cert-manager.io/common-name",
+                cert.common_name.clone().unwrap_or_default(),
+            ),
+            ("cert-manager.io/alt-names", cert.dns_names.join(",")),
+            ("cert-manager.io/ip-sans", ips.join(",")),
+            ("cert-manager.io/uri-sans", cert.uris.join(",")),
+            ("cert-manager.io/email-sans", cert.email_addresses.join(",")),
+            (SPEC_HASH_ANNOTATION, format!("{:016x}", job.fingerprint)),
+        ] {
+            annotations.insert(k.to_owned(), v);
+        }
+        let mut labels = meta.secret_labels.clone();
+        labels.insert(FAO_LABEL.to_owned(), "true".to_owned());
+
+        let path = secret_path(&meta.namespace, &meta.secret_name);
+        let existing = self
+            .client
+            .get(&path)
+            .await
+            .map_err(|e| runtime_error(e, "reading the target Secret"))?;
+        match existing {
+            Some(mut secret) => {
+                let kind = secret.get("type").and_then(Value::as_str).unwrap_or_default();
+                if !kind.is_empty() && kind != "kubernetes.io/tls" {
+                    return Err(RuntimeError {
+                        class: FailureClass::Invalid,
+                        message: format!(
+                            "Secret {}/{} exists with type {kind}, not kubernetes.io/tls",
+                            meta.namespace, meta.secret_name
+                        ),
+                    });
+                }
+                let m = &mut secret["metadata"];
+                for (field, values) in [("labels", &labels), ("annotations", &annotations)] {
+                    if !m[field].is_object() {
+                        m[field] = json!({});
+                    }
+                    for (k, v) in values {
+                        m[field][k] = Value::String(v.clone());
+                    }
+                }
+                if !secret["data"].is_object() {
+                    secret["data"] = json!({});
+                }
+                for (k, v) in data {
+                    secret["data"][k] = Value::String(v);
+                }
+                // Formats no longer asked for go away.
+                if let Some(d) = secret["data"].as_object_mut() {
+                    if !meta.combined_pem {
+                        d.remove(COMBINED_PEM);
+                    }
+                    if !meta.der {
+                        d.remove(KEY_DER);
+                    }
+                }
+                secret["type"] = json!("kubernetes.io/tls");
+                self.client
+                    .replace(&path, &secret)
+                    .await
+                    .map_err(|e| runtime_error(e, "updating the target Secret"))?;
+            }
+            None => {
+                let body = json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": meta.secret_name, "namespace": meta.namespace,
+                                 "labels": labels, "annotations": annotations},
+                    "data": data,
+                });
+                let create = format!("/api/v1/namespaces/{}/secrets", meta.namespace);
+                self.client
+                    .create(&create, &body)
+                    .await
+                    .map_err(|e| runtime_error(e, "creating the target Secret"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The CertificateRequest of this revision, Approved and Ready with the certificate, and
+    /// the pruning of older ones beyond revisionHistoryLimit.
+    async fn record_request(&self, job: &CertJob, meta: &CertMeta, issued: &Issued) -> Result<(), KubeError> {
+        let csr = build_csr(&job.csr, &issued.key).map_err(|e| KubeError::Decode {
+            what: "rebuilding the CSR".into(),
+            message: e.to_string(),
+        })?;
+        let name = format!("{}-{}", meta.name, issued.revision);
+        let collection = cm_path(&meta.namespace, "certificaterequests", None);
+        let path = cm_path(&meta.namespace, "certificaterequests", Some(&name));
+        let mut issuer_ref = json!({"name": meta.issuer_name, "kind": meta.issuer_kind});
+        if !meta.issuer_group.is_empty() {
+            issuer_ref["group"] = json!(meta.issuer_group);
+        }
+        let mut spec = json!({
+            "request": b64(csr.as_bytes()),
+            "issuerRef": issuer_ref,
+            "duration": certkeeper_core::spec::format_go_duration(job.duration),
+        });
+        if job.csr.is_ca {
+            spec["isCA"] = json!(true);
+        }
+        if !meta.usages.is_empty() {
+            spec["usages"] = json!(meta.usages);
+        }
+        let mut metadata = json!({
+            "name": name, "namespace": meta.namespace,
+            "annotations": {
+                "cert-manager.io/certificate-name": meta.name,
+                "cert-manager.io/certificate-revision": issued.revision.to_string(),
+                "cert-manager.io/private-key-secret-name": meta.secret_name,
+            },
+        });
+        if !meta.uid.is_empty() {
+            metadata["ownerReferences"] = json!([{
+                "apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": meta.name,
+                "uid": meta.uid, "controller": true, "blockOwnerDeletion": true,
+            }]);
+        }
+        let body = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                          "metadata": metadata, "spec": spec});
+        match self.client.create(&collection, &body).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(409) => {
+                // Left over from an earlier Certificate of the same name: replace it.
+                self.client.delete(&path).await?;
+                self.client.create(&collection, &body).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        let now = rfc3339(SystemTime::now());
+        let cert = &issued.certificate;
+        let mut status = json!({
+            "conditions": [
+                {"type": "Approved", "status": "True", "reason": "cert-manager.io",
+                 "message": "Certificate request has been approved by certkeeper", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "reason": "Issued",
+                 "message": "Certificate fetched from issuer successfully", "lastTransitionTime": now},
+            ],
+            "certificate": b64(cert.tls_crt().as_bytes()),
+        });
+        if let Some(ca) = cert.ca_crt() {
+            status["ca"] = json!(b64(ca.as_bytes()));
+        }
+        self.client
+            .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
+            .await?;
+        self.prune_requests(meta, issued.revision).await
+    }
+
+    async fn prune_requests(&self, meta: &CertMeta, revision: u64) -> Result<(), KubeError> {
+        let keep = u64::from(meta.revision_history_limit);
+        if revision <= keep {
+            return Ok(());
+        }
+        let (items, _) = self
+            .client
+            .list(&cm_path(&meta.namespace, "certificaterequests", None))
+            .await?;
+        for item in items {
+            let annotations = item.pointer("/metadata/annotations");
+            let annotation = |k: &str| annotations.and_then(|a| a.get(k)).and_then(Value::as_str);
+            if annotation("cert-manager.io/certificate-name") != Some(meta.name.as_str()) {
+                continue;
+            }
+            let Some(rev) =
+                annotation("cert-manager.io/certificate-revision").and_then(|r| r.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if rev + keep <= revision {
+                let name = meta_str(&item, "name");
+                self.client
+                    .delete(&cm_path(&meta.namespace, "certificaterequests", Some(name)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_event(&self, meta: CertMeta, kind: &'static str, reason: &'static str, message: String) {
+        let event = Outgoing::Event {
+            meta,
+            kind,
+            reason,
+            message,
+        };
+        if self.events.try_send(event).is_err() {
+            tracing::warn!("event queue full; dropping an event");
+        }
+    }
+}
+
+/// The Certificate status for `state`, as a merge patch (`null` clears a field).
+pub fn status_patch(
+    state: &CertState,
+    fingerprint: u64,
+    generation: i64,
+    old: Option<&Value>,
+    now: SystemTime,
+) -> Value {
+    let now_unix = to_unix(now);
+    let now_s = rfc3339(now);
+    let old_condition = |t: &str| {
+        old.and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+            .cloned()
+    };
+    let condition = |t: &str, status: &str, reason: &str, message: String| {
+        let since = old_condition(t)
+            .filter(|c| c["status"] == status)
+            .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| now_s.clone());
+        let mut c = json!({"type": t, "status": status, "reason": reason, "message": message,
+                           "lastTransitionTime": since});
+        if generation > 0 {
+            c["observedGeneration"] = json!(generation);
+        }
+        c
+    };
+    let failure_note = state.failure.as_ref().map(|f| {
+        let next = f.next_attempt.map_or("when its input changes".to_owned(), rfc);
+        format!(
+            "; the last attempt failed ({}, {} attempts), next attempt {next}",
+            f.class.as_str(),
+            f.attempts
+        )
+    });
+    let ready = match &state.issued {
+        Some(i) if i.not_after <= now_unix => condition(
+            "Ready",
+            "False",
+            "Expired",
+            format!("Certificate expired on {}", rfc(i.not_after)),
+        ),
+        Some(i) if i.spec_fingerprint != fingerprint => condition(
+            "Ready",
+            "False",
+            "SpecChanged",
+            "The certificate in the Secret was issued for a different spec; re-issuing".into(),
+        ),
+        Some(_) => condition(
+            "Ready",
+            "True",
+            "Ready",
+            format!(
+                "Certificate is up to date and has not expired{}",
+                failure_note.clone().unwrap_or_default()
+            ),
+        ),
+        None => condition(
+            "Ready",
+            "False",
+            "DoesNotExist",
+            "Issuing certificate as Secret does not exist".into(),
+        ),
+    };
+    let mut conditions = vec![ready];
+    if let Some(f) = &state.failure {
+        let next = f.next_attempt.map_or("when its input changes".to_owned(), rfc);
+        conditions.push(condition(
+            "Issuing",
+            "False",
+            "Failed",
+            format!(
+                "The certificate request has failed to complete and will be retried at {next}: {}",
+                f.message
+            ),
+        ));
+    }
+    let issued = state.issued.as_ref();
+    let failure = state.failure.as_ref();
+    json!({"status": {
+        "conditions": conditions,
+        "notBefore": issued.map(|i| rfc(i.not_before)),
+        "notAfter": issued.map(|i| rfc(i.not_after)),
+        "renewalTime": issued.map(|i| rfc(i.renewal_time)),
+        "revision": (state.revision > 0).then_some(state.revision),
+        "lastFailureTime": failure.map(|f| rfc(f.last_failure)),
+        "failedIssuanceAttempts": failure.map(|f| f.attempts),
+        "certkeeper": failure.map(|f| json!({
+            "failureClass": f.class,
+            "failureMessage": f.message,
+            "nextAttemptTime": f.next_attempt.map(rfc),
+        })),
+    }})
+}
+
+/// The engine's state of a Certificate seen for the first time (see the module docs), from its
+/// status and its target Secret (`None`: the Secret does not exist).
+pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob) -> Option<CertState> {
+    let status = certificate.get("status");
+    let revision = status
+        .and_then(|s| s.get("revision"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let issued = secret.and_then(|secret| {
+        let data = secret_data(secret);
+        let pem = String::from_utf8(data.get(TLS_CRT)?.clone()).ok()?;
+        let leaf = describe_pem_bundle(&pem).ok()?.into_iter().next()?;
+        let hash = secret
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        let renewal =
+            certkeeper_core::schedule::renewal_time(leaf.not_before, leaf.not_after, &job.renewal, &job.id);
+        Some(IssuedInfo {
+            serial: leaf.serial,
+            not_before: to_unix(leaf.not_before),
+            not_after: to_unix(leaf.not_after),
+            renewal_time: to_unix(renewal),
+            spec_fingerprint: hash,
+            issued_at: to_unix(leaf.not_before),
+            warning: None,
+        })
+    });
+    let failure = status.and_then(|s| {
+        let ck = s.get("certkeeper")?;
+        let class: FailureClass = serde_json::from_value(ck.get("failureClass")?.clone()).ok()?;
+        let last = s
+            .get("lastFailureTime")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .unwrap_or_else(|| to_unix(SystemTime::now()));
+        Some(FailureRecord {
+            class,
+            message: ck
+                .get("failureMessage")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            attempts: s
+                .get("failedIssuanceAttempts")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1),
+            first_failure: last,
+            last_failure: last,
+            next_attempt: ck
+                .get("nextAttemptTime")
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339),
+            spec_fingerprint: job.fingerprint,
+        })
+    });
+    if revision == 0 && issued.is_none() && failure.is_none() {
+        return None;
+    }
+    Some(CertState {
+        revision: revision.max(u64::from(issued.is_some())),
+        issued,
+        failure,
+    })
+}
+
+impl Runtime for KubeRuntime {
+    async fn current_key(&self, job: &CertJob) -> Option<Secret> {
+        let meta = self.tracked(&job.id)?.meta;
+        let secret = self
+            .client
+            .get(&secret_path(&meta.namespace, &meta.secret_name))
+            .await
+            .ok()??;
+        let key = secret_data(&secret).remove(TLS_KEY)?;
+        String::from_utf8(key).ok().map(Secret::new)
+    }
+
+    async fn write(&self, job: &CertJob, issued: &Issued) -> Result<(), RuntimeError> {
+        let meta = self.meta(&job.id)?;
+        self.write_secret(job, &meta, issued).await?;
+        // The CertificateRequest is a record for tools that watch them; the certificate is
+        // already served, so a failure here is logged, not retried by re-issuing.
+        if let Err(e) = self.record_request(job, &meta, issued).await {
+            tracing::warn!(certificate = %job.id, error = %e, "cannot record the CertificateRequest");
+        }
+        Ok(())
+    }
+
+    async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        let now = SystemTime::now();
+        for (id, state) in states {
+            let Some(tracked) = self.tracked(&id) else {
+                continue;
+            };
+            let meta = &tracked.meta;
+            let old = self.certificates.get(&id).and_then(|c| c.get("status").cloned());
+            let patch = status_patch(&state, tracked.fingerprint, meta.generation, old.as_ref(), now);
+            let path = format!(
+                "{}/status",
+                cm_path(&meta.namespace, "certificates", Some(&meta.name))
+            );
+            match self.client.merge_patch(&path, &patch).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(404) => {}
+                Err(e) => {
+                    tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status");
+                    first_error.get_or_insert(runtime_error(e, "writing Certificate status"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn event(&self, job: &CertJob, event: EngineEvent) {
+        let id = job.id.as_str();
+        let Some(meta) = self.tracked(id).map(|t| t.meta) else {
+            return;
+        };
+        match event {
+            EngineEvent::Issuing { reason } => {
+                tracing::info!(certificate = id, reason, "issuing certificate");
+                let message = match reason {
+                    "DoesNotExist" => "Issuing certificate as Secret does not exist".to_owned(),
+                    "Renewing" => "Renewing certificate as renewal was scheduled".to_owned(),
+                    "Expired" => "Issuing certificate as the certificate has expired".to_owned(),
+                    "SpecChanged" => "Issuing certificate as the spec changed".to_owned(),
+                    "ManuallyTriggered" => "Issuing certificate as a renewal was requested".to_owned(),
+                    other => format!("Issuing certificate ({other})"),
+                };
+                self.queue_event(meta, "Normal", "Issuing", message);
+            }
+            EngineEvent::Issued {
+                revision,
+                serial,
+                not_after,
+                warning,
+            } => {
+                tracing::info!(certificate = id, revision, serial, not_after = %rfc(not_after), "issued certificate");
+                let mut message = format!(
+                    "The certificate has been successfully issued (revision {revision}, serial {serial}, notAfter {})",
+                    rfc(not_after)
+                );
+                if let Some(w) = warning {
+                    message.push_str(&format!("; {w}"));
+                }
+                self.queue_event(meta, "Normal", "Issued", message);
+            }
+            EngineEvent::Failed {
+                class,
+                message,
+                attempts,
+                next_attempt,
+            } => {
+                let next = next_attempt.map_or("when its input changes".to_owned(), rfc);
+                tracing::warn!(certificate = id, class = class.as_str(), attempts, next_attempt = %next, error = %message, "issuance failed");
+                let text = format!(
+                    "{message} ({}; attempt {attempts}; next attempt {next})",
+                    class.as_str()
+                );
+                self.queue_event(meta, "Warning", "Failed", text);
+            }
+        }
+    }
+}
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+async fn post_events(client: KubeClient, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(Outgoing::Event {
+        meta,
+        kind,
+        reason,
+        message,
+    }) = rx.recv().await
+    {
+        let now = SystemTime::now();
+        let nanos = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let stamp = rfc3339(now);
+        let body = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{nanos:x}{seq:x}", meta.name), "namespace": meta.namespace},
+            "involvedObject": {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                               "name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "certkeeper"}, "reportingComponent": "certkeeper",
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        });
+        let path = format!("/api/v1/namespaces/{}/events", meta.namespace);
+        if let Err(e) = client.create(&path, &body).await {
+            tracing::debug!(error = %e, "cannot post an Event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for secs in [0, 951_782_400, 1_800_000_000, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc(secs)), Some(secs));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.123Z"),
+            parse_rfc3339("2026-01-02T03:04:05Z")
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn status_shows_failures_and_keeps_transition_times() {
+        let state = CertState {
+            revision: 2,
+            issued: Some(IssuedInfo {
+                serial: "aa".into(),
+                not_before: 1_800_000_000,
+                not_after: 1_800_003_600,
+                renewal_time: 1_800_002_400,
+                spec_fingerprint: 7,
+                issued_at: 1_800_000_000,
+                warning: None,
+            }),
+            failure: Some(FailureRecord {
+                class: FailureClass::AuthRejected,
+                message: "permission denied".into(),
+                attempts: 3,
+                first_failure: 1_800_002_400,
+                last_failure: 1_800_002_500,
+                next_attempt: Some(1_800_002_800),
+                spec_fingerprint: 7,
+            }),
+        };
+        let old = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2027-01-15T08:00:00Z"}]});
+        let now = from_unix(1_800_002_600);
+        let patch = status_patch(&state, 7, 4, Some(&old), now);
+        let s = &patch["status"];
+        assert_eq!(s["conditions"][0]["status"], "True");
+        assert_eq!(s["conditions"][0]["lastTransitionTime"], "2027-01-15T08:00:00Z");
+        assert_eq!(s["conditions"][0]["observedGeneration"], 4);
+        assert_eq!(s["conditions"][1]["reason"], "Failed");
+        assert_eq!(s["certkeeper"]["failureClass"], "auth_rejected");
+        assert_eq!(s["revision"], 2);
+        assert_eq!(s["failedIssuanceAttempts"], 3);
+        let cleared = status_patch(
+            &CertState {
+                failure: None,
+                ..state
+            },
+            7,
+            4,
+            None,
+            now,
+        );
+        assert!(cleared["status"]["certkeeper"].is_null() && cleared["status"]["lastFailureTime"].is_null());
+        assert_eq!(cleared["status"]["conditions"].as_array().unwrap().len(), 1);
+    }
+}
