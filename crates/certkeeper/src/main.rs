@@ -6,6 +6,7 @@
 //! manifests or arguments are invalid, or a file cannot be read.
 
 mod commands;
+mod controller;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
     /// Print the CRDs (Certificate, CertificateRequest, Issuer, ClusterIssuer) as a YAML stream,
     /// for `certkeeper crds | kubectl apply -f -`.
     Crds,
+    /// Run the Kubernetes controller: cert-manager.io/v1 Certificates with Vault issuers, from
+    /// the API server (explicit URL and token, or the in-cluster service account).
+    Controller(controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             } => commands::renew(&config, name, all, wait).await,
             Command::Check { config } => commands::check(&config).await,
             Command::Inspect { file } => commands::inspect(&file),
+            Command::Controller(args) => controller::run(args).await,
             Command::Crds => {
                 print!("{}", certkeeper_crds::all_yaml());
                 Ok(ExitCode::SUCCESS)
