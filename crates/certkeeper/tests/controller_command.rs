@@ -1,0 +1,209 @@
+//! `certkeeper controller` as a process against a genuine kube-apiserver and OpenBao: it issues a
+//! Certificate, answers /readyz and /metrics, stops on SIGTERM with status 0, and a restart
+//! reads its state back from the Certificate status and the Secret: nothing is re-issued.
+//! Skipped (with a printed reason) only when the kube binaries are not installed.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, free_port, kube_bin_dir};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
+const BOUND: Duration = Duration::from_secs(60);
+const CERT: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web";
+
+struct Controller {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Controller {
+    fn start(kube: &KubeApiServer, dir: &std::path::Path, port: u16, log_name: &str) -> Result<Self> {
+        let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
+        std::fs::write(&token, kube.admin_token())?;
+        std::fs::write(&ca, kube.ca_pem())?;
+        let log = dir.join(log_name);
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(BIN)
+            .arg("controller")
+            .args(["--kube-server", &kube.url()])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--ca-file")
+            .arg(&ca)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--secret-resync", "1"])
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()?;
+        Ok(Controller { child, log })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("controller did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(kube: &KubeApiServer, path: &str, body: Value) -> Result<()> {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let (status, answer) = kube.request(Method::POST, path, Some(&body)).await?;
+        match status {
+            200..=299 => return Ok(()),
+            // The resource is served a moment after its CRD is Established.
+            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => bail!("POST {path} -> {status}: {answer}"),
+        }
+    }
+}
+
+async fn get(kube: &KubeApiServer, path: &str) -> Result<Value> {
+    let (status, v) = kube.request(Method::GET, path, None).await?;
+    if status != 200 {
+        bail!("GET {path} -> {status}: {v}");
+    }
+    Ok(v)
+}
+
+fn ready(cert: &Value) -> bool {
+    cert["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+async fn http_get(url: &str) -> Option<(u16, String)> {
+    let resp = reqwest::get(url).await.ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.text().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
+    if let Err(e) = kube_bin_dir() {
+        eprintln!("SKIPPED: {e:#}");
+        return Ok(());
+    }
+    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
+    let (kube, bao) = (kube?, bao?);
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await?;
+    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
+    for crd in certkeeper_crds::crds() {
+        post(
+            &kube,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            crd.to_json(),
+        )
+        .await?;
+    }
+    kube.create_namespace("apps").await?;
+    post(
+        &kube,
+        "/api/v1/namespaces/apps/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
+    )
+    .await?;
+    post(
+        &kube,
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "vault"},
+               "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
+                                  "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
+    )
+    .await?;
+    post(
+        &kube,
+        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
+               "spec": {"secretName": "web-tls", "commonName": "web.example.com", "dnsNames": ["web.example.com"], "duration": "1h",
+                        "renewBefore": "20m", "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let mut controller = Controller::start(&kube, dir.path(), port, "first.log")?;
+    let started = Instant::now();
+    let cert = loop {
+        let cert = get(&kube, CERT).await?;
+        if ready(&cert) {
+            break cert;
+        }
+        if started.elapsed() > BOUND {
+            bail!("not Ready: {cert}\n{}", controller.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "controller started -> Certificate Ready in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cert["status"]["revision"], 1);
+    let readyz = http_get(&format!("http://127.0.0.1:{port}/readyz")).await;
+    assert_eq!(readyz.map(|r| r.0), Some(200));
+    let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .context("metrics")?;
+    assert!(
+        metrics.contains("certmanager_certificate_ready_status{"),
+        "{metrics}"
+    );
+    let secret = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
+    let status = controller.stop()?;
+    assert!(status.success(), "{status:?}\n{}", controller.log());
+
+    // A restart: the state comes back from status and Secret; nothing is issued.
+    let mut controller = Controller::start(&kube, dir.path(), port, "second.log")?;
+    let deadline = Instant::now() + BOUND;
+    while http_get(&format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
+        if Instant::now() > deadline {
+            bail!("not ready after restart:\n{}", controller.log());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = get(&kube, CERT).await?;
+    assert!(ready(&after), "{after}");
+    assert_eq!(after["status"]["revision"], 1, "{after}\n{}", controller.log());
+    let secret_after = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
+    assert_eq!(secret_after["data"], secret["data"], "the Secret is untouched");
+    let status = controller.stop()?;
+    assert!(status.success());
+    assert!(
+        !controller.log().contains("issuing certificate"),
+        "{}",
+        controller.log()
+    );
+    Ok(())
+}
