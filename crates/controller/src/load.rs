@@ -117,6 +117,71 @@ impl SecretProvider for SecretRef {
     }
 }
 
+/// A short-lived ServiceAccount token from the TokenRequest API, requested at each Vault login,
+/// with cert-manager's audiences (`serviceAccountRef.audiences`, `vault://<ns>/<issuer>` or
+/// `vault://<clusterissuer>`, the server address) and cert-manager's lifetime (600 s).
+#[derive(Debug)]
+pub struct ServiceAccountToken {
+    pub client: KubeClient,
+    pub namespace: String,
+    pub service_account: String,
+    pub audiences: Vec<String>,
+}
+
+/// Lifetime of requested ServiceAccount tokens (the API server's minimum, as cert-manager asks).
+pub const SERVICE_ACCOUNT_TOKEN_SECONDS: u64 = 600;
+
+impl SecretProvider for ServiceAccountToken {
+    fn describe(&self) -> String {
+        format!(
+            "a token for ServiceAccount {}/{} (audiences {})",
+            self.namespace,
+            self.service_account,
+            self.audiences.join(",")
+        )
+    }
+
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>> {
+        Box::pin(async move {
+            let path = format!(
+                "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+                self.namespace, self.service_account
+            );
+            let body = serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": self.audiences, "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS},
+            });
+            let answer = self
+                .client
+                .create(&path, &body)
+                .await
+                .map_err(|e| format!("{}: {e}", self.describe()))?;
+            answer
+                .pointer("/status/token")
+                .and_then(Value::as_str)
+                .map(Secret::new)
+                .ok_or_else(|| format!("{}: no token in the answer", self.describe()))
+        })
+    }
+}
+
+/// The issuer key of an issuer id (`Issuer/<ns>/<name>` or `ClusterIssuer/<name>`).
+fn issuer_key_of_id(id: &str) -> certkeeper_core::spec::IssuerKey {
+    let mut parts = id.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("Issuer"), Some(ns), Some(name)) => certkeeper_core::spec::IssuerKey {
+            kind: IssuerKind::Issuer,
+            namespace: Some(ns.to_owned()),
+            name: name.to_owned(),
+        },
+        (_, name, _) => certkeeper_core::spec::IssuerKey {
+            kind: IssuerKind::ClusterIssuer,
+            namespace: None,
+            name: name.unwrap_or_default().to_owned(),
+        },
+    }
+}
+
 /// The Secrets (namespace, name) an issuer refers to.
 pub fn referenced_secrets(namespace: &str, vault: &VaultIssuer) -> Vec<(String, String)> {
     let mut names: Vec<&str> = Vec::new();
@@ -184,6 +249,7 @@ pub fn decode(object: &Value) -> Result<Resource, String> {
 
 struct Resolver<'a> {
     client: &'a KubeClient,
+    issuer_id: &'a str,
     secrets: &'a SecretCache,
     namespace: &'a str,
     inputs: BTreeMap<String, String>,
@@ -241,6 +307,7 @@ pub fn build_issuer(
 ) -> Result<IssuerRuntime, String> {
     let mut r = Resolver {
         client,
+        issuer_id: id,
         secrets,
         namespace,
         inputs: BTreeMap::new(),
@@ -333,21 +400,38 @@ fn auth_method(r: &mut Resolver<'_>, vault: &VaultIssuer) -> Result<AuthMethod, 
             ),
         },
         VaultAuthMethod::Kubernetes(k) => {
-            let Some(sel) = k.secret_ref.as_ref().filter(|s| !s.name.is_empty()) else {
-                return Err(
-                    "spec.vault.auth.kubernetes.serviceAccountRef is not supported yet by the controller; \
-                     use secretRef"
-                        .to_owned(),
-                );
-            };
-            AuthMethod::Kubernetes {
-                mount: or_default(&k.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH),
-                role: k.role.clone(),
-                jwt: r.source(
+            let jwt = match (
+                k.secret_ref.as_ref().filter(|s| !s.name.is_empty()),
+                k.service_account_ref.as_ref().filter(|s| !s.name.is_empty()),
+            ) {
+                (Some(sel), _) => r.source(
                     "spec.vault.auth.kubernetes.secretRef",
                     &sel.name,
                     sel.key_or(DEFAULT_TOKEN_KEY),
                 ),
+                (None, Some(sa)) => {
+                    let source = ServiceAccountToken {
+                        client: r.client.clone(),
+                        namespace: r.namespace.to_owned(),
+                        service_account: sa.name.clone(),
+                        audiences: k.token_audiences(&issuer_key_of_id(r.issuer_id), &vault.server),
+                    };
+                    r.inputs.insert(
+                        "spec.vault.auth.kubernetes.serviceAccountRef".to_owned(),
+                        source.describe(),
+                    );
+                    SecretSource::Provider(Arc::new(source))
+                }
+                (None, None) => {
+                    return Err(
+                        "spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef".to_owned(),
+                    );
+                }
+            };
+            AuthMethod::Kubernetes {
+                mount: or_default(&k.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH),
+                role: k.role.clone(),
+                jwt,
             }
         }
         VaultAuthMethod::ClientCertificate(c) => {

@@ -1,0 +1,154 @@
+//! Each Vault auth method an issuer can use in the cluster, against a genuine kube-apiserver and
+//! OpenBao: AppRole (secret id from a Secret), Kubernetes with `serviceAccountRef` (a TokenRequest
+//! per login with cert-manager's audiences; OpenBao reviews it with the same apiserver's
+//! TokenReview) on a ClusterIssuer, whose references resolve in the cluster resource namespace
+//! (`cert-manager`), and Kubernetes with `secretRef`. Every Certificate becomes Ready and every
+//! issuer Ready with reason VaultVerified.
+//! Skipped (with a printed reason) only when the kube binaries are not installed.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Instant;
+
+use anyhow::Result;
+use certkeeper_testkit::{DevServer, KubeApiServer, KubernetesAuth, PkiOptions};
+use common::{
+    Api, BOUND, NS, apply_crds, condition, installed, ready, secret_body, start_controller, wait_for,
+};
+use serde_json::{Value, json};
+
+fn certificate(name: &str, issuer: &str, kind: &str) -> Value {
+    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"secretName": format!("{name}-tls"), "commonName": format!("{name}.example.com"),
+                    "duration": "1h", "issuerRef": {"name": issuer, "kind": kind}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_and_kubernetes_auth_issue() -> Result<()> {
+    if !installed() {
+        return Ok(());
+    }
+    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
+    let (kube, bao) = (kube?, bao?);
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await?;
+    let api = Api::new(&kube)?;
+    apply_crds(&api).await?;
+    kube.create_namespace(NS).await?;
+
+    // AppRole: role id in the Issuer, secret id in a Secret.
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "certkeeper", &[&pki.policy], 0, "0")
+        .await?;
+    api.create(
+        "/api/v1/namespaces/apps/secrets",
+        &secret_body("vault-approle", "secretId", &secret_id),
+    )
+    .await?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                "metadata": {"name": "vault-approle", "namespace": NS},
+                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
+                                   "auth": {"appRole": {"path": "approle", "roleId": role_id,
+                                            "secretRef": {"name": "vault-approle", "key": "secretId"}}}}}}),
+    )
+    .await?;
+
+    // Kubernetes auth, reviewed by this apiserver; the role requires the ClusterIssuer's audience.
+    kube.create_service_account("cert-manager", "vault-issuer")
+        .await?;
+    kube.create_service_account(NS, "vault-issuer").await?;
+    admin
+        .kubernetes_auth(KubernetesAuth {
+            mount: "kubernetes",
+            host: &kube.url(),
+            ca_pem: kube.ca_pem(),
+            reviewer_jwt: kube.admin_token(),
+            role: "certkeeper",
+            sa_names: &["vault-issuer"],
+            sa_namespaces: &["cert-manager", NS],
+            policies: &[&pki.policy],
+            audience: None,
+        })
+        .await?;
+    admin
+        .write(
+            "auth/kubernetes/role/certkeeper-sa",
+            json!({"bound_service_account_names": ["vault-issuer"],
+                   "bound_service_account_namespaces": ["cert-manager"],
+                   "audience": "vault://vault-kubernetes", "token_policies": [pki.policy]}),
+        )
+        .await?;
+    api.create(
+        "/apis/cert-manager.io/v1/clusterissuers",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+                "metadata": {"name": "vault-kubernetes"},
+                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
+                                   "auth": {"kubernetes": {"role": "certkeeper-sa",
+                                            "mountPath": "/v1/auth/kubernetes",
+                                            "serviceAccountRef": {"name": "vault-issuer"}}}}}}),
+    )
+    .await?;
+    // secretRef: a long-lived ServiceAccount token stored in a Secret.
+    let jwt = kube.token_request(NS, "vault-issuer", &[], 3600).await?;
+    api.create(
+        "/api/v1/namespaces/apps/secrets",
+        &secret_body("vault-sa-token", "token", &jwt),
+    )
+    .await?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                "metadata": {"name": "vault-k8s-secret", "namespace": NS},
+                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
+                                   "auth": {"kubernetes": {"role": "certkeeper",
+                                            "secretRef": {"name": "vault-sa-token", "key": "token"}}}}}}),
+    )
+    .await?;
+
+    let (stop_tx, controller) = start_controller(&kube, None);
+    let created = Instant::now();
+    let certificates = [
+        ("approle", "vault-approle", "Issuer"),
+        ("k8s-sa", "vault-kubernetes", "ClusterIssuer"),
+        ("k8s-secret", "vault-k8s-secret", "Issuer"),
+    ];
+    for (name, issuer, kind) in certificates {
+        api.create(
+            "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+            &certificate(name, issuer, kind),
+        )
+        .await?;
+    }
+    for (name, _, _) in certificates {
+        let path = format!("/apis/cert-manager.io/v1/namespaces/apps/certificates/{name}");
+        let cert = wait_for(&format!("{name} Ready"), BOUND, || async {
+            Ok(api
+                .get(&path)
+                .await?
+                .filter(|c| ready(c) || !c["status"]["certkeeper"].is_null()))
+        })
+        .await?;
+        assert!(ready(&cert), "{name}: {}", cert["status"]);
+        eprintln!("{name}: Ready {:?} after creation", created.elapsed());
+        let secret = api
+            .get(&format!("/api/v1/namespaces/apps/secrets/{name}-tls"))
+            .await?;
+        assert!(secret.is_some(), "{name}-tls exists");
+    }
+    for path in [
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault-approle",
+        "/apis/cert-manager.io/v1/clusterissuers/vault-kubernetes",
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault-k8s-secret",
+    ] {
+        let issuer = wait_for(path, BOUND, || async { Ok(api.get(path).await?.filter(ready)) }).await?;
+        assert_eq!(condition(&issuer, "Ready").unwrap()["reason"], "VaultVerified");
+    }
+    let _ = stop_tx.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
+    Ok(())
+}
