@@ -75,12 +75,17 @@ pub fn object_key(object: &Value) -> String {
 }
 
 fn trimmed(mut object: Value, kind: &str) -> Arc<Value> {
-    // List items of some API servers omit apiVersion and kind; the decoder needs them.
+    // List items omit apiVersion and kind; the decoder of cert-manager kinds needs them.
     if object.get("kind").is_none_or(Value::is_null) {
         object["kind"] = Value::String(kind.to_owned());
     }
     if object.get("apiVersion").is_none_or(Value::is_null) {
-        object["apiVersion"] = Value::String("cert-manager.io/v1".to_owned());
+        let version = if kind == "Secret" {
+            "v1"
+        } else {
+            "cert-manager.io/v1"
+        };
+        object["apiVersion"] = Value::String(version.to_owned());
     }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
@@ -88,7 +93,7 @@ fn trimmed(mut object: Value, kind: &str) -> Arc<Value> {
     Arc::new(object)
 }
 
-/// Mirrors collection `path` (of `kind`, cert-manager.io/v1) into `store` until `stop` turns true; `changed` is notified after
+/// Mirrors collection `path` (of `kind`: a cert-manager.io/v1 kind or `Secret`) into `store` until `stop` turns true; `changed` is notified after
 /// every change (and after each list).
 pub async fn reflect(
     client: KubeClient,

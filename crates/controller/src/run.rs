@@ -104,18 +104,26 @@ impl Endpoints for Shared {
     }
 }
 
-/// The three mirrored collections.
+/// The mirrored collections.
 struct Stores {
     issuers: Arc<Store>,
     cluster_issuers: Arc<Store>,
     certificates: Arc<Store>,
+    /// Target Secrets only: those carrying [`crate::runtime::FAO_LABEL`], which the controller sets.
+    owned_secrets: Arc<Store>,
 }
 
 impl Stores {
     fn synced(&self) -> bool {
-        self.issuers.synced() && self.cluster_issuers.synced() && self.certificates.synced()
+        self.issuers.synced()
+            && self.cluster_issuers.synced()
+            && self.certificates.synced()
+            && self.owned_secrets.synced()
     }
 }
+
+/// The label selector of the target Secrets watch (`controller.cert-manager.io/fao=true`).
+const OWNED_SECRETS: &str = "/api/v1/secrets?labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
 
 /// What the last reconcile applied.
 #[derive(Default)]
@@ -126,6 +134,9 @@ struct Applied {
     secret_versions: HashMap<IssuerId, Vec<Option<String>>>,
     /// Issuer id -> (what was checked, when, the condition written).
     issuer_checks: HashMap<IssuerId, (u64, Instant)>,
+    /// Certificate id -> resourceVersion of its target Secret last found to hold the
+    /// certificate the engine serves.
+    verified_secrets: HashMap<String, String>,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -138,6 +149,7 @@ pub async fn run(
         issuers: Arc::default(),
         cluster_issuers: Arc::default(),
         certificates: Arc::default(),
+        owned_secrets: Arc::default(),
     };
     let changed = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -156,6 +168,14 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(reflect(
+        client.clone(),
+        OWNED_SECRETS.to_owned(),
+        "Secret",
+        stores.owned_secrets.clone(),
+        changed.clone(),
+        stop_rx.clone(),
+    )));
 
     let metrics = Metrics::default();
     let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
@@ -377,13 +397,77 @@ async fn reconcile(
         shared.engine.set_certificates(list);
         applied.jobs = job_set;
     }
+    let snapshot = shared.engine.snapshot().await;
     if !changed_secrets.is_empty() {
-        for status in shared.engine.snapshot().await {
+        for status in &snapshot {
             if status.state.failure.is_some() && changed_secrets.contains(&status.job.issuer) {
                 tracing::info!(certificate = %status.job.id, issuer = %status.job.issuer, "a referenced Secret changed; retrying");
                 shared.engine.renew(Some(status.job.id.clone()));
             }
         }
+    }
+    check_target_secrets(client, stores, &tracked, &snapshot, shared, applied).await;
+}
+
+/// Re-issues certificates whose target Secret was deleted or no longer holds the certificate
+/// the engine serves (edited by hand, overwritten by another tool). A suspicion from the
+/// (possibly lagging) watch is confirmed with a GET before anything is re-issued.
+async fn check_target_secrets(
+    client: &KubeClient,
+    stores: &Stores,
+    tracked: &HashMap<String, Tracked>,
+    snapshot: &[certkeeper_engine::CertStatus],
+    shared: &Arc<Shared>,
+    applied: &mut Applied,
+) {
+    applied.verified_secrets.retain(|id, _| tracked.contains_key(id));
+    for status in snapshot {
+        let (Some(issued), false) = (&status.state.issued, status.issuing) else {
+            continue;
+        };
+        let Some(meta) = tracked.get(&status.job.id).map(|t| &t.meta) else {
+            continue;
+        };
+        let key = format!("{}/{}", meta.namespace, meta.secret_name);
+        let watched = stores.owned_secrets.get(&key);
+        let watched_rv = watched
+            .as_ref()
+            .map(|s| meta_str(s, "resourceVersion").to_owned());
+        if watched_rv.is_some() && applied.verified_secrets.get(&status.job.id) == watched_rv.as_ref() {
+            continue;
+        }
+        if let Some(s) = &watched
+            && serial_of(s).as_deref() == Some(issued.serial.as_str())
+        {
+            applied
+                .verified_secrets
+                .insert(status.job.id.clone(), meta_str(s, "resourceVersion").to_owned());
+            continue;
+        }
+        // The watch may lag behind our own write: confirm with the API server.
+        let live = match client.get(&secret_path(&meta.namespace, &meta.secret_name)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(secret = %key, error = %e, "cannot read the target Secret");
+                continue;
+            }
+        };
+        if let Some(s) = &live
+            && serial_of(s).as_deref() == Some(issued.serial.as_str())
+        {
+            applied
+                .verified_secrets
+                .insert(status.job.id.clone(), meta_str(s, "resourceVersion").to_owned());
+            continue;
+        }
+        let why = if live.is_none() {
+            "the target Secret was deleted"
+        } else {
+            "the target Secret no longer holds the issued certificate"
+        };
+        tracing::info!(certificate = %status.job.id, secret = %key, "{why}; re-issuing");
+        applied.verified_secrets.remove(&status.job.id);
+        shared.engine.renew(Some(status.job.id.clone()));
     }
 }
 
@@ -504,4 +588,14 @@ async fn write_issuer_ready(client: &KubeClient, object: &Value, status: &str, r
     if let Err(e) = client.merge_patch(&path, &patch).await {
         tracing::warn!(issuer = %name, error = %e, "cannot write issuer status");
     }
+}
+
+/// The serial of the first certificate in a Secret's `tls.crt`.
+fn serial_of(secret: &Value) -> Option<String> {
+    let pem = String::from_utf8(crate::kube::secret_data(secret).remove(crate::runtime::TLS_CRT)?).ok()?;
+    certkeeper_core::pki::describe_pem_bundle(&pem)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|c| c.serial)
 }

@@ -2,7 +2,8 @@
 //! certkeeper's CRDs and a real OpenBao dev server with a PKI: Certificate -> Ready Secret with a
 //! matching key, status, a CertificateRequest and Events; a spec change re-issues with the new
 //! SAN; renewal; a bad token and a missing Secret show in status with the next attempt; the
-//! Secret appearing recovers without a restart; old CertificateRequests are pruned.
+//! Secret appearing recovers without a restart; a deleted target Secret is re-issued; old
+//! CertificateRequests are pruned.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
@@ -262,7 +263,29 @@ async fn certificate_lifecycle() -> Result<()> {
     })
     .await?;
 
-    // 7. Old CertificateRequests are pruned to revisionHistoryLimit (2).
+    // 7. The target Secret deleted: re-issued at once.
+    let rev = api.get(CERT_PATH).await?.unwrap()["status"]["revision"]
+        .as_u64()
+        .unwrap();
+    let (status, _) = api.call(reqwest::Method::DELETE, SECRET_PATH, "", None).await?;
+    assert_eq!(status, 200);
+    let deleted = Instant::now();
+    let secret = wait_for("the Secret re-created", BOUND, || async {
+        api.get(SECRET_PATH).await
+    })
+    .await?;
+    eprintln!("Secret deleted -> re-created in {:?}", deleted.elapsed());
+    let (_, _, spki) = leaf(&decode(&secret, "tls.crt"));
+    assert!(PrivateKey::from_pem(&decode(&secret, "tls.key"))?.matches_public_key(&spki));
+    wait_for("a new revision after the deletion", BOUND, || async {
+        Ok(api
+            .get(CERT_PATH)
+            .await?
+            .filter(|c| ready(c) && c["status"]["revision"].as_u64() > Some(rev)))
+    })
+    .await?;
+
+    // 8. Old CertificateRequests are pruned to revisionHistoryLimit (2).
     let requests = api
         .get("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests")
         .await?
