@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use certkeeper_controller::leader::{LeaseConfig, default_identity};
 use certkeeper_controller::{ControllerConfig, KubeConfig, TokenSource};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +37,15 @@ pub struct ControllerArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub json_logs: bool,
+    /// Run as one of several replicas: only the holder of a coordination.k8s.io Lease reconciles.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: the cluster resource namespace).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Lease duration in seconds: a standby takes over this long after the leader stopped renewing.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
 }
 
 pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
@@ -68,6 +78,15 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
         None => KubeConfig::in_cluster()?,
     };
     let mut config = ControllerConfig::new(kube);
+    if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| args.cluster_resource_namespace.clone());
+        let mut lease = LeaseConfig::new(namespace, default_identity());
+        lease.lease_duration = std::time::Duration::from_secs(args.lease_duration.max(2));
+        config.leader_election = Some(lease);
+    }
     config.cluster_resource_namespace = args.cluster_resource_namespace;
     config.listen = args.listen;
     config.secret_resync = std::time::Duration::from_secs(args.secret_resync.max(1));

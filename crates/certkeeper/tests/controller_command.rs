@@ -23,6 +23,16 @@ struct Controller {
 
 impl Controller {
     fn start(kube: &KubeApiServer, dir: &std::path::Path, port: u16, log_name: &str) -> Result<Self> {
+        Self::start_with(kube, dir, port, log_name, &[])
+    }
+
+    fn start_with(
+        kube: &KubeApiServer,
+        dir: &std::path::Path,
+        port: u16,
+        log_name: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let (token, ca) = (dir.join("token"), dir.join("ca.crt"));
         std::fs::write(&token, kube.admin_token())?;
         std::fs::write(&ca, kube.ca_pem())?;
@@ -36,6 +46,7 @@ impl Controller {
             .arg("--ca-file")
             .arg(&ca)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--secret-resync", "1"])
+            .args(extra)
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())
@@ -104,6 +115,45 @@ async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.ok()?))
 }
 
+async fn setup(kube: &KubeApiServer, bao: &DevServer) -> Result<()> {
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await?;
+    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
+    for crd in certkeeper_crds::crds() {
+        post(
+            kube,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            crd.to_json(),
+        )
+        .await?;
+    }
+    kube.create_namespace("apps").await?;
+    post(
+        kube,
+        "/api/v1/namespaces/apps/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
+    )
+    .await?;
+    post(
+        kube,
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "vault"},
+               "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
+                                  "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
+    )
+    .await?;
+    post(
+        kube,
+        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
+               "spec": {"secretName": "web-tls", "commonName": "web.example.com", "dnsNames": ["web.example.com"], "duration": "1h",
+                        "renewBefore": "20m", "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
     if let Err(e) = kube_bin_dir() {
@@ -112,40 +162,7 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
     }
     let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
     let (kube, bao) = (kube?, bao?);
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
-    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
-    for crd in certkeeper_crds::crds() {
-        post(
-            &kube,
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-            crd.to_json(),
-        )
-        .await?;
-    }
-    kube.create_namespace("apps").await?;
-    post(
-        &kube,
-        "/api/v1/namespaces/apps/secrets",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
-    )
-    .await?;
-    post(
-        &kube,
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "vault"},
-               "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                  "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
-    post(
-        &kube,
-        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
-               "spec": {"secretName": "web-tls", "commonName": "web.example.com", "dnsNames": ["web.example.com"], "duration": "1h",
-                        "renewBefore": "20m", "issuerRef": {"name": "vault"}}}),
-    )
-    .await?;
+    setup(&kube, &bao).await?;
 
     let dir = tempfile::tempdir()?;
     let port = free_port();
@@ -205,5 +222,103 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
         "{}",
         controller.log()
     );
+    Ok(())
+}
+
+async fn lease_holder(kube: &KubeApiServer) -> Result<String> {
+    let (status, lease) = kube
+        .request(
+            Method::GET,
+            "/apis/coordination.k8s.io/v1/namespaces/cert-manager/leases/certkeeper-controller",
+            None,
+        )
+        .await?;
+    Ok(if status == 200 {
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        String::new()
+    })
+}
+
+/// Two replicas with `--leader-elect`: one reconciles, the other waits; when the leader is
+/// killed (SIGKILL, no release) the standby takes the Lease within the lease time and
+/// reconciles (a deleted target Secret is re-created by it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_fails_over_between_two_processes() -> Result<()> {
+    if let Err(e) = kube_bin_dir() {
+        eprintln!("SKIPPED: {e:#}");
+        return Ok(());
+    }
+    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
+    let (kube, bao) = (kube?, bao?);
+    setup(&kube, &bao).await?;
+    kube.create_namespace("cert-manager").await?;
+    let dir = tempfile::tempdir()?;
+    let elect = ["--leader-elect", "--lease-duration", "4"];
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = Controller::start_with(&kube, dir.path(), port_a, "a.log", &elect)?;
+    let deadline = Instant::now() + BOUND;
+    while !ready(&get(&kube, CERT).await?) {
+        if Instant::now() > deadline {
+            bail!("not Ready under leader A:\n{}", a.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let b = Controller::start_with(&kube, dir.path(), port_b, "b.log", &elect)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let holder = lease_holder(&kube).await?;
+    assert!(holder.ends_with(&format!("_{}", a.child.id())), "holder {holder}");
+    assert!(b.log().contains("waiting for the leader lease"), "{}", b.log());
+    assert!(
+        !b.log().contains("certificates applied"),
+        "the standby reconciles:\n{}",
+        b.log()
+    );
+    let readyz = http_get(&format!("http://127.0.0.1:{port_b}/readyz")).await;
+    assert_eq!(readyz.map(|r| r.0), Some(200), "a standby is ready");
+
+    a.child.kill()?;
+    a.child.wait()?;
+    let killed = Instant::now();
+    let b_suffix = format!("_{}", b.child.id());
+    while !lease_holder(&kube).await?.ends_with(&b_suffix) {
+        if killed.elapsed() > Duration::from_secs(20) {
+            bail!("B did not take over:\n{}", b.log());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = killed.elapsed();
+    eprintln!("leader killed -> standby holds the lease after {took_over:?} (lease 4 s)");
+    assert!(took_over < Duration::from_secs(10), "{took_over:?}");
+
+    // B reconciles: a deleted target Secret comes back.
+    let (status, _) = kube
+        .request(Method::DELETE, "/api/v1/namespaces/apps/secrets/web-tls", None)
+        .await?;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let (status, _) = kube
+            .request(Method::GET, "/api/v1/namespaces/apps/secrets/web-tls", None)
+            .await?;
+        if status == 200 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("B did not re-create the Secret:\n{}", b.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "... and re-created the deleted Secret {:?} after the kill",
+        killed.elapsed()
+    );
+    let mut b = b;
+    let status = b.stop()?;
+    assert!(status.success(), "{status:?}\n{}", b.log());
+    assert_eq!(lease_holder(&kube).await?, "", "released on a graceful stop");
     Ok(())
 }

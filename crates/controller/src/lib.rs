@@ -6,9 +6,11 @@
 //! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
+//! - [`leader`]: leader election through a coordination.k8s.io Lease.
 //! - [`run`]: the loop that ties them together.
 
 pub mod kube;
+pub mod leader;
 pub mod load;
 pub mod reflector;
 pub mod run;

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str, secret_path};
+use crate::leader::{Elector, LeaseConfig};
 use crate::load::{
     IssuerLimits, SecretCache, build_certificate, build_issuer, issuer_of, referenced_secrets,
 };
@@ -50,6 +51,8 @@ pub struct ControllerConfig {
     pub secret_resync: Duration,
     pub limits: IssuerLimits,
     pub engine: EngineConfig,
+    /// `None`: reconcile without leader election (a single replica).
+    pub leader_election: Option<LeaseConfig>,
 }
 
 impl ControllerConfig {
@@ -61,6 +64,7 @@ impl ControllerConfig {
             secret_resync: Duration::from_secs(30),
             limits: IssuerLimits::default(),
             engine: EngineConfig::default(),
+            leader_election: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub enum ControllerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("lost the leader lease {0}: stopped reconciling")]
+    LostLeadership(String),
 }
 
 struct Shared {
@@ -139,20 +145,74 @@ struct Applied {
     verified_secrets: HashMap<String, String>,
 }
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller until `shutdown` completes (or, with leader election, until the Lease is
+/// lost: then [`ControllerError::LostLeadership`]).
 pub async fn run(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ControllerError> {
     let client = KubeClient::new(&config.kube)?;
+    tokio::pin!(shutdown);
     let stores = Stores {
         issuers: Arc::default(),
         cluster_issuers: Arc::default(),
         certificates: Arc::default(),
         owned_secrets: Arc::default(),
     };
-    let changed = Arc::new(Notify::new());
+    let metrics = Metrics::default();
+    let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
+    let runtime = Arc::new(runtime);
+    let events_task = tokio::spawn(events);
+    let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        issuers: Mutex::new(HashMap::new()),
+        ready: AtomicBool::new(false),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let server = match config.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ControllerError::Listen { addr, source })?;
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
+            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx.clone())))
+        }
+        None => None,
+    };
+
+    // A standby replica reports ready (it is healthy, and gating it would stall rollouts) and
+    // does nothing else until it holds the Lease.
+    let mut elector = config
+        .leader_election
+        .clone()
+        .map(|lease| Elector::new(client.clone(), lease));
+    if let Some(elector) = elector.as_mut() {
+        shared.ready.store(true, Ordering::SeqCst);
+        tracing::info!(identity = %elector.config().identity, "waiting for the leader lease");
+        loop {
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election failed; retrying"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    let _ = stop_tx.send(true);
+                    engine.shutdown().await;
+                    events_task.abort();
+                    if let Some(server) = server {
+                        let _ = server.await;
+                    }
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(elector.config().retry_period()) => {}
+            }
+        }
+        shared.ready.store(false, Ordering::SeqCst);
+    }
+
+    let changed = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     for (plural, kind, store) in [
         ("issuers", "Issuer", &stores.issuers),
@@ -177,31 +237,15 @@ pub async fn run(
         stop_rx.clone(),
     )));
 
-    let metrics = Metrics::default();
-    let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
-    let runtime = Arc::new(runtime);
-    let events_task = tokio::spawn(events);
-    let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
-    let shared = Arc::new(Shared {
-        engine: engine.clone(),
-        issuers: Mutex::new(HashMap::new()),
-        ready: AtomicBool::new(false),
-    });
-    let server = match config.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ControllerError::Listen { addr, source })?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
-            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx.clone())))
-        }
-        None => None,
-    };
-
     let mut applied = Applied::default();
     let mut resync = tokio::time::interval(config.secret_resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
+    let renew_every = elector
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |e| e.config().renew_period());
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut result = Ok(());
     tracing::info!(server = %config.kube.server, "certkeeper controller running");
     loop {
         tokio::select! {
@@ -210,6 +254,20 @@ pub async fn run(
                 tokio::time::sleep(DEBOUNCE).await;
             }
             _ = resync.tick() => {}
+            _ = renew.tick(), if elector.is_some() => {
+                if let Some(elector) = elector.as_mut() {
+                    if let Err(e) = elector.try_acquire_or_renew().await {
+                        tracing::warn!(error = %e, "cannot renew the leader lease");
+                    }
+                    if !elector.is_leader() {
+                        let lease = format!("{}/{}", elector.config().namespace, elector.config().name);
+                        tracing::error!(lease = %lease, "lost the leader lease; stopping");
+                        result = Err(ControllerError::LostLeadership(lease));
+                        break;
+                    }
+                }
+                continue;
+            }
         }
         if !stores.synced() {
             continue;
@@ -234,11 +292,16 @@ pub async fn run(
         let _ = t.await;
     }
     events_task.abort();
+    if result.is_ok()
+        && let Some(elector) = elector.as_mut()
+    {
+        elector.release().await;
+    }
     if let Some(server) = server {
         let _ = server.await;
     }
     tracing::info!("stopped");
-    Ok(())
+    result
 }
 
 /// One issuer as found in the API: id, namespace of its Secrets, spec, its object.
