@@ -71,6 +71,9 @@ pub struct CertMeta {
     pub secret_annotations: BTreeMap<String, String>,
     pub combined_pem: bool,
     pub der: bool,
+    /// `keystores.pkcs12` with `create: true`: `keystore.p12` (+ `truststore.p12`); the
+    /// password's Secret is read at every write.
+    pub pkcs12: Option<certkeeper_daemon::model::Pkcs12Output>,
     /// `spec.usages` (with cert-manager's default), wire names, for CertificateRequests.
     pub usages: Vec<String>,
     /// CertificateRequests kept (cert-manager's default since 1.18: 1).
@@ -477,6 +480,7 @@ pub fn issuer_id_of(cert: &Certificate) -> Result<IssuerId, String> {
 /// The job and Kubernetes output settings of Certificate `object`; `issuers` maps the usable
 /// issuers' ids to their fingerprints (a missing issuer counts as fingerprint 0).
 pub fn build_certificate(
+    client: &KubeClient,
     object: &Value,
     issuers: &HashMap<&str, u64>,
 ) -> Result<(CertJob, CertMeta), String> {
@@ -566,6 +570,7 @@ pub fn build_certificate(
             .additional_output_formats
             .iter()
             .any(|f| f.format == OutputFormat::Der),
+        pkcs12: pkcs12(client, &cert)?,
         usages: usage_names,
         revision_history_limit: spec
             .revision_history_limit
@@ -585,4 +590,39 @@ pub fn build_certificate(
             .unwrap_or(0),
     };
     Ok((job, meta))
+}
+
+/// `keystores.pkcs12` with `create: true`: the password's source (a Secret in the Certificate's
+/// namespace, or the literal) and the profile.
+fn pkcs12(
+    client: &KubeClient,
+    cert: &Certificate,
+) -> Result<Option<certkeeper_daemon::model::Pkcs12Output>, String> {
+    let Some(keystore) = cert
+        .spec
+        .keystores
+        .as_ref()
+        .and_then(|k| k.pkcs12.as_ref())
+        .filter(|k| k.create)
+    else {
+        return Ok(None);
+    };
+    let field = "spec.keystores.pkcs12";
+    let password = match (&keystore.password_secret_ref, &keystore.password) {
+        (Some(sel), _) if !sel.name.is_empty() => SecretSource::Provider(Arc::new(SecretRef {
+            client: client.clone(),
+            namespace: cert.namespace().to_owned(),
+            name: sel.name.clone(),
+            key: sel.key.clone(),
+        })),
+        (_, Some(password)) => SecretSource::Value(password.clone()),
+        _ => return Err(format!("{field}: no password")),
+    };
+    let profile = match &keystore.profile {
+        None => pki::Pkcs12Profile::default(),
+        Some(p) => wire_name(p)?
+            .parse()
+            .map_err(|e| format!("{field}.profile: {e}"))?,
+    };
+    Ok(Some(certkeeper_daemon::model::Pkcs12Output { password, profile }))
 }

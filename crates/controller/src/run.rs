@@ -426,7 +426,7 @@ async fn reconcile(
     let mut jobs: Vec<CertJob> = Vec::new();
     let fingerprints: HashMap<&str, u64> = built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
     for object in stores.certificates.snapshot() {
-        match build_certificate(&object, &fingerprints) {
+        match build_certificate(client, &object, &fingerprints) {
             Ok((job, meta)) => {
                 tracked.insert(
                     job.id.clone(),

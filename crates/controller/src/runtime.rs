@@ -39,6 +39,8 @@ pub const TLS_KEY: &str = "tls.key";
 pub const CA_CRT: &str = "ca.crt";
 pub const COMBINED_PEM: &str = "tls-combined.pem";
 pub const KEY_DER: &str = "key.der";
+pub const KEYSTORE_P12: &str = "keystore.p12";
+pub const TRUSTSTORE_P12: &str = "truststore.p12";
 
 /// Events waiting to be posted; more are dropped (and logged) rather than queued without bound.
 const EVENT_QUEUE: usize = 256;
@@ -160,6 +162,22 @@ impl KubeRuntime {
             let der = cert.der_key(&issued.key, job.key_encoding);
             data.insert(KEY_DER.to_owned(), b64(der.expose()));
         }
+        if let Some(p12) = &meta.pkcs12 {
+            let password = p12.password.read().await.map_err(|message| RuntimeError {
+                class: FailureClass::Invalid,
+                message: format!("spec.keystores.pkcs12 password: {message}"),
+            })?;
+            let bundle = cert
+                .pkcs12(&issued.key, password.expose(), p12.profile)
+                .map_err(|e| RuntimeError {
+                    class: e.class(),
+                    message: format!("cannot build the PKCS#12 keystore: {e}"),
+                })?;
+            data.insert(KEYSTORE_P12.to_owned(), b64(&bundle.keystore));
+            if let Some(trust) = bundle.truststore {
+                data.insert(TRUSTSTORE_P12.to_owned(), b64(&trust));
+            }
+        }
         let mut annotations = meta.secret_annotations.clone();
         let ips: Vec<String> = cert.ip_addresses.iter().map(ToString::to_string).collect();
         for (k, v) in [
@@ -222,6 +240,10 @@ impl KubeRuntime {
                     }
                     if !meta.der {
                         d.remove(KEY_DER);
+                    }
+                    if meta.pkcs12.is_none() {
+                        d.remove(KEYSTORE_P12);
+                        d.remove(TRUSTSTORE_P12);
                     }
                 }
                 secret["type"] = json!("kubernetes.io/tls");

@@ -3,7 +3,7 @@
 //! per login with cert-manager's audiences; OpenBao reviews it with the same apiserver's
 //! TokenReview) on a ClusterIssuer, whose references resolve in the cluster resource namespace
 //! (`cert-manager`), and Kubernetes with `secretRef`. Every Certificate becomes Ready and every
-//! issuer Ready with reason VaultVerified.
+//! issuer Ready with reason VaultVerified; the AppRole one also gets PKCS#12 keystores.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -117,12 +117,20 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
         ("k8s-sa", "vault-kubernetes", "ClusterIssuer"),
         ("k8s-secret", "vault-k8s-secret", "Issuer"),
     ];
+    // The AppRole one also asks for PKCS#12 keystores, password from a Secret.
+    api.create(
+        "/api/v1/namespaces/apps/secrets",
+        &secret_body("p12-password", "password", "changeit"),
+    )
+    .await?;
     for (name, issuer, kind) in certificates {
-        api.create(
-            "/apis/cert-manager.io/v1/namespaces/apps/certificates",
-            &certificate(name, issuer, kind),
-        )
-        .await?;
+        let mut body = certificate(name, issuer, kind);
+        if name == "approle" {
+            body["spec"]["keystores"] = json!({"pkcs12": {"create": true,
+                "passwordSecretRef": {"name": "p12-password", "key": "password"}}});
+        }
+        api.create("/apis/cert-manager.io/v1/namespaces/apps/certificates", &body)
+            .await?;
     }
     for (name, _, _) in certificates {
         let path = format!("/apis/cert-manager.io/v1/namespaces/apps/certificates/{name}");
@@ -138,7 +146,14 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
         let secret = api
             .get(&format!("/api/v1/namespaces/apps/secrets/{name}-tls"))
             .await?;
-        assert!(secret.is_some(), "{name}-tls exists");
+        let secret = secret.unwrap();
+        let has = |k: &str| secret["data"][k].as_str().is_some_and(|v| !v.is_empty());
+        assert!(has("tls.crt") && has("tls.key") && has("ca.crt"), "{name}");
+        assert_eq!(
+            has("keystore.p12") && has("truststore.p12"),
+            name == "approle",
+            "{name}"
+        );
     }
     for path in [
         "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault-approle",
