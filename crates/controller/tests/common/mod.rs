@@ -184,7 +184,7 @@ pub fn ready(object: &Value) -> bool {
 }
 
 /// A controller in this process, with the admin token and a 1 s Secret resync; stops when the
-/// returned sender is dropped or fires.
+/// returned sender fires.
 pub fn start_controller(
     kube: &KubeApiServer,
     listen: Option<std::net::SocketAddr>,
@@ -192,13 +192,28 @@ pub fn start_controller(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), certkeeper_controller::ControllerError>>,
 ) {
+    let mut config = config_for(kube, kube.admin_token());
+    config.listen = listen;
+    spawn_controller(config)
+}
+
+/// A controller configuration for `kube` with this bearer token and a 1 s Secret resync.
+pub fn config_for(kube: &KubeApiServer, token: &str) -> ControllerConfig {
     let mut config = ControllerConfig::new(KubeConfig::explicit(
         kube.url(),
-        TokenSource::Value(Secret::new(kube.admin_token())),
+        TokenSource::Value(Secret::new(token)),
         Some(kube.ca_pem().to_owned()),
     ));
-    config.listen = listen;
     config.secret_resync = Duration::from_secs(1);
+    config
+}
+
+pub fn spawn_controller(
+    config: ControllerConfig,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), certkeeper_controller::ControllerError>>,
+) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(certkeeper_controller::run(config, async {
         let _ = stop_rx.await;
