@@ -6,6 +6,7 @@
 //! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
+//! - [`requests`]: CertificateRequests made by other tools: approval and signing.
 //! - [`leader`]: leader election through a coordination.k8s.io Lease.
 //! - [`run`]: the loop that ties them together.
 
@@ -13,6 +14,7 @@ pub mod kube;
 pub mod leader;
 pub mod load;
 pub mod reflector;
+pub mod requests;
 pub mod run;
 pub mod runtime;
 

@@ -53,6 +53,8 @@ pub struct ControllerConfig {
     pub engine: EngineConfig,
     /// `None`: reconcile without leader election (a single replica).
     pub leader_election: Option<LeaseConfig>,
+    /// Approve CertificateRequests for certkeeper's issuers that nobody approved or denied.
+    pub auto_approve: bool,
 }
 
 impl ControllerConfig {
@@ -65,6 +67,7 @@ impl ControllerConfig {
             limits: IssuerLimits::default(),
             engine: EngineConfig::default(),
             leader_election: None,
+            auto_approve: true,
         }
     }
 }
@@ -84,7 +87,7 @@ pub enum ControllerError {
 
 struct Shared {
     engine: EngineHandle,
-    issuers: Mutex<HashMap<IssuerId, IssuerRuntime>>,
+    issuers: Arc<Mutex<HashMap<IssuerId, IssuerRuntime>>>,
     ready: AtomicBool,
 }
 
@@ -166,7 +169,7 @@ pub async fn run(
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
     let shared = Arc::new(Shared {
         engine: engine.clone(),
-        issuers: Mutex::new(HashMap::new()),
+        issuers: Arc::new(Mutex::new(HashMap::new())),
         ready: AtomicBool::new(false),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -228,6 +231,24 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
+    let requests = Arc::new(Store::default());
+    let requests_changed = Arc::new(Notify::new());
+    tasks.push(tokio::spawn(reflect(
+        client.clone(),
+        "/apis/cert-manager.io/v1/certificaterequests".to_owned(),
+        "CertificateRequest",
+        requests.clone(),
+        requests_changed.clone(),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::requests::run_requests(
+        client.clone(),
+        requests,
+        shared.issuers.clone(),
+        requests_changed,
+        config.auto_approve,
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(reflect(
         client.clone(),
         OWNED_SECRETS.to_owned(),

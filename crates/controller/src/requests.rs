@@ -1,0 +1,333 @@
+//! CertificateRequests made by other tools (istio-csr, csi-driver, by hand) for certkeeper's Vault
+//! issuers: approved (unless auto-approval is off; `Denied` is respected), signed through the
+//! issuer's client and gate (the same token cache, rate limit and circuit breaker as the
+//! Certificates of that issuer), and answered in the request's status.
+//!
+//! - Only a rejection by Vault (class `rejected`: the role does not allow the name, no such mount
+//!   ...) fails a request (`Ready=False`, reason `Failed`, `failureTime`): cert-manager's terminal
+//!   state. Everything else keeps it `Pending` with the reason in the message and retries on the
+//!   engine's schedule (`certkeeper_core::schedule::next_attempt`: ~1 s doubling for transient
+//!   failures, slower for auth rejections; a failure that waits for a change is re-tried every
+//!   [`INVALID_RECHECK`]), so nothing waits an hour because of a blip.
+//! - Requests carrying `cert-manager.io/certificate-name` are the records the Certificate side
+//!   writes itself and are left alone; so are requests for issuers that are not certkeeper's Vault
+//!   issuers (other issuer types, other groups).
+//! - The signed certificate is what Vault returned (leaf + chain in `certificate`, the issuing CA
+//!   in `ca`); the CSR is not re-checked beyond being a PEM CERTIFICATE REQUEST.
+//! - Retry state is in memory: a restart retries pending requests at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use certkeeper_core::FailureClass;
+use certkeeper_core::pki::rfc3339;
+use certkeeper_engine::gate::{Outcome, Refusal};
+use certkeeper_engine::{IssuerId, IssuerRuntime};
+use certkeeper_vault::SignRequest;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::kube::{KubeClient, cm_path, meta_str};
+use crate::reflector::{Store, object_key};
+
+/// How often a request whose failure waits for a change is tried again anyway.
+pub const INVALID_RECHECK: Duration = Duration::from_secs(60);
+/// Signing requests in flight at once (each issuer's gate limits its own share further).
+const MAX_IN_FLIGHT: usize = 32;
+
+type SignResult = Result<(String, Option<String>), (FailureClass, String, Option<Duration>)>;
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    next: SystemTime,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn condition<'v>(cr: &'v Value, kind: &str) -> Option<&'v Value> {
+    cr.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn is_true(cr: &Value, kind: &str) -> bool {
+    condition(cr, kind).is_some_and(|c| c["status"] == "True")
+}
+
+/// The issuer id a request refers to, if it names a cert-manager.io issuer.
+fn issuer_id(cr: &Value) -> Option<IssuerId> {
+    let r = cr.pointer("/spec/issuerRef")?;
+    let group = r.get("group").and_then(Value::as_str).unwrap_or_default();
+    if !group.is_empty() && group != "cert-manager.io" {
+        return None;
+    }
+    let name = r.get("name").and_then(Value::as_str)?;
+    match r.get("kind").and_then(Value::as_str).unwrap_or("Issuer") {
+        "ClusterIssuer" => Some(format!("ClusterIssuer/{name}")),
+        "" | "Issuer" => Some(format!("Issuer/{}/{name}", meta_str(cr, "namespace"))),
+        _ => None,
+    }
+}
+
+/// The conditions of `cr` with `new` set (other types kept; lastTransitionTime kept when the
+/// status does not change).
+fn with_condition(cr: &Value, kind: &str, status: &str, reason: &str, message: &str) -> Vec<Value> {
+    let now = rfc3339(SystemTime::now());
+    let mut out: Vec<Value> = cr
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != kind)
+        .collect();
+    let since = condition(cr, kind)
+        .filter(|c| c["status"] == status)
+        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
+        .unwrap_or(now);
+    out.push(
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+                    "lastTransitionTime": since}),
+    );
+    out
+}
+
+async fn patch_status(client: &KubeClient, cr: &Value, status: Value) {
+    let path = format!(
+        "{}/status",
+        cm_path(
+            meta_str(cr, "namespace"),
+            "certificaterequests",
+            Some(meta_str(cr, "name"))
+        )
+    );
+    if let Err(e) = client.merge_patch(&path, &json!({ "status": status })).await {
+        tracing::warn!(request = %object_key(cr), error = %e, "cannot write CertificateRequest status");
+    }
+}
+
+/// Signs pending requests until `stop` turns true.
+pub async fn run_requests(
+    client: KubeClient,
+    store: Arc<Store>,
+    issuers: Arc<Mutex<HashMap<IssuerId, IssuerRuntime>>>,
+    changed: Arc<Notify>,
+    auto_approve: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut retries: HashMap<String, Retry> = HashMap::new();
+    let mut running: JoinSet<(String, SignResult)> = JoinSet::new();
+    let mut in_flight: HashMap<String, Arc<Value>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let Ok((key, result)) = joined else { continue };
+                let Some(cr) = in_flight.remove(&key) else { continue };
+                finish(&client, &cr, result, &mut retries).await;
+            }
+        }
+        if !store.synced() {
+            continue;
+        }
+        let issuers = issuers.lock().await.clone();
+        let now = SystemTime::now();
+        let mut live = std::collections::HashSet::new();
+        for cr in store.snapshot() {
+            let key = format!("{}/{}", object_key(&cr), meta_str(&cr, "uid"));
+            live.insert(key.clone());
+            let annotated = cr
+                .pointer("/metadata/annotations/cert-manager.io~1certificate-name")
+                .is_some();
+            let ready = condition(&cr, "Ready");
+            let done = ready
+                .is_some_and(|c| c["status"] == "True" || c["reason"] == "Failed" || c["reason"] == "Denied")
+                || is_true(&cr, "InvalidRequest");
+            if annotated || done || in_flight.contains_key(&key) {
+                continue;
+            }
+            let Some(issuer) = issuer_id(&cr).and_then(|id| issuers.get(&id).cloned()) else {
+                continue;
+            };
+            if is_true(&cr, "Denied") {
+                let status = json!({
+                    "conditions": with_condition(&cr, "Ready", "False", "Denied",
+                        "The CertificateRequest was denied by an approval controller"),
+                    "failureTime": rfc3339(now),
+                });
+                patch_status(&client, &cr, status).await;
+                continue;
+            }
+            let mut cr = cr;
+            if !is_true(&cr, "Approved") {
+                if !auto_approve {
+                    continue;
+                }
+                let conditions = with_condition(
+                    &cr,
+                    "Approved",
+                    "True",
+                    "cert-manager.io",
+                    "Certificate request has been approved by certkeeper",
+                );
+                patch_status(&client, &cr, json!({ "conditions": conditions.clone() })).await;
+                // Sign in the same pass, remembering the approval for the next status write.
+                let mut approved = (*cr).clone();
+                approved["status"]["conditions"] = json!(conditions);
+                cr = Arc::new(approved);
+            }
+            if retries.get(&key).is_some_and(|r| r.next > now) || running.len() >= MAX_IN_FLIGHT {
+                continue;
+            }
+            let csr = cr
+                .pointer("/spec/request")
+                .and_then(Value::as_str)
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|pem| pem.contains("-----BEGIN CERTIFICATE REQUEST-----"));
+            let Some(csr_pem) = csr else {
+                let message = "spec.request is not a PEM-encoded CERTIFICATE REQUEST";
+                let mut conditions =
+                    with_condition(&cr, "InvalidRequest", "True", "RequestParsingError", message);
+                let probe = json!({"status": {"conditions": conditions.clone()}});
+                conditions = with_condition(&probe, "Ready", "False", "Failed", message);
+                patch_status(
+                    &client,
+                    &cr,
+                    json!({"conditions": conditions, "failureTime": rfc3339(now)}),
+                )
+                .await;
+                continue;
+            };
+            let ttl = cr
+                .pointer("/spec/duration")
+                .and_then(Value::as_str)
+                .and_then(|d| certkeeper_core::spec::parse_go_duration(d).ok());
+            let request = SignRequest {
+                csr_pem,
+                common_name: None,
+                dns_names: Vec::new(),
+                ip_sans: Vec::new(),
+                uri_sans: Vec::new(),
+                ttl,
+            };
+            in_flight.insert(key.clone(), cr.clone());
+            running.spawn(async move { (key, sign(issuer, request).await) });
+        }
+        retries.retain(|k, _| live.contains(k));
+    }
+}
+
+async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
+    let permit = match issuer.gate.acquire().await {
+        Ok(p) => p,
+        Err(Refusal::CircuitOpen(_)) => {
+            return Err((
+                FailureClass::Transient,
+                format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
+                None,
+            ));
+        }
+    };
+    let signed = issuer.client.sign(&issuer.path, &request).await;
+    permit.finish(match &signed {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.status() == Some(429) => Outcome::RateLimited,
+        Err(e) => Outcome::Failure(e.class()),
+    });
+    match signed {
+        Ok(s) => {
+            let mut chain = s.certificate_pem.trim_end().to_owned();
+            chain.push('\n');
+            for ca in s
+                .ca_chain_pem
+                .iter()
+                .filter(|c| !is_self_signed_root(c, &s.issuing_ca_pem))
+            {
+                chain.push_str(ca.trim_end());
+                chain.push('\n');
+            }
+            let ca = (!s.issuing_ca_pem.is_empty()).then(|| s.issuing_ca_pem.clone());
+            Ok((chain, ca))
+        }
+        Err(e) => Err((e.class(), e.to_string(), e.retry_after())),
+    }
+}
+
+/// Vault's chain ends with the root when it knows it; `tls.crt`-style chains stop below it. The
+/// issuing CA itself always stays.
+fn is_self_signed_root(pem: &str, issuing: &str) -> bool {
+    if pem.trim() == issuing.trim() {
+        return false;
+    }
+    certkeeper_core::pki::describe_pem_bundle(pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .is_some_and(|c| c.self_signed)
+}
+
+async fn finish(client: &KubeClient, cr: &Value, result: SignResult, retries: &mut HashMap<String, Retry>) {
+    let key = format!("{}/{}", object_key(cr), meta_str(cr, "uid"));
+    let now = SystemTime::now();
+    match result {
+        Ok((chain, ca)) => {
+            retries.remove(&key);
+            let mut status = json!({
+                "conditions": with_condition(cr, "Ready", "True", "Issued", "Certificate fetched from issuer successfully"),
+                "certificate": b64(chain.as_bytes()),
+            });
+            if let Some(ca) = ca {
+                status["ca"] = json!(b64(ca.as_bytes()));
+            }
+            tracing::info!(request = %object_key(cr), "signed CertificateRequest");
+            patch_status(client, cr, status).await;
+        }
+        Err((FailureClass::Rejected, message, _)) => {
+            retries.remove(&key);
+            tracing::warn!(request = %object_key(cr), error = %message, "Vault rejected the CertificateRequest");
+            let status = json!({
+                "conditions": with_condition(cr, "Ready", "False", "Failed", &format!("Vault rejected the request: {message}")),
+                "failureTime": rfc3339(now),
+            });
+            patch_status(client, cr, status).await;
+        }
+        Err((class, message, retry_after)) => {
+            let attempts = retries.get(&key).map_or(0, |r| r.attempts).saturating_add(1);
+            let input = certkeeper_core::schedule::RetryInput {
+                class,
+                attempts,
+                failed_at: now,
+                current_not_after: None,
+                retry_after,
+                unit_random: unit_random(&key, attempts),
+            };
+            let next = certkeeper_core::schedule::next_attempt(&input).unwrap_or(now + INVALID_RECHECK);
+            retries.insert(key, Retry { attempts, next });
+            let text = format!(
+                "Waiting to retry ({}, attempt {attempts}, next attempt {}): {message}",
+                class.as_str(),
+                rfc3339(next)
+            );
+            tracing::warn!(request = %object_key(cr), class = class.as_str(), attempts, error = %message, "CertificateRequest not signed yet");
+            let status = json!({"conditions": with_condition(cr, "Ready", "False", "Pending", &text)});
+            patch_status(client, cr, status).await;
+        }
+    }
+}
+
+fn unit_random(id: &str, attempt: u32) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(id.as_bytes());
+    h.write_u32(attempt);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
