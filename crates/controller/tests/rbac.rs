@@ -2,7 +2,8 @@
 //! of the `certkeeper` ServiceAccount bound by `deploy/controller/rbac.yaml` (nothing else) and
 //! leader election on, against a genuine kube-apiserver with RBAC authorization and OpenBao. It
 //! takes the Lease, issues (Secret, status, CertificateRequest, Event), writes the Issuer's
-//! status, re-issues on a spec change and prunes the old CertificateRequest.
+//! status, re-issues on a spec change, prunes the old CertificateRequest, and signs a
+//! CertificateRequest made by hand.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -149,6 +150,23 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
         .await?
         .unwrap();
     assert!(ready(&cr), "status written: {cr}");
+    // A CertificateRequest made by hand is approved and signed.
+    let (csr, _key) = certkeeper_testkit::csr_p256("by-hand.example.com", &["by-hand.example.com"])?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": "by-hand", "namespace": NS},
+                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
+                         "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+    wait_for("by-hand signed", BOUND, || async {
+        Ok(api
+            .get("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand")
+            .await?
+            .filter(ready))
+    })
+    .await?;
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
     let lease = api
