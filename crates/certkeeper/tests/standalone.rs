@@ -258,3 +258,45 @@ async fn kill_9_during_issuance_never_leaves_a_mismatched_pair() {
     );
     assert_eq!(check_pairs(), 40);
 }
+
+/// The state database is lost (or certkeeper takes over files another tool wrote): served pairs
+/// that match their spec are adopted, not issued again; a pair that no longer matches is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_state_adopts_matching_served_certificates() {
+    let ec = "  privateKey: {algorithm: ECDSA, size: 256}\n";
+    let s = setup(&[("web", ec), ("api", ec)]).await;
+    let daemon = Daemon::start(&s.config);
+    let rows = wait_for(&s.config, "both issued", Duration::from_secs(60), &daemon, |r| {
+        r.len() == 2 && r.iter().all(|x| x["ready"] == true)
+    });
+    let web_serial = row(&rows, "default/web")["serial"].clone();
+    let api_serial = row(&rows, "default/api")["serial"].clone();
+    assert!(daemon.stop().success());
+
+    std::fs::remove_dir_all(s.root.join("state")).unwrap();
+    // api's spec changed while the state was gone: its served certificate no longer matches.
+    write_cert(&s.root, "api", &format!("{ec}  ipAddresses: [127.0.0.9]\n"));
+    let daemon = Daemon::start(&s.config);
+    let rows = wait_for(
+        &s.config,
+        "adopted and re-issued",
+        Duration::from_secs(60),
+        &daemon,
+        |r| {
+            r.len() == 2
+                && r.iter().all(|x| x["ready"] == true)
+                && row(r, "default/api")["serial"] != api_serial
+        },
+    );
+    assert_eq!(
+        row(&rows, "default/web")["serial"],
+        web_serial,
+        "web adopted, not re-issued"
+    );
+    assert_eq!(row(&rows, "default/web")["revision"], 1);
+    assert_pair(&s.root.join("certs/default/web-tls"), "web.example.com");
+    assert_pair(&s.root.join("certs/default/api-tls"), "api.example.com");
+    let log = daemon.log();
+    assert!(log.contains("adopted the certificate already served"), "{log}");
+    assert!(log.contains("IP addresses"), "api's mismatch is explained: {log}");
+}

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use certkeeper_engine::adopt::adopt;
 use certkeeper_engine::gate::CircuitState;
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
+use certkeeper_engine::state::CertState;
+use certkeeper_engine::{CertJob, EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Mutex, watch};
 
 use crate::config::Config;
 use crate::http::{Endpoints, serve};
 use crate::load::{Loaded, load};
-use crate::runtime::{FileRuntime, RENEW_POLL};
+use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
 use crate::status::rows_from_engine;
 
@@ -194,20 +196,74 @@ async fn apply(shared: &Arc<Shared>, runtime: &Arc<FileRuntime>, db: &Arc<StateD
         loaded.issuers.iter().map(|i| (i.id.clone(), i.clone())).collect();
     shared.engine.set_issuers(loaded.issuers);
     *shared.issuers.lock().await = issuers;
-    let certs = loaded
-        .certificates
-        .into_iter()
-        .map(|(job, _)| {
-            let state = states.get(&job.id).cloned();
-            (job, state)
+    let mut certs = Vec::with_capacity(loaded.certificates.len());
+    let mut unknown = Vec::new();
+    for (job, meta) in loaded.certificates {
+        match states.get(&job.id) {
+            Some(state) => certs.push((job, Some(state.clone()))),
+            None => unknown.push((job, meta.output.dir)),
+        }
+    }
+    if !unknown.is_empty() {
+        let fallback: Vec<_> = unknown.iter().map(|(job, _)| (job.clone(), None)).collect();
+        let db = db.clone();
+        let adopted = tokio::task::spawn_blocking(move || {
+            let adopted = adopt_served(unknown);
+            let persist: Vec<_> = adopted
+                .iter()
+                .filter_map(|(job, state)| Some((job.id.clone(), state.clone()?)))
+                .collect();
+            if !persist.is_empty()
+                && let Err(e) = db.put_many(&persist)
+            {
+                tracing::error!(error = %e, "cannot persist adopted certificates");
+            }
+            adopted
         })
-        .collect::<Vec<_>>();
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "looking for served certificates failed; issuing them");
+            fallback
+        });
+        certs.extend(adopted);
+    }
     tracing::info!(
         certificates = certs.len(),
         issuers = shared.issuers.lock().await.len(),
         "configuration applied"
     );
     shared.engine.set_certificates(certs);
+}
+
+/// Certificates the state database does not know (new in the manifests, files written before
+/// certkeeper managed them, or a lost database): each output directory that already serves a
+/// pair matching the spec is adopted as revision 1 instead of being issued again at once.
+fn adopt_served(unknown: Vec<(CertJob, PathBuf)>) -> Vec<(CertJob, Option<CertState>)> {
+    let now = SystemTime::now();
+    unknown
+        .into_iter()
+        .map(|(job, dir)| {
+            let read = |name| std::fs::read_to_string(dir.join(name)).ok();
+            let (Some(crt), Some(key)) = (read(TLS_CRT), read(TLS_KEY)) else {
+                return (job, None);
+            };
+            match adopt(&job, &crt, &key, now) {
+                Ok(issued) => {
+                    tracing::info!(certificate = %job.id, serial = %issued.serial, "adopted the certificate already served");
+                    let state = CertState {
+                        revision: 1,
+                        issued: Some(issued),
+                        failure: None,
+                    };
+                    (job, Some(state))
+                }
+                Err(e) => {
+                    tracing::info!(certificate = %job.id, reason = %e, "not adopting the certificate served; issuing");
+                    (job, None)
+                }
+            }
+        })
+        .collect()
 }
 
 /// Names, sizes and modification times of the manifest files: a cheap change detector that

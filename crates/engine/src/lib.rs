@@ -5,6 +5,7 @@
 //! the standalone runtime writes files and an embedded database, the Kubernetes runtime Secrets
 //! and status. Neither re-implements any of the decisions.
 
+pub mod adopt;
 mod attempt;
 pub mod driver;
 pub mod gate;
