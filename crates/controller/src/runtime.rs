@@ -87,6 +87,19 @@ pub struct Tracked {
     pub fingerprint: u64,
 }
 
+/// Orders a certificate's `Issuing=True` write (when an attempt starts) before the status write
+/// of its outcome: both hold `last`; an `Issuing` write for an attempt whose outcome is already
+/// saved is dropped, so a stale `Issuing=True` never outlives the attempt.
+#[derive(Debug, Default)]
+struct Phase {
+    /// Attempts started (incremented by the `Issuing` event).
+    started: AtomicU64,
+    /// `started` as of the last status write.
+    saved: AtomicU64,
+    /// The conditions last written, the base of the next `Issuing` write.
+    last: tokio::sync::Mutex<Option<Value>>,
+}
+
 #[derive(Debug)]
 enum Outgoing {
     Event {
@@ -102,6 +115,7 @@ enum Outgoing {
 pub struct KubeRuntime {
     client: KubeClient,
     tracked: RwLock<HashMap<CertId, Tracked>>,
+    phases: std::sync::Mutex<HashMap<CertId, Arc<Phase>>>,
     certificates: Arc<Store>,
     events: mpsc::Sender<Outgoing>,
 }
@@ -113,6 +127,7 @@ impl KubeRuntime {
         let runtime = KubeRuntime {
             client: client.clone(),
             tracked: RwLock::new(HashMap::new()),
+            phases: std::sync::Mutex::new(HashMap::new()),
             certificates,
             events: tx,
         };
@@ -124,6 +139,67 @@ impl KubeRuntime {
             .tracked
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tracked;
+    }
+
+    fn phase(&self, id: &str) -> Arc<Phase> {
+        let mut phases = self
+            .phases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if phases.len() > 2 * self.tracked.read().map_or(0, |t| t.len()) + 64 {
+            let tracked = self
+                .tracked
+                .read()
+                .map(|t| t.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            phases.retain(|k, _| tracked.contains(k));
+        }
+        phases.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Sets `Issuing=True` (cert-manager's reason for the trigger) unless the attempt's outcome
+    /// is already saved.
+    fn mark_issuing(&self, meta: &CertMeta, reason: &'static str, message: String) {
+        let phase = self.phase(&format!("{}/{}", meta.namespace, meta.name));
+        let attempt = phase.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let client = self.client.clone();
+        let store = self.certificates.clone();
+        let meta = meta.clone();
+        tokio::spawn(async move {
+            let mut last = phase.last.lock().await;
+            if phase.saved.load(Ordering::SeqCst) >= attempt {
+                return;
+            }
+            let id = format!("{}/{}", meta.namespace, meta.name);
+            let base = last.clone().or_else(|| {
+                store
+                    .get(&id)
+                    .and_then(|c| c.pointer("/status/conditions").cloned())
+            });
+            let mut conditions: Vec<Value> = base
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c["type"] != "Issuing")
+                .collect();
+            let mut issuing = json!({"type": "Issuing", "status": "True", "reason": reason,
+                                     "message": message, "lastTransitionTime": rfc3339(SystemTime::now())});
+            if meta.generation > 0 {
+                issuing["observedGeneration"] = json!(meta.generation);
+            }
+            conditions.push(issuing);
+            let path = format!(
+                "{}/status",
+                cm_path(&meta.namespace, "certificates", Some(&meta.name))
+            );
+            match client
+                .merge_patch(&path, &json!({"status": {"conditions": conditions.clone()}}))
+                .await
+            {
+                Ok(_) => *last = Some(Value::Array(conditions)),
+                Err(e) => tracing::debug!(certificate = %id, error = %e, "cannot set Issuing"),
+            }
+        });
     }
 
     fn tracked(&self, id: &str) -> Option<Tracked> {
@@ -578,6 +654,11 @@ impl Runtime for KubeRuntime {
                 continue;
             };
             let meta = &tracked.meta;
+            let phase = self.phase(&id);
+            let mut last = phase.last.lock().await;
+            phase
+                .saved
+                .store(phase.started.load(Ordering::SeqCst), Ordering::SeqCst);
             let old = self.certificates.get(&id).and_then(|c| c.get("status").cloned());
             let patch = status_patch(&state, tracked.fingerprint, meta.generation, old.as_ref(), now);
             let path = format!(
@@ -585,7 +666,7 @@ impl Runtime for KubeRuntime {
                 cm_path(&meta.namespace, "certificates", Some(&meta.name))
             );
             match self.client.merge_patch(&path, &patch).await {
-                Ok(_) => {}
+                Ok(_) => *last = patch.pointer("/status/conditions").cloned(),
                 Err(e) if e.code() == Some(404) => {}
                 Err(e) => {
                     tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status");
@@ -612,6 +693,7 @@ impl Runtime for KubeRuntime {
                     "ManuallyTriggered" => "Issuing certificate as a renewal was requested".to_owned(),
                     other => format!("Issuing certificate ({other})"),
                 };
+                self.mark_issuing(&meta, reason, message.clone());
                 self.queue_event(meta, "Normal", "Issuing", message);
             }
             EngineEvent::Issued {

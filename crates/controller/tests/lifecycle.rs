@@ -84,6 +84,10 @@ async fn certificate_lifecycle() -> Result<()> {
         assert!(status[field].is_string(), "{field} in {status}");
     }
     assert!(status["certkeeper"].is_null(), "{status}");
+    assert!(
+        condition(&cert, "Issuing").is_none(),
+        "no Issuing condition after success: {status}"
+    );
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let (serial1, sans, spki) = leaf(&decode(&secret, "tls.crt"));
     assert_eq!(sans, ["web.example.com"]);
