@@ -106,7 +106,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| RunError::Listen { addr, source })?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status, /api/v1/summary");
             Some(tokio::spawn(serve(listener, shared.clone(), stop_rx)))
         }
         None => None,
