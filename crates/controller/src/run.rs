@@ -146,6 +146,9 @@ struct Applied {
     /// Certificate id -> resourceVersion of its target Secret last found to hold the
     /// certificate the engine serves.
     verified_secrets: HashMap<String, String>,
+    /// Referenced Secrets as last read, and when all of them were read.
+    secrets: SecretCache,
+    secrets_read: Option<Instant>,
 }
 
 /// Runs the controller until `shutdown` completes (or, with leader election, until the Lease is
@@ -366,10 +369,21 @@ async fn reconcile(
         }
     }
 
-    // Referenced Secrets, read by name.
-    let mut secrets: SecretCache = HashMap::new();
+    // Referenced Secrets, read by name: all of them every `secret_resync`, in between only
+    // those not read yet (reconciles after every status write must not re-read them).
+    let refresh = applied
+        .secrets_read
+        .is_none_or(|at| at.elapsed() + config.secret_resync / 10 >= config.secret_resync);
+    let mut secrets: SecretCache = if refresh {
+        applied.secrets_read = Some(Instant::now());
+        HashMap::new()
+    } else {
+        std::mem::take(&mut applied.secrets)
+    };
+    let mut wanted = HashSet::new();
     for issuer in &found {
         for key in referenced_secrets(&issuer.namespace, &issuer.vault) {
+            wanted.insert(key.clone());
             if secrets.contains_key(&key) {
                 continue;
             }
@@ -383,6 +397,9 @@ async fn reconcile(
             }
         }
     }
+
+    secrets.retain(|k, _| wanted.contains(k));
+    applied.secrets = secrets.clone();
 
     let previous = shared.issuers.lock().await.clone();
     let mut built: HashMap<IssuerId, IssuerRuntime> = HashMap::new();
