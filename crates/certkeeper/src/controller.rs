@@ -1,4 +1,5 @@
-//! `certkeeper controller`: the Kubernetes runtime (crate `certkeeper-controller`).
+//! `certkeeper controller`: the Kubernetes runtime (crate `certkeeper-controller`), and
+//! `certkeeper controller status` / `certkeeper controller renew` against a cluster.
 //!
 //! Connection: `--kube-server URL --token-file F [--ca-file F]` (the token file is re-read for
 //! every request), or nothing: the in-cluster service account
@@ -7,24 +8,28 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use certkeeper_controller::leader::{LeaseConfig, default_identity};
-use certkeeper_controller::{ControllerConfig, KubeConfig, TokenSource};
+use certkeeper_controller::{ControllerConfig, KubeClient, KubeConfig, TokenSource};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
     /// API server URL (https://host:port); without it the in-cluster service account is used.
-    #[arg(long, requires = "token_file")]
+    #[arg(long, global = true)]
     pub kube_server: Option<String>,
     /// File holding the bearer token (re-read for every request).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// PEM bundle that verifies the API server (default: the system roots).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
+    /// Without one: run the controller.
+    #[command(subcommand)]
+    pub action: Option<Action>,
     /// Namespace of the Secrets that ClusterIssuers reference.
     #[arg(long, default_value = certkeeper_controller::run::DEFAULT_CLUSTER_RESOURCE_NAMESPACE)]
     pub cluster_resource_namespace: String,
@@ -46,21 +51,38 @@ pub struct ControllerArgs {
     /// Lease duration in seconds: a standby takes over this long after the leader stopped renewing.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// Leave CertificateRequests made by other tools unapproved (an approver must approve them).
+    #[arg(long)]
+    pub no_auto_approve: bool,
 }
 
-pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
-    let filter = EnvFilter::try_from_env("CERTKEEPER_LOG")
-        .or_else(|_| EnvFilter::try_new("info"))
-        .context("CERTKEEPER_LOG")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if args.json_logs {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-    let kube = match &args.kube_server {
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Every Certificate in the cluster: ready, notAfter, renewal time, last failure, next attempt.
+    /// Exit status 1 when one is not ready.
+    Status {
+        /// Only this namespace (default: all).
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a Certificate now, bypassing any backoff (the running controller does it); waits for
+    /// the new revision.
+    Renew {
+        /// "namespace/name", or a name in --namespace.
+        name: String,
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+        /// How long to wait for the new revision, in seconds (0: do not wait).
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+}
+
+fn kube_config(args: &ControllerArgs) -> Result<KubeConfig> {
+    Ok(match &args.kube_server {
         Some(server) => {
             let ca = match &args.ca_file {
                 Some(path) => Some(
@@ -76,7 +98,31 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
             KubeConfig::explicit(server.clone(), TokenSource::File(token), ca)
         }
         None => KubeConfig::in_cluster()?,
-    };
+    })
+}
+
+pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
+    let kube = kube_config(&args)?;
+    match &args.action {
+        Some(Action::Status { namespace, json }) => return status(&kube, namespace.as_deref(), *json).await,
+        Some(Action::Renew {
+            name,
+            namespace,
+            wait,
+        }) => return renew(&kube, name, namespace, *wait).await,
+        None => {}
+    }
+    let filter = EnvFilter::try_from_env("CERTKEEPER_LOG")
+        .or_else(|_| EnvFilter::try_new("info"))
+        .context("CERTKEEPER_LOG")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if args.json_logs {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
     let mut config = ControllerConfig::new(kube);
     if args.leader_elect {
         let namespace = args
@@ -84,12 +130,13 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| args.cluster_resource_namespace.clone());
         let mut lease = LeaseConfig::new(namespace, default_identity());
-        lease.lease_duration = std::time::Duration::from_secs(args.lease_duration.max(2));
+        lease.lease_duration = Duration::from_secs(args.lease_duration.max(2));
         config.leader_election = Some(lease);
     }
     config.cluster_resource_namespace = args.cluster_resource_namespace;
     config.listen = args.listen;
-    config.secret_resync = std::time::Duration::from_secs(args.secret_resync.max(1));
+    config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
+    config.auto_approve = !args.no_auto_approve;
     let mut term = signal(SignalKind::terminate()).context("signal handler")?;
     let mut int = signal(SignalKind::interrupt()).context("signal handler")?;
     certkeeper_controller::run(config, async move {
@@ -100,4 +147,45 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn status(kube: &KubeConfig, namespace: Option<&str>, json: bool) -> Result<ExitCode> {
+    let client = KubeClient::new(kube)?;
+    let rows = certkeeper_controller::ops::status_rows(&client, namespace).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", certkeeper_daemon::status::table(&rows));
+    }
+    Ok(if rows.iter().all(|r| r.ready) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn renew(kube: &KubeConfig, name: &str, namespace: &str, wait: u64) -> Result<ExitCode> {
+    let (namespace, name) = name.split_once('/').unwrap_or((namespace, name));
+    if name.is_empty() || namespace.is_empty() {
+        bail!("expected namespace/name or a name with --namespace");
+    }
+    let client = KubeClient::new(kube)?;
+    let before = certkeeper_controller::ops::request_renew(&client, namespace, name).await?;
+    println!("renew of {namespace}/{name} requested (revision {before})");
+    if wait == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let now = certkeeper_controller::ops::revision(&client, namespace, name).await?;
+        if now > before {
+            println!("{namespace}/{name} renewed: revision {now}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            eprintln!("{namespace}/{name} not renewed within {wait} s (is the controller running?)");
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

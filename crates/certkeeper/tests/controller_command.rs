@@ -1,6 +1,7 @@
 //! `certkeeper controller` as a process against a genuine kube-apiserver and OpenBao: it issues a
 //! Certificate, answers /readyz and /metrics, stops on SIGTERM with status 0, and a restart
-//! reads its state back from the Certificate status and the Secret: nothing is re-issued.
+//! reads its state back from the Certificate status and the Secret: nothing is re-issued;
+//! `certkeeper controller status` shows it and `certkeeper controller renew` renews it.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 #![allow(clippy::unwrap_used)]
 
@@ -215,11 +216,46 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
     assert_eq!(after["status"]["revision"], 1, "{after}\n{}", controller.log());
     let secret_after = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
     assert_eq!(secret_after["data"], secret["data"], "the Secret is untouched");
+
+    // `certkeeper controller status` and `renew` against the cluster.
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("controller")
+            .args(["--kube-server", &kube.url()])
+            .arg("--token-file")
+            .arg(dir.path().join("token"))
+            .arg("--ca-file")
+            .arg(dir.path().join("ca.crt"))
+            .args(args);
+        cmd.output()
+    };
+    let out = cli(&["status", "--json"])?;
+    assert!(out.status.success(), "{out:?}");
+    let rows: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(rows[0]["name"], "apps/web");
+    assert_eq!(rows[0]["ready"], true);
+    assert_eq!(rows[0]["revision"], 1);
+    let table = String::from_utf8(cli(&["status"])?.stdout)?;
+    assert!(table.starts_with("NAME") && table.contains("apps/web"), "{table}");
+    let out = cli(&["renew", "apps/web", "--wait", "30"])?;
+    assert!(out.status.success(), "{out:?}\n{}", controller.log());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revision 2"),
+        "{out:?}"
+    );
+    let cert = get(&kube, CERT).await?;
+    assert!(
+        cert["metadata"]["annotations"]
+            .get("certkeeper.io/renew-requested-at")
+            .is_none(),
+        "the request is cleared: {cert}"
+    );
     let status = controller.stop()?;
     assert!(status.success());
-    assert!(
-        !controller.log().contains("issuing certificate"),
-        "{}",
+    assert_eq!(
+        controller.log().matches("issuing certificate").count(),
+        1,
+        "only the requested renewal: {}",
         controller.log()
     );
     Ok(())

@@ -7,12 +7,14 @@
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
 //! - [`requests`]: CertificateRequests made by other tools: approval and signing.
+//! - [`ops`]: `certkeeper controller status` / `renew` against a cluster.
 //! - [`leader`]: leader election through a coordination.k8s.io Lease.
 //! - [`run`]: the loop that ties them together.
 
 pub mod kube;
 pub mod leader;
 pub mod load;
+pub mod ops;
 pub mod reflector;
 pub mod requests;
 pub mod run;
