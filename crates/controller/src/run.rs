@@ -148,9 +148,26 @@ struct Applied {
     verified_secrets: HashMap<String, String>,
     /// Certificate id -> the renew request (annotation value) already acted on.
     renews_handled: HashMap<String, String>,
+    /// Problems already logged, by object: each is logged once, not at every reconcile.
+    logged_problems: HashMap<String, String>,
     /// Referenced Secrets as last read, and when all of them were read.
     secrets: SecretCache,
     secrets_read: Option<Instant>,
+}
+
+impl Applied {
+    /// Whether `problem` of `object` is new (and so worth logging); remembers it. Bounded: the
+    /// memory is cleared when it grows past 10,000 entries.
+    fn note_problem(&mut self, object: &str, problem: &str) -> bool {
+        if self.logged_problems.get(object).map(String::as_str) == Some(problem) {
+            return false;
+        }
+        if self.logged_problems.len() >= 10_000 {
+            self.logged_problems.clear();
+        }
+        self.logged_problems.insert(object.to_owned(), problem.to_owned());
+        true
+    }
 }
 
 /// Runs the controller until `shutdown` completes (or, with leader election, until the Lease is
@@ -365,7 +382,9 @@ async fn reconcile(
             Ok(None) => {}
             Err(message) => {
                 let id = issuer_key(&object);
-                tracing::warn!(issuer = %id, problem = %message, "invalid issuer");
+                if applied.note_problem(&id, &message) {
+                    tracing::warn!(issuer = %id, problem = %message, "invalid issuer");
+                }
                 problems.insert(id, message);
             }
         }
@@ -453,7 +472,9 @@ async fn reconcile(
                 built.insert(issuer.id.clone(), rt);
             }
             Err(message) => {
-                tracing::warn!(issuer = %issuer.id, problem = %message, "issuer not usable");
+                if applied.note_problem(&issuer.id, &message) {
+                    tracing::warn!(issuer = %issuer.id, problem = %message, "issuer not usable");
+                }
                 problems.insert(issuer.id.clone(), message);
             }
         }
@@ -492,7 +513,10 @@ async fn reconcile(
                 jobs.push(job);
             }
             Err(message) => {
-                tracing::warn!(certificate = %crate::reflector::object_key(&object), problem = %message, "invalid certificate")
+                let id = crate::reflector::object_key(&object);
+                if applied.note_problem(&id, &message) {
+                    tracing::warn!(certificate = %id, problem = %message, "invalid certificate");
+                }
             }
         }
     }

@@ -118,6 +118,7 @@ pub struct KubeRuntime {
     phases: std::sync::Mutex<HashMap<CertId, Arc<Phase>>>,
     certificates: Arc<Store>,
     events: mpsc::Sender<Outgoing>,
+    dropped_events: AtomicU64,
 }
 
 impl KubeRuntime {
@@ -130,6 +131,7 @@ impl KubeRuntime {
             phases: std::sync::Mutex::new(HashMap::new()),
             certificates,
             events: tx,
+            dropped_events: AtomicU64::new(0),
         };
         (runtime, post_events(client, rx))
     }
@@ -453,7 +455,10 @@ impl KubeRuntime {
             message,
         };
         if self.events.try_send(event).is_err() {
-            tracing::warn!("event queue full; dropping an event");
+            let dropped = self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(100) {
+                tracing::warn!(dropped = dropped + 1, "event queue full; dropping Events");
+            }
         }
     }
 }
