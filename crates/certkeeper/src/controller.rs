@@ -36,7 +36,7 @@ pub struct ControllerArgs {
     /// Serve /metrics, /healthz, /readyz and /api/v1/status here.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// How often referenced Secrets are re-read, in seconds.
+    /// How often a reconcile runs without any change, in seconds (referenced Secrets are watched).
     #[arg(long, default_value_t = 30)]
     pub secret_resync: u64,
     /// Log as JSON lines instead of text.

@@ -1,13 +1,13 @@
-//! The controller's run loop: mirror Issuers, ClusterIssuers and Certificates, read the Secrets
-//! they reference (by name), rebuild the engine's issuers and jobs when anything changes, write
-//! each issuer's Ready condition, and serve `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`
-//! with the standalone runtime's HTTP server.
+//! The controller's run loop: mirror Issuers, ClusterIssuers, Certificates, CertificateRequests
+//! and the target Secrets (label selector), watch each referenced Secret by name (field
+//! selector; never a cluster-wide Secret watch), rebuild the engine's issuers and jobs when
+//! anything changes, write each issuer's Ready condition, act on renew requests, and serve
+//! `/metrics`, `/healthz`, `/readyz`, `/api/v1/status` with the standalone runtime's HTTP server.
 //!
-//! A reconcile runs after a change of a mirrored object (debounced by [`DEBOUNCE`]) and every
-//! `secret_resync`: referenced Secrets are not watched (no cluster-wide Secret watch; a watch per
-//! referenced name is a follow-up), they are re-read by name at each reconcile. When a
-//! referenced Secret appears, disappears or changes, the certificates of its issuers that are
-//! failing are retried at once ("waiting for a change" ends with the change).
+//! A reconcile runs after a change of a mirrored or watched object (debounced by [`DEBOUNCE`])
+//! and every `secret_resync` anyway. When a referenced Secret appears, disappears or changes,
+//! the certificates of its issuers that are failing are retried at once ("waiting for a change"
+//! ends with the change).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -47,7 +47,8 @@ pub struct ControllerConfig {
     pub cluster_resource_namespace: String,
     /// `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`.
     pub listen: Option<SocketAddr>,
-    /// How often referenced Secrets are re-read.
+    /// How often a reconcile runs without any change (issuer re-checks, a safety net for
+    /// missed watch events).
     pub secret_resync: Duration,
     pub limits: IssuerLimits,
     pub engine: EngineConfig,
@@ -135,7 +136,6 @@ impl Stores {
 const OWNED_SECRETS: &str = "/api/v1/secrets?labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
 
 /// What the last reconcile applied.
-#[derive(Default)]
 struct Applied {
     /// (certificate id, fingerprint) set handed to the engine.
     jobs: BTreeMap<String, u64>,
@@ -150,9 +150,84 @@ struct Applied {
     renews_handled: HashMap<String, String>,
     /// Problems already logged, by object: each is logged once, not at every reconcile.
     logged_problems: HashMap<String, String>,
-    /// Referenced Secrets as last read, and when all of them were read.
-    secrets: SecretCache,
-    secrets_read: Option<Instant>,
+    /// The watches of referenced Secrets.
+    watches: SecretWatches,
+}
+
+/// One list+watch per referenced Secret, by name: no cluster-wide Secret watch, and a Secret
+/// that appears, changes or disappears triggers a reconcile at once.
+struct SecretWatches {
+    changed: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+    watches: HashMap<(String, String), SecretWatch>,
+}
+
+/// A watched Secret: its mirror, the stop signal of its watch, the watch task.
+type SecretWatch = (Arc<Store>, watch::Sender<bool>, tokio::task::JoinHandle<()>);
+
+impl SecretWatches {
+    fn new(changed: Arc<Notify>, stop: watch::Receiver<bool>) -> Self {
+        SecretWatches {
+            changed,
+            stop,
+            watches: HashMap::new(),
+        }
+    }
+
+    /// Starts watches for new references and stops those no longer referenced.
+    fn sync(&mut self, wanted: &HashSet<(String, String)>, client: &KubeClient) {
+        self.watches.retain(|key, (_, stop, task)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                let _ = stop.send(true);
+                task.abort();
+            }
+            keep
+        });
+        for key in wanted {
+            if self.watches.contains_key(key) || *self.stop.borrow() {
+                continue;
+            }
+            let store = Arc::new(Store::default());
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let mut global = self.stop.clone();
+            let path = format!(
+                "/api/v1/namespaces/{}/secrets?fieldSelector=metadata.name%3D{}",
+                key.0, key.1
+            );
+            let reflector = reflect(
+                client.clone(),
+                path,
+                "Secret",
+                store.clone(),
+                self.changed.clone(),
+                stop_rx,
+            );
+            let task = tokio::spawn(async move {
+                tokio::select! {
+                    _ = reflector => {}
+                    _ = global.changed() => {}
+                }
+            });
+            self.watches.insert(key.clone(), (store, stop_tx, task));
+        }
+    }
+
+    /// The Secret as its watch has it (inner `None`: it does not exist); `None` before the
+    /// watch has listed.
+    fn current(&self, key: &(String, String)) -> Option<Option<Arc<Value>>> {
+        let (store, _, _) = self.watches.get(key)?;
+        store.synced().then(|| store.get(&format!("{}/{}", key.0, key.1)))
+    }
+}
+
+impl Drop for SecretWatches {
+    fn drop(&mut self) {
+        for (_, (_, stop, task)) in self.watches.drain() {
+            let _ = stop.send(true);
+            task.abort();
+        }
+    }
 }
 
 impl Applied {
@@ -280,7 +355,15 @@ pub async fn run(
         stop_rx.clone(),
     )));
 
-    let mut applied = Applied::default();
+    let mut applied = Applied {
+        jobs: BTreeMap::new(),
+        secret_versions: HashMap::new(),
+        issuer_checks: HashMap::new(),
+        verified_secrets: HashMap::new(),
+        renews_handled: HashMap::new(),
+        logged_problems: HashMap::new(),
+        watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
+    };
     let mut resync = tokio::time::interval(config.secret_resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let renew_every = elector
@@ -390,37 +473,28 @@ async fn reconcile(
         }
     }
 
-    // Referenced Secrets, read by name: all of them every `secret_resync`, in between only
-    // those not read yet (reconciles after every status write must not re-read them).
-    let refresh = applied
-        .secrets_read
-        .is_none_or(|at| at.elapsed() + config.secret_resync / 10 >= config.secret_resync);
-    let mut secrets: SecretCache = if refresh {
-        applied.secrets_read = Some(Instant::now());
-        HashMap::new()
-    } else {
-        std::mem::take(&mut applied.secrets)
-    };
-    let mut wanted = HashSet::new();
-    for issuer in &found {
-        for key in referenced_secrets(&issuer.namespace, &issuer.vault) {
-            wanted.insert(key.clone());
-            if secrets.contains_key(&key) {
-                continue;
+    // Referenced Secrets: one watch per Secret (field selector metadata.name), started and
+    // stopped as references come and go; a GET while a new watch has not listed yet.
+    let wanted: HashSet<(String, String)> = found
+        .iter()
+        .flat_map(|i| referenced_secrets(&i.namespace, &i.vault))
+        .collect();
+    applied.watches.sync(&wanted, client);
+    let mut secrets: SecretCache = HashMap::new();
+    for key in wanted {
+        if let Some(current) = applied.watches.current(&key) {
+            secrets.insert(key, current);
+            continue;
+        }
+        match client.get(&secret_path(&key.0, &key.1)).await {
+            Ok(secret) => {
+                secrets.insert(key, secret.map(Arc::new));
             }
-            match client.get(&secret_path(&key.0, &key.1)).await {
-                Ok(secret) => {
-                    secrets.insert(key, secret.map(Arc::new));
-                }
-                Err(e) => {
-                    tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "cannot read Secret")
-                }
+            Err(e) => {
+                tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "cannot read Secret")
             }
         }
     }
-
-    secrets.retain(|k, _| wanted.contains(k));
-    applied.secrets = secrets.clone();
 
     let previous = shared.issuers.lock().await.clone();
     let mut built: HashMap<IssuerId, IssuerRuntime> = HashMap::new();
