@@ -148,6 +148,8 @@ struct Applied {
     verified_secrets: HashMap<String, String>,
     /// Certificate id -> the renew request (annotation value) already acted on.
     renews_handled: HashMap<String, String>,
+    /// Certificate id -> the missing-issuer message last written to its status.
+    missing_issuer: HashMap<String, String>,
     /// Problems already logged, by object: each is logged once, not at every reconcile.
     logged_problems: HashMap<String, String>,
     /// The watches of referenced Secrets.
@@ -362,6 +364,7 @@ pub async fn run(
         verified_secrets: HashMap::new(),
         renews_handled: HashMap::new(),
         logged_problems: HashMap::new(),
+        missing_issuer: HashMap::new(),
         watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
     };
     let mut resync = tokio::time::interval(config.secret_resync);
@@ -595,6 +598,9 @@ async fn reconcile(
         }
     }
     let job_set: BTreeMap<String, u64> = jobs.iter().map(|j| (j.id.clone(), j.fingerprint)).collect();
+    let issuer_of_job: HashMap<String, IssuerId> =
+        jobs.iter().map(|j| (j.id.clone(), j.issuer.clone())).collect();
+    let known_issuers: HashSet<IssuerId> = built.keys().cloned().collect();
     runtime.set_tracked(tracked.clone());
     shared.engine.set_issuers(built.values().cloned().collect());
     *shared.issuers.lock().await = built;
@@ -612,6 +618,16 @@ async fn reconcile(
         shared.engine.set_certificates(list);
         applied.jobs = job_set;
     }
+    report_missing_issuers(
+        client,
+        stores,
+        &tracked,
+        &issuer_of_job,
+        &known_issuers,
+        &problems,
+        applied,
+    )
+    .await;
     for (id, at, object) in renew_requests {
         tracing::info!(certificate = %id, requested_at = %at, "renew requested");
         shared.engine.renew(Some(id.clone()));
@@ -827,4 +843,59 @@ fn serial_of(secret: &Value) -> Option<String> {
         .into_iter()
         .next()
         .map(|c| c.serial)
+}
+
+/// Certificates whose issuer is missing or unusable never reach the engine's status writes (the
+/// engine waits for the issuer without persisting anything), so their status says it here:
+/// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
+/// Certificate has no Ready condition yet. Written once per change of the reason.
+async fn report_missing_issuers(
+    client: &KubeClient,
+    stores: &Stores,
+    tracked: &HashMap<String, Tracked>,
+    issuer_of_job: &HashMap<String, IssuerId>,
+    known: &HashSet<IssuerId>,
+    problems: &HashMap<IssuerId, String>,
+    applied: &mut Applied,
+) {
+    applied
+        .missing_issuer
+        .retain(|id, _| issuer_of_job.get(id).is_some_and(|i| !known.contains(i)));
+    for (id, issuer) in issuer_of_job {
+        if known.contains(issuer) {
+            continue;
+        }
+        let message = match problems.get(issuer) {
+            Some(p) => format!("issuer {issuer} is not usable: {p}"),
+            None => format!("issuer {issuer} does not exist or is not a Vault issuer"),
+        };
+        if applied.missing_issuer.get(id) == Some(&message) {
+            continue;
+        }
+        let (Some(meta), Some(object)) = (tracked.get(id).map(|t| &t.meta), stores.certificates.get(id))
+        else {
+            continue;
+        };
+        let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
+                                               "nextAttemptTime": null}});
+        if object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_none_or(|c| c.is_empty())
+        {
+            status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "IssuerNotReady",
+                "message": format!("Waiting for the issuer: {message}"),
+                "lastTransitionTime": rfc3339(SystemTime::now())}]);
+        }
+        let path = format!(
+            "{}/status",
+            crate::kube::cm_path(&meta.namespace, "certificates", Some(&meta.name))
+        );
+        match client.merge_patch(&path, &json!({ "status": status })).await {
+            Ok(_) => {
+                applied.missing_issuer.insert(id.clone(), message);
+            }
+            Err(e) => tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status"),
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! the role refuses is retried on the slow schedule with the status explaining (class `rejected`,
 //! the next attempt minutes away, never terminal); a Certificate due for renewal while OpenBao is
 //! sealed keeps serving (Ready) with the transient failure and the next attempt in status, and is
-//! renewed after the unseal without anyone touching it.
+//! renewed after the unseal without anyone touching it; a Certificate whose Issuer does not exist
+//! says so in status and is issued when the Issuer is created.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -58,6 +59,9 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     let certs = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
     api.create(certs, &certificate("web", "web.example.com")).await?;
     api.create(certs, &certificate("evil", "evil.org")).await?;
+    let mut orphan = certificate("orphan", "orphan.example.com");
+    orphan["spec"]["issuerRef"]["name"] = json!("later");
+    api.create(certs, &orphan).await?;
 
     // The role refuses evil.org: slow schedule, status explains, not terminal.
     let evil = wait_for("evil.org rejected", BOUND, || async {
@@ -76,6 +80,35 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     );
     assert!(next - now() >= 120, "slow schedule: {ck}");
     assert!(!ready(&evil));
+
+    // An Issuer that does not exist yet: the status says so; creating it issues.
+    let waiting = wait_for("orphan waiting for its issuer", BOUND, || async {
+        Ok(api
+            .get(&format!("{certs}/orphan"))
+            .await?
+            .filter(|c| c["status"]["certkeeper"]["failureClass"] == "invalid"))
+    })
+    .await?;
+    let message = waiting["status"]["certkeeper"]["failureMessage"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("Issuer/apps/later"), "{message}");
+    assert!(!ready(&waiting));
+    let mut later = api
+        .get("/apis/cert-manager.io/v1/namespaces/apps/issuers/vault")
+        .await?
+        .unwrap();
+    later = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                   "metadata": {"name": "later", "namespace": NS}, "spec": later["spec"]});
+    api.create("/apis/cert-manager.io/v1/namespaces/apps/issuers", &later)
+        .await?;
+    wait_for("orphan Ready once its issuer exists", BOUND, || async {
+        Ok(api
+            .get(&format!("{certs}/orphan"))
+            .await?
+            .filter(|c| ready(c) && c["status"]["certkeeper"].is_null()))
+    })
+    .await?;
 
     // Sealed while web is due for renewal (renewBefore 59m of 1h: about 30 s after issuance).
     let web = wait_for("web Ready", BOUND, || async {
