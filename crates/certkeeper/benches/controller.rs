@@ -82,7 +82,10 @@ impl Api {
                 404 | 429 | 500..=599 if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await
                 }
-                _ => bail!("POST {path} -> {status}: {}", resp.text().await.unwrap_or_default()),
+                _ => bail!(
+                    "POST {path} -> {status}: {}",
+                    resp.text().await.unwrap_or_default()
+                ),
             }
         }
     }
@@ -139,8 +142,11 @@ async fn main() -> Result<()> {
     let token = admin.create_token(&[&pki.policy], "4h", true, 0).await?;
     let api = Api::new(&kube)?;
     for crd in certkeeper_crds::crds() {
-        api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd.to_json())
-            .await?;
+        api.post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            &crd.to_json(),
+        )
+        .await?;
     }
     kube.create_namespace("apps").await?;
     kube.create_namespace("noise").await?;
@@ -193,26 +199,29 @@ async fn main() -> Result<()> {
         })
         .collect();
     let started = Instant::now();
-    post_all(&api, "/apis/cert-manager.io/v1/namespaces/apps/certificates", bodies, 16).await?;
+    post_all(
+        &api,
+        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+        bodies,
+        16,
+    )
+    .await?;
     let created = started.elapsed();
     let mut peak = 0.0f64;
     let all_ready = loop {
         let list = api
             .get("/apis/cert-manager.io/v1/namespaces/apps/certificates")
             .await?;
-        let ready = list["items"]
-            .as_array()
-            .map_or(0, |items| {
-                items
-                    .iter()
-                    .filter(|c| {
-                        c["status"]["conditions"].as_array().is_some_and(|cs| {
-                            cs.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        })
-                    })
-                    .count()
-            });
+        let ready = list["items"].as_array().map_or(0, |items| {
+            items
+                .iter()
+                .filter(|c| {
+                    c["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+                .count()
+        });
         peak = peak.max(rss_mib(pid));
         if ready == n {
             break started.elapsed();
@@ -227,7 +236,11 @@ async fn main() -> Result<()> {
     println!("certificates: {n} created in {created:.1?} (16 concurrent creates)");
     println!(
         "all Ready {all_ready:.1?} after the first create (target 60 s): {}",
-        if all_ready <= Duration::from_secs(60) { "PASS" } else { "FAIL" }
+        if all_ready <= Duration::from_secs(60) {
+            "PASS"
+        } else {
+            "FAIL"
+        }
     );
     println!(
         "controller RSS: idle {idle:.1} MiB, peak while issuing {peak:.1} MiB, after {after:.1} MiB (target 100 MB): {}",
@@ -249,7 +262,11 @@ async fn main() -> Result<()> {
         println!(
             "{unrelated} unrelated 4 KB Secrets created in {:.1?}; controller RSS {with_noise:.1} MiB (target 80 MB): {}",
             t.elapsed(),
-            if with_noise * 1.048_576 <= 80.0 { "PASS" } else { "FAIL" }
+            if with_noise * 1.048_576 <= 80.0 {
+                "PASS"
+            } else {
+                "FAIL"
+            }
         );
     }
     drop(controller);
