@@ -1,6 +1,7 @@
 //! `certkeeper controller` as a process against a genuine kube-apiserver and OpenBao: it issues a
 //! Certificate, answers /readyz and /metrics, stops on SIGTERM with status 0, and a restart
-//! reads its state back from the Certificate status and the Secret: nothing is re-issued;
+//! reads its state back from the Certificate status and the Secret (adopting a Secret it did not
+//! write when it matches the spec): nothing is re-issued;
 //! `certkeeper controller status` shows it and `certkeeper controller renew` renews it.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 #![allow(clippy::unwrap_used)]
@@ -197,7 +198,22 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
     let status = controller.stop()?;
     assert!(status.success(), "{status:?}\n{}", controller.log());
 
-    // A restart: the state comes back from status and Secret; nothing is issued.
+    // A restart: the state comes back from status and Secret; nothing is issued. The Secret's
+    // certkeeper.io/spec-hash is removed first, as if cert-manager had written it: the matching
+    // certificate is adopted, not re-issued.
+    let mut stripped = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
+    stripped["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("certkeeper.io/spec-hash");
+    let (code, answer) = kube
+        .request(
+            Method::PUT,
+            "/api/v1/namespaces/apps/secrets/web-tls",
+            Some(&stripped),
+        )
+        .await?;
+    assert_eq!(code, 200, "{answer}");
     let mut controller = Controller::start(&kube, dir.path(), port, "second.log")?;
     let deadline = Instant::now() + BOUND;
     while http_get(&format!("http://127.0.0.1:{port}/readyz"))
@@ -216,6 +232,13 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
     assert_eq!(after["status"]["revision"], 1, "{after}\n{}", controller.log());
     let secret_after = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
     assert_eq!(secret_after["data"], secret["data"], "the Secret is untouched");
+    assert!(
+        controller
+            .log()
+            .contains("adopted the certificate already in the Secret"),
+        "{}",
+        controller.log()
+    );
 
     // `certkeeper controller status` and `renew` against the cluster.
     let cli = |args: &[&str]| {

@@ -6,8 +6,9 @@
 //!   read from it (never trusted from the status), the renewal time is recomputed from them with
 //!   the same deterministic spread;
 //! - the spec fingerprint it was issued for is the Secret's annotation
-//!   [`SPEC_HASH_ANNOTATION`]; a Secret without it (written by cert-manager or by hand) counts as
-//!   issued for another spec and is re-issued;
+//!   [`SPEC_HASH_ANNOTATION`]; a Secret without it (written by cert-manager or by hand) is adopted
+//!   when its key and certificate match the spec (the engine's `adopt`: key algorithm, unexpired,
+//!   names), and issued afresh otherwise;
 //! - the revision is `status.revision`;
 //! - the failure streak is `status.failedIssuanceAttempts`, `status.lastFailureTime` and
 //!   `status.certkeeper` (class, message, next attempt), taken as being for the current spec.
@@ -575,8 +576,21 @@ pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob)
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
             .and_then(Value::as_str)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .unwrap_or(0);
+            .and_then(|h| u64::from_str_radix(h, 16).ok());
+        let Some(hash) = hash else {
+            // Not written by certkeeper (cert-manager, by hand): adopted when it matches the spec.
+            let key = String::from_utf8(data.get(TLS_KEY)?.clone()).ok()?;
+            return match certkeeper_engine::adopt::adopt(job, &pem, &key, SystemTime::now()) {
+                Ok(info) => {
+                    tracing::info!(certificate = %job.id, serial = %info.serial, "adopted the certificate already in the Secret");
+                    Some(info)
+                }
+                Err(e) => {
+                    tracing::info!(certificate = %job.id, reason = %e, "the certificate in the Secret is not adopted; issuing");
+                    None
+                }
+            };
+        };
         let renewal =
             certkeeper_core::schedule::renewal_time(leaf.not_before, leaf.not_after, &job.renewal, &job.id);
         Some(IssuedInfo {
