@@ -11,54 +11,26 @@
 //! - CA bundles and client certificates are read when the issuer is built and their content is
 //!   fingerprinted; a missing one leaves the issuer out (not Ready) until it appears.
 //!
-//! The CSR contents are derived from the spec exactly as in `certkeeper-daemon`'s loader
-//! (`load/certificate.rs`); the duplication is deliberate for this first slice (that crate is
-//! being edited concurrently) and should become one shared function.
+//! The issuer runtimes and jobs themselves are built by the engine's shared
+//! [`certkeeper_engine::build`], the same code the standalone loader uses; this module only says
+//! where Secrets come from ([`Resolver`]) and what the Kubernetes runtime keeps beside a job.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use certkeeper_core::Secret;
-use certkeeper_core::pki::{self, CsrRequest, Subject};
-use certkeeper_core::schedule::stable_hash;
-use certkeeper_core::spec::{
-    self, Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, IssuerKind, OutputFormat,
-    Resource, RotationPolicy, VaultAuthMethod, VaultIssuer,
-};
-use certkeeper_engine::gate::{GateConfig, IssuerGate};
+use certkeeper_core::spec::{self, Certificate, OutputFormat, Resource, VaultAuthMethod, VaultIssuer};
+use certkeeper_engine::build::{self, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime, JobLabels};
-use certkeeper_vault::{AuthMethod, ClientIdentity, SecretProvider, SecretSource, VaultClient, VaultConfig};
+use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
+use certkeeper_vault::{SecretProvider, SecretSource};
 use serde_json::Value;
 
 use crate::kube::{KubeClient, secret_data, secret_path};
 
-/// Settings of the issuers' clients and gates (the standalone `issuers:` section).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct IssuerLimits {
-    pub concurrency: usize,
-    pub rate_per_second: f64,
-    pub burst: u32,
-    pub connect_timeout: std::time::Duration,
-    pub request_timeout: std::time::Duration,
-}
-
-impl Default for IssuerLimits {
-    fn default() -> Self {
-        let gate = GateConfig::default();
-        IssuerLimits {
-            concurrency: gate.concurrency,
-            rate_per_second: gate.rate_per_sec,
-            burst: gate.burst,
-            connect_timeout: std::time::Duration::from_secs(5),
-            request_timeout: std::time::Duration::from_secs(30),
-        }
-    }
-}
+pub use certkeeper_engine::build::IssuerLimits;
 
 /// What the Kubernetes runtime needs of a Certificate beyond the engine's job.
 #[derive(Debug, Clone)]
@@ -168,23 +140,6 @@ impl SecretProvider for ServiceAccountToken {
     }
 }
 
-/// The issuer key of an issuer id (`Issuer/<ns>/<name>` or `ClusterIssuer/<name>`).
-fn issuer_key_of_id(id: &str) -> certkeeper_core::spec::IssuerKey {
-    let mut parts = id.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("Issuer"), Some(ns), Some(name)) => certkeeper_core::spec::IssuerKey {
-            kind: IssuerKind::Issuer,
-            namespace: Some(ns.to_owned()),
-            name: name.to_owned(),
-        },
-        (_, name, _) => certkeeper_core::spec::IssuerKey {
-            kind: IssuerKind::ClusterIssuer,
-            namespace: None,
-            name: name.unwrap_or_default().to_owned(),
-        },
-    }
-}
-
 /// The Secrets (namespace, name) an issuer refers to.
 pub fn referenced_secrets(namespace: &str, vault: &VaultIssuer) -> Vec<(String, String)> {
     let mut names: Vec<&str> = Vec::new();
@@ -252,22 +207,18 @@ pub fn decode(object: &Value) -> Result<Resource, String> {
 
 struct Resolver<'a> {
     client: &'a KubeClient,
-    issuer_id: &'a str,
     secrets: &'a SecretCache,
     namespace: &'a str,
-    inputs: BTreeMap<String, String>,
 }
 
-impl Resolver<'_> {
-    fn source(&mut self, field: &str, name: &str, key: &str) -> SecretSource {
-        let r = SecretRef {
+impl SecretResolver for Resolver<'_> {
+    fn source(&mut self, _field: &str, name: &str, key: &str) -> Result<SecretSource, String> {
+        Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: self.client.clone(),
             namespace: self.namespace.to_owned(),
             name: name.to_owned(),
             key: key.to_owned(),
-        };
-        self.inputs.insert(field.to_owned(), r.describe());
-        SecretSource::Provider(Arc::new(r))
+        })))
     }
 
     fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, String> {
@@ -278,25 +229,29 @@ impl Resolver<'_> {
             .flatten()
             .ok_or_else(|| format!("{field}: Secret {}/{name} not found", self.namespace))?;
         let data = secret_data(&found);
-        let value = data
-            .get(key)
+        data.get(key)
             .and_then(|v| String::from_utf8(v.clone()).ok())
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| format!("{field}: Secret {}/{name} has no key {key:?}", self.namespace))?;
-        self.inputs.insert(field.to_owned(), value.clone());
-        Ok(value)
+            .ok_or_else(|| format!("{field}: Secret {}/{name} has no key {key:?}", self.namespace))
+    }
+
+    fn service_account_token(
+        &mut self,
+        _field: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+    ) -> Result<SecretSource, String> {
+        Ok(SecretSource::Provider(Arc::new(ServiceAccountToken {
+            client: self.client.clone(),
+            namespace: self.namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            audiences,
+        })))
     }
 }
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-fn or_default(s: &str, default: &str) -> String {
-    if s.is_empty() { default } else { s }.to_owned()
-}
-
-/// Builds (or reuses from `previous`) the runtime of issuer `id`.
+/// Builds (or reuses from `previous`) the runtime of issuer `id`, whose Secrets live in
+/// `namespace`.
 #[allow(clippy::too_many_arguments)]
 pub fn build_issuer(
     client: &KubeClient,
@@ -308,173 +263,17 @@ pub fn build_issuer(
     namespace: &str,
     vault: &VaultIssuer,
 ) -> Result<IssuerRuntime, String> {
-    let mut r = Resolver {
+    let mut resolver = Resolver {
         client,
-        issuer_id: id,
         secrets,
         namespace,
-        inputs: BTreeMap::new(),
     };
-    let mut cfg = VaultConfig::new(vault.server.clone());
-    cfg.namespace = non_empty(&vault.namespace);
-    cfg.server_name = non_empty(&vault.server_name);
-    if let Some(pem) = vault.ca_bundle_pem() {
-        cfg.ca_bundle_pem = Some(String::from_utf8_lossy(pem).into_owned());
-    } else if let Some(sel) = &vault.ca_bundle_secret_ref {
-        let pem = r.read(
-            "spec.vault.caBundleSecretRef",
-            &sel.name,
-            sel.key_or(DEFAULT_CA_BUNDLE_KEY),
-        )?;
-        cfg.ca_bundle_pem = Some(pem);
-    }
-    if let (Some(cert), Some(key)) = (&vault.client_cert_secret_ref, &vault.client_key_secret_ref) {
-        let cert_pem = r.read(
-            "spec.vault.clientCertSecretRef",
-            &cert.name,
-            cert.key_or(DEFAULT_CLIENT_CERT_KEY),
-        )?;
-        let key_pem = r.read(
-            "spec.vault.clientKeySecretRef",
-            &key.name,
-            key.key_or(DEFAULT_CLIENT_KEY_KEY),
-        )?;
-        cfg.client_identity = Some(ClientIdentity {
-            cert_pem,
-            key_pem: Secret::new(key_pem),
-        });
-    }
-    let auth = auth_method(&mut r, vault)?;
-    cfg.connect_timeout = limits.connect_timeout;
-    cfg.request_timeout = limits.request_timeout;
-    let fingerprint = stable_hash(
-        serde_json::json!({ "spec": vault, "inputs": r.inputs })
-            .to_string()
-            .as_bytes(),
-    );
-    let settings = stable_hash(serde_json::json!(limits).to_string().as_bytes());
-    if let Some(prev) = previous.get(id)
-        && prev.fingerprint == fingerprint
-        && prev.settings == settings
-    {
-        return Ok(prev.clone());
-    }
-    let client = VaultClient::with_observer(&cfg, auth, Some(metrics.vault_observer(id)))
-        .map_err(|e| format!("spec.vault: {e}"))?;
-    let gate = IssuerGate::new(
-        id,
-        &GateConfig {
-            concurrency: limits.concurrency,
-            rate_per_sec: limits.rate_per_second,
-            burst: limits.burst,
-            ..GateConfig::default()
-        },
-    );
-    Ok(IssuerRuntime {
-        id: id.to_owned(),
-        client: Arc::new(client),
-        gate,
-        path: vault.path.clone(),
-        fingerprint,
-        settings,
-    })
-}
-
-fn auth_method(r: &mut Resolver<'_>, vault: &VaultIssuer) -> Result<AuthMethod, String> {
-    let method = vault
-        .auth
-        .method()
-        .ok_or_else(|| "spec.vault.auth: no supported authentication method".to_owned())?;
-    Ok(match method {
-        VaultAuthMethod::Token(sel) => AuthMethod::Token {
-            token: r.source(
-                "spec.vault.auth.tokenSecretRef",
-                &sel.name,
-                sel.key_or(DEFAULT_TOKEN_KEY),
-            ),
-        },
-        VaultAuthMethod::AppRole(a) => AuthMethod::AppRole {
-            mount: a.path.clone(),
-            role_id: a.role_id.trim().to_owned(),
-            secret_id: r.source(
-                "spec.vault.auth.appRole.secretRef",
-                &a.secret_ref.name,
-                &a.secret_ref.key,
-            ),
-        },
-        VaultAuthMethod::Kubernetes(k) => {
-            let jwt = match (
-                k.secret_ref.as_ref().filter(|s| !s.name.is_empty()),
-                k.service_account_ref.as_ref().filter(|s| !s.name.is_empty()),
-            ) {
-                (Some(sel), _) => r.source(
-                    "spec.vault.auth.kubernetes.secretRef",
-                    &sel.name,
-                    sel.key_or(DEFAULT_TOKEN_KEY),
-                ),
-                (None, Some(sa)) => {
-                    let source = ServiceAccountToken {
-                        client: r.client.clone(),
-                        namespace: r.namespace.to_owned(),
-                        service_account: sa.name.clone(),
-                        audiences: k.token_audiences(&issuer_key_of_id(r.issuer_id), &vault.server),
-                    };
-                    r.inputs.insert(
-                        "spec.vault.auth.kubernetes.serviceAccountRef".to_owned(),
-                        source.describe(),
-                    );
-                    SecretSource::Provider(Arc::new(source))
-                }
-                (None, None) => {
-                    return Err(
-                        "spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef".to_owned(),
-                    );
-                }
-            };
-            AuthMethod::Kubernetes {
-                mount: or_default(&k.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH),
-                role: k.role.clone(),
-                jwt,
-            }
-        }
-        VaultAuthMethod::ClientCertificate(c) => {
-            let identity = if c.secret_name.is_empty() {
-                None
-            } else {
-                let field = "spec.vault.auth.clientCertificate.secretName";
-                let cert_pem = r.read(field, &c.secret_name, DEFAULT_CLIENT_CERT_KEY)?;
-                let key_pem = r.read(field, &c.secret_name, DEFAULT_CLIENT_KEY_KEY)?;
-                Some(ClientIdentity {
-                    cert_pem,
-                    key_pem: Secret::new(key_pem),
-                })
-            };
-            AuthMethod::Cert {
-                mount: or_default(&c.mount_path, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH),
-                name: non_empty(&c.name),
-                identity,
-            }
-        }
-    })
-}
-
-fn wire_name<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    match serde_json::to_value(value) {
-        Ok(Value::String(s)) => Ok(s),
-        Ok(other) => Err(format!("unexpected value {other}")),
-        Err(e) => Err(e.to_string()),
-    }
+    build::build_issuer(&mut resolver, id, vault, limits, metrics, previous)
 }
 
 /// The issuer id a Certificate refers to.
 pub fn issuer_id_of(cert: &Certificate) -> Result<IssuerId, String> {
-    let key = cert
-        .issuer_key()
-        .ok_or_else(|| "spec.issuerRef: not an Issuer or ClusterIssuer of cert-manager.io".to_owned())?;
-    Ok(match (key.kind, &key.namespace) {
-        (IssuerKind::Issuer, Some(ns)) => format!("Issuer/{ns}/{}", key.name),
-        _ => format!("ClusterIssuer/{}", key.name),
-    })
+    build::certificate_issuer(cert)
 }
 
 /// The job and Kubernetes output settings of Certificate `object`; `issuers` maps the usable
@@ -492,68 +291,8 @@ pub fn build_certificate(
     let spec = &cert.spec;
     let issuer = issuer_id_of(&cert)?;
     let issuer_fingerprint = issuers.get(issuer.as_str()).copied().unwrap_or(0);
-    let private_key = cert.private_key().map_err(|e| e.to_string())?;
-    let usage_names = cert
-        .usages()
-        .iter()
-        .map(wire_name)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("spec.usages: {e}"))?;
-    let (key_usages, extended_key_usages) =
-        pki::parse_usages(usage_names.as_slice()).map_err(|e| format!("spec.usages: {e}"))?;
-    let ip_addresses = spec
-        .ip_addresses
-        .iter()
-        .map(|ip| {
-            ip.parse::<IpAddr>()
-                .map_err(|_| format!("spec.ipAddresses: {ip:?} is not an IP address"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let subject = spec
-        .subject
-        .as_ref()
-        .map(|s| Subject {
-            organizations: s.organizations.clone(),
-            countries: s.countries.clone(),
-            organizational_units: s.organizational_units.clone(),
-            localities: s.localities.clone(),
-            provinces: s.provinces.clone(),
-            street_addresses: s.street_addresses.clone(),
-            postal_codes: s.postal_codes.clone(),
-            serial_number: (!s.serial_number.is_empty()).then(|| s.serial_number.clone()),
-        })
-        .unwrap_or_default();
-    let csr = CsrRequest {
-        common_name: (!spec.common_name.is_empty()).then(|| spec.common_name.clone()),
-        dns_names: spec.dns_names.clone(),
-        ip_addresses,
-        uris: spec.uris.clone(),
-        email_addresses: spec.email_addresses.clone(),
-        subject,
-        is_ca: spec.is_ca,
-        key_usages,
-        extended_key_usages,
-        encode_usages_in_request: spec.encode_usages_in_request(),
-    };
-    let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
-    let job = CertJob {
-        id: format!("{namespace}/{name}"),
-        issuer,
-        fingerprint: stable_hash(fingerprint_input.to_string().as_bytes()),
-        csr,
-        key_algorithm: private_key.algorithm.into(),
-        key_encoding: private_key.encoding.into(),
-        rotate_key: private_key.rotation_policy == RotationPolicy::Always,
-        duration: cert.duration(),
-        renewal: cert.renewal_policy(),
-        labels: JobLabels {
-            name: name.clone(),
-            namespace: namespace.clone(),
-            issuer_name: spec.issuer_ref.name.clone(),
-            issuer_kind: spec.issuer_ref.kind.clone(),
-            issuer_group: spec.issuer_ref.group.clone(),
-        },
-    };
+    let job = build::certificate_job(&cert, issuer_fingerprint)?;
+    let usage_names = build::usage_names(&cert)?;
     let template = spec.secret_template.clone().unwrap_or_default();
     let meta = CertMeta {
         namespace,
@@ -618,11 +357,6 @@ fn pkcs12(
         (_, Some(password)) => SecretSource::Value(password.clone()),
         _ => return Err(format!("{field}: no password")),
     };
-    let profile = match &keystore.profile {
-        None => pki::Pkcs12Profile::default(),
-        Some(p) => wire_name(p)?
-            .parse()
-            .map_err(|e| format!("{field}.profile: {e}"))?,
-    };
+    let profile = build::pkcs12_profile(keystore.profile.as_ref())?;
     Ok(Some(certkeeper_daemon::model::Pkcs12Output { password, profile }))
 }

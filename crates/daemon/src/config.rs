@@ -164,38 +164,16 @@ impl Default for RawIssuerLimits {
     }
 }
 
-/// Gate limits and Vault timeouts applied to every issuer.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct IssuerLimits {
-    pub concurrency: usize,
-    pub rate_per_second: f64,
-    pub burst: u32,
-    /// Bound on establishing a connection to Vault.
-    pub connect_timeout: Duration,
-    /// Bound on a whole request (headers and body): a Vault that accepts and never answers.
-    pub request_timeout: Duration,
-}
+pub use certkeeper_engine::build::IssuerLimits;
 
 fn default_concurrency() -> usize {
-    8
+    IssuerLimits::default().concurrency
 }
 fn default_rate() -> f64 {
-    100.0
+    IssuerLimits::default().rate_per_second
 }
 fn default_burst() -> u32 {
-    50
-}
-
-impl Default for IssuerLimits {
-    fn default() -> Self {
-        IssuerLimits {
-            concurrency: default_concurrency(),
-            rate_per_second: default_rate(),
-            burst: default_burst(),
-            connect_timeout: certkeeper_vault::DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: certkeeper_vault::DEFAULT_REQUEST_TIMEOUT,
-        }
-    }
+    IssuerLimits::default().burst
 }
 
 /// Where one Secret key comes from.

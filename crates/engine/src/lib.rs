@@ -7,6 +7,7 @@
 
 pub mod adopt;
 mod attempt;
+pub mod build;
 pub mod driver;
 pub mod gate;
 pub mod job;

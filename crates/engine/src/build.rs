@@ -1,0 +1,392 @@
+//! From cert-manager.io/v1 objects to the engine's inputs, the same for every runtime: an
+//! issuer's [`IssuerRuntime`] (Vault transport, auth, gate) and a Certificate's [`CertJob`]
+//! (CSR contents, key, lifetime, renewal, fingerprint). A runtime only says where referenced
+//! Secrets come from, through [`SecretResolver`]: files and environment variables standalone,
+//! Kubernetes Secrets in a cluster.
+//!
+//! Fingerprints are [`stable_hash`] of serde JSON. An issuer's covers its spec and, per field,
+//! where each Secret it reads at login resolves to and the content of what it reads once (CA
+//! bundle, client certificate); a Certificate's covers its spec and its issuer's fingerprint, so
+//! an issuer change re-issues its certificates. [`IssuerLimits`] are not fingerprinted: a change
+//! rebuilds the client and gate (`IssuerRuntime::settings`) without re-issuing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certkeeper_core::Secret;
+use certkeeper_core::pki::{self, CsrRequest, Pkcs12Profile, Subject};
+use certkeeper_core::schedule::stable_hash;
+use certkeeper_core::spec::{
+    Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
+    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, IssuerKey, IssuerKind,
+    RotationPolicy, VaultAuthMethod, VaultIssuer,
+};
+use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig};
+
+use crate::gate::{GateConfig, IssuerGate};
+use crate::job::{CertJob, IssuerId, IssuerRuntime, JobLabels};
+use crate::metrics::Metrics;
+
+/// Gate limits and Vault timeouts applied to every issuer (the standalone `issuers:` section).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct IssuerLimits {
+    /// Requests in flight to one issuer.
+    pub concurrency: usize,
+    pub rate_per_second: f64,
+    pub burst: u32,
+    /// Bound on establishing a connection to Vault.
+    pub connect_timeout: Duration,
+    /// Bound on a whole request (headers and body): a Vault that accepts and never answers.
+    pub request_timeout: Duration,
+}
+
+impl Default for IssuerLimits {
+    fn default() -> Self {
+        let gate = GateConfig::default();
+        IssuerLimits {
+            concurrency: gate.concurrency,
+            rate_per_second: gate.rate_per_sec,
+            burst: gate.burst,
+            connect_timeout: certkeeper_vault::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: certkeeper_vault::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Where an issuer's referenced Secrets come from. Errors are messages naming `field`.
+pub trait SecretResolver {
+    /// Secret `name` key `key` as a source the client reads at each login (tokens, secret IDs,
+    /// JWTs), so rotating it needs no reload.
+    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, String>;
+    /// Secret `name` key `key` read now (CA bundle, client certificate and key).
+    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, String>;
+    /// `kubernetes.serviceAccountRef`: a token for `service_account` with `audiences`, requested
+    /// at each login. Only a runtime inside a cluster can.
+    fn service_account_token(
+        &mut self,
+        field: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+    ) -> Result<SecretSource, String>;
+}
+
+/// Records, per field, what the fingerprint covers: where a source resolves to, or what was read.
+struct Recorder<'a, R: SecretResolver + ?Sized> {
+    inner: &'a mut R,
+    inputs: BTreeMap<String, String>,
+}
+
+impl<R: SecretResolver + ?Sized> Recorder<'_, R> {
+    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, String> {
+        let source = self.inner.source(field, name, key)?;
+        self.inputs.insert(field.to_owned(), source.describe());
+        Ok(source)
+    }
+
+    /// `record_as` keeps two reads of one field (a certificate and its key) apart.
+    fn read(&mut self, field: &str, record_as: &str, name: &str, key: &str) -> Result<String, String> {
+        let value = self.inner.read(field, name, key)?;
+        self.inputs.insert(record_as.to_owned(), value.clone());
+        Ok(value)
+    }
+}
+
+/// The issuer id (`Issuer/<namespace>/<name>` or `ClusterIssuer/<name>`) of a key.
+pub fn issuer_id(key: &IssuerKey) -> IssuerId {
+    match (key.kind, &key.namespace) {
+        (IssuerKind::Issuer, Some(ns)) => format!("Issuer/{ns}/{}", key.name),
+        _ => format!("ClusterIssuer/{}", key.name),
+    }
+}
+
+/// The key of an issuer id made by [`issuer_id`].
+pub fn issuer_key(id: &str) -> IssuerKey {
+    let mut parts = id.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("Issuer"), Some(ns), Some(name)) => IssuerKey {
+            kind: IssuerKind::Issuer,
+            namespace: Some(ns.to_owned()),
+            name: name.to_owned(),
+        },
+        (_, name, _) => IssuerKey {
+            kind: IssuerKind::ClusterIssuer,
+            namespace: None,
+            name: name.unwrap_or_default().to_owned(),
+        },
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn or_default(s: &str, default: &str) -> String {
+    if s.is_empty() { default } else { s }.to_owned()
+}
+
+/// Builds the runtime of issuer `id`, or reuses the one in `previous` when neither its
+/// fingerprint nor the limits changed (keeping its token cache, gate and circuit state).
+pub fn build_issuer<R: SecretResolver + ?Sized>(
+    resolver: &mut R,
+    id: &str,
+    vault: &VaultIssuer,
+    limits: &IssuerLimits,
+    metrics: &Metrics,
+    previous: &HashMap<IssuerId, IssuerRuntime>,
+) -> Result<IssuerRuntime, String> {
+    let mut r = Recorder {
+        inner: resolver,
+        inputs: BTreeMap::new(),
+    };
+    let mut cfg = VaultConfig::new(vault.server.clone());
+    cfg.namespace = non_empty(&vault.namespace);
+    cfg.server_name = non_empty(&vault.server_name);
+    cfg.connect_timeout = limits.connect_timeout;
+    cfg.request_timeout = limits.request_timeout;
+    if let Some(pem) = vault.ca_bundle_pem() {
+        cfg.ca_bundle_pem = Some(String::from_utf8_lossy(pem).into_owned());
+    } else if let Some(sel) = &vault.ca_bundle_secret_ref {
+        let field = "spec.vault.caBundleSecretRef";
+        cfg.ca_bundle_pem = Some(r.read(field, field, &sel.name, sel.key_or(DEFAULT_CA_BUNDLE_KEY))?);
+    }
+    if let (Some(cert), Some(key)) = (&vault.client_cert_secret_ref, &vault.client_key_secret_ref) {
+        let (cert_field, key_field) = ("spec.vault.clientCertSecretRef", "spec.vault.clientKeySecretRef");
+        let cert_pem = r.read(
+            cert_field,
+            cert_field,
+            &cert.name,
+            cert.key_or(DEFAULT_CLIENT_CERT_KEY),
+        )?;
+        let key_pem = r.read(
+            key_field,
+            key_field,
+            &key.name,
+            key.key_or(DEFAULT_CLIENT_KEY_KEY),
+        )?;
+        cfg.client_identity = Some(ClientIdentity {
+            cert_pem,
+            key_pem: Secret::new(key_pem),
+        });
+    }
+    let auth = auth_method(&mut r, id, vault)?;
+
+    let fingerprint = stable_hash(
+        serde_json::json!({ "spec": vault, "inputs": r.inputs })
+            .to_string()
+            .as_bytes(),
+    );
+    let settings = stable_hash(serde_json::json!(limits).to_string().as_bytes());
+    if let Some(prev) = previous.get(id)
+        && prev.fingerprint == fingerprint
+        && prev.settings == settings
+    {
+        return Ok(prev.clone());
+    }
+    let client = VaultClient::with_observer(&cfg, auth, Some(metrics.vault_observer(id)))
+        .map_err(|e| format!("spec.vault: {e}"))?;
+    let gate = IssuerGate::new(
+        id,
+        &GateConfig {
+            concurrency: limits.concurrency,
+            rate_per_sec: limits.rate_per_second,
+            burst: limits.burst,
+            ..GateConfig::default()
+        },
+    );
+    Ok(IssuerRuntime {
+        id: id.to_owned(),
+        client: Arc::new(client),
+        gate,
+        path: vault.path.clone(),
+        fingerprint,
+        settings,
+    })
+}
+
+fn auth_method<R: SecretResolver + ?Sized>(
+    r: &mut Recorder<'_, R>,
+    id: &str,
+    vault: &VaultIssuer,
+) -> Result<AuthMethod, String> {
+    let method = vault
+        .auth
+        .method()
+        .ok_or_else(|| "spec.vault.auth: no supported authentication method".to_owned())?;
+    Ok(match method {
+        VaultAuthMethod::Token(sel) => AuthMethod::Token {
+            token: r.source(
+                "spec.vault.auth.tokenSecretRef",
+                &sel.name,
+                sel.key_or(DEFAULT_TOKEN_KEY),
+            )?,
+        },
+        VaultAuthMethod::AppRole(app_role) => AuthMethod::AppRole {
+            mount: app_role.path.clone(),
+            role_id: app_role.role_id.trim().to_owned(),
+            secret_id: r.source(
+                "spec.vault.auth.appRole.secretRef",
+                &app_role.secret_ref.name,
+                &app_role.secret_ref.key,
+            )?,
+        },
+        VaultAuthMethod::Kubernetes(k) => {
+            let jwt = match (
+                k.secret_ref.as_ref().filter(|s| !s.name.is_empty()),
+                k.service_account_ref.as_ref().filter(|s| !s.name.is_empty()),
+            ) {
+                (Some(sel), _) => r.source(
+                    "spec.vault.auth.kubernetes.secretRef",
+                    &sel.name,
+                    sel.key_or(DEFAULT_TOKEN_KEY),
+                )?,
+                (None, Some(sa)) => {
+                    let field = "spec.vault.auth.kubernetes.serviceAccountRef";
+                    let audiences = k.token_audiences(&issuer_key(id), &vault.server);
+                    let source = r.inner.service_account_token(field, &sa.name, audiences)?;
+                    r.inputs.insert(field.to_owned(), source.describe());
+                    source
+                }
+                (None, None) => {
+                    return Err(
+                        "spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef".to_owned(),
+                    );
+                }
+            };
+            AuthMethod::Kubernetes {
+                mount: or_default(&k.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH),
+                role: k.role.clone(),
+                jwt,
+            }
+        }
+        VaultAuthMethod::ClientCertificate(c) => {
+            let identity = if c.secret_name.is_empty() {
+                None
+            } else {
+                let field = "spec.vault.auth.clientCertificate.secretName";
+                let cert_pem = r.read(
+                    field,
+                    &format!("{field} {DEFAULT_CLIENT_CERT_KEY}"),
+                    &c.secret_name,
+                    DEFAULT_CLIENT_CERT_KEY,
+                )?;
+                let key_pem = r.read(
+                    field,
+                    &format!("{field} {DEFAULT_CLIENT_KEY_KEY}"),
+                    &c.secret_name,
+                    DEFAULT_CLIENT_KEY_KEY,
+                )?;
+                Some(ClientIdentity {
+                    cert_pem,
+                    key_pem: Secret::new(key_pem),
+                })
+            };
+            AuthMethod::Cert {
+                mount: or_default(&c.mount_path, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH),
+                name: non_empty(&c.name),
+                identity,
+            }
+        }
+    })
+}
+
+/// A serde enum's wire name (cert-manager's spelling), e.g. "digital signature" or "LegacyRC2".
+pub fn wire_name<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(other) => Err(format!("unexpected value {other}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The issuer a Certificate refers to.
+pub fn certificate_issuer(cert: &Certificate) -> Result<IssuerId, String> {
+    cert.issuer_key()
+        .map(|key| issuer_id(&key))
+        .ok_or_else(|| "spec.issuerRef: not an Issuer or ClusterIssuer of cert-manager.io".to_owned())
+}
+
+/// `spec.usages` in cert-manager's spelling (defaults applied).
+pub fn usage_names(cert: &Certificate) -> Result<Vec<String>, String> {
+    cert.usages()
+        .iter()
+        .map(wire_name)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("spec.usages: {e}"))
+}
+
+/// The engine job of `cert`, whose issuer has fingerprint `issuer_fingerprint` (0 while the
+/// issuer is missing or unusable).
+pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<CertJob, String> {
+    let namespace = cert.namespace();
+    let name = &cert.metadata.name;
+    let spec = &cert.spec;
+    let issuer = certificate_issuer(cert)?;
+    let private_key = cert.private_key().map_err(|e| e.to_string())?;
+    let (key_usages, extended_key_usages) =
+        pki::parse_usages(&usage_names(cert)?).map_err(|e| format!("spec.usages: {e}"))?;
+    let ip_addresses = spec
+        .ip_addresses
+        .iter()
+        .map(|ip| {
+            ip.parse::<IpAddr>()
+                .map_err(|_| format!("spec.ipAddresses: {ip:?} is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = spec
+        .subject
+        .as_ref()
+        .map(|s| Subject {
+            organizations: s.organizations.clone(),
+            countries: s.countries.clone(),
+            organizational_units: s.organizational_units.clone(),
+            localities: s.localities.clone(),
+            provinces: s.provinces.clone(),
+            street_addresses: s.street_addresses.clone(),
+            postal_codes: s.postal_codes.clone(),
+            serial_number: non_empty(&s.serial_number),
+        })
+        .unwrap_or_default();
+    let csr = CsrRequest {
+        common_name: non_empty(&spec.common_name),
+        dns_names: spec.dns_names.clone(),
+        ip_addresses,
+        uris: spec.uris.clone(),
+        email_addresses: spec.email_addresses.clone(),
+        subject,
+        is_ca: spec.is_ca,
+        key_usages,
+        extended_key_usages,
+        encode_usages_in_request: spec.encode_usages_in_request(),
+    };
+    let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
+    Ok(CertJob {
+        id: format!("{namespace}/{name}"),
+        issuer,
+        fingerprint: stable_hash(fingerprint_input.to_string().as_bytes()),
+        csr,
+        key_algorithm: private_key.algorithm.into(),
+        key_encoding: private_key.encoding.into(),
+        rotate_key: private_key.rotation_policy == RotationPolicy::Always,
+        duration: cert.duration(),
+        renewal: cert.renewal_policy(),
+        labels: JobLabels {
+            name: name.clone(),
+            namespace: namespace.to_owned(),
+            issuer_name: spec.issuer_ref.name.clone(),
+            issuer_kind: spec.issuer_ref.kind.clone(),
+            issuer_group: spec.issuer_ref.group.clone(),
+        },
+    })
+}
+
+/// `keystores.pkcs12.profile` (cert-manager's default when absent).
+pub fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, String> {
+    match profile {
+        None => Ok(Pkcs12Profile::default()),
+        Some(p) => wire_name(p)?
+            .parse()
+            .map_err(|e| format!("spec.keystores.pkcs12.profile: {e}")),
+    }
+}
