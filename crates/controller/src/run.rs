@@ -13,16 +13,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::pki::rfc3339;
-use certkeeper_daemon::http::{Endpoints, serve};
-use certkeeper_engine::gate::CircuitState;
+use certkeeper_daemon::http::{EngineEndpoints, serve};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{CertJob, EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
+use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str, secret_path};
 use crate::leader::{Elector, LeaseConfig};
@@ -86,33 +85,8 @@ pub enum ControllerError {
     LostLeadership(String),
 }
 
-struct Shared {
-    engine: EngineHandle,
-    issuers: Arc<Mutex<HashMap<IssuerId, IssuerRuntime>>>,
-    ready: AtomicBool,
-}
-
-impl Endpoints for Shared {
-    async fn metrics(&self) -> String {
-        let circuits: Vec<(String, CircuitState)> = self
-            .issuers
-            .lock()
-            .await
-            .values()
-            .map(|i| (i.id.clone(), i.gate.circuit()))
-            .collect();
-        self.engine.render_metrics(&circuits).await
-    }
-
-    fn ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-
-    async fn status_json(&self) -> String {
-        let rows = certkeeper_daemon::status::rows_from_engine(&self.engine.snapshot().await);
-        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
-    }
-}
+/// The controller's shared state is what the HTTP endpoints show (the standalone runtime's).
+type Shared = EngineEndpoints;
 
 /// The mirrored collections.
 struct Stores {
@@ -266,18 +240,14 @@ pub async fn run(
     let runtime = Arc::new(runtime);
     let events_task = tokio::spawn(events);
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
-    let shared = Arc::new(Shared {
-        engine: engine.clone(),
-        issuers: Arc::new(Mutex::new(HashMap::new())),
-        ready: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(engine.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = match config.listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ControllerError::Listen { addr, source })?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status");
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status, /api/v1/summary");
             Some(tokio::spawn(serve(listener, shared.clone(), stop_rx.clone())))
         }
         None => None,

@@ -35,13 +35,10 @@ pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
 /// cert-manager's label on Secrets it manages ("for attention of").
 pub const FAO_LABEL: &str = "controller.cert-manager.io/fao";
 
-pub const TLS_CRT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
-pub const CA_CRT: &str = "ca.crt";
-pub const COMBINED_PEM: &str = "tls-combined.pem";
-pub const KEY_DER: &str = "key.der";
-pub const KEYSTORE_P12: &str = "keystore.p12";
-pub const TRUSTSTORE_P12: &str = "truststore.p12";
+/// Secret keys, as cert-manager names them (the standalone runtime's file names).
+pub use certkeeper_daemon::runtime::{
+    CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_P12,
+};
 
 /// Events waiting to be posted; more are dropped (and logged) rather than queued without bound.
 const EVENT_QUEUE: usize = 256;

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use certkeeper_engine::gate::CircuitState;
+use certkeeper_engine::{IssuerId, IssuerRuntime};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -25,6 +27,52 @@ pub trait Endpoints: Send + Sync + 'static {
     /// Counts (certificates, ready, failing, issuing) as JSON: cheap enough to poll.
     fn summary_json(&self) -> impl Future<Output = String> + Send {
         async { "{}".to_owned() }
+    }
+}
+
+/// The endpoints of a runtime driving one engine: metrics (with each issuer's circuit), status
+/// and summary from the engine, readiness from the runtime.
+#[derive(Debug)]
+pub struct EngineEndpoints {
+    pub engine: certkeeper_engine::EngineHandle,
+    pub issuers: Arc<tokio::sync::Mutex<std::collections::HashMap<IssuerId, IssuerRuntime>>>,
+    /// Set by the runtime once its first configuration is applied.
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+impl EngineEndpoints {
+    pub fn new(engine: certkeeper_engine::EngineHandle) -> Self {
+        EngineEndpoints {
+            engine,
+            issuers: Arc::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Endpoints for EngineEndpoints {
+    async fn metrics(&self) -> String {
+        let circuits: Vec<(String, CircuitState)> = self
+            .issuers
+            .lock()
+            .await
+            .values()
+            .map(|i| (i.id.clone(), i.gate.circuit()))
+            .collect();
+        self.engine.render_metrics(&circuits).await
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn status_json(&self) -> String {
+        let rows = crate::status::rows_from_engine(&self.engine.snapshot().await);
+        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
+    }
+
+    async fn summary_json(&self) -> String {
+        serde_json::to_string(&self.engine.summary().await).unwrap_or_else(|_| "{}".into())
     }
 }
 

@@ -6,23 +6,21 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use certkeeper_engine::adopt::adopt;
-use certkeeper_engine::gate::CircuitState;
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::CertState;
-use certkeeper_engine::{CertJob, EngineConfig, EngineHandle, IssuerId, IssuerRuntime};
+use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::http::{Endpoints, serve};
+use crate::http::{EngineEndpoints, serve};
 use crate::load::{Loaded, load};
 use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
-use crate::status::rows_from_engine;
 
 /// How often manifest files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -46,37 +44,8 @@ pub enum RunError {
     Signal(std::io::Error),
 }
 
-struct Shared {
-    engine: EngineHandle,
-    issuers: Mutex<HashMap<IssuerId, IssuerRuntime>>,
-    ready: AtomicBool,
-}
-
-impl Endpoints for Shared {
-    async fn metrics(&self) -> String {
-        let circuits: Vec<(String, CircuitState)> = self
-            .issuers
-            .lock()
-            .await
-            .values()
-            .map(|i| (i.id.clone(), i.gate.circuit()))
-            .collect();
-        self.engine.render_metrics(&circuits).await
-    }
-
-    fn ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-
-    async fn status_json(&self) -> String {
-        let rows = rows_from_engine(&self.engine.snapshot().await);
-        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
-    }
-
-    async fn summary_json(&self) -> String {
-        serde_json::to_string(&self.engine.summary().await).unwrap_or_else(|_| "{}".into())
-    }
-}
+/// The daemon's shared state is exactly what its HTTP endpoints show.
+type Shared = EngineEndpoints;
 
 /// Run until SIGTERM / SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
@@ -89,11 +58,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let metrics = Metrics::default();
     let runtime = Arc::new(FileRuntime::new(db.clone()));
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), EngineConfig::default());
-    let shared = Arc::new(Shared {
-        engine: engine.clone(),
-        issuers: Mutex::new(HashMap::new()),
-        ready: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(engine.clone()));
 
     // The first load must succeed: there is no last good configuration to fall back on.
     let loaded = load(&config, &metrics, &HashMap::new())?;
