@@ -44,6 +44,8 @@ mod syntax;
 #[cfg(test)]
 mod tests_certificate;
 #[cfg(test)]
+mod tests_docs;
+#[cfg(test)]
 mod tests_documents;
 #[cfg(test)]
 mod tests_issuer;
