@@ -117,6 +117,19 @@ async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, resp.text().await.ok()?))
 }
 
+/// Starts the kube-apiserver and OpenBao together and runs [`setup`]; `None` (with a printed
+/// reason) when the kube binaries are not installed.
+async fn start_and_setup() -> Result<Option<(KubeApiServer, DevServer)>> {
+    if let Err(e) = kube_bin_dir() {
+        eprintln!("SKIPPED: {e:#}");
+        return Ok(None);
+    }
+    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
+    let (kube, bao) = (kube?, bao?);
+    setup(&kube, &bao).await?;
+    Ok(Some((kube, bao)))
+}
+
 async fn setup(kube: &KubeApiServer, bao: &DevServer) -> Result<()> {
     let admin = bao.admin();
     let pki = admin.setup_pki(PkiOptions::default()).await?;
@@ -158,13 +171,9 @@ async fn setup(kube: &KubeApiServer, bao: &DevServer) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
-    if let Err(e) = kube_bin_dir() {
-        eprintln!("SKIPPED: {e:#}");
+    let Some((kube, _bao)) = start_and_setup().await? else {
         return Ok(());
-    }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
-    setup(&kube, &bao).await?;
+    };
 
     let dir = tempfile::tempdir()?;
     let port = free_port();
@@ -307,13 +316,9 @@ async fn lease_holder(kube: &KubeApiServer) -> Result<String> {
 /// reconciles (a deleted target Secret is re-created by it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_fails_over_between_two_processes() -> Result<()> {
-    if let Err(e) = kube_bin_dir() {
-        eprintln!("SKIPPED: {e:#}");
+    let Some((kube, _bao)) = start_and_setup().await? else {
         return Ok(());
-    }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
-    setup(&kube, &bao).await?;
+    };
     kube.create_namespace("cert-manager").await?;
     let dir = tempfile::tempdir()?;
     let elect = ["--leader-elect", "--lease-duration", "4"];

@@ -13,9 +13,10 @@ mod common;
 use std::time::Instant;
 
 use anyhow::Result;
-use certkeeper_testkit::{DevServer, KubeApiServer, KubernetesAuth, PkiOptions};
+use certkeeper_testkit::KubernetesAuth;
 use common::{
-    Api, BOUND, NS, apply_crds, condition, installed, ready, secret_body, start_controller, wait_for,
+    Api, CERTIFICATES, NS, condition, create_secret, create_vault_issuer, installed, ready, start_controller,
+    start_kube_and_bao,
 };
 use serde_json::{Value, json};
 
@@ -31,30 +32,22 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
     if !installed() {
         return Ok(());
     }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
+    let (kube, bao, pki) = start_kube_and_bao().await?;
     let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
-    kube.create_namespace(NS).await?;
 
     // AppRole: role id in the Issuer, secret id in a Secret.
     let (role_id, secret_id) = admin
         .approle_role("approle", "certkeeper", &[&pki.policy], 0, "0")
         .await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-approle", "secretId", &secret_id),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault-approle", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"appRole": {"path": "approle", "roleId": role_id,
-                                            "secretRef": {"name": "vault-approle", "key": "secretId"}}}}}}),
+    create_secret(&api, "vault-approle", "secretId", &secret_id).await?;
+    create_vault_issuer(
+        &api,
+        "vault-approle",
+        &bao.addr(),
+        &pki.sign_path,
+        json!({"appRole": {"path": "approle", "roleId": role_id,
+                           "secretRef": {"name": "vault-approle", "key": "secretId"}}}),
     )
     .await?;
 
@@ -95,18 +88,14 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
     .await?;
     // secretRef: a long-lived ServiceAccount token stored in a Secret.
     let jwt = kube.token_request(NS, "vault-issuer", &[], 3600).await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-sa-token", "token", &jwt),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault-k8s-secret", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"kubernetes": {"role": "certkeeper",
-                                            "secretRef": {"name": "vault-sa-token", "key": "token"}}}}}}),
+    create_secret(&api, "vault-sa-token", "token", &jwt).await?;
+    create_vault_issuer(
+        &api,
+        "vault-k8s-secret",
+        &bao.addr(),
+        &pki.sign_path,
+        json!({"kubernetes": {"role": "certkeeper",
+                              "secretRef": {"name": "vault-sa-token", "key": "token"}}}),
     )
     .await?;
 
@@ -118,29 +107,22 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
         ("k8s-secret", "vault-k8s-secret", "Issuer"),
     ];
     // The AppRole one also asks for PKCS#12 keystores, password from a Secret.
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("p12-password", "password", "changeit"),
-    )
-    .await?;
+    create_secret(&api, "p12-password", "password", "changeit").await?;
     for (name, issuer, kind) in certificates {
         let mut body = certificate(name, issuer, kind);
         if name == "approle" {
             body["spec"]["keystores"] = json!({"pkcs12": {"create": true,
                 "passwordSecretRef": {"name": "p12-password", "key": "password"}}});
         }
-        api.create("/apis/cert-manager.io/v1/namespaces/apps/certificates", &body)
-            .await?;
+        api.create(CERTIFICATES, &body).await?;
     }
     for (name, _, _) in certificates {
         let path = format!("/apis/cert-manager.io/v1/namespaces/apps/certificates/{name}");
-        let cert = wait_for(&format!("{name} Ready"), BOUND, || async {
-            Ok(api
-                .get(&path)
-                .await?
-                .filter(|c| ready(c) || !c["status"]["certkeeper"].is_null()))
-        })
-        .await?;
+        let cert = api
+            .wait_until(&format!("{name} Ready"), &path, |c| {
+                ready(c) || !c["status"]["certkeeper"].is_null()
+            })
+            .await?;
         assert!(ready(&cert), "{name}: {}", cert["status"]);
         eprintln!("{name}: Ready {:?} after creation", created.elapsed());
         let secret = api
@@ -160,7 +142,7 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
         "/apis/cert-manager.io/v1/clusterissuers/vault-kubernetes",
         "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault-k8s-secret",
     ] {
-        let issuer = wait_for(path, BOUND, || async { Ok(api.get(path).await?.filter(ready)) }).await?;
+        let issuer = api.wait_until(path, path, ready).await?;
         assert_eq!(condition(&issuer, "Ready").unwrap()["reason"], "VaultVerified");
     }
     let _ = stop_tx.send(());

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use certkeeper_core::pki::PrivateKey;
-use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, free_port};
+use certkeeper_testkit::free_port;
 use common::{
-    Api, BOUND, NS, apply_crds, condition, decode, installed, leaf, ready, secret_body, start_controller,
-    wait_for,
+    Api, BOUND, CERTIFICATES, NS, condition, create_secret, decode, installed, leaf, ready, start_controller,
+    start_with_vault_issuer, wait_for, wait_for_event,
 };
 use serde_json::json;
 
@@ -25,32 +25,23 @@ const CERT_PATH: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates/w
 const ISSUER_PATH: &str = "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault";
 const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
 
+/// Points Issuer `vault`'s token auth at Secret `name`.
+async fn use_token_secret(api: &Api, name: &str) -> Result<()> {
+    api.patch(
+        ISSUER_PATH,
+        &json!({"spec": {"vault": {"auth": {"tokenSecretRef": {"name": name}}}}}),
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_lifecycle() -> Result<()> {
     if !installed() {
         return Ok(());
     }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
-    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
+    let (kube, _bao, token) = start_with_vault_issuer().await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
-    kube.create_namespace(NS).await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token", "token", &token),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
 
     let port = free_port();
     let (stop_tx, controller) = start_controller(&kube, Some(format!("127.0.0.1:{port}").parse()?));
@@ -58,7 +49,7 @@ async fn certificate_lifecycle() -> Result<()> {
     // 1. Certificate -> Ready Secret, status, CertificateRequest, Event.
     let created = Instant::now();
     api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+        CERTIFICATES,
         &json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                 "metadata": {"name": "web", "namespace": NS},
                 "spec": {"secretName": "web-tls", "commonName": "web.example.com",
@@ -70,10 +61,7 @@ async fn certificate_lifecycle() -> Result<()> {
                          "issuerRef": {"name": "vault", "kind": "Issuer"}}}),
     )
     .await?;
-    let cert = wait_for("Certificate Ready", BOUND, || async {
-        Ok(api.get(CERT_PATH).await?.filter(ready))
-    })
-    .await?;
+    let cert = api.wait_until("Certificate Ready", CERT_PATH, ready).await?;
     let to_ready = created.elapsed();
     let secret = api.get(SECRET_PATH).await?.context("target Secret")?;
     let to_secret = created.elapsed();
@@ -120,21 +108,9 @@ async fn certificate_lifecycle() -> Result<()> {
         "{cr}"
     );
     assert!(cr["status"]["certificate"].is_string());
-    let issuer = wait_for("Issuer Ready", BOUND, || async {
-        Ok(api.get(ISSUER_PATH).await?.filter(ready))
-    })
-    .await?;
+    let issuer = api.wait_until("Issuer Ready", ISSUER_PATH, ready).await?;
     assert_eq!(condition(&issuer, "Ready").unwrap()["reason"], "VaultVerified");
-    wait_for("an Issued Event", BOUND, || async {
-        let events = api
-            .get("/api/v1/namespaces/apps/events")
-            .await?
-            .unwrap_or_default();
-        Ok(events["items"]
-            .as_array()
-            .and_then(|items| items.iter().find(|e| e["reason"] == "Issued").cloned()))
-    })
-    .await?;
+    wait_for_event(&api, "Issued").await?;
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await?
         .text()
@@ -161,13 +137,11 @@ async fn certificate_lifecycle() -> Result<()> {
             .then_some(s))
     })
     .await?;
-    let cert = wait_for("revision after the spec change", BOUND, || async {
-        Ok(api
-            .get(CERT_PATH)
-            .await?
-            .filter(|c| ready(c) && c["status"]["revision"].as_u64() > Some(before)))
-    })
-    .await?;
+    let cert = api
+        .wait_until("revision after the spec change", CERT_PATH, |c| {
+            ready(c) && c["status"]["revision"].as_u64() > Some(before)
+        })
+        .await?;
     let (serial2, _, spki) = leaf(&decode(&secret, "tls.crt"));
     assert_ne!(serial1, serial2);
     assert!(PrivateKey::from_pem(&decode(&secret, "tls.key"))?.matches_public_key(&spki));
@@ -186,23 +160,14 @@ async fn certificate_lifecycle() -> Result<()> {
     eprintln!("renewed -> revision {}", renewed["status"]["revision"]);
 
     // 4. A bad token: the failure and the next attempt show in status, the issuer is not Ready.
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("bad-token", "token", "s.not-a-real-token"),
-    )
-    .await?;
-    api.patch(
-        ISSUER_PATH,
-        &json!({"spec": {"vault": {"auth": {"tokenSecretRef": {"name": "bad-token"}}}}}),
-    )
-    .await?;
-    let failing = wait_for("a failure with a next attempt", BOUND, || async {
-        Ok(api.get(CERT_PATH).await?.filter(|c| {
+    create_secret(&api, "bad-token", "token", "s.not-a-real-token").await?;
+    use_token_secret(&api, "bad-token").await?;
+    let failing = api
+        .wait_until("a failure with a next attempt", CERT_PATH, |c| {
             c["status"]["certkeeper"]["nextAttemptTime"].is_string()
                 && c["status"]["certkeeper"]["failureClass"] != "invalid"
-        }))
-    })
-    .await?;
+        })
+        .await?;
     let status = &failing["status"];
     eprintln!("bad token -> {}", status["certkeeper"]);
     assert!(status["lastFailureTime"].is_string() && status["failedIssuanceAttempts"].as_u64() >= Some(1));
@@ -211,24 +176,16 @@ async fn certificate_lifecycle() -> Result<()> {
         (issuing["status"].as_str(), issuing["reason"].as_str()),
         (Some("False"), Some("Failed"))
     );
-    wait_for("Issuer not Ready", BOUND, || async {
-        Ok(api.get(ISSUER_PATH).await?.filter(|i| !ready(i)))
-    })
-    .await?;
+    api.wait_until("Issuer not Ready", ISSUER_PATH, |i| !ready(i))
+        .await?;
 
     // 5. A missing Secret: class invalid, no timer (it waits for the Secret).
-    api.patch(
-        ISSUER_PATH,
-        &json!({"spec": {"vault": {"auth": {"tokenSecretRef": {"name": "vault-token-2"}}}}}),
-    )
-    .await?;
-    let waiting = wait_for("a failure waiting for the Secret", BOUND, || async {
-        Ok(api
-            .get(CERT_PATH)
-            .await?
-            .filter(|c| c["status"]["certkeeper"]["failureClass"] == "invalid"))
-    })
-    .await?;
+    use_token_secret(&api, "vault-token-2").await?;
+    let waiting = api
+        .wait_until("a failure waiting for the Secret", CERT_PATH, |c| {
+            c["status"]["certkeeper"]["failureClass"] == "invalid"
+        })
+        .await?;
     let ck = &waiting["status"]["certkeeper"];
     eprintln!("missing Secret -> {ck}");
     assert!(
@@ -241,17 +198,12 @@ async fn certificate_lifecycle() -> Result<()> {
 
     // 6. The Secret appears: recovered without a restart.
     let appeared = Instant::now();
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token-2", "token", &token),
-    )
-    .await?;
-    let recovered = wait_for("recovery", BOUND, || async {
-        Ok(api.get(CERT_PATH).await?.filter(|c| {
+    create_secret(&api, "vault-token-2", "token", &token).await?;
+    let recovered = api
+        .wait_until("recovery", CERT_PATH, |c| {
             ready(c) && c["status"]["certkeeper"].is_null() && c["status"]["revision"].as_u64() > Some(rev)
-        }))
-    })
-    .await?;
+        })
+        .await?;
     eprintln!(
         "Secret created -> recovered in {:?} (revision {})",
         appeared.elapsed(),
@@ -262,16 +214,16 @@ async fn certificate_lifecycle() -> Result<()> {
         condition(&issuer, "Ready").is_some(),
         "issuer has a Ready condition"
     );
-    wait_for("Issuer Ready again", BOUND, || async {
-        Ok(api.get(ISSUER_PATH).await?.filter(ready))
-    })
-    .await?;
+    api.wait_until("Issuer Ready again", ISSUER_PATH, ready).await?;
 
     // 7. The target Secret deleted: re-issued at once.
     let rev = api.get(CERT_PATH).await?.unwrap()["status"]["revision"]
         .as_u64()
         .unwrap();
-    let (status, _) = api.call(reqwest::Method::DELETE, SECRET_PATH, "", None).await?;
+    let (status, _) = api
+        .client
+        .call(reqwest::Method::DELETE, SECRET_PATH, "", None)
+        .await?;
     assert_eq!(status, 200);
     let deleted = Instant::now();
     let secret = wait_for("the Secret re-created", BOUND, || async {
@@ -281,11 +233,8 @@ async fn certificate_lifecycle() -> Result<()> {
     eprintln!("Secret deleted -> re-created in {:?}", deleted.elapsed());
     let (_, _, spki) = leaf(&decode(&secret, "tls.crt"));
     assert!(PrivateKey::from_pem(&decode(&secret, "tls.key"))?.matches_public_key(&spki));
-    wait_for("a new revision after the deletion", BOUND, || async {
-        Ok(api
-            .get(CERT_PATH)
-            .await?
-            .filter(|c| ready(c) && c["status"]["revision"].as_u64() > Some(rev)))
+    api.wait_until("a new revision after the deletion", CERT_PATH, |c| {
+        ready(c) && c["status"]["revision"].as_u64() > Some(rev)
     })
     .await?;
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use certkeeper_controller::runtime::parse_rfc3339;
-use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions};
-use common::{Api, BOUND, NS, apply_crds, installed, ready, secret_body, start_controller, wait_for};
+use common::{
+    Api, CERTIFICATES, ISSUERS, NS, installed, ready, start_controller, start_with_vault_issuer, wait_for,
+};
 use serde_json::{Value, json};
 
 fn certificate(name: &str, cn: &str) -> Value {
@@ -34,29 +35,11 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     if !installed() {
         return Ok(());
     }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
+    let (kube, bao, _token) = start_with_vault_issuer().await?;
     let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
-    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
-    kube.create_namespace(NS).await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token", "token", &token),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
     let (stop_tx, controller) = start_controller(&kube, None);
-    let certs = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
+    let certs = CERTIFICATES;
     api.create(certs, &certificate("web", "web.example.com")).await?;
     api.create(certs, &certificate("evil", "evil.org")).await?;
     let mut orphan = certificate("orphan", "orphan.example.com");
@@ -64,13 +47,11 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     api.create(certs, &orphan).await?;
 
     // The role refuses evil.org: slow schedule, status explains, not terminal.
-    let evil = wait_for("evil.org rejected", BOUND, || async {
-        Ok(api
-            .get(&format!("{certs}/evil"))
-            .await?
-            .filter(|c| c["status"]["certkeeper"]["failureClass"] == "rejected"))
-    })
-    .await?;
+    let evil = api
+        .wait_until("evil.org rejected", &format!("{certs}/evil"), |c| {
+            c["status"]["certkeeper"]["failureClass"] == "rejected"
+        })
+        .await?;
     let ck = &evil["status"]["certkeeper"];
     let next = parse_rfc3339(ck["nextAttemptTime"].as_str().unwrap()).unwrap();
     eprintln!(
@@ -82,13 +63,11 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     assert!(!ready(&evil));
 
     // An Issuer that does not exist yet: the status says so; creating it issues.
-    let waiting = wait_for("orphan waiting for its issuer", BOUND, || async {
-        Ok(api
-            .get(&format!("{certs}/orphan"))
-            .await?
-            .filter(|c| c["status"]["certkeeper"]["failureClass"] == "invalid"))
-    })
-    .await?;
+    let waiting = api
+        .wait_until("orphan waiting for its issuer", &format!("{certs}/orphan"), |c| {
+            c["status"]["certkeeper"]["failureClass"] == "invalid"
+        })
+        .await?;
     let message = waiting["status"]["certkeeper"]["failureMessage"]
         .as_str()
         .unwrap();
@@ -100,21 +79,18 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
         .unwrap();
     later = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
                    "metadata": {"name": "later", "namespace": NS}, "spec": later["spec"]});
-    api.create("/apis/cert-manager.io/v1/namespaces/apps/issuers", &later)
-        .await?;
-    wait_for("orphan Ready once its issuer exists", BOUND, || async {
-        Ok(api
-            .get(&format!("{certs}/orphan"))
-            .await?
-            .filter(|c| ready(c) && c["status"]["certkeeper"].is_null()))
-    })
+    api.create(ISSUERS, &later).await?;
+    api.wait_until(
+        "orphan Ready once its issuer exists",
+        &format!("{certs}/orphan"),
+        |c| ready(c) && c["status"]["certkeeper"].is_null(),
+    )
     .await?;
 
     // Sealed while web is due for renewal (renewBefore 59m of 1h: about 30 s after issuance).
-    let web = wait_for("web Ready", BOUND, || async {
-        Ok(api.get(&format!("{certs}/web")).await?.filter(ready))
-    })
-    .await?;
+    let web = api
+        .wait_until("web Ready", &format!("{certs}/web"), ready)
+        .await?;
     let revision = web["status"]["revision"].as_u64().unwrap();
     admin.seal().await?;
     let failing = wait_for(
@@ -134,14 +110,13 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     assert!(ready(&failing), "the valid certificate is still served and Ready");
     bao.unseal().await?;
     let unsealed = Instant::now();
-    let renewed = wait_for("renewed after the unseal", BOUND, || async {
-        Ok(api.get(&format!("{certs}/web")).await?.filter(|c| {
+    let renewed = api
+        .wait_until("renewed after the unseal", &format!("{certs}/web"), |c| {
             ready(c)
                 && c["status"]["certkeeper"].is_null()
                 && c["status"]["revision"].as_u64() > Some(revision)
-        }))
-    })
-    .await?;
+        })
+        .await?;
     eprintln!(
         "unsealed -> renewed in {:?} (revision {})",
         unsealed.elapsed(),

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 use certkeeper_core::pki::PrivateKey;
 use certkeeper_testkit::{KubeApiServer, PkiOptions, RaftCluster};
-use common::{Api, NS, apply_crds, decode, installed, ready, secret_body, wait_for};
+use common::{Api, NS, apply_crds, create_token_issuer, decode, installed, ready, wait_for};
 use serde_json::{Value, json};
 
 const N: usize = 5;
-const CERTS: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
+const CERTS: &str = common::CERTIFICATES;
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
@@ -26,7 +26,7 @@ fn now() -> i64 {
 
 /// Every target Secret serves an unexpired certificate with its key; every failure in status is
 /// transient and scheduled. Returns the sum of revisions.
-async fn check(api: &Api<'_>) -> Result<u64> {
+async fn check(api: &Api) -> Result<u64> {
     let mut revisions = 0;
     for i in 0..N {
         let secret = api
@@ -71,22 +71,10 @@ async fn raft_leader_killed_while_certificates_renew() -> Result<()> {
         .await?;
     let token = admin.create_token(&[&pki.policy], "2h", true, 0).await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
+    apply_crds(&kube).await?;
     kube.create_namespace(NS).await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token", "token", &token),
-    )
-    .await?;
     // One address, as behind a load balancer: node 0, unreachable while it is the killed leader.
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault", "namespace": NS},
-                "spec": {"vault": {"server": cluster.addrs()[0], "path": pki.sign_path,
-                                   "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
+    create_token_issuer(&api, &cluster.addrs()[0], &pki.sign_path, &token).await?;
     let config_limits = certkeeper_controller::load::IssuerLimits {
         request_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),

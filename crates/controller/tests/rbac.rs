@@ -12,16 +12,16 @@ mod common;
 
 use anyhow::{Result, bail};
 use certkeeper_controller::leader::LeaseConfig;
-use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions};
 use common::{
-    Api, BOUND, NS, apply_crds, config_for, installed, ready, secret_body, spawn_controller, wait_for,
+    Api, BOUND, CERTIFICATES, NS, config_for, installed, ready, spawn_controller, start_with_vault_issuer,
+    wait_for, wait_for_event,
 };
 use serde_json::{Value, json};
 
 const CERT: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web";
 
 /// Creates every object of a YAML file of `deploy/controller/`.
-async fn apply_file(api: &Api<'_>, file: &str) -> Result<()> {
+async fn apply_file(api: &Api, file: &str) -> Result<()> {
     let path = format!("{}/../../deploy/controller/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path)?;
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -47,32 +47,13 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
     if !installed() {
         return Ok(());
     }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
-    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
+    let (kube, _bao, _token) = start_with_vault_issuer().await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
     for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
         apply_file(&api, file).await?;
     }
-    kube.create_namespace(NS).await?;
     api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token", "token", &token),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificates",
+        CERTIFICATES,
         &json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                 "metadata": {"name": "web", "namespace": NS},
                 "spec": {"secretName": "web-tls", "commonName": "web.example.com", "duration": "1h",
@@ -87,10 +68,7 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
     config.leader_election = Some(LeaseConfig::new("cert-manager", "rbac-test"));
     let (stop_tx, controller) = spawn_controller(config);
 
-    wait_for("Certificate Ready", BOUND, || async {
-        Ok(api.get(CERT).await?.filter(ready))
-    })
-    .await?;
+    api.wait_until("Certificate Ready", CERT, ready).await?;
     assert!(
         api.get("/api/v1/namespaces/apps/secrets/web-tls")
             .await?
@@ -101,23 +79,13 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
         .await?
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "rbac-test");
-    wait_for("Issuer status", BOUND, || async {
-        Ok(api
-            .get("/apis/cert-manager.io/v1/namespaces/apps/issuers/vault")
-            .await?
-            .filter(ready))
-    })
+    api.wait_until(
+        "Issuer status",
+        "/apis/cert-manager.io/v1/namespaces/apps/issuers/vault",
+        ready,
+    )
     .await?;
-    wait_for("an Issued Event", BOUND, || async {
-        let events = api
-            .get("/api/v1/namespaces/apps/events")
-            .await?
-            .unwrap_or_default();
-        Ok(events["items"]
-            .as_array()
-            .and_then(|items| items.iter().find(|e| e["reason"] == "Issued").cloned()))
-    })
-    .await?;
+    wait_for_event(&api, "Issued").await?;
     assert!(
         api.get("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/web-1")
             .await?
@@ -130,13 +98,8 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
         &json!({"spec": {"dnsNames": ["web.example.com", "www.example.com"]}}),
     )
     .await?;
-    wait_for("revision 2", BOUND, || async {
-        Ok(api
-            .get(CERT)
-            .await?
-            .filter(|c| ready(c) && c["status"]["revision"] == 2))
-    })
-    .await?;
+    api.wait_until("revision 2", CERT, |c| ready(c) && c["status"]["revision"] == 2)
+        .await?;
     wait_for("web-1 pruned", BOUND, || async {
         let gone = api
             .get("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/web-1")
@@ -160,12 +123,11 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
                          "issuerRef": {"name": "vault"}}}),
     )
     .await?;
-    wait_for("by-hand signed", BOUND, || async {
-        Ok(api
-            .get("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand")
-            .await?
-            .filter(ready))
-    })
+    api.wait_until(
+        "by-hand signed",
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand",
+        ready,
+    )
     .await?;
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use base64::Engine;
-use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, csr_p256};
-use common::{
-    Api, BOUND, NS, apply_crds, condition, installed, leaf, ready, secret_body, start_controller, wait_for,
-};
+use certkeeper_testkit::csr_p256;
+use common::{Api, NS, condition, installed, leaf, ready, start_controller, start_with_vault_issuer};
 use serde_json::{Value, json};
 
 const REQUESTS: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests";
@@ -42,27 +40,9 @@ async fn requests_by_other_tools_are_approved_signed_denied_and_retried() -> Res
     if !installed() {
         return Ok(());
     }
-    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
-    let (kube, bao) = (kube?, bao?);
+    let (kube, bao, _token) = start_with_vault_issuer().await?;
     let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await?;
-    let token = admin.create_token(&[&pki.policy], "1h", true, 0).await?;
     let api = Api::new(&kube)?;
-    apply_crds(&api).await?;
-    kube.create_namespace(NS).await?;
-    api.create(
-        "/api/v1/namespaces/apps/secrets",
-        &secret_body("vault-token", "token", &token),
-    )
-    .await?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/issuers",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                "metadata": {"name": "vault", "namespace": NS},
-                "spec": {"vault": {"server": bao.addr(), "path": pki.sign_path,
-                                   "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}),
-    )
-    .await?;
     // Denied before the controller starts (as an approval policy would).
     api.create(REQUESTS, &request("denied", "denied.example.com"))
         .await?;
@@ -80,10 +60,9 @@ async fn requests_by_other_tools_are_approved_signed_denied_and_retried() -> Res
         .await?;
     api.create(REQUESTS, &request("refused", "evil.org")).await?;
 
-    let signed = wait_for("by-hand signed", BOUND, || async {
-        Ok(api.get(&format!("{REQUESTS}/by-hand")).await?.filter(ready))
-    })
-    .await?;
+    let signed = api
+        .wait_until("by-hand signed", &format!("{REQUESTS}/by-hand"), ready)
+        .await?;
     eprintln!("hand-made request signed {:?} after creation", created.elapsed());
     assert_eq!(condition(&signed, "Approved").unwrap()["status"], "True");
     let pem = String::from_utf8(
@@ -93,22 +72,18 @@ async fn requests_by_other_tools_are_approved_signed_denied_and_retried() -> Res
     assert_eq!(leaf(&pem).1, ["by-hand.example.com"]);
     assert!(signed["status"]["ca"].is_string());
 
-    let refused = wait_for("evil.org failed", BOUND, || async {
-        Ok(api
-            .get(&format!("{REQUESTS}/refused"))
-            .await?
-            .filter(|c| reason(c) == "Failed"))
-    })
-    .await?;
+    let refused = api
+        .wait_until("evil.org failed", &format!("{REQUESTS}/refused"), |c| {
+            reason(c) == "Failed"
+        })
+        .await?;
     assert!(refused["status"]["failureTime"].is_string() && refused["status"]["certificate"].is_null());
 
-    let denied = wait_for("denied answered", BOUND, || async {
-        Ok(api
-            .get(&format!("{REQUESTS}/denied"))
-            .await?
-            .filter(|c| reason(c) == "Denied"))
-    })
-    .await?;
+    let denied = api
+        .wait_until("denied answered", &format!("{REQUESTS}/denied"), |c| {
+            reason(c) == "Denied"
+        })
+        .await?;
     assert!(denied["status"]["certificate"].is_null() && !ready(&denied));
     assert!(
         condition(&denied, "Approved").is_none(),
@@ -119,13 +94,11 @@ async fn requests_by_other_tools_are_approved_signed_denied_and_retried() -> Res
     admin.seal().await?;
     api.create(REQUESTS, &request("outage", "outage.example.com"))
         .await?;
-    let pending = wait_for("outage Pending", BOUND, || async {
-        Ok(api
-            .get(&format!("{REQUESTS}/outage"))
-            .await?
-            .filter(|c| reason(c) == "Pending"))
-    })
-    .await?;
+    let pending = api
+        .wait_until("outage Pending", &format!("{REQUESTS}/outage"), |c| {
+            reason(c) == "Pending"
+        })
+        .await?;
     eprintln!("sealed -> {}", condition(&pending, "Ready").unwrap()["message"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = api.get(&format!("{REQUESTS}/outage")).await?.unwrap();
@@ -136,9 +109,11 @@ async fn requests_by_other_tools_are_approved_signed_denied_and_retried() -> Res
     );
     bao.unseal().await?;
     let unsealed = Instant::now();
-    wait_for("outage signed after the unseal", BOUND, || async {
-        Ok(api.get(&format!("{REQUESTS}/outage")).await?.filter(ready))
-    })
+    api.wait_until(
+        "outage signed after the unseal",
+        &format!("{REQUESTS}/outage"),
+        ready,
+    )
     .await?;
     eprintln!("unsealed -> signed in {:?}", unsealed.elapsed());
 

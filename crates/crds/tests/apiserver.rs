@@ -9,14 +9,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use certkeeper_core::FailureClass;
 use certkeeper_core::spec::{
     Base64Bytes, CertificateRequest, CertificateStatus, CertkeeperStatus, Condition, ConditionStatus,
     Resource, parse_resource,
 };
-use certkeeper_testkit::{KubeApiServer, csr_p256, kube_bin_dir};
+use certkeeper_testkit::{KubeApiServer, KubeClient, csr_p256, kube_bin_dir};
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -34,49 +35,19 @@ fn installed() -> bool {
 }
 
 /// An admin client of the apiserver that can send any content type (merge patches, tables).
-struct Api<'a> {
-    kube: &'a KubeApiServer,
-    client: reqwest::Client,
+struct Api {
+    client: KubeClient,
 }
 
-impl<'a> Api<'a> {
-    fn new(kube: &'a KubeApiServer) -> Result<Self> {
-        let ca = reqwest::Certificate::from_pem(kube.ca_pem().as_bytes())?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tls_certs_only([ca])
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Self { kube, client })
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.kube.url());
-        let mut request = self
-            .client
-            .request(method.clone(), &url)
-            .bearer_auth(self.kube.admin_token())
-            .header("Accept", "application/json");
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", content_type)
-                .body(serde_json::to_vec(body)?);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+impl Api {
+    fn new(kube: &KubeApiServer) -> Result<Self> {
+        Ok(Self {
+            client: kube.client()?,
+        })
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Value)> {
-        self.call(Method::GET, path, "", None).await
+        self.client.call(Method::GET, path, "", None).await
     }
 
     /// POST; a 404 right after a CRD became Established (the resource not yet served) is retried.
@@ -84,6 +55,7 @@ impl<'a> Api<'a> {
         let deadline = Instant::now() + BOUND;
         loop {
             let (status, answer) = self
+                .client
                 .call(Method::POST, path, "application/json", Some(body))
                 .await?;
             if status != 404 || Instant::now() > deadline {
@@ -101,7 +73,8 @@ impl<'a> Api<'a> {
     }
 
     async fn merge_patch(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        self.call(Method::PATCH, path, "application/merge-patch+json", Some(body))
+        self.client
+            .call(Method::PATCH, path, "application/merge-patch+json", Some(body))
             .await
     }
 }
@@ -116,38 +89,13 @@ fn decodes(object: &Value) -> Resource {
     parse_resource(&value).unwrap_or_else(|e| panic!("{e:?} in {object}"))
 }
 
-async fn apply_crds(api: &Api<'_>) -> Result<()> {
-    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+async fn apply_crds(kube: &KubeApiServer) -> Result<()> {
     let stream = certkeeper_crds::all_yaml();
-    let mut names = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&stream) {
-        let crd: Value = serde::Deserialize::deserialize(document)?;
-        names.push(crd["metadata"]["name"].as_str().unwrap().to_owned());
-        api.create(path, &crd).await?;
-    }
+    let crds = serde_yaml_ng::Deserializer::from_str(&stream)
+        .map(Value::deserialize)
+        .collect::<Result<Vec<_>, _>>()?;
+    let names = kube.apply_crds(&crds, BOUND).await?;
     assert_eq!(names.len(), 4);
-    let deadline = Instant::now() + BOUND;
-    for name in names {
-        loop {
-            let (status, crd) = api.get(&format!("{path}/{name}")).await?;
-            assert_eq!(status, 200, "{crd}");
-            let conditions = crd["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let condition = |t: &str| conditions.iter().find(|c| c["type"] == t).cloned();
-            if let Some(c) = condition("NonStructuralSchema") {
-                bail!("{name} is not structural: {c}");
-            }
-            if condition("Established").is_some_and(|c| c["status"] == "True") {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{name} not Established after {BOUND:?}: {conditions:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
     Ok(())
 }
 
@@ -303,7 +251,7 @@ fn certificate_request(csr_pem: &str) -> Value {
 }
 
 /// Creates `manifest` at `collection` and reads it back: the spec is unchanged.
-async fn round_trip(api: &Api<'_>, collection: &str, manifest: &Value) -> Result<Value> {
+async fn round_trip(api: &Api, collection: &str, manifest: &Value) -> Result<Value> {
     api.create(collection, manifest).await?;
     let name = manifest["metadata"]["name"].as_str().unwrap();
     let (status, stored) = api.get(&format!("{collection}/{name}")).await?;
@@ -331,7 +279,7 @@ async fn crds_serve_cert_manager_manifests() {
     }
     let kube = KubeApiServer::start().await.unwrap();
     let api = Api::new(&kube).unwrap();
-    apply_crds(&api).await.unwrap();
+    apply_crds(&kube).await.unwrap();
     kube.create_namespace(NS).await.unwrap();
 
     // discovery: names, short names, category
@@ -443,6 +391,7 @@ async fn crds_serve_cert_manager_manifests() {
     let url = format!("{}{web}", kube.url());
     let table: Value = api
         .client
+        .http()
         .get(&url)
         .bearer_auth(kube.admin_token())
         .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")

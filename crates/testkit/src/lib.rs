@@ -28,7 +28,7 @@ pub use auth::KubernetesAuth;
 pub use bao::{DevServer, TlsOptions, bao_binary};
 pub use cluster::RaftCluster;
 pub use jwt::{kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256};
-pub use kube::{KubeApiServer, kube_bin_dir};
+pub use kube::{KubeApiServer, KubeClient, kube_bin_dir};
 pub use pki::{Pki, PkiOptions, role_body};
 pub use ports::{free_port, random_hex};
 pub use process::{ManagedProcess, pid_exists};

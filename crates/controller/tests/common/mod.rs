@@ -3,16 +3,21 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine;
 use certkeeper_controller::{ControllerConfig, KubeConfig, TokenSource};
 use certkeeper_core::Secret;
-use certkeeper_testkit::{KubeApiServer, kube_bin_dir};
+use certkeeper_testkit::{DevServer, KubeApiServer, KubeClient, Pki, PkiOptions, kube_bin_dir};
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub const BOUND: Duration = Duration::from_secs(60);
 pub const NS: &str = "apps";
+// The Secrets, Issuers and Certificates of `NS`.
+pub const SECRETS: &str = "/api/v1/namespaces/apps/secrets";
+pub const ISSUERS: &str = "/apis/cert-manager.io/v1/namespaces/apps/issuers";
+pub const CERTIFICATES: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates";
 
 pub fn installed() -> bool {
     match kube_bin_dir() {
@@ -25,49 +30,19 @@ pub fn installed() -> bool {
 }
 
 /// An admin client of the apiserver.
-pub struct Api<'a> {
-    kube: &'a KubeApiServer,
-    client: reqwest::Client,
+pub struct Api {
+    pub client: KubeClient,
 }
 
-impl<'a> Api<'a> {
-    pub fn new(kube: &'a KubeApiServer) -> Result<Self> {
-        let ca = reqwest::Certificate::from_pem(kube.ca_pem().as_bytes())?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tls_certs_only([ca])
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Self { kube, client })
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.kube.url());
-        let mut request = self
-            .client
-            .request(method.clone(), &url)
-            .bearer_auth(self.kube.admin_token())
-            .header("Accept", "application/json");
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", content_type)
-                .body(serde_json::to_vec(body)?);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+impl Api {
+    pub fn new(kube: &KubeApiServer) -> Result<Self> {
+        Ok(Self {
+            client: kube.client()?,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<Value>> {
-        match self.call(Method::GET, path, "", None).await? {
+        match self.client.call(Method::GET, path, "", None).await? {
             (200, v) => Ok(Some(v)),
             (404, _) => Ok(None),
             (s, v) => bail!("GET {path} -> {s}: {v}"),
@@ -79,6 +54,7 @@ impl<'a> Api<'a> {
         let deadline = Instant::now() + BOUND;
         loop {
             match self
+                .client
                 .call(Method::POST, path, "application/json", Some(body))
                 .await?
             {
@@ -89,8 +65,17 @@ impl<'a> Api<'a> {
         }
     }
 
+    /// Polls the object at `path` until `accept` holds for it (at most [`BOUND`]); returns it.
+    pub async fn wait_until(&self, what: &str, path: &str, accept: impl Fn(&Value) -> bool) -> Result<Value> {
+        wait_for(what, BOUND, || async {
+            Ok(self.get(path).await?.filter(|v| accept(v)))
+        })
+        .await
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
         match self
+            .client
             .call(Method::PATCH, path, "application/merge-patch+json", Some(body))
             .await?
         {
@@ -100,32 +85,66 @@ impl<'a> Api<'a> {
     }
 }
 
-pub async fn apply_crds(api: &Api<'_>) -> Result<()> {
-    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let mut names = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&certkeeper_crds::all_yaml()) {
-        let crd: Value = serde::Deserialize::deserialize(document)?;
-        names.push(crd["metadata"]["name"].as_str().unwrap().to_owned());
-        api.create(path, &crd).await?;
-    }
-    let deadline = Instant::now() + BOUND;
-    for name in names {
-        loop {
-            let crd = api.get(&format!("{path}/{name}")).await?.unwrap_or_default();
-            let established = crd["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-            });
-            if established {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{name} not Established");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// certkeeper's CRDs created in `kube` and Established.
+pub async fn apply_crds(kube: &KubeApiServer) -> Result<()> {
+    let crds = serde_yaml_ng::Deserializer::from_str(&certkeeper_crds::all_yaml())
+        .map(Value::deserialize)
+        .collect::<Result<Vec<_>, _>>()?;
+    kube.apply_crds(&crds, BOUND).await?;
     Ok(())
+}
+
+/// A kube-apiserver with certkeeper's CRDs (Established) and namespace [`NS`], and an OpenBao
+/// dev server with a PKI (default options), both started together.
+pub async fn start_kube_and_bao() -> Result<(KubeApiServer, DevServer, Pki)> {
+    let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());
+    let (kube, bao) = (kube?, bao?);
+    let pki = bao.admin().setup_pki(PkiOptions::default()).await?;
+    apply_crds(&kube).await?;
+    kube.create_namespace(NS).await?;
+    Ok((kube, bao, pki))
+}
+
+/// [`start_kube_and_bao`], then Issuer `vault` in [`NS`] with a token of the PKI's policy (1 h,
+/// renewable; [`create_token_issuer`]). Returns the servers and that token.
+pub async fn start_with_vault_issuer() -> Result<(KubeApiServer, DevServer, String)> {
+    let (kube, bao, pki) = start_kube_and_bao().await?;
+    let token = bao.admin().create_token(&[&pki.policy], "1h", true, 0).await?;
+    create_token_issuer(&Api::new(&kube)?, &bao.addr(), &pki.sign_path, &token).await?;
+    Ok((kube, bao, token))
+}
+
+/// Creates Secret `name` in [`NS`] with one data `key`.
+pub async fn create_secret(api: &Api, name: &str, key: &str, value: &str) -> Result<()> {
+    api.create(SECRETS, &secret_body(name, key, value)).await?;
+    Ok(())
+}
+
+/// Creates a Vault Issuer `name` in [`NS`] signing at `path` of `server`, logging in with `auth`
+/// (the `spec.vault.auth` object).
+pub async fn create_vault_issuer(api: &Api, name: &str, server: &str, path: &str, auth: Value) -> Result<()> {
+    api.create(
+        ISSUERS,
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"vault": {"server": server, "path": path, "auth": auth}}}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores the Vault `token` in Secret `vault-token` (key `token`) and creates Issuer `vault` in
+/// [`NS`] that signs at `path` of `server` with it.
+pub async fn create_token_issuer(api: &Api, server: &str, path: &str, token: &str) -> Result<()> {
+    create_secret(api, "vault-token", "token", token).await?;
+    create_vault_issuer(
+        api,
+        "vault",
+        server,
+        path,
+        json!({"tokenSecretRef": {"name": "vault-token", "key": "token"}}),
+    )
+    .await
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, at most `bound`.
@@ -144,6 +163,20 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits (at most [`BOUND`]) for an Event in [`NS`] with this `reason`; returns it.
+pub async fn wait_for_event(api: &Api, reason: &str) -> Result<Value> {
+    wait_for(&format!("an {reason} Event"), BOUND, || async {
+        let events = api
+            .get("/api/v1/namespaces/apps/events")
+            .await?
+            .unwrap_or_default();
+        Ok(events["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|e| e["reason"] == reason).cloned()))
+    })
+    .await
 }
 
 pub fn secret_body(name: &str, key: &str, value: &str) -> Value {
