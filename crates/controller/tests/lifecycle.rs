@@ -3,7 +3,7 @@
 //! matching key, status, a CertificateRequest and Events; a spec change re-issues with the new
 //! SAN; renewal; a bad token and a missing Secret show in status with the next attempt; the
 //! Secret appearing recovers without a restart; a deleted target Secret is re-issued; old
-//! CertificateRequests are pruned.
+//! CertificateRequests are pruned; a deleted Certificate is no longer managed (its Secret stays).
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
@@ -251,6 +251,37 @@ async fn certificate_lifecycle() -> Result<()> {
         .collect();
     assert!(names.len() <= 2, "{names:?}");
     assert!(!names.contains(&"web-1"), "{names:?}");
+
+    // 9. The Certificate deleted: the controller stops managing it (no job, no metrics); the
+    // Secret stays, as with cert-manager (no owner reference on it by default).
+    let (status, _) = api
+        .client
+        .call(reqwest::Method::DELETE, CERT_PATH, "", None)
+        .await?;
+    assert_eq!(status, 200);
+    let http = reqwest::Client::new();
+    let summary = wait_for("the job dropped", BOUND, || async {
+        let s: serde_json::Value = http
+            .get(format!("http://127.0.0.1:{port}/api/v1/summary"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<_, anyhow::Error>((s["certificates"] == 0).then_some(s))
+    })
+    .await?;
+    assert_eq!(summary["issuing"], 0);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        !metrics.contains("certmanager_certificate_ready_status{"),
+        "no certificate metrics left: {metrics}"
+    );
+    assert!(api.get(SECRET_PATH).await?.is_some(), "the Secret stays");
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
