@@ -337,26 +337,13 @@ fn pkcs12(
     client: &KubeClient,
     cert: &Certificate,
 ) -> Result<Option<certkeeper_daemon::model::Pkcs12Output>, String> {
-    let Some(keystore) = cert
-        .spec
-        .keystores
-        .as_ref()
-        .and_then(|k| k.pkcs12.as_ref())
-        .filter(|k| k.create)
-    else {
-        return Ok(None);
-    };
-    let field = "spec.keystores.pkcs12";
-    let password = match (&keystore.password_secret_ref, &keystore.password) {
-        (Some(sel), _) if !sel.name.is_empty() => SecretSource::Provider(Arc::new(SecretRef {
+    let keystore = build::pkcs12_keystore(cert, |sel| {
+        Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: client.clone(),
             namespace: cert.namespace().to_owned(),
             name: sel.name.clone(),
             key: sel.key.clone(),
-        })),
-        (_, Some(password)) => SecretSource::Value(password.clone()),
-        _ => return Err(format!("{field}: no password")),
-    };
-    let profile = build::pkcs12_profile(keystore.profile.as_ref())?;
-    Ok(Some(certkeeper_daemon::model::Pkcs12Output { password, profile }))
+        })))
+    })?;
+    Ok(keystore.map(|(password, profile)| certkeeper_daemon::model::Pkcs12Output { password, profile }))
 }

@@ -21,7 +21,7 @@ use certkeeper_core::schedule::stable_hash;
 use certkeeper_core::spec::{
     Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
     DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, IssuerKey, IssuerKind,
-    RotationPolicy, VaultAuthMethod, VaultIssuer,
+    RotationPolicy, SecretKeySelector, VaultAuthMethod, VaultIssuer,
 };
 use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig};
 
@@ -381,8 +381,32 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     })
 }
 
+/// `keystores.pkcs12` with `create: true`: where its password comes from (`password_ref` resolves
+/// a `passwordSecretRef` in the Certificate's namespace; a literal `password` is used as is) and
+/// the profile. `None` when no keystore is asked for.
+pub fn pkcs12_keystore(
+    cert: &Certificate,
+    password_ref: impl FnOnce(&SecretKeySelector) -> Result<SecretSource, String>,
+) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+    let Some(keystore) = cert
+        .spec
+        .keystores
+        .as_ref()
+        .and_then(|k| k.pkcs12.as_ref())
+        .filter(|k| k.create)
+    else {
+        return Ok(None);
+    };
+    let password = match (&keystore.password_secret_ref, &keystore.password) {
+        (Some(sel), _) if !sel.name.is_empty() => password_ref(sel)?,
+        (_, Some(password)) => SecretSource::Value(password.clone()),
+        _ => return Err("spec.keystores.pkcs12: no password".to_owned()),
+    };
+    Ok(Some((password, pkcs12_profile(keystore.profile.as_ref())?)))
+}
+
 /// `keystores.pkcs12.profile` (cert-manager's default when absent).
-pub fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, String> {
+fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, String> {
     match profile {
         None => Ok(Pkcs12Profile::default()),
         Some(p) => wire_name(p)?

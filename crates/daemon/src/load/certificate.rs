@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use certkeeper_core::spec::{Certificate, OutputFormat};
 use certkeeper_engine::CertJob;
-use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_profile};
+use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_keystore};
 use certkeeper_vault::SecretSource;
 
 use super::LoadProblem;
@@ -46,37 +46,21 @@ pub(super) fn build(
     Ok((job, meta, problem))
 }
 
-/// `keystores.pkcs12` with `create: true`: the password's source and the profile.
+/// `keystores.pkcs12` with `create: true`: the password's source (a file or environment
+/// variable, as the configuration resolves the Secret) and the profile.
 fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
-    let Some(keystore) = cert
-        .spec
-        .keystores
-        .as_ref()
-        .and_then(|k| k.pkcs12.as_ref())
-        .filter(|k| k.create)
-    else {
-        return Ok(None);
-    };
-    let field = "spec.keystores.pkcs12";
-    let password = match (&keystore.password_secret_ref, &keystore.password) {
-        (Some(sel), _) if !sel.name.is_empty() => {
-            match config.secret_location(cert.namespace(), &sel.name, &sel.key) {
-                Some(SecretLocation::File(path)) => SecretSource::File(path),
-                Some(SecretLocation::Env(var)) => SecretSource::Env(var),
-                None => {
-                    return Err(format!(
-                        "{field}.passwordSecretRef: Secret {}/{} key {:?} resolves to nothing: set \
-                         secrets.dir or add a secrets.refs entry to the configuration",
-                        cert.namespace(),
-                        sel.name,
-                        sel.key
-                    ));
-                }
-            }
+    let keystore = pkcs12_keystore(cert, |sel| {
+        match config.secret_location(cert.namespace(), &sel.name, &sel.key) {
+            Some(SecretLocation::File(path)) => Ok(SecretSource::File(path)),
+            Some(SecretLocation::Env(var)) => Ok(SecretSource::Env(var)),
+            None => Err(format!(
+                "spec.keystores.pkcs12.passwordSecretRef: Secret {}/{} key {:?} resolves to nothing: \
+                 set secrets.dir or add a secrets.refs entry to the configuration",
+                cert.namespace(),
+                sel.name,
+                sel.key
+            )),
         }
-        (_, Some(password)) => SecretSource::Value(password.clone()),
-        _ => return Err(format!("{field}: no password")),
-    };
-    let profile = pkcs12_profile(keystore.profile.as_ref())?;
-    Ok(Some(Pkcs12Output { password, profile }))
+    })?;
+    Ok(keystore.map(|(password, profile)| Pkcs12Output { password, profile }))
 }
