@@ -25,6 +25,8 @@
 //! BENCH_AGENT_TTL (2m), BENCH_KEEP (keep the work directories and logs, print their paths).
 #![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::too_many_arguments)] // a benchmark states its expectations by unwrapping
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{DevServer, ManagedProcess, PkiOptions, bao_binary, free_port};
+use common::{cpu_secs, env_or, listing_only, rss_kib};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
@@ -42,31 +45,6 @@ const MAX_OBSERVE_SECS: u64 = 180;
 const RSS_SAMPLES: usize = 5;
 /// How often files (and certkeeper's /metrics) are looked at until everything is issued.
 const POLL: Duration = Duration::from_millis(50);
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -561,7 +539,7 @@ async fn run_certkeeper(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    if std::env::args().any(|a| a == "--list") {
+    if listing_only() {
         return Ok(());
     }
     let n = usize::try_from(env_or("BENCH_CERTS", 50)).context("BENCH_CERTS")?;

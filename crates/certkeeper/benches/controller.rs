@@ -10,30 +10,21 @@
 //! unrelated Secrets. `scripts/bench-controller` runs it.
 #![allow(clippy::unwrap_used)] // a benchmark states its expectations by unwrapping
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, free_port};
+use common::{env_or, listing_only, rss_kib};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        .unwrap_or(0.0)
-        / 1024.0
+    rss_kib(pid) as f64 / 1024.0
 }
 
 #[derive(Clone)]
@@ -133,6 +124,9 @@ impl Drop for Controller {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    if listing_only() {
+        return Ok(());
+    }
     let n = env_or("BENCH_CERTS", 1000);
     let unrelated = env_or("BENCH_UNRELATED", 10_000);
     let (kube, bao) = tokio::join!(KubeApiServer::start(), DevServer::start());

@@ -22,6 +22,8 @@
 //! (issuers.ratePerSecond; unset: certkeeper's default).
 #![allow(clippy::unwrap_used)] // a benchmark states its expectations by unwrapping
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{DevServer, PkiOptions, free_port};
+use common::{cpu_secs, env_or, listing_only};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,13 +43,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
 /// The targets.
 const MAX_REQ_PER_SEC: f64 = 1.0;
 const MAX_RECOVERY_SECS: f64 = 10.0;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A TCP proxy on 127.0.0.1 that forwards to OpenBao and counts the HTTP/1.1 requests
 /// certkeeper sends through it (request lines in the client-to-server bytes; a JSON body
@@ -300,16 +296,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Bytes a process asked to write so far (`wchar` of /proc/PID/io).
 fn written_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/io"))
@@ -333,7 +319,7 @@ fn log_tail(root: &Path, lines: usize) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    if std::env::args().any(|a| a == "--list") {
+    if listing_only() {
         return Ok(());
     }
     let n = env_or("BENCH_CERTS", 500);

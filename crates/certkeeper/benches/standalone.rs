@@ -10,6 +10,8 @@
 //! BENCH_DIR (output filesystem), BENCH_INSPECT_SECS (keep the daemon up for inspection).
 #![allow(clippy::unwrap_used, clippy::too_many_arguments)] // a benchmark states its expectations by unwrapping
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,34 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{DevServer, PkiOptions, free_port};
+use common::{cpu_secs, env_or, listing_only, rss_kib};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn write_setup(
     root: &Path,
@@ -158,7 +136,7 @@ fn stop(mut d: Daemon) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    if std::env::args().any(|a| a == "--list") {
+    if listing_only() {
         return Ok(());
     }
     let n = env_or("BENCH_CERTS", 2000);
