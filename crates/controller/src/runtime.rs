@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use base64::Engine;
-use certkeeper_core::pki::{build_csr, describe_pem_bundle, rfc3339};
+use certkeeper_core::pki::{describe_pem_bundle, rfc3339};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo, from_unix, to_unix};
 use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
@@ -34,6 +34,8 @@ use crate::reflector::Store;
 pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
 /// cert-manager's label on Secrets it manages ("for attention of").
 pub const FAO_LABEL: &str = "controller.cert-manager.io/fao";
+/// cert-manager's label on a Secret holding a Certificate's next private key.
+pub const NEXT_PRIVATE_KEY_LABEL: &str = "cert-manager.io/next-private-key";
 
 /// Secret keys, as cert-manager names them (the standalone runtime's file names).
 pub use certkeeper_daemon::runtime::{
@@ -117,6 +119,9 @@ pub struct KubeRuntime {
     certificates: Arc<Store>,
     events: mpsc::Sender<Outgoing>,
     dropped_events: AtomicU64,
+    /// Certificate id -> the name of the Secret holding its next private key, as created here
+    /// (the watch of the Certificate's status may lag behind).
+    pending_keys: std::sync::Mutex<HashMap<CertId, String>>,
 }
 
 impl KubeRuntime {
@@ -130,6 +135,7 @@ impl KubeRuntime {
             certificates,
             events: tx,
             dropped_events: AtomicU64::new(0),
+            pending_keys: std::sync::Mutex::new(HashMap::new()),
         };
         (runtime, post_events(client, rx))
     }
@@ -347,11 +353,14 @@ impl KubeRuntime {
 
     /// The CertificateRequest of this revision, Approved and Ready with the certificate, and
     /// the pruning of older ones beyond revisionHistoryLimit.
-    async fn record_request(&self, job: &CertJob, meta: &CertMeta, issued: &Issued) -> Result<(), KubeError> {
-        let csr = build_csr(&job.csr, &issued.key).map_err(|e| KubeError::Decode {
-            what: "rebuilding the CSR".into(),
-            message: e.to_string(),
-        })?;
+    async fn record_request(
+        &self,
+        job: &CertJob,
+        meta: &CertMeta,
+        issued: &Issued,
+        key_secret: &str,
+    ) -> Result<(), KubeError> {
+        let csr = &issued.csr_pem;
         let name = format!("{}-{}", meta.name, issued.revision);
         let collection = cm_path(&meta.namespace, "certificaterequests", None);
         let path = cm_path(&meta.namespace, "certificaterequests", Some(&name));
@@ -375,7 +384,7 @@ impl KubeRuntime {
             "annotations": {
                 "cert-manager.io/certificate-name": meta.name,
                 "cert-manager.io/certificate-revision": issued.revision.to_string(),
-                "cert-manager.io/private-key-secret-name": meta.secret_name,
+                "cert-manager.io/private-key-secret-name": key_secret,
             },
         });
         if !meta.uid.is_empty() {
@@ -443,6 +452,93 @@ impl KubeRuntime {
             }
         }
         Ok(())
+    }
+
+    fn pending_name(&self, id: &str) -> Option<String> {
+        let known = self
+            .pending_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        known.or_else(|| {
+            let certificate = self.certificates.get(id)?;
+            let name = certificate
+                .pointer("/status/nextPrivateKeySecretName")?
+                .as_str()?;
+            Some(name.to_owned())
+        })
+    }
+
+    fn set_pending_name(&self, id: &str, name: Option<String>) {
+        let mut known = self
+            .pending_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match name {
+            Some(n) => known.insert(id.to_owned(), n),
+            None => known.remove(id),
+        };
+    }
+
+    /// The next-private-key Secret of `meta`, if it exists and is ours: labelled as one and,
+    /// when the Certificate's uid is known, owned by it (a Secret someone else named in the
+    /// status is not a key source).
+    async fn pending_secret(&self, meta: &CertMeta, name: &str) -> Result<Option<Value>, KubeError> {
+        let Some(secret) = self.client.get(&secret_path(&meta.namespace, name)).await? else {
+            return Ok(None);
+        };
+        let labelled = secret
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(NEXT_PRIVATE_KEY_LABEL))
+            .and_then(Value::as_str)
+            == Some("true");
+        let owned = meta.uid.is_empty()
+            || secret
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == meta.uid.as_str()));
+        if labelled && owned {
+            Ok(Some(secret))
+        } else {
+            tracing::warn!(certificate = %format!("{}/{}", meta.namespace, meta.name), secret = name,
+                           "status.nextPrivateKeySecretName names a Secret that is not a next-private-key Secret of this Certificate; ignoring it");
+            Ok(None)
+        }
+    }
+
+    /// Records `name` (or clears it) as `status.nextPrivateKeySecretName`.
+    async fn patch_pending_status(&self, meta: &CertMeta, name: Option<&str>) -> Result<(), KubeError> {
+        let path = format!(
+            "{}/status",
+            cm_path(&meta.namespace, "certificates", Some(&meta.name))
+        );
+        match self
+            .client
+            .merge_patch(&path, &json!({"status": {"nextPrivateKeySecretName": name}}))
+            .await
+        {
+            Err(e) if e.code() == Some(404) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// After an issuance: the next private key is now the served one; its Secret goes.
+    async fn discard_pending_key(&self, job: &CertJob, meta: &CertMeta) {
+        let Some(name) = self.pending_name(&job.id) else {
+            return;
+        };
+        let result = async {
+            self.client.delete(&secret_path(&meta.namespace, &name)).await?;
+            self.patch_pending_status(meta, None).await
+        }
+        .await;
+        match result {
+            Ok(()) => self.set_pending_name(&job.id, None),
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, secret = %name, error = %e, "cannot remove the next private key Secret")
+            }
+        }
     }
 
     fn queue_event(&self, meta: CertMeta, kind: &'static str, reason: &'static str, message: String) {
@@ -651,14 +747,78 @@ impl Runtime for KubeRuntime {
         String::from_utf8(key).ok().map(Secret::new)
     }
 
+    async fn pending_key(&self, job: &CertJob) -> Option<Secret> {
+        let meta = self.tracked(&job.id)?.meta;
+        let name = self.pending_name(&job.id)?;
+        let secret = match self.pending_secret(&meta, &name).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, secret = %name, error = %e, "cannot read the next private key Secret");
+                return None;
+            }
+        };
+        let key = secret_data(&secret).remove(TLS_KEY)?;
+        String::from_utf8(key).ok().map(Secret::new)
+    }
+
+    /// cert-manager's next private key Secret: `<certificate>-<random>`, labelled
+    /// [`NEXT_PRIVATE_KEY_LABEL`] and [`FAO_LABEL`], owned by the Certificate (garbage-collected
+    /// with it), named in `status.nextPrivateKeySecretName`. A replaced key (the spec's key
+    /// algorithm changed) is written into the same Secret.
+    async fn store_pending_key(&self, job: &CertJob, key_pem: &Secret) -> Result<(), RuntimeError> {
+        let meta = self.meta(&job.id)?;
+        let data = json!({ TLS_KEY: b64(key_pem.expose().as_bytes()) });
+        if let Some(name) = self.pending_name(&job.id) {
+            let existing = self
+                .pending_secret(&meta, &name)
+                .await
+                .map_err(|e| runtime_error(e, "reading the next private key Secret"))?;
+            if let Some(mut secret) = existing {
+                secret["data"] = data;
+                self.client
+                    .replace(&secret_path(&meta.namespace, &name), &secret)
+                    .await
+                    .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
+                self.set_pending_name(&job.id, Some(name));
+                return Ok(());
+            }
+        }
+        let mut metadata = json!({
+            "generateName": format!("{}-", meta.name), "namespace": meta.namespace,
+            "labels": {NEXT_PRIVATE_KEY_LABEL: "true", FAO_LABEL: "true"},
+        });
+        if !meta.uid.is_empty() {
+            metadata["ownerReferences"] = json!([{
+                "apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": meta.name,
+                "uid": meta.uid, "controller": true, "blockOwnerDeletion": true,
+            }]);
+        }
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                          "metadata": metadata, "data": data});
+        let created = self
+            .client
+            .create(&format!("/api/v1/namespaces/{}/secrets", meta.namespace), &body)
+            .await
+            .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
+        let name = meta_str(&created, "name").to_owned();
+        self.set_pending_name(&job.id, Some(name.clone()));
+        self.patch_pending_status(&meta, Some(&name))
+            .await
+            .map_err(|e| runtime_error(e, "recording status.nextPrivateKeySecretName"))
+    }
+
     async fn write(&self, job: &CertJob, issued: &Issued) -> Result<(), RuntimeError> {
         let meta = self.meta(&job.id)?;
         self.write_secret(job, &meta, issued).await?;
         // The CertificateRequest is a record for tools that watch them; the certificate is
         // already served, so a failure here is logged, not retried by re-issuing.
-        if let Err(e) = self.record_request(job, &meta, issued).await {
+        let key_secret = self
+            .pending_name(&job.id)
+            .unwrap_or_else(|| meta.secret_name.clone());
+        if let Err(e) = self.record_request(job, &meta, issued, &key_secret).await {
             tracing::warn!(certificate = %job.id, error = %e, "cannot record the CertificateRequest");
         }
+        self.discard_pending_key(job, &meta).await;
         Ok(())
     }
 

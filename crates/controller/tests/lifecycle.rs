@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use certkeeper_core::pki::PrivateKey;
 use certkeeper_testkit::free_port;
 use common::{
-    Api, BOUND, CERTIFICATES, NS, condition, create_secret, decode, installed, leaf, ready, start_controller,
-    start_with_vault_issuer, wait_for, wait_for_event,
+    Api, BOUND, CERTIFICATES, NS, condition, create_secret, csr_public_key, decode, installed, leaf, ready,
+    start_controller, start_with_vault_issuer, wait_for, wait_for_event,
 };
 use serde_json::json;
 
@@ -108,6 +108,28 @@ async fn certificate_lifecycle() -> Result<()> {
         "{cr}"
     );
     assert!(cr["status"]["certificate"].is_string());
+    // The request carries the CSR that was signed (its key is tls.key) and names the next
+    // private key Secret it was made with; that Secret is gone once the key is served.
+    assert!(
+        key.matches_public_key(&csr_public_key(&cr)),
+        "the request's CSR is for tls.key"
+    );
+    let key_secret = cr["metadata"]["annotations"]["cert-manager.io/private-key-secret-name"]
+        .as_str()
+        .context("private-key-secret-name")?;
+    assert!(
+        key_secret.starts_with("web-") && key_secret != "web-tls",
+        "{key_secret}"
+    );
+    wait_for("the next private key Secret removed", BOUND, || async {
+        let gone = api
+            .get(&format!("/api/v1/namespaces/apps/secrets/{key_secret}"))
+            .await?
+            .is_none();
+        let cleared = api.get(CERT_PATH).await?.unwrap()["status"]["nextPrivateKeySecretName"].is_null();
+        Ok::<_, anyhow::Error>((gone && cleared).then_some(()))
+    })
+    .await?;
     let issuer = api.wait_until("Issuer Ready", ISSUER_PATH, ready).await?;
     assert_eq!(condition(&issuer, "Ready").unwrap()["reason"], "VaultVerified");
     wait_for_event(&api, "Issued").await?;
@@ -178,6 +200,31 @@ async fn certificate_lifecycle() -> Result<()> {
     );
     api.wait_until("Issuer not Ready", ISSUER_PATH, |i| !ready(i))
         .await?;
+    // The key of the failing revision is kept in a next-private-key Secret (cert-manager's
+    // keymanager contract) and reused by every retry.
+    let failing = api
+        .wait_until("status.nextPrivateKeySecretName", CERT_PATH, |c| {
+            c["status"]["nextPrivateKeySecretName"].is_string()
+        })
+        .await?;
+    let next_name = failing["status"]["nextPrivateKeySecretName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next_secret = api
+        .get(&format!("/api/v1/namespaces/apps/secrets/{next_name}"))
+        .await?
+        .context("next private key Secret")?;
+    assert_eq!(
+        next_secret["metadata"]["labels"]["cert-manager.io/next-private-key"],
+        "true"
+    );
+    assert_eq!(
+        next_secret["metadata"]["ownerReferences"][0]["uid"], failing["metadata"]["uid"],
+        "owned by the Certificate"
+    );
+    let next_key = decode(&next_secret, "tls.key");
+    assert!(PrivateKey::from_pem(&next_key).is_ok());
 
     // 5. A missing Secret: class invalid, no timer (it waits for the Secret).
     use_token_secret(&api, "vault-token-2").await?;
@@ -210,6 +257,33 @@ async fn certificate_lifecycle() -> Result<()> {
         recovered["status"]["revision"]
     );
     assert!(recovered["status"]["lastFailureTime"].is_null());
+    // Issued with the key kept through the failures; its Secret is gone.
+    let secret = api.get(SECRET_PATH).await?.context("target Secret")?;
+    assert_eq!(
+        decode(&secret, "tls.key"),
+        next_key,
+        "the kept key is the one served"
+    );
+    let revision = recovered["status"]["revision"].as_u64().unwrap();
+    let cr = api
+        .get(&format!(
+            "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/web-{revision}"
+        ))
+        .await?
+        .context("CertificateRequest of the recovery")?;
+    assert_eq!(
+        cr["metadata"]["annotations"]["cert-manager.io/private-key-secret-name"],
+        next_name.as_str()
+    );
+    wait_for("the kept key's Secret removed", BOUND, || async {
+        let gone = api
+            .get(&format!("/api/v1/namespaces/apps/secrets/{next_name}"))
+            .await?
+            .is_none();
+        let cleared = api.get(CERT_PATH).await?.unwrap()["status"]["nextPrivateKeySecretName"].is_null();
+        Ok::<_, anyhow::Error>((gone && cleared).then_some(()))
+    })
+    .await?;
     assert!(
         condition(&issuer, "Ready").is_some(),
         "issuer has a Ready condition"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use certkeeper_core::FailureClass;
+use certkeeper_core::Secret;
 use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
 use certkeeper_vault::SignRequest;
 
@@ -72,14 +73,14 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
 
     let key = match prepare_key(&job, runtime.as_ref()).await {
         Ok(k) => k,
-        Err(e) => return failed(FailureClass::Invalid, e),
+        Err((class, message)) => return failed(class, message),
     };
     let csr_pem = match build_csr(&job.csr, &key) {
         Ok(c) => c,
         Err(e) => return failed(FailureClass::Invalid, format!("cannot build CSR: {e}")),
     };
     let request = SignRequest {
-        csr_pem,
+        csr_pem: csr_pem.clone(),
         common_name: job.csr.common_name.clone(),
         dns_names: job.csr.dns_names.clone(),
         ip_sans: job.csr.ip_addresses.iter().map(ToString::to_string).collect(),
@@ -135,6 +136,7 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
     let issued = Issued {
         key,
         key_pem,
+        csr_pem,
         certificate,
         revision,
     };
@@ -153,30 +155,51 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
     }
 }
 
-/// The key for this attempt: the served one when rotation is off and it still fits the spec,
-/// else a new one (RSA off the async threads: it takes tens of milliseconds).
-async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKey, String> {
+/// The key for this attempt: the served one when rotation is off and it still fits the spec;
+/// else the key kept from an earlier attempt of this revision; else a new one (RSA off the
+/// async threads: it takes tens of milliseconds), kept by the runtime before it is used.
+async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKey, (FailureClass, String)> {
     if !job.rotate_key
-        && let Some(pem) = runtime.current_key(job).await
+        && let Some(key) = usable_key(job, runtime.current_key(job).await, "existing")
     {
-        match PrivateKey::from_pem(pem.expose()) {
-            Ok(k) if k.algorithm() == job.key_algorithm => return Ok(k),
-            Ok(_) => {
-                tracing::info!(certificate = %job.id, "existing key does not match the spec; generating a new one")
-            }
-            Err(e) => {
-                tracing::warn!(certificate = %job.id, error = %e, "existing key unreadable; generating a new one")
-            }
-        }
+        return Ok(key);
+    }
+    if let Some(key) = usable_key(job, runtime.pending_key(job).await, "pending") {
+        return Ok(key);
     }
     let algorithm = job.key_algorithm;
     let generated = if matches!(algorithm, KeyAlgorithm::Rsa(_)) {
         tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm))
             .await
-            .map_err(|e| format!("key generation task failed: {e}"))?
+            .map_err(|e| (FailureClass::Invalid, format!("key generation task failed: {e}")))?
     } else {
         // ECDSA and Ed25519 keys take tens of microseconds: less than the hop to a thread.
         PrivateKey::generate(algorithm)
     };
-    generated.map_err(|e| format!("cannot generate {algorithm:?} key: {e}"))
+    let key = generated.map_err(|e| {
+        (
+            FailureClass::Invalid,
+            format!("cannot generate {algorithm:?} key: {e}"),
+        )
+    })?;
+    runtime
+        .store_pending_key(job, &key.to_pem(job.key_encoding))
+        .await
+        .map_err(|e| (e.class, format!("cannot keep the new private key: {}", e.message)))?;
+    Ok(key)
+}
+
+/// `pem` parsed, if it is a key of the spec's algorithm (`what` names it in the log otherwise).
+fn usable_key(job: &CertJob, pem: Option<Secret>, what: &str) -> Option<PrivateKey> {
+    match PrivateKey::from_pem(pem?.expose()) {
+        Ok(k) if k.algorithm() == job.key_algorithm => Some(k),
+        Ok(_) => {
+            tracing::info!(certificate = %job.id, "{what} key does not match the spec; generating a new one");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(certificate = %job.id, error = %e, "{what} key unreadable; generating a new one");
+            None
+        }
+    }
 }

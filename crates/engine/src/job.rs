@@ -67,6 +67,8 @@ pub struct IssuerRuntime {
 pub struct Issued {
     pub key: PrivateKey,
     pub key_pem: Secret,
+    /// The CSR sent to Vault, exactly as sent (for records such as CertificateRequests).
+    pub csr_pem: String,
     pub certificate: IssuedCertificate,
     /// The revision this will become (status.revision).
     pub revision: u64,
@@ -106,6 +108,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// The private key currently served, for rotationPolicy Never. `None` if there is none or
     /// it cannot be read (a new key is generated then).
     fn current_key(&self, job: &CertJob) -> impl Future<Output = Option<Secret>> + Send;
+    /// A key generated for an earlier attempt that has not been issued yet (cert-manager's
+    /// next private key): a retried request reuses it, so every attempt of one revision
+    /// carries the same public key. `None`: there is none (a new key is generated then).
+    fn pending_key(&self, _job: &CertJob) -> impl Future<Output = Option<Secret>> + Send {
+        std::future::ready(None)
+    }
+    /// Keep a newly generated key until a certificate is issued for it (before anything is
+    /// sent to Vault); `write` discards it once the certificate is stored. A runtime that
+    /// keeps nothing between attempts accepts and forgets it.
+    fn store_pending_key(
+        &self,
+        _job: &CertJob,
+        _key_pem: &Secret,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Write the certificate and key where readers find them.
     fn write(&self, job: &CertJob, issued: &Issued) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Persist the state of the certificates whose attempts just finished. The engine batches

@@ -205,6 +205,17 @@ pub fn leaf(pem: &str) -> (String, Vec<String>, Vec<u8>) {
     (cert.raw_serial_as_string(), sans, cert.public_key().raw.to_vec())
 }
 
+/// The public key (SubjectPublicKeyInfo DER) of a CertificateRequest's `spec.request` CSR.
+pub fn csr_public_key(request: &Value) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let b64 = request["spec"]["request"].as_str().unwrap_or_default();
+    let pem = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).unwrap();
+    csr.certification_request_info.subject_pki.raw.to_vec()
+}
+
 pub fn condition<'v>(object: &'v Value, kind: &str) -> Option<&'v Value> {
     object["status"]["conditions"]
         .as_array()?
