@@ -275,12 +275,18 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
         String::from_utf8_lossy(&out.stdout).contains("revision 2"),
         "{out:?}"
     );
+    // The request is cmctl's (Issuing=True, ManuallyTriggered) and is acted on once: the
+    // condition is consumed and no further revision follows.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let cert = get(&kube, CERT).await?;
+    assert_eq!(cert["status"]["revision"], 2, "{cert}");
+    let conditions = cert["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
-        cert["metadata"]["annotations"]
-            .get("certkeeper.io/renew-requested-at")
-            .is_none(),
-        "the request is cleared: {cert}"
+        !conditions.iter().any(|c| c["type"] == "Issuing"),
+        "the request is consumed: {cert}"
     );
     let status = controller.stop()?;
     assert!(status.success());

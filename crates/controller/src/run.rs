@@ -120,7 +120,7 @@ struct Applied {
     /// Certificate id -> resourceVersion of its target Secret last found to hold the
     /// certificate the engine serves.
     verified_secrets: HashMap<String, String>,
-    /// Certificate id -> the renew request (annotation value) already acted on.
+    /// Certificate id -> the renew request (its condition's lastTransitionTime) already acted on.
     renews_handled: HashMap<String, String>,
     /// Certificate id -> the missing-issuer message last written to its status.
     missing_issuer: HashMap<String, String>,
@@ -532,18 +532,14 @@ async fn reconcile(
     // Certificates.
     let mut tracked = HashMap::new();
     let mut jobs: Vec<CertJob> = Vec::new();
-    let mut renew_requests: Vec<(String, String, Arc<Value>)> = Vec::new();
+    let mut renew_requests: Vec<(String, String)> = Vec::new();
     let fingerprints: HashMap<&str, u64> = built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
     for object in stores.certificates.snapshot() {
         match build_certificate(client, &object, &fingerprints) {
             Ok((job, meta)) => {
-                let requested = object
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(crate::ops::RENEW_ANNOTATION))
-                    .and_then(Value::as_str);
-                match requested {
+                match crate::ops::renew_request(&object, crate::runtime::MANUAL_ISSUING_MESSAGE) {
                     Some(at) if applied.renews_handled.get(&job.id).map(String::as_str) != Some(at) => {
-                        renew_requests.push((job.id.clone(), at.to_owned(), object.clone()));
+                        renew_requests.push((job.id.clone(), at.to_owned()));
                     }
                     Some(_) => {}
                     None => {
@@ -598,19 +594,10 @@ async fn reconcile(
         applied,
     )
     .await;
-    for (id, at, object) in renew_requests {
+    for (id, at) in renew_requests {
         tracing::info!(certificate = %id, requested_at = %at, "renew requested");
         shared.engine.renew(Some(id.clone()));
         applied.renews_handled.insert(id, at);
-        let path = crate::kube::cm_path(
-            meta_str(&object, "namespace"),
-            "certificates",
-            Some(meta_str(&object, "name")),
-        );
-        let patch = json!({"metadata": {"annotations": {crate::ops::RENEW_ANNOTATION: null}}});
-        if let Err(e) = client.merge_patch(&path, &patch).await {
-            tracing::warn!(certificate = %path, error = %e, "cannot clear the renew request");
-        }
     }
     let snapshot = shared.engine.snapshot().await;
     if !changed_secrets.is_empty() {

@@ -34,6 +34,9 @@ use crate::reflector::Store;
 pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
 /// cert-manager's label on Secrets it manages ("for attention of").
 pub const FAO_LABEL: &str = "controller.cert-manager.io/fao";
+/// The `Issuing` message the controller writes when it acts on a renew request (distinct from
+/// the request's own, see [`crate::ops::renew_request`]).
+pub const MANUAL_ISSUING_MESSAGE: &str = "Issuing certificate as a renewal was requested";
 /// cert-manager's label on a Secret holding a Certificate's next private key.
 pub const NEXT_PRIVATE_KEY_LABEL: &str = "cert-manager.io/next-private-key";
 
@@ -603,7 +606,7 @@ pub fn status_patch(
         Some(i) if i.spec_fingerprint != fingerprint => condition(
             "Ready",
             "False",
-            "SpecChanged",
+            "RequestChanged",
             "The certificate in the Secret was issued for a different spec; re-issuing".into(),
         ),
         Some(_) => condition(
@@ -860,13 +863,19 @@ impl Runtime for KubeRuntime {
         };
         match event {
             EngineEvent::Issuing { reason } => {
+                // cert-manager's name for "the spec no longer matches what was issued".
+                let reason = if reason == "SpecChanged" {
+                    "RequestChanged"
+                } else {
+                    reason
+                };
                 tracing::info!(certificate = id, reason, "issuing certificate");
                 let message = match reason {
                     "DoesNotExist" => "Issuing certificate as Secret does not exist".to_owned(),
                     "Renewing" => "Renewing certificate as renewal was scheduled".to_owned(),
                     "Expired" => "Issuing certificate as the certificate has expired".to_owned(),
-                    "SpecChanged" => "Issuing certificate as the spec changed".to_owned(),
-                    "ManuallyTriggered" => "Issuing certificate as a renewal was requested".to_owned(),
+                    "RequestChanged" => "Issuing certificate as the spec changed".to_owned(),
+                    "ManuallyTriggered" => MANUAL_ISSUING_MESSAGE.to_owned(),
                     other => format!("Issuing certificate ({other})"),
                 };
                 self.mark_issuing(&meta, reason, message.clone());
