@@ -25,10 +25,12 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 /// The largest single watch event (one object) accepted; a bigger line ends the watch.
 const MAX_EVENT_BYTES: usize = 16 << 20;
 
-/// A watch that delivers nothing (not even a bookmark) for this long is presumed dead.
-const WATCH_IDLE: Duration = Duration::from_secs(330);
+/// A watch that delivers nothing (not even a bookmark) for its server-side timeout plus this
+/// long is presumed dead.
+const WATCH_IDLE_GRACE: Duration = Duration::from_secs(40);
 
-/// Server-side watch timeout: the apiserver ends the watch after this and the reflector resumes.
+/// Server-side watch timeout by default: the apiserver ends the watch after this and the
+/// reflector resumes.
 pub const WATCH_TIMEOUT_SECS: u64 = 290;
 
 /// The bearer token.
@@ -48,8 +50,10 @@ pub struct KubeConfig {
     /// PEM bundle that verifies the API server; `None`: the system roots.
     pub ca_pem: Option<String>,
     pub connect_timeout: Duration,
-    /// Bounds every request except watches (which are bounded by [`WATCH_IDLE`]).
+    /// Bounds every request except watches (which are bounded by `watch_timeout`).
     pub request_timeout: Duration,
+    /// Server-side timeout of each watch ([`WATCH_TIMEOUT_SECS`] by default).
+    pub watch_timeout: Duration,
 }
 
 impl KubeConfig {
@@ -60,6 +64,7 @@ impl KubeConfig {
             ca_pem,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            watch_timeout: Duration::from_secs(WATCH_TIMEOUT_SECS),
         }
     }
 
@@ -149,6 +154,7 @@ pub struct KubeClient {
     /// Without a total timeout: watches last minutes.
     watch_http: reqwest::Client,
     request_timeout: Duration,
+    watch_timeout: Duration,
 }
 
 impl KubeClient {
@@ -183,6 +189,7 @@ impl KubeClient {
             http: build(Some(config.request_timeout))?,
             watch_http: build(None)?,
             request_timeout: config.request_timeout,
+            watch_timeout: config.watch_timeout.max(Duration::from_secs(1)),
         })
     }
 
@@ -318,11 +325,12 @@ impl KubeClient {
     }
 
     /// Starts a watch of collection `path` from `resource_version`, with bookmarks; the server
-    /// ends it after [`WATCH_TIMEOUT_SECS`].
+    /// ends it after the configured watch timeout.
     pub async fn watch(&self, path: &str, resource_version: &str) -> Result<WatchStream, KubeError> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let full = format!(
-            "{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECS}&resourceVersion={resource_version}"
+            "{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={resource_version}",
+            self.watch_timeout.as_secs()
         );
         let send = self.send(&self.watch_http, Method::GET, &full, None);
         let resp = tokio::time::timeout(self.request_timeout, send)
@@ -338,6 +346,7 @@ impl KubeClient {
             resp,
             buf: Vec::new(),
             path: path.to_owned(),
+            idle: self.watch_timeout + WATCH_IDLE_GRACE,
         })
     }
 }
@@ -348,6 +357,7 @@ pub struct WatchStream {
     resp: reqwest::Response,
     buf: Vec<u8>,
     path: String,
+    idle: Duration,
 }
 
 impl WatchStream {
@@ -373,7 +383,7 @@ impl WatchStream {
             if self.buf.len() > MAX_EVENT_BYTES {
                 return Err(self.decode(format!("an event is larger than {MAX_EVENT_BYTES} bytes")));
             }
-            let chunk = tokio::time::timeout(WATCH_IDLE, self.resp.chunk())
+            let chunk = tokio::time::timeout(self.idle, self.resp.chunk())
                 .await
                 .map_err(|_| self.decode("no event or bookmark for too long".into()))?
                 .map_err(|source| KubeError::Transport {

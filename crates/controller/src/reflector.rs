@@ -3,7 +3,8 @@
 //!
 //! - The first list fills the store and marks it synced; a watch then resumes from the list's
 //!   resourceVersion with bookmarks, so a quiet collection keeps a fresh resourceVersion.
-//! - A watch the server ends (every [`WATCH_TIMEOUT_SECS`]) resumes from the last version seen.
+//! - A watch the server ends (every [`WATCH_TIMEOUT_SECS`] by default) resumes from the last
+//!   version seen.
 //! - `410 Gone` (the version is too old, compacted) or an ERROR event re-lists and replaces the
 //!   whole store, so deletions missed meanwhile are noticed.
 //! - Every [`RELIST_EVERY`] the collection is re-listed anyway (a periodic resync).
@@ -14,7 +15,7 @@
 //! [`WATCH_TIMEOUT_SECS`]: crate::kube::WATCH_TIMEOUT_SECS
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,11 +33,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct Store {
     objects: RwLock<HashMap<String, Arc<Value>>>,
     synced: AtomicBool,
+    lists: AtomicU64,
 }
 
 impl Store {
     pub fn synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst)
+    }
+
+    /// Full lists done so far (the first, re-lists after 410 Gone or a failure, resyncs).
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::SeqCst)
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Value>> {
@@ -140,12 +147,16 @@ async fn run_once(
         }
     }
     store.synced.store(true, Ordering::SeqCst);
+    store.lists.fetch_add(1, Ordering::SeqCst);
     changed.notify_one();
     let listed = Instant::now();
     while listed.elapsed() < RELIST_EVERY {
         let mut stream = match client.watch(path, &rv).await {
             Ok(s) => s,
-            Err(e) if e.code() == Some(410) => return Ok(()),
+            Err(e) if e.code() == Some(410) => {
+                tracing::debug!(collection = %path, "resourceVersion expired (410 Gone); re-listing");
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         while let Some(event) = stream.next().await? {

@@ -59,6 +59,11 @@ pub struct KubeApiServer {
 impl KubeApiServer {
     /// Starts etcd and kube-apiserver on free ports; waits for `/readyz` (≤ 90 s).
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`start`](Self::start), with extra kube-apiserver flags (`--flag=value` each).
+    pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
         let bin = kube_bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("certkeeper-kube")
@@ -133,6 +138,7 @@ impl KubeApiServer {
             "--api-audiences",
             "https://kubernetes.default.svc",
         ]);
+        cmd.args(extra_args);
         let mut apiserver = ManagedProcess::spawn("kube-apiserver", cmd, &run.join("apiserver.log"))?;
 
         let url = format!("https://127.0.0.1:{port}");
