@@ -21,9 +21,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use certkeeper_core::Secret;
-use certkeeper_core::spec::{self, Certificate, OutputFormat, Resource, VaultAuthMethod, VaultIssuer};
+use certkeeper_core::pki::Pkcs12Profile;
+use certkeeper_core::spec::{self, Certificate, Resource, VaultAuthMethod, VaultIssuer};
 use certkeeper_engine::build::{self, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use serde_json::Value;
@@ -41,11 +43,8 @@ pub struct CertMeta {
     pub secret_name: String,
     pub secret_labels: BTreeMap<String, String>,
     pub secret_annotations: BTreeMap<String, String>,
-    pub combined_pem: bool,
-    pub der: bool,
-    /// `keystores.pkcs12` with `create: true`: `keystore.p12` (+ `truststore.p12`); the
-    /// password's Secret is read at every write.
-    pub pkcs12: Option<certkeeper_daemon::model::Pkcs12Output>,
+    /// Optional formats; a PKCS#12 password's Secret is read at every write.
+    pub formats: OutputFormats,
     /// `spec.usages` (with cert-manager's default), wire names, for CertificateRequests.
     pub usages: Vec<String>,
     /// CertificateRequests kept (cert-manager's default since 1.18: 1).
@@ -301,15 +300,7 @@ pub fn build_certificate(
         secret_name: spec.secret_name.clone(),
         secret_labels: template.labels,
         secret_annotations: template.annotations,
-        combined_pem: spec
-            .additional_output_formats
-            .iter()
-            .any(|f| f.format == OutputFormat::CombinedPEM),
-        der: spec
-            .additional_output_formats
-            .iter()
-            .any(|f| f.format == OutputFormat::Der),
-        pkcs12: pkcs12(client, &cert)?,
+        formats: OutputFormats::new(spec, pkcs12(client, &cert)?),
         usages: usage_names,
         revision_history_limit: spec
             .revision_history_limit
@@ -333,17 +324,13 @@ pub fn build_certificate(
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a Secret in the Certificate's
 /// namespace, or the literal) and the profile.
-fn pkcs12(
-    client: &KubeClient,
-    cert: &Certificate,
-) -> Result<Option<certkeeper_daemon::model::Pkcs12Output>, String> {
-    let keystore = build::pkcs12_keystore(cert, |sel| {
+fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+    build::pkcs12_keystore(cert, |sel| {
         Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: client.clone(),
             namespace: cert.namespace().to_owned(),
             name: sel.name.clone(),
             key: sel.key.clone(),
         })))
-    })?;
-    Ok(keystore.map(|(password, profile)| certkeeper_daemon::model::Pkcs12Output { password, profile }))
+    })
 }

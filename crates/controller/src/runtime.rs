@@ -41,9 +41,10 @@ pub const MANUAL_ISSUING_MESSAGE: &str = "Issuing certificate as a renewal was r
 pub const NEXT_PRIVATE_KEY_LABEL: &str = "cert-manager.io/next-private-key";
 
 /// Secret keys, as cert-manager names them (the standalone runtime's file names).
-pub use certkeeper_daemon::runtime::{
+pub use certkeeper_engine::outputs::{
     CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_P12,
 };
+use certkeeper_engine::outputs::{CONDITIONAL, output_items};
 
 /// Events waiting to be posted; more are dropped (and logged) rather than queued without bound.
 const EVENT_QUEUE: usize = 256;
@@ -233,36 +234,11 @@ impl KubeRuntime {
         issued: &Issued,
     ) -> Result<(), RuntimeError> {
         let cert = &issued.certificate;
-        let mut data = BTreeMap::new();
-        data.insert(TLS_CRT.to_owned(), b64(cert.tls_crt().as_bytes()));
-        data.insert(TLS_KEY.to_owned(), b64(issued.key_pem.expose().as_bytes()));
-        if let Some(ca) = cert.ca_crt() {
-            data.insert(CA_CRT.to_owned(), b64(ca.as_bytes()));
-        }
-        if meta.combined_pem {
-            let pem = cert.combined_pem(&issued.key, job.key_encoding);
-            data.insert(COMBINED_PEM.to_owned(), b64(pem.expose().as_bytes()));
-        }
-        if meta.der {
-            let der = cert.der_key(&issued.key, job.key_encoding);
-            data.insert(KEY_DER.to_owned(), b64(der.expose()));
-        }
-        if let Some(p12) = &meta.pkcs12 {
-            let password = p12.password.read().await.map_err(|message| RuntimeError {
-                class: FailureClass::Invalid,
-                message: format!("spec.keystores.pkcs12 password: {message}"),
-            })?;
-            let bundle = cert
-                .pkcs12(&issued.key, password.expose(), p12.profile)
-                .map_err(|e| RuntimeError {
-                    class: e.class(),
-                    message: format!("cannot build the PKCS#12 keystore: {e}"),
-                })?;
-            data.insert(KEYSTORE_P12.to_owned(), b64(&bundle.keystore));
-            if let Some(trust) = bundle.truststore {
-                data.insert(TRUSTSTORE_P12.to_owned(), b64(&trust));
-            }
-        }
+        let data: BTreeMap<&str, String> = output_items(&meta.formats, issued, job.key_encoding)
+            .await?
+            .into_iter()
+            .map(|item| (item.name, b64(&item.contents)))
+            .collect();
         let mut annotations = meta.secret_annotations.clone();
         let ips: Vec<String> = cert.ip_addresses.iter().map(ToString::to_string).collect();
         for (k, v) in [
@@ -315,20 +291,15 @@ impl KubeRuntime {
                 if !secret["data"].is_object() {
                     secret["data"] = json!({});
                 }
-                for (k, v) in data {
-                    secret["data"][k] = Value::String(v);
+                for (k, v) in &data {
+                    secret["data"][*k] = Value::String(v.clone());
                 }
-                // Formats no longer asked for go away.
+                // Formats no longer asked for (or a CA no longer returned) go away.
                 if let Some(d) = secret["data"].as_object_mut() {
-                    if !meta.combined_pem {
-                        d.remove(COMBINED_PEM);
-                    }
-                    if !meta.der {
-                        d.remove(KEY_DER);
-                    }
-                    if meta.pkcs12.is_none() {
-                        d.remove(KEYSTORE_P12);
-                        d.remove(TRUSTSTORE_P12);
+                    for name in CONDITIONAL {
+                        if !data.contains_key(name) {
+                            d.remove(name);
+                        }
                     }
                 }
                 secret["type"] = json!("kubernetes.io/tls");

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use certkeeper_core::{FailureClass, Secret};
+use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{CertJob, EngineEvent, Issued, Runtime, RuntimeError};
 
@@ -17,13 +18,9 @@ use crate::output::{OutputFile, Owner, read_current, write_atomic};
 use crate::statedb::StateDb;
 
 /// File names, as cert-manager names the keys of its Secret.
-pub const TLS_CRT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
-pub const CA_CRT: &str = "ca.crt";
-pub const COMBINED_PEM: &str = "tls-combined.pem";
-pub const KEY_DER: &str = "key.der";
-pub const KEYSTORE_P12: &str = "keystore.p12";
-pub const TRUSTSTORE_P12: &str = "truststore.p12";
+pub use certkeeper_engine::outputs::{
+    CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_P12,
+};
 
 #[derive(Debug)]
 pub struct FileRuntime {
@@ -56,74 +53,23 @@ impl FileRuntime {
     }
 }
 
-/// The files of one issued certificate.
+/// The files of one issued certificate (the engine's [`output_items`], with the configured
+/// modes: key material with the key's mode, the rest with the certificate's).
 pub async fn output_files(
     meta: &CertMeta,
     issued: &Issued,
     encoding: certkeeper_core::pki::KeyEncoding,
 ) -> Result<Vec<OutputFile>, RuntimeError> {
     let out = &meta.output;
-    let cert = &issued.certificate;
-    let mut files = vec![
-        OutputFile {
-            name: TLS_CRT.into(),
-            contents: cert.tls_crt().into_bytes(),
-            mode: out.cert_mode,
-        },
-        OutputFile {
-            name: TLS_KEY.into(),
-            contents: issued.key_pem.expose().as_bytes().to_vec(),
-            mode: out.key_mode,
-        },
-    ];
-    if let Some(ca) = cert.ca_crt() {
-        files.push(OutputFile {
-            name: CA_CRT.into(),
-            contents: ca.into_bytes(),
-            mode: out.cert_mode,
-        });
-    }
-    if meta.combined_pem {
-        let pem = cert.combined_pem(&issued.key, encoding);
-        files.push(OutputFile {
-            name: COMBINED_PEM.into(),
-            contents: pem.expose().as_bytes().to_vec(),
-            mode: out.key_mode,
-        });
-    }
-    if meta.der {
-        let der = cert.der_key(&issued.key, encoding);
-        files.push(OutputFile {
-            name: KEY_DER.into(),
-            contents: der.expose().to_vec(),
-            mode: out.key_mode,
-        });
-    }
-    if let Some(p12) = &meta.pkcs12 {
-        let password = p12.password.read().await.map_err(|message| RuntimeError {
-            class: FailureClass::Invalid,
-            message,
-        })?;
-        let bundle = cert
-            .pkcs12(&issued.key, password.expose(), p12.profile)
-            .map_err(|e| RuntimeError {
-                class: e.class(),
-                message: format!("cannot build PKCS#12 keystore: {e}"),
-            })?;
-        files.push(OutputFile {
-            name: KEYSTORE_P12.into(),
-            contents: bundle.keystore,
-            mode: out.key_mode,
-        });
-        if let Some(trust) = bundle.truststore {
-            files.push(OutputFile {
-                name: TRUSTSTORE_P12.into(),
-                contents: trust,
-                mode: out.cert_mode,
-            });
-        }
-    }
-    Ok(files)
+    let items = output_items(&meta.formats, issued, encoding).await?;
+    Ok(items
+        .into_iter()
+        .map(|item| OutputFile {
+            name: item.name.into(),
+            contents: item.contents,
+            mode: if item.private { out.key_mode } else { out.cert_mode },
+        })
+        .collect())
 }
 
 /// Storage errors: our own setup (permissions, a path that cannot exist) waits for a change;

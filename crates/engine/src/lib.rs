@@ -13,6 +13,7 @@ pub mod gate;
 pub mod job;
 pub mod memory;
 pub mod metrics;
+pub mod outputs;
 pub mod state;
 
 pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn};

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
-use certkeeper_core::spec::{Certificate, OutputFormat};
+use certkeeper_core::pki::Pkcs12Profile;
+use certkeeper_core::spec::Certificate;
 use certkeeper_engine::CertJob;
 use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_keystore};
+use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_vault::SecretSource;
 
 use super::LoadProblem;
 use crate::config::{Config, SecretLocation};
-use crate::model::{CertMeta, Pkcs12Output};
+use crate::model::CertMeta;
 
 /// The job and output settings of `cert`, plus a problem when its issuer is not one of
 /// `issuers` (issuer id -> fingerprint). An error is a message for a [`LoadProblem`]; the
@@ -33,23 +35,15 @@ pub(super) fn build(
     let meta = CertMeta {
         secret_name: spec.secret_name.clone(),
         output: config.output(namespace, name, &spec.secret_name),
-        combined_pem: spec
-            .additional_output_formats
-            .iter()
-            .any(|f| f.format == OutputFormat::CombinedPEM),
-        der: spec
-            .additional_output_formats
-            .iter()
-            .any(|f| f.format == OutputFormat::Der),
-        pkcs12: pkcs12(config, cert)?,
+        formats: OutputFormats::new(spec, pkcs12(config, cert)?),
     };
     Ok((job, meta, problem))
 }
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a file or environment
 /// variable, as the configuration resolves the Secret) and the profile.
-fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
-    let keystore = pkcs12_keystore(cert, |sel| {
+fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+    pkcs12_keystore(cert, |sel| {
         match config.secret_location(cert.namespace(), &sel.name, &sel.key) {
             Some(SecretLocation::File(path)) => Ok(SecretSource::File(path)),
             Some(SecretLocation::Env(var)) => Ok(SecretSource::Env(var)),
@@ -61,6 +55,5 @@ fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, S
                 sel.key
             )),
         }
-    })?;
-    Ok(keystore.map(|(password, profile)| Pkcs12Output { password, profile }))
+    })
 }

@@ -176,7 +176,8 @@ fn builds_issuers_and_jobs_from_manifests() {
     assert_eq!(web.labels.issuer_name, "vault");
     assert_eq!(web_meta.secret_name, "web-tls");
     assert_eq!(web_meta.output.dir, fx.path("./certs/apps/web-tls"));
-    assert!(web_meta.combined_pem && !web_meta.der && web_meta.pkcs12.is_none());
+    let formats = &web_meta.formats;
+    assert!(formats.combined_pem && !formats.der && formats.pkcs12.is_none());
 
     let (api, api_meta) = cert(&loaded, "apps/api");
     assert_eq!(api.issuer, "ClusterIssuer/shared");
@@ -190,8 +191,8 @@ fn builds_issuers_and_jobs_from_manifests() {
         [KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]
     );
     assert_eq!(api.labels.issuer_kind, "ClusterIssuer");
-    assert!(!api_meta.combined_pem && api_meta.der);
-    let p12 = api_meta.pkcs12.as_ref().unwrap();
+    assert!(!api_meta.formats.combined_pem && api_meta.formats.der);
+    let p12 = api_meta.formats.pkcs12.as_ref().unwrap();
     assert_eq!(p12.profile, Pkcs12Profile::Modern2023);
     // A Certificate's own references resolve in its namespace.
     match &p12.password {
