@@ -735,10 +735,11 @@ impl Runtime for KubeRuntime {
         String::from_utf8(key).ok().map(Secret::new)
     }
 
-    /// cert-manager's next private key Secret: `<certificate>-<random>`, labelled
-    /// [`NEXT_PRIVATE_KEY_LABEL`] and [`FAO_LABEL`], owned by the Certificate (garbage-collected
-    /// with it), named in `status.nextPrivateKeySecretName`. A replaced key (the spec's key
-    /// algorithm changed) is written into the same Secret.
+    /// cert-manager's next private key Secret, written when an attempt with a new key fails:
+    /// `<certificate>-<random>`, labelled [`NEXT_PRIVATE_KEY_LABEL`] and [`FAO_LABEL`], owned by
+    /// the Certificate (garbage-collected with it), named in `status.nextPrivateKeySecretName`.
+    /// A replaced key (the spec's key algorithm changed) is written into the same Secret. An
+    /// attempt that succeeds at once stores nothing here (no extra API calls per issuance).
     async fn store_pending_key(&self, job: &CertJob, key_pem: &Secret) -> Result<(), RuntimeError> {
         let meta = self.meta(&job.id)?;
         let data = json!({ TLS_KEY: b64(key_pem.expose().as_bytes()) });

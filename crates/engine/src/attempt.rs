@@ -61,20 +61,39 @@ fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
 }
 
 pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -> AttemptOutcome {
+    // Refused by an open circuit: no key generated, nothing sent.
+    if let Some(Refusal::CircuitOpen(_)) = attempt.issuer.gate.refusal() {
+        return refused(&attempt.issuer);
+    }
+    let job = attempt.job.clone();
+    let (key, fresh) = match prepare_key(&job, runtime.as_ref()).await {
+        Ok(k) => k,
+        Err((class, message)) => return failed(class, message),
+    };
+    let key_pem = key.to_pem(job.key_encoding);
+    let pending = fresh.then(|| key_pem.clone());
+    let outcome = sign_and_write(attempt, runtime.as_ref(), key, key_pem).await;
+    // A new key whose attempt failed is kept for the next attempt (nothing is stored when the
+    // first attempt succeeds, the usual case).
+    if let (AttemptOutcome::Failed { .. }, Some(pem)) = (&outcome, pending)
+        && let Err(e) = runtime.store_pending_key(&job, &pem).await
+    {
+        tracing::warn!(certificate = %job.id, error = %e, "cannot keep the private key for the next attempt");
+    }
+    outcome
+}
+
+async fn sign_and_write<R: Runtime>(
+    attempt: Attempt,
+    runtime: &R,
+    key: PrivateKey,
+    key_pem: Secret,
+) -> AttemptOutcome {
     let Attempt {
         job,
         issuer,
         revision,
     } = attempt;
-    // Refused by an open circuit: no key generated, nothing sent.
-    if let Some(Refusal::CircuitOpen(_)) = issuer.gate.refusal() {
-        return refused(&issuer);
-    }
-
-    let key = match prepare_key(&job, runtime.as_ref()).await {
-        Ok(k) => k,
-        Err((class, message)) => return failed(class, message),
-    };
     let csr_pem = match build_csr(&job.csr, &key) {
         Ok(c) => c,
         Err(e) => return failed(FailureClass::Invalid, format!("cannot build CSR: {e}")),
@@ -132,7 +151,6 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
             };
         }
     };
-    let key_pem = key.to_pem(job.key_encoding);
     let issued = Issued {
         key,
         key_pem,
@@ -155,17 +173,20 @@ pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -
     }
 }
 
-/// The key for this attempt: the served one when rotation is off and it still fits the spec;
-/// else the key kept from an earlier attempt of this revision; else a new one (RSA off the
-/// async threads: it takes tens of milliseconds), kept by the runtime before it is used.
-async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKey, (FailureClass, String)> {
+/// The key for this attempt and whether it is new: the served one when rotation is off and it
+/// still fits the spec; else the key kept from a failed attempt of this revision; else a new
+/// one (RSA off the async threads: it takes tens of milliseconds).
+async fn prepare_key<R: Runtime>(
+    job: &CertJob,
+    runtime: &R,
+) -> Result<(PrivateKey, bool), (FailureClass, String)> {
     if !job.rotate_key
         && let Some(key) = usable_key(job, runtime.current_key(job).await, "existing")
     {
-        return Ok(key);
+        return Ok((key, false));
     }
     if let Some(key) = usable_key(job, runtime.pending_key(job).await, "pending") {
-        return Ok(key);
+        return Ok((key, false));
     }
     let algorithm = job.key_algorithm;
     let generated = if matches!(algorithm, KeyAlgorithm::Rsa(_)) {
@@ -182,11 +203,7 @@ async fn prepare_key<R: Runtime>(job: &CertJob, runtime: &R) -> Result<PrivateKe
             format!("cannot generate {algorithm:?} key: {e}"),
         )
     })?;
-    runtime
-        .store_pending_key(job, &key.to_pem(job.key_encoding))
-        .await
-        .map_err(|e| (e.class, format!("cannot keep the new private key: {}", e.message)))?;
-    Ok(key)
+    Ok((key, true))
 }
 
 /// `pem` parsed, if it is a key of the spec's algorithm (`what` names it in the log otherwise).

@@ -108,15 +108,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// The private key currently served, for rotationPolicy Never. `None` if there is none or
     /// it cannot be read (a new key is generated then).
     fn current_key(&self, job: &CertJob) -> impl Future<Output = Option<Secret>> + Send;
-    /// A key generated for an earlier attempt that has not been issued yet (cert-manager's
-    /// next private key): a retried request reuses it, so every attempt of one revision
-    /// carries the same public key. `None`: there is none (a new key is generated then).
+    /// The key of an earlier attempt that failed (cert-manager's next private key), kept by
+    /// [`store_pending_key`](Self::store_pending_key): a retry reuses it, so every request of
+    /// one revision carries the same public key. `None`: there is none (a new key then).
     fn pending_key(&self, _job: &CertJob) -> impl Future<Output = Option<Secret>> + Send {
         std::future::ready(None)
     }
-    /// Keep a newly generated key until a certificate is issued for it (before anything is
-    /// sent to Vault); `write` discards it once the certificate is stored. A runtime that
-    /// keeps nothing between attempts accepts and forgets it.
+    /// Keep the new key of an attempt that failed, for the next attempt; `write` discards it
+    /// once a certificate for it is stored. A failure here is logged: the next attempt then
+    /// generates another key. A runtime that keeps nothing between attempts forgets it.
     fn store_pending_key(
         &self,
         _job: &CertJob,
