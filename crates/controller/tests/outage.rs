@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use certkeeper_controller::runtime::parse_rfc3339;
 use common::{
-    Api, CERTIFICATES, ISSUERS, NS, installed, ready, start_controller, start_with_vault_issuer, wait_for,
+    Api, BOUND, CERTIFICATES, ISSUERS, NS, decode, installed, ready, start_controller,
+    start_with_vault_issuer, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -108,6 +109,18 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     eprintln!("sealed -> {ck}");
     assert!(ck["nextAttemptTime"].is_string(), "{ck}");
     assert!(ready(&failing), "the valid certificate is still served and Ready");
+    // The renewal's new key is kept for the retries (cert-manager's next private key).
+    let failing = api
+        .wait_until("the renewal's key kept", &format!("{certs}/web"), |c| {
+            c["status"]["nextPrivateKeySecretName"].is_string()
+        })
+        .await?;
+    let next_name = failing["status"]["nextPrivateKeySecretName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next_path = format!("/api/v1/namespaces/apps/secrets/{next_name}");
+    let next_key = decode(&api.get(&next_path).await?.unwrap(), "tls.key");
     bao.unseal().await?;
     let unsealed = Instant::now();
     let renewed = api
@@ -122,6 +135,12 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
         unsealed.elapsed(),
         renewed["status"]["revision"]
     );
+    let secret = api.get("/api/v1/namespaces/apps/secrets/web-tls").await?.unwrap();
+    assert_eq!(decode(&secret, "tls.key"), next_key, "renewed with the kept key");
+    wait_for("the kept key's Secret removed", BOUND, || async {
+        Ok::<_, anyhow::Error>(api.get(&next_path).await?.is_none().then_some(()))
+    })
+    .await?;
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())
