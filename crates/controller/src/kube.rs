@@ -95,7 +95,7 @@ impl KubeConfig {
 pub enum KubeError {
     #[error("{0}")]
     Config(String),
-    #[error("{method} {path}: {source}")]
+    #[error("{method} {path}: {}", transport_detail(source))]
     Transport {
         method: Method,
         path: String,
@@ -113,6 +113,24 @@ pub enum KubeError {
     Decode { what: String, message: String },
     #[error("cannot read the API token: {0}")]
     Token(String),
+}
+
+/// What went wrong below HTTP: "timed out", or the error's chain of causes (reqwest's own
+/// message alone says only "error sending request").
+fn transport_detail(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut parts = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(inner) = cur {
+        let text = inner.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = inner.source();
+    }
+    parts.join(": ")
 }
 
 impl KubeError {

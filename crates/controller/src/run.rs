@@ -420,6 +420,7 @@ async fn reconcile(
     runtime: &Arc<KubeRuntime>,
     applied: &mut Applied,
 ) {
+    runtime.flush_unsaved().await;
     let mut problems: HashMap<IssuerId, String> = HashMap::new();
     let mut found = Vec::new();
     for object in stores

@@ -102,6 +102,9 @@ struct Phase {
     saved: AtomicU64,
     /// The conditions last written, the base of the next `Issuing` write.
     last: tokio::sync::Mutex<Option<Value>>,
+    /// The version ([`KubeRuntime::versions`]) of the state last written to the status: an
+    /// older state (a retry racing a newer write) is not written over it.
+    written: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -126,6 +129,11 @@ pub struct KubeRuntime {
     /// Certificate id -> the name of the Secret holding its next private key, as created here
     /// (the watch of the Certificate's status may lag behind).
     pending_keys: std::sync::Mutex<HashMap<CertId, String>>,
+    /// Certificate states whose status write failed (API server unreachable, hung, refusing):
+    /// written again with the next batch or by [`KubeRuntime::flush_unsaved`], newest first.
+    unsaved: std::sync::Mutex<HashMap<CertId, (u64, CertState)>>,
+    /// Numbers the states handed to `save_states`, in order.
+    versions: AtomicU64,
 }
 
 impl KubeRuntime {
@@ -140,6 +148,8 @@ impl KubeRuntime {
             events: tx,
             dropped_events: AtomicU64::new(0),
             pending_keys: std::sync::Mutex::new(HashMap::new()),
+            unsaved: std::sync::Mutex::new(HashMap::new()),
+            versions: AtomicU64::new(0),
         };
         (runtime, post_events(client, rx))
     }
@@ -515,6 +525,61 @@ impl KubeRuntime {
         }
     }
 
+    fn unsaved_map(&self) -> std::sync::MutexGuard<'_, HashMap<CertId, (u64, CertState)>> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Status writes that failed earlier, written again (called at every reconcile): a status
+    /// never stays behind the served certificate once the API server answers again.
+    pub async fn flush_unsaved(&self) {
+        if self.unsaved_map().is_empty() {
+            return;
+        }
+        if self.save_states(Vec::new()).await.is_ok() {
+            tracing::info!("Certificate status writes that had failed are done");
+        }
+    }
+
+    /// One Certificate's status for `state` of `version` (a merge patch; skipped for a deleted
+    /// Certificate and when a newer state is already written).
+    async fn write_status(&self, id: &str, version: u64, state: &CertState) -> Result<(), KubeError> {
+        let Some(tracked) = self.tracked(id) else {
+            return Ok(());
+        };
+        let meta = &tracked.meta;
+        let phase = self.phase(id);
+        let mut last = phase.last.lock().await;
+        if phase.written.load(Ordering::SeqCst) > version {
+            return Ok(());
+        }
+        phase
+            .saved
+            .store(phase.started.load(Ordering::SeqCst), Ordering::SeqCst);
+        let old = self.certificates.get(id).and_then(|c| c.get("status").cloned());
+        let patch = status_patch(
+            state,
+            tracked.fingerprint,
+            meta.generation,
+            old.as_ref(),
+            SystemTime::now(),
+        );
+        let path = format!(
+            "{}/status",
+            cm_path(&meta.namespace, "certificates", Some(&meta.name))
+        );
+        match self.client.merge_patch(&path, &patch).await {
+            Ok(_) => {
+                *last = patch.pointer("/status/conditions").cloned();
+                phase.written.store(version, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if e.code() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn queue_event(&self, meta: CertMeta, kind: &'static str, reason: &'static str, message: String) {
         let event = Outgoing::Event {
             meta,
@@ -797,33 +862,34 @@ impl Runtime for KubeRuntime {
         Ok(())
     }
 
+    /// Writes each Certificate's status; a write that fails is kept and retried (see
+    /// [`KubeRuntime::flush_unsaved`]). After a transport failure or a 5xx/429 the rest of the
+    /// batch is not tried (it would wait out the same timeout once per certificate): it is kept
+    /// too.
     async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
-        let mut first_error = None;
-        let now = SystemTime::now();
+        let mut batch: HashMap<CertId, (u64, CertState)> = std::mem::take(&mut *self.unsaved_map());
+        let retried = batch.len();
         for (id, state) in states {
-            let Some(tracked) = self.tracked(&id) else {
-                continue;
-            };
-            let meta = &tracked.meta;
-            let phase = self.phase(&id);
-            let mut last = phase.last.lock().await;
-            phase
-                .saved
-                .store(phase.started.load(Ordering::SeqCst), Ordering::SeqCst);
-            let old = self.certificates.get(&id).and_then(|c| c.get("status").cloned());
-            let patch = status_patch(&state, tracked.fingerprint, meta.generation, old.as_ref(), now);
-            let path = format!(
-                "{}/status",
-                cm_path(&meta.namespace, "certificates", Some(&meta.name))
-            );
-            match self.client.merge_patch(&path, &patch).await {
-                Ok(_) => *last = patch.pointer("/status/conditions").cloned(),
-                Err(e) if e.code() == Some(404) => {}
-                Err(e) => {
-                    tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status");
-                    first_error.get_or_insert(runtime_error(e, "writing Certificate status"));
+            batch.insert(id, (self.versions.fetch_add(1, Ordering::SeqCst) + 1, state));
+        }
+        let mut first_error = None;
+        let mut left = batch.into_iter();
+        for (id, state) in left.by_ref() {
+            if let Err(e) = self.write_status(&id, state.0, &state.1).await {
+                let passes = e.class() == FailureClass::Transient;
+                if first_error.is_none() {
+                    tracing::warn!(certificate = %id, error = %e, retried, "cannot write Certificate status; kept for a retry");
+                }
+                first_error.get_or_insert(runtime_error(e, "writing Certificate status"));
+                self.unsaved_map().insert(id, state);
+                if passes {
+                    break;
                 }
             }
+        }
+        let mut unsaved = self.unsaved_map();
+        for (id, state) in left {
+            unsaved.entry(id).or_insert(state);
         }
         first_error.map_or(Ok(()), Err)
     }
