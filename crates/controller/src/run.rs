@@ -109,6 +109,9 @@ impl Stores {
 /// The label selector of the target Secrets watch (`controller.cert-manager.io/fao=true`).
 const OWNED_SECRETS: &str = "/api/v1/secrets?labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
 
+/// How long a stopping controller waits for its last status writes.
+const STATUS_FLUSH_ON_STOP: Duration = Duration::from_secs(10);
+
 /// What the last reconcile applied.
 struct Applied {
     /// (certificate id, fingerprint) set handed to the engine.
@@ -239,6 +242,8 @@ pub async fn run(
     let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
     let runtime = Arc::new(runtime);
     let events_task = tokio::spawn(events);
+    let (status_stop, status_stop_rx) = watch::channel(false);
+    let status_task = tokio::spawn(runtime.clone().write_statuses(status_stop_rx));
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
     let shared = Arc::new(Shared::new(engine.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -272,6 +277,7 @@ pub async fn run(
                 _ = &mut shutdown => {
                     let _ = stop_tx.send(true);
                     engine.shutdown().await;
+                    finish_statuses(status_stop, status_task).await;
                     events_task.abort();
                     if let Some(server) = server {
                         let _ = server.await;
@@ -386,6 +392,7 @@ pub async fn run(
     tracing::info!("shutting down: finishing attempts in flight");
     shared.ready.store(false, Ordering::SeqCst);
     engine.shutdown().await;
+    finish_statuses(status_stop, status_task).await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -401,6 +408,18 @@ pub async fn run(
     }
     tracing::info!("stopped");
     result
+}
+
+/// The status writer's last pass after the engine stopped (its final states saved), bounded.
+async fn finish_statuses(stop: watch::Sender<bool>, mut task: tokio::task::JoinHandle<()>) {
+    let _ = stop.send(true);
+    if tokio::time::timeout(STATUS_FLUSH_ON_STOP, &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+        tracing::warn!("Certificate status writes not finished at shutdown; the next leader recomputes them");
+    }
 }
 
 /// One issuer as found in the API: id, namespace of its Secrets, spec, its object.
@@ -420,7 +439,6 @@ async fn reconcile(
     runtime: &Arc<KubeRuntime>,
     applied: &mut Applied,
 ) {
-    runtime.flush_unsaved().await;
     let mut problems: HashMap<IssuerId, String> = HashMap::new();
     let mut found = Vec::new();
     for object in stores

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use certkeeper_core::pki::{describe_pem_bundle, rfc3339};
@@ -129,12 +129,28 @@ pub struct KubeRuntime {
     /// Certificate id -> the name of the Secret holding its next private key, as created here
     /// (the watch of the Certificate's status may lag behind).
     pending_keys: std::sync::Mutex<HashMap<CertId, String>>,
-    /// Certificate states whose status write failed (API server unreachable, hung, refusing):
-    /// written again with the next batch or by [`KubeRuntime::flush_unsaved`], newest first.
-    unsaved: std::sync::Mutex<HashMap<CertId, (u64, CertState)>>,
+    /// Certificate states to write to their status, newest per certificate: filled by
+    /// `save_states`, drained by [`KubeRuntime::write_statuses`] (kept while the API server does
+    /// not answer).
+    unsaved: std::sync::Mutex<HashMap<CertId, Unsaved>>,
     /// Numbers the states handed to `save_states`, in order.
     versions: AtomicU64,
+    /// Wakes the status writer.
+    status_wake: tokio::sync::Notify,
 }
+
+/// A state waiting for its status write.
+#[derive(Debug)]
+struct Unsaved {
+    version: u64,
+    /// Attempts started when the state was saved (see [`Phase`]).
+    started: u64,
+    state: CertState,
+}
+
+/// The status writer's pause after a transport failure: doubling up to the cap.
+const STATUS_RETRY_MIN: Duration = Duration::from_secs(1);
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl KubeRuntime {
     /// The runtime, and the task that posts its Events (spawn it).
@@ -150,6 +166,7 @@ impl KubeRuntime {
             pending_keys: std::sync::Mutex::new(HashMap::new()),
             unsaved: std::sync::Mutex::new(HashMap::new()),
             versions: AtomicU64::new(0),
+            status_wake: tokio::sync::Notify::new(),
         };
         (runtime, post_events(client, rx))
     }
@@ -525,41 +542,92 @@ impl KubeRuntime {
         }
     }
 
-    fn unsaved_map(&self) -> std::sync::MutexGuard<'_, HashMap<CertId, (u64, CertState)>> {
+    fn unsaved_map(&self) -> std::sync::MutexGuard<'_, HashMap<CertId, Unsaved>> {
         self.unsaved
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Status writes that failed earlier, written again (called at every reconcile): a status
-    /// never stays behind the served certificate once the API server answers again.
-    pub async fn flush_unsaved(&self) {
-        if self.unsaved_map().is_empty() {
-            return;
-        }
-        if self.save_states(Vec::new()).await.is_ok() {
-            tracing::info!("Certificate status writes that had failed are done");
+    /// Writes the Certificates' status as the engine saves their states, off the engine's
+    /// path (a slow or hung API server never holds up issuance, and the engine never waits for
+    /// status writes). A state whose write fails is kept (a newer state of the same certificate
+    /// replaces it) and written again: at once on the next save, or after a pause (1 s doubling
+    /// to 30 s) when the API server did not answer. Ends when `stop` turns true, after one last
+    /// pass bounded by the request timeout.
+    pub async fn write_statuses(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut pause = STATUS_RETRY_MIN;
+        loop {
+            let failed = self.flush_statuses().await.is_err();
+            let wait = if failed {
+                let p = pause;
+                pause = (pause * 2).min(STATUS_RETRY_MAX);
+                p
+            } else {
+                pause = STATUS_RETRY_MIN;
+                Duration::MAX
+            };
+            tokio::select! {
+                _ = self.status_wake.notified(), if !failed => {}
+                _ = tokio::time::sleep(wait), if failed => {}
+                _ = stop.changed() => {
+                    let _ = self.flush_statuses().await;
+                    return;
+                }
+            }
         }
     }
 
-    /// One Certificate's status for `state` of `version` (a merge patch; skipped for a deleted
-    /// Certificate and when a newer state is already written).
-    async fn write_status(&self, id: &str, version: u64, state: &CertState) -> Result<(), KubeError> {
+    /// Writes every waiting state once. After a transport failure, a timeout, 429 or 5xx the
+    /// rest is not tried (it would wait out the same timeout once per certificate) and is kept
+    /// with the failed one; other failures (RBAC, an invalid status) are kept and logged.
+    async fn flush_statuses(&self) -> Result<(), KubeError> {
+        let batch: Vec<(CertId, Unsaved)> = self.unsaved_map().drain().collect();
+        let mut left = batch.into_iter();
+        let mut result = Ok(());
+        for (id, entry) in left.by_ref() {
+            if let Err(e) = self.write_status(&id, &entry).await {
+                let passes = e.class() == FailureClass::Transient;
+                tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status; kept for a retry");
+                self.keep_unsaved(id, entry);
+                if passes {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for (id, entry) in left {
+            self.keep_unsaved(id, entry);
+        }
+        result
+    }
+
+    /// Puts `entry` back unless a newer state of `id` arrived meanwhile.
+    fn keep_unsaved(&self, id: CertId, entry: Unsaved) {
+        let mut unsaved = self.unsaved_map();
+        match unsaved.get(&id) {
+            Some(newer) if newer.version > entry.version => {}
+            _ => {
+                unsaved.insert(id, entry);
+            }
+        }
+    }
+
+    /// One Certificate's status for `entry` (a merge patch; skipped for a deleted Certificate
+    /// and when a newer state is already written).
+    async fn write_status(&self, id: &str, entry: &Unsaved) -> Result<(), KubeError> {
         let Some(tracked) = self.tracked(id) else {
             return Ok(());
         };
         let meta = &tracked.meta;
         let phase = self.phase(id);
         let mut last = phase.last.lock().await;
-        if phase.written.load(Ordering::SeqCst) > version {
+        if phase.written.load(Ordering::SeqCst) > entry.version {
             return Ok(());
         }
-        phase
-            .saved
-            .store(phase.started.load(Ordering::SeqCst), Ordering::SeqCst);
+        phase.saved.fetch_max(entry.started, Ordering::SeqCst);
         let old = self.certificates.get(id).and_then(|c| c.get("status").cloned());
         let patch = status_patch(
-            state,
+            &entry.state,
             tracked.fingerprint,
             meta.generation,
             old.as_ref(),
@@ -572,7 +640,7 @@ impl KubeRuntime {
         match self.client.merge_patch(&path, &patch).await {
             Ok(_) => {
                 *last = patch.pointer("/status/conditions").cloned();
-                phase.written.store(version, Ordering::SeqCst);
+                phase.written.store(entry.version, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) if e.code() == Some(404) => Ok(()),
@@ -862,36 +930,26 @@ impl Runtime for KubeRuntime {
         Ok(())
     }
 
-    /// Writes each Certificate's status; a write that fails is kept and retried (see
-    /// [`KubeRuntime::flush_unsaved`]). After a transport failure or a 5xx/429 the rest of the
-    /// batch is not tried (it would wait out the same timeout once per certificate): it is kept
-    /// too.
+    /// Hands the states to the status writer ([`KubeRuntime::write_statuses`]) and returns:
+    /// the engine's truth is in memory and in the Secrets; the status is its published view.
     async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
-        let mut batch: HashMap<CertId, (u64, CertState)> = std::mem::take(&mut *self.unsaved_map());
-        let retried = batch.len();
-        for (id, state) in states {
-            batch.insert(id, (self.versions.fetch_add(1, Ordering::SeqCst) + 1, state));
-        }
-        let mut first_error = None;
-        let mut left = batch.into_iter();
-        for (id, state) in left.by_ref() {
-            if let Err(e) = self.write_status(&id, state.0, &state.1).await {
-                let passes = e.class() == FailureClass::Transient;
-                if first_error.is_none() {
-                    tracing::warn!(certificate = %id, error = %e, retried, "cannot write Certificate status; kept for a retry");
-                }
-                first_error.get_or_insert(runtime_error(e, "writing Certificate status"));
-                self.unsaved_map().insert(id, state);
-                if passes {
-                    break;
-                }
+        {
+            let mut unsaved = self.unsaved_map();
+            for (id, state) in states {
+                let started = self.phase(&id).started.load(Ordering::SeqCst);
+                let version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
+                unsaved.insert(
+                    id,
+                    Unsaved {
+                        version,
+                        started,
+                        state,
+                    },
+                );
             }
         }
-        let mut unsaved = self.unsaved_map();
-        for (id, state) in left {
-            unsaved.entry(id).or_insert(state);
-        }
-        first_error.map_or(Ok(()), Err)
+        self.status_wake.notify_one();
+        Ok(())
     }
 
     fn event(&self, job: &CertJob, event: EngineEvent) {
