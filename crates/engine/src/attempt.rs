@@ -20,6 +20,9 @@ pub(crate) struct Attempt {
     pub job: Arc<CertJob>,
     pub issuer: IssuerRuntime,
     pub revision: u64,
+    /// A certificate signed by an earlier attempt whose write failed, still fit to serve:
+    /// written without asking Vault again.
+    pub unwritten: Option<Box<Issued>>,
 }
 
 #[derive(Debug)]
@@ -36,6 +39,9 @@ pub(crate) enum AttemptOutcome {
         /// The gate refused before anything was sent to Vault.
         refused_locally: bool,
         recovered: bool,
+        /// Signed and verified, but the runtime could not store it (API server or disk
+        /// trouble): the next attempt writes it instead of signing again.
+        unwritten: Option<Box<Issued>>,
     },
 }
 
@@ -46,6 +52,7 @@ fn failed(class: FailureClass, message: String) -> AttemptOutcome {
         retry_after: None,
         refused_locally: false,
         recovered: false,
+        unwritten: None,
     }
 }
 
@@ -57,10 +64,16 @@ fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
         retry_after: None,
         refused_locally: true,
         recovered: false,
+        unwritten: None,
     }
 }
 
-pub(crate) async fn run_attempt<R: Runtime>(attempt: Attempt, runtime: Arc<R>) -> AttemptOutcome {
+pub(crate) async fn run_attempt<R: Runtime>(mut attempt: Attempt, runtime: Arc<R>) -> AttemptOutcome {
+    if let Some(issued) = attempt.unwritten.take() {
+        tracing::info!(certificate = %attempt.job.id, serial = %issued.certificate.serial,
+                       "writing the certificate signed by an earlier attempt");
+        return write_issued(&attempt.job, runtime.as_ref(), *issued, false).await;
+    }
     // Refused by an open circuit: no key generated, nothing sent.
     if let Some(Refusal::CircuitOpen(_)) = attempt.issuer.gate.refusal() {
         return refused(&attempt.issuer);
@@ -93,6 +106,7 @@ async fn sign_and_write<R: Runtime>(
         job,
         issuer,
         revision,
+        ..
     } = attempt;
     let csr_pem = match build_csr(&job.csr, &key) {
         Ok(c) => c,
@@ -127,6 +141,7 @@ async fn sign_and_write<R: Runtime>(
                 retry_after: e.retry_after(),
                 refused_locally: false,
                 recovered,
+                unwritten: None,
             };
         }
     };
@@ -148,6 +163,7 @@ async fn sign_and_write<R: Runtime>(
                 retry_after: None,
                 refused_locally: false,
                 recovered,
+                unwritten: None,
             };
         }
     };
@@ -158,17 +174,28 @@ async fn sign_and_write<R: Runtime>(
         certificate,
         revision,
     };
-    if let Err(e) = runtime.write(&job, &issued).await {
+    write_issued(&job, runtime, issued, recovered).await
+}
+
+/// Stores a verified certificate; a failure hands it back for the next attempt.
+async fn write_issued<R: Runtime>(
+    job: &CertJob,
+    runtime: &R,
+    issued: Issued,
+    recovered: bool,
+) -> AttemptOutcome {
+    if let Err(e) = runtime.write(job, &issued).await {
         return AttemptOutcome::Failed {
             class: e.class,
             message: e.message,
             retry_after: None,
             refused_locally: false,
             recovered,
+            unwritten: Some(Box::new(issued)),
         };
     }
     AttemptOutcome::Issued {
-        info: issued_info(&job, &issued.certificate, now),
+        info: issued_info(job, &issued.certificate, SystemTime::now()),
         recovered,
     }
 }

@@ -23,7 +23,7 @@ use certkeeper_core::FailureClass;
 
 use crate::attempt::{Attempt, AttemptOutcome, run_attempt};
 use crate::gate::Refusal;
-use crate::job::{CertId, CertJob, EngineEvent, IssuerId, IssuerRuntime, Runtime};
+use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
 use crate::metrics::{CertificateSample, Metrics};
 use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, decide, from_unix, to_unix};
 
@@ -174,6 +174,9 @@ struct Entry {
     in_flight: bool,
     /// The queue key this entry is currently filed under.
     queued: Option<SystemTime>,
+    /// Signed for this job's fingerprint but not stored yet (the write failed): the next
+    /// attempt writes it instead of signing again, while it is before its renewal time.
+    unwritten: Option<(u64, Box<Issued>)>,
 }
 
 struct Driver<R: Runtime> {
@@ -314,7 +317,12 @@ impl<R: Runtime> Driver<R> {
             let id = job.id.clone();
             seen.insert(id.clone());
             match self.entries.get_mut(&id) {
-                Some(e) => e.job = Arc::new(job),
+                Some(e) => {
+                    if e.job.fingerprint != job.fingerprint {
+                        e.unwritten = None;
+                    }
+                    e.job = Arc::new(job);
+                }
                 None => {
                     let entry = Entry {
                         job: Arc::new(job),
@@ -322,6 +330,7 @@ impl<R: Runtime> Driver<R> {
                         renew_now: false,
                         in_flight: false,
                         queued: None,
+                        unwritten: None,
                     };
                     self.entries.insert(id.clone(), entry);
                 }
@@ -398,10 +407,21 @@ impl<R: Runtime> Driver<R> {
                     reason: reason.as_str(),
                 },
             );
+            let fingerprint = e.job.fingerprint;
+            let unwritten = e
+                .unwritten
+                .take()
+                .filter(|(fp, issued)| {
+                    *fp == fingerprint
+                        && issued.revision == e.state.revision + 1
+                        && to_unix(now) < issued_info(&e.job, &issued.certificate, now).renewal_time
+                })
+                .map(|(_, issued)| issued);
             let attempt = Attempt {
                 job: e.job.clone(),
                 issuer,
                 revision: e.state.revision + 1,
+                unwritten,
             };
             let runtime = self.runtime.clone();
             self.running.spawn(async move {
@@ -427,6 +447,7 @@ impl<R: Runtime> Driver<R> {
         let issuer = e.job.issuer.clone();
         let recovered = match outcome {
             AttemptOutcome::Issued { info, recovered } => {
+                e.unwritten = None;
                 self.metrics.record_attempt(&issuer, None);
                 e.state.revision += 1;
                 let event = EngineEvent::Issued {
@@ -446,7 +467,9 @@ impl<R: Runtime> Driver<R> {
                 retry_after,
                 refused_locally,
                 recovered,
+                unwritten,
             } => {
+                e.unwritten = unwritten.map(|issued| (e.job.fingerprint, issued));
                 if !refused_locally {
                     self.metrics.record_attempt(&issuer, Some(class));
                 }
