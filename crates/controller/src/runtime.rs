@@ -864,8 +864,19 @@ impl Runtime for KubeRuntime {
                 return None;
             }
         };
-        let key = secret_data(&secret).remove(TLS_KEY)?;
-        String::from_utf8(key).ok().map(Secret::new)
+        let key = String::from_utf8(secret_data(&secret).remove(TLS_KEY)?).ok()?;
+        // Left behind by an issuance whose clean-up failed: that key is served already, and
+        // reusing it would skip a rotation.
+        if self
+            .current_key(job)
+            .await
+            .is_some_and(|served| served.expose() == key.as_str())
+        {
+            tracing::info!(certificate = %job.id, secret = %name, "the kept key is the one served; removing its Secret");
+            self.discard_pending_key(job, &meta).await;
+            return None;
+        }
+        Some(Secret::new(key))
     }
 
     /// cert-manager's next private key Secret, written when an attempt with a new key fails:
