@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use certkeeper_core::pki::PrivateKey;
 use certkeeper_testkit::free_port;
 use common::{
-    Api, BOUND, CERTIFICATES, NS, condition, create_secret, csr_public_key, decode, installed, leaf, ready,
-    start_controller, start_with_vault_issuer, wait_for, wait_for_event,
+    Api, BOUND, CERTIFICATES, NS, condition, create_secret, csr_public_key, decode, installed, leaf,
+    meta_name, ready, start_controller, start_with_vault_issuer, wait_for, wait_for_event, wait_kept_key,
 };
 use serde_json::json;
 
@@ -195,19 +195,8 @@ async fn certificate_lifecycle() -> Result<()> {
         .await?;
     // The key of the failing revision is kept in a next-private-key Secret (cert-manager's
     // keymanager contract) and reused by every retry.
-    let failing = api
-        .wait_until("status.nextPrivateKeySecretName", CERT_PATH, |c| {
-            c["status"]["nextPrivateKeySecretName"].is_string()
-        })
-        .await?;
-    let next_name = failing["status"]["nextPrivateKeySecretName"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let next_secret = api
-        .get(&format!("/api/v1/namespaces/apps/secrets/{next_name}"))
-        .await?
-        .context("next private key Secret")?;
+    let (failing, next_secret) = wait_kept_key(&api, CERT_PATH).await?;
+    let next_name = meta_name(&next_secret);
     assert_eq!(
         next_secret["metadata"]["labels"]["cert-manager.io/next-private-key"],
         "true"

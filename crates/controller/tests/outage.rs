@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use certkeeper_controller::runtime::parse_rfc3339;
 use common::{
-    Api, BOUND, CERTIFICATES, ISSUERS, NS, decode, installed, ready, start_controller,
-    start_with_vault_issuer, wait_for,
+    Api, BOUND, CERTIFICATES, ISSUERS, NS, decode, installed, meta_name, ready, start_controller,
+    start_with_vault_issuer, wait_for, wait_kept_key,
 };
 use serde_json::{Value, json};
 
@@ -110,17 +110,9 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
     assert!(ck["nextAttemptTime"].is_string(), "{ck}");
     assert!(ready(&failing), "the valid certificate is still served and Ready");
     // The renewal's new key is kept for the retries (cert-manager's next private key).
-    let failing = api
-        .wait_until("the renewal's key kept", &format!("{certs}/web"), |c| {
-            c["status"]["nextPrivateKeySecretName"].is_string()
-        })
-        .await?;
-    let next_name = failing["status"]["nextPrivateKeySecretName"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let next_path = format!("/api/v1/namespaces/apps/secrets/{next_name}");
-    let next_key = decode(&api.get(&next_path).await?.unwrap(), "tls.key");
+    let (_, next_secret) = wait_kept_key(&api, &format!("{certs}/web")).await?;
+    let next_path = format!("/api/v1/namespaces/apps/secrets/{}", meta_name(&next_secret));
+    let next_key = decode(&next_secret, "tls.key");
     bao.unseal().await?;
     let unsealed = Instant::now();
     let renewed = api

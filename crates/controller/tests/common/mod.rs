@@ -205,6 +205,32 @@ pub fn leaf(pem: &str) -> (String, Vec<String>, Vec<u8>) {
     (cert.raw_serial_as_string(), sans, cert.public_key().raw.to_vec())
 }
 
+/// `metadata.name` of an object.
+pub fn meta_name(object: &Value) -> String {
+    object["metadata"]["name"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Waits until the Certificate at `path` names a next-private-key Secret; returns the
+/// Certificate and that Secret.
+pub async fn wait_kept_key(api: &Api, path: &str) -> Result<(Value, Value)> {
+    let cert = api
+        .wait_until("status.nextPrivateKeySecretName", path, |c| {
+            c["status"]["nextPrivateKeySecretName"].is_string()
+        })
+        .await?;
+    let name = cert["status"]["nextPrivateKeySecretName"]
+        .as_str()
+        .unwrap_or_default();
+    let ns = cert["metadata"]["namespace"].as_str().unwrap_or_default();
+    let Some(secret) = api
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/{name}"))
+        .await?
+    else {
+        bail!("next private key Secret {ns}/{name} not found");
+    };
+    Ok((cert, secret))
+}
+
 /// The public key (SubjectPublicKeyInfo DER) of a CertificateRequest's `spec.request` CSR.
 pub fn csr_public_key(request: &Value) -> Vec<u8> {
     use x509_parser::prelude::FromDer;
