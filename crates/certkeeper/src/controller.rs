@@ -45,7 +45,7 @@ pub struct ControllerArgs {
     /// Run as one of several replicas: only the holder of a coordination.k8s.io Lease reconciles.
     #[arg(long)]
     pub leader_elect: bool,
-    /// Namespace of the Lease (default: the cluster resource namespace).
+    /// Namespace of the Lease (default: --namespace if set, else the cluster resource namespace).
     #[arg(long)]
     pub leader_election_namespace: Option<String>,
     /// Lease duration in seconds: a standby takes over this long after the leader stopped renewing.
@@ -54,6 +54,11 @@ pub struct ControllerArgs {
     /// Leave CertificateRequests made by other tools unapproved (an approver must approve them).
     #[arg(long)]
     pub no_auto_approve: bool,
+    /// Watch only this namespace (Issuers, Certificates, CertificateRequests, Secrets), as
+    /// cert-manager's --namespace: ClusterIssuers are not used, RBAC can be a Role there, and the
+    /// Lease defaults to this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -128,6 +133,7 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
         let namespace = args
             .leader_election_namespace
             .clone()
+            .or_else(|| args.namespace.clone())
             .unwrap_or_else(|| args.cluster_resource_namespace.clone());
         let mut lease = LeaseConfig::new(namespace, default_identity());
         lease.lease_duration = Duration::from_secs(args.lease_duration.max(2));
@@ -137,6 +143,7 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     config.listen = args.listen;
     config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
     config.auto_approve = !args.no_auto_approve;
+    config.namespace = args.namespace;
     let mut term = signal(SignalKind::terminate()).context("signal handler")?;
     let mut int = signal(SignalKind::interrupt()).context("signal handler")?;
     certkeeper_controller::run(config, async move {

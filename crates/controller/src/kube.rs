@@ -95,11 +95,13 @@ impl KubeConfig {
 pub enum KubeError {
     #[error("{0}")]
     Config(String),
-    #[error("{method} {path}: {}", transport_detail(source))]
+    /// The cause is written out in the message (not chained as a source: printed with its
+    /// causes, it would repeat them).
+    #[error("{method} {path}: {}", transport_detail(error))]
     Transport {
         method: Method,
         path: String,
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     #[error("{method} {path}: {code} {reason}: {message}")]
     Status {
@@ -243,7 +245,7 @@ impl KubeClient {
         let resp = req.send().await.map_err(|source| KubeError::Transport {
             method: method.clone(),
             path: path.to_owned(),
-            source: source.without_url(),
+            error: source.without_url(),
         })?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -281,7 +283,7 @@ impl KubeClient {
         let bytes = resp.bytes().await.map_err(|source| KubeError::Transport {
             method: method.clone(),
             path: path.to_owned(),
-            source: source.without_url(),
+            error: source.without_url(),
         })?;
         if bytes.is_empty() {
             return Ok(Value::Null);
@@ -407,7 +409,7 @@ impl WatchStream {
                 .map_err(|source| KubeError::Transport {
                     method: Method::GET,
                     path: self.path.clone(),
-                    source: source.without_url(),
+                    error: source.without_url(),
                 })?;
             match chunk {
                 Some(bytes) => self.buf.extend_from_slice(&bytes),

@@ -41,6 +41,11 @@ impl Store {
         self.synced.load(Ordering::SeqCst)
     }
 
+    /// Marks an empty store as complete (a collection that is not watched).
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
     /// Full lists done so far (the first, re-lists after 410 Gone or a failure, resyncs).
     pub fn lists(&self) -> u64 {
         self.lists.load(Ordering::SeqCst)

@@ -55,6 +55,9 @@ pub struct ControllerConfig {
     pub leader_election: Option<LeaseConfig>,
     /// Approve CertificateRequests for certkeeper's issuers that nobody approved or denied.
     pub auto_approve: bool,
+    /// Watch only this namespace (Issuers, Certificates, CertificateRequests, Secrets);
+    /// ClusterIssuers are not used, and RBAC can be a Role in that namespace. `None`: all.
+    pub namespace: Option<String>,
 }
 
 impl ControllerConfig {
@@ -68,6 +71,7 @@ impl ControllerConfig {
             engine: EngineConfig::default(),
             leader_election: None,
             auto_approve: true,
+            namespace: None,
         }
     }
 }
@@ -107,7 +111,23 @@ impl Stores {
 }
 
 /// The label selector of the target Secrets watch (`controller.cert-manager.io/fao=true`).
-const OWNED_SECRETS: &str = "/api/v1/secrets?labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
+const OWNED_SECRETS_SELECTOR: &str = "labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
+
+/// A cert-manager.io collection: cluster-wide, or of the one namespace watched.
+fn cm_collection(namespace: Option<&str>, plural: &str) -> String {
+    match namespace {
+        Some(ns) => crate::kube::cm_path(ns, plural, None),
+        None => format!("/apis/cert-manager.io/v1/{plural}"),
+    }
+}
+
+/// The target Secrets watch: cluster-wide, or of the one namespace watched.
+fn owned_secrets(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("/api/v1/namespaces/{ns}/secrets?{OWNED_SECRETS_SELECTOR}"),
+        None => format!("/api/v1/secrets?{OWNED_SECRETS_SELECTOR}"),
+    }
+}
 
 /// How long a stopping controller waits for its last status writes.
 const STATUS_FLUSH_ON_STOP: Duration = Duration::from_secs(10);
@@ -292,14 +312,20 @@ pub async fn run(
 
     let changed = Arc::new(Notify::new());
     let mut tasks = Vec::new();
+    let watched = config.namespace.as_deref();
     for (plural, kind, store) in [
         ("issuers", "Issuer", &stores.issuers),
         ("clusterissuers", "ClusterIssuer", &stores.cluster_issuers),
         ("certificates", "Certificate", &stores.certificates),
     ] {
+        if plural == "clusterissuers" && watched.is_some() {
+            // One namespace watched: ClusterIssuers are not used (as cert-manager's --namespace).
+            store.mark_synced();
+            continue;
+        }
         tasks.push(tokio::spawn(reflect(
             client.clone(),
-            format!("/apis/cert-manager.io/v1/{plural}"),
+            cm_collection(watched, plural),
             kind,
             store.clone(),
             changed.clone(),
@@ -310,7 +336,7 @@ pub async fn run(
     let requests_changed = Arc::new(Notify::new());
     tasks.push(tokio::spawn(reflect(
         client.clone(),
-        "/apis/cert-manager.io/v1/certificaterequests".to_owned(),
+        cm_collection(watched, "certificaterequests"),
         "CertificateRequest",
         requests.clone(),
         requests_changed.clone(),
@@ -326,7 +352,7 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(reflect(
         client.clone(),
-        OWNED_SECRETS.to_owned(),
+        owned_secrets(watched),
         "Secret",
         stores.owned_secrets.clone(),
         changed.clone(),

@@ -3,7 +3,8 @@
 //! leader election on, against a genuine kube-apiserver with RBAC authorization and OpenBao. It
 //! takes the Lease, issues (Secret, status, CertificateRequest, Event), writes the Issuer's
 //! status, re-issues on a spec change, prunes the old CertificateRequest, and signs a
-//! CertificateRequest made by hand.
+//! CertificateRequest made by hand. With `--namespace`, the same rules as a Role in that namespace
+//! are enough.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -136,5 +137,130 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
         .await?
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "", "released");
+    Ok(())
+}
+
+/// `--namespace apps`: the shipped ClusterRole's rules as a Role in `apps` (ClusterIssuers
+/// dropped) plus a Lease Role there are enough; the controller lists and watches nothing
+/// cluster-wide (it would be refused and never sync), issues in `apps`, signs a hand-made
+/// request there, and leaves another namespace's Certificate alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_with_a_role_only() -> Result<()> {
+    if !installed() {
+        return Ok(());
+    }
+    let (kube, _bao, token) = start_with_vault_issuer().await?;
+    let api = Api::new(&kube)?;
+    let text = std::fs::read_to_string(format!(
+        "{}/../../deploy/controller/rbac.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))?;
+    let mut rules = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let object: Value = serde::Deserialize::deserialize(document)?;
+        if object["kind"] == "ClusterRole" {
+            for mut rule in object["rules"].as_array().cloned().unwrap_or_default() {
+                let resources: Vec<Value> = rule["resources"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| !r.as_str().unwrap_or_default().starts_with("clusterissuers"))
+                    .collect();
+                if !resources.is_empty() {
+                    rule["resources"] = Value::Array(resources);
+                    rules.push(rule);
+                }
+            }
+        }
+    }
+    rules.push(
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                      "verbs": ["create", "get", "update"]}),
+    );
+    kube.create_service_account(NS, "certkeeper").await?;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/apps";
+    api.create(
+        &format!("{rbac}/roles"),
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "certkeeper", "namespace": NS}, "rules": rules}),
+    )
+    .await?;
+    api.create(
+        &format!("{rbac}/rolebindings"),
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "certkeeper", "namespace": NS},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "certkeeper"},
+                "subjects": [{"kind": "ServiceAccount", "name": "certkeeper", "namespace": NS}]}),
+    )
+    .await?;
+    // Another namespace, with its own Issuer and a Certificate: not this controller's.
+    kube.create_namespace("other").await?;
+    let other_issuer = api
+        .get("/apis/cert-manager.io/v1/namespaces/apps/issuers/vault")
+        .await?
+        .unwrap();
+    api.create(
+        "/api/v1/namespaces/other/secrets",
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": "other"},
+                "stringData": {"token": token}}),
+    )
+    .await?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/other/issuers",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+                "metadata": {"name": "vault", "namespace": "other"}, "spec": other_issuer["spec"]}),
+    )
+    .await?;
+    for ns in [NS, "other"] {
+        api.create(
+            &format!("/apis/cert-manager.io/v1/namespaces/{ns}/certificates"),
+            &json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                    "metadata": {"name": "web", "namespace": ns},
+                    "spec": {"secretName": "web-tls", "commonName": "web.example.com", "duration": "1h",
+                             "issuerRef": {"name": "vault"}}}),
+        )
+        .await?;
+    }
+
+    let sa_token = kube.token_request(NS, "certkeeper", &[], 3600).await?;
+    let mut config = config_for(&kube, &sa_token);
+    config.namespace = Some(NS.to_owned());
+    config.leader_election = Some(LeaseConfig::new(NS, "namespaced-test"));
+    let (stop_tx, controller) = spawn_controller(config);
+
+    api.wait_until("Certificate Ready", CERT, ready).await?;
+    assert!(
+        api.get("/api/v1/namespaces/apps/secrets/web-tls")
+            .await?
+            .is_some()
+    );
+    let (csr, _key) = certkeeper_testkit::csr_p256("by-hand.example.com", &["by-hand.example.com"])?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": "by-hand", "namespace": NS},
+                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
+                         "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+    api.wait_until(
+        "by-hand signed",
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand",
+        ready,
+    )
+    .await?;
+    let other = api
+        .get("/apis/cert-manager.io/v1/namespaces/other/certificates/web")
+        .await?
+        .unwrap();
+    assert!(other["status"].is_null(), "not touched: {other}");
+    assert!(
+        api.get("/api/v1/namespaces/other/secrets/web-tls")
+            .await?
+            .is_none()
+    );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
     Ok(())
 }
