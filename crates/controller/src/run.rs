@@ -418,7 +418,12 @@ pub async fn run(
     tracing::info!("shutting down: finishing attempts in flight");
     shared.ready.store(false, Ordering::SeqCst);
     engine.shutdown().await;
-    finish_statuses(status_stop, status_task).await;
+    if result.is_ok() {
+        finish_statuses(status_stop, status_task).await;
+    } else {
+        // The Lease is someone else's now: the new leader writes the status.
+        status_task.abort();
+    }
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
