@@ -240,6 +240,11 @@ async fn main() -> Result<()> {
         "controller RSS: idle {idle:.1} MiB, peak while issuing {peak:.1} MiB, after {after:.1} MiB (target 100 MB): {}",
         if peak * 1.048_576 <= 100.0 { "PASS" } else { "FAIL" }
     );
+    let events = api.get("/api/v1/namespaces/apps/events").await?;
+    let issued_events = events["items"].as_array().map_or(0, |items| {
+        items.iter().filter(|e| e["reason"] == "Issued").count()
+    });
+    println!("Events: {issued_events} 'Issued' for {n} certificates (2 s after all Ready)");
 
     if unrelated > 0 {
         let payload = "x".repeat(4096);

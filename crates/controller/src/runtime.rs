@@ -46,8 +46,11 @@ pub use certkeeper_engine::outputs::{
 };
 use certkeeper_engine::outputs::{CONDITIONAL, output_items};
 
-/// Events waiting to be posted; more are dropped (and logged) rather than queued without bound.
-const EVENT_QUEUE: usize = 256;
+/// Events waiting to be posted; more are dropped (and logged) rather than queued without bound
+/// (each is a few hundred bytes: 1,000 Certificates issued at once queue 2,000).
+const EVENT_QUEUE: usize = 4096;
+/// Events posted at once.
+const EVENT_POSTS_IN_FLIGHT: usize = 8;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -107,14 +110,15 @@ struct Phase {
     written: AtomicU64,
 }
 
+/// An Event to post about a Certificate.
 #[derive(Debug)]
-enum Outgoing {
-    Event {
-        meta: CertMeta,
-        kind: &'static str,
-        reason: &'static str,
-        message: String,
-    },
+struct Outgoing {
+    namespace: String,
+    name: String,
+    uid: String,
+    kind: &'static str,
+    reason: &'static str,
+    message: String,
 }
 
 /// Secrets, CertificateRequests, status and Events through the API server.
@@ -649,8 +653,10 @@ impl KubeRuntime {
     }
 
     fn queue_event(&self, meta: CertMeta, kind: &'static str, reason: &'static str, message: String) {
-        let event = Outgoing::Event {
-            meta,
+        let event = Outgoing {
+            namespace: meta.namespace,
+            name: meta.name,
+            uid: meta.uid,
             kind,
             reason,
             message,
@@ -1025,33 +1031,44 @@ impl Runtime for KubeRuntime {
 static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 async fn post_events(client: KubeClient, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(Outgoing::Event {
-        meta,
+    let mut posting = tokio::task::JoinSet::new();
+    while let Some(event) = rx.recv().await {
+        while posting.len() >= EVENT_POSTS_IN_FLIGHT {
+            posting.join_next().await;
+        }
+        posting.spawn(post_event(client.clone(), event));
+        while posting.try_join_next().is_some() {}
+    }
+}
+
+async fn post_event(client: KubeClient, event: Outgoing) {
+    let Outgoing {
+        namespace,
+        name,
+        uid,
         kind,
         reason,
         message,
-    }) = rx.recv().await
-    {
-        let now = SystemTime::now();
-        let nanos = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
-        let stamp = rfc3339(now);
-        let body = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{}.{nanos:x}{seq:x}", meta.name), "namespace": meta.namespace},
-            "involvedObject": {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                               "name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
-            "reason": reason, "message": message, "type": kind,
-            "source": {"component": "certkeeper"}, "reportingComponent": "certkeeper",
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        });
-        let path = format!("/api/v1/namespaces/{}/events", meta.namespace);
-        if let Err(e) = client.create(&path, &body).await {
-            tracing::debug!(error = %e, "cannot post an Event");
-        }
+    } = event;
+    let now = SystemTime::now();
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+    let stamp = rfc3339(now);
+    let body = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{name}.{nanos:x}{seq:x}"), "namespace": namespace},
+        "involvedObject": {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                           "name": name, "namespace": namespace, "uid": uid},
+        "reason": reason, "message": message, "type": kind,
+        "source": {"component": "certkeeper"}, "reportingComponent": "certkeeper",
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    });
+    let path = format!("/api/v1/namespaces/{namespace}/events");
+    if let Err(e) = client.create(&path, &body).await {
+        tracing::debug!(error = %e, "cannot post an Event");
     }
 }
 
