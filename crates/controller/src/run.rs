@@ -29,7 +29,7 @@ use crate::load::{
     IssuerLimits, SecretCache, build_certificate, build_issuer, issuer_of, referenced_secrets,
 };
 use crate::reflector::{Store, reflect};
-use crate::runtime::{KubeRuntime, Tracked, restore_state};
+use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
 
 /// Changes arriving within this window are applied together.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -622,17 +622,49 @@ async fn reconcile(
     *shared.issuers.lock().await = built;
     if job_set != applied.jobs {
         let mut list = Vec::with_capacity(jobs.len());
+        let mut deferred = Vec::new();
+        let mut behind = Vec::new();
         for job in jobs {
             let persisted = if applied.jobs.contains_key(&job.id) {
                 None
             } else {
-                restore(client, stores, &tracked, &job).await
+                match restore(client, stores, &tracked, &job).await {
+                    Ok(Some((state, current))) => {
+                        if !current {
+                            behind.push((job.id.clone(), state.clone()));
+                        }
+                        Some(state)
+                    }
+                    Ok(None) => None,
+                    // Not knowing what the Secret holds, issuing could replace a valid
+                    // certificate: the next reconcile tries again.
+                    Err(()) => {
+                        deferred.push(job.id.clone());
+                        continue;
+                    }
+                }
             };
             list.push((job, persisted));
         }
-        tracing::info!(certificates = list.len(), "certificates applied");
+        tracing::info!(
+            certificates = list.len(),
+            deferred = deferred.len(),
+            "certificates applied"
+        );
         shared.engine.set_certificates(list);
-        applied.jobs = job_set;
+        let mut applied_jobs = job_set;
+        for id in &deferred {
+            applied_jobs.remove(id);
+        }
+        applied.jobs = applied_jobs;
+        if !behind.is_empty() {
+            // The status lags behind the Secret (its last write was lost): publish what is served.
+            tracing::info!(
+                certificates = behind.len(),
+                "rewriting status that lags behind the Secret"
+            );
+            let _ = certkeeper_engine::Runtime::save_states(runtime.as_ref(), behind).await;
+        }
     }
     report_missing_issuers(
         client,
@@ -724,22 +756,31 @@ async fn check_target_secrets(
 }
 
 /// The engine state of a certificate the engine has not seen yet, from the API.
+/// The engine state of a certificate the engine has not seen yet, from the API, and whether
+/// its status already says so. `Err`: the target Secret could not be read.
 async fn restore(
     client: &KubeClient,
     stores: &Stores,
     tracked: &HashMap<String, Tracked>,
     job: &CertJob,
-) -> Option<certkeeper_engine::state::CertState> {
-    let object = stores.certificates.get(&job.id)?;
-    let meta = &tracked.get(&job.id)?.meta;
+) -> Result<Option<(certkeeper_engine::state::CertState, bool)>, ()> {
+    let (Some(object), Some(meta)) = (
+        stores.certificates.get(&job.id),
+        tracked.get(&job.id).map(|t| &t.meta),
+    ) else {
+        return Ok(None);
+    };
     let secret = match client.get(&secret_path(&meta.namespace, &meta.secret_name)).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(certificate = %job.id, error = %e, "cannot read the target Secret; assuming none");
-            None
+            tracing::warn!(certificate = %job.id, error = %e, "cannot read the target Secret; trying again at the next reconcile");
+            return Err(());
         }
     };
-    restore_state(&object, secret.as_ref(), job)
+    Ok(restore_state(&object, secret.as_ref(), job).map(|state| {
+        let current = status_current(&object, &state);
+        (state, current)
+    }))
 }
 
 fn issuer_key(object: &Value) -> IssuerId {

@@ -766,6 +766,18 @@ pub fn status_patch(
     }})
 }
 
+/// Whether a Certificate's status already shows `state` (revision, notAfter, failing or not):
+/// a status that lags behind (its last write was lost) is rewritten after a restart.
+pub fn status_current(certificate: &Value, state: &CertState) -> bool {
+    let status = certificate.get("status");
+    let field = |name: &str| status.and_then(|s| s.get(name)).filter(|v| !v.is_null());
+    let revision = field("revision").and_then(Value::as_u64).unwrap_or(0);
+    let not_after = field("notAfter").and_then(Value::as_str).and_then(parse_rfc3339);
+    revision == state.revision
+        && not_after == state.issued.as_ref().map(|i| i.not_after)
+        && field("certkeeper").is_some() == state.failure.is_some()
+}
+
 /// The engine's state of a Certificate seen for the first time (see the module docs), from its
 /// status and its target Secret (`None`: the Secret does not exist).
 pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob) -> Option<CertState> {
@@ -1076,6 +1088,35 @@ async fn post_event(client: KubeClient, event: Outgoing) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_status_lagging_behind_the_state_is_noticed() {
+        let issued = IssuedInfo {
+            serial: "aa".into(),
+            not_before: 1_800_000_000,
+            not_after: 1_800_003_600,
+            renewal_time: 1_800_002_400,
+            spec_fingerprint: 7,
+            issued_at: 1_800_000_000,
+            warning: None,
+        };
+        let state = CertState {
+            revision: 2,
+            issued: Some(issued),
+            failure: None,
+        };
+        let current = json!({"status": {"revision": 2, "notAfter": rfc(1_800_003_600)}});
+        assert!(status_current(&current, &state));
+        let old = json!({"status": {"revision": 1, "notAfter": rfc(1_800_000_100)}});
+        assert!(!status_current(&old, &state));
+        assert!(!status_current(&json!({}), &state));
+        let failing = json!({"status": {"revision": 2, "notAfter": rfc(1_800_003_600),
+                                        "certkeeper": {"failureClass": "transient"}}});
+        assert!(
+            !status_current(&failing, &state),
+            "a failure the state no longer has"
+        );
+    }
 
     #[test]
     fn rfc3339_round_trips() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{KubeApiServer, free_port};
 use common::{
-    Api, CERTIFICATES, NS, config_for, decode, installed, leaf, ready, spawn_controller,
+    Api, CERTIFICATES, NS, config_for, decode, installed, leaf, not_after, ready, spawn_controller,
     start_with_vault_issuer,
 };
 use serde_json::{Value, json};
@@ -192,21 +192,4 @@ async fn a_hung_api_server_delays_a_renewal_and_loses_nothing() -> Result<()> {
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())
-}
-
-/// notAfter of the Secret's leaf, as the status writes it (RFC 3339, seconds, Z).
-fn not_after(secret: &Value) -> Value {
-    let pem = decode(secret, "tls.crt");
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
-    let cert = block.parse_x509().unwrap();
-    let t = cert.validity().not_after.to_datetime();
-    json!(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
 }

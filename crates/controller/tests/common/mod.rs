@@ -290,3 +290,20 @@ pub fn spawn_controller(
     }));
     (stop_tx, task)
 }
+
+/// notAfter of the Secret's leaf, as the status writes it (RFC 3339, seconds, Z).
+pub fn not_after(secret: &Value) -> Value {
+    let pem = decode(secret, "tls.crt");
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let t = cert.validity().not_after.to_datetime();
+    json!(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
