@@ -14,6 +14,8 @@
 //!   issuers (other issuer types, other groups).
 //! - The signed certificate is what Vault returned (leaf + chain in `certificate`, the issuing CA
 //!   in `ca`); the CSR is not re-checked beyond being a PEM CERTIFICATE REQUEST.
+//! - A certificate Vault signed whose status write fails (API server trouble) is kept and
+//!   written again on the transient schedule; the request is never signed twice for that.
 //! - Retry state is in memory: a restart retries pending requests at once.
 
 use std::collections::HashMap;
@@ -99,7 +101,8 @@ fn with_condition(cr: &Value, kind: &str, status: &str, reason: &str, message: &
     out
 }
 
-async fn patch_status(client: &KubeClient, cr: &Value, status: Value) {
+/// Writes `status` on `cr`; `false` (logged) when the API server did not take it.
+async fn patch_status(client: &KubeClient, cr: &Value, status: Value) -> bool {
     let path = format!(
         "{}/status",
         cm_path(
@@ -108,8 +111,12 @@ async fn patch_status(client: &KubeClient, cr: &Value, status: Value) {
             Some(meta_str(cr, "name"))
         )
     );
-    if let Err(e) = client.merge_patch(&path, &json!({ "status": status })).await {
-        tracing::warn!(request = %object_key(cr), error = %e, "cannot write CertificateRequest status");
+    match client.merge_patch(&path, &json!({ "status": status })).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(request = %object_key(cr), error = %e, "cannot write CertificateRequest status");
+            false
+        }
     }
 }
 
@@ -125,6 +132,8 @@ pub async fn run_requests(
     let mut retries: HashMap<String, Retry> = HashMap::new();
     let mut running: JoinSet<(String, SignResult)> = JoinSet::new();
     let mut in_flight: HashMap<String, Arc<Value>> = HashMap::new();
+    // Signed certificates whose status write failed: written again, never signed again.
+    let mut unsent: HashMap<String, Value> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -133,7 +142,7 @@ pub async fn run_requests(
             Some(joined) = running.join_next(), if !running.is_empty() => {
                 let Ok((key, result)) = joined else { continue };
                 let Some(cr) = in_flight.remove(&key) else { continue };
-                finish(&client, &cr, result, &mut retries).await;
+                finish(&client, &cr, result, &mut retries, &mut unsent).await;
             }
         }
         if !store.synced() {
@@ -188,6 +197,15 @@ pub async fn run_requests(
             if retries.get(&key).is_some_and(|r| r.next > now) || running.len() >= MAX_IN_FLIGHT {
                 continue;
             }
+            if let Some(status) = unsent.get(&key) {
+                if patch_status(&client, &cr, status.clone()).await {
+                    unsent.remove(&key);
+                    retries.remove(&key);
+                } else {
+                    backoff_write(&mut retries, &key, now);
+                }
+                continue;
+            }
             let csr = cr
                 .pointer("/spec/request")
                 .and_then(Value::as_str)
@@ -224,7 +242,23 @@ pub async fn run_requests(
             running.spawn(async move { (key, sign(issuer, request).await) });
         }
         retries.retain(|k, _| live.contains(k));
+        unsent.retain(|k, _| live.contains(k));
     }
+}
+
+/// A status write that failed waits before the next try (transient schedule).
+fn backoff_write(retries: &mut HashMap<String, Retry>, key: &str, now: SystemTime) {
+    let attempts = retries.get(key).map_or(0, |r| r.attempts).saturating_add(1);
+    let input = certkeeper_core::schedule::RetryInput {
+        class: FailureClass::Transient,
+        attempts,
+        failed_at: now,
+        current_not_after: None,
+        retry_after: None,
+        unit_random: unit_random(key, attempts),
+    };
+    let next = certkeeper_core::schedule::next_attempt(&input).unwrap_or(now + INVALID_RECHECK);
+    retries.insert(key.to_owned(), Retry { attempts, next });
 }
 
 async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
@@ -275,7 +309,13 @@ fn is_self_signed_root(pem: &str, issuing: &str) -> bool {
         .is_some_and(|c| c.self_signed)
 }
 
-async fn finish(client: &KubeClient, cr: &Value, result: SignResult, retries: &mut HashMap<String, Retry>) {
+async fn finish(
+    client: &KubeClient,
+    cr: &Value,
+    result: SignResult,
+    retries: &mut HashMap<String, Retry>,
+    unsent: &mut HashMap<String, Value>,
+) {
     let key = format!("{}/{}", object_key(cr), meta_str(cr, "uid"));
     let now = SystemTime::now();
     match result {
@@ -289,7 +329,10 @@ async fn finish(client: &KubeClient, cr: &Value, result: SignResult, retries: &m
                 status["ca"] = json!(b64(ca.as_bytes()));
             }
             tracing::info!(request = %object_key(cr), "signed CertificateRequest");
-            patch_status(client, cr, status).await;
+            if !patch_status(client, cr, status.clone()).await {
+                unsent.insert(key.clone(), status);
+                backoff_write(retries, &key, now);
+            }
         }
         Err((FailureClass::Rejected, message, _)) => {
             retries.remove(&key);
@@ -298,7 +341,7 @@ async fn finish(client: &KubeClient, cr: &Value, result: SignResult, retries: &m
                 "conditions": with_condition(cr, "Ready", "False", "Failed", &format!("Vault rejected the request: {message}")),
                 "failureTime": rfc3339(now),
             });
-            patch_status(client, cr, status).await;
+            let _ = patch_status(client, cr, status).await;
         }
         Err((class, message, retry_after)) => {
             let attempts = retries.get(&key).map_or(0, |r| r.attempts).saturating_add(1);
@@ -319,7 +362,7 @@ async fn finish(client: &KubeClient, cr: &Value, result: SignResult, retries: &m
             );
             tracing::warn!(request = %object_key(cr), class = class.as_str(), attempts, error = %message, "CertificateRequest not signed yet");
             let status = json!({"conditions": with_condition(cr, "Ready", "False", "Pending", &text)});
-            patch_status(client, cr, status).await;
+            let _ = patch_status(client, cr, status).await;
         }
     }
 }

@@ -13,6 +13,7 @@ mod common;
 
 use anyhow::{Result, bail};
 use certkeeper_controller::leader::LeaseConfig;
+use certkeeper_testkit::KubeApiServer;
 use common::{
     Api, BOUND, CERTIFICATES, NS, config_for, installed, ready, spawn_controller, start_with_vault_issuer,
     wait_for, wait_for_event,
@@ -151,49 +152,7 @@ async fn one_namespace_with_a_role_only() -> Result<()> {
     }
     let (kube, _bao, token) = start_with_vault_issuer().await?;
     let api = Api::new(&kube)?;
-    let text = std::fs::read_to_string(format!(
-        "{}/../../deploy/controller/rbac.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))?;
-    let mut rules = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let object: Value = serde::Deserialize::deserialize(document)?;
-        if object["kind"] == "ClusterRole" {
-            for mut rule in object["rules"].as_array().cloned().unwrap_or_default() {
-                let resources: Vec<Value> = rule["resources"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|r| !r.as_str().unwrap_or_default().starts_with("clusterissuers"))
-                    .collect();
-                if !resources.is_empty() {
-                    rule["resources"] = Value::Array(resources);
-                    rules.push(rule);
-                }
-            }
-        }
-    }
-    rules.push(
-        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                      "verbs": ["create", "get", "update"]}),
-    );
-    kube.create_service_account(NS, "certkeeper").await?;
-    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/apps";
-    api.create(
-        &format!("{rbac}/roles"),
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": {"name": "certkeeper", "namespace": NS}, "rules": rules}),
-    )
-    .await?;
-    api.create(
-        &format!("{rbac}/rolebindings"),
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": "certkeeper", "namespace": NS},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "certkeeper"},
-                "subjects": [{"kind": "ServiceAccount", "name": "certkeeper", "namespace": NS}]}),
-    )
-    .await?;
+    grant_namespaced(&api, &kube, &namespaced_rules(&[])?).await?;
     // Another namespace, with its own Issuer and a Certificate: not this controller's.
     kube.create_namespace("other").await?;
     let other_issuer = api
@@ -260,6 +219,142 @@ async fn one_namespace_with_a_role_only() -> Result<()> {
             .await?
             .is_none()
     );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
+    Ok(())
+}
+
+/// The shipped ClusterRole's rules for one namespace: without `clusterissuers` (unused with
+/// `--namespace`) and without the resources in `without`, plus the Lease verbs.
+fn namespaced_rules(without: &[&str]) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(format!(
+        "{}/../../deploy/controller/rbac.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))?;
+    let mut rules = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let object: Value = serde::Deserialize::deserialize(document)?;
+        if object["kind"] != "ClusterRole" {
+            continue;
+        }
+        for mut rule in object["rules"].as_array().cloned().unwrap_or_default() {
+            let resources: Vec<Value> = rule["resources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| {
+                    let r = r.as_str().unwrap_or_default();
+                    !r.starts_with("clusterissuers") && !without.contains(&r)
+                })
+                .collect();
+            if !resources.is_empty() {
+                rule["resources"] = Value::Array(resources);
+                rules.push(rule);
+            }
+        }
+    }
+    rules.push(
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                      "verbs": ["create", "get", "update"]}),
+    );
+    Ok(rules)
+}
+
+/// ServiceAccount `certkeeper` in [`NS`] bound to a Role `certkeeper` there with `rules`.
+async fn grant_namespaced(api: &Api, kube: &KubeApiServer, rules: &[Value]) -> Result<()> {
+    kube.create_service_account(NS, "certkeeper").await?;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/apps";
+    api.create(
+        &format!("{rbac}/roles"),
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "certkeeper", "namespace": NS}, "rules": rules}),
+    )
+    .await?;
+    api.create(
+        &format!("{rbac}/rolebindings"),
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "certkeeper", "namespace": NS},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "certkeeper"},
+                "subjects": [{"kind": "ServiceAccount", "name": "certkeeper", "namespace": NS}]}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A hand-made CertificateRequest whose status cannot be written (the Role lacks
+/// `certificaterequests/status`): Vault signs it once; the signed certificate is kept and
+/// written when the permission is granted, without a second sign request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_whose_status_write_fails_is_not_signed_again() -> Result<()> {
+    if !installed() {
+        return Ok(());
+    }
+    let (kube, _bao, _token) = start_with_vault_issuer().await?;
+    let api = Api::new(&kube)?;
+    grant_namespaced(&api, &kube, &namespaced_rules(&["certificaterequests/status"])?).await?;
+    let sa_token = kube.token_request(NS, "certkeeper", &[], 3600).await?;
+    let mut config = config_for(&kube, &sa_token);
+    config.namespace = Some(NS.to_owned());
+    let port = certkeeper_testkit::free_port();
+    config.listen = Some(format!("127.0.0.1:{port}").parse()?);
+    let (stop_tx, controller) = spawn_controller(config);
+    let signs = || async move {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await?
+            .text()
+            .await?;
+        Ok::<f64, anyhow::Error>(
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("certkeeper_vault_requests_total{") && l.contains("operation=\"sign\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    };
+    let (csr, _key) = certkeeper_testkit::csr_p256("kept.example.com", &["kept.example.com"])?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": "kept", "namespace": NS},
+                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
+                         "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+    wait_for("the request signed", BOUND, || async {
+        Ok((signs().await? >= 1.0).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        signs().await?,
+        1.0,
+        "signed once while its status cannot be written"
+    );
+    let path = "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/kept";
+    assert!(!ready(&api.get(path).await?.unwrap()));
+
+    let mut role = api
+        .get("/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/certkeeper")
+        .await?
+        .unwrap();
+    role["rules"] = json!(namespaced_rules(&[])?);
+    let (code, body) = api
+        .client
+        .call(
+            reqwest::Method::PUT,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/certkeeper",
+            "application/json",
+            Some(&role),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    let cr = api
+        .wait_until("the kept certificate written", path, ready)
+        .await?;
+    assert!(cr["status"]["certificate"].is_string());
+    assert_eq!(signs().await?, 1.0, "written, not signed again");
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
     Ok(())
