@@ -134,6 +134,9 @@ pub async fn run_requests(
     let mut in_flight: HashMap<String, Arc<Value>> = HashMap::new();
     // Signed certificates whose status write failed: written again, never signed again.
     let mut unsent: HashMap<String, Value> = HashMap::new();
+    // Requests whose final status (signed, rejected) is written but not yet seen in the store:
+    // the watch may lag behind our own write, and they must not be signed again meanwhile.
+    let mut answered: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -142,7 +145,9 @@ pub async fn run_requests(
             Some(joined) = running.join_next(), if !running.is_empty() => {
                 let Ok((key, result)) = joined else { continue };
                 let Some(cr) = in_flight.remove(&key) else { continue };
-                finish(&client, &cr, result, &mut retries, &mut unsent).await;
+                if finish(&client, &cr, result, &mut retries, &mut unsent).await {
+                    answered.insert(key);
+                }
             }
         }
         if !store.synced() {
@@ -161,7 +166,10 @@ pub async fn run_requests(
             let done = ready
                 .is_some_and(|c| c["status"] == "True" || c["reason"] == "Failed" || c["reason"] == "Denied")
                 || is_true(&cr, "InvalidRequest");
-            if annotated || done || in_flight.contains_key(&key) {
+            if done {
+                answered.remove(&key);
+            }
+            if annotated || done || in_flight.contains_key(&key) || answered.contains(&key) {
                 continue;
             }
             let Some(issuer) = issuer_id(&cr).and_then(|id| issuers.get(&id).cloned()) else {
@@ -201,6 +209,7 @@ pub async fn run_requests(
                 if patch_status(&client, &cr, status.clone()).await {
                     unsent.remove(&key);
                     retries.remove(&key);
+                    answered.insert(key.clone());
                 } else {
                     backoff_write(&mut retries, &key, now);
                 }
@@ -243,6 +252,7 @@ pub async fn run_requests(
         }
         retries.retain(|k, _| live.contains(k));
         unsent.retain(|k, _| live.contains(k));
+        answered.retain(|k| live.contains(k));
     }
 }
 
@@ -309,13 +319,14 @@ fn is_self_signed_root(pem: &str, issuing: &str) -> bool {
         .is_some_and(|c| c.self_signed)
 }
 
+/// Writes the outcome of a signing; `true` when a final status (signed, rejected) was written.
 async fn finish(
     client: &KubeClient,
     cr: &Value,
     result: SignResult,
     retries: &mut HashMap<String, Retry>,
     unsent: &mut HashMap<String, Value>,
-) {
+) -> bool {
     let key = format!("{}/{}", object_key(cr), meta_str(cr, "uid"));
     let now = SystemTime::now();
     match result {
@@ -329,10 +340,12 @@ async fn finish(
                 status["ca"] = json!(b64(ca.as_bytes()));
             }
             tracing::info!(request = %object_key(cr), "signed CertificateRequest");
-            if !patch_status(client, cr, status.clone()).await {
-                unsent.insert(key.clone(), status);
-                backoff_write(retries, &key, now);
+            if patch_status(client, cr, status.clone()).await {
+                return true;
             }
+            unsent.insert(key.clone(), status);
+            backoff_write(retries, &key, now);
+            false
         }
         Err((FailureClass::Rejected, message, _)) => {
             retries.remove(&key);
@@ -341,7 +354,7 @@ async fn finish(
                 "conditions": with_condition(cr, "Ready", "False", "Failed", &format!("Vault rejected the request: {message}")),
                 "failureTime": rfc3339(now),
             });
-            let _ = patch_status(client, cr, status).await;
+            patch_status(client, cr, status).await
         }
         Err((class, message, retry_after)) => {
             let attempts = retries.get(&key).map_or(0, |r| r.attempts).saturating_add(1);
@@ -363,6 +376,7 @@ async fn finish(
             tracing::warn!(request = %object_key(cr), class = class.as_str(), attempts, error = %message, "CertificateRequest not signed yet");
             let status = json!({"conditions": with_condition(cr, "Ready", "False", "Pending", &text)});
             let _ = patch_status(client, cr, status).await;
+            false
         }
     }
 }

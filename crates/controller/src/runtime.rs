@@ -1089,9 +1089,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn a_status_lagging_behind_the_state_is_noticed() {
-        let issued = IssuedInfo {
+    /// A certificate served from 1_800_000_000 for an hour, issued for fingerprint 7.
+    fn issued() -> IssuedInfo {
+        IssuedInfo {
             serial: "aa".into(),
             not_before: 1_800_000_000,
             not_after: 1_800_003_600,
@@ -1099,10 +1099,14 @@ mod tests {
             spec_fingerprint: 7,
             issued_at: 1_800_000_000,
             warning: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_status_lagging_behind_the_state_is_noticed() {
         let state = CertState {
             revision: 2,
-            issued: Some(issued),
+            issued: Some(issued()),
             failure: None,
         };
         let current = json!({"status": {"revision": 2, "notAfter": rfc(1_800_003_600)}});
@@ -1134,15 +1138,7 @@ mod tests {
     fn status_shows_failures_and_keeps_transition_times() {
         let state = CertState {
             revision: 2,
-            issued: Some(IssuedInfo {
-                serial: "aa".into(),
-                not_before: 1_800_000_000,
-                not_after: 1_800_003_600,
-                renewal_time: 1_800_002_400,
-                spec_fingerprint: 7,
-                issued_at: 1_800_000_000,
-                warning: None,
-            }),
+            issued: Some(issued()),
             failure: Some(FailureRecord {
                 class: FailureClass::AuthRejected,
                 message: "permission denied".into(),

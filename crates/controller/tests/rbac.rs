@@ -116,21 +116,9 @@ async fn runs_with_the_shipped_rbac_only() -> Result<()> {
         .unwrap();
     assert!(ready(&cr), "status written: {cr}");
     // A CertificateRequest made by hand is approved and signed.
-    let (csr, _key) = certkeeper_testkit::csr_p256("by-hand.example.com", &["by-hand.example.com"])?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
-                "metadata": {"name": "by-hand", "namespace": NS},
-                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
-                         "issuerRef": {"name": "vault"}}}),
-    )
-    .await?;
-    api.wait_until(
-        "by-hand signed",
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand",
-        ready,
-    )
-    .await?;
+    create_request(&api, "by-hand").await?;
+    api.wait_until("by-hand signed", &request_path("by-hand"), ready)
+        .await?;
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
     let lease = api
@@ -194,21 +182,9 @@ async fn one_namespace_with_a_role_only() -> Result<()> {
             .await?
             .is_some()
     );
-    let (csr, _key) = certkeeper_testkit::csr_p256("by-hand.example.com", &["by-hand.example.com"])?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
-                "metadata": {"name": "by-hand", "namespace": NS},
-                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
-                         "issuerRef": {"name": "vault"}}}),
-    )
-    .await?;
-    api.wait_until(
-        "by-hand signed",
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/by-hand",
-        ready,
-    )
-    .await?;
+    create_request(&api, "by-hand").await?;
+    api.wait_until("by-hand signed", &request_path("by-hand"), ready)
+        .await?;
     let other = api
         .get("/apis/cert-manager.io/v1/namespaces/other/certificates/web")
         .await?
@@ -221,6 +197,26 @@ async fn one_namespace_with_a_role_only() -> Result<()> {
     );
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
+    Ok(())
+}
+
+fn request_path(name: &str) -> String {
+    format!("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/{name}")
+}
+
+/// A CertificateRequest `name` in [`NS`] made by hand (as istio-csr or csi-driver make them) for
+/// Issuer `vault`, with a CSR for `<name>.example.com`.
+async fn create_request(api: &Api, name: &str) -> Result<()> {
+    let host = format!("{name}.example.com");
+    let (csr, _key) = certkeeper_testkit::csr_p256(&host, &[host.as_str()])?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
+                         "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -313,15 +309,7 @@ async fn a_signed_request_whose_status_write_fails_is_not_signed_again() -> Resu
                 .sum(),
         )
     };
-    let (csr, _key) = certkeeper_testkit::csr_p256("kept.example.com", &["kept.example.com"])?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
-                "metadata": {"name": "kept", "namespace": NS},
-                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
-                         "issuerRef": {"name": "vault"}}}),
-    )
-    .await?;
+    create_request(&api, "kept").await?;
     wait_for("the request signed", BOUND, || async {
         Ok((signs().await? >= 1.0).then_some(()))
     })
@@ -332,8 +320,8 @@ async fn a_signed_request_whose_status_write_fails_is_not_signed_again() -> Resu
         1.0,
         "signed once while its status cannot be written"
     );
-    let path = "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/kept";
-    assert!(!ready(&api.get(path).await?.unwrap()));
+    let path = request_path("kept");
+    assert!(!ready(&api.get(&path).await?.unwrap()));
 
     let mut role = api
         .get("/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles/certkeeper")
@@ -351,7 +339,7 @@ async fn a_signed_request_whose_status_write_fails_is_not_signed_again() -> Resu
         .await?;
     assert_eq!(code, 200, "{body}");
     let cr = api
-        .wait_until("the kept certificate written", path, ready)
+        .wait_until("the kept certificate written", &path, ready)
         .await?;
     assert!(cr["status"]["certificate"].is_string());
     assert_eq!(signs().await?, 1.0, "written, not signed again");
