@@ -21,11 +21,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use certkeeper_core::Secret;
-use certkeeper_core::pki::Pkcs12Profile;
 use certkeeper_core::spec::{self, Certificate, Resource, VaultAuthMethod, VaultIssuer};
 use certkeeper_engine::build::{self, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::outputs::OutputFormats;
+use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use serde_json::Value;
@@ -324,7 +323,7 @@ pub fn build_certificate(
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a Secret in the Certificate's
 /// namespace, or the literal) and the profile.
-fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
     build::pkcs12_keystore(cert, |sel| {
         Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: client.clone(),

@@ -211,7 +211,7 @@ pub async fn run_requests(
                     retries.remove(&key);
                     answered.insert(key.clone());
                 } else {
-                    backoff_write(&mut retries, &key, now);
+                    schedule_retry(&mut retries, &key, FailureClass::Transient, None, now);
                 }
                 continue;
             }
@@ -256,19 +256,28 @@ pub async fn run_requests(
     }
 }
 
-/// A status write that failed waits before the next try (transient schedule).
-fn backoff_write(retries: &mut HashMap<String, Retry>, key: &str, now: SystemTime) {
+/// Schedules the next try of `key` after a failure of `class` (the engine's schedule); returns
+/// it. A failed status write counts as a transient failure.
+fn schedule_retry(
+    retries: &mut HashMap<String, Retry>,
+    key: &str,
+    class: FailureClass,
+    retry_after: Option<Duration>,
+    now: SystemTime,
+) -> Retry {
     let attempts = retries.get(key).map_or(0, |r| r.attempts).saturating_add(1);
     let input = certkeeper_core::schedule::RetryInput {
-        class: FailureClass::Transient,
+        class,
         attempts,
         failed_at: now,
         current_not_after: None,
-        retry_after: None,
+        retry_after,
         unit_random: unit_random(key, attempts),
     };
     let next = certkeeper_core::schedule::next_attempt(&input).unwrap_or(now + INVALID_RECHECK);
-    retries.insert(key.to_owned(), Retry { attempts, next });
+    let retry = Retry { attempts, next };
+    retries.insert(key.to_owned(), retry);
+    retry
 }
 
 async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
@@ -343,8 +352,8 @@ async fn finish(
             if patch_status(client, cr, status.clone()).await {
                 return true;
             }
-            unsent.insert(key.clone(), status);
-            backoff_write(retries, &key, now);
+            schedule_retry(retries, &key, FailureClass::Transient, None, now);
+            unsent.insert(key, status);
             false
         }
         Err((FailureClass::Rejected, message, _)) => {
@@ -357,17 +366,7 @@ async fn finish(
             patch_status(client, cr, status).await
         }
         Err((class, message, retry_after)) => {
-            let attempts = retries.get(&key).map_or(0, |r| r.attempts).saturating_add(1);
-            let input = certkeeper_core::schedule::RetryInput {
-                class,
-                attempts,
-                failed_at: now,
-                current_not_after: None,
-                retry_after,
-                unit_random: unit_random(&key, attempts),
-            };
-            let next = certkeeper_core::schedule::next_attempt(&input).unwrap_or(now + INVALID_RECHECK);
-            retries.insert(key, Retry { attempts, next });
+            let Retry { attempts, next } = schedule_retry(retries, &key, class, retry_after, now);
             let text = format!(
                 "Waiting to retry ({}, attempt {attempts}, next attempt {}): {message}",
                 class.as_str(),

@@ -755,7 +755,6 @@ async fn check_target_secrets(
     }
 }
 
-/// The engine state of a certificate the engine has not seen yet, from the API.
 /// The engine state of a certificate the engine has not seen yet, from the API, and whether
 /// its status already says so. `Err`: the target Secret could not be read.
 async fn restore(
@@ -935,10 +934,7 @@ async fn report_missing_issuers(
                 "message": format!("Waiting for the issuer: {message}"),
                 "lastTransitionTime": rfc3339(SystemTime::now())}]);
         }
-        let path = format!(
-            "{}/status",
-            crate::kube::cm_path(&meta.namespace, "certificates", Some(&meta.name))
-        );
+        let path = crate::runtime::status_path(meta);
         match client.merge_patch(&path, &json!({ "status": status })).await {
             Ok(_) => {
                 applied.missing_issuer.insert(id.clone(), message);

@@ -105,9 +105,6 @@ struct Phase {
     saved: AtomicU64,
     /// The conditions last written, the base of the next `Issuing` write.
     last: tokio::sync::Mutex<Option<Value>>,
-    /// The version ([`KubeRuntime::versions`]) of the state last written to the status: an
-    /// older state (a retry racing a newer write) is not written over it.
-    written: AtomicU64,
 }
 
 /// An Event to post about a Certificate.
@@ -229,10 +226,7 @@ impl KubeRuntime {
                 issuing["observedGeneration"] = json!(meta.generation);
             }
             conditions.push(issuing);
-            let path = format!(
-                "{}/status",
-                cm_path(&meta.namespace, "certificates", Some(&meta.name))
-            );
+            let path = status_path(&meta);
             match client
                 .merge_patch(&path, &json!({"status": {"conditions": conditions.clone()}}))
                 .await
@@ -514,10 +508,7 @@ impl KubeRuntime {
 
     /// Records `name` (or clears it) as `status.nextPrivateKeySecretName`.
     async fn patch_pending_status(&self, meta: &CertMeta, name: Option<&str>) -> Result<(), KubeError> {
-        let path = format!(
-            "{}/status",
-            cm_path(&meta.namespace, "certificates", Some(&meta.name))
-        );
+        let path = status_path(meta);
         match self
             .client
             .merge_patch(&path, &json!({"status": {"nextPrivateKeySecretName": name}}))
@@ -616,8 +607,8 @@ impl KubeRuntime {
         }
     }
 
-    /// One Certificate's status for `entry` (a merge patch; skipped for a deleted Certificate
-    /// and when a newer state is already written).
+    /// One Certificate's status for `entry` (a merge patch; skipped for a deleted Certificate).
+    /// Only the status writer calls it, one write at a time, newest state last.
     async fn write_status(&self, id: &str, entry: &Unsaved) -> Result<(), KubeError> {
         let Some(tracked) = self.tracked(id) else {
             return Ok(());
@@ -625,9 +616,6 @@ impl KubeRuntime {
         let meta = &tracked.meta;
         let phase = self.phase(id);
         let mut last = phase.last.lock().await;
-        if phase.written.load(Ordering::SeqCst) > entry.version {
-            return Ok(());
-        }
         phase.saved.fetch_max(entry.started, Ordering::SeqCst);
         let old = self.certificates.get(id).and_then(|c| c.get("status").cloned());
         let patch = status_patch(
@@ -637,14 +625,10 @@ impl KubeRuntime {
             old.as_ref(),
             SystemTime::now(),
         );
-        let path = format!(
-            "{}/status",
-            cm_path(&meta.namespace, "certificates", Some(&meta.name))
-        );
+        let path = status_path(meta);
         match self.client.merge_patch(&path, &patch).await {
             Ok(_) => {
                 *last = patch.pointer("/status/conditions").cloned();
-                phase.written.store(entry.version, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) if e.code() == Some(404) => Ok(()),
@@ -668,6 +652,14 @@ impl KubeRuntime {
             }
         }
     }
+}
+
+/// The status subresource of a Certificate.
+pub fn status_path(meta: &CertMeta) -> String {
+    format!(
+        "{}/status",
+        cm_path(&meta.namespace, "certificates", Some(&meta.name))
+    )
 }
 
 /// The Certificate status for `state`, as a merge patch (`null` clears a field).
@@ -988,12 +980,6 @@ impl Runtime for KubeRuntime {
         };
         match event {
             EngineEvent::Issuing { reason } => {
-                // cert-manager's name for "the spec no longer matches what was issued".
-                let reason = if reason == "SpecChanged" {
-                    "RequestChanged"
-                } else {
-                    reason
-                };
                 tracing::info!(certificate = id, reason, "issuing certificate");
                 let message = match reason {
                     "DoesNotExist" => "Issuing certificate as Secret does not exist".to_owned(),

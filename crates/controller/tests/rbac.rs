@@ -22,12 +22,18 @@ use serde_json::{Value, json};
 
 const CERT: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web";
 
-/// Creates every object of a YAML file of `deploy/controller/`.
-async fn apply_file(api: &Api, file: &str) -> Result<()> {
+/// The objects of a YAML file of `deploy/controller/`.
+fn deploy_objects(file: &str) -> Result<Vec<Value>> {
     let path = format!("{}/../../deploy/controller/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path)?;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let object: Value = serde::Deserialize::deserialize(document)?;
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| Ok(serde::Deserialize::deserialize(document)?))
+        .collect()
+}
+
+/// Creates every object of a YAML file of `deploy/controller/`.
+async fn apply_file(api: &Api, file: &str) -> Result<()> {
+    for object in deploy_objects(file)? {
         let kind = object["kind"].as_str().unwrap_or_default();
         let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
         let collection = match kind {
@@ -223,13 +229,8 @@ async fn create_request(api: &Api, name: &str) -> Result<()> {
 /// The shipped ClusterRole's rules for one namespace: without `clusterissuers` (unused with
 /// `--namespace`) and without the resources in `without`, plus the Lease verbs.
 fn namespaced_rules(without: &[&str]) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(format!(
-        "{}/../../deploy/controller/rbac.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))?;
     let mut rules = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let object: Value = serde::Deserialize::deserialize(document)?;
+    for object in deploy_objects("rbac.yaml")? {
         if object["kind"] != "ClusterRole" {
             continue;
         }

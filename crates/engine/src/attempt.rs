@@ -40,8 +40,9 @@ pub(crate) enum AttemptOutcome {
         refused_locally: bool,
         recovered: bool,
         /// Signed and verified, but the runtime could not store it (API server or disk
-        /// trouble): the next attempt writes it instead of signing again.
-        unwritten: Option<Box<Issued>>,
+        /// trouble), with the fingerprint of the job it was signed for: the next attempt
+        /// writes it instead of signing again if the spec is still the same.
+        unwritten: Option<(u64, Box<Issued>)>,
     },
 }
 
@@ -191,7 +192,7 @@ async fn write_issued<R: Runtime>(
             retry_after: None,
             refused_locally: false,
             recovered,
-            unwritten: Some(Box::new(issued)),
+            unwritten: Some((job.fingerprint, Box::new(issued))),
         };
     }
     AttemptOutcome::Issued {

@@ -28,6 +28,7 @@ use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, Va
 use crate::gate::{GateConfig, IssuerGate};
 use crate::job::{CertJob, IssuerId, IssuerRuntime, JobLabels};
 use crate::metrics::Metrics;
+use crate::outputs::Pkcs12Output;
 
 /// Gate limits and Vault timeouts applied to every issuer (the standalone `issuers:` section).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -387,7 +388,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
 pub fn pkcs12_keystore(
     cert: &Certificate,
     password_ref: impl FnOnce(&SecretKeySelector) -> Result<SecretSource, String>,
-) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+) -> Result<Option<Pkcs12Output>, String> {
     let Some(keystore) = cert
         .spec
         .keystores
@@ -402,7 +403,8 @@ pub fn pkcs12_keystore(
         (_, Some(password)) => SecretSource::Value(password.clone()),
         _ => return Err("spec.keystores.pkcs12: no password".to_owned()),
     };
-    Ok(Some((password, pkcs12_profile(keystore.profile.as_ref())?)))
+    let profile = pkcs12_profile(keystore.profile.as_ref())?;
+    Ok(Some(Pkcs12Output { password, profile }))
 }
 
 /// `keystores.pkcs12.profile` (cert-manager's default when absent).

@@ -174,8 +174,10 @@ struct Entry {
     in_flight: bool,
     /// The queue key this entry is currently filed under.
     queued: Option<SystemTime>,
-    /// Signed for this job's fingerprint but not stored yet (the write failed): the next
-    /// attempt writes it instead of signing again, while it is before its renewal time.
+    /// Signed for this fingerprint but not stored yet (the write failed): the next attempt
+    /// writes it instead of signing again, while it is before its renewal time. The fingerprint
+    /// is the attempt's, not the entry's: an attempt in flight when the spec changes hands back
+    /// a certificate for the old spec, which must not be written.
     unwritten: Option<(u64, Box<Issued>)>,
 }
 
@@ -469,7 +471,7 @@ impl<R: Runtime> Driver<R> {
                 recovered,
                 unwritten,
             } => {
-                e.unwritten = unwritten.map(|issued| (e.job.fingerprint, issued));
+                e.unwritten = unwritten;
                 if !refused_locally {
                     self.metrics.record_attempt(&issuer, Some(class));
                 }

@@ -41,18 +41,18 @@ pub struct OutputFormats {
     pub combined_pem: bool,
     /// `additionalOutputFormats: [{type: DER}]`
     pub der: bool,
-    /// `keystores.pkcs12` with `create: true` (resolved by the runtime's
+    /// `keystores.pkcs12` with `create: true` (resolved by the runtime through
     /// [`crate::build::pkcs12_keystore`]).
     pub pkcs12: Option<Pkcs12Output>,
 }
 
 impl OutputFormats {
-    pub fn new(spec: &CertificateSpec, pkcs12: Option<(SecretSource, Pkcs12Profile)>) -> Self {
+    pub fn new(spec: &CertificateSpec, pkcs12: Option<Pkcs12Output>) -> Self {
         let asks = |format: OutputFormat| spec.additional_output_formats.iter().any(|f| f.format == format);
         OutputFormats {
             combined_pem: asks(OutputFormat::CombinedPEM),
             der: asks(OutputFormat::Der),
-            pkcs12: pkcs12.map(|(password, profile)| Pkcs12Output { password, profile }),
+            pkcs12,
         }
     }
 }

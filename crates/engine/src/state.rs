@@ -73,7 +73,8 @@ pub struct CertState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueReason {
     DoesNotExist,
-    SpecChanged,
+    /// The served certificate was issued for another spec (cert-manager's reason).
+    RequestChanged,
     Expired,
     Renewing,
     ManuallyTriggered,
@@ -85,7 +86,7 @@ impl IssueReason {
     pub fn as_str(self) -> &'static str {
         match self {
             IssueReason::DoesNotExist => "DoesNotExist",
-            IssueReason::SpecChanged => "SpecChanged",
+            IssueReason::RequestChanged => "RequestChanged",
             IssueReason::Expired => "Expired",
             IssueReason::Renewing => "Renewing",
             IssueReason::ManuallyTriggered => "ManuallyTriggered",
@@ -121,7 +122,7 @@ pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_n
         return Decision::Issue(IssueReason::DoesNotExist);
     };
     if issued.spec_fingerprint != spec_fingerprint {
-        return Decision::Issue(IssueReason::SpecChanged);
+        return Decision::Issue(IssueReason::RequestChanged);
     }
     if from_unix(issued.not_after) <= now {
         return Decision::Issue(IssueReason::Expired);
@@ -189,7 +190,7 @@ mod tests {
         );
         assert_eq!(
             decide(&good, 2, at(10), false),
-            Decision::Issue(IssueReason::SpecChanged)
+            Decision::Issue(IssueReason::RequestChanged)
         );
         assert_eq!(
             decide(&good, 1, at(10), true),
@@ -215,7 +216,7 @@ mod tests {
         );
         assert_eq!(
             decide(&failing, 2, at(2030), false),
-            Decision::Issue(IssueReason::SpecChanged)
+            Decision::Issue(IssueReason::RequestChanged)
         );
         assert_eq!(
             decide(&failing, 1, at(2030), true),
@@ -229,7 +230,7 @@ mod tests {
         assert_eq!(decide(&waiting, 1, at(2030), false), Decision::WaitForChange);
         assert_eq!(
             decide(&waiting, 3, at(2030), false),
-            Decision::Issue(IssueReason::SpecChanged)
+            Decision::Issue(IssueReason::RequestChanged)
         );
     }
 

@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use certkeeper_core::pki::Pkcs12Profile;
 use certkeeper_core::spec::Certificate;
 use certkeeper_engine::CertJob;
 use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_keystore};
-use certkeeper_engine::outputs::OutputFormats;
+use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
 use certkeeper_vault::SecretSource;
 
 use super::LoadProblem;
@@ -42,7 +41,7 @@ pub(super) fn build(
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a file or environment
 /// variable, as the configuration resolves the Secret) and the profile.
-fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<(SecretSource, Pkcs12Profile)>, String> {
+fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
     pkcs12_keystore(cert, |sel| {
         match config.secret_location(cert.namespace(), &sel.name, &sel.key) {
             Some(SecretLocation::File(path)) => Ok(SecretSource::File(path)),
