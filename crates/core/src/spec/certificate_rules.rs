@@ -420,11 +420,7 @@ impl CertificateSpec {
                     push(errors, at.field("password"), Problem::Required)
                 }
                 // cert-manager reads exactly this key; there is no default.
-                (Some(r), None) if r.key.is_empty() => push(
-                    errors,
-                    at.field("passwordSecretRef").field("key"),
-                    Problem::Required,
-                ),
+                (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
                 _ => {}
             }
         }

@@ -191,6 +191,15 @@ pub enum Problem {
     Duplicate(String),
     #[error("must not contain '..' path segments")]
     DotDotSegment,
+    #[error("invalid Secret key {value:?}: {reason}")]
+    InvalidSecretKey { value: String, reason: &'static str },
+    #[error("invalid Vault path {value:?}: {reason}")]
+    InvalidVaultPath { value: String, reason: &'static str },
+    #[error(
+        "audience {0:?} would make the token valid against the Kubernetes API server itself; \
+         use an audience that names Vault (e.g. vault://<namespace>/<issuer>)"
+    )]
+    KubernetesApiAudience(String),
     #[error("must be Issuer or ClusterIssuer, got {kind:?}{}",
         if *.group_missing { " (did you forget to set spec.issuerRef.group?)" } else { "" })]
     InvalidIssuerKind { kind: String, group_missing: bool },

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use super::error::{FieldError, FieldPath, Problem};
-use super::meta::{IssuerKey, IssuerKind, ObjectMeta, SecretKeySelector};
-use super::syntax::{Base64Bytes, check_server_url, pem_has_certificate};
+use super::meta::{IssuerKey, IssuerKind, ObjectMeta, SecretKeySelector, validate_object_name};
+use super::syntax::{
+    Base64Bytes, check_server_url, check_vault_path, is_kubernetes_api_audience, pem_has_certificate,
+};
 
 /// Secret key holding a Vault token (tokenSecretRef) or a ServiceAccount JWT (kubernetes
 /// secretRef) when the reference names none.
@@ -184,6 +186,20 @@ fn has_dot_dot(path: &str) -> bool {
     path.split('/').any(|s| s == "..")
 }
 
+/// A Vault path from the manifest: `..` segments (cert-manager's own rule) and anything that is
+/// not a plain path (see [`check_vault_path`]).
+fn validate_vault_path(value: &str, path: FieldPath, errors: &mut Vec<FieldError>) {
+    if has_dot_dot(value) {
+        errors.push(FieldError::new(path, Problem::DotDotSegment));
+    } else if let Err(reason) = check_vault_path(value) {
+        let problem = Problem::InvalidVaultPath {
+            value: value.to_owned(),
+            reason,
+        };
+        errors.push(FieldError::new(path, problem));
+    }
+}
+
 impl VaultAuth {
     /// The method in effect (see [`VaultAuthMethod`]); `None` when none is set or only the
     /// unsupported `aws` one is.
@@ -219,6 +235,33 @@ impl VaultClientCertificateAuth {
 }
 
 impl VaultKubernetesAuth {
+    fn validate(&self, at: &FieldPath, errors: &mut Vec<FieldError>) {
+        if self.role.is_empty() {
+            errors.push(FieldError::new(at.field("role"), Problem::Required));
+        }
+        validate_vault_path(&self.mount_path, at.field("mountPath"), errors);
+        let secret = self.secret_ref.as_ref().filter(|s| !s.name.is_empty());
+        if let Some(secret) = secret {
+            secret.validate(&at.field("secretRef"), false, errors);
+        }
+        if let Some(sa) = &self.service_account_ref {
+            let at = at.field("serviceAccountRef");
+            validate_object_name(&sa.name, &at.field("name"), errors);
+            for (i, audience) in sa.audiences.iter().enumerate() {
+                if is_kubernetes_api_audience(audience) {
+                    let problem = Problem::KubernetesApiAudience(audience.clone());
+                    errors.push(FieldError::new(at.field("audiences").index(i), problem));
+                }
+            }
+        }
+        const SOURCES: &[&str] = &["secretRef", "serviceAccountRef"];
+        match (secret.is_some(), self.service_account_ref.is_some()) {
+            (false, false) => errors.push(FieldError::new(at.clone(), Problem::RequiredOneOf(SOURCES))),
+            (true, true) => errors.push(FieldError::new(at.clone(), Problem::OnlyOneOf(SOURCES))),
+            _ => {}
+        }
+    }
+
     pub fn login_path(&self) -> String {
         let mount = if self.mount_path.is_empty() {
             DEFAULT_KUBERNETES_MOUNT_PATH
@@ -261,32 +304,30 @@ impl VaultIssuer {
     }
 
     fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
-        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
+        let push = |errors: &mut Vec<FieldError>, path: FieldPath, problem| {
+            errors.push(FieldError::new(path, problem))
+        };
         if self.server.is_empty() {
-            push(path.field("server"), Problem::Required);
+            push(errors, path.field("server"), Problem::Required);
         } else if let Err(reason) = check_server_url(&self.server) {
-            push(
-                path.field("server"),
-                Problem::InvalidUrl {
-                    value: self.server.clone(),
-                    reason,
-                },
-            );
+            let problem = Problem::InvalidUrl {
+                value: self.server.clone(),
+                reason,
+            };
+            push(errors, path.field("server"), problem);
         }
         if self.path.is_empty() {
-            push(path.field("path"), Problem::Required);
-        } else if has_dot_dot(&self.path) {
-            push(path.field("path"), Problem::DotDotSegment);
+            push(errors, path.field("path"), Problem::Required);
+        } else {
+            validate_vault_path(&self.path, path.field("path"), errors);
         }
         if let Some(pem) = self.ca_bundle_pem() {
             if !pem_has_certificate(pem) {
-                push(path.field("caBundle"), Problem::NoCertificateInBundle);
+                push(errors, path.field("caBundle"), Problem::NoCertificateInBundle);
             }
             if self.ca_bundle_secret_ref.is_some() {
-                push(
-                    path.field("caBundle"),
-                    Problem::MutuallyExclusive("caBundleSecretRef"),
-                );
+                let problem = Problem::MutuallyExclusive("caBundleSecretRef");
+                push(errors, path.field("caBundle"), problem);
             }
         }
         let refs = [
@@ -295,16 +336,18 @@ impl VaultIssuer {
             ("clientKeySecretRef", &self.client_key_secret_ref),
         ];
         for (field, reference) in refs {
-            if reference.as_ref().is_some_and(|r| r.name.is_empty()) {
-                push(path.field(field).field("name"), Problem::Required);
+            if let Some(reference) = reference {
+                reference.validate(&path.field(field), false, errors);
             }
         }
         match (&self.client_cert_secret_ref, &self.client_key_secret_ref) {
             (Some(_), None) => push(
+                errors,
                 path.field("clientKeySecretRef"),
                 Problem::RequiredWith("clientCertSecretRef"),
             ),
             (None, Some(_)) => push(
+                errors,
                 path.field("clientCertSecretRef"),
                 Problem::RequiredWith("clientKeySecretRef"),
             ),
@@ -317,60 +360,32 @@ impl VaultIssuer {
 impl VaultAuth {
     /// cert-manager validates every method that is present, not just the one in effect.
     fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
-        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
-        if let Some(token) = &self.token_secret_ref
-            && token.name.is_empty()
-        {
-            push(path.field("tokenSecretRef").field("name"), Problem::Required);
+        if let Some(token) = &self.token_secret_ref {
+            token.validate(&path.field("tokenSecretRef"), false, errors);
         }
         if let Some(app_role) = &self.app_role {
             let at = path.field("appRole");
             if app_role.path.is_empty() {
-                push(at.field("path"), Problem::Required);
-            } else if has_dot_dot(&app_role.path) {
-                push(at.field("path"), Problem::DotDotSegment);
+                errors.push(FieldError::new(at.field("path"), Problem::Required));
+            } else {
+                validate_vault_path(&app_role.path, at.field("path"), errors);
             }
             if app_role.role_id.trim().is_empty() {
-                push(at.field("roleId"), Problem::Required);
+                errors.push(FieldError::new(at.field("roleId"), Problem::Required));
             }
-            for (field, value) in [
-                ("name", &app_role.secret_ref.name),
-                ("key", &app_role.secret_ref.key),
-            ] {
-                if value.is_empty() {
-                    push(at.field("secretRef").field(field), Problem::Required);
-                }
-            }
+            app_role.secret_ref.validate(&at.field("secretRef"), true, errors);
         }
-        if let Some(cert) = &self.client_certificate
-            && has_dot_dot(&cert.mount_path)
-        {
-            push(
-                path.field("clientCertificate").field("mountPath"),
-                Problem::DotDotSegment,
-            );
+        if let Some(cert) = &self.client_certificate {
+            let at = path.field("clientCertificate");
+            validate_vault_path(&cert.mount_path, at.field("mountPath"), errors);
+            if !cert.secret_name.is_empty() {
+                validate_object_name(&cert.secret_name, &at.field("secretName"), errors);
+            }
         }
         if let Some(kubernetes) = &self.kubernetes {
-            let at = path.field("kubernetes");
-            if kubernetes.role.is_empty() {
-                push(at.field("role"), Problem::Required);
-            }
-            if has_dot_dot(&kubernetes.mount_path) {
-                push(at.field("mountPath"), Problem::DotDotSegment);
-            }
-            if let Some(sa) = &kubernetes.service_account_ref
-                && sa.name.is_empty()
-            {
-                push(at.field("serviceAccountRef").field("name"), Problem::Required);
-            }
-            const SOURCES: &[&str] = &["secretRef", "serviceAccountRef"];
-            let secret = kubernetes.secret_ref.as_ref().is_some_and(|s| !s.name.is_empty());
-            match (secret, kubernetes.service_account_ref.is_some()) {
-                (false, false) => push(at, Problem::RequiredOneOf(SOURCES)),
-                (true, true) => push(at, Problem::OnlyOneOf(SOURCES)),
-                _ => {}
-            }
+            kubernetes.validate(&path.field("kubernetes"), errors);
         }
+        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
         if self.method().is_none() {
             if self.aws.is_some() {
                 push(

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FieldError, FieldPath, Problem};
-use super::syntax::{check_dns_label, check_dns_subdomain};
+use super::syntax::{check_dns_label, check_dns_subdomain, check_secret_key};
 
 /// The namespace of a namespaced object whose manifest names none. `kubectl apply` would use the
 /// context's namespace, which is `default` unless configured; standalone manifests have no
@@ -85,6 +85,20 @@ impl ObjectMeta {
     }
 }
 
+/// A referenced object's name (a Secret, a ServiceAccount): required, and a DNS subdomain as the
+/// API server requires of every such name.
+pub(super) fn validate_object_name(name: &str, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    if name.is_empty() {
+        errors.push(FieldError::new(path.clone(), Problem::Required));
+    } else if let Err(reason) = check_dns_subdomain(name) {
+        let problem = Problem::InvalidName {
+            value: name.to_owned(),
+            reason,
+        };
+        errors.push(FieldError::new(path.clone(), problem));
+    }
+}
+
 /// A reference to an object in the same namespace, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -106,6 +120,25 @@ impl SecretKeySelector {
     /// The key, or `default` when the manifest leaves it empty.
     pub fn key_or<'a>(&'a self, default: &'a str) -> &'a str {
         if self.key.is_empty() { default } else { &self.key }
+    }
+
+    /// The name is required and must be a Secret name (a DNS subdomain), the key, when set, a
+    /// Secret data key, as the API server checks them: these strings become API paths in the
+    /// controller and file paths standalone, so nothing else may reach either.
+    /// `key_required`: the field has no default key (appRole `secretRef`, PKCS#12 passwords).
+    pub(super) fn validate(&self, path: &FieldPath, key_required: bool, errors: &mut Vec<FieldError>) {
+        validate_object_name(&self.name, &path.field("name"), errors);
+        if self.key.is_empty() {
+            if key_required {
+                errors.push(FieldError::new(path.field("key"), Problem::Required));
+            }
+        } else if let Err(reason) = check_secret_key(&self.key) {
+            let problem = Problem::InvalidSecretKey {
+                value: self.key.clone(),
+                reason,
+            };
+            errors.push(FieldError::new(path.field("key"), problem));
+        }
     }
 }
 

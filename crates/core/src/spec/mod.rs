@@ -86,7 +86,10 @@ pub use status::{
     CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertkeeperStatus, Condition,
     ConditionStatus, IssuerCondition, IssuerStatus,
 };
-pub use syntax::Base64Bytes;
+pub use syntax::{
+    Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,
+    is_kubernetes_api_audience,
+};
 
 /// The only API version accepted for the three kinds.
 pub const API_VERSION: &str = "cert-manager.io/v1";

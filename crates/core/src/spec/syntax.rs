@@ -46,6 +46,70 @@ pub fn check_dns_label(s: &str) -> Result<(), &'static str> {
     if is_dns_label(s) { Ok(()) } else { Err(LABEL_CHARS) }
 }
 
+/// Kubernetes `IsConfigMapKey`, the rule for Secret `data` keys: at most 253 characters of
+/// `[-._a-zA-Z0-9]`, and not `.`, `..` or anything starting with `..`.
+pub fn check_secret_key(s: &str) -> Result<(), &'static str> {
+    if s.len() > 253 {
+        return Err("must be no more than 253 characters");
+    }
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        return Err("must consist of alphanumeric characters, '-', '_' or '.'");
+    }
+    if s == "." {
+        return Err("must not be '.'");
+    }
+    if s.starts_with("..") {
+        return Err("must not be '..' or start with '..'");
+    }
+    Ok(())
+}
+
+/// A Vault API path taken from a manifest (`spec.vault.path`, login mount paths): a path only,
+/// appended to the server address. Anything that could make it leave the server or the path
+/// (a scheme, `//host`, a query, a fragment, escapes, backslashes, `..`) is refused rather
+/// than encoded; Vault's own mount and role names never need these characters.
+pub fn check_vault_path(s: &str) -> Result<(), &'static str> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters");
+    }
+    if s.contains(['?', '#']) {
+        return Err("must be a path: no '?' query or '#' fragment");
+    }
+    if s.contains(['%', '\\']) {
+        return Err("must not contain '%' escapes or '\\'");
+    }
+    if s.starts_with("//") || s.contains(':') {
+        return Err("must be a path, not a URL (the server is set in spec.vault.server)");
+    }
+    if s.split('/').any(|segment| segment == "..") {
+        return Err("must not contain '..' path segments");
+    }
+    Ok(())
+}
+
+/// Audiences for which a ServiceAccount token would be accepted by the Kubernetes API server
+/// itself under the defaults of common distributions (`--api-audiences` defaults to the
+/// service-account issuer, `https://kubernetes.default.svc[.cluster.local]` in kubeadm, kind,
+/// EKS; k3s and RKE2 add their own names). A token minted for an Issuer must never be one of
+/// these: whoever runs the Issuer's `server` could use it against the cluster. The controller
+/// adds the audiences of the cluster it runs in (see its token source) to this static list.
+pub fn is_kubernetes_api_audience(audience: &str) -> bool {
+    let lower = audience.trim().to_ascii_lowercase();
+    let host = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .unwrap_or(&lower);
+    let host = host.split(['/', ':']).next().unwrap_or_default();
+    host == "kubernetes"
+        || host == "kubernetes.default"
+        || host.starts_with("kubernetes.default.svc")
+        || matches!(lower.as_str(), "k3s" | "rke2" | "api")
+}
+
 fn is_qualified_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

@@ -451,3 +451,27 @@ fn spec_round_trips_through_serde_with_cert_manager_names() {
     let back: CertificateSpec = serde_yaml_ng::from_str(&yaml).unwrap();
     assert_eq!(back, original.spec);
 }
+
+/// A PKCS#12 password reference is a Secret name and key like any other: one that would reach
+/// outside the namespace (controller) or the Secret directory (standalone) is refused.
+#[test]
+fn hostile_keystore_password_references_are_refused() {
+    assert_eq!(
+        errors(&minimal(
+            "keystores: {pkcs12: {create: true, passwordSecretRef: {name: ../../etc, key: passwd}}}"
+        )),
+        [
+            "spec.keystores.pkcs12.passwordSecretRef.name: invalid name \"../../etc\": must consist of lower case \
+          alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        ]
+    );
+    assert_eq!(
+        errors(&minimal(
+            "keystores: {pkcs12: {create: true, passwordSecretRef: {name: p, key: /etc/shadow}}}"
+        )),
+        [
+            "spec.keystores.pkcs12.passwordSecretRef.key: invalid Secret key \"/etc/shadow\": must consist of \
+          alphanumeric characters, '-', '_' or '.'"
+        ]
+    );
+}

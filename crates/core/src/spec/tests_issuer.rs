@@ -380,3 +380,140 @@ fn issuer_spec_round_trips_through_serde() {
     let back: IssuerSpec = serde_yaml_ng::from_str(&yaml).unwrap();
     assert_eq!(back, issuer.spec);
 }
+
+/// Hostile references: each string below would leave the Issuer's namespace (a path in the
+/// controller's API requests) or its Secret directory (a file path standalone). Each is refused
+/// by validation with the field named, as the API server would refuse such a name or key.
+#[test]
+fn hostile_secret_references_are_refused_at_validation() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "auth: {tokenSecretRef: {name: ../../kube-system/secrets/victim}}",
+            "spec.vault.auth.tokenSecretRef.name: invalid name",
+        ),
+        (
+            "auth: {tokenSecretRef: {name: vault-token, key: /etc/shadow}}",
+            "spec.vault.auth.tokenSecretRef.key: invalid Secret key",
+        ),
+        (
+            "auth: {tokenSecretRef: {name: vault-token, key: ..data}}",
+            "spec.vault.auth.tokenSecretRef.key: invalid Secret key",
+        ),
+        (
+            "auth: {appRole: {path: approle, roleId: r, secretRef: {name: a/b, key: id}}}",
+            "spec.vault.auth.appRole.secretRef.name: invalid name",
+        ),
+        (
+            "auth: {appRole: {path: approle, roleId: r, secretRef: {name: ok, key: ../id}}}",
+            "spec.vault.auth.appRole.secretRef.key: invalid Secret key",
+        ),
+        (
+            "auth: {kubernetes: {role: r, serviceAccountRef: {name: ../../kube-system/serviceaccounts/admin}}}",
+            "spec.vault.auth.kubernetes.serviceAccountRef.name: invalid name",
+        ),
+        (
+            "auth: {kubernetes: {role: r, secretRef: {name: Upper}}}",
+            "spec.vault.auth.kubernetes.secretRef.name: invalid name",
+        ),
+        (
+            "auth: {clientCertificate: {secretName: x/../y}}",
+            "spec.vault.auth.clientCertificate.secretName: invalid name",
+        ),
+        (
+            "caBundleSecretRef: {name: ca, key: 'a b'}\nauth: {tokenSecretRef: {name: t}}",
+            "spec.vault.caBundleSecretRef.key: invalid Secret key",
+        ),
+        (
+            "clientCertSecretRef: {name: ../c}\nclientKeySecretRef: {name: k}\nauth: {tokenSecretRef: {name: t}}",
+            "spec.vault.clientCertSecretRef.name: invalid name",
+        ),
+    ];
+    for (vault, expected) in cases {
+        let yaml = vault_issuer(&format!("server: https://vault.local\npath: pki/sign/r\n{vault}"));
+        let errors = errors(&yaml);
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{vault}: expected {expected:?}, got {errors:?}"
+        );
+    }
+}
+
+/// Paths that would change the host a request goes to, or escape the path: refused, not encoded.
+#[test]
+fn hostile_vault_paths_are_refused_at_validation() {
+    for (field, value) in [
+        ("path", "https://evil.example/v1/x"),
+        ("path", "//evil.example/x"),
+        ("path", "pki/sign/r?x=1"),
+        ("path", "pki/sign/r#x"),
+        ("path", "pki/%2e%2e/sys"),
+        ("path", "pki\\sign"),
+        ("path", "pki/sign/r x"),
+    ] {
+        let yaml = vault_issuer(&format!(
+            "server: https://vault.local\n{field}: {value:?}\nauth: {{tokenSecretRef: {{name: t}}}}"
+        ));
+        let errors = errors(&yaml);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.vault.path: invalid Vault path")),
+            "{value}: {errors:?}"
+        );
+    }
+    for auth in [
+        "{appRole: {path: 'https://evil/x', roleId: r, secretRef: {name: s, key: k}}}",
+        "{kubernetes: {role: r, mountPath: '//evil/v1/auth/k8s', secretRef: {name: s}}}",
+        "{clientCertificate: {mountPath: 'http://evil:80/v1/auth/cert'}}",
+    ] {
+        let yaml = vault_issuer(&format!(
+            "server: https://vault.local\npath: pki/sign/r\nauth: {auth}"
+        ));
+        let errors = errors(&yaml);
+        assert!(
+            errors.iter().any(|e| e.contains("invalid Vault path")),
+            "{auth}: {errors:?}"
+        );
+    }
+}
+
+/// An audience the Kubernetes API accepts would let whoever runs `server` use the token against
+/// the cluster.
+#[test]
+fn hostile_kubernetes_api_audiences_are_refused() {
+    for audience in [
+        "https://kubernetes.default.svc",
+        "https://kubernetes.default.svc.cluster.local",
+        "kubernetes.default.svc",
+        "HTTPS://Kubernetes.Default.Svc:443/",
+        "k3s",
+    ] {
+        let yaml = vault_issuer(&format!(
+            "server: https://vault.local\npath: pki/sign/r\nauth: {{kubernetes: {{role: r, serviceAccountRef: {{name: sa, audiences: [vault, {audience:?}]}}}}}}"
+        ));
+        let errors = errors(&yaml);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.vault.auth.kubernetes.serviceAccountRef.audiences[1]: audience")),
+            "{audience}: {errors:?}"
+        );
+    }
+}
+
+/// What real manifests use stays valid: dotted names, keys with dots and underscores, issuer
+/// paths, mount paths with /v1.
+#[test]
+fn ordinary_references_and_paths_stay_valid() {
+    let yaml = vault_issuer(
+        "server: https://vault.local
+path: pki_int/issuer/default/sign/example-dot-com
+caBundleSecretRef: {name: vault.ca-bundle, key: ca_bundle.pem}
+auth:
+  kubernetes:
+    role: my-app-1
+    mountPath: /v1/auth/kubernetes-cluster.a
+    serviceAccountRef: {name: vault-issuer, audiences: [vault://vault, 'https://vault.local:8200']}",
+    );
+    issuer(&yaml);
+}
