@@ -2,6 +2,7 @@
 //! embedded database, no cluster needed.
 
 pub mod config;
+pub mod hooks;
 pub mod http;
 pub mod load;
 pub mod model;

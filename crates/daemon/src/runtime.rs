@@ -3,7 +3,6 @@
 //! and one log line per decision.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{CertJob, EngineEvent, Issued, Runtime, RuntimeError};
 
-use crate::config::{CertOutput, Hook};
+use crate::hooks::run_hooks;
 use crate::model::CertMeta;
 use crate::output::{OutputFile, Owner, read_current, write_atomic};
 use crate::statedb::StateDb;
@@ -72,27 +71,25 @@ pub async fn output_files(
         .collect())
 }
 
-/// Storage errors: our own setup (permissions, a path that cannot exist) waits for a change;
-/// the rest (disk full, I/O errors) may pass.
-fn io_class(e: &std::io::Error) -> FailureClass {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::PermissionDenied
-        | K::NotFound
-        | K::ReadOnlyFilesystem
-        | K::InvalidInput
-        | K::NotADirectory
-        | K::IsADirectory => FailureClass::Invalid,
-        _ => FailureClass::Transient,
-    }
-}
-
 impl Runtime for FileRuntime {
     async fn current_key(&self, job: &CertJob) -> Option<Secret> {
-        let dir = self.meta(&job.id)?.output.dir;
-        let bytes = tokio::task::spawn_blocking(move || read_current(&dir, TLS_KEY))
+        let output = self.meta(&job.id)?.output;
+        let owner = Owner {
+            uid: output.user,
+            gid: output.group,
+        };
+        let read = tokio::task::spawn_blocking(move || read_current(&output.dir, TLS_KEY, owner))
             .await
-            .ok()??;
+            .ok()?;
+        let bytes = match read {
+            Ok(bytes) => bytes?,
+            // A key that is not certainly ours is not reused; the write that follows refuses
+            // the directory if it is still tampered with.
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, error = %e, "not reusing the key on disk");
+                return None;
+            }
+        };
         String::from_utf8(bytes).ok().map(Secret::new)
     }
 
@@ -114,7 +111,7 @@ impl Runtime for FileRuntime {
                 message: format!("write task failed: {e}"),
             })?
             .map_err(|e| RuntimeError {
-                class: io_class(&e.source),
+                class: e.class(),
                 message: e.to_string(),
             })?;
         run_hooks(&job.id, &meta.output).await;
@@ -198,48 +195,6 @@ pub fn rfc3339(secs: i64) -> String {
     certkeeper_core::pki::rfc3339(certkeeper_engine::state::from_unix(secs))
 }
 
-/// Run the certificate's hooks one after the other; a failing hook is logged, not retried: the
-/// certificate on disk is good either way.
-async fn run_hooks(id: &str, output: &CertOutput) {
-    for hook in &output.hooks {
-        run_hook(id, &output.dir, hook).await;
-    }
-}
-
-async fn run_hook(id: &str, dir: &Path, hook: &Hook) {
-    let Some((program, args)) = hook.command.split_first() else {
-        return;
-    };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env("CERTKEEPER_CERTIFICATE", id)
-        .env("CERTKEEPER_OUTPUT_DIR", dir)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let started = std::time::Instant::now();
-    match tokio::time::timeout(hook.timeout, async { cmd.output().await }).await {
-        Ok(Ok(out)) if out.status.success() => {
-            tracing::info!(
-                certificate = id,
-                hook = program,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "hook ran"
-            );
-        }
-        Ok(Ok(out)) => tracing::warn!(
-            certificate = id,
-            hook = program,
-            status = %out.status,
-            stderr = %String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(500)]).trim(),
-            "hook failed"
-        ),
-        Ok(Err(e)) => tracing::warn!(certificate = id, hook = program, error = %e, "hook could not start"),
-        Err(_) => {
-            tracing::warn!(certificate = id, hook = program, timeout = ?hook.timeout, "hook timed out and was killed")
-        }
-    }
-}
-
 /// Poll interval for renew requests written by `certkeeper renew`.
 pub const RENEW_POLL: Duration = Duration::from_secs(1);
 
@@ -252,36 +207,5 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[tokio::test]
-    async fn hooks_run_with_their_environment_and_time_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("ran");
-        let output = CertOutput {
-            dir: dir.path().to_owned(),
-            key_mode: 0o600,
-            cert_mode: 0o644,
-            user: None,
-            group: None,
-            hooks: vec![
-                Hook {
-                    command: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        format!("echo $CERTKEEPER_CERTIFICATE > {}", marker.display()),
-                    ],
-                    timeout: Duration::from_secs(10),
-                },
-                Hook {
-                    command: vec!["sleep".into(), "30".into()],
-                    timeout: Duration::from_millis(200),
-                },
-            ],
-        };
-        let t = std::time::Instant::now();
-        run_hooks("default/web", &output).await;
-        assert!(t.elapsed() < Duration::from_secs(10), "the slow hook was cut off");
-        assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "default/web");
     }
 }

@@ -1,0 +1,293 @@
+//! Hooks: commands the administrator configures to run after a certificate's files changed
+//! (reload a server, copy a keystore).
+//!
+//! A hook is not trusted to behave: its output is captured up to [`CAPTURE_LIMIT`] per stream
+//! (the rest is read and discarded, so it never blocks on a full pipe and never fills our
+//! memory), and it runs in its own process group, so a timeout kills everything it started,
+//! not only the direct child.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::{CertOutput, Hook};
+
+/// Bytes kept of each of a hook's output streams.
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// Bytes of stderr quoted in the log line of a failed hook.
+const LOGGED_STDERR: usize = 500;
+
+/// One output stream of a hook: its first [`CAPTURE_LIMIT`] bytes, and how many it wrote.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    pub total: u64,
+}
+
+#[derive(Debug)]
+pub enum HookResult {
+    Exited(ExitStatus),
+    /// Killed, with its whole process group, after the hook's timeout.
+    TimedOut,
+    NotStarted(std::io::Error),
+    /// Started, but waiting for it failed (it was killed with its group).
+    WaitFailed(std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct HookRun {
+    pub result: HookResult,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub elapsed: Duration,
+}
+
+/// Run the certificate's hooks one after the other; a failing hook is logged, not retried: the
+/// certificate on disk is good either way.
+pub async fn run_hooks(id: &str, output: &CertOutput) {
+    for hook in &output.hooks {
+        if let (Some(run), Some(program)) = (run_hook(id, &output.dir, hook).await, hook.command.first()) {
+            log(id, program, hook.timeout, &run);
+        }
+    }
+}
+
+fn log(id: &str, program: &str, timeout: Duration, run: &HookRun) {
+    let elapsed_ms = u64::try_from(run.elapsed.as_millis()).unwrap_or(u64::MAX);
+    match &run.result {
+        HookResult::Exited(status) if status.success() => {
+            tracing::info!(certificate = id, hook = program, elapsed_ms, "hook ran")
+        }
+        HookResult::Exited(status) => {
+            let stderr = &run.stderr.bytes[..run.stderr.bytes.len().min(LOGGED_STDERR)];
+            tracing::warn!(
+                certificate = id,
+                hook = program,
+                status = %status,
+                stderr = %String::from_utf8_lossy(stderr).trim(),
+                stderr_bytes = run.stderr.total,
+                "hook failed"
+            )
+        }
+        HookResult::NotStarted(e) => {
+            tracing::warn!(certificate = id, hook = program, error = %e, "hook could not start")
+        }
+        HookResult::WaitFailed(e) => {
+            tracing::warn!(certificate = id, hook = program, error = %e, "hook could not be waited for and was killed")
+        }
+        HookResult::TimedOut => tracing::warn!(
+            certificate = id,
+            hook = program,
+            timeout = ?timeout,
+            "hook timed out and was killed with its process group"
+        ),
+    }
+}
+
+/// Kills the hook's process group when dropped while armed: on a timeout, and when the
+/// daemon drops the hook's future (shutdown), so nothing it started outlives it unnoticed.
+/// Disarmed when the hook finished by itself: what it deliberately left running stays.
+struct GroupGuard {
+    pgid: Option<Pid>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // ESRCH: every member already exited.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run one hook with its timeout. `None` for an empty command (nothing to run).
+pub async fn run_hook(id: &str, dir: &Path, hook: &Hook) -> Option<HookRun> {
+    let (program, args) = hook.command.split_first()?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env("CERTKEEPER_CERTIFICATE", id)
+        .env("CERTKEEPER_OUTPUT_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group (pgid = its pid): everything it forks can be killed at once.
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return Some(HookRun {
+                result: HookResult::NotStarted(e),
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                elapsed: started.elapsed(),
+            });
+        }
+    };
+    // Taken now: once the child is reaped, `id()` no longer answers, but the group lives on
+    // as long as any of its members does.
+    let mut guard = GroupGuard {
+        pgid: child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw),
+    };
+    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+    let mut stdout = Captured::default();
+    let mut stderr = Captured::default();
+    // Done when the hook exited and both pipes are closed (as `Command::output` did): a
+    // background process still holding them counts against the timeout.
+    let finished = tokio::time::timeout(hook.timeout, async {
+        let (status, (), ()) = tokio::join!(
+            child.wait(),
+            capture(out_pipe, &mut stdout),
+            capture(err_pipe, &mut stderr)
+        );
+        status
+    })
+    .await;
+    let result = match finished {
+        Ok(Ok(status)) => {
+            guard.pgid = None;
+            HookResult::Exited(status)
+        }
+        Ok(Err(e)) => HookResult::WaitFailed(e),
+        Err(_) => HookResult::TimedOut,
+    };
+    guard.kill();
+    // Reap the direct child (a no-op when it was waited for); the rest of its group was
+    // reparented to init, which reaps them.
+    if !matches!(result, HookResult::Exited(_)) {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    Some(HookRun {
+        result,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Read a pipe to its end, keeping the first [`CAPTURE_LIMIT`] bytes.
+async fn capture(pipe: Option<impl AsyncRead + Unpin>, into: &mut Captured) {
+    let Some(mut pipe) = pipe else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            // A read error ends the capture; the hook's exit is still waited for.
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                into.total += n as u64;
+                let room = CAPTURE_LIMIT - into.bytes.len();
+                into.bytes.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: String, timeout: Duration) -> Hook {
+        Hook {
+            command: vec!["sh".into(), "-c".into(), script],
+            timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_run_with_their_environment_and_time_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let output = CertOutput {
+            dir: dir.path().to_owned(),
+            key_mode: 0o600,
+            cert_mode: 0o644,
+            user: None,
+            group: None,
+            hooks: vec![
+                sh(
+                    format!("echo $CERTKEEPER_CERTIFICATE > {}", marker.display()),
+                    Duration::from_secs(10),
+                ),
+                Hook {
+                    command: vec!["sleep".into(), "30".into()],
+                    timeout: Duration::from_millis(200),
+                },
+            ],
+        };
+        let t = Instant::now();
+        run_hooks("default/web", &output).await;
+        assert!(t.elapsed() < Duration::from_secs(10), "the slow hook was cut off");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "default/web");
+    }
+
+    /// Gone, or a zombie waiting for init to reap it: either way it no longer runs.
+    fn runs(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+            Err(_) => nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(),
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_hook_grandchild_is_killed_on_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let hook = sh(
+            format!("sleep 600 & echo $! > {}; sleep 600", pidfile.display()),
+            Duration::from_secs(1),
+        );
+        let t = Instant::now();
+        let run = run_hook("default/web", dir.path(), &hook).await.unwrap();
+        assert!(matches!(run.result, HookResult::TimedOut), "{:?}", run.result);
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // SIGKILL is delivered asynchronously; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !runs(pid),
+            "the hook's background process {pid} survived its timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_hook_output_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = sh(
+            "head -c 50000000 /dev/zero; head -c 50000000 /dev/zero >&2; exit 3".into(),
+            Duration::from_secs(120),
+        );
+        let run = run_hook("default/web", dir.path(), &hook).await.unwrap();
+        assert!(
+            matches!(run.result, HookResult::Exited(s) if s.code() == Some(3)),
+            "the hook ran to its end: {:?}",
+            run.result
+        );
+        for stream in [&run.stdout, &run.stderr] {
+            assert_eq!(stream.bytes.len(), CAPTURE_LIMIT);
+            assert_eq!(stream.total, 50_000_000, "everything was read");
+        }
+    }
+}
