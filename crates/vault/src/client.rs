@@ -9,10 +9,11 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{AuthMethod, VaultConfig, auth_mount};
+use crate::config::{AuthMethod, VaultConfig};
 use crate::error::{ErrorKind, Operation, VaultError};
+use crate::path::ApiPath;
 use crate::pki::{SignRequest, SignedCertificate, parse_sign_answer};
-use crate::token::{AuthBlock, CachedToken, LookupData, TokenAction, lease};
+use crate::token::{AuthBlock, CachedToken, LoginBody, LookupData, TokenAction, lease};
 use crate::transport::{Answer, ErasedBody, RequestObserver, Scope, Transport};
 
 /// What `sys/health` reported.
@@ -74,6 +75,8 @@ pub struct TokenInfo {
 pub struct VaultClient {
     transport: Transport,
     auth: AuthMethod,
+    /// `auth/<mount>/login`, checked when the client is built; `None` for token auth.
+    login_path: Option<ApiPath>,
     cache: Mutex<Cache>,
 }
 
@@ -118,10 +121,12 @@ impl VaultClient {
                 "cert auth needs a client certificate and key",
             ));
         }
+        let login_path = login_path(&auth)?;
         let transport = Transport::new(config, identity, observer)?;
         Ok(VaultClient {
             transport,
             auth,
+            login_path,
             cache: Mutex::new(Cache::default()),
         })
     }
@@ -144,7 +149,7 @@ impl VaultClient {
             .request_accepting(
                 op,
                 Method::GET,
-                "sys/health",
+                &ApiPath::fixed("sys/health"),
                 None,
                 None,
                 Scope::Root,
@@ -196,14 +201,14 @@ impl VaultClient {
     }
 
     /// Sign a CSR at `path` (`<mount>/sign/<role>` or `<mount>/issuer/<ref>/sign/<role>`).
+    /// A path that could leave `/v1/` or the server (see [`crate::PathError`]) is refused
+    /// before any request, whatever the caller validated.
     pub async fn sign(&self, path: &str, request: &SignRequest) -> Result<SignedCertificate, VaultError> {
-        let path = path.trim().trim_matches('/');
-        let path = path.strip_prefix("v1/").unwrap_or(path);
-        if path.is_empty() {
-            return Err(VaultError::config(Operation::Sign, "issuer path is empty"));
-        }
         let op = Operation::Sign;
-        let answer = self.authed(op, Method::POST, path, Some(&request.body())).await?;
+        let api_path = ApiPath::parse_api(path).map_err(|problem| VaultError::path(op, path, problem))?;
+        let answer = self
+            .authed(op, Method::POST, &api_path, Some(&request.body()))
+            .await?;
         parse_sign_answer(answer.decode(op)?).map_err(|reason| {
             VaultError::new(
                 op,
@@ -222,7 +227,7 @@ impl VaultClient {
         &self,
         op: Operation,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&dyn ErasedBody>,
     ) -> Result<Answer, VaultError> {
         let (token, generation, fresh) = self.token().await?;
@@ -342,7 +347,7 @@ impl VaultClient {
             .request(
                 op,
                 Method::POST,
-                "auth/token/renew-self",
+                &ApiPath::fixed("auth/token/renew-self"),
                 Some(&json!({})),
                 Some(&current.token),
                 Scope::Namespaced,
@@ -370,44 +375,36 @@ impl VaultClient {
                     .map_err(|m| VaultError::new(op, ErrorKind::Credential(m)))
             }
         };
-        let (path, body) = match &self.auth {
+        // The credential is read first and borrowed by the body, so it lives only in `Secret`s.
+        let credential_value = match &self.auth {
             AuthMethod::Token { token } => {
                 return self.adopt_token(credential(token).await?, generation).await;
             }
-            AuthMethod::AppRole {
-                mount,
-                role_id,
-                secret_id,
-            } => {
-                let secret_id = credential(secret_id).await?;
-                (
-                    auth_mount(mount),
-                    json!({"role_id": role_id.trim(), "secret_id": secret_id.expose()}),
-                )
-            }
-            AuthMethod::Kubernetes { mount, role, jwt } | AuthMethod::Jwt { mount, role, jwt } => {
-                let jwt = credential(jwt).await?;
-                (auth_mount(mount), json!({"role": role, "jwt": jwt.expose()}))
-            }
-            AuthMethod::Cert { mount, name, .. } => {
-                let body = match name {
-                    Some(n) if !n.is_empty() => json!({"name": n}),
-                    _ => json!({}),
-                };
-                (auth_mount(mount), body)
-            }
+            AuthMethod::AppRole { secret_id: s, .. }
+            | AuthMethod::Kubernetes { jwt: s, .. }
+            | AuthMethod::Jwt { jwt: s, .. } => Some(credential(s).await?),
+            AuthMethod::Cert { .. } => None,
         };
-        let login_path = format!("{path}/login");
+        let body = match (&self.auth, &credential_value) {
+            (AuthMethod::AppRole { role_id, .. }, Some(secret_id)) => LoginBody::AppRole {
+                role_id: role_id.trim(),
+                secret_id,
+            },
+            (AuthMethod::Kubernetes { role, .. } | AuthMethod::Jwt { role, .. }, Some(jwt)) => {
+                LoginBody::Role { role, jwt }
+            }
+            (AuthMethod::Cert { name, .. }, _) => LoginBody::Cert {
+                name: name.as_deref().filter(|n| !n.is_empty()),
+            },
+            _ => return Err(VaultError::config(op, "login credential missing")),
+        };
+        let login_path = self
+            .login_path
+            .as_ref()
+            .ok_or_else(|| VaultError::config(op, "auth method has no login path"))?;
         let answer = self
             .transport
-            .request(
-                op,
-                Method::POST,
-                &login_path,
-                Some(&body),
-                None,
-                Scope::Namespaced,
-            )
+            .request(op, Method::POST, login_path, Some(&body), None, Scope::Namespaced)
             .await?;
         let auth = auth_block(op, &answer)?;
         tracing::debug!(
@@ -417,7 +414,7 @@ impl VaultClient {
         );
         let lease = lease(auth.lease_duration);
         Ok(CachedToken {
-            token: Secret::new(auth.client_token),
+            token: auth.client_token,
             generation,
             obtained: Instant::now(),
             lease,
@@ -434,7 +431,7 @@ impl VaultClient {
             .request(
                 op,
                 Method::GET,
-                "auth/token/lookup-self",
+                &ApiPath::fixed("auth/token/lookup-self"),
                 None,
                 Some(&token),
                 Scope::Namespaced,
@@ -479,6 +476,21 @@ fn auth_block(op: Operation, answer: &Answer) -> Result<AuthBlock, VaultError> {
         return Err(decode("answer has an empty client_token"));
     }
     Ok(auth)
+}
+
+/// `auth/<mount>/login` for the auth methods that log in; `None` for a given token. Refused
+/// when the mount could leave `/v1/auth/` or the server.
+fn login_path(auth: &AuthMethod) -> Result<Option<ApiPath>, VaultError> {
+    let mount = match auth {
+        AuthMethod::Token { .. } => return Ok(None),
+        AuthMethod::AppRole { mount, .. }
+        | AuthMethod::Kubernetes { mount, .. }
+        | AuthMethod::Jwt { mount, .. }
+        | AuthMethod::Cert { mount, .. } => mount,
+    };
+    ApiPath::auth_mount(mount)
+        .map(|p| Some(p.child("login")))
+        .map_err(|problem| VaultError::path(Operation::Login, mount, problem))
 }
 
 /// Non-2xx statuses with which sys/health reports a node's state.

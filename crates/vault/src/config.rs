@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use certkeeper_core::Secret;
 
+use crate::path::{ApiPath, PathError};
+
 /// Default connect timeout: loopback and LAN Vaults answer in milliseconds; a dead address
 /// should not hold an issuer's single probe for long.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,12 +119,10 @@ impl AuthMethod {
 }
 
 /// Normalise a mount path to the form used after `/v1/`: `approle` -> `auth/approle`,
-/// `/v1/auth/kubernetes` -> `auth/kubernetes`, `auth/jwt/` -> `auth/jwt`.
-pub fn auth_mount(path: &str) -> String {
-    let p = path.trim().trim_matches('/');
-    let p = p.strip_prefix("v1/").unwrap_or(p);
-    let p = p.strip_prefix("auth/").unwrap_or(p);
-    format!("auth/{}", p.trim_matches('/'))
+/// `/v1/auth/kubernetes` -> `auth/kubernetes`, `auth/jwt/` -> `auth/jwt`. A mount that could
+/// leave `/v1/auth/` or the server (`..`, `//host`, `https://...`) is refused.
+pub fn auth_mount(path: &str) -> Result<String, PathError> {
+    ApiPath::auth_mount(path).map(|p| p.to_string())
 }
 
 /// Produces secret material on demand (a Kubernetes TokenRequest, a Secret read through an API).
@@ -198,7 +198,7 @@ mod tests {
             ("/v1/auth/cert", "auth/cert"),
             ("my/nested/approle", "auth/my/nested/approle"),
         ] {
-            assert_eq!(auth_mount(input), want, "{input}");
+            assert_eq!(auth_mount(input).unwrap(), want, "{input}");
         }
     }
 

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use certkeeper_core::FailureClass;
 
+use crate::path::PathError;
+use crate::redact::{BodyExcerpt, redact};
+
 /// What the client was doing when it failed. Also a metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -91,19 +94,26 @@ pub enum ErrorKind {
         #[source]
         source: reqwest::Error,
     },
-    #[error("{}", status_message(*status, errors, body.as_deref(), location.as_deref()))]
+    #[error("{}", status_message(*status, errors, body.as_ref(), location.as_deref()))]
     Status {
         status: u16,
-        /// Vault's `errors` array, each trimmed of the "1 error occurred" wrapping.
+        /// Vault's `errors` array, each trimmed of the "1 error occurred" wrapping and redacted
+        /// (see [`crate::redact`]).
         errors: Vec<String>,
-        /// The start of a body that was not Vault JSON (a proxy's HTML page, plain text).
-        body: Option<String>,
+        /// A body that was not Vault JSON (a proxy's HTML page, plain text): a redacted excerpt,
+        /// or only its size for answers that can carry a token.
+        body: Option<BodyExcerpt>,
         retry_after: Option<Duration>,
-        /// `Location` of a redirect (a standby pointing at a leader that may be dead).
+        /// `Location` of a redirect (a standby pointing at a leader that may be dead), redacted.
         location: Option<String>,
     },
+    /// `reason` never holds body content unredacted (built by [`crate::redact`]).
     #[error("unexpected answer (HTTP {status}): {reason}")]
     Decode { status: u16, reason: String },
+    /// A request path from configuration (sign path, auth mount) that could leave `/v1/` or
+    /// the configured server; refused before any request is built.
+    #[error("invalid request path {path:?}: {problem}")]
+    Path { path: String, problem: PathError },
     #[error("credential unavailable: {0}")]
     Credential(String),
     /// A login that failed moments ago while this request waited for it: the same verdict,
@@ -118,14 +128,19 @@ pub enum ErrorKind {
     Config(String),
 }
 
-fn status_message(status: u16, errors: &[String], body: Option<&str>, location: Option<&str>) -> String {
+fn status_message(
+    status: u16,
+    errors: &[String],
+    body: Option<&BodyExcerpt>,
+    location: Option<&str>,
+) -> String {
     let mut msg = format!("HTTP {status}");
     if !errors.is_empty() {
         msg.push_str(": ");
         msg.push_str(&errors.join("; "));
-    } else if let Some(body) = body.filter(|b| !b.is_empty()) {
+    } else if let Some(body) = body {
         msg.push_str(": ");
-        msg.push_str(body);
+        msg.push_str(&body.to_string());
     }
     if let Some(location) = location {
         msg.push_str(" (redirect to ");
@@ -158,6 +173,16 @@ impl VaultError {
         VaultError::new(operation, ErrorKind::Config(msg.into()))
     }
 
+    pub(crate) fn path(operation: Operation, path: &str, problem: PathError) -> Self {
+        VaultError::new(
+            operation,
+            ErrorKind::Path {
+                path: path.to_owned(),
+                problem,
+            },
+        )
+    }
+
     /// The failure's class. This is the only function that interprets statuses and messages.
     pub fn class(&self) -> FailureClass {
         match &self.kind {
@@ -172,7 +197,7 @@ impl VaultError {
             ErrorKind::Status { status, errors, .. } => classify_status(*status, errors),
             // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
             ErrorKind::Decode { .. } => FailureClass::Transient,
-            ErrorKind::Credential(_) | ErrorKind::Config(_) => FailureClass::Invalid,
+            ErrorKind::Credential(_) | ErrorKind::Config(_) | ErrorKind::Path { .. } => FailureClass::Invalid,
             ErrorKind::Repeated { class, .. } => *class,
         }
     }
@@ -258,8 +283,13 @@ fn classify_status(status: u16, errors: &[String]) -> FailureClass {
     }
 }
 
-/// Strip Vault's multierror wrapping ("1 error occurred:\n\t* msg\n\n") down to the messages.
+/// Strip Vault's multierror wrapping ("1 error occurred:\n\t* msg\n\n") down to the messages,
+/// and redact them: they are quoted in errors like a body is.
 pub(crate) fn clean_vault_errors(errors: Vec<String>) -> Vec<String> {
+    unwrap_vault_errors(errors).iter().map(|e| redact(e)).collect()
+}
+
+fn unwrap_vault_errors(errors: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(errors.len());
     for e in errors {
         if e.contains("error occurred:") || e.contains("errors occurred:") {

@@ -15,7 +15,9 @@
 mod client;
 mod config;
 mod error;
+mod path;
 mod pki;
+mod redact;
 mod token;
 mod transport;
 
@@ -25,5 +27,7 @@ pub use config::{
     SecretSource, VaultConfig, auth_mount,
 };
 pub use error::{ErrorKind, Operation, TransportCause, VaultError};
+pub use path::PathError;
 pub use pki::{SignRequest, SignedCertificate};
+pub use redact::BodyExcerpt;
 pub use transport::RequestObserver;

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
+use std::fmt;
+
 use certkeeper_core::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::time::Instant;
 
 /// A token and what Vault told us about its lifetime.
@@ -69,17 +71,70 @@ impl CachedToken {
     }
 }
 
-/// `auth` block of a login or renew answer.
+/// `auth` block of a login or renew answer. The token goes straight into a [`Secret`], so
+/// `Debug` prints a placeholder and the bytes are wiped when dropped.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AuthBlock {
-    pub client_token: String,
+    #[serde(deserialize_with = "secret")]
+    pub client_token: Secret,
     #[serde(default)]
     pub lease_duration: u64,
     #[serde(default)]
     pub renewable: bool,
 }
 
-/// `data` block of `auth/token/lookup-self`.
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+fn expose<S: Serializer>(secret: &&Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
+/// Body of a login request, borrowing the credential from its [`Secret`] (no copy in a JSON
+/// value). `Debug` names the fields, never the credential.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum LoginBody<'a> {
+    /// `auth/<approle>/login`.
+    AppRole {
+        role_id: &'a str,
+        #[serde(serialize_with = "expose")]
+        secret_id: &'a Secret,
+    },
+    /// `auth/<kubernetes|jwt>/login`.
+    Role {
+        role: &'a str,
+        #[serde(serialize_with = "expose")]
+        jwt: &'a Secret,
+    },
+    /// `auth/<cert>/login`: the credential is the TLS client certificate.
+    Cert {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+    },
+}
+
+impl fmt::Debug for LoginBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginBody::AppRole { role_id, secret_id } => f
+                .debug_struct("AppRole")
+                .field("role_id", role_id)
+                .field("secret_id", secret_id)
+                .finish(),
+            LoginBody::Role { role, jwt } => f
+                .debug_struct("Role")
+                .field("role", role)
+                .field("jwt", jwt)
+                .finish(),
+            LoginBody::Cert { name } => f.debug_struct("Cert").field("name", name).finish(),
+        }
+    }
+}
+
+/// `data` block of `auth/token/lookup-self`. Its `id` (the token itself) is deliberately not
+/// read.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LookupData {
     /// Remaining seconds, rounded down: 0 both for tokens without expiry and for tokens about
@@ -149,6 +204,62 @@ mod tests {
         assert_eq!(
             parse(serde_json::json!({"ttl": 90, "expire_time": "2026-11-25T23:00:00Z"})),
             Some(Duration::from_secs(90))
+        );
+    }
+
+    const TOKEN: &str = "hvs.CAESIJ3u4B1mX9dZr7kq0v8Wc2YtPpLqN5aGhTfR2xUe";
+
+    #[test]
+    fn hostile_auth_answer_debug_never_prints_the_token() {
+        let auth: AuthBlock = serde_json::from_value(serde_json::json!({
+            "client_token": TOKEN, "accessor": "acc", "lease_duration": 60, "renewable": true
+        }))
+        .unwrap();
+        assert_eq!(auth.client_token.expose(), TOKEN);
+        let debug = format!("{auth:?} {auth:#?}");
+        assert!(!debug.contains("CAESIJ3u"), "{debug}");
+        assert!(debug.contains("lease_duration: 60"), "{debug}");
+
+        let cached = CachedToken {
+            token: auth.client_token,
+            ..token(Some(60), true, Some(60))
+        };
+        assert!(!format!("{cached:?}").contains("CAESIJ3u"));
+    }
+
+    #[test]
+    fn hostile_login_bodies_debug_never_print_the_credential() {
+        let secret = Secret::new("6f1c7d2e-9a4b-4c3d-8e5f-1a2b3c4d5e6f");
+        let jwt = Secret::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzYSJ9.c2ln");
+        let approle = LoginBody::AppRole {
+            role_id: "role-1",
+            secret_id: &secret,
+        };
+        let role = LoginBody::Role {
+            role: "web",
+            jwt: &jwt,
+        };
+        for (body, hidden) in [(&approle, "6f1c7d2e"), (&role, "eyJhbGci")] {
+            let debug = format!("{body:?} {body:#?}");
+            assert!(!debug.contains(hidden), "{debug}");
+            // The wire format still carries it, under Vault's field names.
+            assert!(serde_json::to_string(body).unwrap().contains(hidden));
+        }
+        assert_eq!(
+            serde_json::to_value(&approle).unwrap(),
+            serde_json::json!({"role_id": "role-1", "secret_id": secret.expose()})
+        );
+        assert_eq!(
+            serde_json::to_value(&role).unwrap(),
+            serde_json::json!({"role": "web", "jwt": jwt.expose()})
+        );
+        assert_eq!(
+            serde_json::to_value(LoginBody::Cert { name: None }).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            serde_json::to_value(LoginBody::Cert { name: Some("c") }).unwrap(),
+            serde_json::json!({"name": "c"})
         );
     }
 

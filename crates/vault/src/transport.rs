@@ -18,11 +18,11 @@ use tokio::time::Instant;
 
 use crate::config::{ClientIdentity, VaultConfig};
 use crate::error::{ErrorKind, Operation, VaultError, clean_vault_errors, transport_cause};
+use crate::path::ApiPath;
+use crate::redact::{BodyPolicy, json_problem, quote_body, redact};
 
 /// Answers larger than this are not Vault PKI answers.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// How much of a non-JSON error body is kept for the message.
-const BODY_SNIPPET: usize = 200;
 
 /// Receives one call per HTTP exchange, for metrics. Implementations must be cheap.
 pub trait RequestObserver: Send + Sync {
@@ -37,10 +37,21 @@ pub trait RequestObserver: Send + Sync {
 }
 
 /// A successful (2xx or accepted) answer, not yet decoded.
-#[derive(Debug)]
 pub(crate) struct Answer {
     pub status: u16,
     pub bytes: Vec<u8>,
+    /// Whether errors about this answer may quote it.
+    pub policy: BodyPolicy,
+}
+
+impl std::fmt::Debug for Answer {
+    // The bytes of a login answer are a token: show only their size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 impl Answer {
@@ -52,7 +63,7 @@ impl Answer {
                 op,
                 ErrorKind::Decode {
                     status: self.status,
-                    reason: format!("body is not the expected JSON ({e}): {}", snippet(&self.bytes)),
+                    reason: json_problem(&e, &self.bytes, self.policy),
                 },
             )
         })
@@ -105,6 +116,20 @@ impl Transport {
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(bad(format!(
                 "server {:?} must be an http:// or https:// address",
+                config.server
+            )));
+        }
+        // The base URL is quoted in transport errors (and by reqwest's own errors): it must hold
+        // nothing secret, and nothing that request paths could be confused with. The message
+        // does not repeat the URL, which may carry a password.
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(bad(
+                "server must not carry credentials (user:password@); use an auth method".into(),
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(bad(format!(
+                "server {:?} must not have a query or fragment",
                 config.server
             )));
         }
@@ -186,7 +211,7 @@ impl Transport {
         &self,
         op: Operation,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
@@ -202,7 +227,7 @@ impl Transport {
         &self,
         op: Operation,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
@@ -225,16 +250,15 @@ impl Transport {
         &self,
         op: Operation,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         body: Option<&dyn ErasedBody>,
         token: Option<&Secret>,
         scope: Scope,
         accept: &[u16],
     ) -> Result<Answer, VaultError> {
-        let url = self
-            .base
-            .join(path.trim_start_matches('/'))
-            .map_err(|e| VaultError::config(op, format!("path {path:?} does not form a URL: {e}")))?;
+        // Segments appended to the configured base: a path cannot change where this goes.
+        let url = path.url(&self.base);
+        let policy = BodyPolicy::for_request(op, path);
         let mut req = self
             .http
             .request(method, url.clone())
@@ -291,13 +315,20 @@ impl Transport {
             return Ok(Answer {
                 status: status.as_u16(),
                 bytes,
+                policy,
             });
         }
-        Err(status_error(op, status, &headers, &bytes))
+        Err(status_error(op, status, &headers, &bytes, policy))
     }
 }
 
-fn status_error(op: Operation, status: StatusCode, headers: &HeaderMap, bytes: &[u8]) -> VaultError {
+fn status_error(
+    op: Operation,
+    status: StatusCode,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    policy: BodyPolicy,
+) -> VaultError {
     #[derive(serde::Deserialize)]
     struct VaultErrors {
         #[serde(default)]
@@ -305,16 +336,13 @@ fn status_error(op: Operation, status: StatusCode, headers: &HeaderMap, bytes: &
     }
     let (errors, body) = match serde_json::from_slice::<VaultErrors>(bytes) {
         Ok(v) => (clean_vault_errors(v.errors), None),
-        Err(_) => (Vec::new(), Some(snippet(bytes)).filter(|s| !s.is_empty())),
+        Err(_) => (Vec::new(), quote_body(bytes, policy)),
     };
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let location = headers
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(redact);
     VaultError::new(
         op,
         ErrorKind::Status {
@@ -338,21 +366,6 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
-}
-
-/// A printable, bounded excerpt of a body that is not Vault JSON (HTML, plain text, garbage).
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET * 4)]);
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = flat
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(BODY_SNIPPET)
-        .collect();
-    if flat.chars().count() > BODY_SNIPPET {
-        out.push_str("...");
-    }
-    out
 }
 
 /// Resolves `serverName` to the address of the configured host, so the TLS layer verifies and
@@ -400,14 +413,6 @@ mod tests {
     }
 
     #[test]
-    fn snippets_are_flat_and_bounded() {
-        let html = format!("<html>\n<body>\t502 Bad Gateway{}</body></html>", "x".repeat(500));
-        let s = snippet(html.as_bytes());
-        assert!(s.starts_with("<html> <body> 502 Bad Gateway"));
-        assert!(s.ends_with("...") && s.chars().count() == BODY_SNIPPET + 3);
-    }
-
-    #[test]
     fn base_url_accepts_common_spellings() {
         for server in [
             "http://127.0.0.1:8200",
@@ -417,11 +422,40 @@ mod tests {
             let t = Transport::new(&VaultConfig::new(server), None, None).unwrap();
             assert_eq!(t.base().as_str(), "http://127.0.0.1:8200/v1/", "{server}");
         }
-        for bad in ["127.0.0.1:8200", "ftp://x", "not a url"] {
+        for bad in [
+            "127.0.0.1:8200",
+            "ftp://x",
+            "not a url",
+            "http://127.0.0.1:8200/?x=1",
+            "http://127.0.0.1:8200/#f",
+        ] {
             let err = Transport::new(&VaultConfig::new(bad), None, None).unwrap_err();
             assert_eq!(err.class(), FailureClass::Invalid, "{bad}");
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    /// Transport errors quote the URL (ours and reqwest's Debug): a server URL with
+    /// credentials is refused, without repeating them.
+    #[test]
+    fn hostile_server_url_with_credentials_is_refused() {
+        for bad in [
+            "https://user:hunter2secret@127.0.0.1:8200",
+            "https://hunter2secret@127.0.0.1:8200",
+        ] {
+            let err = Transport::new(&VaultConfig::new(bad), None, None).unwrap_err();
+            assert_eq!(err.class(), FailureClass::Invalid);
+            assert!(!format!("{err} {err:?}").contains("hunter2secret"), "{err:?}");
+        }
+    }
+
+    /// Every request URL is the base plus validated segments; the shapes that `Url::join`
+    /// would have let replace the host are refused by `ApiPath` before this point.
+    #[test]
+    fn request_urls_keep_the_configured_host() {
+        let t = Transport::new(&VaultConfig::new("http://127.0.0.1:8200/vault"), None, None).unwrap();
+        let url = ApiPath::parse("pki/sign/web").unwrap().url(t.base());
+        assert_eq!(url.as_str(), "http://127.0.0.1:8200/vault/v1/pki/sign/web");
     }
 
     #[test]
