@@ -24,11 +24,13 @@
 //! certificates) is not trusted. The path of the directory itself is the administrator's and
 //! is followed; everything inside it is handled through a descriptor of that directory
 //! (`openat`, `mkdirat`, `renameat`, `unlinkat` with `O_NOFOLLOW`), so no check can be
-//! raced by swapping a name between the check and its use. The only symlinks followed are the
-//! ones certkeeper creates (`..data` -> a slot, `<file>` -> `..data/<file>`), and only after
-//! reading them. Nothing is ever written, chmod'ed or chown'ed through a symlink, into a file
-//! that has other hard links, or into a file or slot owned by someone else; nothing outside the
-//! directory is deleted, and only certkeeper's own names inside it are. A directory found
+//! raced by swapping a name between the check and its use. No symlink inside it is followed:
+//! the only ones certkeeper creates (`..data` -> a slot, `<file>` -> `..data/<file>`) are read
+//! with `readlinkat` and checked, and a slot is then opened by its own name. Nothing is ever written, chmod'ed or chown'ed through a symlink, into a file
+//! that has other hard links, or into a file or slot owned by someone else. Nothing outside the
+//! directory is deleted; inside it, only names in a checked slot, certkeeper's temporary links
+//! and stable names that are exactly its links into `..data` are (everything else, hidden or
+//! not, is left alone; `unlinkat` removes a link, never what it points to). A directory found
 //! tampered with (a slot that is a symlink or not a directory, a file in a slot that is not a
 //! plain file of ours, `..data` pointing somewhere that is not a slot, a stable name that is
 //! not certkeeper's symlink) is refused with [`OutputError::Tampered`] before `..data` moves:
