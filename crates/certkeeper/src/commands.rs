@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use certkeeper_daemon::config::{Config, LogFormat};
 use certkeeper_daemon::load::load;
 use certkeeper_daemon::statedb::{RENEW_ALL, StateDb, request_renew};
-use certkeeper_daemon::status::{StatusRow, row, table};
+use certkeeper_daemon::status::{ProblemStatusRow, StatusRow, problem_rows, row, status_json, table};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::{CertState, to_unix};
 use tracing_subscriber::EnvFilter;
@@ -51,8 +51,9 @@ fn read_states(path: &Path) -> Result<std::collections::BTreeMap<String, CertSta
     }
 }
 
-/// The rows for every certificate of the manifests, from the state database.
-fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
+/// The rows for every certificate of the manifests, from the state database, and the rows of
+/// the manifests' problems.
+fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>)> {
     let loaded = load(config, &Metrics::default(), &HashMap::new())?;
     let states = if config.state_db_path().exists() {
         read_states(&config.state_db_path())?
@@ -66,18 +67,18 @@ fn status_rows(config: &Config) -> Result<Vec<StatusRow>> {
         .map(|(job, _)| row(job, states.get(&job.id).unwrap_or(&CertState::default()), now))
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(rows)
+    Ok((rows, problem_rows(&loaded)))
 }
 
 pub async fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let rows = status_rows(&config)?;
+    let (rows, problems) = status_rows(&config)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", status_json(&rows, &problems));
     } else {
-        print!("{}", table(&rows));
+        print!("{}", table(&rows, &problems));
     }
-    Ok(if rows.iter().all(|r| r.ready) {
+    Ok(if problems.is_empty() && rows.iter().all(|r| r.ready) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -94,7 +95,7 @@ fn full_name(name: &str) -> String {
 
 pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u64) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let before = status_rows(&config)?;
+    let (before, _) = status_rows(&config)?;
     let targets: Vec<StatusRow> = match (&name, all) {
         (Some(n), false) => {
             let id = full_name(n);
@@ -122,7 +123,7 @@ pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u6
     let total = targets.len();
     let mut last_shown = usize::MAX;
     loop {
-        let now_rows = status_rows(&config)?;
+        let (now_rows, _) = status_rows(&config)?;
         let mut done = 0;
         let mut failed = Vec::new();
         for t in &targets {
@@ -175,6 +176,9 @@ pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u6
 pub async fn check(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let loaded = load(&config, &Metrics::default(), &HashMap::new())?;
+    for p in &loaded.manifest_problems {
+        println!("invalid: {p}");
+    }
     for p in &loaded.problems {
         println!("problem: {}: {}", p.source, p.message);
     }
@@ -216,6 +220,15 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
         println!("{}", cells.join("  ").trim_end());
     }
     println!("{} certificate(s) in the manifests", loaded.certificates.len());
+    // Invalid manifests are what exit code 2 means; the daemon runs the rest, check does not
+    // pass them.
+    if !loaded.manifest_problems.is_empty() {
+        println!(
+            "{} manifest file(s) or document(s) are invalid and left out",
+            loaded.manifest_problems.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {

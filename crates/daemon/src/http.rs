@@ -38,6 +38,8 @@ pub struct EngineEndpoints {
     pub issuers: Arc<tokio::sync::Mutex<std::collections::HashMap<IssuerId, IssuerRuntime>>>,
     /// Set by the runtime once its first configuration is applied.
     pub ready: std::sync::atomic::AtomicBool,
+    /// Rows shown after the engine's: the standalone runtime's manifest problems.
+    pub problem_rows: std::sync::Mutex<Vec<crate::status::ProblemStatusRow>>,
 }
 
 impl EngineEndpoints {
@@ -46,6 +48,7 @@ impl EngineEndpoints {
             engine,
             issuers: Arc::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
+            problem_rows: std::sync::Mutex::default(),
         }
     }
 }
@@ -68,7 +71,9 @@ impl Endpoints for EngineEndpoints {
 
     async fn status_json(&self) -> String {
         let rows = crate::status::rows_from_engine(&self.engine.snapshot().await);
-        serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
+        // A poisoned lock still holds a whole list: it is only ever replaced.
+        let problems = self.problem_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::status::status_json(&rows, &problems)
     }
 
     async fn summary_json(&self) -> String {
@@ -98,7 +103,12 @@ pub async fn serve<E: Endpoints>(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(route(req, endpoints.as_ref()).await) }
+                async move {
+                    if !routes.serves(req.uri().path()) {
+                        return Ok::<_, Infallible>(text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()));
+                    }
+                    Ok::<_, Infallible>(route(req, endpoints.as_ref()).await)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -1,15 +1,25 @@
 //! Turns the configuration and the manifests it points at into what the engine runs: one
 //! [`IssuerRuntime`] per Vault issuer and one [`CertJob`] (with its [`CertMeta`]) per Certificate.
 //!
-//! - **All or nothing for manifests.** `manifests` is a file or a directory whose `*.yaml` /
-//!   `*.yml` files (sorted by name, not recursive) are read. If any file cannot be read, has a spec
-//!   error, or defines an object another file defines too, [`load`] returns a [`LoadError`] listing
-//!   every error of every file, and nothing is applied: the caller keeps its last good
-//!   configuration.
+//! - **An invalid document fails alone.** `manifests` is a file or a directory whose `*.yaml` /
+//!   `*.yml` entries (sorted by name, not recursive) are read. A file that cannot be read or is
+//!   over a [limit](certkeeper_core::spec::check_limits), a document with a spec error, an object
+//!   another document defines too (the later one is left out): each is a [`ManifestProblem`] and
+//!   everything else runs. Certkeeper holds certificates that must not expire because a
+//!   colleague's manifest has a typo; the problems are reported (log, status, metric) and
+//!   `certkeeper check` fails on them. Only an unreadable `manifests` path fails the whole load
+//!   ([`LoadError`]): with nothing read, nothing can be told apart.
+//! - **Directory entries.** A regular file is read; a symlink is followed to a regular file (a
+//!   Kubernetes ConfigMap or Secret mount is `name.yaml -> ..data/name.yaml`), and the file is
+//!   read where it points, wherever that is: the manifests directory is the operator's. A
+//!   `*.yaml` entry that is a directory, a FIFO, a socket, a device or a dangling symlink is a
+//!   problem, reported without being opened (a FIFO would block the reader). Other names are
+//!   ignored.
 //! - **Per-object problems do not stop the rest.** A Secret reference that resolves to nothing, a
 //!   CA bundle or client certificate that cannot be read now, an unsupported auth source: the
 //!   issuer is skipped and a [`LoadProblem`] says why. Its Certificates are still returned; the
-//!   engine reports them as "issuer not configured" (class invalid) until a change fixes it.
+//!   engine reports them as "issuer not configured" (class invalid) until a change fixes it, and
+//!   their problem says which issuer they wait for and why it is not there.
 //! - **Secret references** resolve through [`Config::secret_location`]. An `Issuer`'s references
 //!   are in the Issuer's namespace; a `ClusterIssuer`'s in [`CLUSTER_RESOURCE_NAMESPACE`]
 //!   (`cert-manager`, cert-manager's default cluster resource namespace). CA bundles and client
@@ -32,9 +42,15 @@ mod issuer;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use certkeeper_core::spec::{self, Resource};
+use certkeeper_core::spec::{
+    self, FieldError, LimitError, Location, MAX_MANIFEST_BYTES, Resource, ResourceId,
+};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 
@@ -51,6 +67,8 @@ pub struct Loaded {
     pub issuers: Vec<IssuerRuntime>,
     pub certificates: Vec<(CertJob, CertMeta)>,
     pub problems: Vec<LoadProblem>,
+    /// Files and documents left out; everything else is in `issuers` and `certificates`.
+    pub manifest_problems: Vec<ManifestProblem>,
 }
 
 /// A problem with one object that does not stop the others.
@@ -61,10 +79,86 @@ pub struct LoadProblem {
     pub message: String,
 }
 
-impl std::fmt::Display for LoadProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.source, self.message)
     }
+}
+
+/// A manifest file, or one document of it, that was left out.
+#[derive(Debug, Clone)]
+pub struct ManifestProblem {
+    pub file: PathBuf,
+    /// The document (and list item); `None` when the file as a whole was left out.
+    pub location: Option<Location>,
+    /// Kind and name as read from the document, when it got that far.
+    pub object: Option<ResourceId>,
+    pub fault: ManifestFault,
+}
+
+impl ManifestProblem {
+    fn file(file: &Path, fault: ManifestFault) -> Self {
+        ManifestProblem {
+            file: file.to_owned(),
+            location: None,
+            object: None,
+            fault,
+        }
+    }
+
+    /// The id of the issuer this document would have defined (`Issuer/<ns>/<name>`,
+    /// `ClusterIssuer/<name>`), as certificates name it.
+    fn issuer_id(&self) -> Option<String> {
+        let object = self.object.as_ref()?;
+        let name = object.name.as_deref()?;
+        match (object.kind.as_str(), object.namespace.as_deref()) {
+            ("Issuer", Some(namespace)) => Some(format!("Issuer/{namespace}/{name}")),
+            ("ClusterIssuer", _) => Some(format!("ClusterIssuer/{name}")),
+            _ => None,
+        }
+    }
+
+    /// Where it is: `file`, `file: document 2`, `file: document 2, item 3`.
+    pub fn place(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{}: {location}", self.file.display()),
+            None => self.file.display().to_string(),
+        }
+    }
+}
+
+/// One line: `certs.yaml: document 2 (Certificate default/web): spec.a: required; spec.b: ...`.
+impl fmt::Display for ManifestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.place())?;
+        if let Some(object) = &self.object {
+            write!(f, " ({object})")?;
+        }
+        write!(f, ": {}", self.fault)
+    }
+}
+
+/// Why a file or document was left out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ManifestFault {
+    #[error("cannot read: {0}")]
+    Read(Arc<std::io::Error>),
+    #[error("dangling symlink to {}", .0.display())]
+    DanglingSymlink(PathBuf),
+    #[error("is a directory (manifest directories are not read recursively)")]
+    Directory,
+    #[error("is a {0}, not a regular file; not opened")]
+    NotRegular(&'static str),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("{object} is already defined in {}: {first}", .file.display())]
+    Duplicate {
+        object: ResourceId,
+        file: PathBuf,
+        first: Location,
+    },
 }
 
 /// A failure of the whole load: nothing of it may be applied.
@@ -73,9 +167,6 @@ pub enum LoadError {
     /// The manifests path (file or directory) cannot be read.
     #[error("cannot read manifests {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    /// Manifest files have errors: every one of every file, one per line.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
 }
 
 /// Reads the manifests and builds issuers and certificate jobs. `previous` holds the issuers of
@@ -85,8 +176,13 @@ pub fn load(
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
 ) -> Result<Loaded, LoadError> {
-    let resources = read_manifests(&config.manifests)?;
+    let (resources, manifest_problems) = read_manifests(&config.manifests)?;
     let mut problems = Vec::new();
+    // Issuer id -> why certificates of that issuer wait.
+    let mut unusable: HashMap<String, String> = manifest_problems
+        .iter()
+        .filter_map(|p| Some((p.issuer_id()?, format!("its manifest is invalid ({})", p.place()))))
+        .collect();
     let mut issuers = Vec::new();
     for resource in &resources {
         let (id, namespace, spec) = match resource {
@@ -105,7 +201,10 @@ pub fn load(
         let Some(vault) = spec.vault() else { continue };
         match issuer::build(config, metrics, previous, &id, namespace, vault) {
             Ok(runtime) => issuers.push(runtime),
-            Err(message) => problems.push(LoadProblem { source: id, message }),
+            Err(message) => {
+                unusable.insert(id.clone(), format!("it cannot be used: {message}"));
+                problems.push(LoadProblem { source: id, message });
+            }
         }
     }
     let fingerprints: HashMap<&str, u64> = issuers.iter().map(|i| (i.id.as_str(), i.fingerprint)).collect();
@@ -114,7 +213,7 @@ pub fn load(
         let Resource::Certificate(cert) = resource else {
             continue;
         };
-        match certificate::build(config, cert, &fingerprints) {
+        match certificate::build(config, cert, &fingerprints, &unusable) {
             Ok((job, meta, problem)) => {
                 problems.extend(problem);
                 certificates.push((job, meta));
@@ -129,74 +228,200 @@ pub fn load(
         issuers,
         certificates,
         problems,
+        manifest_problems,
     })
 }
 
-/// The manifest files: `path` itself, or its `*.yaml` / `*.yml` files sorted by name.
-fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// A `*.yaml` / `*.yml` entry of the manifests directory, as found before opening it.
+enum Entry {
+    File(PathBuf),
+    Skipped(ManifestProblem),
+}
+
+/// The manifest files: `path` itself, or its `*.yaml` / `*.yml` entries sorted by name.
+fn manifest_files(path: &Path) -> Result<Vec<Entry>, LoadError> {
     let read_error = |source| LoadError::Read {
         path: path.to_owned(),
         source,
     };
     if !std::fs::metadata(path).map_err(read_error)?.is_dir() {
-        return Ok(vec![path.to_owned()]);
+        return Ok(vec![Entry::File(path.to_owned())]);
     }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(read_error)? {
         let file = entry.map_err(read_error)?.path();
         let yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-        if yaml && file.is_file() {
+        if yaml {
             files.push(file);
         }
     }
     files.sort();
-    Ok(files)
+    Ok(files.into_iter().map(classify).collect())
 }
 
-/// Parses every manifest file; any error anywhere fails the whole load.
-fn read_manifests(path: &Path) -> Result<Vec<Resource>, LoadError> {
+/// Looks at an entry without opening it: symlinks are followed, and only a regular file is
+/// read (a FIFO would block the reader until something writes to it).
+fn classify(file: PathBuf) -> Entry {
+    let skipped = |fault| Entry::Skipped(ManifestProblem::file(&file, fault));
+    let metadata = match std::fs::metadata(&file) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // metadata follows the link; the link itself is there, its target is not.
+            return match std::fs::read_link(&file) {
+                Ok(target) => skipped(ManifestFault::DanglingSymlink(target)),
+                Err(e) => skipped(ManifestFault::Read(Arc::new(e))),
+            };
+        }
+        Err(e) => return skipped(ManifestFault::Read(Arc::new(e))),
+    };
+    match file_kind(&metadata.file_type()) {
+        None => Entry::File(file),
+        Some("directory") => skipped(ManifestFault::Directory),
+        Some(kind) => skipped(ManifestFault::NotRegular(kind)),
+    }
+}
+
+/// `None` for a regular file, else what it is.
+fn file_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    })
+}
+
+/// Reads one manifest file, at most [`MAX_MANIFEST_BYTES`] of it. Opened non-blocking and
+/// checked again once open, so a FIFO swapped in after [`classify`] cannot block the reader.
+fn read_manifest(file: &Path) -> Result<String, ManifestFault> {
+    let read = |e| ManifestFault::Read(Arc::new(e));
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(file)
+        .map_err(read)?;
+    let metadata = handle.metadata().map_err(read)?;
+    if let Some(kind) = file_kind(&metadata.file_type()) {
+        return Err(ManifestFault::NotRegular(kind));
+    }
+    let too_large = |size| {
+        ManifestFault::Limit(LimitError::TooLarge {
+            size,
+            max: MAX_MANIFEST_BYTES,
+        })
+    };
+    if metadata.len() > MAX_MANIFEST_BYTES as u64 {
+        return Err(too_large(metadata.len()));
+    }
+    // The file may grow after the size check: read one byte past the limit to notice.
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    handle
+        .take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
+    })
+}
+
+/// Parses every manifest file: the valid objects, and a [`ManifestProblem`] for each
+/// file or document left out.
+fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), LoadError> {
     let mut resources = Vec::new();
-    let mut errors = Vec::new();
-    // (kind, namespace, name) -> the file that defined it first.
-    let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
-    for file in manifest_files(path)? {
-        let source = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                errors.push(format!("{source}: cannot read: {e}"));
+    let mut problems = Vec::new();
+    // (kind, namespace, name) -> the file and document that defined it first.
+    let mut seen: BTreeMap<(&'static str, String, String), (PathBuf, Location)> = BTreeMap::new();
+    for entry in manifest_files(path)? {
+        let file = match entry {
+            Entry::File(file) => file,
+            Entry::Skipped(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
-        match spec::parse_documents(&source, &text) {
-            Ok(parsed) => {
-                for resource in parsed {
-                    let namespace = match &resource {
-                        Resource::ClusterIssuer(_) => String::new(),
-                        other => other.metadata().namespace_or_default().to_owned(),
-                    };
-                    let name = resource.metadata().name.clone();
-                    let key = (resource.kind(), namespace, name);
-                    if let Some(first) = seen.get(&key) {
-                        let (kind, namespace, name) = &key;
-                        let object = if namespace.is_empty() {
-                            format!("{kind} {name}")
-                        } else {
-                            format!("{kind} {namespace}/{name}")
-                        };
-                        errors.push(format!("{source}: {object} is already defined in {first}"));
-                    } else {
-                        seen.insert(key, source.clone());
-                        resources.push(resource);
-                    }
-                }
+        let parsed = read_manifest(&file).and_then(|text| {
+            let source = file.display().to_string();
+            spec::parse_file(&source, &text).map_err(ManifestFault::from)
+        });
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(fault) => {
+                problems.push(ManifestProblem::file(&file, fault));
+                continue;
             }
-            Err(spec_errors) => errors.extend(spec_errors.iter().map(ToString::to_string)),
+        };
+        // One problem per document (or list item), with every error of it.
+        // Keyed by (document, item), which sorts as the file reads.
+        let mut invalid: BTreeMap<(usize, Option<usize>), (Location, Option<ResourceId>, Vec<FieldError>)> =
+            BTreeMap::new();
+        for error in parsed.errors {
+            let key = (error.location.document, error.location.item);
+            let (_, object, errors) = invalid
+                .entry(key)
+                .or_insert_with(|| (error.location, None, Vec::new()));
+            if object.is_none() {
+                *object = error.resource;
+            }
+            errors.push(error.error);
+        }
+        problems.extend(
+            invalid
+                .into_iter()
+                .map(|(_, (location, object, errors))| ManifestProblem {
+                    file: file.clone(),
+                    location: Some(location),
+                    object,
+                    fault: ManifestFault::Invalid(errors),
+                }),
+        );
+        for (location, resource) in parsed.resources {
+            let object = resource_id(&resource);
+            let key = (
+                resource.kind(),
+                object.namespace.clone().unwrap_or_default(),
+                resource.metadata().name.clone(),
+            );
+            if let Some((first_file, first)) = seen.get(&key) {
+                problems.push(ManifestProblem {
+                    file: file.clone(),
+                    location: Some(location),
+                    object: Some(object.clone()),
+                    fault: ManifestFault::Duplicate {
+                        object,
+                        file: first_file.clone(),
+                        first: *first,
+                    },
+                });
+            } else {
+                seen.insert(key, (file.clone(), location));
+                resources.push(resource);
+            }
         }
     }
-    if errors.is_empty() {
-        Ok(resources)
-    } else {
-        Err(LoadError::Invalid(errors))
+    Ok((resources, problems))
+}
+
+fn resource_id(resource: &Resource) -> ResourceId {
+    let metadata = resource.metadata();
+    ResourceId {
+        kind: resource.kind().to_owned(),
+        namespace: match resource {
+            Resource::ClusterIssuer(_) => None,
+            other => Some(other.metadata().namespace_or_default().to_owned()),
+        },
+        name: Some(metadata.name.clone()),
     }
 }

@@ -1,9 +1,17 @@
 //! `certkeeper run`: load the configuration and manifests, start the engine and the HTTP
-//! endpoints, and keep going: reload on SIGHUP or when a manifest file changes (an invalid
-//! change is reported and the last good configuration keeps running), pick up renew requests
-//! from `certkeeper renew`, and shut down cleanly on SIGTERM or Ctrl-C.
+//! endpoints, and keep going: reload on SIGHUP or when a manifest file changes, pick up renew
+//! requests from `certkeeper renew`, and shut down cleanly on SIGTERM or Ctrl-C.
+//!
+//! - The listener is bound before anything else is done: a port already in use is a
+//!   configuration error that must stop the daemon before it issues or writes anything.
+//! - Manifests are read and parsed on a thread of their own ([`start_load`]), never on the run
+//!   loop: the loop keeps answering SIGTERM while a load runs, and a load still running at
+//!   shutdown is abandoned. The engine (renewals) runs on its own task throughout.
+//! - Every load is applied, valid objects in, invalid documents reported (see [`crate::load`]);
+//!   only a load that could not read the manifests at all keeps the last good configuration
+//!   (and, at start-up, stops the daemon: there is nothing to fall back on).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,13 +22,14 @@ use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
 use crate::http::{EngineEndpoints, serve};
-use crate::load::{Loaded, load};
+use crate::load::{LoadError, Loaded, load};
 use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
+use crate::status::problem_rows;
 
 /// How often manifest files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -32,7 +41,9 @@ pub enum RunError {
     #[error(transparent)]
     State(#[from] crate::statedb::StateError),
     #[error(transparent)]
-    Load(#[from] crate::load::LoadError),
+    Load(#[from] LoadError),
+    #[error("loading the manifests stopped without a result (the load thread could not start or panicked)")]
+    LoadAborted,
     #[error("cannot create state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
@@ -47,9 +58,25 @@ pub enum RunError {
 /// The daemon's shared state is exactly what its HTTP endpoints show.
 type Shared = EngineEndpoints;
 
+/// A load running on its own thread.
+type PendingLoad = oneshot::Receiver<Result<Loaded, LoadError>>;
+
 /// Run until SIGTERM / SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Config::load(config_path)?;
+    // First, before any file is written or certificate issued.
+    let listener = match config.listen {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen { addr, source })?,
+        )),
+        None => None,
+    };
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     std::fs::create_dir_all(&config.state_dir).map_err(|source| RunError::StateDir {
         path: config.state_dir.clone(),
         source,
@@ -60,29 +87,17 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), EngineConfig::default());
     let shared = Arc::new(Shared::new(engine.clone()));
 
-    // The first load must succeed: there is no last good configuration to fall back on.
-    let loaded = load(&config, &metrics, &HashMap::new())?;
-    apply(&shared, &runtime, &db, loaded).await;
-    shared.ready.store(true, Ordering::SeqCst);
-
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = match config.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Listen { addr, source })?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status, /api/v1/summary");
-            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx)))
-        }
-        None => None,
-    };
+    let server = listener.map(|(addr, listener)| {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status, /api/v1/summary");
+        tokio::spawn(serve(listener, shared.clone(), stop_rx))
+    });
 
-    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
     let mut renew_tick = tokio::time::interval(RENEW_POLL);
     let mut seen = manifest_stamp(&config.manifests);
+    let mut loading = Some(start_load(&config, &metrics, HashMap::new()));
+    let mut reload_wanted = false;
     tracing::info!(config = %config_path.display(), "certkeeper running");
     loop {
         tokio::select! {
@@ -90,15 +105,31 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading manifests");
-                reload(&config, &metrics, &shared, &runtime, &db).await;
-                seen = manifest_stamp(&config.manifests);
+                reload_wanted = true;
             }
             _ = watch_tick.tick() => {
-                let now = manifest_stamp(&config.manifests);
-                if now != seen {
-                    seen = now;
+                if manifest_stamp(&config.manifests) != seen {
                     tracing::info!("manifests changed: reloading");
-                    reload(&config, &metrics, &shared, &runtime, &db).await;
+                    reload_wanted = true;
+                }
+            }
+            done = next_load(&mut loading) => {
+                loading = None;
+                let first = !shared.ready.load(Ordering::SeqCst);
+                match done {
+                    Ok(Ok(loaded)) => {
+                        apply(&shared, &runtime, &db, &metrics, loaded).await;
+                        shared.ready.store(true, Ordering::SeqCst);
+                    }
+                    // Nothing to fall back on at start-up.
+                    Ok(Err(e)) if first => return Err(e.into()),
+                    Err(_) if first => return Err(RunError::LoadAborted),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read manifests; keeping the last good configuration");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %RunError::LoadAborted, detail = %e, "keeping the last good configuration");
+                    }
                 }
             }
             _ = renew_tick.tick() => {
@@ -113,6 +144,13 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
                 }
             }
         }
+        // One load at a time; a change seen during a load starts another once it is applied.
+        if reload_wanted && loading.is_none() {
+            reload_wanted = false;
+            seen = manifest_stamp(&config.manifests);
+            let previous = shared.issuers.lock().await.clone();
+            loading = Some(start_load(&config, &metrics, previous));
+        }
     }
     tracing::info!("shutting down: finishing attempts in flight");
     shared.ready.store(false, Ordering::SeqCst);
@@ -125,24 +163,56 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn reload(
-    config: &Config,
-    metrics: &Metrics,
-    shared: &Arc<Shared>,
-    runtime: &Arc<FileRuntime>,
-    db: &Arc<StateDb>,
-) {
-    let previous = shared.issuers.lock().await.clone();
-    match load(config, metrics, &previous) {
-        Ok(loaded) => apply(shared, runtime, db, loaded).await,
-        Err(e) => tracing::error!(error = %e, "invalid manifests; keeping the last good configuration"),
+/// Reads and parses the manifests on a thread of its own. The thread is not a tokio blocking
+/// task on purpose: the runtime waits for those at exit, and shutdown must not wait for a
+/// load. The receiver fails if the thread could not start or panicked.
+fn start_load(config: &Config, metrics: &Metrics, previous: HashMap<IssuerId, IssuerRuntime>) -> PendingLoad {
+    let (tx, rx) = oneshot::channel();
+    let (config, metrics) = (config.clone(), metrics.clone());
+    // Issuers' clients are built in the load; they belong to this runtime.
+    let handle = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new()
+        .name("certkeeper-load".into())
+        .spawn(move || {
+            let _runtime = handle.enter();
+            let _ = tx.send(load(&config, &metrics, &previous));
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread to load the manifests");
+    }
+    rx
+}
+
+/// The result of the pending load; never resolves while none is pending.
+async fn next_load(
+    pending: &mut Option<PendingLoad>,
+) -> Result<Result<Loaded, LoadError>, oneshot::error::RecvError> {
+    match pending {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
     }
 }
 
-async fn apply(shared: &Arc<Shared>, runtime: &Arc<FileRuntime>, db: &Arc<StateDb>, loaded: Loaded) {
+async fn apply(
+    shared: &Arc<Shared>,
+    runtime: &Arc<FileRuntime>,
+    db: &Arc<StateDb>,
+    metrics: &Metrics,
+    loaded: Loaded,
+) {
+    let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &loaded.manifest_problems {
+        tracing::warn!(problem = %p, "invalid manifest left out; the rest runs");
+        *per_file.entry(p.file.display().to_string()).or_default() += 1;
+    }
     for p in &loaded.problems {
         tracing::warn!(source = %p.source, problem = %p.message, "manifest problem");
     }
+    metrics.set_manifest_problems(per_file);
+    *shared
+        .problem_rows
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = problem_rows(&loaded);
     let states = match db.load_all() {
         Ok(s) => s,
         Err(e) => {

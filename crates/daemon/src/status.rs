@@ -1,10 +1,17 @@
-//! One row per certificate, as `certkeeper status` and `/api/v1/status` show it.
+//! One row per certificate, as `certkeeper status` and `/api/v1/status` show it, then one row
+//! per manifest problem (a file or document left out, an object that cannot run).
+//!
+//! Problem rows share the certificates' list so that every reader of `/api/v1/status` keeps
+//! working (the list stays a list of rows with `name`, `ready` and `revision`); they are told
+//! apart by `manifestProblem`, and their names (`Certificate default/web`, a file) never collide
+//! with a certificate's `namespace/name`.
 
 use serde::Serialize;
 
 use certkeeper_engine::state::{CertState, to_unix};
 use certkeeper_engine::{CertJob, CertStatus};
 
+use crate::load::Loaded;
 use crate::runtime::rfc3339;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -24,6 +31,87 @@ pub struct StatusRow {
     pub last_failure: Option<FailureRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// A manifest problem as a row of the status list: a certificate row's `name`, `issuer` (empty),
+/// `ready` (false) and `revision` (0), so that readers of the list keep working, and what is
+/// wrong in `manifestProblem`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemStatusRow {
+    pub name: String,
+    pub issuer: String,
+    pub ready: bool,
+    pub revision: u64,
+    pub manifest_problem: ProblemRow,
+}
+
+/// What was left out, or cannot run, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// "Certificate default/web", "Issuer/default/vault", when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    pub message: String,
+}
+
+/// The rows of a load's problems: files and documents left out, then objects that cannot run.
+pub fn problem_rows(loaded: &Loaded) -> Vec<ProblemStatusRow> {
+    let manifest = loaded.manifest_problems.iter().map(|p| {
+        let object = p.object.as_ref().map(ToString::to_string);
+        let problem = ProblemRow {
+            file: Some(p.file.display().to_string()),
+            document: p.location.map(|l| l.document),
+            item: p.location.and_then(|l| l.item),
+            object: object.clone(),
+            message: p.fault.to_string(),
+        };
+        problem_row(object.unwrap_or_else(|| p.place()), problem)
+    });
+    let objects = loaded.problems.iter().map(|p| {
+        let problem = ProblemRow {
+            file: None,
+            document: None,
+            item: None,
+            object: Some(p.source.clone()),
+            message: p.message.clone(),
+        };
+        problem_row(p.source.clone(), problem)
+    });
+    manifest.chain(objects).collect()
+}
+
+fn problem_row(name: String, problem: ProblemRow) -> ProblemStatusRow {
+    ProblemStatusRow {
+        name,
+        issuer: String::new(),
+        ready: false,
+        revision: 0,
+        manifest_problem: problem,
+    }
+}
+
+/// The status list as JSON: the certificates' rows, then the problems' rows.
+pub fn status_json(rows: &[StatusRow], problems: &[ProblemStatusRow]) -> String {
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Row<'a> {
+        Certificate(&'a StatusRow),
+        Problem(&'a ProblemStatusRow),
+    }
+    let all: Vec<Row<'_>> = rows
+        .iter()
+        .map(Row::Certificate)
+        .chain(problems.iter().map(Row::Problem))
+        .collect();
+    serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -68,8 +156,8 @@ pub fn rows_from_engine(statuses: &[CertStatus]) -> Vec<StatusRow> {
     rows
 }
 
-/// A fixed-width table for people.
-pub fn table(rows: &[StatusRow]) -> String {
+/// A fixed-width table of the certificates for people, then the manifest problems, one a line.
+pub fn table(rows: &[StatusRow], problems: &[ProblemStatusRow]) -> String {
     let mut lines = vec![[
         "NAME".to_owned(),
         "READY".to_owned(),
@@ -109,6 +197,26 @@ pub fn table(rows: &[StatusRow]) -> String {
         let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    if !problems.is_empty() {
+        out.push_str("\nMANIFEST PROBLEMS (left out; everything else runs)\n");
+        for p in problems.iter().map(|r| &r.manifest_problem) {
+            let mut place = p.file.clone().unwrap_or_default();
+            if let Some(document) = p.document {
+                place.push_str(&format!(": document {document}"));
+            }
+            if let Some(item) = p.item {
+                place.push_str(&format!(", item {item}"));
+            }
+            let line = match (place.is_empty(), &p.object) {
+                (false, Some(object)) => format!("{place} ({object}): {}", p.message),
+                (false, None) => format!("{place}: {}", p.message),
+                (true, Some(object)) => format!("{object}: {}", p.message),
+                (true, None) => p.message.clone(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
 }

@@ -53,6 +53,8 @@ struct Counters {
     latency: BTreeMap<(String, &'static str), Histogram>,
     /// (issuer, result, class) -> count
     attempts: BTreeMap<(String, &'static str, &'static str), u64>,
+    /// Manifest file -> documents (or the file itself) left out by the last load.
+    manifest_problems: BTreeMap<String, usize>,
 }
 
 /// The process-wide metric store. Cheap to clone.
@@ -104,6 +106,12 @@ impl Metrics {
             .attempts
             .entry((issuer.to_owned(), result, class_label(failure)))
             .or_default() += 1;
+    }
+
+    /// Replace the manifest problems of the last load (file -> count). A file that has none is
+    /// absent, so its series ends when it is fixed.
+    pub fn set_manifest_problems(&self, per_file: BTreeMap<String, usize>) {
+        self.lock().manifest_problems = per_file;
     }
 
     /// Render everything in the Prometheus text format.
@@ -166,6 +174,15 @@ impl Metrics {
                 "certkeeper_issuance_attempts_total{{issuer=\"{}\",result=\"{result}\",class=\"{class}\"}} {n}",
                 esc(issuer)
             );
+        }
+        header(
+            &mut out,
+            "certkeeper_manifest_problems",
+            "gauge",
+            "Manifest documents (or whole files) left out by the last load, by file; the rest runs.",
+        );
+        for (file, n) in &c.manifest_problems {
+            let _ = writeln!(out, "certkeeper_manifest_problems{{file=\"{}\"}} {n}", esc(file));
         }
         drop(c);
         header(
@@ -331,6 +348,7 @@ mod tests {
         );
         m.record_attempt("default/vault", Some(FailureClass::Transient));
         m.record_attempt("default/vault", None);
+        m.set_manifest_problems(BTreeMap::from([("/etc/m/bad.yaml".to_owned(), 2)]));
         let cert = CertificateSample {
             name: "web".into(),
             namespace: "default".into(),
@@ -358,6 +376,7 @@ mod tests {
             "certkeeper_issuance_attempts_total{issuer=\"default/vault\",result=\"failure\",class=\"transient\"} 1".into(),
             "certkeeper_issuance_attempts_total{issuer=\"default/vault\",result=\"success\",class=\"none\"} 1".into(),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"open\"} 1".into(),
+            "certkeeper_manifest_problems{file=\"/etc/m/bad.yaml\"} 2".into(),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"closed\"} 0".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");

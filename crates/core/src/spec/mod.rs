@@ -36,6 +36,7 @@ mod de;
 mod duration;
 mod error;
 mod issuer;
+mod limits;
 mod meta;
 mod schema;
 mod status;
@@ -78,6 +79,7 @@ pub use issuer::{
     ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultClientCertificateAuth, VaultIssuer,
     VaultKubernetesAuth,
 };
+pub use limits::{LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, check_limits};
 pub use meta::{
     CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
     ObjectMeta, SecretKeySelector,
@@ -185,7 +187,7 @@ pub fn parse_resource(value: &Value) -> Result<Resource, Vec<FieldError>> {
 /// Collects resources and errors of one file.
 struct FileParser<'a> {
     source: &'a str,
-    resources: Vec<Resource>,
+    resources: Vec<(Location, Resource)>,
     errors: Vec<SpecError>,
     /// (kind, namespace, name) -> document that defined it first.
     seen: HashMap<(&'static str, String, String), usize>,
@@ -228,7 +230,7 @@ impl FileParser<'_> {
             self.error(location, resource_id.clone(), error);
         }
         if let (Some(resource), false) = (decoded, failed) {
-            self.resources.push(resource);
+            self.resources.push((location, resource));
         }
     }
 
@@ -262,13 +264,48 @@ impl FileParser<'_> {
     }
 }
 
-/// Parses a multi-document YAML file of cert-manager.io/v1 objects.
-///
-/// `source` names the file in messages. Empty documents are skipped but counted, so document
-/// numbers match the file. A `kind: List` (apiVersion v1) document, as `kubectl get -o yaml`
-/// writes, contributes its `items`. Any other kind is an error. All errors of the file are
-/// returned together; a YAML syntax error ends the file, as nothing after it can be trusted.
+/// One manifest file, parsed: the objects that are valid, each with its place in the file, and
+/// the errors of the others. An invalid document does not affect the valid ones, so a runtime can
+/// run what is valid and report the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedFile {
+    pub resources: Vec<(Location, Resource)>,
+    pub errors: Vec<SpecError>,
+}
+
+/// Parses a multi-document YAML file of cert-manager.io/v1 objects, all or nothing: the
+/// objects if every document is valid, else every error. [`parse_file`] keeps the valid ones.
+/// A file over one of the [limits](check_limits) is one error at document 1.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecErrors> {
+    let parsed = parse_file(source, text).unwrap_or_else(|limit| ParsedFile {
+        resources: Vec::new(),
+        errors: vec![SpecError {
+            file: source.to_owned(),
+            location: Location {
+                document: 1,
+                item: None,
+            },
+            resource: None,
+            error: FieldError::new(FieldPath::root(), Problem::Yaml(limit.to_string())),
+        }],
+    });
+    if parsed.errors.is_empty() {
+        Ok(parsed.resources.into_iter().map(|(_, r)| r).collect())
+    } else {
+        Err(SpecErrors(parsed.errors))
+    }
+}
+
+/// Parses a multi-document YAML file of cert-manager.io/v1 objects, document by document.
+///
+/// `source` names the file in messages. The text is first checked against the
+/// [limits](check_limits) (size, documents, nesting), so the parser never starts on input that
+/// would take it long. Empty documents are skipped but counted, so document numbers match the
+/// file. A `kind: List` (apiVersion v1) document, as `kubectl get -o yaml` writes, contributes
+/// its `items`. Any other kind is an error. A YAML syntax error ends the file, as nothing after
+/// it can be trusted; the documents before it stand.
+pub fn parse_file(source: &str, text: &str) -> Result<ParsedFile, LimitError> {
+    check_limits(text)?;
     let mut parser = FileParser {
         source,
         resources: Vec::new(),
@@ -317,9 +354,50 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecEr
             parser.object(&value, location);
         }
     }
-    if parser.errors.is_empty() {
-        Ok(parser.resources)
-    } else {
-        Err(SpecErrors(parser.errors))
+    Ok(ParsedFile {
+        resources: parser.resources,
+        errors: parser.errors,
+    })
+}
+
+#[cfg(test)]
+mod tests_parse_file {
+    use super::*;
+
+    const VALID: &str = "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: vault}\nspec:\n  vault: {server: https://v, path: pki/sign/r, auth: {tokenSecretRef: {name: t}}}\n";
+
+    #[test]
+    fn hostile_invalid_document_does_not_hide_the_valid_ones() {
+        let text = format!(
+            "{VALID}---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: web}}\nspec: {{secretName: web-tls, bogus: 1}}\n"
+        );
+        let parsed = parse_file("m.yaml", &text).unwrap();
+        assert_eq!(parsed.resources.len(), 1);
+        assert_eq!(parsed.resources[0].0.document, 1);
+        assert!(!parsed.errors.is_empty());
+        assert!(parsed.errors.iter().all(|e| e.location.document == 2));
+        assert_eq!(
+            parsed.errors[0]
+                .resource
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("Certificate default/web")
+        );
+        assert!(parse_documents("m.yaml", &text).is_err());
+    }
+
+    #[test]
+    fn hostile_deep_nesting_is_refused_before_parsing() {
+        let text = format!("{}{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        assert!(matches!(
+            parse_file("deep.yaml", &text),
+            Err(LimitError::TooDeep { max: MAX_DEPTH, .. })
+        ));
+        let errors = parse_documents("deep.yaml", &text).unwrap_err();
+        assert!(
+            errors.to_string().contains("nesting deeper than 64 levels"),
+            "{errors}"
+        );
     }
 }

@@ -14,12 +14,14 @@ use crate::config::{Config, SecretLocation};
 use crate::model::CertMeta;
 
 /// The job and output settings of `cert`, plus a problem when its issuer is not one of
-/// `issuers` (issuer id -> fingerprint). An error is a message for a [`LoadProblem`]; the
-/// certificate is then left out.
+/// `issuers` (issuer id -> fingerprint): the certificate waits for it, for the reason `unusable`
+/// gives (issuer id -> why: its manifest is invalid, its references do not resolve). An error
+/// is a message for a [`LoadProblem`]; the certificate is then left out.
 pub(super) fn build(
     config: &Config,
     cert: &Certificate,
     issuers: &HashMap<&str, u64>,
+    unusable: &HashMap<String, String>,
 ) -> Result<(CertJob, CertMeta, Option<LoadProblem>), String> {
     let namespace = cert.namespace();
     let name = &cert.metadata.name;
@@ -28,7 +30,10 @@ pub(super) fn build(
     let issuer_fingerprint = issuers.get(issuer.as_str()).copied();
     let problem = issuer_fingerprint.is_none().then(|| LoadProblem {
         source: format!("Certificate {namespace}/{name}"),
-        message: format!("spec.issuerRef: {issuer} is not a configured Vault issuer"),
+        message: match unusable.get(&issuer) {
+            Some(why) => format!("spec.issuerRef: waiting for {issuer}: {why}"),
+            None => format!("spec.issuerRef: {issuer} is not a configured Vault issuer"),
+        },
     });
     let job = certificate_job(cert, issuer_fingerprint.unwrap_or(0))?;
     let meta = CertMeta {

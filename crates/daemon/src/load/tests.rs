@@ -285,40 +285,154 @@ fn changed_issuer_limits_rebuild_clients_without_reissuing() {
     }
 }
 
+fn manifest_problems(loaded: &Loaded) -> Vec<String> {
+    loaded.manifest_problems.iter().map(ToString::to_string).collect()
+}
+
 #[test]
-fn any_manifest_error_fails_the_whole_load() {
+fn hostile_invalid_documents_fail_alone() {
     let fx = Fixture::new();
     fx.write(
         "manifests/bad.yaml",
         "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: bad, namespace: apps}\n\
          spec: {secretName: s, dnsNames: [a.example], issuerRef: {name: vault}, \
-         privateKey: {algorithm: ECDSA, size: 2048}}\n",
+         privateKey: {algorithm: ECDSA, size: 2048}, bogus: 1}\n---\n\
+         apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: good, namespace: apps}\n\
+         spec: {secretName: good-tls, dnsNames: [good.example], issuerRef: {name: vault}}\n",
     );
     fx.write("manifests/dup.yaml", &ISSUERS[..ISSUERS.find("---").unwrap()]);
-    let err = fx.load(&HashMap::new()).unwrap_err();
-    let LoadError::Invalid(messages) = &err else {
-        panic!("{err}")
-    };
-    assert_eq!(messages.len(), 2, "{err}");
+    let loaded = fx.load(&HashMap::new()).unwrap();
     let bad = fx.path("manifests/bad.yaml").display().to_string();
-    assert!(
-        messages[0].starts_with(&format!(
-            "{bad}: document 1 (Certificate apps/bad): spec.privateKey.size:"
-        )),
-        "{err}"
-    );
     let dup = fx.path("manifests/dup.yaml").display().to_string();
     let issuers = fx.path("manifests/issuers.yaml").display().to_string();
-    assert_eq!(
-        messages[1],
-        format!("{issuers}: Issuer apps/vault is already defined in {dup}")
+    let problems = manifest_problems(&loaded);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    // One line per document, with every error of it.
+    assert!(
+        problems[0].starts_with(&format!(
+            "{bad}: document 1 (Certificate apps/bad): spec.bogus: unknown field; spec.privateKey.size:"
+        )),
+        "{problems:#?}"
     );
+    // The later definition is the one left out (files are read in name order).
+    assert_eq!(
+        problems[1],
+        format!(
+            "{issuers}: document 1 (Issuer apps/vault): Issuer apps/vault is already defined in {dup}: document 1"
+        )
+    );
+    // Everything else runs: both issuers, the three valid certificates.
+    let mut ids: Vec<_> = loaded.issuers.iter().map(|i| i.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["ClusterIssuer/shared", "Issuer/apps/vault"]);
+    let mut certs: Vec<_> = loaded.certificates.iter().map(|(j, _)| j.id.clone()).collect();
+    certs.sort();
+    assert_eq!(certs, ["apps/api", "apps/good", "apps/web"]);
+    assert_eq!(loaded.problems, vec![]);
 
     let missing = Fixture::new();
     std::fs::remove_dir_all(missing.path("manifests")).unwrap();
     assert!(matches!(
         missing.load(&HashMap::new()),
         Err(LoadError::Read { .. })
+    ));
+}
+
+#[test]
+fn hostile_invalid_issuer_document_leaves_its_certificates_waiting() {
+    let fx = Fixture::new();
+    fx.write(
+        "manifests/issuers.yaml",
+        &ISSUERS.replace("namespace: team-a", "namespace: team-a\n    nmespace: x"),
+    );
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    let issuers = fx.path("manifests/issuers.yaml").display().to_string();
+    assert_eq!(
+        manifest_problems(&loaded),
+        [format!(
+            "{issuers}: document 1 (Issuer apps/vault): spec.vault.nmespace: unknown field"
+        )]
+    );
+    let ids: Vec<_> = loaded.issuers.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["ClusterIssuer/shared"]);
+    // Its certificate is still there, waiting for it, and says why.
+    assert_eq!(cert(&loaded, "apps/web").0.issuer, "Issuer/apps/vault");
+    assert_eq!(
+        loaded.problems,
+        [LoadProblem {
+            source: "Certificate apps/web".into(),
+            message: format!(
+                "spec.issuerRef: waiting for Issuer/apps/vault: its manifest is invalid ({issuers}: document 1)"
+            ),
+        }]
+    );
+}
+
+#[test]
+fn hostile_deep_and_oversized_files_are_left_out_before_parsing() {
+    let fx = Fixture::new();
+    fx.write(
+        "manifests/deep.yaml",
+        &format!("{}{}", "{a: ".repeat(100_000), "}".repeat(100_000)),
+    );
+    let big = std::fs::File::create(fx.path("manifests/big.yaml")).unwrap();
+    big.set_len(spec::MAX_MANIFEST_BYTES as u64 + 1).unwrap();
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    let mut faults: Vec<_> = loaded
+        .manifest_problems
+        .iter()
+        .map(|p| (p.file.file_name().unwrap().to_owned(), p.fault.clone()))
+        .collect();
+    faults.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        matches!(&faults[..], [
+            (big, ManifestFault::Limit(LimitError::TooLarge { max: spec::MAX_MANIFEST_BYTES, .. })),
+            (deep, ManifestFault::Limit(LimitError::TooDeep { max: spec::MAX_DEPTH, line: 1 })),
+        ] if big == "big.yaml" && deep == "deep.yaml"),
+        "{faults:?}"
+    );
+    assert_eq!(loaded.certificates.len(), 2);
+}
+
+#[test]
+fn hostile_directory_entries_are_reported_without_opening_them() {
+    let fx = Fixture::new();
+    let dir = fx.path("manifests");
+    nix::unistd::mkfifo(
+        &dir.join("fifo.yaml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("sub.yaml")).unwrap();
+    std::os::unix::fs::symlink("nowhere.yaml", dir.join("gone.yml")).unwrap();
+    // A ConfigMap mount: name.yaml -> ..data/name.yaml, ..data -> ..<timestamp>. Followed.
+    let issuers = std::fs::read_to_string(dir.join("issuers.yaml")).unwrap();
+    std::fs::remove_file(dir.join("issuers.yaml")).unwrap();
+    std::fs::create_dir(dir.join("..2024_01_01")).unwrap();
+    std::fs::write(dir.join("..2024_01_01/issuers.yaml"), issuers).unwrap();
+    std::os::unix::fs::symlink("..2024_01_01", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/issuers.yaml", dir.join("issuers.yaml")).unwrap();
+
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    let problems = manifest_problems(&loaded);
+    let at = |name: &str| dir.join(name).display().to_string();
+    assert_eq!(
+        problems,
+        [
+            format!("{}: is a FIFO, not a regular file; not opened", at("fifo.yaml")),
+            format!("{}: dangling symlink to nowhere.yaml", at("gone.yml")),
+            format!(
+                "{}: is a directory (manifest directories are not read recursively)",
+                at("sub.yaml")
+            ),
+        ]
+    );
+    assert_eq!(loaded.issuers.len(), 2, "the symlinked issuers are read");
+    assert_eq!(loaded.certificates.len(), 2);
+    // Opening a FIFO by name (a race with the type check) does not block either.
+    assert!(matches!(
+        read_manifest(&dir.join("fifo.yaml")),
+        Err(ManifestFault::NotRegular("FIFO"))
     ));
 }
 
@@ -342,9 +456,12 @@ fn unresolvable_references_skip_the_issuer_with_a_problem() {
         "{problems:#?}"
     );
     assert!(problems[1].starts_with("Issuer/apps/k8s: spec.vault.auth.kubernetes.serviceAccountRef needs"));
-    assert_eq!(
-        problems[2],
-        "Certificate apps/api: spec.issuerRef: ClusterIssuer/shared is not a configured Vault issuer"
+    assert!(
+        problems[2].starts_with(
+            "Certificate apps/api: spec.issuerRef: waiting for ClusterIssuer/shared: it cannot be used: \
+             spec.vault.caBundleSecretRef: cannot read "
+        ),
+        "{problems:#?}"
     );
     // The certificate is still handed to the engine, which reports it.
     assert_eq!(cert(&loaded, "apps/api").0.issuer, "ClusterIssuer/shared");
