@@ -38,6 +38,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use certkeeper_core::spec::{DurationError, format_go_duration, parse_go_duration};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,35 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    #[error("{path}: {field}: {source}")]
+    Duration {
+        path: PathBuf,
+        field: String,
+        source: ConfigDurationError,
+    },
 }
+
+/// Why a duration in the configuration (a hook or Vault timeout) was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigDurationError {
+    #[error(transparent)]
+    Syntax(#[from] DurationError),
+    #[error("{0:?} must be more than 0")]
+    Zero(String),
+    #[error("{value:?} is too large: at most {}", format_go_duration(*.max))]
+    TooLarge { value: String, max: Duration },
+}
+
+/// The longest timeout the configuration accepts. A timeout of more than a day is a typo, and the
+/// bound keeps every deadline computed from it (now + timeout) far from overflow.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest `issuers.concurrency` (tokio's semaphore refuses more than `usize::MAX >> 3`
+/// permits; no Vault wants more than this in flight from one client).
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// The bounds of `issuers.ratePerSecond`. Below the minimum the wait for one token
+/// (1 / rate seconds) leaves what a `Duration` can hold.
+pub const RATE_BOUNDS: (f64, f64) = (0.001, 1_000_000.0);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -301,11 +330,10 @@ impl Config {
                 }
                 let timeout = match h.timeout.as_deref() {
                     None => DEFAULT_HOOK_TIMEOUT,
-                    Some(t) => parse_duration(t).ok_or_else(|| {
-                        invalid(
-                            &format!("{field}.hooks[{i}].timeout"),
-                            format!("{t:?} is not a duration like 30s or 2m"),
-                        )
+                    Some(t) => parse_duration(t).map_err(|source| ConfigError::Duration {
+                        path: path.to_owned(),
+                        field: format!("{field}.hooks[{i}].timeout"),
+                        source,
                     })?,
                 };
                 hooks.push(Hook {
@@ -325,18 +353,28 @@ impl Config {
             };
             cert_outputs.insert(id, out);
         }
-        if raw.issuers.concurrency == 0 {
-            return Err(invalid("issuers.concurrency", "must be at least 1".into()));
+        if !(1..=MAX_CONCURRENCY).contains(&raw.issuers.concurrency) {
+            return Err(invalid(
+                "issuers.concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
         }
-        if raw.issuers.rate_per_second.is_nan() || raw.issuers.rate_per_second <= 0.0 {
-            return Err(invalid("issuers.ratePerSecond", "must be positive".into()));
+        let (min_rate, max_rate) = RATE_BOUNDS;
+        // NaN fails the range check too.
+        if !(min_rate..=max_rate).contains(&raw.issuers.rate_per_second) {
+            return Err(invalid(
+                "issuers.ratePerSecond",
+                format!("must be between {min_rate} and {max_rate}"),
+            ));
         }
         let defaults = IssuerLimits::default();
         let timeout = |field: &str, value: Option<&str>, default: Duration| match value {
             None => Ok(default),
-            Some(t) => parse_duration(t)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| invalid(field, format!("{t:?} is not a positive duration like 5s or 1m"))),
+            Some(t) => parse_duration(t).map_err(|source| ConfigError::Duration {
+                path: path.to_owned(),
+                field: field.to_owned(),
+                source,
+            }),
         };
         let issuers = IssuerLimits {
             concurrency: raw.issuers.concurrency,
@@ -424,18 +462,20 @@ fn parse_mode(value: Option<&str>, default: u32) -> Result<u32, String> {
     }
 }
 
-/// "30s", "2m", "1h", "500ms".
-fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
-    })
+/// A timeout: a Go duration ("30s", "2m", "1h30m", "500ms", the grammar of manifests'
+/// durations, overflow-checked), more than zero and at most [`MAX_CONFIG_DURATION`].
+fn parse_duration(v: &str) -> Result<Duration, ConfigDurationError> {
+    let d = parse_go_duration(v.trim())?;
+    if d.is_zero() {
+        return Err(ConfigDurationError::Zero(v.to_owned()));
+    }
+    if d > MAX_CONFIG_DURATION {
+        return Err(ConfigDurationError::TooLarge {
+            value: v.to_owned(),
+            max: MAX_CONFIG_DURATION,
+        });
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -499,7 +539,7 @@ mod tests {
             Config::parse(p, "manifests: m\nstateDir: s\nissuers: {requestTimeout: 0s}\n")
                 .unwrap_err()
                 .to_string(),
-            "/x/ck.yaml: issuers.requestTimeout: \"0s\" is not a positive duration like 5s or 1m"
+            "/x/ck.yaml: issuers.requestTimeout: \"0s\" must be more than 0"
         );
     }
 
@@ -525,7 +565,85 @@ mod tests {
             err(
                 "manifests: m\nstateDir: s\noutputs: {certificates: {default/web: {hooks: [{command: [x], timeout: soon}]}}}\n"
             ),
-            "/x/ck.yaml: outputs.certificates.default/web.hooks[0].timeout: \"soon\" is not a duration like 30s or 2m"
+            "/x/ck.yaml: outputs.certificates.default/web.hooks[0].timeout: invalid duration \"soon\""
         );
+    }
+
+    fn limits(issuers: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            Path::new("/x/ck.yaml"),
+            &format!("manifests: m\nstateDir: s\nissuers: {issuers}\n"),
+        )
+    }
+
+    #[test]
+    fn hostile_config_durations_that_overflow_are_refused() {
+        // Before: 5124095576030432h * 3600 wrapped to 3584 s (and panicked in debug builds).
+        let hook = |timeout: &str| {
+            Config::parse(
+                Path::new("/x/ck.yaml"),
+                &format!(
+                    "manifests: m\nstateDir: s\noutputs: {{certificates: {{default/web: {{hooks: [{{command: [x], timeout: {timeout}}}]}}}}}}\n"
+                ),
+            )
+        };
+        assert_eq!(
+            hook("5124095576030432h").unwrap_err().to_string(),
+            "/x/ck.yaml: outputs.certificates.default/web.hooks[0].timeout: \
+             duration \"5124095576030432h\" is too large (more than 2562047h)"
+        );
+        assert_eq!(
+            limits("{connectTimeout: 99999999999999999999s}")
+                .unwrap_err()
+                .to_string(),
+            "/x/ck.yaml: issuers.connectTimeout: duration \"99999999999999999999s\" is too large (more than 2562047h)"
+        );
+        assert_eq!(
+            limits("{requestTimeout: 25h}").unwrap_err().to_string(),
+            "/x/ck.yaml: issuers.requestTimeout: \"25h\" is too large: at most 24h0m0s"
+        );
+        assert_eq!(
+            hook("1h30m").unwrap().output("default", "web", "w").hooks[0].timeout,
+            Duration::from_secs(5400)
+        );
+    }
+
+    #[test]
+    fn hostile_issuer_gate_settings_out_of_range_are_refused() {
+        for (issuers, field) in [
+            ("{concurrency: 0}", "issuers.concurrency"),
+            ("{concurrency: 18446744073709551615}", "issuers.concurrency"),
+            ("{ratePerSecond: 0}", "issuers.ratePerSecond"),
+            ("{ratePerSecond: 1e-300}", "issuers.ratePerSecond"),
+            ("{ratePerSecond: .inf}", "issuers.ratePerSecond"),
+            ("{ratePerSecond: .nan}", "issuers.ratePerSecond"),
+        ] {
+            let err = limits(issuers).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("/x/ck.yaml: {field}: must be between")),
+                "{issuers}: {err}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: no panic; what is accepted lies in (0, MAX_CONFIG_DURATION] and prints
+        /// back to itself.
+        #[test]
+        fn hostile_config_duration_parsing_never_panics(text in "[0-9.+-]{0,24}(ns|us|µs|ms|s|m|h|d|)([0-9]{0,6}(m|s|))") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert!(!d.is_zero() && d <= MAX_CONFIG_DURATION);
+                proptest::prop_assert_eq!(parse_duration(&format_go_duration(d)), Ok(d));
+            }
+        }
+
+        #[test]
+        fn hostile_config_duration_any_number_of_hours(hours in proptest::num::u64::ANY) {
+            match parse_duration(&format!("{hours}h")) {
+                Ok(d) => proptest::prop_assert_eq!(d, Duration::from_secs(hours * 3600)),
+                Err(ConfigDurationError::Zero(_)) => proptest::prop_assert_eq!(hours, 0),
+                Err(e) => proptest::prop_assert!(hours > 24 && e.to_string().contains("too large"), "{}", e),
+            }
+        }
     }
 }

@@ -235,7 +235,7 @@ pub fn load(
 /// A `*.yaml` / `*.yml` entry of the manifests directory, as found before opening it.
 enum Entry {
     File(PathBuf),
-    Skipped(ManifestProblem),
+    Skipped(Box<ManifestProblem>),
 }
 
 /// The manifest files: `path` itself, or its `*.yaml` / `*.yml` entries sorted by name.
@@ -262,7 +262,7 @@ fn manifest_files(path: &Path) -> Result<Vec<Entry>, LoadError> {
 /// Looks at an entry without opening it: symlinks are followed, and only a regular file is
 /// read (a FIFO would block the reader until something writes to it).
 fn classify(file: PathBuf) -> Entry {
-    let skipped = |fault| Entry::Skipped(ManifestProblem::file(&file, fault));
+    let skipped = |fault| Entry::Skipped(Box::new(ManifestProblem::file(&file, fault)));
     let metadata = match std::fs::metadata(&file) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -348,7 +348,7 @@ fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), 
         let file = match entry {
             Entry::File(file) => file,
             Entry::Skipped(problem) => {
-                problems.push(problem);
+                problems.push(*problem);
                 continue;
             }
         };
@@ -363,30 +363,24 @@ fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), 
                 continue;
             }
         };
-        // One problem per document (or list item), with every error of it.
-        // Keyed by (document, item), which sorts as the file reads.
-        let mut invalid: BTreeMap<(usize, Option<usize>), (Location, Option<ResourceId>, Vec<FieldError>)> =
-            BTreeMap::new();
+        // One problem per document (or list item), with every error of it: the parser reports
+        // a document's errors together, in document order.
         for error in parsed.errors {
-            let key = (error.location.document, error.location.item);
-            let (_, object, errors) = invalid
-                .entry(key)
-                .or_insert_with(|| (error.location, None, Vec::new()));
-            if object.is_none() {
-                *object = error.resource;
-            }
-            errors.push(error.error);
-        }
-        problems.extend(
-            invalid
-                .into_iter()
-                .map(|(_, (location, object, errors))| ManifestProblem {
-                    file: file.clone(),
+            match problems.last_mut() {
+                Some(ManifestProblem {
+                    file: last_file,
                     location: Some(location),
-                    object,
                     fault: ManifestFault::Invalid(errors),
+                    ..
+                }) if *last_file == file && *location == error.location => errors.push(error.error),
+                _ => problems.push(ManifestProblem {
+                    file: file.clone(),
+                    location: Some(error.location),
+                    object: error.resource,
+                    fault: ManifestFault::Invalid(vec![error.error]),
                 }),
-        );
+            }
+        }
         for (location, resource) in parsed.resources {
             let object = resource_id(&resource);
             let key = (

@@ -116,7 +116,8 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
             return Err(invalid());
         }
         let before = s.len();
-        let (whole, rest) = leading_int(s).ok_or_else(invalid)?;
+        // Go calls a run of digits past 2^63 "invalid"; it is a number too large.
+        let (whole, rest) = leading_int(s).ok_or_else(|| DurationError::Overflow(input.to_owned()))?;
         s = rest;
         let has_int = before != s.len();
         let (mut fraction, mut scale, mut has_fraction) = (0, 1.0, false);
@@ -323,7 +324,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_go_duration("99999999999999999999h"),
-            Err(Invalid(_))
+            Err(Overflow(_))
         ));
         assert_eq!(parse_go_duration("-5m"), Err(Negative("-5m".into())));
     }
@@ -400,6 +401,21 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,24}") {
             let _ = parse_go_duration(&s);
+        }
+
+        /// Digits and units only, of any size: no panic, and what is accepted is within Go's
+        /// bound and prints back to itself.
+        #[test]
+        fn hostile_huge_durations_are_refused_or_round_trip(
+            s in "[0-9]{1,25}(\\.[0-9]{0,25})?(ns|us|ms|s|m|h)([0-9]{1,25}(ns|us|ms|s|m|h))?"
+        ) {
+            match parse_go_duration(&s) {
+                Ok(d) => {
+                    prop_assert!(d <= Duration::from_nanos(MAX_NANOS));
+                    prop_assert_eq!(parse_go_duration(&format_go_duration(d)), Ok(d));
+                }
+                Err(e) => prop_assert!(matches!(e, DurationError::Overflow(_)), "{s}: {e}"),
+            }
         }
     }
 }
