@@ -1,7 +1,8 @@
 //! `FaultProxy`: a TCP proxy on 127.0.0.1 in front of a real server, whose behaviour can be
 //! switched at run time to reproduce network and load-balancer failures (the ones catalogued in
 //! OPENBAO.md): hang, close without reply, RST, garbage bytes, a stalled body, an HTML error page,
-//! connection refused.
+//! connection refused; and answers whose body is damaged on the way (`CutBody`, `PrefixBody`):
+//! the real server's answer, cut or garbled, re-framed as a well-formed HTTP answer.
 //!
 //! A new mode applies to new connections. Switching away from `Forward` also closes the
 //! connections being forwarded, so a client's pooled keep-alive connections see the new mode.
@@ -41,9 +42,27 @@ pub enum Mode {
     Html(u16),
     /// Not listening: connection refused.
     Refuse,
+    /// Forward the request; answer with the upstream body starting at the first occurrence of
+    /// `from` (at its start if `from` is empty or absent, as when a desynchronised proxy lost the
+    /// beginning) and cut `extra` bytes after the first `after` (whole if absent), under
+    /// `status` or upstream's.
+    CutBody {
+        status: Option<u16>,
+        from: &'static str,
+        after: &'static str,
+        extra: usize,
+    },
+    /// Forward the request; answer with `prefix` put before the whole upstream body (no longer
+    /// JSON, every byte still there), under `status` or upstream's.
+    PrefixBody {
+        status: Option<u16>,
+        prefix: &'static str,
+    },
 }
 
 type Slot = Arc<Mutex<Option<Arc<TcpListener>>>>;
+/// The last upstream body a rewriting mode received, before damage.
+type Seen = Arc<Mutex<Option<Vec<u8>>>>;
 
 /// A fault-injecting TCP proxy; see the module docs.
 #[derive(Debug)]
@@ -53,6 +72,7 @@ pub struct FaultProxy {
     mode_tx: watch::Sender<Mode>,
     listener: Slot,
     connections: Arc<AtomicU64>,
+    seen: Seen,
     runtime: tokio::runtime::Handle,
     task: JoinHandle<()>,
 }
@@ -83,11 +103,13 @@ impl FaultProxy {
         let listener: Slot = Arc::new(Mutex::new(Some(Arc::new(listen(port)?))));
         let (mode_tx, mode_rx) = watch::channel(Mode::Forward);
         let connections = Arc::new(AtomicU64::new(0));
+        let seen = Seen::default();
         let task = tokio::spawn(accept_loop(
             listener.clone(),
             upstream.clone(),
             mode_rx,
             connections.clone(),
+            seen.clone(),
         ));
         Ok(Self {
             port,
@@ -95,6 +117,7 @@ impl FaultProxy {
             mode_tx,
             listener,
             connections,
+            seen,
             runtime: tokio::runtime::Handle::current(),
             task,
         })
@@ -121,6 +144,15 @@ impl FaultProxy {
 
     pub fn mode(&self) -> Mode {
         *self.mode_tx.borrow()
+    }
+
+    /// The last upstream body `CutBody` or `PrefixBody` received, before it was damaged: what
+    /// the client must not leak (a login answer's token).
+    pub fn last_upstream_body(&self) -> Option<Vec<u8>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Switches the mode; takes effect for the listener before returning (see module docs).
@@ -156,6 +188,7 @@ async fn accept_loop(
     upstream: String,
     mut mode_rx: watch::Receiver<Mode>,
     counter: Arc<AtomicU64>,
+    seen: Seen,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -172,7 +205,7 @@ async fn accept_loop(
                 Ok((sock, _)) => {
                     counter.fetch_add(1, Ordering::SeqCst);
                     let mode = *mode_rx.borrow();
-                    conns.spawn(handle(sock, mode, upstream.clone(), mode_rx.clone()));
+                    conns.spawn(handle(sock, mode, upstream.clone(), mode_rx.clone(), seen.clone()));
                 }
                 // Listener shut down by set_mode(Refuse), or a transient error (EMFILE).
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -183,7 +216,13 @@ async fn accept_loop(
     }
 }
 
-async fn handle(mut sock: TcpStream, mode: Mode, upstream: String, mut mode_rx: watch::Receiver<Mode>) {
+async fn handle(
+    mut sock: TcpStream,
+    mode: Mode,
+    upstream: String,
+    mut mode_rx: watch::Receiver<Mode>,
+    seen: Seen,
+) {
     match mode {
         Mode::Forward | Mode::Refuse => {
             let Ok(Ok(mut up)) =
@@ -251,7 +290,128 @@ async fn handle(mut sock: TcpStream, mode: Mode, upstream: String, mut mode_rx: 
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         }
+        Mode::CutBody { status, .. } | Mode::PrefixBody { status, .. } => {
+            let Some(request) = read_request_bytes(&mut sock).await else {
+                return;
+            };
+            let Some((code, head, body)) = exchange_upstream(&upstream, &request).await else {
+                return; // upstream down or unreadable: the client sees a closed connection
+            };
+            *seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(body.clone());
+            let body = match mode {
+                Mode::CutBody {
+                    from, after, extra, ..
+                } => {
+                    let start = find(&body, from.as_bytes()).unwrap_or(0);
+                    let body = &body[start..];
+                    let keep = find(body, after.as_bytes())
+                        .map_or(body.len(), |i| (i + after.len() + extra).min(body.len()));
+                    body[..keep].to_vec()
+                }
+                Mode::PrefixBody { prefix, .. } => [prefix.as_bytes(), &body].concat(),
+                _ => body,
+            };
+            let code = status.unwrap_or(code);
+            // Upstream's headers, re-framed: the new length, and no keep-alive.
+            let mut resp = format!("HTTP/1.1 {code} {}\r\n", reason(code));
+            for line in head.lines().skip(1).filter(|l| !l.is_empty()) {
+                let lower = line.to_ascii_lowercase();
+                if ["content-length:", "transfer-encoding:", "connection:"]
+                    .iter()
+                    .any(|h| lower.starts_with(h))
+                {
+                    continue;
+                }
+                resp.push_str(line);
+                resp.push_str("\r\n");
+            }
+            resp.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+            let _ = sock.shutdown().await;
+        }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `request` upstream and reads one answer: `(status, head, body)`, the body de-chunked.
+/// Bounded to 5 s and 4 MiB.
+async fn exchange_upstream(upstream: &str, request: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut up = TcpStream::connect(upstream).await.ok()?;
+        up.write_all(request).await.ok()?;
+        let mut buf = Vec::with_capacity(8192);
+        let mut chunk = [0u8; 8192];
+        let header_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match up.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+        let lower = head.to_ascii_lowercase();
+        let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        let length: Option<usize> = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok());
+        let chunked = lower
+            .lines()
+            .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+        let mut body = buf[header_end..].to_vec();
+        loop {
+            let done = match length {
+                Some(n) => body.len() >= n,
+                None if chunked => body.ends_with(b"0\r\n\r\n"),
+                None => false,
+            };
+            if done || body.len() > 4 << 20 {
+                break;
+            }
+            match up.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if chunked {
+            body = dechunk(&body);
+        }
+        Some((code, head, body))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The payload of a chunked body (extensions and trailers ignored).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = find(raw, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..eol]);
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            break;
+        };
+        let start = eol + 2;
+        if size == 0 || start + size > raw.len() {
+            break;
+        }
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[(start + size + 2).min(raw.len())..];
+    }
+    out
 }
 
 fn reason(status: u16) -> &'static str {
@@ -271,19 +431,24 @@ fn reason(status: u16) -> &'static str {
 /// Reads one HTTP/1 request (headers, then a Content-Length body), bounded to 5 s and 1 MiB, so
 /// that closing afterwards sends FIN rather than RST (unread data makes Linux reset).
 async fn read_request(sock: &mut TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = read_request_bytes(sock).await;
+}
+
+/// As [`read_request`], returning the request's bytes when it arrived whole.
+async fn read_request_bytes(sock: &mut TcpStream) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(5), async {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = [0u8; 8192];
         let header_end = loop {
             match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
             if buf.len() > 1 << 20 {
-                return;
+                return None;
             }
         };
         let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
@@ -292,13 +457,15 @@ async fn read_request(sock: &mut TcpStream) {
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        let mut have = buf.len() - header_end;
-        while have < len.min(1 << 20) {
+        while buf.len() - header_end < len.min(1 << 20) {
             match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => have += n,
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        Some(buf)
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
 }
