@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use certkeeper_daemon::config::{Config, LogFormat};
 use certkeeper_daemon::load::load;
 use certkeeper_daemon::statedb::{RENEW_ALL, StateDb, request_renew};
-use certkeeper_daemon::status::{ProblemStatusRow, StatusRow, problem_rows, row, status_json, table};
+use certkeeper_daemon::status::{
+    ProblemStatusRow, StatusRow, problem_rows, problems_table, row, status_json, table,
+};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::{CertState, to_unix};
 use tracing_subscriber::EnvFilter;
@@ -76,7 +78,10 @@ pub async fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", status_json(&rows, &problems));
     } else {
-        print!("{}", table(&rows, &problems));
+        print!("{}", table(&rows));
+        if !problems.is_empty() {
+            print!("\n{}", problems_table(&problems));
+        }
     }
     Ok(if problems.is_empty() && rows.iter().all(|r| r.ready) {
         ExitCode::SUCCESS

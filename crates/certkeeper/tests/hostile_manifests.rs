@@ -31,7 +31,7 @@ fn problem_names(rows: &[serde_json::Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_invalid_document_fails_alone_at_start_and_at_reload() {
-    let port = certkeeper_testkit::ports::free_port();
+    let port = certkeeper_testkit::free_port();
     let ecdsa = "  privateKey: {algorithm: ECDSA, size: 256}\n";
     let s = setup_with(
         Default::default(),

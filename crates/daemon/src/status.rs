@@ -156,8 +156,8 @@ pub fn rows_from_engine(statuses: &[CertStatus]) -> Vec<StatusRow> {
     rows
 }
 
-/// A fixed-width table of the certificates for people, then the manifest problems, one a line.
-pub fn table(rows: &[StatusRow], problems: &[ProblemStatusRow]) -> String {
+/// A fixed-width table for people.
+pub fn table(rows: &[StatusRow]) -> String {
     let mut lines = vec![[
         "NAME".to_owned(),
         "READY".to_owned(),
@@ -198,8 +198,14 @@ pub fn table(rows: &[StatusRow], problems: &[ProblemStatusRow]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// The manifest problems for people, one a line under a heading; empty without any.
+pub fn problems_table(problems: &[ProblemStatusRow]) -> String {
+    let mut out = String::new();
     if !problems.is_empty() {
-        out.push_str("\nMANIFEST PROBLEMS (left out; everything else runs)\n");
+        out.push_str("MANIFEST PROBLEMS (left out; everything else runs)\n");
         for p in problems.iter().map(|r| &r.manifest_problem) {
             let mut place = p.file.clone().unwrap_or_default();
             if let Some(document) = p.document {
