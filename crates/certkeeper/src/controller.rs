@@ -33,9 +33,14 @@ pub struct ControllerArgs {
     /// Namespace of the Secrets that ClusterIssuers reference.
     #[arg(long, default_value = certkeeper_controller::run::DEFAULT_CLUSTER_RESOURCE_NAMESPACE)]
     pub cluster_resource_namespace: String,
-    /// Serve /metrics, /healthz, /readyz and /api/v1/status here.
+    /// Serve /metrics, /healthz and /readyz here (as cert-manager serves them).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Serve /api/v1/status and /api/v1/summary (JSON: every namespace's certificates and Vault's
+    /// error texts) here; off by default. Keep it on loopback (e.g. 127.0.0.1:9403) and read it
+    /// with `kubectl exec` or a port-forward; `certkeeper controller status` needs none of it.
+    #[arg(long)]
+    pub status_listen: Option<SocketAddr>,
     /// How often a reconcile runs without any change, in seconds (referenced Secrets are watched).
     #[arg(long, default_value_t = 30)]
     pub secret_resync: u64,
@@ -141,6 +146,7 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     }
     config.cluster_resource_namespace = args.cluster_resource_namespace;
     config.listen = args.listen;
+    config.status_listen = args.status_listen;
     config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
     config.auto_approve = !args.no_auto_approve;
     config.namespace = args.namespace;

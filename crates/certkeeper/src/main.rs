@@ -68,7 +68,7 @@ enum Command {
     Crds,
     /// Run the Kubernetes controller: cert-manager.io/v1 Certificates with Vault issuers, from
     /// the API server (explicit URL and token, or the in-cluster service account).
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
 }
 
 fn main() -> ExitCode {
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             } => commands::renew(&config, name, all, wait).await,
             Command::Check { config } => commands::check(&config).await,
             Command::Inspect { file } => commands::inspect(&file),
-            Command::Controller(args) => controller::run(args).await,
+            Command::Controller(args) => controller::run(*args).await,
             Command::Crds => {
                 print!("{}", certkeeper_crds::all_yaml());
                 Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use certkeeper_core::spec::{check_dns_label, check_dns_subdomain};
 use certkeeper_core::{FailureClass, Secret};
 use reqwest::Method;
 use serde_json::Value;
@@ -115,6 +116,14 @@ pub enum KubeError {
     Decode { what: String, message: String },
     #[error("cannot read the API token: {0}")]
     Token(String),
+    /// A name, namespace or path from an object was refused before any request was built: the
+    /// client never sends a path made of a segment the API server would not accept as a name.
+    #[error("refused to build an API path: {what} {value:?} {reason}")]
+    UnsafePath {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// What went wrong below HTTP: "timed out", or the error's chain of causes (reqwest's own
@@ -230,6 +239,7 @@ impl KubeClient {
         path: &str,
         body: Option<(&str, &Value)>,
     ) -> Result<reqwest::Response, KubeError> {
+        check_request_path(path)?;
         let token = self.token().await?;
         let mut req = client
             .request(method.clone(), format!("{}{path}", self.base))
@@ -316,6 +326,23 @@ impl KubeClient {
             _ => Vec::new(),
         };
         Ok((items, rv))
+    }
+
+    /// The audiences the Kubernetes API server accepts, as far as this client can tell: the
+    /// server's own URL and, when the client's token is a JWT (a service-account token, as in a
+    /// pod), its `aud` and `iss` claims (a pod's token carries exactly the API server's
+    /// audiences). A token requested for Vault with one of these would work against the cluster.
+    pub async fn api_audiences(&self) -> Vec<String> {
+        let mut audiences = vec![self.base.clone()];
+        if let Ok(token) = self.token().await {
+            audiences.extend(jwt_audiences(token.expose()));
+        }
+        audiences
+    }
+
+    /// GET Secret `namespace/name` (names checked, see [`secret_path`]); `None` on 404.
+    pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Value>, KubeError> {
+        self.get(&secret_path(namespace, name)?).await
     }
 
     pub async fn create(&self, path: &str, body: &Value) -> Result<Value, KubeError> {
@@ -426,17 +453,157 @@ impl WatchStream {
     }
 }
 
+// API paths. Every segment that comes from an object (a namespace, a name) is checked here as
+// the API server checks it (a namespace is a DNS label, an object name a DNS subdomain) and
+// refused otherwise: `../../kube-system/secrets/x` is never encoded into a path that a URL
+// parser would then normalise into another namespace. [`KubeClient`] checks every path once
+// more before sending it ([`check_request_path`]).
+
+fn namespace_segment(namespace: &str) -> Result<&str, KubeError> {
+    check_dns_label(namespace).map_err(|reason| KubeError::UnsafePath {
+        what: "namespace",
+        value: namespace.to_owned(),
+        reason,
+    })?;
+    Ok(namespace)
+}
+
+fn name_segment<'a>(what: &'static str, name: &'a str) -> Result<&'a str, KubeError> {
+    check_dns_subdomain(name).map_err(|reason| KubeError::UnsafePath {
+        what,
+        value: name.to_owned(),
+        reason,
+    })?;
+    Ok(name)
+}
+
 /// `/api/v1/namespaces/{ns}/secrets/{name}`
-pub fn secret_path(namespace: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/secrets/{name}")
+pub fn secret_path(namespace: &str, name: &str) -> Result<String, KubeError> {
+    Ok(format!(
+        "{}/{}",
+        secrets_path(namespace)?,
+        name_segment("Secret name", name)?
+    ))
+}
+
+/// `/api/v1/namespaces/{ns}/secrets`
+pub fn secrets_path(namespace: &str) -> Result<String, KubeError> {
+    Ok(format!(
+        "/api/v1/namespaces/{}/secrets",
+        namespace_segment(namespace)?
+    ))
+}
+
+/// The watch of one Secret by name: `/api/v1/namespaces/{ns}/secrets?fieldSelector=metadata.name={name}`.
+pub fn secret_by_name_path(namespace: &str, name: &str) -> Result<String, KubeError> {
+    Ok(format!(
+        "{}?fieldSelector=metadata.name%3D{}",
+        secrets_path(namespace)?,
+        name_segment("Secret name", name)?
+    ))
+}
+
+/// `/api/v1/namespaces/{ns}/serviceaccounts/{name}/token` (TokenRequest).
+pub fn token_request_path(namespace: &str, service_account: &str) -> Result<String, KubeError> {
+    Ok(format!(
+        "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+        namespace_segment(namespace)?,
+        name_segment("ServiceAccount name", service_account)?
+    ))
+}
+
+/// `/api/v1/namespaces/{ns}/events`
+pub fn events_path(namespace: &str) -> Result<String, KubeError> {
+    Ok(format!(
+        "/api/v1/namespaces/{}/events",
+        namespace_segment(namespace)?
+    ))
+}
+
+/// `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]`
+pub fn lease_path(namespace: &str, name: Option<&str>) -> Result<String, KubeError> {
+    let collection = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+        namespace_segment(namespace)?
+    );
+    match name {
+        Some(n) => Ok(format!("{collection}/{}", name_segment("Lease name", n)?)),
+        None => Ok(collection),
+    }
 }
 
 /// `/apis/cert-manager.io/v1/namespaces/{ns}/{plural}[/{name}]`
-pub fn cm_path(namespace: &str, plural: &str, name: Option<&str>) -> String {
+pub fn cm_path(namespace: &str, plural: &'static str, name: Option<&str>) -> Result<String, KubeError> {
+    let collection = format!(
+        "/apis/cert-manager.io/v1/namespaces/{}/{plural}",
+        namespace_segment(namespace)?
+    );
     match name {
-        Some(n) => format!("/apis/cert-manager.io/v1/namespaces/{namespace}/{plural}/{n}"),
-        None => format!("/apis/cert-manager.io/v1/namespaces/{namespace}/{plural}"),
+        Some(n) => Ok(format!("{collection}/{}", name_segment("object name", n)?)),
+        None => Ok(collection),
     }
+}
+
+/// `/apis/cert-manager.io/v1/{plural}[/{name}]`: a cluster-scoped kind, or every namespace.
+pub fn cluster_cm_path(plural: &'static str, name: Option<&str>) -> Result<String, KubeError> {
+    match name {
+        Some(n) => Ok(format!(
+            "/apis/cert-manager.io/v1/{plural}/{}",
+            name_segment("object name", n)?
+        )),
+        None => Ok(format!("/apis/cert-manager.io/v1/{plural}")),
+    }
+}
+
+/// The last wall before a request leaves: every path segment must have the shape of an API
+/// path segment (group, version, resource, namespace and object names are all DNS subdomains),
+/// so no `..`, empty, encoded or foreign segment can reach the URL parser; the query may hold
+/// only what the builders above put there.
+fn check_request_path(full: &str) -> Result<(), KubeError> {
+    let (path, query) = full.split_once('?').unwrap_or((full, ""));
+    let refuse = |reason| KubeError::UnsafePath {
+        what: "API path",
+        value: full.to_owned(),
+        reason,
+    };
+    let segments = path
+        .strip_prefix('/')
+        .ok_or_else(|| refuse("must start with '/'"))?;
+    for segment in segments.split('/') {
+        check_dns_subdomain(segment).map_err(|_| refuse("has a segment that is not an API name"))?;
+    }
+    if !query
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'%' | b'=' | b'&'))
+    {
+        return Err(refuse("has a query with characters the client never writes"));
+    }
+    Ok(())
+}
+
+/// `aud` (a string or a list) and `iss` of a JWT's payload, unverified (only used to refuse).
+fn jwt_audiences(token: &str) -> Vec<String> {
+    use base64::Engine;
+    let Some(payload) = token.split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return Vec::new();
+    };
+    let Ok(claims) = serde_json::from_slice::<Value>(&bytes) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match claims.get("aud") {
+        Some(Value::String(a)) => out.push(a.clone()),
+        Some(Value::Array(list)) => out.extend(list.iter().filter_map(Value::as_str).map(str::to_owned)),
+        _ => {}
+    }
+    if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
+        out.push(iss.to_owned());
+    }
+    out
 }
 
 /// A Secret's `data` values, base64-decoded. Keys whose value does not decode are left out.
@@ -463,4 +630,93 @@ pub fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths of the issue: a Secret name or a ServiceAccount name that would climb out of
+    /// the Issuer's namespace is refused before a path exists.
+    #[test]
+    fn hostile_names_never_become_paths() {
+        for name in [
+            "../../kube-system/secrets/victim",
+            "..",
+            "a/b",
+            "a%2Fb",
+            "UPPER",
+            "",
+            "a?watch=1",
+            "a#b",
+        ] {
+            assert!(
+                matches!(secret_path("apps", name), Err(KubeError::UnsafePath { .. })),
+                "{name}"
+            );
+            assert!(
+                matches!(
+                    token_request_path("apps", name),
+                    Err(KubeError::UnsafePath { .. })
+                ),
+                "{name}"
+            );
+            assert!(secret_by_name_path("apps", name).is_err(), "{name}");
+            assert!(cm_path("apps", "certificates", Some(name)).is_err(), "{name}");
+            assert!(cluster_cm_path("clusterissuers", Some(name)).is_err(), "{name}");
+            assert!(secret_path(name, "ok").is_err(), "namespace {name}");
+        }
+        assert_eq!(
+            secret_path("apps", "vault.token-1").unwrap(),
+            "/api/v1/namespaces/apps/secrets/vault.token-1"
+        );
+        assert_eq!(
+            token_request_path("apps", "vault-issuer").unwrap(),
+            "/api/v1/namespaces/apps/serviceaccounts/vault-issuer/token"
+        );
+    }
+
+    #[test]
+    fn the_api_audiences_include_the_clients_own_token_claims() {
+        use base64::Engine;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"aud":["https://oidc.example/cluster","extra"],"iss":"https://oidc.example/cluster"}"#)
+        );
+        assert_eq!(
+            jwt_audiences(&jwt),
+            [
+                "https://oidc.example/cluster",
+                "extra",
+                "https://oidc.example/cluster"
+            ]
+        );
+        assert!(jwt_audiences("static-token-not-a-jwt").is_empty());
+        assert!(jwt_audiences("a.!!!.c").is_empty());
+    }
+
+    #[test]
+    fn hostile_request_paths_are_refused_at_send() {
+        for path in [
+            "/api/v1/namespaces/a/secrets/../../kube-system/secrets/victim",
+            "/api/v1/namespaces/a/secrets/%2e%2e",
+            "/api/v1//secrets",
+            "api/v1/secrets",
+            "/api/v1/secrets?x=1#frag",
+            "/api/v1/secrets?x=a b",
+            "/api/v1/secrets/a\\b",
+        ] {
+            assert!(check_request_path(path).is_err(), "{path}");
+        }
+        for path in [
+            "/api/v1/namespaces/apps/secrets?labelSelector=controller.cert-manager.io%2Ffao%3Dtrue",
+            "/apis/cert-manager.io/v1/namespaces/apps/certificates/web/status",
+            "/apis/coordination.k8s.io/v1/namespaces/cert-manager/leases/certkeeper-controller",
+            "/api/v1/secrets?fieldSelector=metadata.name%3Dweb-tls&watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=12",
+        ] {
+            check_request_path(path).unwrap();
+        }
+    }
 }

@@ -49,11 +49,8 @@ impl LeaseConfig {
         (self.lease_duration / 4).max(Duration::from_millis(200))
     }
 
-    fn path(&self) -> String {
-        format!(
-            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
-            self.namespace, self.name
-        )
+    fn path(&self) -> Result<String, KubeError> {
+        crate::kube::lease_path(&self.namespace, Some(&self.name))
     }
 }
 
@@ -109,7 +106,7 @@ impl Elector {
         let now = SystemTime::now();
         let me = self.config.identity.clone();
         let seconds = self.config.lease_duration.as_secs().max(1);
-        let path = self.config.path();
+        let path = self.config.path()?;
         let Some(mut lease) = self.client.get(&path).await? else {
             let body = json!({
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -118,10 +115,7 @@ impl Elector {
                          "acquireTime": micro_time(now), "renewTime": micro_time(now),
                          "leaseTransitions": 0},
             });
-            let collection = format!(
-                "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
-                self.config.namespace
-            );
+            let collection = crate::kube::lease_path(&self.config.namespace, None)?;
             return match self.client.create(&collection, &body).await {
                 Ok(_) => Ok(self.won(Instant::now())),
                 Err(e) if e.code() == Some(409) => Ok(false),
@@ -179,7 +173,9 @@ impl Elector {
             return;
         }
         self.renewed = None;
-        let path = self.config.path();
+        let Ok(path) = self.config.path() else {
+            return;
+        };
         let Ok(Some(mut lease)) = self.client.get(&path).await else {
             return;
         };

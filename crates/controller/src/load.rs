@@ -29,7 +29,7 @@ use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use serde_json::Value;
 
-use crate::kube::{KubeClient, secret_data, secret_path};
+use crate::kube::{KubeClient, secret_data, token_request_path};
 
 pub use certkeeper_engine::build::IssuerLimits;
 
@@ -75,7 +75,7 @@ impl SecretProvider for SecretRef {
         Box::pin(async move {
             let secret = self
                 .client
-                .get(&secret_path(&self.namespace, &self.name))
+                .get_secret(&self.namespace, &self.name)
                 .await
                 .map_err(|e| format!("{}: {e}", self.describe()))?
                 .ok_or_else(|| format!("{} not found", self.describe()))?;
@@ -116,10 +116,26 @@ impl SecretProvider for ServiceAccountToken {
 
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>> {
         Box::pin(async move {
-            let path = format!(
-                "/api/v1/namespaces/{}/serviceaccounts/{}/token",
-                self.namespace, self.service_account
-            );
+            let path = token_request_path(&self.namespace, &self.service_account)
+                .map_err(|e| format!("{}: {e}", self.describe()))?;
+            // Never mint a token the Kubernetes API itself would accept: the Issuer's author
+            // chooses the audiences and the server the token is sent to.
+            let api_audiences = self.client.api_audiences().await;
+            let same = |a: &str, b: &str| {
+                a.trim_end_matches('/')
+                    .eq_ignore_ascii_case(b.trim_end_matches('/'))
+            };
+            if let Some(audience) = self
+                .audiences
+                .iter()
+                .find(|a| spec::is_kubernetes_api_audience(a) || api_audiences.iter().any(|api| same(a, api)))
+            {
+                return Err(format!(
+                    "{}: refused: audience {audience:?} would make the token valid against the Kubernetes API \
+                     server itself",
+                    self.describe()
+                ));
+            }
             let body = serde_json::json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"audiences": self.audiences, "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS},

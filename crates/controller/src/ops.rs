@@ -13,7 +13,7 @@ use certkeeper_core::pki::rfc3339;
 use certkeeper_daemon::status::{FailureRow, StatusRow};
 use serde_json::{Value, json};
 
-use crate::kube::{KubeClient, KubeError, cm_path, meta_str};
+use crate::kube::{KubeClient, KubeError, cluster_cm_path, cm_path, meta_str};
 
 /// The `Issuing` reason of a renew request (cert-manager's `ManuallyTriggered`).
 pub const MANUALLY_TRIGGERED: &str = "ManuallyTriggered";
@@ -85,8 +85,8 @@ pub fn row(cert: &Value) -> StatusRow {
 /// Every Certificate (of `namespace`, or all), sorted by name.
 pub async fn status_rows(client: &KubeClient, namespace: Option<&str>) -> Result<Vec<StatusRow>, KubeError> {
     let path = match namespace {
-        Some(ns) => cm_path(ns, "certificates", None),
-        None => "/apis/cert-manager.io/v1/certificates".to_owned(),
+        Some(ns) => cm_path(ns, "certificates", None)?,
+        None => cluster_cm_path("certificates", None)?,
     };
     let (items, _) = client.list(&path).await?;
     let mut rows: Vec<StatusRow> = items.iter().map(row).collect();
@@ -97,7 +97,7 @@ pub async fn status_rows(client: &KubeClient, namespace: Option<&str>) -> Result
 /// Asks the controller to issue `namespace/name` now, as `cmctl renew` does (see the module
 /// docs); returns its revision before the request. A Certificate already issuing is left as is.
 pub async fn request_renew(client: &KubeClient, namespace: &str, name: &str) -> Result<u64, KubeError> {
-    let path = cm_path(namespace, "certificates", Some(name));
+    let path = cm_path(namespace, "certificates", Some(name))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -144,7 +144,7 @@ pub async fn request_renew(client: &KubeClient, namespace: &str, name: &str) -> 
 /// The revision of `namespace/name` now (0 when it has none or is gone).
 pub async fn revision(client: &KubeClient, namespace: &str, name: &str) -> Result<u64, KubeError> {
     let cert = client
-        .get(&cm_path(namespace, "certificates", Some(name)))
+        .get(&cm_path(namespace, "certificates", Some(name))?)
         .await?;
     Ok(cert
         .and_then(|c| c.pointer("/status/revision").and_then(Value::as_u64))

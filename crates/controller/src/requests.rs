@@ -103,15 +103,17 @@ fn with_condition(cr: &Value, kind: &str, status: &str, reason: &str, message: &
 
 /// Writes `status` on `cr`; `false` (logged) when the API server did not take it.
 async fn patch_status(client: &KubeClient, cr: &Value, status: Value) -> bool {
-    let path = format!(
-        "{}/status",
-        cm_path(
-            meta_str(cr, "namespace"),
-            "certificaterequests",
-            Some(meta_str(cr, "name"))
-        )
-    );
-    match client.merge_patch(&path, &json!({ "status": status })).await {
+    let path = cm_path(
+        meta_str(cr, "namespace"),
+        "certificaterequests",
+        Some(meta_str(cr, "name")),
+    )
+    .map(|p| format!("{p}/status"));
+    let written = match path {
+        Ok(path) => client.merge_patch(&path, &json!({ "status": status })).await,
+        Err(e) => Err(e),
+    };
+    match written {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(request = %object_key(cr), error = %e, "cannot write CertificateRequest status");

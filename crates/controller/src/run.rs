@@ -2,7 +2,7 @@
 //! and the target Secrets (label selector), watch each referenced Secret by name (field
 //! selector; never a cluster-wide Secret watch), rebuild the engine's issuers and jobs when
 //! anything changes, write each issuer's Ready condition, act on renew requests, and serve
-//! `/metrics`, `/healthz`, `/readyz`, `/api/v1/status` with the standalone runtime's HTTP server.
+//! `/metrics`, `/healthz`, `/readyz` (and, when asked for, `/api/v1/status` on its own listener) with the standalone runtime's HTTP server.
 //!
 //! A reconcile runs after a change of a mirrored or watched object (debounced by [`DEBOUNCE`])
 //! and every `secret_resync` anyway. When a referenced Secret appears, disappears or changes,
@@ -17,13 +17,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::pki::rfc3339;
-use certkeeper_daemon::http::{EngineEndpoints, serve};
+use certkeeper_daemon::http::{EngineEndpoints, Routes, serve_routes};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str, secret_path};
+use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str};
 use crate::leader::{Elector, LeaseConfig};
 use crate::load::{
     IssuerLimits, SecretCache, build_certificate, build_issuer, issuer_of, referenced_secrets,
@@ -44,8 +44,12 @@ pub struct ControllerConfig {
     pub kube: KubeConfig,
     /// Where a ClusterIssuer's Secret references resolve.
     pub cluster_resource_namespace: String,
-    /// `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`.
+    /// `/metrics`, `/healthz`, `/readyz` (what probes and scrapers reach, as cert-manager serves
+    /// them).
     pub listen: Option<SocketAddr>,
+    /// `/api/v1/status` and `/api/v1/summary`: every namespace's certificate names and Vault's
+    /// error texts, so off unless asked for (and then best on loopback).
+    pub status_listen: Option<SocketAddr>,
     /// How often a reconcile runs without any change (issuer re-checks, a safety net for
     /// missed watch events).
     pub secret_resync: Duration,
@@ -66,6 +70,7 @@ impl ControllerConfig {
             kube,
             cluster_resource_namespace: DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_owned(),
             listen: None,
+            status_listen: None,
             secret_resync: Duration::from_secs(30),
             limits: IssuerLimits::default(),
             engine: EngineConfig::default(),
@@ -87,6 +92,20 @@ pub enum ControllerError {
     },
     #[error("lost the leader lease {0}: stopped reconciling")]
     LostLeadership(String),
+}
+
+impl ControllerConfig {
+    /// Refuses namespaces and names that could not exist (they become API paths).
+    fn check(&self) -> Result<(), KubeError> {
+        crate::kube::secrets_path(&self.cluster_resource_namespace)?;
+        if let Some(namespace) = &self.namespace {
+            crate::kube::secrets_path(namespace)?;
+        }
+        if let Some(lease) = &self.leader_election {
+            crate::kube::lease_path(&lease.namespace, Some(&lease.name))?;
+        }
+        Ok(())
+    }
 }
 
 /// The controller's shared state is what the HTTP endpoints show (the standalone runtime's).
@@ -114,18 +133,21 @@ impl Stores {
 const OWNED_SECRETS_SELECTOR: &str = "labelSelector=controller.cert-manager.io%2Ffao%3Dtrue";
 
 /// A cert-manager.io collection: cluster-wide, or of the one namespace watched.
-fn cm_collection(namespace: Option<&str>, plural: &str) -> String {
+fn cm_collection(namespace: Option<&str>, plural: &'static str) -> Result<String, KubeError> {
     match namespace {
         Some(ns) => crate::kube::cm_path(ns, plural, None),
-        None => format!("/apis/cert-manager.io/v1/{plural}"),
+        None => crate::kube::cluster_cm_path(plural, None),
     }
 }
 
 /// The target Secrets watch: cluster-wide, or of the one namespace watched.
-fn owned_secrets(namespace: Option<&str>) -> String {
+fn owned_secrets(namespace: Option<&str>) -> Result<String, KubeError> {
     match namespace {
-        Some(ns) => format!("/api/v1/namespaces/{ns}/secrets?{OWNED_SECRETS_SELECTOR}"),
-        None => format!("/api/v1/secrets?{OWNED_SECRETS_SELECTOR}"),
+        Some(ns) => Ok(format!(
+            "{}?{OWNED_SECRETS_SELECTOR}",
+            crate::kube::secrets_path(ns)?
+        )),
+        None => Ok(format!("/api/v1/secrets?{OWNED_SECRETS_SELECTOR}")),
     }
 }
 
@@ -190,10 +212,13 @@ impl SecretWatches {
             let store = Arc::new(Store::default());
             let (stop_tx, stop_rx) = watch::channel(false);
             let mut global = self.stop.clone();
-            let path = format!(
-                "/api/v1/namespaces/{}/secrets?fieldSelector=metadata.name%3D{}",
-                key.0, key.1
-            );
+            let path = match crate::kube::secret_by_name_path(&key.0, &key.1) {
+                Ok(path) => path,
+                Err(e) => {
+                    tracing::warn!(error = %e, "not watching a referenced Secret");
+                    continue;
+                }
+            };
             let reflector = reflect(
                 client.clone(),
                 path,
@@ -250,6 +275,7 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ControllerError> {
+    config.check()?;
     let client = KubeClient::new(&config.kube)?;
     tokio::pin!(shutdown);
     let stores = Stores {
@@ -267,16 +293,30 @@ pub async fn run(
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
     let shared = Arc::new(Shared::new(engine.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = match config.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ControllerError::Listen { addr, source })?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/status, /api/v1/summary");
-            Some(tokio::spawn(serve(listener, shared.clone(), stop_rx.clone())))
+    let mut servers = Vec::new();
+    for (addr, routes, what) in [
+        (config.listen, Routes::Health, "/metrics, /healthz, /readyz"),
+        (
+            config.status_listen,
+            Routes::Status,
+            "/api/v1/status, /api/v1/summary",
+        ),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ControllerError::Listen { addr, source })?;
+        if routes == Routes::Status && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the JSON status names every namespace's certificates and Vault errors: serving it beyond loopback");
         }
-        None => None,
-    };
+        tracing::info!(%addr, "serving {what}");
+        servers.push(tokio::spawn(serve_routes(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+            routes,
+        )));
+    }
 
     // A standby replica reports ready (it is healthy, and gating it would stall rollouts) and
     // does nothing else until it holds the Lease.
@@ -299,7 +339,7 @@ pub async fn run(
                     engine.shutdown().await;
                     finish_statuses(status_stop, status_task).await;
                     events_task.abort();
-                    if let Some(server) = server {
+                    for server in servers {
                         let _ = server.await;
                     }
                     return Ok(());
@@ -325,7 +365,7 @@ pub async fn run(
         }
         tasks.push(tokio::spawn(reflect(
             client.clone(),
-            cm_collection(watched, plural),
+            cm_collection(watched, plural)?,
             kind,
             store.clone(),
             changed.clone(),
@@ -336,7 +376,7 @@ pub async fn run(
     let requests_changed = Arc::new(Notify::new());
     tasks.push(tokio::spawn(reflect(
         client.clone(),
-        cm_collection(watched, "certificaterequests"),
+        cm_collection(watched, "certificaterequests")?,
         "CertificateRequest",
         requests.clone(),
         requests_changed.clone(),
@@ -352,7 +392,7 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(reflect(
         client.clone(),
-        owned_secrets(watched),
+        owned_secrets(watched)?,
         "Secret",
         stores.owned_secrets.clone(),
         changed.clone(),
@@ -434,7 +474,7 @@ pub async fn run(
     {
         elector.release().await;
     }
-    if let Some(server) = server {
+    for server in servers {
         let _ = server.await;
     }
     tracing::info!("stopped");
@@ -472,6 +512,8 @@ async fn reconcile(
 ) {
     let mut problems: HashMap<IssuerId, String> = HashMap::new();
     let mut found = Vec::new();
+    // Issuers whose spec is invalid: not Ready, with the fields named, like any other problem.
+    let mut invalid: Vec<(IssuerId, Arc<Value>)> = Vec::new();
     for object in stores
         .issuers
         .snapshot()
@@ -491,7 +533,8 @@ async fn reconcile(
                 if applied.note_problem(&id, &message) {
                     tracing::warn!(issuer = %id, problem = %message, "invalid issuer");
                 }
-                problems.insert(id, message);
+                problems.insert(id.clone(), message);
+                invalid.push((id, object));
             }
         }
     }
@@ -509,7 +552,7 @@ async fn reconcile(
             secrets.insert(key, current);
             continue;
         }
-        match client.get(&secret_path(&key.0, &key.1)).await {
+        match client.get_secret(&key.0, &key.1).await {
             Ok(secret) => {
                 secrets.insert(key, secret.map(Arc::new));
             }
@@ -577,7 +620,12 @@ async fn reconcile(
         }
     }
     applied.secret_versions = versions_now;
-    check_issuers(client, &found, &built, &problems, applied);
+    let checked: Vec<(&IssuerId, &Value)> = found
+        .iter()
+        .map(|i| (&i.id, &*i.object))
+        .chain(invalid.iter().map(|(id, object)| (id, &**object)))
+        .collect();
+    check_issuers(client, &checked, &built, &problems, applied);
 
     // Certificates.
     let mut tracked = HashMap::new();
@@ -729,7 +777,7 @@ async fn check_target_secrets(
             continue;
         }
         // The watch may lag behind our own write: confirm with the API server.
-        let live = match client.get(&secret_path(&meta.namespace, &meta.secret_name)).await {
+        let live = match client.get_secret(&meta.namespace, &meta.secret_name).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(secret = %key, error = %e, "cannot read the target Secret");
@@ -769,7 +817,7 @@ async fn restore(
     ) else {
         return Ok(None);
     };
-    let secret = match client.get(&secret_path(&meta.namespace, &meta.secret_name)).await {
+    let secret = match client.get_secret(&meta.namespace, &meta.secret_name).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(certificate = %job.id, error = %e, "cannot read the target Secret; trying again at the next reconcile");
@@ -798,42 +846,37 @@ fn issuer_key(object: &Value) -> IssuerId {
 /// Writes each issuer's Ready condition: False with the problem when it has one, else the
 /// outcome of a login and health check, re-done when the issuer or its Secrets change and
 /// every [`ISSUER_RECHECK`].
+/// Each issuer's Ready condition (every issuer object, valid or not: `issuers` holds both).
 fn check_issuers(
     client: &KubeClient,
-    found: &[FoundIssuer],
+    issuers: &[(&IssuerId, &Value)],
     built: &HashMap<IssuerId, IssuerRuntime>,
     problems: &HashMap<IssuerId, String>,
     applied: &mut Applied,
 ) {
     let mut seen = HashSet::new();
-    for issuer in found {
-        seen.insert(issuer.id.clone());
-        let problem = problems.get(&issuer.id).cloned();
-        let fingerprint = built.get(&issuer.id).map_or(0, |b| b.fingerprint);
-        let versions = applied
-            .secret_versions
-            .get(&issuer.id)
-            .cloned()
-            .unwrap_or_default();
+    for &(id, object) in issuers {
+        seen.insert(id.clone());
+        let problem = problems.get(id).cloned();
+        let fingerprint = built.get(id).map_or(0, |b| b.fingerprint);
+        let versions = applied.secret_versions.get(id).cloned().unwrap_or_default();
         let key = certkeeper_core::schedule::stable_hash(
-            json!({"fp": fingerprint, "problem": problem, "secrets": versions, "gen": issuer.object.pointer("/metadata/generation")})
+            json!({"fp": fingerprint, "problem": problem, "secrets": versions, "gen": object.pointer("/metadata/generation")})
                 .to_string()
                 .as_bytes(),
         );
         if applied
             .issuer_checks
-            .get(&issuer.id)
+            .get(id)
             .is_some_and(|(k, at)| *k == key && at.elapsed() < ISSUER_RECHECK)
         {
             continue;
         }
-        applied
-            .issuer_checks
-            .insert(issuer.id.clone(), (key, Instant::now()));
+        applied.issuer_checks.insert(id.clone(), (key, Instant::now()));
         let client = client.clone();
-        let vault = built.get(&issuer.id).map(|b| b.client.clone());
-        let object = issuer.object.clone();
-        let id = issuer.id.clone();
+        let vault = built.get(id).map(|b| b.client.clone());
+        let object = object.clone();
+        let id = id.clone();
         tokio::spawn(async move {
             let (status, reason, message) = match (problem, vault) {
                 (Some(p), _) => ("False", "VaultError", p),
@@ -870,14 +913,15 @@ async fn write_issuer_ready(client: &KubeClient, object: &Value, status: &str, r
     }
     let name = meta_str(object, "name");
     let path = match object.get("kind").and_then(Value::as_str) {
-        Some("ClusterIssuer") => format!("/apis/cert-manager.io/v1/clusterissuers/{name}/status"),
-        _ => format!(
-            "{}/status",
-            crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))
-        ),
+        Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name)),
+        _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name)),
     };
     let patch = json!({"status": {"conditions": [condition]}});
-    if let Err(e) = client.merge_patch(&path, &patch).await {
+    let written = match path {
+        Ok(path) => client.merge_patch(&format!("{path}/status"), &patch).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         tracing::warn!(issuer = %name, error = %e, "cannot write issuer status");
     }
 }
@@ -934,8 +978,11 @@ async fn report_missing_issuers(
                 "message": format!("Waiting for the issuer: {message}"),
                 "lastTransitionTime": rfc3339(SystemTime::now())}]);
         }
-        let path = crate::runtime::status_path(meta);
-        match client.merge_patch(&path, &json!({ "status": status })).await {
+        let written = match crate::runtime::status_path(meta) {
+            Ok(path) => client.merge_patch(&path, &json!({ "status": status })).await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(_) => {
                 applied.missing_issuer.insert(id.clone(), message);
             }

@@ -26,7 +26,9 @@ use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeEr
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::kube::{KubeClient, KubeError, cm_path, meta_str, secret_data, secret_path};
+use crate::kube::{
+    KubeClient, KubeError, cm_path, events_path, meta_str, secret_data, secret_path, secrets_path,
+};
 use crate::load::CertMeta;
 use crate::reflector::Store;
 
@@ -226,11 +228,15 @@ impl KubeRuntime {
                 issuing["observedGeneration"] = json!(meta.generation);
             }
             conditions.push(issuing);
-            let path = status_path(&meta);
-            match client
-                .merge_patch(&path, &json!({"status": {"conditions": conditions.clone()}}))
-                .await
-            {
+            let result = match status_path(&meta) {
+                Ok(path) => {
+                    client
+                        .merge_patch(&path, &json!({"status": {"conditions": conditions.clone()}}))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(_) => *last = Some(Value::Array(conditions)),
                 Err(e) => tracing::debug!(certificate = %id, error = %e, "cannot set Issuing"),
             }
@@ -286,7 +292,8 @@ impl KubeRuntime {
         let mut labels = meta.secret_labels.clone();
         labels.insert(FAO_LABEL.to_owned(), "true".to_owned());
 
-        let path = secret_path(&meta.namespace, &meta.secret_name);
+        let path = secret_path(&meta.namespace, &meta.secret_name)
+            .map_err(|e| runtime_error(e, "the target Secret"))?;
         let existing = self
             .client
             .get(&path)
@@ -340,7 +347,8 @@ impl KubeRuntime {
                                  "labels": labels, "annotations": annotations},
                     "data": data,
                 });
-                let create = format!("/api/v1/namespaces/{}/secrets", meta.namespace);
+                let create = secrets_path(&meta.namespace)
+                    .map_err(|e| runtime_error(e, "creating the target Secret"))?;
                 self.client
                     .create(&create, &body)
                     .await
@@ -361,8 +369,8 @@ impl KubeRuntime {
     ) -> Result<(), KubeError> {
         let csr = &issued.csr_pem;
         let name = format!("{}-{}", meta.name, issued.revision);
-        let collection = cm_path(&meta.namespace, "certificaterequests", None);
-        let path = cm_path(&meta.namespace, "certificaterequests", Some(&name));
+        let collection = cm_path(&meta.namespace, "certificaterequests", None)?;
+        let path = cm_path(&meta.namespace, "certificaterequests", Some(&name))?;
         let mut issuer_ref = json!({"name": meta.issuer_name, "kind": meta.issuer_kind});
         if !meta.issuer_group.is_empty() {
             issuer_ref["group"] = json!(meta.issuer_group);
@@ -430,7 +438,7 @@ impl KubeRuntime {
         }
         let (items, _) = self
             .client
-            .list(&cm_path(&meta.namespace, "certificaterequests", None))
+            .list(&cm_path(&meta.namespace, "certificaterequests", None)?)
             .await?;
         for item in items {
             let annotations = item.pointer("/metadata/annotations");
@@ -446,7 +454,7 @@ impl KubeRuntime {
             if rev + keep <= revision {
                 let name = meta_str(&item, "name");
                 self.client
-                    .delete(&cm_path(&meta.namespace, "certificaterequests", Some(name)))
+                    .delete(&cm_path(&meta.namespace, "certificaterequests", Some(name))?)
                     .await?;
             }
         }
@@ -484,7 +492,7 @@ impl KubeRuntime {
     /// when the Certificate's uid is known, owned by it (a Secret someone else named in the
     /// status is not a key source).
     async fn pending_secret(&self, meta: &CertMeta, name: &str) -> Result<Option<Value>, KubeError> {
-        let Some(secret) = self.client.get(&secret_path(&meta.namespace, name)).await? else {
+        let Some(secret) = self.client.get(&secret_path(&meta.namespace, name)?).await? else {
             return Ok(None);
         };
         let labelled = secret
@@ -508,7 +516,7 @@ impl KubeRuntime {
 
     /// Records `name` (or clears it) as `status.nextPrivateKeySecretName`.
     async fn patch_pending_status(&self, meta: &CertMeta, name: Option<&str>) -> Result<(), KubeError> {
-        let path = status_path(meta);
+        let path = status_path(meta)?;
         match self
             .client
             .merge_patch(&path, &json!({"status": {"nextPrivateKeySecretName": name}}))
@@ -525,7 +533,7 @@ impl KubeRuntime {
             return;
         };
         let result = async {
-            self.client.delete(&secret_path(&meta.namespace, &name)).await?;
+            self.client.delete(&secret_path(&meta.namespace, &name)?).await?;
             self.patch_pending_status(meta, None).await
         }
         .await;
@@ -625,7 +633,7 @@ impl KubeRuntime {
             old.as_ref(),
             SystemTime::now(),
         );
-        let path = status_path(meta);
+        let path = status_path(meta)?;
         match self.client.merge_patch(&path, &patch).await {
             Ok(_) => {
                 *last = patch.pointer("/status/conditions").cloned();
@@ -655,11 +663,11 @@ impl KubeRuntime {
 }
 
 /// The status subresource of a Certificate.
-pub fn status_path(meta: &CertMeta) -> String {
-    format!(
+pub fn status_path(meta: &CertMeta) -> Result<String, KubeError> {
+    Ok(format!(
         "{}/status",
-        cm_path(&meta.namespace, "certificates", Some(&meta.name))
-    )
+        cm_path(&meta.namespace, "certificates", Some(&meta.name))?
+    ))
 }
 
 /// The Certificate status for `state`, as a merge patch (`null` clears a field).
@@ -857,7 +865,7 @@ impl Runtime for KubeRuntime {
         let meta = self.tracked(&job.id)?.meta;
         let secret = self
             .client
-            .get(&secret_path(&meta.namespace, &meta.secret_name))
+            .get(&secret_path(&meta.namespace, &meta.secret_name).ok()?)
             .await
             .ok()??;
         let key = secret_data(&secret).remove(TLS_KEY)?;
@@ -905,7 +913,11 @@ impl Runtime for KubeRuntime {
             if let Some(mut secret) = existing {
                 secret["data"] = data;
                 self.client
-                    .replace(&secret_path(&meta.namespace, &name), &secret)
+                    .replace(
+                        &secret_path(&meta.namespace, &name)
+                            .map_err(|e| runtime_error(e, "updating the next private key Secret"))?,
+                        &secret,
+                    )
                     .await
                     .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
                 self.set_pending_name(&job.id, Some(name));
@@ -926,7 +938,11 @@ impl Runtime for KubeRuntime {
                           "metadata": metadata, "data": data});
         let created = self
             .client
-            .create(&format!("/api/v1/namespaces/{}/secrets", meta.namespace), &body)
+            .create(
+                &secrets_path(&meta.namespace)
+                    .map_err(|e| runtime_error(e, "creating the next private key Secret"))?,
+                &body,
+            )
             .await
             .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
         let name = meta_str(&created, "name").to_owned();
@@ -1064,8 +1080,11 @@ async fn post_event(client: KubeClient, event: Outgoing) {
         "source": {"component": "certkeeper"}, "reportingComponent": "certkeeper",
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     });
-    let path = format!("/api/v1/namespaces/{namespace}/events");
-    if let Err(e) = client.create(&path, &body).await {
+    let created = match events_path(&namespace) {
+        Ok(path) => client.create(&path, &body).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
         tracing::debug!(error = %e, "cannot post an Event");
     }
 }

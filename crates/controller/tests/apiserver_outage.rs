@@ -88,6 +88,9 @@ async fn a_hung_api_server_delays_a_renewal_and_loses_nothing() -> Result<()> {
     let port = free_port();
     let mut config = config_for(&kube, kube.admin_token());
     config.listen = Some(format!("127.0.0.1:{port}").parse()?);
+    // The JSON status has its own (loopback) listener; the metrics one does not serve it.
+    let status_port = free_port();
+    config.status_listen = Some(format!("127.0.0.1:{status_port}").parse()?);
     config.kube.request_timeout = Duration::from_secs(2);
     let (stop_tx, controller) = spawn_controller(config);
     let http = reqwest::Client::builder()
@@ -119,7 +122,7 @@ async fn a_hung_api_server_delays_a_renewal_and_loses_nothing() -> Result<()> {
     let hung_at = Instant::now();
     eprintln!("API server hung; web renews at {api_renewal}");
     let failing = loop {
-        let r = row(&http, port).await?;
+        let r = row(&http, status_port).await?;
         if r["lastFailure"]["class"] == "transient" {
             break r;
         }

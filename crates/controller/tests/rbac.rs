@@ -11,44 +11,16 @@
 
 mod common;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use certkeeper_controller::leader::LeaseConfig;
 use certkeeper_testkit::KubeApiServer;
 use common::{
-    Api, BOUND, CERTIFICATES, NS, config_for, installed, ready, spawn_controller, start_with_vault_issuer,
-    wait_for, wait_for_event,
+    Api, BOUND, CERTIFICATES, NS, apply_file, config_for, deploy_objects, installed, ready, spawn_controller,
+    start_with_vault_issuer, wait_for, wait_for_event,
 };
 use serde_json::{Value, json};
 
 const CERT: &str = "/apis/cert-manager.io/v1/namespaces/apps/certificates/web";
-
-/// The objects of a YAML file of `deploy/controller/`.
-fn deploy_objects(file: &str) -> Result<Vec<Value>> {
-    let path = format!("{}/../../deploy/controller/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path)?;
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|document| Ok(serde::Deserialize::deserialize(document)?))
-        .collect()
-}
-
-/// Creates every object of a YAML file of `deploy/controller/`.
-async fn apply_file(api: &Api, file: &str) -> Result<()> {
-    for object in deploy_objects(file)? {
-        let kind = object["kind"].as_str().unwrap_or_default();
-        let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
-        let collection = match kind {
-            "Namespace" => "/api/v1/namespaces".to_owned(),
-            "ServiceAccount" => format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-            "ClusterRole" => "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_owned(),
-            "ClusterRoleBinding" => "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_owned(),
-            "Role" => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
-            "RoleBinding" => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
-            other => bail!("{file}: unexpected kind {other}"),
-        };
-        api.create(&collection, &object).await?;
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_with_the_shipped_rbac_only() -> Result<()> {

@@ -72,7 +72,10 @@ impl Endpoints for EngineEndpoints {
     async fn status_json(&self) -> String {
         let rows = crate::status::rows_from_engine(&self.engine.snapshot().await);
         // A poisoned lock still holds a whole list: it is only ever replaced.
-        let problems = self.problem_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let problems = self
+            .problem_rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         crate::status::status_json(&rows, &problems)
     }
 
@@ -81,11 +84,41 @@ impl Endpoints for EngineEndpoints {
     }
 }
 
-/// Serve until `shutdown` turns true.
-pub async fn serve<E: Endpoints>(
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Everything (the standalone daemon: one listener, its operator's).
+    All,
+    /// `/metrics`, `/healthz`, `/readyz` only, as cert-manager serves them: what a cluster's
+    /// scrapers and probes reach. The JSON status names every namespace's certificates and
+    /// Vault's error texts, so the controller keeps it off this listener.
+    Health,
+    /// `/api/v1/status` and `/api/v1/summary` only.
+    Status,
+}
+
+impl Routes {
+    fn serves(self, path: &str) -> bool {
+        let status = path.starts_with("/api/");
+        match self {
+            Routes::All => true,
+            Routes::Health => !status,
+            Routes::Status => status,
+        }
+    }
+}
+
+/// Serve every endpoint until `shutdown` turns true.
+pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: Arc<E>, shutdown: watch::Receiver<bool>) {
+    serve_routes(listener, endpoints, shutdown, Routes::All).await
+}
+
+/// Serve `routes` until `shutdown` turns true; other paths are 404.
+pub async fn serve_routes<E: Endpoints>(
     listener: TcpListener,
     endpoints: Arc<E>,
     mut shutdown: watch::Receiver<bool>,
+    routes: Routes,
 ) {
     loop {
         let (stream, _) = tokio::select! {
@@ -105,7 +138,11 @@ pub async fn serve<E: Endpoints>(
                 let endpoints = endpoints.clone();
                 async move {
                     if !routes.serves(req.uri().path()) {
-                        return Ok::<_, Infallible>(text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()));
+                        return Ok::<_, Infallible>(text(
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "not found\n".into(),
+                        ));
                     }
                     Ok::<_, Infallible>(route(req, endpoints.as_ref()).await)
                 }
@@ -200,5 +237,25 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod routes_tests {
+    use super::*;
+
+    /// The controller's cluster-facing listener: the JSON status (every namespace's certificate
+    /// names, Vault's error texts) is not on it, with or without a trailing path or query.
+    #[test]
+    fn hostile_health_listener_never_serves_the_status() {
+        for path in ["/api/v1/status", "/api/v1/summary", "/api/v1/status/", "/api/x"] {
+            assert!(!Routes::Health.serves(path), "{path}");
+            assert!(Routes::Status.serves(path), "{path}");
+        }
+        for path in ["/metrics", "/healthz", "/readyz"] {
+            assert!(Routes::Health.serves(path), "{path}");
+            assert!(!Routes::Status.serves(path), "{path}");
+        }
+        assert!(Routes::All.serves("/api/v1/status"));
     }
 }

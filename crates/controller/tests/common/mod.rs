@@ -307,3 +307,37 @@ pub fn not_after(secret: &Value) -> Value {
         t.second()
     ))
 }
+
+/// The objects of a YAML file of `deploy/controller/`.
+pub fn deploy_objects(file: &str) -> Result<Vec<Value>> {
+    let path = format!("{}/../../deploy/controller/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path)?;
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| Ok(serde::Deserialize::deserialize(document)?))
+        .collect()
+}
+
+/// Creates `object` (a Namespace, ServiceAccount or RBAC object) in its collection.
+pub async fn apply_object(api: &Api, object: &Value) -> Result<()> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+    let collection = match kind {
+        "Namespace" => "/api/v1/namespaces".to_owned(),
+        "ServiceAccount" => format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        "ClusterRole" => "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_owned(),
+        "ClusterRoleBinding" => "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_owned(),
+        "Role" => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
+        "RoleBinding" => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+        other => bail!("unexpected kind {other}"),
+    };
+    api.create(&collection, object).await?;
+    Ok(())
+}
+
+/// Creates every object of a YAML file of `deploy/controller/`.
+pub async fn apply_file(api: &Api, file: &str) -> Result<()> {
+    for object in deploy_objects(file)? {
+        apply_object(api, &object).await?;
+    }
+    Ok(())
+}

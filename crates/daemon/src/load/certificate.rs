@@ -7,10 +7,9 @@ use certkeeper_core::spec::Certificate;
 use certkeeper_engine::CertJob;
 use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_keystore};
 use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
-use certkeeper_vault::SecretSource;
 
 use super::LoadProblem;
-use crate::config::{Config, SecretLocation};
+use crate::config::Config;
 use crate::model::CertMeta;
 
 /// The job and output settings of `cert`, plus a problem when its issuer is not one of
@@ -48,16 +47,12 @@ pub(super) fn build(
 /// variable, as the configuration resolves the Secret) and the profile.
 fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
     pkcs12_keystore(cert, |sel| {
-        match config.secret_location(cert.namespace(), &sel.name, &sel.key) {
-            Some(SecretLocation::File(path)) => Ok(SecretSource::File(path)),
-            Some(SecretLocation::Env(var)) => Ok(SecretSource::Env(var)),
-            None => Err(format!(
-                "spec.keystores.pkcs12.passwordSecretRef: Secret {}/{} key {:?} resolves to nothing: \
-                 set secrets.dir or add a secrets.refs entry to the configuration",
-                cert.namespace(),
-                sel.name,
-                sel.key
-            )),
-        }
+        super::issuer::secret_source(
+            config,
+            cert.namespace(),
+            "spec.keystores.pkcs12.passwordSecretRef",
+            &sel.name,
+            &sel.key,
+        )
     })
 }
