@@ -69,24 +69,28 @@ pub fn check_secret_key(s: &str) -> Result<(), &'static str> {
 }
 
 /// A Vault API path taken from a manifest (`spec.vault.path`, login mount paths): a path only,
-/// appended to the server address. Anything that could make it leave the server or the path
-/// (a scheme, `//host`, a query, a fragment, escapes, backslashes, `..`) is refused rather
-/// than encoded; Vault's own mount and role names never need these characters.
+/// appended to the server address. Every segment must be made of the characters Vault's names
+/// use (`[A-Za-z0-9_.-]`, its `GenericNameRegex`; the Vault client applies the same rule when it
+/// builds a request), so a scheme, `//host`, a query, a fragment, escapes, backslashes or
+/// whitespace are refused rather than encoded. Empty and `.` segments are allowed (cert-manager
+/// cleans them with Go's `path.Join`), `..` is not.
 pub fn check_vault_path(s: &str) -> Result<(), &'static str> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain whitespace or control characters");
-    }
-    if s.contains(['?', '#']) {
-        return Err("must be a path: no '?' query or '#' fragment");
-    }
-    if s.contains(['%', '\\']) {
-        return Err("must not contain '%' escapes or '\\'");
-    }
-    if s.starts_with("//") || s.contains(':') {
+    if s.starts_with("//") || s.contains("://") {
         return Err("must be a path, not a URL (the server is set in spec.vault.server)");
     }
-    if s.split('/').any(|segment| segment == "..") {
-        return Err("must not contain '..' path segments");
+    for segment in s.split('/') {
+        if segment == ".." {
+            return Err("must not contain '..' path segments");
+        }
+        match segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            None => {}
+            Some(':') => return Err("must be a path, not a URL (the server is set in spec.vault.server)"),
+            Some('?' | '#') => return Err("must be a path: no '?' query or '#' fragment"),
+            Some(_) => return Err("Vault paths use letters, digits, '_', '-' and '.' between '/'"),
+        }
     }
     Ok(())
 }
