@@ -16,8 +16,9 @@ use anyhow::{Context, Result};
 use certkeeper_core::pki::PrivateKey;
 use certkeeper_testkit::free_port;
 use common::{
-    Api, BOUND, CERTIFICATES, NS, condition, create_secret, csr_public_key, decode, installed, leaf,
-    meta_name, ready, start_controller, start_with_vault_issuer, wait_for, wait_for_event, wait_kept_key,
+    Api, BOUND, CERTIFICATES, NS, condition, config_for, create_secret, csr_public_key, decode, installed,
+    leaf, meta_name, ready, spawn_controller, start_with_vault_issuer, wait_for, wait_for_event,
+    wait_kept_key,
 };
 use serde_json::json;
 
@@ -43,8 +44,11 @@ async fn certificate_lifecycle() -> Result<()> {
     let (kube, _bao, token) = start_with_vault_issuer().await?;
     let api = Api::new(&kube)?;
 
-    let port = free_port();
-    let (stop_tx, controller) = start_controller(&kube, Some(format!("127.0.0.1:{port}").parse()?));
+    let (port, status_port) = (free_port(), free_port());
+    let mut config = config_for(&kube, kube.admin_token());
+    config.listen = Some(format!("127.0.0.1:{port}").parse()?);
+    config.status_listen = Some(format!("127.0.0.1:{status_port}").parse()?);
+    let (stop_tx, controller) = spawn_controller(config);
 
     // 1. Certificate -> Ready Secret, status, CertificateRequest, Event.
     let created = Instant::now();
@@ -318,7 +322,7 @@ async fn certificate_lifecycle() -> Result<()> {
     let http = reqwest::Client::new();
     let summary = wait_for("the job dropped", BOUND, || async {
         let s: serde_json::Value = http
-            .get(format!("http://127.0.0.1:{port}/api/v1/summary"))
+            .get(format!("http://127.0.0.1:{status_port}/api/v1/summary"))
             .send()
             .await?
             .json()
