@@ -169,6 +169,8 @@ struct Applied {
     renews_handled: HashMap<String, String>,
     /// Certificate id -> the missing-issuer message last written to its status.
     missing_issuer: HashMap<String, String>,
+    /// Certificate id -> the validation errors last written to its status.
+    invalid_certificates: HashMap<String, String>,
     /// Problems already logged, by object: each is logged once, not at every reconcile.
     logged_problems: HashMap<String, String>,
     /// The watches of referenced Secrets.
@@ -407,6 +409,7 @@ pub async fn run(
         renews_handled: HashMap::new(),
         logged_problems: HashMap::new(),
         missing_issuer: HashMap::new(),
+        invalid_certificates: HashMap::new(),
         watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
     };
     let mut resync = tokio::time::interval(config.secret_resync);
@@ -632,6 +635,9 @@ async fn reconcile(
     let mut jobs: Vec<CertJob> = Vec::new();
     let mut renew_requests: Vec<(String, String)> = Vec::new();
     let fingerprints: HashMap<&str, u64> = built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
+    // Certificates whose spec is invalid: no job; their status says why (there is no webhook to
+    // refuse them at admission, as cert-manager's does).
+    let mut invalid_certificates = Vec::new();
     for object in stores.certificates.snapshot() {
         match build_certificate(client, &object, &fingerprints) {
             Ok((job, meta)) => {
@@ -658,6 +664,7 @@ async fn reconcile(
                 if applied.note_problem(&id, &message) {
                     tracing::warn!(certificate = %id, problem = %message, "invalid certificate");
                 }
+                invalid_certificates.push((id, object, message));
             }
         }
     }
@@ -724,6 +731,7 @@ async fn reconcile(
         applied,
     )
     .await;
+    report_invalid_certificates(client, &invalid_certificates, applied).await;
     for (id, at) in renew_requests {
         tracing::info!(certificate = %id, requested_at = %at, "renew requested");
         shared.engine.renew(Some(id.clone()));
@@ -940,6 +948,42 @@ fn serial_of(secret: &Value) -> Option<String> {
 /// engine waits for the issuer without persisting anything), so their status says it here:
 /// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
 /// Certificate has no Ready condition yet. Written once per change of the reason.
+/// Each invalid Certificate's status says what is wrong: `status.certkeeper` with class `invalid`
+/// and the field errors, and `Ready=False` (reason `InvalidSpec`) when it has no Ready condition
+/// yet (a certificate issued before the spec broke stays served and Ready). Written once per
+/// change of the errors.
+async fn report_invalid_certificates(client: &KubeClient, invalid: &[(String, Arc<Value>, String)], applied: &mut Applied) {
+    let ids: HashSet<&str> = invalid.iter().map(|(id, _, _)| id.as_str()).collect();
+    applied.invalid_certificates.retain(|id, _| ids.contains(id.as_str()));
+    for (id, object, message) in invalid {
+        if applied.invalid_certificates.get(id) == Some(message) {
+            continue;
+        }
+        let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
+                                               "nextAttemptTime": null}});
+        if object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_none_or(|c| c.is_empty())
+        {
+            status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                "message": format!("The spec is invalid: {message}"),
+                "lastTransitionTime": rfc3339(SystemTime::now())}]);
+        }
+        let path = crate::kube::cm_path(meta_str(object, "namespace"), "certificates", Some(meta_str(object, "name")));
+        let written = match path {
+            Ok(path) => client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(_) => {
+                applied.invalid_certificates.insert(id.clone(), message.clone());
+            }
+            Err(e) => tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status"),
+        }
+    }
+}
+
 async fn report_missing_issuers(
     client: &KubeClient,
     stores: &Stores,

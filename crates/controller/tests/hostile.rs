@@ -19,7 +19,7 @@ mod common;
 use anyhow::{Context, Result};
 use certkeeper_testkit::{DevServer, KubeApiServer, KubernetesAuth, PkiOptions, free_port};
 use common::{
-    Api, ISSUERS, NS, apply_crds, apply_file, apply_object, condition, config_for, create_vault_issuer,
+    Api, CERTIFICATES, ISSUERS, NS, apply_crds, apply_file, apply_object, condition, config_for, create_vault_issuer,
     installed, ready, spawn_controller, wait_for,
 };
 use serde_json::{Value, json};
@@ -151,6 +151,19 @@ async fn hostile_issuers_reach_nothing_outside_their_namespace() -> Result<()> {
     )
     .await?;
 
+    // A Certificate whose Secret would be outside its namespace, next to a good one: the bad one
+    // says why in its status and stops nothing.
+    for (name, secret_name) in [("evil", "../../kube-system/secrets/victim"), ("good", "good-tls")] {
+        api.create(
+            CERTIFICATES,
+            &json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                    "metadata": {"name": name, "namespace": NS},
+                    "spec": {"secretName": secret_name, "commonName": format!("{name}.example.com"),
+                             "issuerRef": {"name": "granted"}}}),
+        )
+        .await?;
+    }
+
     let sa_token = kube
         .token_request("cert-manager", "certkeeper", &[], 3600)
         .await?;
@@ -184,6 +197,22 @@ async fn hostile_issuers_reach_nothing_outside_their_namespace() -> Result<()> {
     assert!(
         messages["api-audience"].contains("refused: audience"),
         "{messages:?}"
+    );
+
+    api.wait_until("good Ready", &format!("{CERTIFICATES}/good"), ready).await?;
+    let evil = api
+        .wait_until("evil's status", &format!("{CERTIFICATES}/evil"), |c| {
+            condition(c, "Ready").is_some()
+        })
+        .await?;
+    let evil_ready = condition(&evil, "Ready").unwrap();
+    assert_eq!(evil_ready["status"], "False");
+    assert_eq!(evil_ready["reason"], "InvalidSpec");
+    assert!(
+        evil["status"]["certkeeper"]["failureMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.secretName: invalid name")),
+        "{evil}"
     );
 
     // The JSON status is not on the cluster-facing listener; it is on its own.

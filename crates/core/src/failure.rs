@@ -2,7 +2,8 @@
 //!
 //! Each error type in certkeeper has exactly one `class()` method that maps it to a
 //! [`FailureClass`]; schedules, metrics labels and status messages are derived from the class, never
-//! from the error's text.
+//! from the error's text. Next to it, `scope()` says who the failure is a verdict about
+//! ([`FailureScope`]): the issuer as a whole, or the one request that was refused.
 
 use std::fmt;
 
@@ -61,9 +62,55 @@ impl fmt::Display for FailureClass {
     }
 }
 
+/// Who a failure is a verdict about: this decides whether the issuer's other certificates should
+/// keep trying on their own or wait behind one probe.
+///
+/// Independent of [`FailureClass`]: a sealed Vault (transient) and a deleted role (rejected) are
+/// both about the issuer; a name the role does not allow (rejected) is about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureScope {
+    /// Every certificate of the issuer would get the same answer now: its server, transport,
+    /// credentials, auth mount, PKI mount, role or CA.
+    Issuer,
+    /// Only this request is refused (its names, key type, CSR, TTL); the issuer's other
+    /// certificates can still succeed.
+    Request,
+}
+
+impl FailureScope {
+    /// Every scope, for exhaustive tables (metrics initialisation, tests).
+    pub const ALL: [FailureScope; 2] = [FailureScope::Issuer, FailureScope::Request];
+
+    /// Stable lowercase label used in metrics, logs and status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureScope::Issuer => "issuer",
+            FailureScope::Request => "request",
+        }
+    }
+}
+
+impl fmt::Display for FailureScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_labels_are_distinct_and_lowercase() {
+        let labels: Vec<_> = FailureScope::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(labels, ["issuer", "request"]);
+        // Serialized as its label, like FailureClass.
+        assert_eq!(
+            serde_yaml_ng::to_string(&FailureScope::Request).unwrap().trim(),
+            "request"
+        );
+    }
 
     #[test]
     fn labels_are_unique_and_lowercase() {

@@ -10,5 +10,5 @@ pub mod schedule;
 pub mod secret;
 pub mod spec;
 
-pub use failure::FailureClass;
+pub use failure::{FailureClass, FailureScope};
 pub use secret::Secret;

@@ -4,13 +4,15 @@
 //! (transport, an HTTP status with Vault's error strings, an answer that could not be decoded, a
 //! credential that could not be read, invalid configuration) and enough context to explain it.
 //! [`VaultError::class`] maps it to a [`FailureClass`] following the catalog measured against
-//! OpenBao 2.7.2 (`OPENBAO.md`); nothing else in certkeeper inspects status codes or messages.
+//! OpenBao 2.7.2 (`OPENBAO.md`), and [`VaultError::scope`] to a [`FailureScope`] (the issuer as a
+//! whole, or this one request) from the same catalog; nothing else in certkeeper inspects status
+//! codes or messages.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use certkeeper_core::FailureClass;
+use certkeeper_core::{FailureClass, FailureScope};
 
 use crate::path::PathError;
 use crate::redact::{BodyExcerpt, redact};
@@ -202,6 +204,43 @@ impl VaultError {
         }
     }
 
+    /// Whether this failure is a verdict about the issuer as a whole (every certificate of the
+    /// issuer would get the same answer now) or about this one request. This is the only function
+    /// that decides it; rows below are those of the OPENBAO.md catalog.
+    ///
+    /// | failure | catalog rows | scope |
+    /// |---|---|---|
+    /// | no HTTP answer (any cause) | server down, hang, HTTPS to a plain listener, mTLS required / untrusted | issuer |
+    /// | answer that cannot be decoded | proxy pages, truncated bodies | issuer |
+    /// | credential, configuration, request path (class `invalid`) | (ours: the issuer's config) | issuer |
+    /// | a login that failed while this request waited (`Repeated`) | as the login | issuer |
+    /// | any failure of login, renew or lookup | AppRole "invalid role or secret ID", JWT "error validating token", JWT role "could not be found", cert auth 400s, login to a missing auth mount 403 | issuer |
+    /// | 3xx | standby whose leader is dead (307) | issuer |
+    /// | 401, 403 | bad/expired/revoked token, token without the policy, missing role or mount behind ACL, TokenReview says no or is unreachable (after one fresh login) | issuer |
+    /// | 404 | missing mount "no handler for route", missing namespace | issuer |
+    /// | 408, 412, 429 | rate-limit quota, standby behind X-Vault-Index | issuer |
+    /// | 400 naming a missing role | "unknown role: NAME", role "x" could not be found | issuer |
+    /// | 400 without Vault `errors` | plain HTTP to a TLS listener (not Vault's verdict on the request) | issuer |
+    /// | other 4xx on sign | CN / SAN not allowed by role, key type not allowed, CSR unparsable / empty, ttl unparsable, ttl beyond the CA's notAfter | request |
+    /// | 5xx | sealed, uninitialized, proxies' 502/504, no issuer / bad issuer_ref (PERMANENT_500) | issuer |
+    ///
+    /// Only the sign path carries anything request-specific, so every other operation is about
+    /// the issuer whatever it answered.
+    pub fn scope(&self) -> FailureScope {
+        match &self.kind {
+            ErrorKind::Status { status, errors, .. } if self.operation == Operation::Sign => {
+                sign_status_scope(*status, errors)
+            }
+            ErrorKind::Status { .. }
+            | ErrorKind::Transport { .. }
+            | ErrorKind::Decode { .. }
+            | ErrorKind::Credential(_)
+            | ErrorKind::Config(_)
+            | ErrorKind::Path { .. }
+            | ErrorKind::Repeated { .. } => FailureScope::Issuer,
+        }
+    }
+
     /// The HTTP status, when Vault (or something in front of it) answered.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
@@ -266,6 +305,23 @@ const PERMANENT_500: &[&str] = &[
     "unable to find PKI issuer",
     "no default issuer",
 ];
+
+/// 400 messages on the sign path that name the role itself, not the request: the same for every
+/// certificate of the issuer ("unknown role: NAME"; "role \"x\" could not be found").
+const ISSUER_400: &[&str] = &["unknown role", "could not be found"];
+
+/// The scope of an HTTP status answered to a sign request (see [`VaultError::scope`]).
+fn sign_status_scope(status: u16, errors: &[String]) -> FailureScope {
+    match status {
+        // Auth, missing mount or namespace, rate limits and index lag: the path, not the CSR.
+        401 | 403 | 404 | 408 | 412 | 429 => FailureScope::Issuer,
+        400 if errors.is_empty() => FailureScope::Issuer,
+        400 if errors.iter().any(|e| ISSUER_400.iter().any(|p| e.contains(p))) => FailureScope::Issuer,
+        400..=499 => FailureScope::Request,
+        // 3xx, 5xx (transient or PERMANENT_500) and anything else: the server or its CA.
+        _ => FailureScope::Issuer,
+    }
+}
 
 fn classify_status(status: u16, errors: &[String]) -> FailureClass {
     match status {
@@ -394,8 +450,12 @@ mod tests {
     use super::*;
 
     fn status(status: u16, errors: &[&str]) -> VaultError {
+        answered(Operation::Sign, status, errors)
+    }
+
+    fn answered(operation: Operation, status: u16, errors: &[&str]) -> VaultError {
         VaultError::new(
-            Operation::Sign,
+            operation,
             ErrorKind::Status {
                 status,
                 errors: errors.iter().map(|s| s.to_string()).collect(),
@@ -406,63 +466,146 @@ mod tests {
         )
     }
 
-    /// The catalog of OPENBAO.md, row by row (status and body as OpenBao 2.7.2 sends them).
+    /// The catalog of OPENBAO.md, row by row (operation, status and body as OpenBao 2.7.2
+    /// sends them), with the class and the scope each must get.
     #[test]
-    fn catalog_rows_have_their_class() {
+    fn catalog_rows_have_their_class_and_scope() {
         use FailureClass::*;
-        let rows: &[(u16, &str, FailureClass)] = &[
-            (403, "permission denied", AuthRejected),
-            (400, "unknown role: nope", Rejected),
+        use FailureScope::{Issuer, Request};
+        use Operation::{Login, Sign};
+        let rows: &[(Operation, u16, &str, FailureClass, FailureScope)] = &[
+            (Sign, 403, "permission denied", AuthRejected, Issuer),
+            (Login, 403, "permission denied", AuthRejected, Issuer),
+            (Sign, 400, "unknown role: nope", Rejected, Issuer),
             (
+                Sign,
                 404,
                 "no handler for route \"pki_x/sign/r\". route entry not found.",
                 Rejected,
+                Issuer,
             ),
-            (404, "namespace not found", Rejected),
-            (400, "common name x.other.org not allowed by this role", Rejected),
-            (400, "subject alternate name x not allowed by this role", Rejected),
-            (400, "role requires keys of type rsa", Rejected),
-            (400, "certificate request could not be parsed", Rejected),
+            (Sign, 404, "namespace not found", Rejected, Issuer),
             (
+                Sign,
+                400,
+                "common name x.other.org not allowed by this role",
+                Rejected,
+                Request,
+            ),
+            (
+                Sign,
+                400,
+                "subject alternate name x not allowed by this role",
+                Rejected,
+                Request,
+            ),
+            (Sign, 400, "role requires keys of type rsa", Rejected, Request),
+            (
+                Sign,
+                400,
+                "certificate request could not be parsed",
+                Rejected,
+                Request,
+            ),
+            (Sign, 400, "csr contains no data", Rejected, Request),
+            (Sign, 400, "\"csr\" is empty", Rejected, Request),
+            (
+                Sign,
                 400,
                 "Field validation failed: error converting input 1x for field \"ttl\"",
                 Rejected,
+                Request,
             ),
             (
+                Sign,
                 400,
                 "cannot satisfy request, as TTL would result in notAfter 2040 that is beyond",
                 Rejected,
+                Request,
             ),
             (
+                Sign,
                 500,
                 "could not fetch the CA certificate (was one set?): no default issuer currently configured",
                 Rejected,
+                Issuer,
             ),
             (
+                Sign,
                 500,
                 "could not fetch the CA certificate (was one set?): unable to find PKI issuer for reference: x",
                 Rejected,
+                Issuer,
             ),
-            (500, "internal error", Transient),
-            (503, "Vault is sealed", Transient),
-            (429, "rate limit quota exceeded", Transient),
-            (429, "", Transient),
-            (307, "", Transient),
-            (400, "invalid role or secret ID", Rejected),
-            (400, "error validating token: token is expired", Rejected),
-            (400, "role \"x\" could not be found", Rejected),
+            (Sign, 500, "internal error", Transient, Issuer),
+            (Sign, 503, "Vault is sealed", Transient, Issuer),
+            (Login, 503, "Vault is sealed", Transient, Issuer),
+            (Sign, 429, "rate limit quota exceeded", Transient, Issuer),
+            (Sign, 429, "", Transient, Issuer),
+            (Sign, 307, "", Transient, Issuer),
+            // Plain HTTP to a TLS listener: a 400 without Vault's errors array.
+            (Sign, 400, "", Rejected, Issuer),
+            (Login, 400, "invalid role or secret ID", Rejected, Issuer),
             (
+                Login,
+                400,
+                "error validating token: token is expired",
+                Rejected,
+                Issuer,
+            ),
+            (Login, 400, "role \"x\" could not be found", Rejected, Issuer),
+            (Login, 400, "no client certificate found", Rejected, Issuer),
+            (
+                Login,
                 400,
                 "invalid certificate or no client certificate supplied",
                 Rejected,
+                Issuer,
             ),
-            (502, "", Transient),
-            (504, "", Transient),
-            (412, "", Transient),
+            (
+                Operation::RenewToken,
+                400,
+                "lease is not renewable",
+                Rejected,
+                Issuer,
+            ),
+            (Sign, 502, "", Transient, Issuer),
+            (Sign, 504, "", Transient, Issuer),
+            (Sign, 412, "", Transient, Issuer),
         ];
-        for (code, msg, class) in rows {
+        for (op, code, msg, class, scope) in rows {
             let errors: Vec<&str> = if msg.is_empty() { vec![] } else { vec![msg] };
-            assert_eq!(status(*code, &errors).class(), *class, "{code} {msg}");
+            let e = answered(*op, *code, &errors);
+            assert_eq!(e.class(), *class, "{op} {code} {msg}");
+            assert_eq!(e.scope(), *scope, "{op} {code} {msg}");
+        }
+    }
+
+    #[test]
+    fn local_and_repeated_failures_are_about_the_issuer() {
+        let repeated = VaultError::new(
+            Operation::Login,
+            ErrorKind::Repeated {
+                class: FailureClass::AuthRejected,
+                status: Some(403),
+                message: "HTTP 403: permission denied".into(),
+            },
+        );
+        let path = VaultError::path(Operation::Sign, "pki/../x", PathError::DotSegment("..".into()));
+        for e in [
+            repeated,
+            path,
+            VaultError::config(Operation::Sign, "bad CA"),
+            VaultError::new(Operation::Login, ErrorKind::Credential("file missing".into())),
+            VaultError::new(
+                Operation::Sign,
+                ErrorKind::Decode {
+                    status: 200,
+                    reason: "html".into(),
+                },
+            ),
+        ] {
+            assert_eq!(e.scope(), FailureScope::Issuer, "{e}");
         }
     }
 

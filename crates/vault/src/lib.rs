@@ -10,7 +10,8 @@
 //! - PKI sign ([`VaultClient::sign`]) and health ([`VaultClient::health`]).
 //! - Failures ([`VaultError`]) carry the operation, status, Vault's messages, Retry-After and the
 //!   transport cause; [`VaultError::class`] is the one place that decides their
-//!   [`FailureClass`](certkeeper_core::FailureClass).
+//!   [`FailureClass`](certkeeper_core::FailureClass); [`VaultError::scope`] the one place that
+//!   decides their [`FailureScope`] (the issuer as a whole, or this one request).
 
 mod client;
 mod config;
@@ -26,6 +27,8 @@ pub use config::{
     AuthMethod, ClientIdentity, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SecretProvider,
     SecretSource, VaultConfig, auth_mount,
 };
+// Re-exported so callers of `VaultError::scope` need not name certkeeper-core for it.
+pub use certkeeper_core::FailureScope;
 pub use error::{ErrorKind, Operation, TransportCause, VaultError};
 pub use path::PathError;
 pub use pki::{SignRequest, SignedCertificate};
