@@ -1,5 +1,6 @@
 //! The error catalog of OPENBAO.md, row by row, against a real OpenBao 2.7.2: each failure the
-//! client can meet comes back with the class DESIGN.md gives it.
+//! client can meet comes back with the class DESIGN.md gives it, and the scope (issuer or request)
+//! `VaultError::scope` gives it.
 #![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
 
 mod common;
@@ -7,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use certkeeper_core::FailureClass::{self, *};
+use certkeeper_core::FailureScope::{self, Issuer, Request};
 use certkeeper_testkit::{
     DevServer, KubernetesAuth, PkiOptions, kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256,
 };
@@ -17,8 +19,15 @@ use serde_json::json;
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[track_caller]
-fn assert_class(err: &VaultError, class: FailureClass, status: Option<u16>, text: &str) {
+fn assert_verdict(
+    err: &VaultError,
+    class: FailureClass,
+    scope: FailureScope,
+    status: Option<u16>,
+    text: &str,
+) {
     assert_eq!(err.class(), class, "{err}");
+    assert_eq!(err.scope(), scope, "{err}");
     assert_eq!(err.status(), status, "{err}");
     assert!(err.to_string().contains(text), "{err:?} should mention {text:?}");
 }
@@ -36,20 +45,20 @@ async fn sign_rejections_by_the_role_and_the_mount() {
 
     // CN / SAN not allowed by the role.
     let e = sign(pki.sign_path.clone(), "x.other.org").await;
-    assert_class(&e, Rejected, Some(400), "not allowed by this role");
+    assert_verdict(&e, Rejected, Request, Some(400), "not allowed by this role");
     assert_eq!(e.operation, Operation::Sign);
     // Unknown role (a token allowed to ask).
     let e = sign(format!("{}/sign/nope", pki.int_mount), "a.example.com").await;
-    assert_class(&e, Rejected, Some(400), "unknown role");
+    assert_verdict(&e, Rejected, Issuer, Some(400), "unknown role");
     // Missing mount.
     let e = sign("no_such_mount/sign/example".into(), "a.example.com").await;
-    assert_class(&e, Rejected, Some(404), "no handler for route");
+    assert_verdict(&e, Rejected, Issuer, Some(404), "no handler for route");
     // Bad issuer_ref, and a PKI mount with no issuer at all: HTTP 500 that is NOT transient.
     let e = sign(pki.issuer_sign_path("nope"), "a.example.com").await;
-    assert_class(&e, Rejected, Some(500), "unable to find PKI issuer");
+    assert_verdict(&e, Rejected, Issuer, Some(500), "unable to find PKI issuer");
     let empty = admin.empty_pki_mount().await.unwrap();
     let e = sign(format!("{empty}/sign/example"), "a.example.com").await;
-    assert_class(&e, Rejected, Some(500), "no default issuer");
+    assert_verdict(&e, Rejected, Issuer, Some(500), "no default issuer");
     // Key type not allowed.
     pki.set_role(
         "rsa-only",
@@ -58,14 +67,14 @@ async fn sign_rejections_by_the_role_and_the_mount() {
     .await
     .unwrap();
     let e = sign(format!("{}/sign/rsa-only", pki.int_mount), "a.example.com").await;
-    assert_class(&e, Rejected, Some(400), "role requires keys of type rsa");
+    assert_verdict(&e, Rejected, Request, Some(400), "role requires keys of type rsa");
 
     // Malformed CSR.
     let mut bad = sign_request("a.example.com", HOUR);
     bad.csr_pem =
         "-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----".into();
     let e = root.sign(&pki.sign_path, &bad).await.unwrap_err();
-    assert_class(&e, Rejected, Some(400), "");
+    assert_verdict(&e, Rejected, Request, Some(400), "");
     // A TTL past the CA's own notAfter.
     pki.set_role(
         "long",
@@ -78,7 +87,59 @@ async fn sign_rejections_by_the_role_and_the_mount() {
         .sign(&format!("{}/sign/long", pki.int_mount), &long)
         .await
         .unwrap_err();
-    assert_class(&e, Rejected, Some(400), "notAfter");
+    assert_verdict(&e, Rejected, Request, Some(400), "notAfter");
+}
+
+/// The refusals of issue 10 with the credentials an issuer really has (an AppRole bound to the
+/// sign policy): a name the role refuses is about that request alone; a removed policy, a
+/// deleted role and a disabled mount are about the issuer, which signs again once they are back.
+#[tokio::test]
+async fn issuer_wide_refusals_and_a_per_request_one() {
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
+    let auth = common::approle(&admin, "ck", &pki.policy, 0).await;
+    let c = client(&bao.addr(), auth);
+    let sign = |cn: &'static str| {
+        let (c, path) = (&c, &pki.sign_path);
+        async move { c.sign(path, &sign_request(cn, HOUR)).await }
+    };
+
+    // A name the role refuses: that request alone; the issuer's next certificate signs.
+    let e = sign("x.other.org").await.unwrap_err();
+    let refused = "common name x.other.org not allowed by this role";
+    assert_verdict(&e, Rejected, Request, Some(400), refused);
+    sign("a.example.com").await.unwrap();
+
+    // The sign policy removed: 403 even with a token obtained for this request.
+    let policy_path = format!("sys/policies/acl/{}", pki.policy);
+    let hcl = admin.read(&policy_path).await.unwrap()["data"]["policy"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin.delete(&policy_path).await.unwrap();
+    let e = sign("b.example.com").await.unwrap_err();
+    assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
+    assert!(e.fresh_token, "judged with a fresh token: {e}");
+    admin.put_policy(&pki.policy, &hcl).await.unwrap();
+    sign("b.example.com").await.unwrap();
+
+    // The role deleted: "unknown role" for every name; re-created, signing resumes.
+    let role_path = format!("{}/roles/{}", pki.int_mount, pki.role);
+    admin.delete(&role_path).await.unwrap();
+    let e = sign("c.example.com").await.unwrap_err();
+    assert_verdict(&e, Rejected, Issuer, Some(400), "unknown role");
+    pki.set_role(&pki.role, json!({})).await.unwrap();
+    sign("c.example.com").await.unwrap();
+
+    // The PKI mount disabled: a policy that names the path lets the request reach the router
+    // (404); a token without one gets 403 (forbidden_is_judged_only_after_a_fresh_token).
+    admin
+        .delete(&format!("sys/mounts/{}", pki.int_mount))
+        .await
+        .unwrap();
+    let e = sign("d.example.com").await.unwrap_err();
+    assert_verdict(&e, Rejected, Issuer, Some(404), "no handler for route");
 }
 
 #[tokio::test]
@@ -127,7 +188,7 @@ async fn forbidden_is_judged_only_after_a_fresh_token() {
             .sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
             .await
             .unwrap_err();
-        assert_class(&e, AuthRejected, Some(403), "permission denied");
+        assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
         assert!(
             e.fresh_token,
             "attempt {attempt}: judged with a token read just now: {e}"
@@ -146,7 +207,7 @@ async fn forbidden_is_judged_only_after_a_fresh_token() {
         .login_check()
         .await
         .unwrap_err();
-    assert_class(&e, AuthRejected, Some(403), "permission denied");
+    assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
     assert_eq!(e.operation, Operation::LookupToken);
 
     // Login to an auth mount that does not exist.
@@ -156,7 +217,7 @@ async fn forbidden_is_judged_only_after_a_fresh_token() {
         secret_id: SecretSource::value("s"),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, AuthRejected, Some(403), "permission denied");
+    assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
 
     // A non-root token asking for a mount that does not exist: ACLs answer first (403).
     let strong = admin.create_token(&[&pki.policy], "1h", true, 0).await.unwrap();
@@ -164,7 +225,7 @@ async fn forbidden_is_judged_only_after_a_fresh_token() {
         .sign("no_such_mount/sign/example", &sign_request("a.example.com", HOUR))
         .await
         .unwrap_err();
-    assert_class(&e, AuthRejected, Some(403), "permission denied");
+    assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
 }
 
 #[tokio::test]
@@ -285,7 +346,7 @@ async fn approle_and_jwt_login_failures_are_rejections() {
     c.login_check().await.unwrap();
     c.forget_token().await;
     let e = c.login_check().await.unwrap_err();
-    assert_class(&e, Rejected, Some(400), "invalid role or secret ID");
+    assert_verdict(&e, Rejected, Issuer, Some(400), "invalid role or secret ID");
     assert_eq!(e.operation, Operation::Login);
     // A wrong secret_id.
     let auth = AuthMethod::AppRole {
@@ -294,7 +355,7 @@ async fn approle_and_jwt_login_failures_are_rejections() {
         secret_id: SecretSource::value("wrong"),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, Rejected, Some(400), "invalid role or secret ID");
+    assert_verdict(&e, Rejected, Issuer, Some(400), "invalid role or secret ID");
     // A secret_id file that does not exist: our input, not Vault's verdict.
     let auth = AuthMethod::AppRole {
         mount: "approle".into(),
@@ -302,7 +363,7 @@ async fn approle_and_jwt_login_failures_are_rejections() {
         secret_id: SecretSource::File("/nonexistent/secret-id".into()),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, Invalid, None, "/nonexistent/secret-id");
+    assert_verdict(&e, Invalid, Issuer, None, "/nonexistent/secret-id");
 
     // JWT: expired token, unknown role.
     let (private_pem, public_pem) = rsa_keypair_pem().unwrap();
@@ -322,14 +383,14 @@ async fn approle_and_jwt_login_failures_are_rejections() {
         jwt: SecretSource::value(expired.clone()),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, Rejected, Some(400), "");
+    assert_verdict(&e, Rejected, Issuer, Some(400), "");
     let auth = AuthMethod::Jwt {
         mount: "jwt".into(),
         role: "nope".into(),
         jwt: SecretSource::value(expired),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, Rejected, Some(400), "could not be found");
+    assert_verdict(&e, Rejected, Issuer, Some(400), "could not be found");
 }
 
 /// Kubernetes auth whose TokenReview cannot reach the Kubernetes API answers 403, exactly like
@@ -362,7 +423,7 @@ async fn kubernetes_auth_with_token_review_down_is_auth_rejected() {
         jwt: SecretSource::value(jwt),
     };
     let e = client(&bao.addr(), auth).login_check().await.unwrap_err();
-    assert_class(&e, AuthRejected, Some(403), "permission denied");
+    assert_verdict(&e, AuthRejected, Issuer, Some(403), "permission denied");
 }
 
 #[tokio::test]
@@ -383,9 +444,9 @@ async fn sealed_vault_is_transient_and_health_says_sealed() {
         .sign(&pki.sign_path, &sign_request("a.example.com", HOUR))
         .await
         .unwrap_err();
-    assert_class(&e, Transient, Some(503), "sealed");
+    assert_verdict(&e, Transient, Issuer, Some(503), "sealed");
     let e = c.login_check().await.unwrap_err();
-    assert_class(&e, Transient, Some(503), "sealed");
+    assert_verdict(&e, Transient, Issuer, Some(503), "sealed");
 
     bao.unseal().await.unwrap();
     assert_eq!(c.health().await.unwrap().status, HealthStatus::Active);
@@ -419,7 +480,7 @@ async fn rate_limit_quota_is_transient_with_retry_after_when_sent() {
         }
     };
     let e = first_429(false).await;
-    assert_class(&e, Transient, Some(429), "rate limit quota exceeded");
+    assert_verdict(&e, Transient, Issuer, Some(429), "rate limit quota exceeded");
     assert_eq!(
         e.retry_after(),
         None,
@@ -429,7 +490,7 @@ async fn rate_limit_quota_is_transient_with_retry_after_when_sent() {
     admin.enable_rate_limit_headers(true).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await; // past the block interval
     let e = first_429(true).await;
-    assert_class(&e, Transient, Some(429), "rate limit quota exceeded");
+    assert_verdict(&e, Transient, Issuer, Some(429), "rate limit quota exceeded");
     let wait = e.retry_after().expect("Retry-After");
     assert!(wait <= Duration::from_secs(4), "{wait:?}");
     // sys/health is exempt from quotas.

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use certkeeper_core::FailureClass::{self, *};
+use certkeeper_core::FailureScope::Issuer;
 use certkeeper_core::Secret;
 use certkeeper_testkit::{DevServer, FaultProxy, Mode, PkiOptions, TlsOptions, free_port};
 use certkeeper_vault::{
@@ -27,6 +28,8 @@ fn cause(err: &VaultError) -> Option<TransportCause> {
 fn assert_transport(err: &VaultError, class: FailureClass, want: TransportCause) {
     assert_eq!(cause(err), Some(want), "{err} / {err:?}");
     assert_eq!(err.class(), class, "{err}");
+    // No answer at all, whatever the cause: the server or the way to it, not this request.
+    assert_eq!(err.scope(), Issuer, "{err}");
 }
 
 /// Switching modes closes the proxy's forwarded connections; a request that lands on such a
@@ -75,13 +78,17 @@ async fn fault_proxy_modes_are_transient_and_bounded_by_timeouts() {
     // A load balancer's error page: the status decides, the HTML is kept short in the message.
     proxy.set_mode(Mode::Html(502)).unwrap();
     let e = failure_after_switch(&c, &pki.sign_path, &req).await;
-    assert_eq!((e.class(), e.status()), (Transient, Some(502)), "{e}");
+    assert_eq!(
+        (e.class(), e.scope(), e.status()),
+        (Transient, Issuer, Some(502)),
+        "{e}"
+    );
     assert!(e.to_string().contains("<html"), "{e}");
     // An HTML page with 200: not Vault's answer, so not a verdict either.
     proxy.set_mode(Mode::Html(200)).unwrap();
     let e = failure_after_switch(&c, &pki.sign_path, &req).await;
     assert!(matches!(e.kind, ErrorKind::Decode { status: 200, .. }), "{e:?}");
-    assert_eq!(e.class(), Transient);
+    assert_eq!((e.class(), e.scope()), (Transient, Issuer));
 
     // Nothing listening.
     proxy.set_mode(Mode::Refuse).unwrap();
@@ -153,7 +160,11 @@ async fn tls_mistakes_are_rejections() {
         .sign("pki/sign/x", &sign_request("a.example.com", HOUR))
         .await
         .unwrap_err();
-    assert_eq!((e.class(), e.status()), (Rejected, Some(400)), "{e}");
+    assert_eq!(
+        (e.class(), e.scope(), e.status()),
+        (Rejected, Issuer, Some(400)),
+        "{e}"
+    );
 }
 
 /// In TLS 1.3 the server checks the client certificate after the client has finished its side
@@ -162,6 +173,7 @@ async fn tls_mistakes_are_rejections() {
 /// `rejected`; a bare close cannot be told from a dropped connection and stays `transient`.
 #[track_caller]
 fn assert_client_refused(e: &VaultError) {
+    assert_eq!(e.scope(), Issuer, "{e}");
     match cause(e) {
         Some(TransportCause::TlsClientRejected) => assert_eq!(e.class(), Rejected, "{e}"),
         Some(TransportCause::Broken) => assert_eq!(e.class(), Transient, "{e}"),
@@ -240,7 +252,11 @@ async fn cert_auth_with_a_certificate_vault_does_not_know_is_rejected() {
         .login_check()
         .await
         .unwrap_err();
-    assert_eq!((e.class(), e.status()), (Rejected, Some(400)), "{e}");
+    assert_eq!(
+        (e.class(), e.scope(), e.status()),
+        (Rejected, Issuer, Some(400)),
+        "{e}"
+    );
 }
 
 /// Requests waiting for a login that fails share its verdict instead of each sending the same
@@ -260,7 +276,7 @@ async fn waiters_share_a_failed_login() {
     let mut repeated = 0;
     while let Some(r) = calls.join_next().await {
         let e = r.unwrap().unwrap_err();
-        assert_eq!(e.class(), Transient, "{e}");
+        assert_eq!((e.class(), e.scope()), (Transient, Issuer), "{e}");
         repeated += usize::from(matches!(e.kind, ErrorKind::Repeated { .. }));
     }
     assert_eq!(repeated, 4, "one login was sent, four callers shared its result");
