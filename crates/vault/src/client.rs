@@ -1,6 +1,7 @@
 //! The Vault client for one issuer: transport, auth method and token cache together.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use certkeeper_core::{FailureClass, Secret};
 use reqwest::Method;
@@ -80,11 +81,16 @@ pub struct VaultClient {
     cache: Mutex<Cache>,
 }
 
+/// Bound on a best-effort `revoke-self`: it runs before the re-login it precedes, so it must
+/// not hold that up for long; a token it fails to revoke only lives until its lease ends.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct Cache {
     token: Option<CachedToken>,
     generation: u64,
-    /// The last failed login: requests that waited for it share its verdict.
+    /// The last failed login: requests that were under way when it failed share its verdict
+    /// instead of sending the same login again.
     failed_login: Option<(Instant, FailureClass, Option<u16>, String)>,
 }
 
@@ -180,7 +186,7 @@ impl VaultClient {
 
     /// Make sure a usable token is cached (logging in if needed) and report its lifetime.
     pub async fn login_check(&self) -> Result<TokenInfo, VaultError> {
-        self.token().await?;
+        self.token(Instant::now()).await?;
         let cache = self.cache.lock().await;
         let t = cache
             .token
@@ -220,9 +226,11 @@ impl VaultClient {
         })
     }
 
-    /// A namespaced request with the cached token. A 403 invalidates that token; unless it was
-    /// obtained by a login in this same call, one fresh login and one retry follow before the
-    /// failure is returned (marked `fresh_token`). A failed login is returned as it is.
+    /// A namespaced request with the cached token. A 403 invalidates that token (and revokes
+    /// it, see [`VaultClient::drop_refused`]); unless it was obtained by a login in this same
+    /// call, one fresh login and one retry follow before the failure is returned (marked
+    /// `fresh_token`). A failed login is returned as it is, and shared with every request that
+    /// was under way when it failed.
     async fn authed(
         &self,
         op: Operation,
@@ -230,7 +238,8 @@ impl VaultClient {
         path: &ApiPath,
         body: Option<&dyn ErasedBody>,
     ) -> Result<Answer, VaultError> {
-        let (token, generation, fresh) = self.token().await?;
+        let started = Instant::now();
+        let (token, generation, fresh) = self.token(started).await?;
         let first = self
             .transport
             .request(op, method.clone(), path, body, Some(&token), Scope::Namespaced)
@@ -246,7 +255,7 @@ impl VaultClient {
             });
         }
         // Whatever happens next, a token Vault refused is never sent again.
-        self.invalidate(generation).await;
+        self.drop_refused(generation).await;
         if fresh {
             return Err(VaultError {
                 fresh_token: true,
@@ -254,7 +263,10 @@ impl VaultClient {
             });
         }
         tracing::debug!(operation = %op, "Vault answered 403; logging in again before judging");
-        let (token, generation, _) = self.token().await?;
+        // `started`, not now: a login that failed while this request was under way (another
+        // caller's re-login after the same 403) is this request's verdict too. Without it every
+        // request in flight when Vault started refusing would send its own doomed login.
+        let (token, generation, _) = self.token(started).await?;
         match self
             .transport
             .request(op, method, path, body, Some(&token), Scope::Namespaced)
@@ -263,7 +275,7 @@ impl VaultClient {
             Ok(a) => Ok(a),
             Err(e) => {
                 if e.is_forbidden() {
-                    self.invalidate(generation).await;
+                    self.drop_refused(generation).await;
                 }
                 Err(VaultError {
                     fresh_token: true,
@@ -273,16 +285,58 @@ impl VaultClient {
         }
     }
 
-    async fn invalidate(&self, generation: u64) {
-        let mut cache = self.cache.lock().await;
-        if cache.token.as_ref().is_some_and(|t| t.generation == generation) {
-            cache.token = None;
+    /// Drop the cached token of `generation` after Vault refused a request made with it, and
+    /// revoke it: each login stores a token in Vault until its lease ends, so an outage of 403s
+    /// answered by re-logins would otherwise leave one behind per attempt. Only the caller that
+    /// actually removed the token revokes it (once); a token already replaced is left alone.
+    async fn drop_refused(&self, generation: u64) {
+        let dropped = {
+            let mut cache = self.cache.lock().await;
+            if cache.token.as_ref().is_some_and(|t| t.generation == generation) {
+                cache.token.take()
+            } else {
+                None
+            }
+        };
+        if let Some(token) = dropped {
+            self.revoke_best_effort(&token).await;
         }
     }
 
-    /// The token to use now: `(token, generation, obtained by a login in this call)`.
-    async fn token(&self) -> Result<(Secret, u64, bool), VaultError> {
-        let asked = Instant::now();
+    /// `auth/token/revoke-self` with `token`, bounded by [`REVOKE_TIMEOUT`], never retried, its
+    /// outcome only logged: the token may well be revoked or expired already (that is one way
+    /// to get a 403), and a failure here changes nothing for the request being answered.
+    async fn revoke_best_effort(&self, token: &CachedToken) {
+        // A token given by the user (tokenSecretRef) is theirs: dropping it from the cache is
+        // all we may do with it.
+        if matches!(self.auth, AuthMethod::Token { .. }) {
+            return;
+        }
+        let (path, body) = (ApiPath::fixed("auth/token/revoke-self"), json!({}));
+        let revoke = self.transport.request(
+            Operation::RevokeToken,
+            Method::POST,
+            &path,
+            Some(&body),
+            Some(&token.token),
+            Scope::Namespaced,
+        );
+        match tokio::time::timeout(REVOKE_TIMEOUT, revoke).await {
+            Ok(Ok(_)) => tracing::debug!("revoked a token Vault refused"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not revoke a refused token; it lasts until its lease ends")
+            }
+            Err(_) => tracing::debug!(
+                timeout_ms = REVOKE_TIMEOUT.as_millis() as u64,
+                "revoking a refused token timed out; it lasts until its lease ends"
+            ),
+        }
+    }
+
+    /// The token to use now: `(token, generation, obtained by a login in this call)`. A login
+    /// that failed at or after `since` (when the caller's request began) is returned as
+    /// [`ErrorKind::Repeated`] instead of being sent again.
+    async fn token(&self, since: Instant) -> Result<(Secret, u64, bool), VaultError> {
         let mut cache = self.cache.lock().await;
         let now = Instant::now();
         if let Some(t) = &cache.token {
@@ -307,7 +361,7 @@ impl VaultClient {
             }
         }
         if let Some((at, class, status, message)) = &cache.failed_login
-            && *at >= asked
+            && *at >= since
         {
             let kind = ErrorKind::Repeated {
                 class: *class,

@@ -23,6 +23,8 @@ pub enum Operation {
     Login,
     RenewToken,
     LookupToken,
+    /// Best-effort `revoke-self` of a token Vault refused (never retried, never returned).
+    RevokeToken,
     Sign,
     Health,
 }
@@ -33,6 +35,7 @@ impl Operation {
             Operation::Login => "login",
             Operation::RenewToken => "renew",
             Operation::LookupToken => "lookup",
+            Operation::RevokeToken => "revoke",
             Operation::Sign => "sign",
             Operation::Health => "health",
         }
@@ -44,6 +47,7 @@ impl Operation {
             Operation::Login => "log in",
             Operation::RenewToken => "renew token",
             Operation::LookupToken => "look up token",
+            Operation::RevokeToken => "revoke token",
             Operation::Sign => "sign CSR",
             Operation::Health => "check health",
         }
@@ -214,7 +218,7 @@ impl VaultError {
     /// | answer that cannot be decoded | proxy pages, truncated bodies | issuer |
     /// | credential, configuration, request path (class `invalid`) | (ours: the issuer's config) | issuer |
     /// | a login that failed while this request waited (`Repeated`) | as the login | issuer |
-    /// | any failure of login, renew or lookup | AppRole "invalid role or secret ID", JWT "error validating token", JWT role "could not be found", cert auth 400s, login to a missing auth mount 403 | issuer |
+    /// | any failure of login, renew, lookup or revoke | AppRole "invalid role or secret ID", JWT "error validating token", JWT role "could not be found", cert auth 400s, login to a missing auth mount 403 | issuer |
     /// | 3xx | standby whose leader is dead (307) | issuer |
     /// | 401, 403 | bad/expired/revoked token, token without the policy, missing role or mount behind ACL, TokenReview says no or is unreachable (after one fresh login) | issuer |
     /// | 404 | missing mount "no handler for route", missing namespace | issuer |

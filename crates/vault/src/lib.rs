@@ -5,8 +5,9 @@
 //!   mTLS client identity, namespace header (login and sign, never `sys/health`), connect and
 //!   request timeouts, no automatic redirects, pooled connections.
 //! - Auth ([`AuthMethod`]): token, AppRole, Kubernetes, JWT/OIDC, TLS certificate.
-//! - A token cache per client: renewed or replaced before expiry; a 403 drops the token and
-//!   triggers one fresh login before the failure is judged.
+//! - A token cache per client: renewed or replaced before expiry; a 403 drops the token (and
+//!   revokes it, unless the user gave it) and triggers one fresh login before the failure is
+//!   judged; a login that fails is shared with every request under way, not sent again by each.
 //! - PKI sign ([`VaultClient::sign`]) and health ([`VaultClient::health`]).
 //! - Failures ([`VaultError`]) carry the operation, status, Vault's messages, Retry-After and the
 //!   transport cause; [`VaultError::class`] is the one place that decides their

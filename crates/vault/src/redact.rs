@@ -36,7 +36,7 @@ impl BodyPolicy {
     pub(crate) fn for_request(op: Operation, path: &ApiPath) -> BodyPolicy {
         let auth_op = matches!(
             op,
-            Operation::Login | Operation::RenewToken | Operation::LookupToken
+            Operation::Login | Operation::RenewToken | Operation::LookupToken | Operation::RevokeToken
         );
         if auth_op || path.is_under(&["auth"]) || path.is_under(&["sys", "wrapping"]) {
             BodyPolicy::Withhold

@@ -3,8 +3,9 @@
 //! When a token is reused: until two thirds of its lease have passed (the same point Vault Agent
 //! renews at). Then a renewable token is renewed with `renew-self`; a token that cannot be
 //! renewed, or whose renewal returned much less time than the original lease (its max TTL is
-//! near), is replaced by a fresh login. A 403 on a request invalidates the token that was used,
-//! and the caller logs in again once before judging the failure.
+//! near), is replaced by a fresh login. A 403 on a request invalidates the token that was used
+//! (revoking it best-effort when a login of ours created it), and the caller logs in again once
+//! before judging the failure.
 
 use std::time::Duration;
 
