@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
-use certkeeper_engine::gate::{Outcome, Refusal};
+use certkeeper_engine::gate::{OpenCause, Outcome, Refusal};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
 use serde_json::{Value, json};
@@ -285,20 +285,26 @@ fn schedule_retry(
 async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
     let permit = match issuer.gate.acquire().await {
         Ok(p) => p,
-        Err(Refusal::CircuitOpen(_)) => {
+        Err(Refusal::CircuitOpen(probe_at)) => {
+            // Retried with the issuer's next probe: the request waits exactly that long.
+            let wait = probe_at.saturating_duration_since(tokio::time::Instant::now());
+            let (class, what) = match issuer.gate.circuit_info().cause {
+                Some(OpenCause::Refused(class)) => (class, "refuses its requests"),
+                _ => (FailureClass::Transient, "is unavailable"),
+            };
             return Err((
-                FailureClass::Transient,
-                format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
-                None,
+                class,
+                format!(
+                    "issuer {} {what}; waiting for its next probe in {}s",
+                    issuer.id,
+                    wait.as_secs()
+                ),
+                Some(wait),
             ));
         }
     };
     let signed = issuer.client.sign(&issuer.path, &request).await;
-    permit.finish(match &signed {
-        Ok(_) => Outcome::Success,
-        Err(e) if e.status() == Some(429) => Outcome::RateLimited,
-        Err(e) => Outcome::Failure(e.class()),
-    });
+    permit.finish(Outcome::of_sign(&signed));
     match signed {
         Ok(s) => {
             let mut chain = s.certificate_pem.trim_end().to_owned();

@@ -628,6 +628,15 @@ async fn reconcile(
         .map(|i| (&i.id, &*i.object))
         .chain(invalid.iter().map(|(id, object)| (id, &**object)))
         .collect();
+    // An issuer held by an issuer-wide refusal is not Ready, with what Vault said, since when
+    // and the next probe; no login check is sent to a Vault that refuses it.
+    for (id, hold) in shared.engine.holds().await {
+        if built.contains_key(&id) {
+            problems
+                .entry(id.clone())
+                .or_insert_with(|| hold.issuer_message());
+        }
+    }
     check_issuers(client, &checked, &built, &problems, applied);
 
     // Certificates.
@@ -952,9 +961,15 @@ fn serial_of(secret: &Value) -> Option<String> {
 /// and the field errors, and `Ready=False` (reason `InvalidSpec`) when it has no Ready condition
 /// yet (a certificate issued before the spec broke stays served and Ready). Written once per
 /// change of the errors.
-async fn report_invalid_certificates(client: &KubeClient, invalid: &[(String, Arc<Value>, String)], applied: &mut Applied) {
+async fn report_invalid_certificates(
+    client: &KubeClient,
+    invalid: &[(String, Arc<Value>, String)],
+    applied: &mut Applied,
+) {
     let ids: HashSet<&str> = invalid.iter().map(|(id, _, _)| id.as_str()).collect();
-    applied.invalid_certificates.retain(|id, _| ids.contains(id.as_str()));
+    applied
+        .invalid_certificates
+        .retain(|id, _| ids.contains(id.as_str()));
     for (id, object, message) in invalid {
         if applied.invalid_certificates.get(id) == Some(message) {
             continue;
@@ -970,9 +985,17 @@ async fn report_invalid_certificates(client: &KubeClient, invalid: &[(String, Ar
                 "message": format!("The spec is invalid: {message}"),
                 "lastTransitionTime": rfc3339(SystemTime::now())}]);
         }
-        let path = crate::kube::cm_path(meta_str(object, "namespace"), "certificates", Some(meta_str(object, "name")));
+        let path = crate::kube::cm_path(
+            meta_str(object, "namespace"),
+            "certificates",
+            Some(meta_str(object, "name")),
+        );
         let written = match path {
-            Ok(path) => client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await,
+            Ok(path) => {
+                client
+                    .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
+                    .await
+            }
             Err(e) => Err(e),
         };
         match written {

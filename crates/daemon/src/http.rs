@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certkeeper_engine::gate::CircuitState;
+use certkeeper_engine::gate::CircuitInfo;
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -55,12 +55,12 @@ impl EngineEndpoints {
 
 impl Endpoints for EngineEndpoints {
     async fn metrics(&self) -> String {
-        let circuits: Vec<(String, CircuitState)> = self
+        let circuits: Vec<(String, CircuitInfo)> = self
             .issuers
             .lock()
             .await
             .values()
-            .map(|i| (i.id.clone(), i.gate.circuit()))
+            .map(|i| (i.id.clone(), i.gate.circuit_info()))
             .collect();
         self.engine.render_metrics(&circuits).await
     }

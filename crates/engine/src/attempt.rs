@@ -12,7 +12,7 @@ use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
 use certkeeper_vault::SignRequest;
 
 use crate::driver::issued_info;
-use crate::gate::{Outcome, Refusal, Transition};
+use crate::gate::{OpenCause, Outcome, Refusal, Transition};
 use crate::job::{CertJob, Issued, IssuerRuntime, Runtime};
 use crate::state::IssuedInfo;
 
@@ -38,6 +38,9 @@ pub(crate) enum AttemptOutcome {
         retry_after: Option<Duration>,
         /// The gate refused before anything was sent to Vault.
         refused_locally: bool,
+        /// Vault's verdict was about the issuer as a whole (it opened or kept its circuit open);
+        /// also set for a local refusal while the issuer's circuit is open for such a verdict.
+        issuer_wide: bool,
         recovered: bool,
         /// Signed and verified, but the runtime could not store it (API server or disk
         /// trouble), with the fingerprint of the job it was signed for: the next attempt
@@ -52,18 +55,25 @@ fn failed(class: FailureClass, message: String) -> AttemptOutcome {
         message,
         retry_after: None,
         refused_locally: false,
+        issuer_wide: false,
         recovered: false,
         unwritten: None,
     }
 }
 
-/// The issuer's circuit is open: nothing is sent, the certificate waits for its recovery.
+/// The issuer's circuit is open: nothing is sent, the certificate waits for the issuer's probe
+/// (the engine says when, in the message it records).
 fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
+    let (class, issuer_wide, what) = match issuer.gate.circuit_info().cause {
+        Some(OpenCause::Refused(class)) => (class, true, "refuses its requests"),
+        _ => (FailureClass::Transient, false, "is unavailable"),
+    };
     AttemptOutcome::Failed {
-        class: FailureClass::Transient,
-        message: format!("issuer {} is unavailable; waiting for it to recover", issuer.id),
+        class,
+        message: format!("issuer {} {what}; waiting for its next probe", issuer.id),
         retry_after: None,
         refused_locally: true,
+        issuer_wide,
         recovered: false,
         unwritten: None,
     }
@@ -127,11 +137,8 @@ async fn sign_and_write<R: Runtime>(
         Err(Refusal::CircuitOpen(_)) => return refused(&issuer),
     };
     let signed = issuer.client.sign(&issuer.path, &request).await;
-    let transition = permit.finish(match &signed {
-        Ok(_) => Outcome::Success,
-        Err(e) if e.status() == Some(429) => Outcome::RateLimited,
-        Err(e) => Outcome::Failure(e.class()),
-    });
+    let outcome = Outcome::of_sign(&signed);
+    let transition = permit.finish(outcome);
     let recovered = transition == Transition::Recovered;
     let signed = match signed {
         Ok(s) => s,
@@ -141,6 +148,7 @@ async fn sign_and_write<R: Runtime>(
                 message: e.to_string(),
                 retry_after: e.retry_after(),
                 refused_locally: false,
+                issuer_wide: matches!(outcome, Outcome::Refused(_)),
                 recovered,
                 unwritten: None,
             };
@@ -163,6 +171,7 @@ async fn sign_and_write<R: Runtime>(
                 message: format!("issued certificate rejected: {e}"),
                 retry_after: None,
                 refused_locally: false,
+                issuer_wide: false,
                 recovered,
                 unwritten: None,
             };
@@ -191,6 +200,7 @@ async fn write_issued<R: Runtime>(
             message: e.message,
             retry_after: None,
             refused_locally: false,
+            issuer_wide: false,
             recovered,
             unwritten: Some((job.fingerprint, Box::new(issued))),
         };

@@ -11,6 +11,11 @@
 //! [`PARK_WHILE_OPEN`]: recovery releases them long before that. Without parking, every
 //! certificate would come back each second only to be refused locally, and each refusal would be
 //! persisted (measured: 500 certificates during a 60 s seal wrote ~490 failure records a second).
+//! A parked certificate's recorded next attempt is the probe's time, which is when it can next
+//! be retried; the park is only the engine's fallback wake-up.
+//!
+//! An issuer-wide refusal (see [`crate::hold`]) holds the issuer the same way, with the probe's
+//! time following the soonest-expiring waiting certificate's expiry-aware schedule.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,9 +28,10 @@ use certkeeper_core::FailureClass;
 
 use crate::attempt::{Attempt, AttemptOutcome, run_attempt};
 use crate::gate::Refusal;
+use crate::hold::{IssuerHold, probe_time};
 use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
 use crate::metrics::{CertificateSample, Metrics};
-use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, decide, from_unix, to_unix};
+use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, UnixSeconds, decide, from_unix, to_unix};
 
 /// How long a certificate waiting for a change of input goes without a look anyway: references
 /// to files or Secrets can change without the spec changing.
@@ -66,6 +72,7 @@ enum Command {
     SetCertificates(Vec<(CertJob, Option<CertState>)>),
     Renew(Option<CertId>),
     Snapshot(oneshot::Sender<Vec<CertStatus>>),
+    Holds(oneshot::Sender<Vec<(IssuerId, IssuerHold)>>),
     Summary(oneshot::Sender<Summary>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -96,6 +103,7 @@ impl std::fmt::Debug for Command {
             Command::SetCertificates(_) => "SetCertificates",
             Command::Renew(_) => "Renew",
             Command::Snapshot(_) => "Snapshot",
+            Command::Holds(_) => "Holds",
             Command::Summary(_) => "Summary",
             Command::Shutdown(_) => "Shutdown",
         })
@@ -124,6 +132,15 @@ impl EngineHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// The issuers held by an issuer-wide refusal: what Vault said, since when, the next probe.
+    pub async fn holds(&self) -> Vec<(IssuerId, IssuerHold)> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Holds(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     pub async fn summary(&self) -> Summary {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Summary(tx)).is_err() {
@@ -145,7 +162,7 @@ impl EngineHandle {
     }
 
     /// Metrics text, certificate gauges taken from a fresh snapshot.
-    pub async fn render_metrics(&self, circuits: &[(String, crate::gate::CircuitState)]) -> String {
+    pub async fn render_metrics(&self, circuits: &[(String, crate::gate::CircuitInfo)]) -> String {
         let samples: Vec<CertificateSample> = self.snapshot().await.iter().map(sample).collect();
         self.metrics.render(&samples, circuits)
     }
@@ -179,6 +196,11 @@ struct Entry {
     /// is the attempt's, not the entry's: an attempt in flight when the spec changes hands back
     /// a certificate for the old spec, which must not be written.
     unwritten: Option<(u64, Box<Issued>)>,
+    /// Waiting behind its issuer's probe: woken by the issuer's recovery, or at this time at the
+    /// latest (its recorded next attempt shows the probe's time).
+    parked_until: Option<SystemTime>,
+    /// Its last failure was (or waits on) an issuer-wide verdict: released with the issuer.
+    behind_issuer: bool,
 }
 
 struct Driver<R: Runtime> {
@@ -193,6 +215,8 @@ struct Driver<R: Runtime> {
     finished_since_trim: usize,
     /// Per issuer with an open circuit: the certificate scheduled for the next probe, and when.
     probe_owner: HashMap<IssuerId, (CertId, SystemTime)>,
+    /// Issuers held by an issuer-wide refusal.
+    holds: HashMap<IssuerId, IssuerHold>,
 }
 
 /// A burst at least this large is followed by [`crate::memory::release_free_memory`] once
@@ -212,6 +236,7 @@ pub fn spawn<R: Runtime>(runtime: Arc<R>, metrics: Metrics, config: EngineConfig
         running: JoinSet::new(),
         finished_since_trim: 0,
         probe_owner: HashMap::new(),
+        holds: HashMap::new(),
     };
     tokio::spawn(driver.run(rx));
     EngineHandle { tx, metrics }
@@ -287,9 +312,13 @@ impl<R: Runtime> Driver<R> {
                 for id in ids {
                     if let Some(e) = self.entries.get_mut(&id) {
                         e.renew_now = true;
+                        e.parked_until = None;
                     }
                     self.reschedule(&id);
                 }
+            }
+            Command::Holds(reply) => {
+                let _ = reply.send(self.holds());
             }
             Command::Snapshot(reply) => {
                 let now = SystemTime::now();
@@ -333,6 +362,8 @@ impl<R: Runtime> Driver<R> {
                         in_flight: false,
                         queued: None,
                         unwritten: None,
+                        parked_until: None,
+                        behind_issuer: false,
                     };
                     self.entries.insert(id.clone(), entry);
                 }
@@ -352,6 +383,41 @@ impl<R: Runtime> Driver<R> {
                 self.queue.remove(&(at, id));
             }
         }
+        self.replace_departed_probe_owners();
+    }
+
+    /// A held issuer whose probe owner is gone (its Certificate deleted) hands the probe to the
+    /// waiting certificate that expires first, at the same time: the others stay parked.
+    fn replace_departed_probe_owners(&mut self) {
+        let departed: Vec<IssuerId> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| !self.entries.contains_key(&h.owner))
+            .map(|(i, _)| i.clone())
+            .collect();
+        for issuer in departed {
+            let next = self
+                .entries
+                .values()
+                .filter(|e| e.job.issuer == issuer && e.behind_issuer)
+                .min_by_key(|e| e.state.issued.as_ref().map_or(i64::MIN, |i| i.not_after))
+                .map(|e| e.job.id.clone());
+            let Some(hold) = self.holds.get_mut(&issuer) else {
+                continue;
+            };
+            match next {
+                Some(owner) => {
+                    hold.owner = owner.clone();
+                    if let Some(e) = self.entries.get_mut(&owner) {
+                        e.parked_until = None;
+                    }
+                    self.reschedule(&owner);
+                }
+                None => {
+                    self.holds.remove(&issuer);
+                }
+            }
+        }
     }
 
     /// File the entry under its next due time, from the pure decision.
@@ -364,10 +430,15 @@ impl<R: Runtime> Driver<R> {
             return;
         }
         let now = SystemTime::now();
-        let at = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
-            Decision::Issue(_) => now,
-            Decision::WaitUntil(at) => at,
-            Decision::WaitForChange => now + WAIT_FOR_CHANGE_RECHECK,
+        let at = match (
+            e.parked_until,
+            decide(&e.state, e.job.fingerprint, now, e.renew_now),
+        ) {
+            (_, Decision::Issue(_)) if e.renew_now => now,
+            (Some(parked), _) => parked,
+            (None, Decision::Issue(_)) => now,
+            (None, Decision::WaitUntil(at)) => at,
+            (None, Decision::WaitForChange) => now + WAIT_FOR_CHANGE_RECHECK,
         };
         e.queued = Some(at);
         self.queue.insert((at, id.clone()));
@@ -387,10 +458,13 @@ impl<R: Runtime> Driver<R> {
                 continue;
             };
             e.queued = None;
+            let parked = e.parked_until.take().is_some();
             let reason = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
                 Decision::Issue(r) => r,
-                // A wait-for-change recheck: try once more, as a retry.
+                // A wait-for-change recheck, or a park's fallback wake-up: try once more, as a
+                // retry (an open circuit refuses it locally).
                 Decision::WaitForChange => crate::state::IssueReason::Retry,
+                Decision::WaitUntil(_) if parked => crate::state::IssueReason::Retry,
                 Decision::WaitUntil(_) => {
                     self.reschedule(&id);
                     continue;
@@ -446,10 +520,12 @@ impl<R: Runtime> Driver<R> {
         let now = SystemTime::now();
         let e = self.entries.get_mut(id)?;
         e.in_flight = false;
+        e.parked_until = None;
         let issuer = e.job.issuer.clone();
-        let recovered = match outcome {
+        let release = match outcome {
             AttemptOutcome::Issued { info, recovered } => {
                 e.unwritten = None;
+                e.behind_issuer = false;
                 self.metrics.record_attempt(&issuer, None);
                 e.state.revision += 1;
                 let event = EngineEvent::Issued {
@@ -461,17 +537,21 @@ impl<R: Runtime> Driver<R> {
                 e.state.issued = Some(info);
                 e.state.failure = None;
                 self.runtime.event(&e.job, event);
-                recovered
+                // A success also ends a hold when something else closed the circuit first (a
+                // CertificateRequest signed through the same gate): its waiters are released.
+                recovered || self.holds.contains_key(&issuer) || self.probe_owner.contains_key(&issuer)
             }
             AttemptOutcome::Failed {
                 class,
                 message,
                 retry_after,
                 refused_locally,
+                issuer_wide,
                 recovered,
                 unwritten,
             } => {
                 e.unwritten = unwritten;
+                e.behind_issuer = issuer_wide;
                 if !refused_locally {
                     self.metrics.record_attempt(&issuer, Some(class));
                 }
@@ -481,41 +561,162 @@ impl<R: Runtime> Driver<R> {
                     // its own backoff does not grow.
                     record.attempts = record.attempts.saturating_sub(1).max(1);
                 }
-                if class == FailureClass::Transient {
-                    let gate = self.issuers.get(&issuer).and_then(|i| i.gate.refusal());
-                    record.next_attempt = Some(next_while_open(
-                        &mut self.probe_owner,
-                        (&issuer, id),
-                        gate,
-                        record.next_attempt.unwrap_or(to_unix(now)),
-                        refused_locally,
-                        now,
-                    ));
-                }
-                self.runtime.event(
-                    &e.job,
-                    EngineEvent::Failed {
-                        class,
-                        message: record.message.clone(),
-                        attempts: record.attempts,
-                        next_attempt: record.next_attempt,
-                    },
-                );
                 e.state.failure = Some(record);
+                let gate = self.issuers.get(&issuer).map(|i| i.gate.clone());
+                if issuer_wide {
+                    self.hold(&issuer, id, refused_locally, now);
+                } else if class == FailureClass::Transient {
+                    self.holds.remove(&issuer);
+                    let e = self.entries.get_mut(id)?;
+                    if let Some(f) = e.state.failure.as_mut() {
+                        let (next, parked) = next_while_open(
+                            &mut self.probe_owner,
+                            (&issuer, id),
+                            gate.and_then(|g| g.refusal()),
+                            f.next_attempt.unwrap_or(to_unix(now)),
+                            refused_locally,
+                            now,
+                        );
+                        f.next_attempt = Some(next);
+                        e.parked_until = parked;
+                    }
+                }
+                let e = self.entries.get(id)?;
+                if let Some(f) = &e.state.failure {
+                    self.runtime.event(
+                        &e.job,
+                        EngineEvent::Failed {
+                            class: f.class,
+                            message: f.message.clone(),
+                            attempts: f.attempts,
+                            next_attempt: f.next_attempt,
+                        },
+                    );
+                }
                 recovered
             }
         };
-        let state = e.state.clone();
+        let state = self.entries.get(id)?.state.clone();
         self.reschedule(id);
-        if recovered {
+        if release {
             self.release_waiting(&issuer, now);
         }
         Some(state)
     }
 
-    /// The issuer answers again: everything of it that waits on a transient failure is due now.
+    /// A certificate of `issuer` failed on (or, `refused_locally`, waits on) an issuer-wide
+    /// refusal: the issuer is held, one certificate carries the next probe at the time the
+    /// soonest-expiring waiting certificate needs it ([`probe_time`]), the rest are parked and
+    /// show the probe's time.
+    fn hold(&mut self, issuer: &IssuerId, id: &CertId, refused_locally: bool, now: SystemTime) {
+        let Some(failure) = self.entries.get(id).and_then(|e| e.state.failure.clone()) else {
+            return;
+        };
+        let waiting = self.entries.values().filter(|e| {
+            &e.job.issuer == issuer && (e.behind_issuer || e.job.id == *id) && e.state.failure.is_some()
+        });
+        let not_afters: Vec<Option<UnixSeconds>> = waiting
+            .map(|e| e.state.issued.as_ref().map(|i| i.not_after))
+            .collect();
+        let existing = self.holds.get(issuer).cloned();
+        let hold = match (existing, refused_locally) {
+            // Vault refused the probe: one more step of the schedule.
+            (Some(mut hold), false) if hold.owner == *id || hold.probe_at <= now + Duration::from_secs(1) => {
+                hold.probes = hold.probes.saturating_add(1);
+                hold.message = failure.message.clone();
+                hold.probe_at = probe_time(
+                    hold.class,
+                    hold.probes,
+                    not_afters,
+                    now,
+                    unit_random(issuer, hold.probes),
+                );
+                hold.owner = id.clone();
+                hold
+            }
+            // A request already under way when the issuer was first refused: the same verdict,
+            // not a probe; it waits with the others.
+            (Some(hold), false) => hold,
+            (None, false) => IssuerHold {
+                class: failure.class,
+                message: failure.message.clone(),
+                since: now,
+                probes: 1,
+                probe_at: probe_time(failure.class, 1, not_afters, now, unit_random(issuer, 1)),
+                owner: id.clone(),
+            },
+            // Refused by the gate: this certificate joins the waiters; the probe moves earlier
+            // if it is the most urgent one now.
+            (Some(mut hold), true) => {
+                let own = probe_time(
+                    hold.class,
+                    hold.probes,
+                    [self
+                        .entries
+                        .get(id)
+                        .and_then(|e| e.state.issued.as_ref().map(|i| i.not_after))],
+                    now,
+                    unit_random(issuer, hold.probes),
+                );
+                if own < hold.probe_at || (hold.owner == *id && hold.probe_at <= now) {
+                    hold.probe_at = own.max(now + Duration::from_secs(1));
+                    hold.owner = id.clone();
+                }
+                hold
+            }
+            // The gate says held but the engine has no record (restarted, or the verdict came
+            // through another path): start one without counting a probe.
+            (None, true) => IssuerHold {
+                class: failure.class,
+                message: failure.message.clone(),
+                since: now,
+                probes: 1,
+                probe_at: probe_time(failure.class, 1, not_afters, now, unit_random(issuer, 1)),
+                owner: id.clone(),
+            },
+        };
+        if let Some(gate) = self.issuers.get(issuer).map(|i| &i.gate) {
+            let wait = hold.probe_at.duration_since(now).unwrap_or(Duration::ZERO);
+            gate.set_probe_at(tokio::time::Instant::now() + wait);
+        }
+        let message = hold.waiting_message(issuer);
+        // Whole seconds, rounded up: due before the gate's probe time, it would only be refused.
+        let probe_at = to_unix(hold.probe_at + Duration::from_millis(999));
+        let is_owner = hold.owner == *id;
+        if let Some(e) = self.entries.get_mut(id) {
+            if let Some(f) = e.state.failure.as_mut() {
+                f.next_attempt = Some(probe_at);
+                f.message = if refused_locally {
+                    message
+                } else {
+                    format!(
+                        "{}; the issuer's certificates wait for its next probe at {}",
+                        f.message,
+                        certkeeper_core::pki::rfc3339(hold.probe_at)
+                    )
+                };
+            }
+            // The probe's pace already follows the most urgent waiting certificate; the park
+            // is only a fallback (a departed owner is replaced in `set_certificates`).
+            e.parked_until = (!is_owner).then(|| now + PARK_WHILE_OPEN);
+        }
+        if !refused_locally {
+            tracing::info!(issuer = %issuer, class = %hold.class, probes = hold.probes,
+                           next_probe = %certkeeper_core::pki::rfc3339(hold.probe_at),
+                           "issuer refused; its certificates wait for the next probe");
+        }
+        self.holds.insert(issuer.clone(), hold);
+    }
+
+    /// The issuer answers again: everything of it that waits on a transient failure or on an
+    /// issuer-wide refusal is due now.
     fn release_waiting(&mut self, issuer: &IssuerId, now: SystemTime) {
         self.probe_owner.remove(issuer);
+        if let Some(hold) = self.holds.remove(issuer) {
+            tracing::info!(issuer = %issuer, class = %hold.class, probes = hold.probes,
+                           refused_for_secs = now.duration_since(hold.since).unwrap_or_default().as_secs(),
+                           "issuer no longer refused");
+        }
         let ids: Vec<CertId> = self
             .entries
             .iter()
@@ -525,34 +726,46 @@ impl<R: Runtime> Driver<R> {
                     && e.state
                         .failure
                         .as_ref()
-                        .is_some_and(|f| f.class == FailureClass::Transient)
+                        .is_some_and(|f| f.class == FailureClass::Transient || e.behind_issuer)
             })
             .map(|(id, _)| id.clone())
             .collect();
         tracing::info!(issuer = %issuer, released = ids.len(), "issuer recovered; releasing waiting certificates");
         for id in ids {
-            if let Some(f) = self.entries.get_mut(&id).and_then(|e| e.state.failure.as_mut()) {
-                f.next_attempt = Some(to_unix(now));
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.parked_until = None;
+                e.behind_issuer = false;
+                if let Some(f) = e.state.failure.as_mut() {
+                    f.next_attempt = Some(to_unix(now));
+                }
             }
             self.reschedule(&id);
         }
     }
+
+    /// The issuers held by a refusal, for status.
+    fn holds(&self) -> Vec<(IssuerId, IssuerHold)> {
+        let mut list: Vec<_> = self.holds.iter().map(|(i, h)| (i.clone(), h.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
 }
 
 /// The next attempt of a certificate that just failed transiently (`scheduled` by its own
-/// backoff), given its issuer's circuit: closed, the schedule stands (or, for an attempt the
-/// gate refused while it was still open, now: the issuer recovered meanwhile); open, the
-/// certificate owns the next probe if nobody else does, and is parked otherwise.
+/// backoff), given its issuer's circuit, and how long it is parked: closed, the schedule stands
+/// (or, for an attempt the gate refused while it was still open, now: the issuer recovered
+/// meanwhile); open, the certificate owns the next probe if nobody else does, and is parked
+/// otherwise, its next attempt shown as the probe's time (it goes when the probe succeeds).
 fn next_while_open(
     owners: &mut HashMap<IssuerId, (CertId, SystemTime)>,
     (issuer, id): (&IssuerId, &CertId),
     refusal: Option<Refusal>,
-    scheduled: crate::state::UnixSeconds,
+    scheduled: UnixSeconds,
     refused_locally: bool,
     now: SystemTime,
-) -> crate::state::UnixSeconds {
+) -> (UnixSeconds, Option<SystemTime>) {
     let Some(Refusal::CircuitOpen(probe)) = refusal else {
-        return if refused_locally { to_unix(now) } else { scheduled };
+        return (if refused_locally { to_unix(now) } else { scheduled }, None);
     };
     // Whole seconds, rounded up: due before the probe time, it would only be refused again.
     let probe_at = to_unix(
@@ -560,11 +773,11 @@ fn next_while_open(
     );
     match owners.get(issuer) {
         Some((owner, at)) if owner != id && *at + Duration::from_secs(1) >= now => {
-            to_unix(now + PARK_WHILE_OPEN).max(scheduled)
+            (probe_at, Some((now + PARK_WHILE_OPEN).max(from_unix(scheduled))))
         }
         _ => {
             owners.insert(issuer.clone(), (id.clone(), from_unix(probe_at)));
-            probe_at
+            (probe_at, None)
         }
     }
 }
@@ -674,24 +887,28 @@ mod tests {
         let (issuer, a) = ids("Issuer/ns/v", "ns/a");
         let (_, b) = ids("Issuer/ns/v", "ns/b");
         // The first failure while open takes the probe, at the gate's probe time (rounded up).
-        let at_a = next_while_open(&mut owners, (&issuer, &a), open(), scheduled, true, now);
+        let (at_a, parked_a) = next_while_open(&mut owners, (&issuer, &a), open(), scheduled, true, now);
         assert!((to_unix(now) + 2..=to_unix(now) + 3).contains(&at_a), "{at_a}");
-        // The next one parks.
-        let at_b = next_while_open(&mut owners, (&issuer, &b), open(), scheduled, true, now);
-        assert_eq!(at_b, to_unix(now + PARK_WHILE_OPEN));
+        assert_eq!(parked_a, None);
+        // The next one parks, and shows the probe's time as its next attempt (the truth: it
+        // goes when the probe succeeds), not the park's.
+        let (at_b, parked_b) = next_while_open(&mut owners, (&issuer, &b), open(), scheduled, true, now);
+        assert_eq!(at_b, at_a);
+        assert_eq!(parked_b, Some(now + PARK_WHILE_OPEN));
         // The owner coming back refused keeps the probe.
         let later = now + Duration::from_secs(3);
-        let again = next_while_open(&mut owners, (&issuer, &a), open(), scheduled, true, later);
+        let (again, parked) = next_while_open(&mut owners, (&issuer, &a), open(), scheduled, true, later);
         assert!(again >= to_unix(later) + 2 && again < to_unix(later + PARK_WHILE_OPEN));
+        assert_eq!(parked, None);
         // An owner that never came back (stale by more than a second) is replaced.
         let much_later = now + Duration::from_secs(60);
-        let taken = next_while_open(&mut owners, (&issuer, &b), open(), scheduled, true, much_later);
-        assert!(taken < to_unix(much_later + PARK_WHILE_OPEN));
+        let (_, parked) = next_while_open(&mut owners, (&issuer, &b), open(), scheduled, true, much_later);
+        assert_eq!(parked, None);
         assert_eq!(owners[&issuer].0, b);
         // Another issuer has its own owner.
         let (other, c) = ids("ClusterIssuer/w", "ns/c");
-        let at_c = next_while_open(&mut owners, (&other, &c), open(), scheduled, false, now);
-        assert!(at_c < to_unix(now + PARK_WHILE_OPEN));
+        let (_, parked_c) = next_while_open(&mut owners, (&other, &c), open(), scheduled, false, now);
+        assert_eq!(parked_c, None);
     }
 
     #[test]
@@ -702,12 +919,12 @@ mod tests {
         let scheduled = to_unix(now) + 7;
         assert_eq!(
             next_while_open(&mut owners, (&issuer, &a), None, scheduled, false, now),
-            scheduled
+            (scheduled, None)
         );
         // Refused while open, but the circuit closed before the outcome was applied.
         assert_eq!(
             next_while_open(&mut owners, (&issuer, &a), None, scheduled, true, now),
-            to_unix(now)
+            (to_unix(now), None)
         );
         assert!(owners.is_empty());
     }

@@ -7,6 +7,12 @@
 //! make every certificate that waits on a transient failure of this issuer due at once; the rate
 //! limit then releases them without a burst.
 //!
+//! The circuit also opens at once on an issuer-wide refusal ([`Outcome::Refused`]: a 403 with a
+//! freshly obtained token, a missing mount or role, see `VaultError::scope`): every certificate
+//! of the issuer would get the same answer, so they wait behind one probe instead of each
+//! retrying on its own. The engine, which knows how soon the waiting certificates expire, sets
+//! that probe's time ([`IssuerGate::set_probe_at`]).
+//!
 //! The breaker and the bucket are plain state machines over an injected `now`, tested without a
 //! runtime; [`IssuerGate`] puts them behind a mutex next to a semaphore.
 
@@ -143,6 +149,56 @@ pub enum Outcome {
     /// Vault answered 429: it is up, but we are too fast.
     RateLimited,
     Failure(FailureClass),
+    /// Vault refused the issuer itself (its credentials, mount, role or CA), with this class:
+    /// every request of the issuer would get the same answer.
+    Refused(FailureClass),
+}
+
+impl Outcome {
+    /// The outcome of a sign call: the one place a Vault answer becomes a gate outcome, for the
+    /// engine's attempts and for other tools' CertificateRequests alike.
+    pub fn of_sign<T>(result: &Result<T, certkeeper_vault::VaultError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.status() == Some(429) => Outcome::RateLimited,
+            Err(e) => match (e.class(), e.scope()) {
+                (
+                    class @ (FailureClass::AuthRejected | FailureClass::Rejected),
+                    certkeeper_core::FailureScope::Issuer,
+                ) => Outcome::Refused(class),
+                (class, _) => Outcome::Failure(class),
+            },
+        }
+    }
+}
+
+/// Why a circuit is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenCause {
+    /// Consecutive transient failures: Vault is down, sealed, electing or unreachable.
+    Unavailable,
+    /// Vault refused the issuer itself, with this class.
+    Refused(FailureClass),
+}
+
+impl OpenCause {
+    /// Metric label and status text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenCause::Unavailable => "unavailable",
+            OpenCause::Refused(class) => class.as_str(),
+        }
+    }
+}
+
+/// A circuit's state for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitInfo {
+    pub state: CircuitState,
+    /// Set while the state is not closed.
+    pub cause: Option<OpenCause>,
+    /// When the next probe may go (meaningful while open).
+    pub probe_at: Instant,
 }
 
 /// What changed when an outcome was recorded.
@@ -161,10 +217,15 @@ pub struct CircuitBreaker {
     probe_min: Duration,
     probe_max: Duration,
     state: CircuitState,
+    cause: Option<OpenCause>,
     consecutive: u32,
     probes_failed: u32,
     probe_at: Instant,
 }
+
+/// Until the engine sets it, a refused circuit's first probe comes this long after the refusal
+/// (the first step of the auth-rejected schedule).
+pub const REFUSED_FIRST_PROBE: Duration = Duration::from_secs(30);
 
 impl CircuitBreaker {
     pub fn new(config: &GateConfig, now: Instant) -> Self {
@@ -173,6 +234,7 @@ impl CircuitBreaker {
             probe_min: config.probe_min,
             probe_max: config.probe_max.max(config.probe_min),
             state: CircuitState::Closed,
+            cause: None,
             consecutive: 0,
             probes_failed: 0,
             probe_at: now,
@@ -181,6 +243,22 @@ impl CircuitBreaker {
 
     pub fn state(&self) -> CircuitState {
         self.state
+    }
+
+    pub fn info(&self) -> CircuitInfo {
+        CircuitInfo {
+            state: self.state,
+            cause: self.cause,
+            probe_at: self.probe_at,
+        }
+    }
+
+    /// Moves a refused circuit's next probe (the engine's expiry-aware schedule). Ignored
+    /// while closed, probing, or open for unavailability (that probe has its own backoff).
+    pub fn set_probe_at(&mut self, at: Instant) {
+        if self.state == CircuitState::Open && matches!(self.cause, Some(OpenCause::Refused(_))) {
+            self.probe_at = at;
+        }
     }
 
     pub fn admit(&mut self, now: Instant) -> Admission {
@@ -197,8 +275,9 @@ impl CircuitBreaker {
         }
     }
 
-    /// Record an outcome. Only transient failures say anything about the issuer as a whole; a
-    /// role refusing one name or a 403 for one policy leaves the circuit as it is.
+    /// Record an outcome. Transient failures open the circuit after `open_after` in a row; an
+    /// issuer-wide refusal opens it at once (one verdict about the issuer is enough); an answer
+    /// about one request (a role refusing one name) proves the issuer works and closes it.
     pub fn record(&mut self, outcome: Outcome, probe: bool, now: Instant) -> Transition {
         match outcome {
             Outcome::Failure(FailureClass::Transient) => {
@@ -216,10 +295,23 @@ impl CircuitBreaker {
                     Transition::None
                 }
             }
+            Outcome::Refused(class) => {
+                let was_closed = self.state == CircuitState::Closed;
+                self.state = CircuitState::Open;
+                self.cause = Some(OpenCause::Refused(class));
+                self.consecutive = 0;
+                self.probe_at = now + REFUSED_FIRST_PROBE;
+                if was_closed {
+                    Transition::Opened
+                } else {
+                    Transition::None
+                }
+            }
             // Vault answered: it is up, even if it said no (or "slower").
             Outcome::Success | Outcome::RateLimited | Outcome::Failure(_) => {
                 let was_open = self.state != CircuitState::Closed;
                 self.state = CircuitState::Closed;
+                self.cause = None;
                 self.consecutive = 0;
                 self.probes_failed = 0;
                 if was_open {
@@ -233,6 +325,7 @@ impl CircuitBreaker {
 
     fn reopen(&mut self, now: Instant) {
         self.state = CircuitState::Open;
+        self.cause = Some(OpenCause::Unavailable);
         let factor = 1u32.checked_shl(self.probes_failed.min(16)).unwrap_or(u32::MAX);
         let delay = self.probe_min.saturating_mul(factor).min(self.probe_max);
         self.probe_at = now + delay;
@@ -260,7 +353,7 @@ impl Permit {
             match outcome {
                 Outcome::Success => state.bucket.speed_up(),
                 Outcome::RateLimited => state.bucket.slow_down(),
-                Outcome::Failure(_) => {}
+                Outcome::Failure(_) | Outcome::Refused(_) => {}
             }
             state.breaker.record(outcome, self.probe, now)
         };
@@ -325,6 +418,15 @@ impl IssuerGate {
 
     pub fn circuit(&self) -> CircuitState {
         self.inner.lock().breaker.state()
+    }
+
+    pub fn circuit_info(&self) -> CircuitInfo {
+        self.inner.lock().breaker.info()
+    }
+
+    /// See [`CircuitBreaker::set_probe_at`].
+    pub fn set_probe_at(&self, at: Instant) {
+        self.inner.lock().breaker.set_probe_at(at);
     }
 
     /// Whether the circuit would refuse a request now, without taking a slot, a token or the
@@ -411,6 +513,54 @@ mod tests {
         assert_eq!(b.admit(t2), Admission::Probe);
         assert_eq!(b.record(Outcome::Success, true, t2), Transition::Recovered);
         assert_eq!(b.admit(t2), Admission::Pass);
+    }
+
+    #[test]
+    fn an_issuer_wide_refusal_opens_at_once_and_an_answer_about_one_request_closes() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(&config(), t0);
+        let refused = Outcome::Refused(FailureClass::AuthRejected);
+        assert_eq!(b.record(refused, false, t0), Transition::Opened);
+        let info = b.info();
+        assert_eq!(info.state, CircuitState::Open);
+        assert_eq!(info.cause, Some(OpenCause::Refused(FailureClass::AuthRejected)));
+        assert_eq!(info.probe_at, t0 + REFUSED_FIRST_PROBE);
+        // The engine moves the probe to what the waiting certificates need.
+        b.set_probe_at(t0 + Duration::from_secs(7));
+        assert_eq!(
+            b.admit(t0 + Duration::from_secs(6)),
+            Admission::Wait(t0 + Duration::from_secs(7))
+        );
+        assert_eq!(b.admit(t0 + Duration::from_secs(7)), Admission::Probe);
+        // Probing: the schedule belongs to the probe now, not to a setter.
+        b.set_probe_at(t0);
+        assert_eq!(b.state(), CircuitState::Probing);
+        // Refused again: still open, not a new opening.
+        assert_eq!(
+            b.record(refused, true, t0 + Duration::from_secs(8)),
+            Transition::None
+        );
+        assert_eq!(b.state(), CircuitState::Open);
+        // A probe whose name the role refuses proves the credentials work: released.
+        let _ = b.admit(t0 + Duration::from_secs(60));
+        assert_eq!(
+            b.record(
+                Outcome::Failure(FailureClass::Rejected),
+                true,
+                t0 + Duration::from_secs(60)
+            ),
+            Transition::Recovered
+        );
+        assert_eq!(b.info().cause, None);
+        // A transient failure while refused turns it into an outage (fast probes).
+        b.record(refused, false, t0);
+        b.record(Outcome::Failure(FailureClass::Transient), false, t0);
+        assert_eq!(b.info().cause, Some(OpenCause::Unavailable));
+        b.set_probe_at(t0 + Duration::from_secs(3600));
+        assert!(
+            b.info().probe_at <= t0 + Duration::from_secs(30),
+            "ignored while unavailable"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod attempt;
 pub mod build;
 pub mod driver;
 pub mod gate;
+pub mod hold;
 pub mod job;
 pub mod memory;
 pub mod metrics;

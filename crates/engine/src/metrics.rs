@@ -17,7 +17,7 @@ use std::time::Duration;
 use certkeeper_core::FailureClass;
 use certkeeper_vault::{Operation, RequestObserver};
 
-use crate::gate::CircuitState;
+use crate::gate::{CircuitInfo, CircuitState};
 
 /// Latency buckets in seconds: loopback answers in a millisecond, a hung Vault in the timeout.
 const BUCKETS: [f64; 12] = [
@@ -115,7 +115,7 @@ impl Metrics {
     }
 
     /// Render everything in the Prometheus text format.
-    pub fn render(&self, certificates: &[CertificateSample], circuits: &[(String, CircuitState)]) -> String {
+    pub fn render(&self, certificates: &[CertificateSample], circuits: &[(String, CircuitInfo)]) -> String {
         let mut out = String::with_capacity(1024 + certificates.len() * 600);
         render_certificates(&mut out, certificates);
         let c = self.lock();
@@ -191,14 +191,49 @@ impl Metrics {
             "gauge",
             "1 for the current circuit state of each issuer (closed, open, probing).",
         );
-        for (issuer, state) in circuits {
+        for (issuer, info) in circuits {
             for s in [CircuitState::Closed, CircuitState::Open, CircuitState::Probing] {
                 let _ = writeln!(
                     out,
                     "certkeeper_issuer_circuit_state{{issuer=\"{}\",state=\"{}\"}} {}",
                     esc(issuer),
                     s.as_str(),
-                    u8::from(*state == s)
+                    u8::from(info.state == s)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "certkeeper_issuer_circuit_open_reason",
+            "gauge",
+            "1 for why each issuer's circuit is not closed: unavailable (transient failures) or the \
+             class of an issuer-wide refusal (auth_rejected, rejected).",
+        );
+        for (issuer, info) in circuits {
+            if let Some(cause) = info.cause.filter(|_| info.state != CircuitState::Closed) {
+                let _ = writeln!(
+                    out,
+                    "certkeeper_issuer_circuit_open_reason{{issuer=\"{}\",reason=\"{}\"}} 1",
+                    esc(issuer),
+                    cause.as_str()
+                );
+            }
+        }
+        header(
+            &mut out,
+            "certkeeper_issuer_next_probe_timestamp_seconds",
+            "gauge",
+            "When an issuer whose circuit is open is probed next (Unix seconds).",
+        );
+        let (now, instant) = (std::time::SystemTime::now(), tokio::time::Instant::now());
+        for (issuer, info) in circuits {
+            if info.state == CircuitState::Open {
+                let at = now + info.probe_at.saturating_duration_since(instant);
+                let _ = writeln!(
+                    out,
+                    "certkeeper_issuer_next_probe_timestamp_seconds{{issuer=\"{}\"}} {}",
+                    esc(issuer),
+                    crate::state::to_unix(at)
                 );
             }
         }
@@ -361,7 +396,12 @@ mod tests {
             next_attempt: None,
             failed_attempts: 0,
         };
-        let text = m.render(&[cert], &[("default/vault".into(), CircuitState::Open)]);
+        let open = CircuitInfo {
+            state: CircuitState::Open,
+            cause: Some(crate::gate::OpenCause::Refused(FailureClass::AuthRejected)),
+            probe_at: tokio::time::Instant::now(),
+        };
+        let text = m.render(&[cert], &[("default/vault".into(), open)]);
         let labels = "name=\"web\",namespace=\"default\",issuer_name=\"vault\",issuer_kind=\"Issuer\",issuer_group=\"cert-manager.io\"";
         for line in [
             format!("certmanager_certificate_expiration_timestamp_seconds{{{labels}}} 1800000000"),
@@ -376,6 +416,7 @@ mod tests {
             "certkeeper_issuance_attempts_total{issuer=\"default/vault\",result=\"failure\",class=\"transient\"} 1".into(),
             "certkeeper_issuance_attempts_total{issuer=\"default/vault\",result=\"success\",class=\"none\"} 1".into(),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"open\"} 1".into(),
+            "certkeeper_issuer_circuit_open_reason{issuer=\"default/vault\",reason=\"auth_rejected\"} 1".into(),
             "certkeeper_manifest_problems{file=\"/etc/m/bad.yaml\"} 2".into(),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"closed\"} 0".into(),
         ] {

@@ -3,87 +3,18 @@
 //! renewed within seconds, released at the gate's rate.
 #![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding};
-use certkeeper_core::schedule::RenewalPolicy;
-use certkeeper_core::{FailureClass, Secret};
+use certkeeper_core::FailureClass;
 use certkeeper_engine::gate::{GateConfig, IssuerGate};
-use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::state::CertState;
-use certkeeper_engine::{
-    CertJob, EngineConfig, EngineEvent, EngineHandle, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError,
-};
+use certkeeper_engine::{EngineHandle, IssuerRuntime};
 use certkeeper_testkit::{Admin, DevServer, Pki, PkiOptions};
-use certkeeper_vault::{AuthMethod, Operation, RequestObserver, SecretSource, VaultClient, VaultConfig};
-
-/// Keeps everything in memory and counts writes.
-#[derive(Default)]
-struct MemoryRuntime {
-    writes: AtomicUsize,
-    /// State records persisted, one per certificate per batch.
-    saved: AtomicUsize,
-    states: Mutex<HashMap<String, CertState>>,
-}
-
-impl Runtime for MemoryRuntime {
-    async fn current_key(&self, _job: &CertJob) -> Option<Secret> {
-        None
-    }
-    async fn write(&self, _job: &CertJob, _issued: &Issued) -> Result<(), RuntimeError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
-        self.saved.fetch_add(states.len(), Ordering::SeqCst);
-        self.states.lock().unwrap().extend(states);
-        Ok(())
-    }
-    fn event(&self, _job: &CertJob, _event: EngineEvent) {}
-}
-
-/// Counts requests that reached Vault (or tried to).
-#[derive(Default)]
-struct Sent(AtomicUsize, Mutex<Vec<(Operation, Option<u16>)>>);
-
-impl RequestObserver for Sent {
-    fn observe(&self, op: Operation, status: Option<u16>, _c: Option<FailureClass>, _e: Duration) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        self.1.lock().unwrap().push((op, status));
-    }
-}
-
-fn job(i: usize, fingerprint: u64) -> CertJob {
-    let name = format!("c{i}");
-    let cn = format!("{name}.example.com");
-    CertJob {
-        id: format!("default/{name}"),
-        issuer: "Issuer/default/vault".into(),
-        fingerprint,
-        csr: CsrRequest {
-            common_name: Some(cn.clone()),
-            dns_names: vec![cn],
-            ..Default::default()
-        },
-        key_algorithm: KeyAlgorithm::Ecdsa(256),
-        key_encoding: KeyEncoding::Pkcs8,
-        rotate_key: true,
-        duration: Duration::from_secs(3600),
-        renewal: RenewalPolicy::default(),
-        labels: JobLabels {
-            name,
-            namespace: "default".into(),
-            ..Default::default()
-        },
-    }
-}
-
-fn revisions(states: &Mutex<HashMap<String, CertState>>) -> Vec<u64> {
-    states.lock().unwrap().values().map(|s| s.revision).collect()
-}
+use certkeeper_vault::{AuthMethod, Operation, SecretSource, VaultClient, VaultConfig};
+use common::{MemoryRuntime, Sent, engine_with, job, revisions, wait_revision};
 
 /// An engine with one Vault issuer reached through `cfg` (token auth with the PKI's policy)
 /// and `n` certificates handed to it, so issuance starts at once. Every request is counted.
@@ -107,29 +38,8 @@ async fn start_engine(
         fingerprint: 1,
         settings: 0,
     };
-    let runtime = Arc::new(MemoryRuntime::default());
-    let engine = certkeeper_engine::spawn(runtime.clone(), Metrics::default(), EngineConfig::default());
-    engine.set_issuers(vec![issuer]);
-    engine.set_certificates((0..n).map(|i| (job(i, 1), None)).collect());
+    let (runtime, engine) = engine_with(issuer, (0..n).map(|i| job(i, 1)).collect());
     (runtime, engine, sent)
-}
-
-/// Wait until all `n` certificates are at `revision`.
-async fn wait_revision(runtime: &MemoryRuntime, n: usize, revision: u64, bound: Duration, what: &str) {
-    let deadline = Instant::now() + bound;
-    while revisions(&runtime.states)
-        .iter()
-        .filter(|r| **r == revision)
-        .count()
-        < n
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {:?}",
-            revisions(&runtime.states)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,155 @@
+//! An issuer held by an issuer-wide refusal: Vault answered for the issuer as a whole (a 403
+//! with a freshly obtained token, a missing mount or role: `VaultError::scope`), so every
+//! certificate of that issuer would get the same answer. Instead of each certificate retrying on
+//! its own schedule (measured: 20 certificates sent 5.1 requests a second to a Vault refusing
+//! them, each 403 buying a fresh login), they wait behind one probe:
+//! - the probe's time follows the expiry-aware retry schedule of the soonest-expiring waiting
+//!   certificate ([`probe_time`]): nothing expires for want of trying, and nothing is tried more
+//!   often than the most urgent certificate needs;
+//! - each failed probe counts as one more attempt of that schedule, so the probes slow down as
+//!   the refusal lasts (30 s, 1 min, 2 min, ... capped, clamped by expiry);
+//! - one success (or an answer about one request, which proves the issuer works) releases every
+//!   waiting certificate at once; the gate's rate limit spreads them.
+//!
+//! Pure: the driver supplies the clock and the waiting certificates.
+
+use std::time::{Duration, SystemTime};
+
+use certkeeper_core::FailureClass;
+use certkeeper_core::schedule::{RetryInput, next_attempt};
+
+use crate::job::CertId;
+use crate::state::{UnixSeconds, from_unix};
+
+/// What is known of a held issuer, for the engine and for status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerHold {
+    /// Vault's verdict: `auth_rejected` or `rejected`.
+    pub class: FailureClass,
+    /// The last refusal's message.
+    pub message: String,
+    /// When the refusal started (the first refused request).
+    pub since: SystemTime,
+    /// Refused requests so far (the first one and every failed probe).
+    pub probes: u32,
+    /// When the next probe goes.
+    pub probe_at: SystemTime,
+    /// The certificate that carries the next probe.
+    pub owner: CertId,
+}
+
+impl IssuerHold {
+    /// What the issuer's own status says.
+    pub fn issuer_message(&self) -> String {
+        format!(
+            "Vault refuses this issuer ({}) since {}, {} refused request(s); its certificates wait for \
+             the next probe at {}: {}",
+            self.class,
+            certkeeper_core::pki::rfc3339(self.since),
+            self.probes,
+            certkeeper_core::pki::rfc3339(self.probe_at),
+            self.message
+        )
+    }
+
+    /// What a waiting certificate's status says.
+    pub fn waiting_message(&self, issuer: &str) -> String {
+        format!(
+            "waiting for issuer {issuer}'s next probe at {}: Vault refuses the issuer ({}) since {}: {}",
+            certkeeper_core::pki::rfc3339(self.probe_at),
+            self.class,
+            certkeeper_core::pki::rfc3339(self.since),
+            self.message
+        )
+    }
+}
+
+/// When the next probe of a held issuer goes: the earliest time any waiting certificate's own
+/// expiry-aware schedule asks for, with the issuer's probe count as the attempt number.
+/// `not_afters` holds the notAfter of each waiting certificate (`None`: none served yet).
+pub fn probe_time(
+    class: FailureClass,
+    probes: u32,
+    not_afters: impl IntoIterator<Item = Option<UnixSeconds>>,
+    now: SystemTime,
+    unit_random: f64,
+) -> SystemTime {
+    let at = |not_after: Option<UnixSeconds>| {
+        next_attempt(&RetryInput {
+            class,
+            attempts: probes.max(1),
+            failed_at: now,
+            current_not_after: not_after.map(from_unix),
+            retry_after: None,
+            unit_random,
+        })
+    };
+    not_afters
+        .into_iter()
+        .filter_map(at)
+        .min()
+        // Only an `Invalid` class has no timer; a hold never has one, but never wait for ever.
+        .unwrap_or(now + Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::to_unix;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn wait(probe: SystemTime) -> u64 {
+        probe.duration_since(at(NOW)).unwrap().as_secs()
+    }
+
+    #[test]
+    fn the_soonest_expiring_certificate_sets_the_pace() {
+        let far = Some(to_unix(at(NOW + 30 * 86_400)));
+        let near = Some(to_unix(at(NOW + 120)));
+        // Far from expiry: the auth-rejected schedule's first step.
+        assert_eq!(
+            wait(probe_time(FailureClass::AuthRejected, 1, [far], at(NOW), 0.0)),
+            30
+        );
+        // One certificate 2 minutes from expiry: a tenth of that.
+        assert_eq!(
+            wait(probe_time(
+                FailureClass::AuthRejected,
+                1,
+                [far, near, far],
+                at(NOW),
+                0.0
+            )),
+            12
+        );
+        // Failed probes slow it down where expiry allows.
+        assert!(wait(probe_time(FailureClass::AuthRejected, 4, [far], at(NOW), 0.0)) > 30);
+    }
+
+    proptest! {
+        /// However many certificates wait and however long the refusal lasts, the next probe is
+        /// never later than what the most urgent certificate's own schedule asks for, and never
+        /// sooner than the schedule's 5 s floor near expiry.
+        #[test]
+        fn never_later_than_the_most_urgent_certificate_needs(
+            probes in 1u32..40,
+            remaining in proptest::collection::vec(proptest::option::of(1u64..10_000_000), 1..50),
+            r in 0.0f64..1.0,
+        ) {
+            let now = at(NOW);
+            let not_afters: Vec<Option<i64>> = remaining.iter().map(|r| r.map(|s| to_unix(at(NOW + s)))).collect();
+            let probe = probe_time(FailureClass::AuthRejected, probes, not_afters.clone(), now, r);
+            for n in &not_afters {
+                let own = probe_time(FailureClass::AuthRejected, probes, [*n], now, r);
+                prop_assert!(probe <= own);
+            }
+            prop_assert!(probe >= now + Duration::from_secs(5));
+        }
+    }
+}
