@@ -181,6 +181,7 @@ fn sample(s: &CertStatus) -> CertificateSample {
         ready: Some(s.ready),
         next_attempt: s.state.failure.as_ref().and_then(|f| f.next_attempt),
         failed_attempts: s.state.failure.as_ref().map_or(0, |f| f.attempts),
+        shortened: s.state.issued.as_ref().is_some_and(|i| i.warning.is_some()),
     }
 }
 
@@ -528,11 +529,17 @@ impl<R: Runtime> Driver<R> {
                 e.behind_issuer = false;
                 self.metrics.record_attempt(&issuer, None);
                 e.state.revision += 1;
+                // A role capping the TTL below `duration` caps every renewal alike: said once per
+                // certificate and spec (the event, hence one log line and one Kubernetes Event),
+                // then only kept in the state (status) and the shortened-certificate metric.
+                let reported = e.state.issued.as_ref().is_some_and(|prev| {
+                    prev.warning.is_some() && prev.spec_fingerprint == info.spec_fingerprint
+                });
                 let event = EngineEvent::Issued {
                     revision: e.state.revision,
                     serial: info.serial.clone(),
                     not_after: info.not_after,
-                    warning: info.warning.clone(),
+                    warning: info.warning.clone().filter(|_| !reported),
                 };
                 e.state.issued = Some(info);
                 e.state.failure = None;

@@ -78,6 +78,8 @@ pub struct CertificateSample {
     pub ready: Option<bool>,
     pub next_attempt: Option<i64>,
     pub failed_attempts: u32,
+    /// The served certificate is shorter than `duration` asked (the role caps the TTL).
+    pub shortened: bool,
 }
 
 fn class_label(class: Option<FailureClass>) -> &'static str {
@@ -329,6 +331,21 @@ fn render_certificates(out: &mut String, certs: &[CertificateSample]) {
             c.failed_attempts
         );
     }
+    header(
+        out,
+        "certkeeper_certificate_shortened",
+        "gauge",
+        "1 when Vault issued the served certificate shorter than its duration asked (the role caps \
+         the TTL): reported once per certificate and spec in the log and Events, shown here always.",
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_shortened{{{}}} {}",
+            labels(c),
+            u8::from(c.shortened)
+        );
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -395,6 +412,7 @@ mod tests {
             ready: Some(true),
             next_attempt: None,
             failed_attempts: 0,
+            shortened: true,
         };
         let open = CircuitInfo {
             state: CircuitState::Open,
@@ -418,6 +436,7 @@ mod tests {
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"open\"} 1".into(),
             "certkeeper_issuer_circuit_open_reason{issuer=\"default/vault\",reason=\"auth_rejected\"} 1".into(),
             "certkeeper_manifest_problems{file=\"/etc/m/bad.yaml\"} 2".into(),
+            format!("certkeeper_certificate_shortened{{{labels}}} 1"),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"closed\"} 0".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");

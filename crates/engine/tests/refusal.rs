@@ -224,3 +224,42 @@ async fn a_name_the_role_refuses_stays_that_certificates_own() {
     assert!(next.unwrap() > now + 60, "{message}");
     engine.shutdown().await;
 }
+
+/// A role whose max_ttl is below the certificates' duration caps every issuance: said once per
+/// certificate and spec (one warning event), not at every renewal; the state keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_ttl_is_reported_once_per_certificate_and_spec() {
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin
+        .setup_pki(PkiOptions {
+            max_ttl: "10m".into(),
+            ttl: "10m".into(),
+            ..PkiOptions::default()
+        })
+        .await
+        .unwrap();
+    let (issuer, _sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    // One hour asked, ten minutes given.
+    let (runtime, engine) = engine_with(issuer, (0..3).map(|i| job(i, 1)).collect());
+    wait_revision(&runtime, 3, 1, Duration::from_secs(60), "first issuance").await;
+    for revision in 2..=3 {
+        engine.renew(None);
+        wait_revision(&runtime, 3, revision, Duration::from_secs(60), "renewal").await;
+    }
+    assert_eq!(
+        runtime.warnings.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one per certificate"
+    );
+    assert!(
+        runtime
+            .states
+            .lock()
+            .unwrap()
+            .values()
+            .all(|s| s.issued.as_ref().is_some_and(|i| i.warning.is_some())),
+        "the state (status) keeps saying it"
+    );
+    engine.shutdown().await;
+}

@@ -24,6 +24,8 @@ pub struct MemoryRuntime {
     /// State records persisted, one per certificate per batch.
     pub saved: AtomicUsize,
     pub states: Mutex<HashMap<String, CertState>>,
+    /// Issued events that carried a warning (a capped TTL).
+    pub warnings: AtomicUsize,
 }
 
 impl Runtime for MemoryRuntime {
@@ -39,7 +41,11 @@ impl Runtime for MemoryRuntime {
         self.states.lock().unwrap().extend(states);
         Ok(())
     }
-    fn event(&self, _job: &CertJob, _event: EngineEvent) {}
+    fn event(&self, _job: &CertJob, event: EngineEvent) {
+        if let EngineEvent::Issued { warning: Some(_), .. } = event {
+            self.warnings.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Counts requests that reached Vault (or tried to).
