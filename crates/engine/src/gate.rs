@@ -224,8 +224,8 @@ pub struct CircuitBreaker {
 }
 
 /// Until the engine sets it, a refused circuit's first probe comes this long after the refusal
-/// (the first step of the auth-rejected schedule).
-pub const REFUSED_FIRST_PROBE: Duration = Duration::from_secs(30);
+/// (the engine's first probe delay).
+pub const REFUSED_FIRST_PROBE: Duration = crate::hold::REFUSED_PROBE_MIN;
 
 impl CircuitBreaker {
     pub fn new(config: &GateConfig, now: Instant) -> Self {

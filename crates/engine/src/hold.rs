@@ -3,11 +3,13 @@
 //! certificate of that issuer would get the same answer. Instead of each certificate retrying on
 //! its own schedule (measured: 20 certificates sent 5.1 requests a second to a Vault refusing
 //! them, each 403 buying a fresh login), they wait behind one probe:
-//! - the probe's time follows the expiry-aware retry schedule of the soonest-expiring waiting
-//!   certificate ([`probe_time`]): nothing expires for want of trying, and nothing is tried more
-//!   often than the most urgent certificate needs;
-//! - each failed probe counts as one more attempt of that schedule, so the probes slow down as
-//!   the refusal lasts (30 s, 1 min, 2 min, ... capped, clamped by expiry);
+//! - the probe's time is never later than the expiry-aware retry schedule of the soonest-expiring
+//!   waiting certificate ([`probe_time`]): nothing expires for want of trying;
+//! - nor later than [`REFUSED_PROBE_MAX`] (from [`REFUSED_PROBE_MIN`], doubling): a refusal is
+//!   usually a policy being edited or a leader being elected, and its end should be noticed
+//!   within seconds, not at the slow schedule's next step (minutes). One probe is a login, a
+//!   sign and the revocation of the refused token: about 0.6 requests a second at the cap, for
+//!   the whole issuer, whatever the number of certificates;
 //! - one success (or an answer about one request, which proves the issuer works) releases every
 //!   waiting certificate at once; the gate's rate limit spreads them.
 //!
@@ -64,9 +66,14 @@ impl IssuerHold {
     }
 }
 
-/// When the next probe of a held issuer goes: the earliest time any waiting certificate's own
-/// expiry-aware schedule asks for, with the issuer's probe count as the attempt number.
-/// `not_afters` holds the notAfter of each waiting certificate (`None`: none served yet).
+/// First and last delay between the probes of a held issuer.
+pub const REFUSED_PROBE_MIN: Duration = Duration::from_secs(2);
+pub const REFUSED_PROBE_MAX: Duration = Duration::from_secs(5);
+
+/// When the next probe of a held issuer goes: the probe backoff ([`REFUSED_PROBE_MIN`] doubling
+/// to [`REFUSED_PROBE_MAX`] with the issuer's probe count), or sooner if any waiting
+/// certificate's own expiry-aware schedule asks for it. `not_afters` holds the notAfter of each
+/// waiting certificate (`None`: none served yet).
 pub fn probe_time(
     class: FailureClass,
     probes: u32,
@@ -84,12 +91,14 @@ pub fn probe_time(
             unit_random,
         })
     };
+    let factor = 1u32
+        .checked_shl(probes.saturating_sub(1).min(16))
+        .unwrap_or(u32::MAX);
+    let backoff = now + REFUSED_PROBE_MIN.saturating_mul(factor).min(REFUSED_PROBE_MAX);
     not_afters
         .into_iter()
         .filter_map(at)
-        .min()
-        // Only an `Invalid` class has no timer; a hold never has one, but never wait for ever.
-        .unwrap_or(now + Duration::from_secs(300))
+        .fold(backoff, SystemTime::min)
 }
 
 #[cfg(test)]
@@ -109,33 +118,35 @@ mod tests {
     }
 
     #[test]
-    fn the_soonest_expiring_certificate_sets_the_pace() {
+    fn probes_back_off_to_a_few_seconds_and_never_wait_past_what_expiry_allows() {
         let far = Some(to_unix(at(NOW + 30 * 86_400)));
-        let near = Some(to_unix(at(NOW + 120)));
-        // Far from expiry: the auth-rejected schedule's first step.
-        assert_eq!(
-            wait(probe_time(FailureClass::AuthRejected, 1, [far], at(NOW), 0.0)),
-            30
-        );
-        // One certificate 2 minutes from expiry: a tenth of that.
+        let close = Some(to_unix(at(NOW + 30)));
+        let probes: Vec<u64> = (1..=5)
+            .map(|n| wait(probe_time(FailureClass::AuthRejected, n, [far], at(NOW), 0.0)))
+            .collect();
+        assert_eq!(probes, [2, 4, 5, 5, 5]);
+        // A certificate 30 s from expiry: its own schedule's floor (5 s) is not later.
         assert_eq!(
             wait(probe_time(
                 FailureClass::AuthRejected,
-                1,
-                [far, near, far],
+                5,
+                [far, close, far],
                 at(NOW),
                 0.0
             )),
-            12
+            5
         );
-        // Failed probes slow it down where expiry allows.
-        assert!(wait(probe_time(FailureClass::AuthRejected, 4, [far], at(NOW), 0.0)) > 30);
+        // Nothing served yet: the probe backoff.
+        assert_eq!(
+            wait(probe_time(FailureClass::Rejected, 1, [None], at(NOW), 0.0)),
+            2
+        );
     }
 
     proptest! {
         /// However many certificates wait and however long the refusal lasts, the next probe is
-        /// never later than what the most urgent certificate's own schedule asks for, and never
-        /// sooner than the schedule's 5 s floor near expiry.
+        /// never later than what the most urgent certificate's own schedule asks for nor than
+        /// the probe cap, and never sooner than the first probe delay.
         #[test]
         fn never_later_than_the_most_urgent_certificate_needs(
             probes in 1u32..40,
@@ -149,7 +160,8 @@ mod tests {
                 let own = probe_time(FailureClass::AuthRejected, probes, [*n], now, r);
                 prop_assert!(probe <= own);
             }
-            prop_assert!(probe >= now + Duration::from_secs(5));
+            prop_assert!(probe >= now + REFUSED_PROBE_MIN);
+            prop_assert!(probe <= now + REFUSED_PROBE_MAX);
         }
     }
 }

@@ -53,6 +53,11 @@ async fn approle_issuer(admin: &Admin, pki: &Pki, addr: &str, path: &str) -> (Is
     (issuer, sent)
 }
 
+/// The most probes a held issuer can make in `window`: one per shortest probe delay, plus one.
+fn max_probes(window: Duration) -> usize {
+    (window.as_secs() / certkeeper_engine::hold::REFUSED_PROBE_MIN.as_secs()) as usize + 1
+}
+
 fn failures(runtime: &MemoryRuntime) -> Vec<(FailureClass, String, Option<i64>)> {
     runtime
         .states
@@ -114,12 +119,12 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
         let next = next.unwrap();
         assert!(next <= now + 15, "next attempt {}s away: {message}", next - now);
     }
-    // Today's engine: every certificate on its own expiry-clamped schedule (about every 12 s
-    // here), each 403 buying a login: ~2 signs + 1 login per certificate per 12 s. Here: the
-    // requests already under way when the first 403 came (up to the gate's concurrency), then
-    // one probe (2 signs, 1 login) per probe interval (at least 5 s).
+    // Before: every certificate on its own expiry-clamped schedule (about every 12 s here), each
+    // 403 buying a login: ~2 signs + 1 login per certificate per 12 s. Now: the requests already
+    // under way when the first 403 came (up to the gate's concurrency), then one probe (at most
+    // 2 signs and 1 login) per probe interval (2 s, 4 s, then 5 s).
     let concurrency = GateConfig::default().concurrency;
-    let probes = fault.as_secs() as usize / 5 + 1;
+    let probes = max_probes(fault);
     assert!(signs <= 2 * (concurrency + probes), "{signs} sign requests");
     assert!(logins <= concurrency + probes, "{logins} logins");
 
@@ -169,7 +174,7 @@ async fn a_deleted_role_holds_the_issuer_until_it_is_created_again() {
         failures(&runtime)
     );
     assert!(
-        signs <= GateConfig::default().concurrency + 4,
+        signs <= GateConfig::default().concurrency + max_probes(Duration::from_secs(15)),
         "{signs} sign requests"
     );
 
