@@ -1,5 +1,9 @@
-//! Process probes and knobs shared by the benchmarks.
+//! What the benchmarks share: process probes and knobs; the certkeeper daemon and its API
+//! ([`daemon`]); a counting proxy in front of OpenBao ([`proxy`]).
 #![allow(dead_code)] // not every benchmark uses every probe
+
+pub mod daemon;
+pub mod proxy;
 
 /// `cargo bench -- --list` (and `cargo test --benches`) only asks which benchmarks exist: a
 /// benchmark with `harness = false` answers with nothing and does not run.
