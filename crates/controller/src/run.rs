@@ -957,6 +957,37 @@ fn serial_of(secret: &Value) -> Option<String> {
 /// engine waits for the issuer without persisting anything), so their status says it here:
 /// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
 /// Certificate has no Ready condition yet. Written once per change of the reason.
+/// The status of a Certificate that waits for a change of input: `status.certkeeper` with class
+/// `invalid` and `message`, and a `Ready=False` condition (`reason`, `ready_message`) when the
+/// Certificate has none yet (one issued before stays as it is).
+async fn write_waiting_status(
+    client: &KubeClient,
+    object: &Value,
+    message: &str,
+    reason: &str,
+    ready_message: String,
+) -> Result<(), KubeError> {
+    let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
+                                           "nextAttemptTime": null}});
+    if object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_none_or(|c| c.is_empty())
+    {
+        status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": reason,
+            "message": ready_message, "lastTransitionTime": rfc3339(SystemTime::now())}]);
+    }
+    let path = crate::kube::cm_path(
+        meta_str(object, "namespace"),
+        "certificates",
+        Some(meta_str(object, "name")),
+    )?;
+    client
+        .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
+        .await
+        .map(|_| ())
+}
+
 /// Each invalid Certificate's status says what is wrong: `status.certkeeper` with class `invalid`
 /// and the field errors, and `Ready=False` (reason `InvalidSpec`) when it has no Ready condition
 /// yet (a certificate issued before the spec broke stays served and Ready). Written once per
@@ -974,30 +1005,14 @@ async fn report_invalid_certificates(
         if applied.invalid_certificates.get(id) == Some(message) {
             continue;
         }
-        let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
-                                               "nextAttemptTime": null}});
-        if object
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_none_or(|c| c.is_empty())
-        {
-            status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "InvalidSpec",
-                "message": format!("The spec is invalid: {message}"),
-                "lastTransitionTime": rfc3339(SystemTime::now())}]);
-        }
-        let path = crate::kube::cm_path(
-            meta_str(object, "namespace"),
-            "certificates",
-            Some(meta_str(object, "name")),
-        );
-        let written = match path {
-            Ok(path) => {
-                client
-                    .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let written = write_waiting_status(
+            client,
+            object,
+            message,
+            "InvalidSpec",
+            format!("The spec is invalid: {message}"),
+        )
+        .await;
         match written {
             Ok(_) => {
                 applied.invalid_certificates.insert(id.clone(), message.clone());
@@ -1030,25 +1045,17 @@ async fn report_missing_issuers(
         if applied.missing_issuer.get(id) == Some(&message) {
             continue;
         }
-        let (Some(meta), Some(object)) = (tracked.get(id).map(|t| &t.meta), stores.certificates.get(id))
-        else {
+        let (Some(_), Some(object)) = (tracked.get(id).map(|t| &t.meta), stores.certificates.get(id)) else {
             continue;
         };
-        let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
-                                               "nextAttemptTime": null}});
-        if object
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_none_or(|c| c.is_empty())
-        {
-            status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "IssuerNotReady",
-                "message": format!("Waiting for the issuer: {message}"),
-                "lastTransitionTime": rfc3339(SystemTime::now())}]);
-        }
-        let written = match crate::runtime::status_path(meta) {
-            Ok(path) => client.merge_patch(&path, &json!({ "status": status })).await,
-            Err(e) => Err(e),
-        };
+        let written = write_waiting_status(
+            client,
+            &object,
+            &message,
+            "IssuerNotReady",
+            format!("Waiting for the issuer: {message}"),
+        )
+        .await;
         match written {
             Ok(_) => {
                 applied.missing_issuer.insert(id.clone(), message);

@@ -626,6 +626,16 @@ impl<R: Runtime> Driver<R> {
             .map(|e| e.state.issued.as_ref().map(|i| i.not_after))
             .collect();
         let existing = self.holds.get(issuer).cloned();
+        // The first refusal, or a hold the gate knows and the engine does not (restarted, or the
+        // verdict came through another path): a new record; a local refusal counts no probe.
+        let start = || IssuerHold {
+            class: failure.class,
+            message: failure.message.clone(),
+            since: now,
+            probes: 1,
+            probe_at: probe_time(failure.class, 1, not_afters.clone(), now, unit_random(issuer, 1)),
+            owner: id.clone(),
+        };
         let hold = match (existing, refused_locally) {
             // Vault refused the probe: one more step of the schedule.
             (Some(mut hold), false) if hold.owner == *id || hold.probe_at <= now + Duration::from_secs(1) => {
@@ -634,7 +644,7 @@ impl<R: Runtime> Driver<R> {
                 hold.probe_at = probe_time(
                     hold.class,
                     hold.probes,
-                    not_afters,
+                    not_afters.clone(),
                     now,
                     unit_random(issuer, hold.probes),
                 );
@@ -644,14 +654,7 @@ impl<R: Runtime> Driver<R> {
             // A request already under way when the issuer was first refused: the same verdict,
             // not a probe; it waits with the others.
             (Some(hold), false) => hold,
-            (None, false) => IssuerHold {
-                class: failure.class,
-                message: failure.message.clone(),
-                since: now,
-                probes: 1,
-                probe_at: probe_time(failure.class, 1, not_afters, now, unit_random(issuer, 1)),
-                owner: id.clone(),
-            },
+            (None, _) => start(),
             // Refused by the gate: this certificate joins the waiters; the probe moves earlier
             // if it is the most urgent one now.
             (Some(mut hold), true) => {
@@ -671,16 +674,6 @@ impl<R: Runtime> Driver<R> {
                 }
                 hold
             }
-            // The gate says held but the engine has no record (restarted, or the verdict came
-            // through another path): start one without counting a probe.
-            (None, true) => IssuerHold {
-                class: failure.class,
-                message: failure.message.clone(),
-                since: now,
-                probes: 1,
-                probe_at: probe_time(failure.class, 1, not_afters, now, unit_random(issuer, 1)),
-                owner: id.clone(),
-            },
         };
         if let Some(gate) = self.issuers.get(issuer).map(|i| &i.gate) {
             let wait = hold.probe_at.duration_since(now).unwrap_or(Duration::ZERO);

@@ -58,6 +58,29 @@ fn max_probes(window: Duration) -> usize {
     (window.as_secs() / certkeeper_engine::hold::REFUSED_PROBE_MIN.as_secs()) as usize + 1
 }
 
+/// An OpenBao dev server with a PKI (`options`) and an AppRole issuer reaching it.
+struct Setup {
+    bao: DevServer,
+    admin: Admin,
+    pki: Pki,
+    issuer: IssuerRuntime,
+    sent: Arc<Sent>,
+}
+
+async fn setup(options: PkiOptions) -> Setup {
+    let bao = DevServer::start().await.unwrap();
+    let admin = bao.admin();
+    let pki = admin.setup_pki(options).await.unwrap();
+    let (issuer, sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    Setup {
+        bao,
+        admin,
+        pki,
+        issuer,
+        sent,
+    }
+}
+
 fn failures(runtime: &MemoryRuntime) -> Vec<(FailureClass, String, Option<i64>)> {
     runtime
         .states
@@ -78,10 +101,13 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
             .with_test_writer()
             .try_init();
     }
-    let bao = DevServer::start().await.unwrap();
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let (issuer, sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    let Setup {
+        bao: _bao,
+        admin,
+        pki,
+        issuer,
+        sent,
+    } = setup(PkiOptions::default()).await;
     let gate = issuer.gate.clone();
     let (runtime, engine) = engine_with(issuer, (0..N).map(short_job).collect());
     wait_revision(&runtime, N, 1, Duration::from_secs(60), "initial issuance").await;
@@ -146,10 +172,13 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_role_holds_the_issuer_until_it_is_created_again() {
-    let bao = DevServer::start().await.unwrap();
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let (issuer, sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    let Setup {
+        bao: _bao,
+        admin,
+        pki,
+        issuer,
+        sent,
+    } = setup(PkiOptions::default()).await;
     let gate = issuer.gate.clone();
     let (runtime, engine) = engine_with(issuer, (0..N).map(short_job).collect());
     wait_revision(&runtime, N, 1, Duration::from_secs(60), "initial issuance").await;
@@ -197,10 +226,9 @@ async fn a_deleted_role_holds_the_issuer_until_it_is_created_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_the_role_refuses_stays_that_certificates_own() {
-    let bao = DevServer::start().await.unwrap();
-    let admin = bao.admin();
-    let pki = admin.setup_pki(PkiOptions::default()).await.unwrap();
-    let (issuer, _sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    let Setup {
+        bao: _bao, issuer, ..
+    } = setup(PkiOptions::default()).await;
     let gate = issuer.gate.clone();
     let mut jobs: Vec<CertJob> = (0..5).map(short_job).collect();
     jobs[0].csr.common_name = Some("refused.invalid".into());
@@ -234,17 +262,14 @@ async fn a_name_the_role_refuses_stays_that_certificates_own() {
 /// certificate and spec (one warning event), not at every renewal; the state keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_ttl_is_reported_once_per_certificate_and_spec() {
-    let bao = DevServer::start().await.unwrap();
-    let admin = bao.admin();
-    let pki = admin
-        .setup_pki(PkiOptions {
-            max_ttl: "10m".into(),
-            ttl: "10m".into(),
-            ..PkiOptions::default()
-        })
-        .await
-        .unwrap();
-    let (issuer, _sent) = approle_issuer(&admin, &pki, &bao.addr(), &pki.sign_path).await;
+    let Setup {
+        bao: _bao, issuer, ..
+    } = setup(PkiOptions {
+        max_ttl: "10m".into(),
+        ttl: "10m".into(),
+        ..PkiOptions::default()
+    })
+    .await;
     // One hour asked, ten minutes given.
     let (runtime, engine) = engine_with(issuer, (0..3).map(|i| job(i, 1)).collect());
     wait_revision(&runtime, 3, 1, Duration::from_secs(60), "first issuance").await;
