@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
+use certkeeper_core::{FailureClass, FailureScope};
 use certkeeper_engine::gate::{OpenCause, Outcome, Refusal};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
@@ -40,7 +40,21 @@ pub const INVALID_RECHECK: Duration = Duration::from_secs(60);
 /// Signing requests in flight at once (each issuer's gate limits its own share further).
 const MAX_IN_FLIGHT: usize = 32;
 
-type SignResult = Result<(String, Option<String>), (FailureClass, String, Option<Duration>)>;
+type SignResult = Result<(String, Option<String>), SignFailure>;
+
+/// Why a request was not signed.
+#[derive(Debug)]
+struct SignFailure {
+    class: FailureClass,
+    /// Only a refusal of this one request fails it; one of the issuer (its credentials, role,
+    /// mount) can end, so the request stays Pending.
+    scope: FailureScope,
+    message: String,
+    retry_after: Option<Duration>,
+    /// The gate held it back (the issuer's circuit is open): nothing was sent, and it goes with
+    /// the issuer's next probe (`retry_after`) without counting an attempt.
+    held: bool,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Retry {
@@ -286,21 +300,20 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
     let permit = match issuer.gate.acquire().await {
         Ok(p) => p,
         Err(Refusal::CircuitOpen(probe_at)) => {
-            // Retried with the issuer's next probe: the request waits exactly that long.
-            let wait = probe_at.saturating_duration_since(tokio::time::Instant::now());
+            // Retried just after the issuer's next probe: released with it if it succeeds.
+            let wait =
+                probe_at.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_secs(1);
             let (class, what) = match issuer.gate.circuit_info().cause {
                 Some(OpenCause::Refused(class)) => (class, "refuses its requests"),
                 _ => (FailureClass::Transient, "is unavailable"),
             };
-            return Err((
+            return Err(SignFailure {
                 class,
-                format!(
-                    "issuer {} {what}; waiting for its next probe in {}s",
-                    issuer.id,
-                    wait.as_secs()
-                ),
-                Some(wait),
-            ));
+                scope: FailureScope::Issuer,
+                message: format!("issuer {} {what}; waiting for its next probe", issuer.id),
+                retry_after: Some(wait),
+                held: true,
+            });
         }
     };
     let signed = issuer.client.sign(&issuer.path, &request).await;
@@ -320,7 +333,13 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
             let ca = (!s.issuing_ca_pem.is_empty()).then(|| s.issuing_ca_pem.clone());
             Ok((chain, ca))
         }
-        Err(e) => Err((e.class(), e.to_string(), e.retry_after())),
+        Err(e) => Err(SignFailure {
+            class: e.class(),
+            scope: e.scope(),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+            held: false,
+        }),
     }
 }
 
@@ -364,7 +383,13 @@ async fn finish(
             unsent.insert(key, status);
             false
         }
-        Err((FailureClass::Rejected, message, _)) => {
+        Err(SignFailure {
+            class: FailureClass::Rejected,
+            scope: FailureScope::Request,
+            message,
+            held: false,
+            ..
+        }) => {
             retries.remove(&key);
             tracing::warn!(request = %object_key(cr), error = %message, "Vault rejected the CertificateRequest");
             let status = json!({
@@ -373,8 +398,25 @@ async fn finish(
             });
             patch_status(client, cr, status).await
         }
-        Err((class, message, retry_after)) => {
-            let Retry { attempts, next } = schedule_retry(retries, &key, class, retry_after, now);
+        Err(SignFailure {
+            class,
+            message,
+            retry_after,
+            held,
+            ..
+        }) => {
+            let Retry { attempts, next } = if held {
+                // Nothing was sent: no attempt counted, back just after the issuer's probe.
+                let attempts = retries.get(&key).map_or(1, |r| r.attempts);
+                let retry = Retry {
+                    attempts,
+                    next: now + retry_after.unwrap_or(Duration::from_secs(1)),
+                };
+                retries.insert(key.clone(), retry);
+                retry
+            } else {
+                schedule_retry(retries, &key, class, retry_after, now)
+            };
             let text = format!(
                 "Waiting to retry ({}, attempt {attempts}, next attempt {}): {message}",
                 class.as_str(),

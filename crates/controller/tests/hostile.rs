@@ -19,8 +19,8 @@ mod common;
 use anyhow::{Context, Result};
 use certkeeper_testkit::{DevServer, KubeApiServer, KubernetesAuth, PkiOptions, free_port};
 use common::{
-    Api, CERTIFICATES, ISSUERS, NS, apply_crds, apply_file, apply_object, condition, config_for, create_vault_issuer,
-    installed, ready, spawn_controller, wait_for,
+    Api, CERTIFICATES, ISSUERS, NS, apply_crds, apply_file, apply_object, condition, config_for,
+    create_vault_issuer, installed, ready, spawn_controller, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -199,7 +199,8 @@ async fn hostile_issuers_reach_nothing_outside_their_namespace() -> Result<()> {
         "{messages:?}"
     );
 
-    api.wait_until("good Ready", &format!("{CERTIFICATES}/good"), ready).await?;
+    api.wait_until("good Ready", &format!("{CERTIFICATES}/good"), ready)
+        .await?;
     let evil = api
         .wait_until("evil's status", &format!("{CERTIFICATES}/evil"), |c| {
             condition(c, "Ready").is_some()

@@ -15,8 +15,8 @@ use anyhow::Result;
 use certkeeper_controller::leader::LeaseConfig;
 use certkeeper_testkit::KubeApiServer;
 use common::{
-    Api, BOUND, CERTIFICATES, NS, apply_file, config_for, deploy_objects, installed, ready, spawn_controller,
-    start_with_vault_issuer, wait_for, wait_for_event,
+    Api, BOUND, CERTIFICATES, NS, apply_file, config_for, create_request, deploy_objects, installed, ready,
+    request_path, spawn_controller, start_with_vault_issuer, wait_for, wait_for_event,
 };
 use serde_json::{Value, json};
 
@@ -175,26 +175,6 @@ async fn one_namespace_with_a_role_only() -> Result<()> {
     );
     let _ = stop_tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), controller).await???;
-    Ok(())
-}
-
-fn request_path(name: &str) -> String {
-    format!("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/{name}")
-}
-
-/// A CertificateRequest `name` in [`NS`] made by hand (as istio-csr or csi-driver make them) for
-/// Issuer `vault`, with a CSR for `<name>.example.com`.
-async fn create_request(api: &Api, name: &str) -> Result<()> {
-    let host = format!("{name}.example.com");
-    let (csr, _key) = certkeeper_testkit::csr_p256(&host, &[host.as_str()])?;
-    api.create(
-        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
-        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
-                "metadata": {"name": name, "namespace": NS},
-                "spec": {"request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr),
-                         "issuerRef": {"name": "vault"}}}),
-    )
-    .await?;
     Ok(())
 }
 

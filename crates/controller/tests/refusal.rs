@@ -2,7 +2,9 @@
 //! policy of the Issuer's token is emptied while its Certificates renew. The Issuer's Ready
 //! condition says what Vault said, since when and when the next probe goes; the Certificates
 //! show the probe's time as their next attempt; Vault sees one probe at a time; restoring the
-//! policy renews them all and makes the Issuer Ready again.
+//! policy renews them all and makes the Issuer Ready again. A CertificateRequest made by hand
+//! meanwhile stays Pending (never Failed: the refusal is the issuer's, not the request's) and is
+//! signed after the restore.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions};
 use common::{
-    Api, CERTIFICATES, NS, apply_crds, condition, config_for, create_token_issuer, installed, ready,
-    start_controller,
+    Api, CERTIFICATES, NS, apply_crds, condition, config_for, create_request, create_token_issuer, installed,
+    ready, request_path, start_controller,
 };
 use serde_json::json;
 
@@ -80,6 +82,17 @@ async fn a_refused_issuer_says_so_and_its_certificates_wait_for_the_probe() -> R
         "{message}"
     );
     assert!(message.contains("next probe at"), "{message}");
+    create_request(&api, "held").await?;
+    let held = api
+        .wait_until("the request Pending", &request_path("held"), |r| {
+            condition(r, "Ready").is_some_and(|c| c["reason"] == "Pending")
+        })
+        .await?;
+    let pending = condition(&held, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pending.contains("auth_rejected"), "{pending}");
     for i in 0..N {
         let c = api
             .wait_until("a recorded failure", &cert(i), |c| {
@@ -108,6 +121,10 @@ async fn a_refused_issuer_says_so_and_its_certificates_wait_for_the_probe() -> R
         restored.elapsed()
     );
     api.wait_until("Issuer Ready again", ISSUER, ready).await?;
+    let signed = api
+        .wait_until("the request signed", &request_path("held"), ready)
+        .await?;
+    assert!(signed["status"]["failureTime"].is_null(), "{signed}");
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())

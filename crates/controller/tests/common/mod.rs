@@ -341,3 +341,23 @@ pub async fn apply_file(api: &Api, file: &str) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn request_path(name: &str) -> String {
+    format!("/apis/cert-manager.io/v1/namespaces/apps/certificaterequests/{name}")
+}
+
+/// A CertificateRequest `name` in [`NS`] made by hand (as istio-csr or csi-driver make them) for
+/// Issuer `vault`, with a CSR for `<name>.example.com`.
+pub async fn create_request(api: &Api, name: &str) -> Result<()> {
+    let host = format!("{name}.example.com");
+    let (csr, _key) = certkeeper_testkit::csr_p256(&host, &[host.as_str()])?;
+    api.create(
+        "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+        &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"request": base64::engine::general_purpose::STANDARD.encode(csr),
+                         "issuerRef": {"name": "vault"}}}),
+    )
+    .await?;
+    Ok(())
+}
