@@ -476,6 +476,15 @@ impl<R: Runtime> Driver<R> {
                 self.fail_locally(&id, FailureClass::Invalid, message);
                 continue;
             };
+            // A renew asked by hand bypasses every backoff, the issuer's hold included: it is
+            // the issuer's next probe (the gate still lets one probe through at a time).
+            if e.renew_now
+                && let Some(hold) = self.holds.get_mut(&e.job.issuer)
+            {
+                hold.owner = id.clone();
+                hold.probe_at = now;
+                issuer.gate.set_probe_at(tokio::time::Instant::now());
+            }
             e.renew_now = false;
             e.in_flight = true;
             self.runtime.event(
