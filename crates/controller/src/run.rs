@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
 use certkeeper_daemon::http::{EngineEndpoints, Routes, serve_routes};
 use certkeeper_engine::metrics::Metrics;
@@ -33,6 +34,8 @@ use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
 
 /// Changes arriving within this window are applied together.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// How often the engine's issuer holds are compared with the last reconcile's.
+const HOLD_CHECK: Duration = Duration::from_secs(2);
 /// A Ready issuer's login and health are re-checked this often.
 pub const ISSUER_RECHECK: Duration = Duration::from_secs(300);
 
@@ -413,6 +416,9 @@ pub async fn run(
         watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
     };
     let mut resync = tokio::time::interval(config.secret_resync);
+    let mut holds_tick = tokio::time::interval(HOLD_CHECK);
+    holds_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen_holds: Vec<(IssuerId, FailureClass)> = Vec::new();
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let renew_every = elector
         .as_ref()
@@ -428,6 +434,16 @@ pub async fn run(
                 tokio::time::sleep(DEBOUNCE).await;
             }
             _ = resync.tick() => {}
+            // An issuer held by a refusal (or released) changes its Ready condition now, not at
+            // the next resync.
+            _ = holds_tick.tick() => {
+                let holds: Vec<(IssuerId, FailureClass)> =
+                    shared.engine.holds().await.into_iter().map(|(id, h)| (id, h.class)).collect();
+                if holds == seen_holds {
+                    continue;
+                }
+                seen_holds = holds;
+            }
             _ = renew.tick(), if elector.is_some() => {
                 if let Some(elector) = elector.as_mut() {
                     if let Err(e) = elector.try_acquire_or_renew().await {

@@ -17,7 +17,7 @@ use anyhow::Result;
 use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions};
 use common::{
     Api, CERTIFICATES, NS, apply_crds, condition, config_for, create_request, create_token_issuer, installed,
-    ready, request_path, start_controller,
+    ready, request_path, spawn_controller,
 };
 use serde_json::json;
 
@@ -48,7 +48,10 @@ async fn a_refused_issuer_says_so_and_its_certificates_wait_for_the_probe() -> R
         )
         .await?;
     }
-    let (stop_tx, controller) = start_controller(&kube, None);
+    // No periodic reconcile during the test: the Issuer's condition follows the hold itself.
+    let mut config = config_for(&kube, kube.admin_token());
+    config.secret_resync = Duration::from_secs(600);
+    let (stop_tx, controller) = spawn_controller(config);
     let cert = |i: usize| format!("{CERTIFICATES}/c{i}");
     for i in 0..N {
         api.wait_until("Ready", &cert(i), ready).await?;
