@@ -323,7 +323,11 @@ impl<R: Runtime> Driver<R> {
             }
             Command::Snapshot(reply) => {
                 let now = SystemTime::now();
-                let list = self.entries.values().map(|e| status(e, now)).collect();
+                let list = self
+                    .entries
+                    .values()
+                    .map(|e| status(e, self.holds.get(&e.job.issuer), now))
+                    .collect();
                 let _ = reply.send(list);
             }
             Command::Summary(reply) => {
@@ -841,10 +845,17 @@ fn is_ready(e: &Entry, now_unix: i64) -> bool {
         .is_some_and(|i| i.not_after > now_unix && i.spec_fingerprint == e.job.fingerprint)
 }
 
-fn status(e: &Entry, now: SystemTime) -> CertStatus {
+/// A certificate's status; one waiting behind its issuer's hold shows the hold's current probe
+/// time (the recorded one was current when it parked: later probes move it in memory only, not
+/// by rewriting every waiting certificate's state at every probe).
+fn status(e: &Entry, hold: Option<&IssuerHold>, now: SystemTime) -> CertStatus {
+    let mut state = e.state.clone();
+    if let (true, Some(hold), Some(failure)) = (e.behind_issuer, hold, state.failure.as_mut()) {
+        failure.next_attempt = Some(to_unix(hold.probe_at + Duration::from_millis(999)));
+    }
     CertStatus {
         job: e.job.clone(),
-        state: e.state.clone(),
+        state,
         ready: is_ready(e, to_unix(now)),
         issuing: e.in_flight,
         next_check: e.queued.map(to_unix),

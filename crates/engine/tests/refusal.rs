@@ -149,6 +149,14 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
     // 403 buying a login: ~2 signs + 1 login per certificate per 12 s. Now: the requests already
     // under way when the first 403 came (up to the gate's concurrency), then one probe (at most
     // 2 signs and 1 login) per probe interval (2 s, 4 s, then 5 s).
+    // What status shows (the engine's snapshot): the current probe's time, not the one that
+    // was current when each certificate parked (long past after several probes).
+    let shown = engine.snapshot().await;
+    assert_eq!(shown.len(), N);
+    for s in &shown {
+        let next = s.state.failure.as_ref().and_then(|f| f.next_attempt).unwrap();
+        assert!(next >= now - 1, "{}: next attempt {}s ago", s.job.id, now - next);
+    }
     let concurrency = GateConfig::default().concurrency;
     let probes = max_probes(fault);
     assert!(signs <= 2 * (concurrency + probes), "{signs} sign requests");
