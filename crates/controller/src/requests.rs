@@ -317,7 +317,8 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
         }
     };
     let signed = issuer.client.sign(&issuer.path, &request).await;
-    permit.finish(Outcome::of_sign(&signed));
+    let outcome = Outcome::of_sign(&signed);
+    permit.finish(outcome);
     match signed {
         Ok(s) => {
             let mut chain = s.certificate_pem.trim_end().to_owned();
@@ -333,6 +334,23 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
             let ca = (!s.issuing_ca_pem.is_empty()).then(|| s.issuing_ca_pem.clone());
             Ok((chain, ca))
         }
+        // Vault refused the issuer itself (this request was the first, or the gate's probe):
+        // the request now waits behind the issuer's probe like any other, instead of falling
+        // back on its own slow schedule.
+        Err(e) if matches!(outcome, Outcome::Refused(_)) => Err(SignFailure {
+            class: e.class(),
+            scope: e.scope(),
+            message: e.to_string(),
+            retry_after: Some(
+                issuer
+                    .gate
+                    .circuit_info()
+                    .probe_at
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    + Duration::from_secs(1),
+            ),
+            held: true,
+        }),
         Err(e) => Err(SignFailure {
             class: e.class(),
             scope: e.scope(),

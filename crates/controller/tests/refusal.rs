@@ -4,7 +4,8 @@
 //! show the probe's time as their next attempt; Vault sees one probe at a time; restoring the
 //! policy renews them all and makes the Issuer Ready again. A CertificateRequest made by hand
 //! meanwhile stays Pending (never Failed: the refusal is the issuer's, not the request's) and is
-//! signed after the restore.
+//! signed after the restore; one made while the role is deleted ("unknown role": the issuer's
+//! rejection, not the request's) stays Pending too and is signed once the role is back.
 //! Skipped (with a printed reason) only when the kube binaries are not installed.
 
 #![allow(clippy::unwrap_used)]
@@ -128,6 +129,25 @@ async fn a_refused_issuer_says_so_and_its_certificates_wait_for_the_probe() -> R
         .wait_until("the request signed", &request_path("held"), ready)
         .await?;
     assert!(signed["status"]["failureTime"].is_null(), "{signed}");
+
+    // Vault's "unknown role" is a rejection, but of the issuer, not of the request: a request
+    // made while the role is deleted stays Pending (cert-manager's contract keeps Failed for
+    // Vault refusing the request itself), and is signed once the role is back.
+    let role_path = format!("{}/roles/{}", pki.int_mount, pki.role);
+    let role = admin.read(&role_path).await?["data"].clone();
+    admin.delete(&role_path).await?;
+    create_request(&api, "no-role").await?;
+    let held = api
+        .wait_until("the request Pending", &request_path("no-role"), |r| {
+            condition(r, "Ready").is_some_and(|c| c["reason"] != "Issued")
+        })
+        .await?;
+    let waiting = condition(&held, "Ready").unwrap();
+    assert_eq!(waiting["reason"], "Pending", "{held}");
+    assert!(held["status"]["failureTime"].is_null(), "{held}");
+    pki.set_role(&pki.role, role).await?;
+    api.wait_until("the request signed", &request_path("no-role"), ready)
+        .await?;
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())
