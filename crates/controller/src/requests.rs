@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use certkeeper_core::pki::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
-use certkeeper_engine::gate::{OpenCause, Outcome, Refusal};
+use certkeeper_engine::gate::{Outcome, Refusal};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
 use serde_json::{Value, json};
@@ -117,16 +117,17 @@ fn with_condition(cr: &Value, kind: &str, status: &str, reason: &str, message: &
 
 /// Writes `status` on `cr`; `false` (logged) when the API server did not take it.
 async fn patch_status(client: &KubeClient, cr: &Value, status: Value) -> bool {
-    let path = cm_path(
-        meta_str(cr, "namespace"),
-        "certificaterequests",
-        Some(meta_str(cr, "name")),
-    )
-    .map(|p| format!("{p}/status"));
-    let written = match path {
-        Ok(path) => client.merge_patch(&path, &json!({ "status": status })).await,
-        Err(e) => Err(e),
-    };
+    let written = async {
+        let path = cm_path(
+            meta_str(cr, "namespace"),
+            "certificaterequests",
+            Some(meta_str(cr, "name")),
+        )?;
+        client
+            .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
+            .await
+    }
+    .await;
     match written {
         Ok(_) => true,
         Err(e) => {
@@ -296,22 +297,23 @@ fn schedule_retry(
     retry
 }
 
+/// How long until just after the issuer's next probe: a request waiting behind it comes back
+/// then, and goes through if the probe succeeded.
+fn after_probe(issuer: &IssuerRuntime) -> Duration {
+    let probe_at = issuer.gate.circuit_info().probe_at;
+    probe_at.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_secs(1)
+}
+
 async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
     let permit = match issuer.gate.acquire().await {
         Ok(p) => p,
-        Err(Refusal::CircuitOpen(probe_at)) => {
-            // Retried just after the issuer's next probe: released with it if it succeeds.
-            let wait =
-                probe_at.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_secs(1);
-            let (class, what) = match issuer.gate.circuit_info().cause {
-                Some(OpenCause::Refused(class)) => (class, "refuses its requests"),
-                _ => (FailureClass::Transient, "is unavailable"),
-            };
+        Err(Refusal::CircuitOpen(_)) => {
+            let (class, _, what) = issuer.gate.circuit_info().held_back();
             return Err(SignFailure {
                 class,
                 scope: FailureScope::Issuer,
                 message: format!("issuer {} {what}; waiting for its next probe", issuer.id),
-                retry_after: Some(wait),
+                retry_after: Some(after_probe(&issuer)),
                 held: true,
             });
         }
@@ -341,14 +343,7 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
             class: e.class(),
             scope: e.scope(),
             message: e.to_string(),
-            retry_after: Some(
-                issuer
-                    .gate
-                    .circuit_info()
-                    .probe_at
-                    .saturating_duration_since(tokio::time::Instant::now())
-                    + Duration::from_secs(1),
-            ),
+            retry_after: Some(after_probe(&issuer)),
             held: true,
         }),
         Err(e) => Err(SignFailure {

@@ -416,10 +416,10 @@ pub async fn run(
         watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
     };
     let mut resync = tokio::time::interval(config.secret_resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut holds_tick = tokio::time::interval(HOLD_CHECK);
     holds_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen_holds: Vec<(IssuerId, FailureClass)> = Vec::new();
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let renew_every = elector
         .as_ref()
         .map_or(Duration::from_secs(3600), |e| e.config().renew_period());
@@ -876,10 +876,9 @@ fn issuer_key(object: &Value) -> IssuerId {
     }
 }
 
-/// Writes each issuer's Ready condition: False with the problem when it has one, else the
-/// outcome of a login and health check, re-done when the issuer or its Secrets change and
-/// every [`ISSUER_RECHECK`].
-/// Each issuer's Ready condition (every issuer object, valid or not: `issuers` holds both).
+/// Writes each issuer's Ready condition (every issuer object, valid or not: `issuers` holds
+/// both): False with the problem when it has one, else the outcome of a login and health check,
+/// re-done when the issuer or its Secrets change and every [`ISSUER_RECHECK`].
 fn check_issuers(
     client: &KubeClient,
     issuers: &[(&IssuerId, &Value)],
@@ -945,15 +944,15 @@ async fn write_issuer_ready(client: &KubeClient, object: &Value, status: &str, r
         condition["observedGeneration"] = json!(generation);
     }
     let name = meta_str(object, "name");
-    let path = match object.get("kind").and_then(Value::as_str) {
-        Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name)),
-        _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name)),
-    };
     let patch = json!({"status": {"conditions": [condition]}});
-    let written = match path {
-        Ok(path) => client.merge_patch(&format!("{path}/status"), &patch).await,
-        Err(e) => Err(e),
-    };
+    let written = async {
+        let path = match object.get("kind").and_then(Value::as_str) {
+            Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
+            _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))?,
+        };
+        client.merge_patch(&format!("{path}/status"), &patch).await
+    }
+    .await;
     if let Err(e) = written {
         tracing::warn!(issuer = %name, error = %e, "cannot write issuer status");
     }
@@ -969,10 +968,6 @@ fn serial_of(secret: &Value) -> Option<String> {
         .map(|c| c.serial)
 }
 
-/// Certificates whose issuer is missing or unusable never reach the engine's status writes (the
-/// engine waits for the issuer without persisting anything), so their status says it here:
-/// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
-/// Certificate has no Ready condition yet. Written once per change of the reason.
 /// The status of a Certificate that waits for a change of input: `status.certkeeper` with class
 /// `invalid` and `message`, and a `Ready=False` condition (`reason`, `ready_message`) when the
 /// Certificate has none yet (one issued before stays as it is).
@@ -1038,6 +1033,10 @@ async fn report_invalid_certificates(
     }
 }
 
+/// Certificates whose issuer is missing or unusable never reach the engine's status writes (the
+/// engine waits for the issuer without persisting anything), so their status says it here:
+/// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
+/// Certificate has no Ready condition yet. Written once per change of the reason.
 async fn report_missing_issuers(
     client: &KubeClient,
     stores: &Stores,
@@ -1061,7 +1060,7 @@ async fn report_missing_issuers(
         if applied.missing_issuer.get(id) == Some(&message) {
             continue;
         }
-        let (Some(_), Some(object)) = (tracked.get(id).map(|t| &t.meta), stores.certificates.get(id)) else {
+        let Some(object) = stores.certificates.get(id).filter(|_| tracked.contains_key(id)) else {
             continue;
         };
         let written = write_waiting_status(

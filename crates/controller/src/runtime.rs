@@ -228,14 +228,8 @@ impl KubeRuntime {
                 issuing["observedGeneration"] = json!(meta.generation);
             }
             conditions.push(issuing);
-            let result = match status_path(&meta) {
-                Ok(path) => {
-                    client
-                        .merge_patch(&path, &json!({"status": {"conditions": conditions.clone()}}))
-                        .await
-                }
-                Err(e) => Err(e),
-            };
+            let patch = json!({"status": {"conditions": conditions.clone()}});
+            let result = async { client.merge_patch(&status_path(&meta)?, &patch).await }.await;
             match result {
                 Ok(_) => *last = Some(Value::Array(conditions)),
                 Err(e) => tracing::debug!(certificate = %id, error = %e, "cannot set Issuing"),
@@ -912,14 +906,12 @@ impl Runtime for KubeRuntime {
                 .map_err(|e| runtime_error(e, "reading the next private key Secret"))?;
             if let Some(mut secret) = existing {
                 secret["data"] = data;
-                self.client
-                    .replace(
-                        &secret_path(&meta.namespace, &name)
-                            .map_err(|e| runtime_error(e, "updating the next private key Secret"))?,
-                        &secret,
-                    )
-                    .await
-                    .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
+                async {
+                    let path = secret_path(&meta.namespace, &name)?;
+                    self.client.replace(&path, &secret).await
+                }
+                .await
+                .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
                 self.set_pending_name(&job.id, Some(name));
                 return Ok(());
             }
@@ -936,13 +928,7 @@ impl Runtime for KubeRuntime {
         }
         let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                           "metadata": metadata, "data": data});
-        let created = self
-            .client
-            .create(
-                &secrets_path(&meta.namespace)
-                    .map_err(|e| runtime_error(e, "creating the next private key Secret"))?,
-                &body,
-            )
+        let created = async { self.client.create(&secrets_path(&meta.namespace)?, &body).await }
             .await
             .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
         let name = meta_str(&created, "name").to_owned();
@@ -1080,10 +1066,7 @@ async fn post_event(client: KubeClient, event: Outgoing) {
         "source": {"component": "certkeeper"}, "reportingComponent": "certkeeper",
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     });
-    let created = match events_path(&namespace) {
-        Ok(path) => client.create(&path, &body).await,
-        Err(e) => Err(e),
-    };
+    let created = async { client.create(&events_path(&namespace)?, &body).await }.await;
     if let Err(e) = created {
         tracing::debug!(error = %e, "cannot post an Event");
     }

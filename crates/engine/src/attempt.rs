@@ -12,7 +12,7 @@ use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
 use certkeeper_vault::SignRequest;
 
 use crate::driver::issued_info;
-use crate::gate::{OpenCause, Outcome, Refusal, Transition};
+use crate::gate::{Outcome, Refusal, Transition};
 use crate::job::{CertJob, Issued, IssuerRuntime, Runtime};
 use crate::state::IssuedInfo;
 
@@ -64,10 +64,7 @@ fn failed(class: FailureClass, message: String) -> AttemptOutcome {
 /// The issuer's circuit is open: nothing is sent, the certificate waits for the issuer's probe
 /// (the engine says when, in the message it records).
 fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
-    let (class, issuer_wide, what) = match issuer.gate.circuit_info().cause {
-        Some(OpenCause::Refused(class)) => (class, true, "refuses its requests"),
-        _ => (FailureClass::Transient, false, "is unavailable"),
-    };
+    let (class, issuer_wide, what) = issuer.gate.circuit_info().held_back();
     AttemptOutcome::Failed {
         class,
         message: format!("issuer {} {what}; waiting for its next probe", issuer.id),

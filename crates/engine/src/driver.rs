@@ -319,7 +319,7 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             Command::Holds(reply) => {
-                let _ = reply.send(self.holds());
+                let _ = reply.send(self.hold_list());
             }
             Command::Snapshot(reply) => {
                 let now = SystemTime::now();
@@ -582,11 +582,11 @@ impl<R: Runtime> Driver<R> {
                     record.attempts = record.attempts.saturating_sub(1).max(1);
                 }
                 e.state.failure = Some(record);
-                let gate = self.issuers.get(&issuer).map(|i| i.gate.clone());
                 if issuer_wide {
                     self.hold(&issuer, id, refused_locally, now);
                 } else if class == FailureClass::Transient {
                     self.holds.remove(&issuer);
+                    let gate = self.issuers.get(&issuer).map(|i| i.gate.clone());
                     let e = self.entries.get_mut(id)?;
                     if let Some(f) = e.state.failure.as_mut() {
                         let (next, parked) = next_while_open(
@@ -693,8 +693,7 @@ impl<R: Runtime> Driver<R> {
             gate.set_probe_at(tokio::time::Instant::now() + wait);
         }
         let message = hold.waiting_message(issuer);
-        // Whole seconds, rounded up: due before the gate's probe time, it would only be refused.
-        let probe_at = to_unix(hold.probe_at + Duration::from_millis(999));
+        let probe_at = probe_second(hold.probe_at);
         let is_owner = hold.owner == *id;
         if let Some(e) = self.entries.get_mut(id) {
             if let Some(f) = e.state.failure.as_mut() {
@@ -757,7 +756,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// The issuers held by a refusal, for status.
-    fn holds(&self) -> Vec<(IssuerId, IssuerHold)> {
+    fn hold_list(&self) -> Vec<(IssuerId, IssuerHold)> {
         let mut list: Vec<_> = self.holds.iter().map(|(i, h)| (i.clone(), h.clone())).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list
@@ -780,10 +779,7 @@ fn next_while_open(
     let Some(Refusal::CircuitOpen(probe)) = refusal else {
         return (if refused_locally { to_unix(now) } else { scheduled }, None);
     };
-    // Whole seconds, rounded up: due before the probe time, it would only be refused again.
-    let probe_at = to_unix(
-        now + probe.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_millis(999),
-    );
+    let probe_at = probe_second(now + probe.saturating_duration_since(tokio::time::Instant::now()));
     match owners.get(issuer) {
         Some((owner, at)) if owner != id && *at + Duration::from_secs(1) >= now => {
             (probe_at, Some((now + PARK_WHILE_OPEN).max(from_unix(scheduled))))
@@ -793,6 +789,12 @@ fn next_while_open(
             (probe_at, None)
         }
     }
+}
+
+/// A probe's time as a certificate's next attempt: whole seconds, rounded up (due before the
+/// gate's probe time, it would only be refused again).
+fn probe_second(probe_at: SystemTime) -> UnixSeconds {
+    to_unix(probe_at + Duration::from_millis(999))
 }
 
 /// The failure record after one more failed attempt, with its next attempt from the schedule.
@@ -851,7 +853,7 @@ fn is_ready(e: &Entry, now_unix: i64) -> bool {
 fn status(e: &Entry, hold: Option<&IssuerHold>, now: SystemTime) -> CertStatus {
     let mut state = e.state.clone();
     if let (true, Some(hold), Some(failure)) = (e.behind_issuer, hold, state.failure.as_mut()) {
-        failure.next_attempt = Some(to_unix(hold.probe_at + Duration::from_millis(999)));
+        failure.next_attempt = Some(probe_second(hold.probe_at));
     }
     CertStatus {
         job: e.job.clone(),

@@ -201,6 +201,18 @@ pub struct CircuitInfo {
     pub probe_at: Instant,
 }
 
+impl CircuitInfo {
+    /// What a request the gate held back failed with: the refusal's class when Vault refuses
+    /// the issuer (an issuer-wide verdict), else transient; and how to say why. The engine's
+    /// attempts and other tools' CertificateRequests word it alike.
+    pub fn held_back(&self) -> (FailureClass, bool, &'static str) {
+        match self.cause {
+            Some(OpenCause::Refused(class)) => (class, true, "refuses its requests"),
+            _ => (FailureClass::Transient, false, "is unavailable"),
+        }
+    }
+}
+
 /// What changed when an outcome was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {

@@ -7,6 +7,7 @@
 //! request URL is built only by appending those segments to the configured server URL: scheme,
 //! host and port can come from nowhere else. A path that does not pass is refused, not encoded.
 
+use certkeeper_core::spec::is_vault_name_char;
 use url::Url;
 
 /// Why a request path was refused.
@@ -120,10 +121,7 @@ fn check_segment(segment: &str) -> Result<(), PathError> {
     if segment == "." || segment == ".." {
         return Err(PathError::DotSegment(segment.to_owned()));
     }
-    match segment
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
+    match segment.chars().find(|c| !is_vault_name_char(*c)) {
         Some(c) => Err(PathError::ForbiddenChar(c)),
         None => Ok(()),
     }

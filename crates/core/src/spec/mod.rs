@@ -90,7 +90,7 @@ pub use status::{
 };
 pub use syntax::{
     Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,
-    is_kubernetes_api_audience,
+    is_kubernetes_api_audience, is_vault_name_char,
 };
 
 /// The only API version accepted for the three kinds.

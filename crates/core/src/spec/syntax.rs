@@ -68,6 +68,12 @@ pub fn check_secret_key(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A character of a Vault path segment: what Vault's names allow (its `GenericNameRegex`). The
+/// one rule for validation here and for the Vault client that builds request URLs.
+pub fn is_vault_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
 /// A Vault API path taken from a manifest (`spec.vault.path`, login mount paths): a path only,
 /// appended to the server address. Every segment must be made of the characters Vault's names
 /// use (`[A-Za-z0-9_.-]`, its `GenericNameRegex`; the Vault client applies the same rule when it
@@ -82,10 +88,7 @@ pub fn check_vault_path(s: &str) -> Result<(), &'static str> {
         if segment == ".." {
             return Err("must not contain '..' path segments");
         }
-        match segment
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        {
+        match segment.chars().find(|c| !is_vault_name_char(*c)) {
             None => {}
             Some(':') => return Err("must be a path, not a URL (the server is set in spec.vault.server)"),
             Some('?' | '#') => return Err("must be a path: no '?' query or '#' fragment"),
