@@ -1,9 +1,11 @@
 //! `certkeeper controller`: the Kubernetes runtime (crate `certkeeper-controller`), and
 //! `certkeeper controller status` / `certkeeper controller renew` against a cluster.
 //!
-//! Connection: `--kube-server URL --token-file F [--ca-file F]` (the token file is re-read for
-//! every request), or nothing: the in-cluster service account
-//! (`KUBERNETES_SERVICE_HOST`/`_PORT`, `/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}`).
+//! Connection, as kubectl finds it: `--kubeconfig FILE`, else `KUBECONFIG` (several files,
+//! merged), else `~/.kube/config`, else the in-cluster service account
+//! (`KUBERNETES_SERVICE_HOST`/`_PORT`, `/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}`);
+//! `--context` picks a kubeconfig context. Token, client-certificate and exec-plugin users all
+//! work. The explicit form `--kube-server URL --token-file F [--ca-file F]` stays.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +20,14 @@ use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
-    /// API server URL (https://host:port); without it the in-cluster service account is used.
+    /// The kubeconfig file to use (default: KUBECONFIG, then ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long, global = true, conflicts_with = "kube_server")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long, global = true, conflicts_with = "kube_server")]
+    pub context: Option<String>,
+    /// API server URL (https://host:port), with --token-file: instead of a kubeconfig.
     #[arg(long, global = true)]
     pub kube_server: Option<String>,
     /// File holding the bearer token (re-read for every request).
@@ -91,7 +100,7 @@ pub enum Action {
     },
 }
 
-fn kube_config(args: &ControllerArgs) -> Result<KubeConfig> {
+async fn kube_config(args: &ControllerArgs) -> Result<KubeConfig> {
     Ok(match &args.kube_server {
         Some(server) => {
             let ca = match &args.ca_file {
@@ -105,14 +114,14 @@ fn kube_config(args: &ControllerArgs) -> Result<KubeConfig> {
                 .token_file
                 .clone()
                 .context("--token-file is required with --kube-server")?;
-            KubeConfig::explicit(server.clone(), TokenSource::File(token), ca)
+            KubeConfig::explicit(server, TokenSource::File(token), ca.as_deref())?
         }
-        None => KubeConfig::in_cluster()?,
+        None => KubeConfig::load(args.kubeconfig.as_deref(), args.context.as_deref()).await?,
     })
 }
 
 pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
-    let kube = kube_config(&args)?;
+    let kube = kube_config(&args).await?;
     match &args.action {
         Some(Action::Status { namespace, json }) => return status(&kube, namespace.as_deref(), *json).await,
         Some(Action::Renew {
@@ -168,7 +177,7 @@ async fn status(kube: &KubeConfig, namespace: Option<&str>, json: bool) -> Resul
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", certkeeper_daemon::status::table(&rows));
+        print!("{}", certkeeper_serve::status::table(&rows));
     }
     Ok(if rows.iter().all(|r| r.ready) {
         ExitCode::SUCCESS

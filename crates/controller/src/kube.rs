@@ -1,23 +1,22 @@
-//! A small typed client of the Kubernetes API on the workspace's reqwest (rustls with aws-lc-rs):
-//! JSON get/list/create/replace/merge-patch/delete and line-delimited watches, nothing more.
+//! The controller's client of the Kubernetes API: kube-rs for the connection (kubeconfig,
+//! in-cluster service account, token / client-certificate / exec-plugin credentials, rustls with
+//! aws-lc-rs), and on top of it the one thing the controller adds: every request path is built
+//! from checked segments and checked once more before it leaves ([`check_request_path`]).
 //!
-//! Why not kube-rs: the controller touches six resources (the four cert-manager kinds, Secrets,
-//! Events) whose types it already has or builds as JSON; kube + kube-runtime + k8s-openapi would
-//! add several minutes of compile time on a 2-core machine for a client of a few hundred lines,
-//! and a second TLS stack configuration to keep ring out of the tree. See the crate docs.
-//!
-//! Connection: an explicit server URL, bearer token and CA bundle ([`KubeConfig::explicit`]), or
-//! the in-cluster service account ([`KubeConfig::in_cluster`]: `KUBERNETES_SERVICE_HOST`/`_PORT`,
-//! the token and CA under `/var/run/secrets/kubernetes.io/serviceaccount/`). A token file is
-//! re-read for every request, so the kubelet's rotation of projected tokens needs no restart.
-//! No kubeconfig parsing.
+//! Connection, as kubectl finds it ([`KubeConfig::load`]): `--kubeconfig FILE`, else the files
+//! in `KUBECONFIG` (merged as kubectl merges them), else `~/.kube/config`, else the in-cluster
+//! service account; `--context` picks a context. The old explicit form ([`KubeConfig::explicit`]:
+//! server URL, bearer token or token file, CA bundle) stays for scripts and tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use certkeeper_core::spec::{check_dns_label, check_dns_subdomain};
 use certkeeper_core::{FailureClass, Secret};
-use reqwest::Method;
+use http::Method;
+use http_body_util::BodyExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 /// Where the in-cluster service account's files are.
@@ -25,6 +24,9 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 
 /// The largest single watch event (one object) accepted; a bigger line ends the watch.
 const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// The largest non-watch answer read (a list of every Secret in a big cluster stays far below).
+const MAX_BODY_BYTES: usize = 512 << 20;
 
 /// A watch that delivers nothing (not even a bookmark) for its server-side timeout plus this
 /// long is presumed dead.
@@ -34,22 +36,22 @@ const WATCH_IDLE_GRACE: Duration = Duration::from_secs(40);
 /// reflector resumes.
 pub const WATCH_TIMEOUT_SECS: u64 = 290;
 
-/// The bearer token.
+/// The bearer token of an explicit connection.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
     Value(Secret),
-    /// Re-read (trimmed) for every request.
+    /// Re-read by the client when it changes (kube-rs reloads token files within a minute),
+    /// so the kubelet's rotation of projected tokens needs no restart.
     File(PathBuf),
 }
 
-/// How to reach the API server.
+/// How to reach the API server: kube-rs's connection settings (cluster URL, CA, credentials)
+/// and the controller's own timeouts.
 #[derive(Debug, Clone)]
 pub struct KubeConfig {
-    /// `https://host:port`
-    pub server: String,
-    pub token: TokenSource,
-    /// PEM bundle that verifies the API server; `None`: the system roots.
-    pub ca_pem: Option<String>,
+    connection: kube::Config,
+    /// Only to tell which audiences the API server accepts ([`KubeClient::api_audiences`]).
+    token_hint: Option<TokenSource>,
     pub connect_timeout: Duration,
     /// Bounds every request except watches (which are bounded by `watch_timeout`).
     pub request_timeout: Duration,
@@ -58,37 +60,113 @@ pub struct KubeConfig {
 }
 
 impl KubeConfig {
-    pub fn explicit(server: impl Into<String>, token: TokenSource, ca_pem: Option<String>) -> Self {
+    fn with(connection: kube::Config) -> Self {
+        let token_hint = match (&connection.auth_info.token, &connection.auth_info.token_file) {
+            (Some(token), _) => Some(TokenSource::Value(Secret::new(token.expose_secret().trim()))),
+            (None, Some(file)) => Some(TokenSource::File(PathBuf::from(file))),
+            (None, None) => None,
+        };
         KubeConfig {
-            server: server.into(),
-            token,
-            ca_pem,
+            connection,
+            token_hint,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             watch_timeout: Duration::from_secs(WATCH_TIMEOUT_SECS),
         }
     }
 
+    /// An explicit server URL, bearer token and CA bundle (`None`: the system roots).
+    pub fn explicit(server: &str, token: TokenSource, ca_pem: Option<&str>) -> Result<Self, KubeError> {
+        let url = server
+            .parse::<http::Uri>()
+            .map_err(|e| KubeError::Config(format!("API server URL {server:?}: {e}")))?;
+        let mut connection = kube::Config::new(url);
+        if let Some(pem) = ca_pem {
+            connection.root_cert = Some(ca_bundle(pem)?);
+        }
+        match &token {
+            TokenSource::Value(secret) => {
+                connection.auth_info.token = Some(secret.expose().to_owned().into())
+            }
+            TokenSource::File(path) => connection.auth_info.token_file = Some(path.display().to_string()),
+        }
+        Ok(KubeConfig::with(connection))
+    }
+
     /// The pod's service account: `KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, and
     /// `token` / `ca.crt` in [`SERVICE_ACCOUNT_DIR`].
     pub fn in_cluster() -> Result<Self, KubeError> {
-        let host = std::env::var("KUBERNETES_SERVICE_HOST")
-            .map_err(|_| KubeError::Config("KUBERNETES_SERVICE_HOST is not set (not in a pod?)".into()))?;
-        let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        let dir = PathBuf::from(SERVICE_ACCOUNT_DIR);
-        let ca = std::fs::read_to_string(dir.join("ca.crt"))
-            .map_err(|e| KubeError::Config(format!("cannot read {}/ca.crt: {e}", dir.display())))?;
-        Ok(KubeConfig::explicit(
-            format!("https://{host}:{port}"),
-            TokenSource::File(dir.join("token")),
-            Some(ca),
-        ))
+        kube::Config::incluster()
+            .map(KubeConfig::with)
+            .map_err(|e| KubeError::Config(format!("in-cluster service account: {e}")))
     }
+
+    /// As kubectl finds its cluster: `kubeconfig` (a file), else the files in `KUBECONFIG`
+    /// (merged: the first file to set a value wins), else `~/.kube/config`, else the in-cluster
+    /// service account. `context` picks a context of the kubeconfig (default: its current one).
+    pub async fn load(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, KubeError> {
+        let file = |e: kube::config::KubeconfigError| KubeError::Config(format!("kubeconfig: {e}"));
+        let found = match kubeconfig {
+            Some(path) => Some(Kubeconfig::read_from(path).map_err(file)?),
+            None => match Kubeconfig::from_env().map_err(file)? {
+                Some(merged) => Some(merged),
+                None => match default_kubeconfig().filter(|p| p.exists()) {
+                    Some(path) => Some(Kubeconfig::read_from(path).map_err(file)?),
+                    None => None,
+                },
+            },
+        };
+        let Some(found) = found else {
+            if let Some(context) = context {
+                return Err(KubeError::Config(format!(
+                    "--context {context}: no kubeconfig (neither --kubeconfig, KUBECONFIG nor ~/.kube/config)"
+                )));
+            }
+            return KubeConfig::in_cluster();
+        };
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        kube::Config::from_custom_kubeconfig(found, &options)
+            .await
+            .map(KubeConfig::with)
+            .map_err(file)
+    }
+
+    /// The API server's URL.
+    pub fn server(&self) -> String {
+        self.connection
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The namespace of the kubeconfig's context (or the pod's), `default` without one.
+    pub fn default_namespace(&self) -> &str {
+        &self.connection.default_namespace
+    }
+}
+
+fn default_kubeconfig() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".kube").join("config"))
+}
+
+/// The DER certificates of a PEM bundle.
+fn ca_bundle(pem: &str) -> Result<Vec<Vec<u8>>, KubeError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| KubeError::Config(format!("API server CA is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(KubeError::Config(
+            "API server CA bundle has no certificate".into(),
+        ));
+    }
+    Ok(certs)
 }
 
 /// A failed API call. Never carries the token or object contents.
@@ -96,13 +174,12 @@ impl KubeConfig {
 pub enum KubeError {
     #[error("{0}")]
     Config(String),
-    /// The cause is written out in the message (not chained as a source: printed with its
-    /// causes, it would repeat them).
-    #[error("{method} {path}: {}", transport_detail(error))]
+    /// Below HTTP: the cause's chain is written out in `detail` ("timed out" for a timeout).
+    #[error("{method} {path}: {detail}")]
     Transport {
         method: Method,
         path: String,
-        error: reqwest::Error,
+        detail: String,
     },
     #[error("{method} {path}: {code} {reason}: {message}")]
     Status {
@@ -114,8 +191,6 @@ pub enum KubeError {
     },
     #[error("{what}: {message}")]
     Decode { what: String, message: String },
-    #[error("cannot read the API token: {0}")]
-    Token(String),
     /// A name, namespace or path from an object was refused before any request was built: the
     /// client never sends a path made of a segment the API server would not accept as a name.
     #[error("refused to build an API path: {what} {value:?} {reason}")]
@@ -126,14 +201,10 @@ pub enum KubeError {
     },
 }
 
-/// What went wrong below HTTP: "timed out", or the error's chain of causes (reqwest's own
-/// message alone says only "error sending request").
-fn transport_detail(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".to_owned();
-    }
+/// An error and its causes, each once ("a: b: c").
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
-    let mut cur = std::error::Error::source(e);
+    let mut cur = e.source();
     while let Some(inner) = cur {
         let text = inner.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
@@ -164,6 +235,18 @@ impl KubeError {
             _ => FailureClass::Invalid,
         }
     }
+
+    fn transport(method: &Method, path: &str, detail: String) -> KubeError {
+        KubeError::Transport {
+            method: method.clone(),
+            path: path.to_owned(),
+            detail,
+        }
+    }
+
+    fn timed_out(method: &Method, path: &str) -> KubeError {
+        KubeError::transport(method, path, "timed out".to_owned())
+    }
 }
 
 /// One watch event.
@@ -175,94 +258,80 @@ pub struct WatchEvent {
 }
 
 /// The API client. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KubeClient {
-    base: String,
-    token: TokenSource,
-    http: reqwest::Client,
-    /// Without a total timeout: watches last minutes.
-    watch_http: reqwest::Client,
+    client: kube::Client,
+    server: String,
+    token_hint: Option<TokenSource>,
     request_timeout: Duration,
     watch_timeout: Duration,
 }
 
+impl std::fmt::Debug for KubeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeClient")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KubeClient {
     pub fn new(config: &KubeConfig) -> Result<Self, KubeError> {
-        let build = |total: Option<Duration>| {
-            let mut b = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(config.connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .no_proxy()
-                .tls_backend_rustls()
-                .user_agent(concat!("certkeeper-controller/", env!("CARGO_PKG_VERSION")));
-            if let Some(t) = total {
-                b = b.timeout(t);
-            }
-            if let Some(pem) = &config.ca_pem {
-                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                    .map_err(|e| KubeError::Config(format!("API server CA is not valid PEM: {e}")))?;
-                if certs.is_empty() {
-                    return Err(KubeError::Config(
-                        "API server CA bundle has no certificate".into(),
-                    ));
-                }
-                b = b.tls_certs_only(certs);
-            }
-            b.build()
-                .map_err(|e| KubeError::Config(format!("cannot build the HTTP client: {e}")))
-        };
+        let mut connection = config.connection.clone();
+        connection.connect_timeout = Some(config.connect_timeout);
+        // Requests are bounded here (`request_timeout`), watches by their idle timer.
+        connection.read_timeout = None;
+        connection.write_timeout = Some(config.request_timeout);
+        // The controller decides its own retries (reconcile backoff, the engine's schedule).
+        connection.default_retry = false;
+        let client = kube::Client::try_from(connection)
+            .map_err(|e| KubeError::Config(format!("cannot build the API client: {}", error_chain(&e))))?;
         Ok(KubeClient {
-            base: config.server.trim_end_matches('/').to_owned(),
-            token: config.token.clone(),
-            http: build(Some(config.request_timeout))?,
-            watch_http: build(None)?,
+            client,
+            server: config.server(),
+            token_hint: config.token_hint.clone(),
             request_timeout: config.request_timeout,
             watch_timeout: config.watch_timeout.max(Duration::from_secs(1)),
         })
     }
 
-    async fn token(&self) -> Result<Secret, KubeError> {
-        match &self.token {
-            TokenSource::Value(s) => Ok(s.clone()),
-            TokenSource::File(path) => tokio::fs::read_to_string(path)
-                .await
-                .map(|s| Secret::new(s.trim()))
-                .map_err(|e| KubeError::Token(format!("{}: {e}", path.display()))),
-        }
-    }
-
+    /// Sends one request (path checked first) and returns the response of a 2xx, the API's
+    /// Status as an error otherwise.
     async fn send(
         &self,
-        client: &reqwest::Client,
         method: Method,
         path: &str,
         body: Option<(&str, &Value)>,
-    ) -> Result<reqwest::Response, KubeError> {
+    ) -> Result<http::Response<kube::client::Body>, KubeError> {
         check_request_path(path)?;
-        let token = self.token().await?;
-        let mut req = client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(token.expose())
-            .header("Accept", "application/json");
-        if let Some((content_type, body)) = body {
-            let bytes = serde_json::to_vec(body).map_err(|e| KubeError::Decode {
-                what: format!("{method} {path}"),
-                message: e.to_string(),
-            })?;
-            req = req.header("Content-Type", content_type).body(bytes);
-        }
-        let resp = req.send().await.map_err(|source| KubeError::Transport {
-            method: method.clone(),
-            path: path.to_owned(),
-            error: source.without_url(),
-        })?;
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(http::header::ACCEPT, "application/json");
+        let bytes = match body {
+            Some((content_type, body)) => {
+                request = request.header(http::header::CONTENT_TYPE, content_type);
+                serde_json::to_vec(body).map_err(|e| KubeError::Decode {
+                    what: format!("{method} {path}"),
+                    message: e.to_string(),
+                })?
+            }
+            None => Vec::new(),
+        };
+        let request = request
+            .body(kube::client::Body::from(bytes))
+            .map_err(|e| KubeError::Config(format!("{method} {path}: {e}")))?;
+        let resp = self
+            .client
+            .send(request)
+            .await
+            .map_err(|e| KubeError::transport(&method, path, error_chain(&e)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let code = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let status: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let text = read_body(resp.into_body(), 64 << 10).await.unwrap_or_default();
+        let status: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
         let field = |k: &str| {
             status
                 .get(k)
@@ -272,7 +341,7 @@ impl KubeClient {
         };
         let mut message = field("message");
         if message.is_empty() {
-            message = text.chars().take(300).collect();
+            message = String::from_utf8_lossy(&text).chars().take(300).collect();
         }
         Err(KubeError::Status {
             method,
@@ -289,12 +358,15 @@ impl KubeClient {
         path: &str,
         body: Option<(&str, &Value)>,
     ) -> Result<Value, KubeError> {
-        let resp = self.send(&self.http, method.clone(), path, body).await?;
-        let bytes = resp.bytes().await.map_err(|source| KubeError::Transport {
-            method: method.clone(),
-            path: path.to_owned(),
-            error: source.without_url(),
-        })?;
+        let call = async {
+            let resp = self.send(method.clone(), path, body).await?;
+            read_body(resp.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|detail| KubeError::transport(&method, path, detail))
+        };
+        let bytes = tokio::time::timeout(self.request_timeout, call)
+            .await
+            .map_err(|_| KubeError::timed_out(&method, path))??;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -333,8 +405,16 @@ impl KubeClient {
     /// pod), its `aud` and `iss` claims (a pod's token carries exactly the API server's
     /// audiences). A token requested for Vault with one of these would work against the cluster.
     pub async fn api_audiences(&self) -> Vec<String> {
-        let mut audiences = vec![self.base.clone()];
-        if let Ok(token) = self.token().await {
+        let mut audiences = vec![self.server.clone()];
+        let token = match &self.token_hint {
+            Some(TokenSource::Value(s)) => Some(s.clone()),
+            Some(TokenSource::File(path)) => tokio::fs::read_to_string(path)
+                .await
+                .ok()
+                .map(|s| Secret::new(s.trim())),
+            None => None,
+        };
+        if let Some(token) = token {
             audiences.extend(jwt_audiences(token.expose()));
         }
         audiences
@@ -379,7 +459,7 @@ impl KubeClient {
             "{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={resource_version}",
             self.watch_timeout.as_secs()
         );
-        let send = self.send(&self.watch_http, Method::GET, &full, None);
+        let send = self.send(Method::GET, &full, None);
         let resp = tokio::time::timeout(self.request_timeout, send)
             .await
             .map_err(|_| KubeError::Status {
@@ -390,7 +470,7 @@ impl KubeClient {
                 message: "the watch did not start in time".into(),
             })??;
         Ok(WatchStream {
-            resp,
+            body: resp.into_body(),
             buf: Vec::new(),
             path: path.to_owned(),
             idle: self.watch_timeout + WATCH_IDLE_GRACE,
@@ -398,13 +478,35 @@ impl KubeClient {
     }
 }
 
+/// A body read whole, at most `limit` bytes.
+async fn read_body(mut body: kube::client::Body, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error_chain(&e))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
 /// The events of one watch, decoded line by line.
-#[derive(Debug)]
 pub struct WatchStream {
-    resp: reqwest::Response,
+    body: kube::client::Body,
     buf: Vec<u8>,
     path: String,
     idle: Duration,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WatchStream {
@@ -430,16 +532,18 @@ impl WatchStream {
             if self.buf.len() > MAX_EVENT_BYTES {
                 return Err(self.decode(format!("an event is larger than {MAX_EVENT_BYTES} bytes")));
             }
-            let chunk = tokio::time::timeout(self.idle, self.resp.chunk())
+            let frame = tokio::time::timeout(self.idle, self.body.frame())
                 .await
-                .map_err(|_| self.decode("no event or bookmark for too long".into()))?
-                .map_err(|source| KubeError::Transport {
-                    method: Method::GET,
-                    path: self.path.clone(),
-                    error: source.without_url(),
-                })?;
-            match chunk {
-                Some(bytes) => self.buf.extend_from_slice(&bytes),
+                .map_err(|_| self.decode("no event or bookmark for too long".into()))?;
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(KubeError::transport(&Method::GET, &self.path, error_chain(&e)));
+                }
                 None => return Ok(None),
             }
         }

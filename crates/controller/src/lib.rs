@@ -2,7 +2,7 @@
 //! cert-manager.io/v1 objects from the API server as its input and Secrets, Certificate status,
 //! CertificateRequests and Events as its output.
 //!
-//! - [`kube`]: a small typed client of the API (reqwest + rustls with aws-lc-rs; no kube-rs).
+//! - [`kube`]: the API client: kube-rs for the connection (kubeconfig, credentials), checked paths.
 //! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.

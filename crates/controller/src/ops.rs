@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use certkeeper_core::pki::rfc3339;
-use certkeeper_daemon::status::{FailureRow, StatusRow};
+use certkeeper_serve::status::{FailureRow, StatusRow};
 use serde_json::{Value, json};
 
 use crate::kube::{KubeClient, KubeError, cluster_cm_path, cm_path, meta_str};

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
-use certkeeper_daemon::http::{EngineEndpoints, Routes, serve_routes};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
+use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
@@ -426,7 +426,7 @@ pub async fn run(
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result = Ok(());
-    tracing::info!(server = %config.kube.server, "certkeeper controller running");
+    tracing::info!(server = %config.kube.server(), "certkeeper controller running");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

@@ -70,10 +70,10 @@ async fn expired_resource_version_relists() -> Result<()> {
     assert_eq!(status, 201);
 
     let mut config = KubeConfig::explicit(
-        kube.url(),
+        &kube.url(),
         TokenSource::Value(Secret::new(kube.admin_token())),
-        Some(kube.ca_pem().to_owned()),
-    );
+        Some(kube.ca_pem()),
+    )?;
     config.watch_timeout = Duration::from_secs(2);
     let client = KubeClient::new(&config)?;
     let store = Arc::new(Store::default());

@@ -3,11 +3,10 @@
 
 pub mod config;
 pub mod hooks;
-pub mod http;
 pub mod load;
 pub mod model;
 pub mod output;
+pub mod problems;
 pub mod run;
 pub mod runtime;
 pub mod statedb;
-pub mod status;

@@ -25,11 +25,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
-use crate::http::{EngineEndpoints, serve};
 use crate::load::{LoadError, Loaded, load};
+use crate::problems::problem_rows;
 use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
-use crate::status::problem_rows;
+use certkeeper_serve::http::{EngineEndpoints, serve};
 
 /// How often manifest files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);

@@ -269,11 +269,13 @@ pub fn start_controller(
 
 /// A controller configuration for `kube` with this bearer token and a 1 s Secret resync.
 pub fn config_for(kube: &KubeApiServer, token: &str) -> ControllerConfig {
-    let mut config = ControllerConfig::new(KubeConfig::explicit(
-        kube.url(),
+    let connection = KubeConfig::explicit(
+        &kube.url(),
         TokenSource::Value(Secret::new(token)),
-        Some(kube.ca_pem().to_owned()),
-    ));
+        Some(kube.ca_pem()),
+    )
+    .expect("the test API server's URL and CA are valid");
+    let mut config = ControllerConfig::new(connection);
     config.secret_resync = Duration::from_secs(1);
     config
 }

@@ -11,8 +11,9 @@ use serde::Serialize;
 use certkeeper_engine::state::{CertState, to_unix};
 use certkeeper_engine::{CertJob, CertStatus};
 
-use crate::load::Loaded;
-use crate::runtime::rfc3339;
+fn rfc3339(secs: i64) -> String {
+    certkeeper_core::pki::rfc3339(certkeeper_engine::state::from_unix(secs))
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +47,19 @@ pub struct ProblemStatusRow {
     pub manifest_problem: ProblemRow,
 }
 
+impl ProblemStatusRow {
+    /// The row of one problem, named `name` (an object, or a file's place).
+    pub fn new(name: String, problem: ProblemRow) -> Self {
+        ProblemStatusRow {
+            name,
+            issuer: String::new(),
+            ready: false,
+            revision: 0,
+            manifest_problem: problem,
+        }
+    }
+}
+
 /// What was left out, or cannot run, and why.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -60,42 +74,6 @@ pub struct ProblemRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
     pub message: String,
-}
-
-/// The rows of a load's problems: files and documents left out, then objects that cannot run.
-pub fn problem_rows(loaded: &Loaded) -> Vec<ProblemStatusRow> {
-    let manifest = loaded.manifest_problems.iter().map(|p| {
-        let object = p.object.as_ref().map(ToString::to_string);
-        let problem = ProblemRow {
-            file: Some(p.file.display().to_string()),
-            document: p.location.map(|l| l.document),
-            item: p.location.and_then(|l| l.item),
-            object: object.clone(),
-            message: p.fault.to_string(),
-        };
-        problem_row(object.unwrap_or_else(|| p.place()), problem)
-    });
-    let objects = loaded.problems.iter().map(|p| {
-        let problem = ProblemRow {
-            file: None,
-            document: None,
-            item: None,
-            object: Some(p.source.clone()),
-            message: p.message.clone(),
-        };
-        problem_row(p.source.clone(), problem)
-    });
-    manifest.chain(objects).collect()
-}
-
-fn problem_row(name: String, problem: ProblemRow) -> ProblemStatusRow {
-    ProblemStatusRow {
-        name,
-        issuer: String::new(),
-        ready: false,
-        revision: 0,
-        manifest_problem: problem,
-    }
 }
 
 /// The status list as JSON: the certificates' rows, then the problems' rows.

@@ -1,4 +1,4 @@
-//! The daemon's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
+//! Both runtimes' HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
 //! `/api/v1/status` (JSON, every certificate) and `/api/v1/summary` (JSON counts). A small hyper server: listener and shutdown are injected, so tests
 //! run it on port 0.
 
