@@ -6,6 +6,7 @@
 //! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
+//! - [`status`]: the one writer of Certificate status, and what a status says (pure).
 //! - [`requests`]: CertificateRequests made by other tools: approval and signing.
 //! - [`ops`]: `certkeeper controller status` / `renew` against a cluster.
 //! - [`leader`]: leader election through a coordination.k8s.io Lease.
@@ -19,6 +20,7 @@ pub mod reflector;
 pub mod requests;
 pub mod run;
 pub mod runtime;
+pub mod status;
 
 pub use kube::{KubeClient, KubeConfig, KubeError, TokenSource};
 pub use run::{ControllerConfig, ControllerError, run};

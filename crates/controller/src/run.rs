@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
+use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerStatus, set_condition};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};
@@ -31,6 +32,7 @@ use crate::load::{
 };
 use crate::reflector::{Store, reflect};
 use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
+use crate::status::{StatusWriter, Target, Waiting};
 
 /// Changes arriving within this window are applied together.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -294,7 +296,7 @@ pub async fn run(
     let runtime = Arc::new(runtime);
     let events_task = tokio::spawn(events);
     let (status_stop, status_stop_rx) = watch::channel(false);
-    let status_task = tokio::spawn(runtime.clone().write_statuses(status_stop_rx));
+    let status_task = tokio::spawn(runtime.status_writer().run(status_stop_rx));
     let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), config.engine);
     let shared = Arc::new(Shared::new(engine.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -746,17 +748,17 @@ async fn reconcile(
             let _ = certkeeper_engine::Runtime::save_states(runtime.as_ref(), behind).await;
         }
     }
+    let status_writer = runtime.status_writer();
     report_missing_issuers(
-        client,
+        &status_writer,
         stores,
         &tracked,
         &issuer_of_job,
         &known_issuers,
         &problems,
         applied,
-    )
-    .await;
-    report_invalid_certificates(client, &invalid_certificates, applied).await;
+    );
+    report_invalid_certificates(&status_writer, &invalid_certificates, applied);
     for (id, at) in renew_requests {
         tracing::info!(certificate = %id, requested_at = %at, "renew requested");
         shared.engine.renew(Some(id.clone()));
@@ -911,46 +913,61 @@ fn check_issuers(
         let id = id.clone();
         tokio::spawn(async move {
             let (status, reason, message) = match (problem, vault) {
-                (Some(p), _) => ("False", "VaultError", p),
-                (None, None) => ("False", "VaultError", "issuer not usable".to_owned()),
+                (Some(p), _) => (ConditionStatus::False, "VaultError", p),
+                (None, None) => (
+                    ConditionStatus::False,
+                    "VaultError",
+                    "issuer not usable".to_owned(),
+                ),
                 (None, Some(vault)) => match vault.login_check().await {
-                    Ok(_) => ("True", "VaultVerified", "Vault verified".to_owned()),
+                    Ok(_) => (
+                        ConditionStatus::True,
+                        "VaultVerified",
+                        "Vault verified".to_owned(),
+                    ),
                     Err(e) => (
-                        "False",
+                        ConditionStatus::False,
                         "VaultError",
                         format!("Failed to initialize Vault client: {e}"),
                     ),
                 },
             };
             write_issuer_ready(&client, &object, status, reason, &message).await;
-            tracing::info!(issuer = %id, ready = status, reason, message = %message, "issuer checked");
+            tracing::info!(issuer = %id, ready = ?status, reason, message = %message, "issuer checked");
         });
     }
     applied.issuer_checks.retain(|id, _| seen.contains(id));
 }
 
-async fn write_issuer_ready(client: &KubeClient, object: &Value, status: &str, reason: &str, message: &str) {
-    let old = object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
-    let since = old
-        .filter(|c| c["status"] == status)
-        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| rfc3339(SystemTime::now()));
-    let mut condition = json!({"type": "Ready", "status": status, "reason": reason, "message": message,
-                               "lastTransitionTime": since});
-    if let Some(generation) = object.pointer("/metadata/generation").and_then(Value::as_i64) {
-        condition["observedGeneration"] = json!(generation);
-    }
+async fn write_issuer_ready(
+    client: &KubeClient,
+    object: &Value,
+    ready: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
+    let mut status: IssuerStatus = object
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let generation = object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    set_condition(
+        &mut status.conditions,
+        Condition::new(CONDITION_READY, ready, reason, message, generation),
+        &rfc3339(SystemTime::now()),
+    );
     let name = meta_str(object, "name");
-    let patch = json!({"status": {"conditions": [condition]}});
+    let patch = json!({ "status": { "conditions": status.conditions } });
     let written = async {
         let path = match object.get("kind").and_then(Value::as_str) {
             Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
             _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))?,
         };
-        client.merge_patch(&format!("{path}/status"), &patch).await
+        let path = format!("{path}/status?fieldManager={}", crate::status::FIELD_MANAGER);
+        client.merge_patch(&path, &patch).await
     }
     .await;
     if let Err(e) = written {
@@ -968,43 +985,27 @@ fn serial_of(secret: &Value) -> Option<String> {
         .map(|c| c.serial)
 }
 
-/// The status of a Certificate that waits for a change of input: `status.certkeeper` with class
-/// `invalid` and `message`, and a `Ready=False` condition (`reason`, `ready_message`) when the
-/// Certificate has none yet (one issued before stays as it is).
-async fn write_waiting_status(
-    client: &KubeClient,
-    object: &Value,
-    message: &str,
-    reason: &str,
-    ready_message: String,
-) -> Result<(), KubeError> {
-    let mut status = json!({"certkeeper": {"failureClass": "invalid", "failureMessage": message,
-                                           "nextAttemptTime": null}});
-    if object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_none_or(|c| c.is_empty())
-    {
-        status["conditions"] = json!([{"type": "Ready", "status": "False", "reason": reason,
-            "message": ready_message, "lastTransitionTime": rfc3339(SystemTime::now())}]);
-    }
-    let path = crate::kube::cm_path(
-        meta_str(object, "namespace"),
-        "certificates",
-        Some(meta_str(object, "name")),
-    )?;
-    client
-        .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
-        .await
-        .map(|_| ())
+/// Records (with the status writer) that a Certificate waits for a change of input.
+fn write_waiting_status(status: &StatusWriter, id: &str, object: &Value, waiting: Waiting) {
+    let generation = object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let target = Target {
+        namespace: meta_str(object, "namespace").to_owned(),
+        name: meta_str(object, "name").to_owned(),
+        generation,
+        fingerprint: 0,
+    };
+    status.waiting(id, &target, waiting);
 }
 
 /// Each invalid Certificate's status says what is wrong: `status.certkeeper` with class `invalid`
 /// and the field errors, and `Ready=False` (reason `InvalidSpec`) when it has no Ready condition
 /// yet (a certificate issued before the spec broke stays served and Ready). Written once per
 /// change of the errors.
-async fn report_invalid_certificates(
-    client: &KubeClient,
+fn report_invalid_certificates(
+    status: &StatusWriter,
     invalid: &[(String, Arc<Value>, String)],
     applied: &mut Applied,
 ) {
@@ -1016,20 +1017,13 @@ async fn report_invalid_certificates(
         if applied.invalid_certificates.get(id) == Some(message) {
             continue;
         }
-        let written = write_waiting_status(
-            client,
-            object,
-            message,
-            "InvalidSpec",
-            format!("The spec is invalid: {message}"),
-        )
-        .await;
-        match written {
-            Ok(_) => {
-                applied.invalid_certificates.insert(id.clone(), message.clone());
-            }
-            Err(e) => tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status"),
-        }
+        let waiting = Waiting {
+            reason: "InvalidSpec",
+            ready_message: format!("The spec is invalid: {message}"),
+            message: message.clone(),
+        };
+        write_waiting_status(status, id, object, waiting);
+        applied.invalid_certificates.insert(id.clone(), message.clone());
     }
 }
 
@@ -1037,8 +1031,8 @@ async fn report_invalid_certificates(
 /// engine waits for the issuer without persisting anything), so their status says it here:
 /// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
 /// Certificate has no Ready condition yet. Written once per change of the reason.
-async fn report_missing_issuers(
-    client: &KubeClient,
+fn report_missing_issuers(
+    status: &StatusWriter,
     stores: &Stores,
     tracked: &HashMap<String, Tracked>,
     issuer_of_job: &HashMap<String, IssuerId>,
@@ -1063,19 +1057,12 @@ async fn report_missing_issuers(
         let Some(object) = stores.certificates.get(id).filter(|_| tracked.contains_key(id)) else {
             continue;
         };
-        let written = write_waiting_status(
-            client,
-            &object,
-            &message,
-            "IssuerNotReady",
-            format!("Waiting for the issuer: {message}"),
-        )
-        .await;
-        match written {
-            Ok(_) => {
-                applied.missing_issuer.insert(id.clone(), message);
-            }
-            Err(e) => tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status"),
-        }
+        let waiting = Waiting {
+            reason: "IssuerNotReady",
+            ready_message: format!("Waiting for the issuer: {message}"),
+            message: message.clone(),
+        };
+        write_waiting_status(status, id, &object, waiting);
+        applied.missing_issuer.insert(id.clone(), message);
     }
 }

@@ -22,10 +22,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine;
 use certkeeper_core::pki::{describe_pem_bundle, rfc3339};
+use certkeeper_core::spec::CertificateStatus;
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo, from_unix, to_unix};
 use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
@@ -37,6 +38,7 @@ use crate::kube::{
 };
 use crate::load::CertMeta;
 use crate::reflector::Store;
+use crate::status::{StatusWriter, Target};
 
 /// The fingerprint of the spec a Secret's certificate was issued for (hex).
 pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
@@ -102,17 +104,16 @@ pub struct Tracked {
     pub fingerprint: u64,
 }
 
-/// Orders a certificate's `Issuing=True` write (when an attempt starts) before the status write
-/// of its outcome: both hold `last`; an `Issuing` write for an attempt whose outcome is already
-/// saved is dropped, so a stale `Issuing=True` never outlives the attempt.
-#[derive(Debug, Default)]
-struct Phase {
-    /// Attempts started (incremented by the `Issuing` event).
-    started: AtomicU64,
-    /// `started` as of the last status write.
-    saved: AtomicU64,
-    /// The conditions last written, the base of the next `Issuing` write.
-    last: tokio::sync::Mutex<Option<Value>>,
+impl Tracked {
+    /// The Certificate its status is written to.
+    pub fn target(&self) -> Target {
+        Target {
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+            generation: self.meta.generation,
+            fingerprint: self.fingerprint,
+        }
+    }
 }
 
 /// An Event to post about a Certificate.
@@ -131,35 +132,15 @@ struct Outgoing {
 pub struct KubeRuntime {
     client: KubeClient,
     tracked: RwLock<HashMap<CertId, Tracked>>,
-    phases: std::sync::Mutex<HashMap<CertId, Arc<Phase>>>,
     certificates: Arc<Store>,
+    /// The one writer of Certificate status.
+    status: Arc<StatusWriter>,
     events: mpsc::Sender<Outgoing>,
     dropped_events: AtomicU64,
     /// Certificate id -> the name of the Secret holding its next private key, as created here
     /// (the watch of the Certificate's status may lag behind).
     pending_keys: std::sync::Mutex<HashMap<CertId, String>>,
-    /// Certificate states to write to their status, newest per certificate: filled by
-    /// `save_states`, drained by [`KubeRuntime::write_statuses`] (kept while the API server does
-    /// not answer).
-    unsaved: std::sync::Mutex<HashMap<CertId, Unsaved>>,
-    /// Numbers the states handed to `save_states`, in order.
-    versions: AtomicU64,
-    /// Wakes the status writer.
-    status_wake: tokio::sync::Notify,
 }
-
-/// A state waiting for its status write.
-#[derive(Debug)]
-struct Unsaved {
-    version: u64,
-    /// Attempts started when the state was saved (see [`Phase`]).
-    started: u64,
-    state: CertState,
-}
-
-/// The status writer's pause after a transport failure: doubling up to the cap.
-const STATUS_RETRY_MIN: Duration = Duration::from_secs(1);
-const STATUS_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl KubeRuntime {
     /// The runtime, and the task that posts its Events (spawn it).
@@ -168,79 +149,31 @@ impl KubeRuntime {
         let runtime = KubeRuntime {
             client: client.clone(),
             tracked: RwLock::new(HashMap::new()),
-            phases: std::sync::Mutex::new(HashMap::new()),
+            status: Arc::new(StatusWriter::new(client.clone(), certificates.clone())),
             certificates,
             events: tx,
             dropped_events: AtomicU64::new(0),
             pending_keys: std::sync::Mutex::new(HashMap::new()),
-            unsaved: std::sync::Mutex::new(HashMap::new()),
-            versions: AtomicU64::new(0),
-            status_wake: tokio::sync::Notify::new(),
         };
         (runtime, post_events(client, rx))
     }
 
     pub fn set_tracked(&self, tracked: HashMap<CertId, Tracked>) {
+        self.status.retain(|id| tracked.contains_key(id));
         *self
             .tracked
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tracked;
     }
 
-    fn phase(&self, id: &str) -> Arc<Phase> {
-        let mut phases = self
-            .phases
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if phases.len() > 2 * self.tracked.read().map_or(0, |t| t.len()) + 64 {
-            let tracked = self
-                .tracked
-                .read()
-                .map(|t| t.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default();
-            phases.retain(|k, _| tracked.contains(k));
-        }
-        phases.entry(id.to_owned()).or_default().clone()
+    /// The one writer of Certificate status (run its task: [`StatusWriter::run`]).
+    pub fn status_writer(&self) -> Arc<StatusWriter> {
+        self.status.clone()
     }
 
-    /// Sets `Issuing=True` (cert-manager's reason for the trigger) unless the attempt's outcome
-    /// is already saved.
-    fn mark_issuing(&self, meta: &CertMeta, reason: &'static str, message: String) {
-        let phase = self.phase(&format!("{}/{}", meta.namespace, meta.name));
-        let attempt = phase.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let client = self.client.clone();
-        let store = self.certificates.clone();
-        let meta = meta.clone();
-        tokio::spawn(async move {
-            let mut last = phase.last.lock().await;
-            if phase.saved.load(Ordering::SeqCst) >= attempt {
-                return;
-            }
-            let id = format!("{}/{}", meta.namespace, meta.name);
-            let base = last.clone().or_else(|| {
-                store
-                    .get(&id)
-                    .and_then(|c| c.pointer("/status/conditions").cloned())
-            });
-            let mut conditions: Vec<Value> = base
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| c["type"] != "Issuing")
-                .collect();
-            let mut issuing = json!({"type": "Issuing", "status": "True", "reason": reason,
-                                     "message": message, "lastTransitionTime": rfc3339(SystemTime::now())});
-            if meta.generation > 0 {
-                issuing["observedGeneration"] = json!(meta.generation);
-            }
-            conditions.push(issuing);
-            let patch = json!({"status": {"conditions": conditions.clone()}});
-            let result = async { client.merge_patch(&status_path(&meta)?, &patch).await }.await;
-            match result {
-                Ok(_) => *last = Some(Value::Array(conditions)),
-                Err(e) => tracing::debug!(certificate = %id, error = %e, "cannot set Issuing"),
-            }
-        });
+    /// The status writer's view of a tracked certificate.
+    fn target(&self, id: &str) -> Option<Target> {
+        self.tracked(id).map(|t| t.target())
     }
 
     fn tracked(&self, id: &str) -> Option<Tracked> {
@@ -514,133 +447,22 @@ impl KubeRuntime {
         }
     }
 
-    /// Records `name` (or clears it) as `status.nextPrivateKeySecretName`.
-    async fn patch_pending_status(&self, meta: &CertMeta, name: Option<&str>) -> Result<(), KubeError> {
-        let path = status_path(meta)?;
-        match self
-            .client
-            .merge_patch(&path, &json!({"status": {"nextPrivateKeySecretName": name}}))
-            .await
-        {
-            Err(e) if e.code() == Some(404) => Ok(()),
-            other => other.map(drop),
-        }
-    }
-
     /// After an issuance: the next private key is now the served one; its Secret goes.
     async fn discard_pending_key(&self, job: &CertJob, meta: &CertMeta) {
         let Some(name) = self.pending_name(&job.id) else {
             return;
         };
-        let result = async {
-            self.client.delete(&secret_path(&meta.namespace, &name)?).await?;
-            self.patch_pending_status(meta, None).await
-        }
-        .await;
+        let result = async { self.client.delete(&secret_path(&meta.namespace, &name)?).await }.await;
         match result {
-            Ok(()) => self.set_pending_name(&job.id, None),
+            Ok(()) => {
+                self.set_pending_name(&job.id, None);
+                if let Some(target) = self.target(&job.id) {
+                    self.status.next_private_key(&job.id, &target, None);
+                }
+            }
             Err(e) => {
                 tracing::warn!(certificate = %job.id, secret = %name, error = %e, "cannot remove the next private key Secret")
             }
-        }
-    }
-
-    fn unsaved_map(&self) -> std::sync::MutexGuard<'_, HashMap<CertId, Unsaved>> {
-        self.unsaved
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Writes the Certificates' status as the engine saves their states, off the engine's
-    /// path (a slow or hung API server never holds up issuance, and the engine never waits for
-    /// status writes). A state whose write fails is kept (a newer state of the same certificate
-    /// replaces it) and written again: at once on the next save, or after a pause (1 s doubling
-    /// to 30 s) when the API server did not answer. Ends when `stop` turns true, after one last
-    /// pass bounded by the request timeout.
-    pub async fn write_statuses(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut pause = STATUS_RETRY_MIN;
-        loop {
-            let failed = self.flush_statuses().await.is_err();
-            let wait = if failed {
-                let p = pause;
-                pause = (pause * 2).min(STATUS_RETRY_MAX);
-                p
-            } else {
-                pause = STATUS_RETRY_MIN;
-                Duration::MAX
-            };
-            tokio::select! {
-                _ = self.status_wake.notified(), if !failed => {}
-                _ = tokio::time::sleep(wait), if failed => {}
-                _ = stop.changed() => {
-                    let _ = self.flush_statuses().await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Writes every waiting state once. After a transport failure, a timeout, 429 or 5xx the
-    /// rest is not tried (it would wait out the same timeout once per certificate) and is kept
-    /// with the failed one; other failures (RBAC, an invalid status) are kept and logged.
-    async fn flush_statuses(&self) -> Result<(), KubeError> {
-        let batch: Vec<(CertId, Unsaved)> = self.unsaved_map().drain().collect();
-        let mut left = batch.into_iter();
-        let mut result = Ok(());
-        for (id, entry) in left.by_ref() {
-            if let Err(e) = self.write_status(&id, &entry).await {
-                let passes = e.class() == FailureClass::Transient;
-                tracing::warn!(certificate = %id, error = %e, "cannot write Certificate status; kept for a retry");
-                self.keep_unsaved(id, entry);
-                if passes {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        for (id, entry) in left {
-            self.keep_unsaved(id, entry);
-        }
-        result
-    }
-
-    /// Puts `entry` back unless a newer state of `id` arrived meanwhile.
-    fn keep_unsaved(&self, id: CertId, entry: Unsaved) {
-        let mut unsaved = self.unsaved_map();
-        match unsaved.get(&id) {
-            Some(newer) if newer.version > entry.version => {}
-            _ => {
-                unsaved.insert(id, entry);
-            }
-        }
-    }
-
-    /// One Certificate's status for `entry` (a merge patch; skipped for a deleted Certificate).
-    /// Only the status writer calls it, one write at a time, newest state last.
-    async fn write_status(&self, id: &str, entry: &Unsaved) -> Result<(), KubeError> {
-        let Some(tracked) = self.tracked(id) else {
-            return Ok(());
-        };
-        let meta = &tracked.meta;
-        let phase = self.phase(id);
-        let mut last = phase.last.lock().await;
-        phase.saved.fetch_max(entry.started, Ordering::SeqCst);
-        let old = self.certificates.get(id).and_then(|c| c.get("status").cloned());
-        let patch = status_patch(
-            &entry.state,
-            tracked.fingerprint,
-            meta.generation,
-            old.as_ref(),
-            SystemTime::now(),
-        );
-        let path = status_path(meta)?;
-        match self.client.merge_patch(&path, &patch).await {
-            Ok(_) => {
-                *last = patch.pointer("/status/conditions").cloned();
-                Ok(())
-            }
-            Err(e) if e.code() == Some(404) => Ok(()),
-            Err(e) => Err(e),
         }
     }
 
@@ -662,15 +484,8 @@ impl KubeRuntime {
     }
 }
 
-/// The status subresource of a Certificate.
-pub fn status_path(meta: &CertMeta) -> Result<String, KubeError> {
-    Ok(format!(
-        "{}/status",
-        cm_path(&meta.namespace, "certificates", Some(&meta.name))?
-    ))
-}
-
-/// The Certificate status for `state`, as a merge patch (`null` clears a field).
+/// The Certificate status for `state` on top of `old` (a status object), as the merge patch the
+/// status writer sends ([`crate::status::show_state`]).
 pub fn status_patch(
     state: &CertState,
     fingerprint: u64,
@@ -678,92 +493,17 @@ pub fn status_patch(
     old: Option<&Value>,
     now: SystemTime,
 ) -> Value {
-    let now_unix = to_unix(now);
-    let now_s = rfc3339(now);
-    let old_condition = |t: &str| {
-        old.and_then(|s| s.get("conditions"))
-            .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
-            .cloned()
+    let mut status: CertificateStatus = old
+        .and_then(|o| serde_json::from_value(o.clone()).ok())
+        .unwrap_or_default();
+    let target = Target {
+        namespace: String::new(),
+        name: String::new(),
+        generation,
+        fingerprint,
     };
-    let condition = |t: &str, status: &str, reason: &str, message: String| {
-        let since = old_condition(t)
-            .filter(|c| c["status"] == status)
-            .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| now_s.clone());
-        let mut c = json!({"type": t, "status": status, "reason": reason, "message": message,
-                           "lastTransitionTime": since});
-        if generation > 0 {
-            c["observedGeneration"] = json!(generation);
-        }
-        c
-    };
-    let failure_note = state.failure.as_ref().map(|f| {
-        let next = f.next_attempt.map_or("when its input changes".to_owned(), rfc);
-        format!(
-            "; the last attempt failed ({}, {} attempts), next attempt {next}",
-            f.class.as_str(),
-            f.attempts
-        )
-    });
-    let ready = match &state.issued {
-        Some(i) if i.not_after <= now_unix => condition(
-            "Ready",
-            "False",
-            "Expired",
-            format!("Certificate expired on {}", rfc(i.not_after)),
-        ),
-        Some(i) if i.spec_fingerprint != fingerprint => condition(
-            "Ready",
-            "False",
-            "RequestChanged",
-            "The certificate in the Secret was issued for a different spec; re-issuing".into(),
-        ),
-        Some(_) => condition(
-            "Ready",
-            "True",
-            "Ready",
-            format!(
-                "Certificate is up to date and has not expired{}",
-                failure_note.clone().unwrap_or_default()
-            ),
-        ),
-        None => condition(
-            "Ready",
-            "False",
-            "DoesNotExist",
-            "Issuing certificate as Secret does not exist".into(),
-        ),
-    };
-    let mut conditions = vec![ready];
-    if let Some(f) = &state.failure {
-        let next = f.next_attempt.map_or("when its input changes".to_owned(), rfc);
-        conditions.push(condition(
-            "Issuing",
-            "False",
-            "Failed",
-            format!(
-                "The certificate request has failed to complete and will be retried at {next}: {}",
-                f.message
-            ),
-        ));
-    }
-    let issued = state.issued.as_ref();
-    let failure = state.failure.as_ref();
-    json!({"status": {
-        "conditions": conditions,
-        "notBefore": issued.map(|i| rfc(i.not_before)),
-        "notAfter": issued.map(|i| rfc(i.not_after)),
-        "renewalTime": issued.map(|i| rfc(i.renewal_time)),
-        "revision": (state.revision > 0).then_some(state.revision),
-        "lastFailureTime": failure.map(|f| rfc(f.last_failure)),
-        "failedIssuanceAttempts": failure.map(|f| f.attempts),
-        "certkeeper": failure.map(|f| json!({
-            "failureClass": f.class,
-            "failureMessage": f.message,
-            "nextAttemptTime": f.next_attempt.map(rfc),
-        })),
-    }})
+    crate::status::show_state(&mut status, state, &target, now);
+    serde_json::to_value(status.merge_patch()).unwrap_or(Value::Null)
 }
 
 /// Whether a Certificate's status already shows `state` (revision, notAfter, failing or not):
@@ -781,9 +521,7 @@ pub fn status_current(certificate: &Value, state: &CertState) -> bool {
         && failing == state.failure.is_some()
 }
 
-/// The start of the `Issuing` condition's message while failing ([`status_patch`] goes on with
-/// ` at <next attempt>: <failure>`, cert-manager with `: <failure>`).
-const ISSUING_FAILED: &str = "The certificate request has failed to complete and will be retried";
+use crate::status::ISSUING_FAILED;
 /// Where [`status_patch`] names the failure's class in the `Ready` condition's message:
 /// `; the last attempt failed (<class>, <n> attempts)`.
 const READY_FAILURE_NOTE: &str = "; the last attempt failed (";
@@ -1026,9 +764,10 @@ impl Runtime for KubeRuntime {
             .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
         let name = meta_str(&created, "name").to_owned();
         self.set_pending_name(&job.id, Some(name.clone()));
-        self.patch_pending_status(&meta, Some(&name))
-            .await
-            .map_err(|e| runtime_error(e, "recording status.nextPrivateKeySecretName"))
+        if let Some(target) = self.target(&job.id) {
+            self.status.next_private_key(&job.id, &target, Some(name));
+        }
+        Ok(())
     }
 
     async fn write(&self, job: &CertJob, issued: &Issued) -> Result<(), RuntimeError> {
@@ -1046,25 +785,14 @@ impl Runtime for KubeRuntime {
         Ok(())
     }
 
-    /// Hands the states to the status writer ([`KubeRuntime::write_statuses`]) and returns:
-    /// the engine's truth is in memory and in the Secrets; the status is its published view.
+    /// Hands the states to the status writer ([`StatusWriter`]) and returns: the engine's
+    /// truth is in memory and in the Secrets; the status is its published view.
     async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
-        {
-            let mut unsaved = self.unsaved_map();
-            for (id, state) in states {
-                let started = self.phase(&id).started.load(Ordering::SeqCst);
-                let version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
-                unsaved.insert(
-                    id,
-                    Unsaved {
-                        version,
-                        started,
-                        state,
-                    },
-                );
+        for (id, state) in states {
+            if let Some(target) = self.target(&id) {
+                self.status.state(&id, &target, state);
             }
         }
-        self.status_wake.notify_one();
         Ok(())
     }
 
@@ -1084,7 +812,9 @@ impl Runtime for KubeRuntime {
                     "ManuallyTriggered" => MANUAL_ISSUING_MESSAGE.to_owned(),
                     other => format!("Issuing certificate ({other})"),
                 };
-                self.mark_issuing(&meta, reason, message.clone());
+                if let Some(target) = self.target(id) {
+                    self.status.issuing(id, &target, reason, message.clone());
+                }
                 self.queue_event(meta, "Normal", "Issuing", message);
             }
             EngineEvent::Issued {
@@ -1168,6 +898,8 @@ async fn post_event(client: KubeClient, event: Outgoing) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     /// A certificate served from 1_800_000_000 for an hour, issued for fingerprint 7.

@@ -85,8 +85,9 @@ pub use meta::{
     ObjectMeta, SecretKeySelector,
 };
 pub use status::{
-    CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertkeeperStatus, Condition,
-    ConditionStatus, IssuerCondition, IssuerStatus,
+    CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertificateStatusPatch,
+    CertkeeperStatus, Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition,
+    set_condition,
 };
 pub use syntax::{
     Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,

@@ -142,7 +142,112 @@ pub struct IssuerStatus {
     pub conditions: Vec<IssuerCondition>,
 }
 
+/// Sets `new` in `conditions` (replacing the condition of its type), as Kubernetes'
+/// `meta.SetStatusCondition` does: `lastTransitionTime` is kept when the status does not change
+/// and is `now` (RFC 3339) when it does or the condition is new (or `new` carries its own).
+/// The one rule for every condition certkeeper writes.
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: &str) {
+    match conditions
+        .iter_mut()
+        .find(|c| c.condition_type == new.condition_type)
+    {
+        Some(old) => {
+            if old.status == new.status && old.last_transition_time.is_some() {
+                new.last_transition_time = old.last_transition_time.take();
+            } else if new.last_transition_time.is_none() {
+                new.last_transition_time = Some(now.to_owned());
+            }
+            *old = new;
+        }
+        None => {
+            if new.last_transition_time.is_none() {
+                new.last_transition_time = Some(now.to_owned());
+            }
+            conditions.push(new);
+        }
+    }
+}
+
+/// A Certificate status as a merge patch, see [`CertificateStatus::merge_patch`].
+#[derive(Debug, Serialize)]
+pub struct CertificateStatusPatch<'a> {
+    status: StatusFields<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFields<'a> {
+    conditions: &'a [CertificateCondition],
+    last_failure_time: &'a Option<String>,
+    not_before: &'a Option<String>,
+    not_after: &'a Option<String>,
+    renewal_time: &'a Option<String>,
+    revision: &'a Option<i32>,
+    next_private_key_secret_name: &'a Option<String>,
+    failed_issuance_attempts: &'a Option<i32>,
+    certkeeper: Option<CertkeeperFields<'a>>,
+}
+
+/// `status.certkeeper` in a merge patch: every field, `null` when unset (a nested object is
+/// merged field by field, so a field left out would keep its old value).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CertkeeperFields<'a> {
+    failure_class: &'a Option<FailureClass>,
+    failure_message: &'a str,
+    next_attempt_time: &'a Option<String>,
+}
+
+/// Removes the condition of this type.
+pub fn remove_condition(conditions: &mut Vec<Condition>, condition_type: &str) {
+    conditions.retain(|c| c.condition_type != condition_type);
+}
+
+impl Condition {
+    /// A condition of `condition_type` with this status, reason and message (the transition
+    /// time is [`set_condition`]'s to decide).
+    pub fn new(
+        condition_type: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+        observed_generation: i64,
+    ) -> Self {
+        Condition {
+            condition_type: condition_type.to_owned(),
+            status,
+            last_transition_time: None,
+            reason: reason.to_owned(),
+            message: message.into(),
+            observed_generation,
+        }
+    }
+}
+
 impl CertificateStatus {
+    /// The status as a JSON merge patch (RFC 7386) body of every field certkeeper writes
+    /// (`{"status": {...}}`): a field that is `None` is written as `null`, so the patch removes
+    /// what the status no longer says. Serialise it (e.g. with serde_json).
+    pub fn merge_patch(&self) -> CertificateStatusPatch<'_> {
+        CertificateStatusPatch {
+            status: StatusFields {
+                conditions: &self.conditions,
+                last_failure_time: &self.last_failure_time,
+                not_before: &self.not_before,
+                not_after: &self.not_after,
+                renewal_time: &self.renewal_time,
+                revision: &self.revision,
+                next_private_key_secret_name: &self.next_private_key_secret_name,
+                failed_issuance_attempts: &self.failed_issuance_attempts,
+                certkeeper: self.certkeeper.as_ref().map(|c| CertkeeperFields {
+                    failure_class: &c.failure_class,
+                    failure_message: &c.failure_message,
+                    next_attempt_time: &c.next_attempt_time,
+                }),
+            },
+        }
+    }
+
     /// The condition of this type, if set.
     pub fn condition(&self, condition_type: &str) -> Option<&CertificateCondition> {
         self.conditions
@@ -165,6 +270,53 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn set_condition_keeps_the_transition_time_while_the_status_holds() {
+        let mut conditions = Vec::new();
+        let ready = |status, reason: &str| Condition::new(CONDITION_READY, status, reason, "m", 2);
+        set_condition(&mut conditions, ready(ConditionStatus::False, "Pending"), "T1");
+        assert_eq!(conditions[0].last_transition_time.as_deref(), Some("T1"));
+        // Same status, new reason and message: the transition time stays.
+        set_condition(&mut conditions, ready(ConditionStatus::False, "Failed"), "T2");
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].reason, "Failed");
+        assert_eq!(conditions[0].last_transition_time.as_deref(), Some("T1"));
+        // A change of status moves it.
+        set_condition(&mut conditions, ready(ConditionStatus::True, "Ready"), "T3");
+        assert_eq!(conditions[0].last_transition_time.as_deref(), Some("T3"));
+        // Another type is added beside it; removing it leaves the first.
+        set_condition(
+            &mut conditions,
+            Condition::new(CONDITION_ISSUING, ConditionStatus::True, "Renewing", "", 2),
+            "T4",
+        );
+        assert_eq!(conditions.len(), 2);
+        remove_condition(&mut conditions, CONDITION_ISSUING);
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].condition_type, CONDITION_READY);
+    }
+
+    #[test]
+    fn a_merge_patch_clears_what_the_status_no_longer_says() {
+        let status = CertificateStatus {
+            revision: Some(3),
+            ..CertificateStatus::default()
+        };
+        let yaml = serde_yaml_ng::to_string(&status.merge_patch()).unwrap();
+        let back: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let fields = back["status"].as_mapping().unwrap();
+        assert_eq!(fields.len(), 9, "{yaml}");
+        assert_eq!(back["status"]["revision"], serde_yaml_ng::Value::from(3));
+        for cleared in [
+            "notAfter",
+            "certkeeper",
+            "failedIssuanceAttempts",
+            "nextPrivateKeySecretName",
+        ] {
+            assert!(back["status"][cleared].is_null(), "{cleared}: {yaml}");
+        }
+    }
 
     #[test]
     fn certificate_status_with_cert_manager_names_and_certkeeper_state() {
