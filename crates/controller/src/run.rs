@@ -20,6 +20,7 @@ use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
 use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerStatus, set_condition};
 use certkeeper_engine::metrics::Metrics;
+use certkeeper_engine::state::IssueReason;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};
 use serde_json::{Value, json};
@@ -668,7 +669,7 @@ async fn reconcile(
     for object in stores.certificates.snapshot() {
         match build_certificate(client, &object, &fingerprints) {
             Ok((job, meta)) => {
-                match crate::ops::renew_request(&object, crate::runtime::MANUAL_ISSUING_MESSAGE) {
+                match crate::ops::renew_request(&object, IssueReason::ManuallyTriggered.message()) {
                     Some(at) if applied.renews_handled.get(&job.id).map(String::as_str) != Some(at) => {
                         renew_requests.push((job.id.clone(), at.to_owned()));
                     }

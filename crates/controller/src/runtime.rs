@@ -44,9 +44,6 @@ use crate::status::{StatusWriter, Target};
 pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";
 /// cert-manager's label on Secrets it manages ("for attention of").
 pub const FAO_LABEL: &str = "controller.cert-manager.io/fao";
-/// The `Issuing` message the controller writes when it acts on a renew request (distinct from
-/// the request's own, see [`crate::ops::renew_request`]).
-pub const MANUAL_ISSUING_MESSAGE: &str = "Issuing certificate as a renewal was requested";
 /// cert-manager's label on a Secret holding a Certificate's next private key.
 pub const NEXT_PRIVATE_KEY_LABEL: &str = "cert-manager.io/next-private-key";
 
@@ -803,17 +800,10 @@ impl Runtime for KubeRuntime {
         };
         match event {
             EngineEvent::Issuing { reason } => {
-                tracing::info!(certificate = id, reason, "issuing certificate");
-                let message = match reason {
-                    "DoesNotExist" => "Issuing certificate as Secret does not exist".to_owned(),
-                    "Renewing" => "Renewing certificate as renewal was scheduled".to_owned(),
-                    "Expired" => "Issuing certificate as the certificate has expired".to_owned(),
-                    "RequestChanged" => "Issuing certificate as the spec changed".to_owned(),
-                    "ManuallyTriggered" => MANUAL_ISSUING_MESSAGE.to_owned(),
-                    other => format!("Issuing certificate ({other})"),
-                };
+                tracing::info!(certificate = id, reason = reason.as_str(), "issuing certificate");
+                let message = reason.message().to_owned();
                 if let Some(target) = self.target(id) {
-                    self.status.issuing(id, &target, reason, message.clone());
+                    self.status.issuing(id, &target, reason.as_str(), message.clone());
                 }
                 self.queue_event(meta, "Normal", "Issuing", message);
             }

@@ -24,7 +24,7 @@ use certkeeper_core::spec::{
     remove_condition, set_condition,
 };
 use certkeeper_engine::CertId;
-use certkeeper_engine::state::{CertState, from_unix, to_unix};
+use certkeeper_engine::state::{CertState, IssueReason, Readiness, from_unix, to_unix};
 use tokio::sync::Notify;
 
 use crate::kube::{KubeClient, KubeError, cm_path};
@@ -121,31 +121,24 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
             next_attempt(f)
         )
     });
-    let (ready, reason, message) = match &state.issued {
-        Some(i) if i.not_after <= now_unix => (
-            ConditionStatus::False,
-            "Expired",
-            format!("Certificate expired on {}", rfc(i.not_after)),
+    let readiness = Readiness::of(state.issued.as_ref(), target.fingerprint, now_unix);
+    let message = match (readiness, &state.issued) {
+        (Readiness::Expired, Some(i)) => format!("Certificate expired on {}", rfc(i.not_after)),
+        (Readiness::RequestChanged, _) => {
+            "The certificate in the Secret was issued for a different spec; re-issuing".to_owned()
+        }
+        (Readiness::Ready, _) => format!(
+            "Certificate is up to date and has not expired{}",
+            failure_note.unwrap_or_default()
         ),
-        Some(i) if i.spec_fingerprint != target.fingerprint => (
-            ConditionStatus::False,
-            "RequestChanged",
-            "The certificate in the Secret was issued for a different spec; re-issuing".to_owned(),
-        ),
-        Some(_) => (
-            ConditionStatus::True,
-            "Ready",
-            format!(
-                "Certificate is up to date and has not expired{}",
-                failure_note.unwrap_or_default()
-            ),
-        ),
-        None => (
-            ConditionStatus::False,
-            "DoesNotExist",
-            "Issuing certificate as Secret does not exist".to_owned(),
-        ),
+        _ => IssueReason::DoesNotExist.message().to_owned(),
     };
+    let ready = if readiness.is_ready() {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let reason = readiness.reason();
     set_condition(
         &mut status.conditions,
         Condition::new(CONDITION_READY, ready, reason, message, generation),

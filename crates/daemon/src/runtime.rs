@@ -139,7 +139,7 @@ impl Runtime for FileRuntime {
         let id = job.id.as_str();
         match event {
             EngineEvent::Issuing { reason } => {
-                tracing::info!(certificate = id, reason, "issuing certificate")
+                tracing::info!(certificate = id, reason = reason.as_str(), "issuing certificate")
             }
             EngineEvent::Issued {
                 revision,

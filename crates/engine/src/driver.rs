@@ -31,6 +31,7 @@ use crate::gate::Refusal;
 use crate::hold::{IssuerHold, probe_time};
 use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
 use crate::metrics::{CertificateSample, Metrics};
+use crate::state::Readiness;
 use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, UnixSeconds, decide, from_unix, to_unix};
 
 /// How long a certificate waiting for a change of input goes without a look anyway: references
@@ -491,12 +492,7 @@ impl<R: Runtime> Driver<R> {
             }
             e.renew_now = false;
             e.in_flight = true;
-            self.runtime.event(
-                &e.job,
-                EngineEvent::Issuing {
-                    reason: reason.as_str(),
-                },
-            );
+            self.runtime.event(&e.job, EngineEvent::Issuing { reason });
             let fingerprint = e.job.fingerprint;
             let unwritten = e
                 .unwritten
@@ -841,10 +837,7 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
 
 /// Issued, unexpired and issued for the current spec.
 fn is_ready(e: &Entry, now_unix: i64) -> bool {
-    e.state
-        .issued
-        .as_ref()
-        .is_some_and(|i| i.not_after > now_unix && i.spec_fingerprint == e.job.fingerprint)
+    Readiness::of(e.state.issued.as_ref(), e.job.fingerprint, now_unix).is_ready()
 }
 
 /// A certificate's status; one waiting behind its issuer's hold shows the hold's current probe

@@ -86,7 +86,7 @@ pub struct RuntimeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
     Issuing {
-        reason: &'static str,
+        reason: crate::state::IssueReason,
     },
     Issued {
         revision: u64,

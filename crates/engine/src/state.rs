@@ -93,6 +93,58 @@ impl IssueReason {
             IssueReason::Retry => "Retry",
         }
     }
+
+    /// What the `Issuing` condition and the Event say (cert-manager's wording where it has one).
+    pub fn message(self) -> &'static str {
+        match self {
+            IssueReason::DoesNotExist => "Issuing certificate as Secret does not exist",
+            IssueReason::RequestChanged => "Issuing certificate as the spec changed",
+            IssueReason::Expired => "Issuing certificate as the certificate has expired",
+            IssueReason::Renewing => "Renewing certificate as renewal was scheduled",
+            IssueReason::ManuallyTriggered => "Issuing certificate as a renewal was requested",
+            IssueReason::Retry => "Issuing certificate again after a failed attempt",
+        }
+    }
+}
+
+/// Whether a certificate is ready, and if not why (cert-manager's `Ready` reasons): the one
+/// rule for the engine, the status rows of both runtimes and the controller's `Ready` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Issued, unexpired, and issued for the current spec.
+    Ready,
+    Expired,
+    /// The served certificate was issued for another spec.
+    RequestChanged,
+    /// Nothing issued yet.
+    DoesNotExist,
+}
+
+impl Readiness {
+    /// The readiness of what `issued` describes for the spec with `fingerprint`, at `now`
+    /// (Unix seconds).
+    pub fn of(issued: Option<&IssuedInfo>, fingerprint: u64, now: i64) -> Self {
+        match issued {
+            None => Readiness::DoesNotExist,
+            Some(i) if i.not_after <= now => Readiness::Expired,
+            Some(i) if i.spec_fingerprint != fingerprint => Readiness::RequestChanged,
+            Some(_) => Readiness::Ready,
+        }
+    }
+
+    pub fn is_ready(self) -> bool {
+        self == Readiness::Ready
+    }
+
+    /// cert-manager's reason of its `Ready` condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Readiness::Ready => "Ready",
+            Readiness::Expired => "Expired",
+            Readiness::RequestChanged => "RequestChanged",
+            Readiness::DoesNotExist => "DoesNotExist",
+        }
+    }
 }
 
 /// What to do with a certificate now.
@@ -151,6 +203,19 @@ mod tests {
             issued_at: T0,
             warning: None,
         }
+    }
+
+    #[test]
+    fn readiness_is_issued_unexpired_and_for_the_current_spec() {
+        let i = issued(7);
+        assert_eq!(Readiness::of(None, 7, T0), Readiness::DoesNotExist);
+        assert_eq!(Readiness::of(Some(&i), 7, T0 + 2999), Readiness::Ready);
+        assert_eq!(Readiness::of(Some(&i), 7, T0 + 3000), Readiness::Expired);
+        // Expired wins over a changed spec, as cert-manager reports it.
+        assert_eq!(Readiness::of(Some(&i), 8, T0 + 3000), Readiness::Expired);
+        assert_eq!(Readiness::of(Some(&i), 8, T0), Readiness::RequestChanged);
+        assert!(Readiness::Ready.is_ready() && !Readiness::Expired.is_ready());
+        assert_eq!(Readiness::RequestChanged.reason(), "RequestChanged");
     }
 
     fn failure(fp: u64, next: Option<i64>) -> FailureRecord {

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use certkeeper_engine::state::{CertState, to_unix};
+use certkeeper_engine::state::{CertState, Readiness, to_unix};
 use certkeeper_engine::{CertJob, CertStatus};
 
 fn rfc3339(secs: i64) -> String {
@@ -110,7 +110,7 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
     StatusRow {
         name: job.id.clone(),
         issuer: job.issuer.clone(),
-        ready: issued.is_some_and(|i| i.not_after > now && i.spec_fingerprint == job.fingerprint),
+        ready: Readiness::of(issued, job.fingerprint, now).is_ready(),
         not_after: issued.map(|i| rfc3339(i.not_after)),
         renewal_time: issued.map(|i| rfc3339(i.renewal_time)),
         revision: state.revision,
