@@ -420,6 +420,37 @@ impl KubeClient {
         audiences
     }
 
+    /// GET of a typed object; `None` on 404.
+    pub async fn get_object<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, KubeError> {
+        match self.get(path).await? {
+            Some(value) => decode_object(path, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// POST of a typed object; the object as created.
+    pub async fn create_object<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        object: &T,
+    ) -> Result<T, KubeError> {
+        let created = self.create(path, &encode_object(path, object)?).await?;
+        decode_object(path, created)
+    }
+
+    /// PUT of a typed object (a compare-and-swap on its `metadata.resourceVersion`).
+    pub async fn replace_object<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        object: &T,
+    ) -> Result<T, KubeError> {
+        let replaced = self.replace(path, &encode_object(path, object)?).await?;
+        decode_object(path, replaced)
+    }
+
     /// GET Secret `namespace/name` (names checked, see [`secret_path`]); `None` on 404.
     pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Value>, KubeError> {
         self.get(&secret_path(namespace, name)?).await
@@ -476,6 +507,20 @@ impl KubeClient {
             idle: self.watch_timeout + WATCH_IDLE_GRACE,
         })
     }
+}
+
+fn encode_object<T: serde::Serialize>(path: &str, object: &T) -> Result<Value, KubeError> {
+    serde_json::to_value(object).map_err(|e| KubeError::Decode {
+        what: format!("the body for {path}"),
+        message: e.to_string(),
+    })
+}
+
+fn decode_object<T: serde::de::DeserializeOwned>(path: &str, value: Value) -> Result<T, KubeError> {
+    serde_json::from_value(value).map_err(|e| KubeError::Decode {
+        what: format!("the answer of {path}"),
+        message: e.to_string(),
+    })
 }
 
 /// A body read whole, at most `limit` bytes.

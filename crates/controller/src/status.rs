@@ -25,6 +25,7 @@ use certkeeper_core::spec::{
 };
 use certkeeper_engine::CertId;
 use certkeeper_engine::state::{CertState, IssueReason, Readiness, from_unix, to_unix};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::kube::{KubeClient, KubeError, cm_path};
@@ -227,6 +228,28 @@ pub fn desired(mut status: CertificateStatus, intent: &Intent, now: SystemTime) 
         status.next_private_key_secret_name = name.clone();
     }
     status
+}
+
+/// The Certificate status for `state` on top of `old` (a status object), as the merge patch the
+/// status writer sends ([`show_state`]).
+pub fn status_patch(
+    state: &CertState,
+    fingerprint: u64,
+    generation: i64,
+    old: Option<&Value>,
+    now: SystemTime,
+) -> Value {
+    let mut status: CertificateStatus = old
+        .and_then(|o| serde_json::from_value(o.clone()).ok())
+        .unwrap_or_default();
+    let target = Target {
+        namespace: String::new(),
+        name: String::new(),
+        generation,
+        fingerprint,
+    };
+    show_state(&mut status, state, &target, now);
+    serde_json::to_value(status.merge_patch()).unwrap_or(Value::Null)
 }
 
 /// The one writer of Certificate status (see the module docs). Cheap to share (`Arc`).

@@ -1,0 +1,156 @@
+//! The next private key, kept between attempts in cert-manager's next-private-key Secret, so
+//! every request of one revision carries the same public key.
+
+use super::*;
+
+impl KubeRuntime {
+    pub(super) fn pending_name(&self, id: &str) -> Option<String> {
+        let known = self
+            .pending_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        known.or_else(|| {
+            let certificate = self.certificates.get(id)?;
+            let name = certificate
+                .pointer("/status/nextPrivateKeySecretName")?
+                .as_str()?;
+            Some(name.to_owned())
+        })
+    }
+
+    pub(super) fn set_pending_name(&self, id: &str, name: Option<String>) {
+        let mut known = self
+            .pending_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match name {
+            Some(n) => known.insert(id.to_owned(), n),
+            None => known.remove(id),
+        };
+    }
+
+    /// The next-private-key Secret of `meta`, if it exists and is ours: labelled as one and,
+    /// when the Certificate's uid is known, owned by it (a Secret someone else named in the
+    /// status is not a key source).
+    pub(super) async fn pending_secret(
+        &self,
+        meta: &CertMeta,
+        name: &str,
+    ) -> Result<Option<Value>, KubeError> {
+        let Some(secret) = self.client.get(&secret_path(&meta.namespace, name)?).await? else {
+            return Ok(None);
+        };
+        let labelled = secret
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(NEXT_PRIVATE_KEY_LABEL))
+            .and_then(Value::as_str)
+            == Some("true");
+        let owned = meta.uid.is_empty()
+            || secret
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == meta.uid.as_str()));
+        if labelled && owned {
+            Ok(Some(secret))
+        } else {
+            tracing::warn!(certificate = %format!("{}/{}", meta.namespace, meta.name), secret = name,
+                           "status.nextPrivateKeySecretName names a Secret that is not a next-private-key Secret of this Certificate; ignoring it");
+            Ok(None)
+        }
+    }
+
+    /// After an issuance: the next private key is now the served one; its Secret goes.
+    pub(super) async fn discard_pending_key(&self, job: &CertJob, meta: &CertMeta) {
+        let Some(name) = self.pending_name(&job.id) else {
+            return;
+        };
+        let result = async { self.client.delete(&secret_path(&meta.namespace, &name)?).await }.await;
+        match result {
+            Ok(()) => {
+                self.set_pending_name(&job.id, None);
+                if let Some(target) = self.target(&job.id) {
+                    self.status.next_private_key(&job.id, &target, None);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, secret = %name, error = %e, "cannot remove the next private key Secret")
+            }
+        }
+    }
+
+    /// The key of an earlier failed attempt, if its Secret exists and is ours.
+    pub(super) async fn load_pending_key(&self, job: &CertJob) -> Option<Secret> {
+        let meta = self.tracked(&job.id)?.meta;
+        let name = self.pending_name(&job.id)?;
+        let secret = match self.pending_secret(&meta, &name).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!(certificate = %job.id, secret = %name, error = %e, "cannot read the next private key Secret");
+                return None;
+            }
+        };
+        let key = String::from_utf8(secret_data(&secret).remove(TLS_KEY)?).ok()?;
+        // Left behind by an issuance whose clean-up failed: that key is served already, and
+        // reusing it would skip a rotation.
+        if self
+            .current_key(job)
+            .await
+            .is_some_and(|served| served.expose() == key.as_str())
+        {
+            tracing::info!(certificate = %job.id, secret = %name, "the kept key is the one served; removing its Secret");
+            self.discard_pending_key(job, &meta).await;
+            return None;
+        }
+        Some(Secret::new(key))
+    }
+
+    /// cert-manager's next private key Secret, written when an attempt with a new key fails:
+    /// `<certificate>-<random>`, labelled [`NEXT_PRIVATE_KEY_LABEL`] and [`FAO_LABEL`], owned by
+    /// the Certificate (garbage-collected with it), named in `status.nextPrivateKeySecretName`.
+    /// A replaced key (the spec's key algorithm changed) is written into the same Secret. An
+    /// attempt that succeeds at once stores nothing here (no extra API calls per issuance).
+    pub(super) async fn keep_pending_key(&self, job: &CertJob, key_pem: &Secret) -> Result<(), RuntimeError> {
+        let meta = self.meta(&job.id)?;
+        let data = json!({ TLS_KEY: b64(key_pem.expose().as_bytes()) });
+        if let Some(name) = self.pending_name(&job.id) {
+            let existing = self
+                .pending_secret(&meta, &name)
+                .await
+                .map_err(|e| runtime_error(e, "reading the next private key Secret"))?;
+            if let Some(mut secret) = existing {
+                secret["data"] = data;
+                async {
+                    let path = secret_path(&meta.namespace, &name)?;
+                    self.client.replace(&path, &secret).await
+                }
+                .await
+                .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
+                self.set_pending_name(&job.id, Some(name));
+                return Ok(());
+            }
+        }
+        let mut metadata = json!({
+            "generateName": format!("{}-", meta.name), "namespace": meta.namespace,
+            "labels": {NEXT_PRIVATE_KEY_LABEL: "true", FAO_LABEL: "true"},
+        });
+        if !meta.uid.is_empty() {
+            metadata["ownerReferences"] = json!([{
+                "apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": meta.name,
+                "uid": meta.uid, "controller": true, "blockOwnerDeletion": true,
+            }]);
+        }
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                          "metadata": metadata, "data": data});
+        let created = async { self.client.create(&secrets_path(&meta.namespace)?, &body).await }
+            .await
+            .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
+        let name = meta_str(&created, "name").to_owned();
+        self.set_pending_name(&job.id, Some(name.clone()));
+        if let Some(target) = self.target(&job.id) {
+            self.status.next_private_key(&job.id, &target, Some(name));
+        }
+        Ok(())
+    }
+}
