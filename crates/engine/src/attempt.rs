@@ -3,14 +3,17 @@
 //! Every failure on the way is reduced to a [`FailureClass`] and a message here, by the class
 //! functions of the failing layer (Vault client, runtime storage); nothing else is decided here.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::Secret;
 use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
-use certkeeper_vault::SignRequest;
+use certkeeper_vault::{SignRequest, SignedCertificate, VaultError};
 
+use crate::clock::Clock;
 use crate::driver::issued_info;
 use crate::gate::{Outcome, Refusal, Transition};
 use crate::job::{CertJob, Issued, IssuerRuntime, Runtime};
@@ -23,6 +26,28 @@ pub(crate) struct Attempt {
     /// A certificate signed by an earlier attempt whose write failed, still fit to serve:
     /// written without asking Vault again.
     pub unwritten: Option<Box<Issued>>,
+    pub clock: Arc<dyn Clock>,
+    pub signer: Arc<dyn Signer>,
+}
+
+/// A sign request on its way to the issuer.
+pub(crate) type SignFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SignedCertificate, VaultError>> + Send + 'a>>;
+
+/// Sends a sign request to an issuer: the engine's one seam around Vault. The engine signs
+/// through [`VaultSigner`]; its unit tests answer for Vault (`driver/scheduling_tests.rs`).
+pub(crate) trait Signer: Send + Sync + 'static {
+    fn sign<'a>(&'a self, issuer: &'a IssuerRuntime, request: &'a SignRequest) -> SignFuture<'a>;
+}
+
+/// Signs with the issuer's Vault client.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct VaultSigner;
+
+impl Signer for VaultSigner {
+    fn sign<'a>(&'a self, issuer: &'a IssuerRuntime, request: &'a SignRequest) -> SignFuture<'a> {
+        Box::pin(issuer.client.sign(&issuer.path, request))
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +105,14 @@ pub(crate) async fn run_attempt<R: Runtime>(mut attempt: Attempt, runtime: Arc<R
     if let Some(issued) = attempt.unwritten.take() {
         tracing::info!(certificate = %attempt.job.id, serial = %issued.certificate.serial,
                        "writing the certificate signed by an earlier attempt");
-        return write_issued(&attempt.job, runtime.as_ref(), *issued, false).await;
+        return write_issued(
+            &attempt.job,
+            runtime.as_ref(),
+            *issued,
+            false,
+            attempt.clock.as_ref(),
+        )
+        .await;
     }
     // Refused by an open circuit: no key generated, nothing sent.
     if let Some(Refusal::CircuitOpen(_)) = attempt.issuer.gate.refusal() {
@@ -114,6 +146,8 @@ async fn sign_and_write<R: Runtime>(
         job,
         issuer,
         revision,
+        clock,
+        signer,
         ..
     } = attempt;
     let csr_pem = match build_csr(&job.csr, &key) {
@@ -133,7 +167,7 @@ async fn sign_and_write<R: Runtime>(
         Ok(p) => p,
         Err(Refusal::CircuitOpen(_)) => return refused(&issuer),
     };
-    let signed = issuer.client.sign(&issuer.path, &request).await;
+    let signed = signer.sign(&issuer, &request).await;
     let outcome = Outcome::of_sign(&signed);
     let transition = permit.finish(outcome);
     let recovered = transition == Transition::Recovered;
@@ -152,7 +186,7 @@ async fn sign_and_write<R: Runtime>(
         }
     };
 
-    let now = SystemTime::now();
+    let now = clock.now();
     let certificate = match verify_issued(
         &signed.certificate_pem,
         &signed.ca_chain_pem,
@@ -181,7 +215,7 @@ async fn sign_and_write<R: Runtime>(
         certificate,
         revision,
     };
-    write_issued(&job, runtime, issued, recovered).await
+    write_issued(&job, runtime, issued, recovered, clock.as_ref()).await
 }
 
 /// Stores a verified certificate; a failure hands it back for the next attempt.
@@ -190,6 +224,7 @@ async fn write_issued<R: Runtime>(
     runtime: &R,
     issued: Issued,
     recovered: bool,
+    clock: &dyn Clock,
 ) -> AttemptOutcome {
     if let Err(e) = runtime.write(job, &issued).await {
         return AttemptOutcome::Failed {
@@ -203,7 +238,7 @@ async fn write_issued<R: Runtime>(
         };
     }
     AttemptOutcome::Issued {
-        info: issued_info(job, &issued.certificate, SystemTime::now()),
+        info: issued_info(job, &issued.certificate, clock.now()),
         recovered,
     }
 }

@@ -16,6 +16,9 @@
 //!
 //! An issuer-wide refusal (see [`crate::hold`]) holds the issuer the same way, with the probe's
 //! time following the soonest-expiring waiting certificate's expiry-aware schedule.
+//!
+//! The driver reads the time only from its [`Clock`] (the system's by default; tests run it on
+//! tokio's paused time, see [`crate::clock`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -26,7 +29,8 @@ use tokio::task::JoinSet;
 
 use certkeeper_core::FailureClass;
 
-use crate::attempt::{Attempt, AttemptOutcome, run_attempt};
+use crate::attempt::{Attempt, AttemptOutcome, Signer, VaultSigner, run_attempt};
+use crate::clock::{Clock, WallClock};
 use crate::gate::Refusal;
 use crate::hold::{IssuerHold, probe_time};
 use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
@@ -207,6 +211,10 @@ struct Entry {
 
 struct Driver<R: Runtime> {
     runtime: Arc<R>,
+    /// The one source of "now" (see [`crate::clock`]).
+    clock: Arc<dyn Clock>,
+    /// Sends sign requests: the issuer's Vault client ([`VaultSigner`]), a fake Vault in tests.
+    signer: Arc<dyn Signer>,
     metrics: Metrics,
     config: EngineConfig,
     issuers: HashMap<IssuerId, IssuerRuntime>,
@@ -225,11 +233,34 @@ struct Driver<R: Runtime> {
 /// nothing is in flight.
 const TRIM_AFTER_ATTEMPTS: usize = 64;
 
-/// Start the engine on the current tokio runtime.
+/// Start the engine on the current tokio runtime, on the system's clock.
 pub fn spawn<R: Runtime>(runtime: Arc<R>, metrics: Metrics, config: EngineConfig) -> EngineHandle {
+    spawn_with_clock(runtime, metrics, config, Arc::new(WallClock))
+}
+
+/// Start the engine on the current tokio runtime, reading time from `clock` (a
+/// [`crate::clock::TokioClock`] lets tests drive it with tokio's paused time).
+pub fn spawn_with_clock<R: Runtime>(
+    runtime: Arc<R>,
+    metrics: Metrics,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+) -> EngineHandle {
+    spawn_driver(runtime, metrics, config, clock, Arc::new(VaultSigner))
+}
+
+fn spawn_driver<R: Runtime>(
+    runtime: Arc<R>,
+    metrics: Metrics,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    signer: Arc<dyn Signer>,
+) -> EngineHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = Driver {
         runtime,
+        clock,
+        signer,
         metrics: metrics.clone(),
         config,
         issuers: HashMap::new(),
@@ -253,9 +284,9 @@ impl<R: Runtime> Driver<R> {
             } else if self.running.is_empty() {
                 break;
             }
-            let sleep = match (shutdown.is_none(), self.queue.first()) {
-                (true, Some((at, _))) => at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO),
-                _ => Duration::from_secs(3600),
+            let wake = match (shutdown.is_none(), self.queue.first()) {
+                (true, Some((at, _))) => *at,
+                _ => self.clock.now() + Duration::from_secs(3600),
             };
             tokio::select! {
                 cmd = rx.recv(), if shutdown.is_none() => match cmd {
@@ -288,7 +319,7 @@ impl<R: Runtime> Driver<R> {
                         crate::memory::release_free_memory();
                     }
                 }
-                _ = tokio::time::sleep(sleep) => {}
+                _ = self.clock.sleep_until(wake) => {}
             }
         }
         if let Some(done) = shutdown {
@@ -323,7 +354,7 @@ impl<R: Runtime> Driver<R> {
                 let _ = reply.send(self.hold_list());
             }
             Command::Snapshot(reply) => {
-                let now = SystemTime::now();
+                let now = self.clock.now();
                 let list = self
                     .entries
                     .values()
@@ -332,7 +363,7 @@ impl<R: Runtime> Driver<R> {
                 let _ = reply.send(list);
             }
             Command::Summary(reply) => {
-                let now = to_unix(SystemTime::now());
+                let now = self.clock.now_unix();
                 let mut s = Summary {
                     certificates: self.entries.len(),
                     issuing: self.running.len(),
@@ -435,7 +466,7 @@ impl<R: Runtime> Driver<R> {
         if e.in_flight {
             return;
         }
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let at = match (
             e.parked_until,
             decide(&e.state, e.job.fingerprint, now, e.renew_now),
@@ -451,7 +482,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn start_due(&mut self) {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         while self.running.len() < self.config.max_in_flight {
             let Some((at, id)) = self.queue.first().cloned() else {
                 break;
@@ -508,6 +539,8 @@ impl<R: Runtime> Driver<R> {
                 issuer,
                 revision: e.state.revision + 1,
                 unwritten,
+                clock: self.clock.clone(),
+                signer: self.signer.clone(),
             };
             let runtime = self.runtime.clone();
             self.running.spawn(async move {
@@ -519,7 +552,7 @@ impl<R: Runtime> Driver<R> {
 
     fn fail_locally(&mut self, id: &CertId, class: FailureClass, message: String) {
         if let Some(e) = self.entries.get_mut(id) {
-            let record = failure_record(&e.state, &e.job, class, message, None, SystemTime::now());
+            let record = failure_record(&e.state, &e.job, class, message, None, self.clock.now());
             e.state.failure = Some(record);
         }
         self.reschedule(id);
@@ -527,7 +560,7 @@ impl<R: Runtime> Driver<R> {
 
     /// Apply an attempt's outcome; returns the state to persist.
     fn apply(&mut self, id: &CertId, outcome: AttemptOutcome) -> Option<CertState> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let e = self.entries.get_mut(id)?;
         e.in_flight = false;
         e.parked_until = None;
@@ -880,6 +913,10 @@ pub(crate) fn issued_info(
         }),
     }
 }
+
+/// The driver under tokio's paused time: parking, probing and applying outcomes.
+#[cfg(test)]
+mod scheduling_tests;
 
 #[cfg(test)]
 mod tests {

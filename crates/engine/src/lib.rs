@@ -8,6 +8,7 @@
 pub mod adopt;
 mod attempt;
 pub mod build;
+pub mod clock;
 pub mod driver;
 pub mod gate;
 pub mod hold;
@@ -17,7 +18,8 @@ pub mod metrics;
 pub mod outputs;
 pub mod state;
 
-pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn};
+pub use clock::{Clock, TokioClock, WallClock};
+pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn, spawn_with_clock};
 pub use job::{
     CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
 };

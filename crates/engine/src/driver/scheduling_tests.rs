@@ -1,0 +1,557 @@
+//! The driver under tokio's paused time: parking behind an issuer's probe, the probe's pace, and
+//! what an attempt's outcome schedules next.
+//!
+//! The engine runs on a [`TokioClock`] starting at a fixed wall-clock time, so every timer fires
+//! at exactly the wall-clock second it was set for and nothing really sleeps. Vault is a
+//! [`FakeVault`] behind the engine's sign seam: it answers at once (the circuit sees each answer
+//! before the next request goes, as with one request in flight), refusing the issuer (403),
+//! unavailable (503) or signing with a local key; the issuer's gate is the real one.
+#![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, PrivateKey};
+use certkeeper_core::schedule::{RenewalPolicy, RetryInput, next_attempt, renewal_time};
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_vault::{
+    AuthMethod, ErrorKind, Operation, SecretSource, SignRequest, SignedCertificate, VaultClient, VaultConfig,
+    VaultError,
+};
+
+use super::{CertStatus, EngineConfig, EngineHandle, spawn_driver};
+use crate::attempt::{SignFuture, Signer};
+use crate::clock::{Clock, TokioClock};
+use crate::gate::{CircuitState, GateConfig, IssuerGate, OpenCause};
+use crate::hold::probe_time;
+use crate::job::{CertJob, EngineEvent, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError};
+use crate::metrics::Metrics;
+use crate::state::{CertState, IssuedInfo, UnixSeconds, from_unix, to_unix};
+
+const ISSUER: &str = "Issuer/default/vault";
+/// The wall-clock time the tests start at, in Unix seconds.
+const EPOCH: u64 = 1_800_000_000;
+const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// `s` seconds after the start, on the engine's clock.
+fn at(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EPOCH + s)
+}
+
+/// `ms` milliseconds after the start.
+fn at_ms(ms: u64) -> SystemTime {
+    at(0) + Duration::from_millis(ms)
+}
+
+/// `s` seconds after the start, as persisted.
+fn unix(s: u64) -> UnixSeconds {
+    to_unix(at(s))
+}
+
+/// Seconds since the start, for readable assertions.
+fn since_start(t: SystemTime) -> u64 {
+    t.duration_since(at(0)).unwrap().as_secs()
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn id(i: usize) -> String {
+    format!("default/c{i}")
+}
+
+fn job(i: usize) -> CertJob {
+    let cn = format!("c{i}.example.com");
+    CertJob {
+        id: id(i),
+        issuer: ISSUER.into(),
+        fingerprint: 1,
+        csr: CsrRequest {
+            common_name: Some(cn.clone()),
+            dns_names: vec![cn],
+            ..Default::default()
+        },
+        key_algorithm: KeyAlgorithm::Ecdsa(256),
+        key_encoding: KeyEncoding::Pkcs8,
+        // The runtime serves one key for all: no key generation, and the fake Vault signs it.
+        rotate_key: false,
+        duration: LIFETIME,
+        renewal: RenewalPolicy::default(),
+        labels: JobLabels::default(),
+    }
+}
+
+/// What the fake Vault answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vault {
+    /// 403 with a fresh token: Vault refuses the issuer itself.
+    Refuses,
+    /// 503: sealed.
+    Unavailable,
+    Signs,
+}
+
+/// A request that reached the fake Vault: when, for which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    at: SystemTime,
+    cert: String,
+}
+
+struct FakeVault {
+    clock: TokioClock,
+    /// The key every certificate is served with (see [`FakeRuntime::current_key`]).
+    key: rcgen::KeyPair,
+    mode: Mutex<Vault>,
+    calls: Mutex<Vec<Call>>,
+}
+
+fn status_error(status: u16, message: &str) -> VaultError {
+    VaultError {
+        operation: Operation::Sign,
+        kind: ErrorKind::Status {
+            status,
+            errors: vec![message.to_owned()],
+            body: None,
+            retry_after: None,
+            location: None,
+        },
+        fresh_token: true,
+    }
+}
+
+impl FakeVault {
+    fn set(&self, mode: Vault) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// A certificate for `cn` valid from now for `ttl`, self-signed with the served key.
+    fn certificate(&self, cn: &str, ttl: Duration) -> SignedCertificate {
+        let now = self.clock.now();
+        let mut params = rcgen::CertificateParams::new(vec![cn.to_owned()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.not_before = now.into();
+        params.not_after = (now + ttl).into();
+        SignedCertificate {
+            certificate_pem: params.self_signed(&self.key).unwrap().pem(),
+            issuing_ca_pem: String::new(),
+            ca_chain_pem: Vec::new(),
+            serial_number: String::new(),
+            expiration: to_unix(now + ttl),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Signer for FakeVault {
+    fn sign<'a>(&'a self, _issuer: &'a IssuerRuntime, request: &'a SignRequest) -> SignFuture<'a> {
+        let cn = request.common_name.clone().unwrap();
+        let cert = format!("default/{}", cn.split('.').next().unwrap());
+        self.calls.lock().unwrap().push(Call {
+            at: self.clock.now(),
+            cert,
+        });
+        let mode = *self.mode.lock().unwrap();
+        let answer = match mode {
+            Vault::Refuses => Err(status_error(403, "permission denied")),
+            Vault::Unavailable => Err(status_error(503, "Vault is sealed")),
+            Vault::Signs => Ok(self.certificate(&cn, request.ttl.unwrap())),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+/// Keeps states in memory and records events with the engine's time.
+struct FakeRuntime {
+    clock: TokioClock,
+    key_pem: Secret,
+    states: Mutex<HashMap<String, CertState>>,
+    events: Mutex<Vec<(SystemTime, String, EngineEvent)>>,
+}
+
+impl Runtime for FakeRuntime {
+    async fn current_key(&self, _job: &CertJob) -> Option<Secret> {
+        Some(self.key_pem.clone())
+    }
+    async fn write(&self, _job: &CertJob, _issued: &Issued) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+        self.states.lock().unwrap().extend(states);
+        Ok(())
+    }
+    fn event(&self, job: &CertJob, event: EngineEvent) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((self.clock.now(), job.id.clone(), event));
+    }
+}
+
+/// An engine on paused time with one issuer behind a fake Vault.
+struct Harness {
+    clock: TokioClock,
+    vault: Arc<FakeVault>,
+    runtime: Arc<FakeRuntime>,
+    engine: EngineHandle,
+    gate: IssuerGate,
+}
+
+impl Harness {
+    /// Must be called at the start of a `start_paused` test: the clock reads [`at`]`(0)` now.
+    fn start(gate: GateConfig, certs: Vec<(CertJob, Option<CertState>)>, mode: Vault) -> Harness {
+        let clock = TokioClock::starting_at(at(0));
+        let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(256)).unwrap();
+        let key_pem = key.to_pem(KeyEncoding::Pkcs8);
+        let vault = Arc::new(FakeVault {
+            clock,
+            key: rcgen::KeyPair::from_pem(key_pem.expose()).unwrap(),
+            mode: Mutex::new(mode),
+            calls: Mutex::new(Vec::new()),
+        });
+        let runtime = Arc::new(FakeRuntime {
+            clock,
+            key_pem,
+            states: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
+        });
+        let gate = IssuerGate::new(ISSUER, &gate);
+        // Never called: signing goes through the fake Vault.
+        let client = VaultClient::new(
+            &VaultConfig::new("http://127.0.0.1:9"),
+            AuthMethod::Token {
+                token: SecretSource::value("unused"),
+            },
+        )
+        .unwrap();
+        let issuer = IssuerRuntime {
+            id: ISSUER.into(),
+            client: Arc::new(client),
+            gate: gate.clone(),
+            path: "pki/sign/test".into(),
+            fingerprint: 1,
+            settings: 0,
+        };
+        let engine = spawn_driver(
+            runtime.clone(),
+            Metrics::default(),
+            EngineConfig::default(),
+            Arc::new(clock),
+            vault.clone(),
+        );
+        engine.set_issuers(vec![issuer]);
+        engine.set_certificates(certs);
+        Harness {
+            clock,
+            vault,
+            runtime,
+            engine,
+            gate,
+        }
+    }
+
+    /// Let paused time run to `t`: every timer of the engine due by then fires at its time.
+    async fn run_until(&self, t: SystemTime) {
+        assert!(t >= self.clock.now(), "time only runs forward");
+        tokio::time::sleep_until(self.clock.instant_at(t)).await;
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.vault.calls.lock().unwrap().clone()
+    }
+
+    /// The requests that reached Vault, as (seconds since the start, certificate).
+    fn requests(&self) -> Vec<(u64, String)> {
+        self.calls()
+            .into_iter()
+            .map(|c| (since_start(c.at), c.cert))
+            .collect()
+    }
+
+    fn state(&self, id: &str) -> CertState {
+        self.runtime.states.lock().unwrap()[id].clone()
+    }
+
+    /// The attempts the engine started, as (time, certificate).
+    fn attempts(&self) -> Vec<(SystemTime, String)> {
+        self.runtime
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, e)| matches!(e, EngineEvent::Issuing { .. }))
+            .map(|(t, id, _)| (*t, id.clone()))
+            .collect()
+    }
+
+    async fn status(&self, id: &str) -> CertStatus {
+        self.engine
+            .snapshot()
+            .await
+            .into_iter()
+            .find(|s| s.job.id == id)
+            .unwrap()
+    }
+}
+
+/// Many certificates due at once against an issuer Vault refuses: the first refusal opens the
+/// circuit and holds the issuer; one certificate probes at 2 s, 4 s, then every 5 s; the others
+/// are parked and start no attempt. The first success releases them all in the same instant.
+#[tokio::test(start_paused = true)]
+async fn a_refused_issuer_is_probed_by_one_certificate_and_a_success_releases_all_at_once() {
+    const N: usize = 8;
+    let h = Harness::start(
+        GateConfig::default(),
+        (0..N).map(|i| (job(i), None)).collect(),
+        Vault::Refuses,
+    );
+
+    h.run_until(at_ms(500)).await;
+    // All were due and started; one reached Vault, whose refusal opened the circuit before the
+    // next went: those were refused by the gate.
+    assert_eq!(h.attempts().len(), N);
+    assert_eq!(h.requests(), [(0, id(0))]);
+    let owner = id(0);
+    let circuit = h.gate.circuit_info();
+    assert_eq!(circuit.state, CircuitState::Open);
+    assert_eq!(
+        circuit.cause,
+        Some(OpenCause::Refused(FailureClass::AuthRejected))
+    );
+    let holds = h.engine.holds().await;
+    assert_eq!(holds.len(), 1);
+    let (issuer, hold) = &holds[0];
+    assert_eq!(issuer, ISSUER);
+    assert_eq!((hold.probes, hold.probe_at, &hold.owner), (1, at(2), &owner));
+    // Everyone shows the probe's time as its next attempt; only the owner wakes for it, the
+    // others are parked (the park is the fallback, recovery releases them).
+    for i in 0..N {
+        let status = h.status(&id(i)).await;
+        let failure = status.state.failure.unwrap();
+        assert_eq!(failure.class, FailureClass::AuthRejected);
+        assert_eq!(failure.next_attempt, Some(unix(2)), "{}", id(i));
+        let wake = if id(i) == owner {
+            unix(2)
+        } else {
+            to_unix(at(0) + super::PARK_WHILE_OPEN)
+        };
+        assert_eq!(status.next_check, Some(wake), "{}", id(i));
+    }
+
+    // One probe per probe time: 2 s, 4 s, then every 5 s (hold.rs), each by the owner.
+    h.run_until(at_ms(20_500)).await;
+    assert_eq!(h.requests(), [0, 2, 6, 11, 16].map(|s| (s, owner.clone())));
+    // The parked ones started nothing after the first round.
+    let later: Vec<_> = h
+        .attempts()
+        .into_iter()
+        .filter(|(t, _)| *t > at(0))
+        .map(|(t, id)| (since_start(t), id))
+        .collect();
+    assert_eq!(later, [2, 6, 11, 16].map(|s| (s, owner.clone())));
+    let hold = h.engine.holds().await.remove(0).1;
+    assert_eq!((hold.probes, hold.probe_at), (5, at(21)));
+
+    // Vault signs again: the probe at 21 s succeeds and releases everyone at once.
+    h.vault.set(Vault::Signs);
+    h.run_until(at_ms(21_500)).await;
+    let released: Vec<Call> = h.calls().into_iter().filter(|c| c.at > at(16)).collect();
+    assert_eq!(released.len(), N, "{released:?}");
+    assert_eq!(released[0].cert, owner, "the probe goes first");
+    assert!(released.iter().all(|c| c.at == at(21)), "{released:?}");
+    for i in 0..N {
+        let state = h.state(&id(i));
+        assert_eq!(state.revision, 1, "{}", id(i));
+        assert_eq!(state.failure, None);
+    }
+    assert!(h.engine.holds().await.is_empty());
+    assert_eq!(h.gate.circuit(), CircuitState::Closed);
+}
+
+/// A certificate served until `not_after` (seconds from the start), due for renewal now.
+fn served(i: usize, not_after: UnixSeconds) -> (CertJob, Option<CertState>) {
+    let job = job(i);
+    let state = CertState {
+        revision: 1,
+        issued: Some(IssuedInfo {
+            serial: format!("old-{i}"),
+            not_before: not_after - 3600,
+            not_after,
+            renewal_time: unix(0) - 1,
+            spec_fingerprint: job.fingerprint,
+            issued_at: not_after - 3600,
+            warning: None,
+        }),
+        failure: None,
+    };
+    (job, Some(state))
+}
+
+/// While the issuer is held, the probe's time is never later than the expiry-aware schedule of
+/// the soonest-expiring waiting certificate; when the probing certificate goes away, the
+/// soonest-expiring waiting one takes the probe over, at the same time.
+#[tokio::test(start_paused = true)]
+async fn the_probe_follows_the_soonest_expiring_waiting_certificate() {
+    // c1 expires first, 40 s from the start.
+    let not_afters = [unix(3600), unix(40), unix(600), unix(1800)];
+    let certs = not_afters
+        .iter()
+        .enumerate()
+        .map(|(i, n)| served(i, *n))
+        .collect();
+    let h = Harness::start(GateConfig::default(), certs, Vault::Refuses);
+
+    // Each probe goes when `probe_time` says for the certificates then waiting; never later
+    // than the soonest-expiring one's own schedule (the same retry schedule its own failures
+    // follow: 5 s this close to expiry).
+    let check_probes = |h: &Harness, waiting: &[usize], from: usize| {
+        let calls = h.calls();
+        for pair in calls[from..].windows(2) {
+            let probes = u32::try_from(calls.iter().position(|c| c == &pair[1]).unwrap()).unwrap();
+            let waiting = waiting.iter().map(|i| Some(not_afters[*i]));
+            let expected = probe_time(FailureClass::AuthRejected, probes, waiting, pair[0].at, 0.0);
+            assert_eq!(pair[1].at, expected, "probe {}", probes + 1);
+            let soonest = next_attempt(&RetryInput {
+                class: FailureClass::AuthRejected,
+                attempts: probes,
+                failed_at: pair[0].at,
+                current_not_after: Some(from_unix(not_afters[1])),
+                retry_after: None,
+                unit_random: 0.0,
+            })
+            .unwrap();
+            assert!(pair[1].at <= soonest, "probe {} later than c1 needs", probes + 1);
+        }
+    };
+
+    h.run_until(at_ms(7_500)).await;
+    assert_eq!(h.requests(), [(0, id(0)), (2, id(0)), (6, id(0))]);
+    check_probes(&h, &[0, 1, 2, 3], 0);
+
+    // The probing certificate is deleted: c1, the soonest to expire of those waiting, owns the
+    // probe, at the time already set.
+    h.engine
+        .set_certificates([1, 2, 3].map(|i| served(i, not_afters[i])).to_vec());
+    h.run_until(at_ms(7_600)).await;
+    let hold = h.engine.holds().await.remove(0).1;
+    assert_eq!((hold.owner.as_str(), hold.probe_at), (id(1).as_str(), at(11)));
+    // c1 woke for it and was refused by the gate (nothing reached Vault); it now waits for the
+    // probe's time, the others stay parked.
+    assert_eq!(h.requests().len(), 3);
+    assert_eq!(h.status(&id(1)).await.next_check, Some(unix(11)));
+
+    h.run_until(at_ms(21_500)).await;
+    assert_eq!(h.requests()[3..], [(11, id(1)), (16, id(1)), (21, id(1))]);
+    check_probes(&h, &[1, 2, 3], 2);
+    // Only c1 started attempts after the first round.
+    assert!(
+        h.attempts()
+            .iter()
+            .filter(|(t, _)| *t > at(0))
+            .all(|(_, c)| *c == id(0) || *c == id(1))
+    );
+}
+
+/// A transient failure (Vault sealed) is retried when core's retry schedule says, counted from
+/// the failure on the engine's clock: not a millisecond before, and exactly then.
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_is_retried_on_cores_schedule() {
+    // The circuit stays closed for these five failures: each is the certificate's own.
+    let gate = GateConfig {
+        open_after: 10,
+        ..GateConfig::default()
+    };
+    let h = Harness::start(gate, vec![(job(0), None)], Vault::Unavailable);
+    let mut failed_at = at(0);
+    for attempt in 1..=5u32 {
+        h.run_until(failed_at + MS).await;
+        let calls = h.calls();
+        assert_eq!(calls.len(), attempt as usize);
+        assert_eq!(calls[calls.len() - 1].at, failed_at);
+
+        let failure = h.state(&id(0)).failure.unwrap();
+        assert_eq!(failure.class, FailureClass::Transient);
+        assert_eq!(failure.attempts, attempt);
+        assert_eq!(failure.first_failure, unix(0));
+        assert_eq!(failure.last_failure, to_unix(failed_at));
+        // Core's schedule, whose jitter (a random cut of up to a fifth) the engine draws.
+        let schedule = |unit_random| {
+            to_unix(
+                next_attempt(&RetryInput {
+                    class: FailureClass::Transient,
+                    attempts: attempt,
+                    failed_at,
+                    current_not_after: None,
+                    retry_after: None,
+                    unit_random,
+                })
+                .unwrap(),
+            )
+        };
+        let next = failure.next_attempt.unwrap();
+        assert!(
+            (schedule(1.0)..=schedule(0.0)).contains(&next),
+            "attempt {attempt}: {next} not in {}..={}",
+            schedule(1.0),
+            schedule(0.0)
+        );
+        if attempt == 1 {
+            // The first delay is the minimum, which jitter never cuts.
+            assert_eq!(next, unix(1));
+        }
+        assert_eq!(h.status(&id(0)).await.next_check, Some(next));
+
+        let next = from_unix(next);
+        h.run_until(next - MS).await;
+        assert_eq!(h.calls().len(), attempt as usize, "retried early");
+        failed_at = next;
+    }
+    assert_eq!(h.gate.circuit(), CircuitState::Closed);
+}
+
+/// A success records the certificate's renewal time (core's, from the issued validity) and the
+/// engine sleeps until exactly then.
+#[tokio::test(start_paused = true)]
+async fn a_success_is_renewed_at_its_renewal_time() {
+    let job = job(0);
+    let h = Harness::start(GateConfig::default(), vec![(job.clone(), None)], Vault::Signs);
+    h.run_until(at_ms(500)).await;
+    assert_eq!(h.requests(), [(0, id(0))]);
+    let issued = h.state(&id(0)).issued.unwrap();
+    assert_eq!(
+        (issued.not_before, issued.not_after, issued.issued_at),
+        (unix(0), to_unix(at(0) + LIFETIME), unix(0))
+    );
+    let renewal = to_unix(renewal_time(at(0), at(0) + LIFETIME, &job.renewal, &job.id));
+    assert_eq!(issued.renewal_time, renewal);
+    assert!(renewal > unix(60) && renewal < to_unix(at(0) + LIFETIME));
+    assert_eq!(h.status(&id(0)).await.next_check, Some(renewal));
+
+    let renewal = from_unix(renewal);
+    h.run_until(renewal - MS).await;
+    assert_eq!(h.calls().len(), 1, "renewed early");
+    h.run_until(renewal + MS).await;
+    let calls = h.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].at, renewal);
+    let state = h.state(&id(0));
+    assert_eq!(state.revision, 2);
+    let issued = state.issued.unwrap();
+    assert_eq!(issued.not_before, to_unix(renewal));
+    assert_eq!(
+        issued.renewal_time,
+        to_unix(renewal_time(renewal, renewal + LIFETIME, &job.renewal, &job.id))
+    );
+    let reasons: Vec<&str> = h
+        .runtime
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            EngineEvent::Issuing { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["DoesNotExist", "Renewing"]);
+}
