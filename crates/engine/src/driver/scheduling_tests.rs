@@ -549,7 +549,7 @@ async fn a_success_is_renewed_at_its_renewal_time() {
         .unwrap()
         .iter()
         .filter_map(|(_, _, e)| match e {
-            EngineEvent::Issuing { reason } => Some(*reason),
+            EngineEvent::Issuing { reason } => Some(reason.as_str()),
             _ => None,
         })
         .collect();
