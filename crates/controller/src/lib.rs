@@ -5,6 +5,7 @@
 //! - [`kube`]: the API client: kube-rs for the connection (kubeconfig, credentials), checked paths.
 //! - [`reflector`]: list-then-watch mirrors of Issuers, ClusterIssuers and Certificates.
 //! - [`load`]: issuers and certificate jobs from those objects and the Secrets they reference.
+//! - [`plan`]: the pure half of a reconcile (what to do, from the objects and the engine's state).
 //! - [`runtime`]: the engine's [`Runtime`](certkeeper_engine::Runtime) on the API server.
 //! - [`status`]: the one writer of Certificate status, and what a status says (pure).
 //! - [`requests`]: CertificateRequests made by other tools: approval and signing.
@@ -16,6 +17,7 @@ pub mod kube;
 pub mod leader;
 pub mod load;
 pub mod ops;
+pub mod plan;
 pub mod reflector;
 pub mod requests;
 pub mod run;

@@ -20,7 +20,6 @@ use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
 use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerStatus, set_condition};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::state::IssueReason;
 use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};
 use serde_json::{Value, json};
@@ -28,9 +27,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str};
 use crate::leader::{Elector, LeaseConfig};
-use crate::load::{
-    IssuerLimits, SecretCache, build_certificate, build_issuer, issuer_of, referenced_secrets,
-};
+use crate::load::{IssuerLimits, SecretCache, build_issuer};
+use crate::plan::{self, SecretCheck};
 use crate::reflector::{Store, reflect};
 use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
 use crate::status::{StatusWriter, Target, Waiting};
@@ -465,16 +463,15 @@ pub async fn run(
         if !stores.synced() {
             continue;
         }
-        reconcile(
-            &config,
-            &client,
-            &stores,
-            &metrics,
-            &shared,
-            &runtime,
-            &mut applied,
-        )
-        .await;
+        let reconciler = Reconciler {
+            config: &config,
+            client: &client,
+            stores: &stores,
+            metrics: &metrics,
+            shared: &shared,
+            runtime: &runtime,
+        };
+        reconciler.reconcile(&mut applied).await;
         shared.ready.store(true, Ordering::SeqCst);
     }
     tracing::info!("shutting down: finishing attempts in flight");
@@ -515,195 +512,185 @@ async fn finish_statuses(stop: watch::Sender<bool>, mut task: tokio::task::JoinH
     }
 }
 
-/// One issuer as found in the API: id, namespace of its Secrets, spec, its object.
-struct FoundIssuer {
-    id: IssuerId,
-    namespace: String,
-    vault: certkeeper_core::spec::VaultIssuer,
-    object: Arc<Value>,
+/// What a reconcile works with (everything but its memory, [`Applied`]).
+struct Reconciler<'a> {
+    config: &'a ControllerConfig,
+    client: &'a KubeClient,
+    stores: &'a Stores,
+    metrics: &'a Metrics,
+    shared: &'a Arc<Shared>,
+    runtime: &'a Arc<KubeRuntime>,
 }
 
-async fn reconcile(
-    config: &ControllerConfig,
-    client: &KubeClient,
-    stores: &Stores,
-    metrics: &Metrics,
-    shared: &Arc<Shared>,
-    runtime: &Arc<KubeRuntime>,
-    applied: &mut Applied,
-) {
-    let mut problems: HashMap<IssuerId, String> = HashMap::new();
-    let mut found = Vec::new();
-    // Issuers whose spec is invalid: not Ready, with the fields named, like any other problem.
-    let mut invalid: Vec<(IssuerId, Arc<Value>)> = Vec::new();
-    for object in stores
-        .issuers
-        .snapshot()
-        .into_iter()
-        .chain(stores.cluster_issuers.snapshot())
-    {
-        match issuer_of(&object, &config.cluster_resource_namespace) {
-            Ok(Some((id, namespace, vault))) => found.push(FoundIssuer {
-                id,
-                namespace,
-                vault,
-                object,
-            }),
-            Ok(None) => {}
-            Err(message) => {
-                let id = issuer_key(&object);
-                if applied.note_problem(&id, &message) {
-                    tracing::warn!(issuer = %id, problem = %message, "invalid issuer");
+impl Reconciler<'_> {
+    /// One reconcile: gather (store snapshots, referenced Secrets, the engine's holds and
+    /// snapshot), plan ([`crate::plan`], pure), act.
+    async fn reconcile(&self, applied: &mut Applied) {
+        let (client, stores, shared) = (self.client, self.stores, self.shared);
+
+        // Issuers: sorted, their referenced Secrets gathered, built.
+        let issuers = plan::sort_issuers(
+            stores
+                .issuers
+                .snapshot()
+                .into_iter()
+                .chain(stores.cluster_issuers.snapshot()),
+            &self.config.cluster_resource_namespace,
+        );
+        let mut problems: HashMap<IssuerId, String> = HashMap::new();
+        for invalid in &issuers.invalid {
+            if applied.note_problem(&invalid.id, &invalid.problem) {
+                tracing::warn!(issuer = %invalid.id, problem = %invalid.problem, "invalid issuer");
+            }
+            problems.insert(invalid.id.clone(), invalid.problem.clone());
+        }
+        let secrets = self
+            .referenced_secrets(plan::wanted_secrets(&issuers.found), applied)
+            .await;
+        let versions = plan::secret_versions(&issuers.found, &secrets, &applied.secret_versions);
+        let previous = shared.issuers.lock().await.clone();
+        let mut built: HashMap<IssuerId, IssuerRuntime> = HashMap::new();
+        for issuer in &issuers.found {
+            match build_issuer(
+                client,
+                &secrets,
+                &self.config.limits,
+                self.metrics,
+                &previous,
+                &issuer.id,
+                &issuer.namespace,
+                &issuer.vault,
+            ) {
+                Ok(rt) => {
+                    if let Some(missing) = versions.missing.get(&issuer.id) {
+                        problems.insert(
+                            issuer.id.clone(),
+                            format!("referenced Secret not found: {}", missing.join(", ")),
+                        );
+                    }
+                    built.insert(issuer.id.clone(), rt);
                 }
-                problems.insert(id.clone(), message);
-                invalid.push((id, object));
+                Err(problem) => {
+                    let problem = problem.to_string();
+                    if applied.note_problem(&issuer.id, &problem) {
+                        tracing::warn!(issuer = %issuer.id, problem = %problem, "issuer not usable");
+                    }
+                    problems.insert(issuer.id.clone(), problem);
+                }
             }
         }
-    }
-
-    // Referenced Secrets: one watch per Secret (field selector metadata.name), started and
-    // stopped as references come and go; a GET while a new watch has not listed yet.
-    let wanted: HashSet<(String, String)> = found
-        .iter()
-        .flat_map(|i| referenced_secrets(&i.namespace, &i.vault))
-        .collect();
-    applied.watches.sync(&wanted, client);
-    let mut secrets: SecretCache = HashMap::new();
-    for key in wanted {
-        if let Some(current) = applied.watches.current(&key) {
-            secrets.insert(key, current);
-            continue;
-        }
-        match client.get_secret(&key.0, &key.1).await {
-            Ok(secret) => {
-                secrets.insert(key, secret.map(Arc::new));
-            }
-            Err(e) => {
-                tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "cannot read Secret")
+        applied.secret_versions = versions.versions;
+        // An issuer held by an issuer-wide refusal is not Ready, with what Vault said, since
+        // when and the next probe; no login check is sent to a Vault that refuses it.
+        for (id, hold) in shared.engine.holds().await {
+            if built.contains_key(&id) {
+                problems
+                    .entry(id.clone())
+                    .or_insert_with(|| hold.issuer_message());
             }
         }
-    }
-
-    let previous = shared.issuers.lock().await.clone();
-    let mut built: HashMap<IssuerId, IssuerRuntime> = HashMap::new();
-    let mut changed_secrets: Vec<IssuerId> = Vec::new();
-    let mut versions_now = HashMap::new();
-    for issuer in &found {
-        let refs = referenced_secrets(&issuer.namespace, &issuer.vault);
-        let versions: Vec<Option<String>> = refs
+        let checked: Vec<(&IssuerId, &Value)> = issuers
+            .found
             .iter()
-            .map(|k| {
-                secrets
-                    .get(k)
-                    .cloned()
-                    .flatten()
-                    .map(|s| meta_str(&s, "resourceVersion").to_owned())
-            })
+            .map(|i| (&i.id, &*i.object))
+            .chain(issuers.invalid.iter().map(|i| (&i.id, &*i.object)))
             .collect();
-        if applied
-            .secret_versions
-            .get(&issuer.id)
-            .is_some_and(|old| *old != versions)
-        {
-            changed_secrets.push(issuer.id.clone());
-        }
-        let missing: Vec<String> = refs
-            .iter()
-            .zip(&versions)
-            .filter(|(_, v)| v.is_none())
-            .map(|((ns, name), _)| format!("{ns}/{name}"))
-            .collect();
-        versions_now.insert(issuer.id.clone(), versions);
-        match build_issuer(
+        check_issuers(client, &checked, &built, &problems, applied);
+
+        // Certificates: planned, handed to the engine (restored when new), notes written.
+        let fingerprints: HashMap<&str, u64> =
+            built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
+        let certificates = plan::plan_certificates(
             client,
-            &secrets,
-            &config.limits,
-            metrics,
-            &previous,
-            &issuer.id,
-            &issuer.namespace,
-            &issuer.vault,
-        ) {
-            Ok(rt) => {
-                if !missing.is_empty() {
-                    problems.insert(
-                        issuer.id.clone(),
-                        format!("referenced Secret not found: {}", missing.join(", ")),
-                    );
-                }
-                built.insert(issuer.id.clone(), rt);
-            }
-            Err(message) => {
-                if applied.note_problem(&issuer.id, &message) {
-                    tracing::warn!(issuer = %issuer.id, problem = %message, "issuer not usable");
-                }
-                problems.insert(issuer.id.clone(), message);
+            stores.certificates.snapshot(),
+            &fingerprints,
+            &applied.renews_handled,
+        );
+        for (id, _, problem) in &certificates.invalid {
+            if applied.note_problem(id, problem) {
+                tracing::warn!(certificate = %id, problem = %problem, "invalid certificate");
             }
         }
-    }
-    applied.secret_versions = versions_now;
-    let checked: Vec<(&IssuerId, &Value)> = found
-        .iter()
-        .map(|i| (&i.id, &*i.object))
-        .chain(invalid.iter().map(|(id, object)| (id, &**object)))
-        .collect();
-    // An issuer held by an issuer-wide refusal is not Ready, with what Vault said, since when
-    // and the next probe; no login check is sent to a Vault that refuses it.
-    for (id, hold) in shared.engine.holds().await {
-        if built.contains_key(&id) {
-            problems
-                .entry(id.clone())
-                .or_insert_with(|| hold.issuer_message());
+        for id in &certificates.renew_gone {
+            applied.renews_handled.remove(id);
         }
+        let known: HashSet<IssuerId> = built.keys().cloned().collect();
+        let notes = plan::waiting_notes(
+            &certificates,
+            |id| {
+                stores
+                    .certificates
+                    .get(id)
+                    .filter(|_| certificates.tracked.contains_key(id))
+            },
+            &known,
+            &problems,
+            &applied.missing_issuer,
+            &applied.invalid_certificates,
+        );
+        self.runtime.set_tracked(certificates.tracked.clone());
+        shared.engine.set_issuers(built.values().cloned().collect());
+        *shared.issuers.lock().await = built;
+        let job_set = certificates.job_set();
+        if job_set != applied.jobs {
+            self.apply_certificates(certificates.jobs, &certificates.tracked, job_set, applied)
+                .await;
+        }
+        let status = self.runtime.status_writer();
+        for (id, object, waiting) in notes.write {
+            write_waiting_status(&status, &id, &object, waiting);
+        }
+        applied.missing_issuer = notes.missing_issuer;
+        applied.invalid_certificates = notes.invalid;
+        for (id, at) in certificates.renew {
+            tracing::info!(certificate = %id, requested_at = %at, "renew requested");
+            shared.engine.renew(Some(id.clone()));
+            applied.renews_handled.insert(id, at);
+        }
+        let snapshot = shared.engine.snapshot().await;
+        for id in plan::retries_after_secret_change(&snapshot, &versions.changed) {
+            tracing::info!(certificate = %id, "a referenced Secret of its issuer changed; retrying");
+            shared.engine.renew(Some(id));
+        }
+        self.check_target_secrets(&certificates.tracked, &snapshot, applied)
+            .await;
     }
-    check_issuers(client, &checked, &built, &problems, applied);
 
-    // Certificates.
-    let mut tracked = HashMap::new();
-    let mut jobs: Vec<CertJob> = Vec::new();
-    let mut renew_requests: Vec<(String, String)> = Vec::new();
-    let fingerprints: HashMap<&str, u64> = built.iter().map(|(id, i)| (id.as_str(), i.fingerprint)).collect();
-    // Certificates whose spec is invalid: no job; their status says why (there is no webhook to
-    // refuse them at admission, as cert-manager's does).
-    let mut invalid_certificates = Vec::new();
-    for object in stores.certificates.snapshot() {
-        match build_certificate(client, &object, &fingerprints) {
-            Ok((job, meta)) => {
-                match crate::ops::renew_request(&object, IssueReason::ManuallyTriggered.message()) {
-                    Some(at) if applied.renews_handled.get(&job.id).map(String::as_str) != Some(at) => {
-                        renew_requests.push((job.id.clone(), at.to_owned()));
-                    }
-                    Some(_) => {}
-                    None => {
-                        applied.renews_handled.remove(&job.id);
-                    }
-                }
-                tracked.insert(
-                    job.id.clone(),
-                    Tracked {
-                        meta,
-                        fingerprint: job.fingerprint,
-                    },
-                );
-                jobs.push(job);
+    /// The referenced Secrets: one watch per Secret (field selector metadata.name), started and
+    /// stopped as references come and go; a GET while a new watch has not listed yet.
+    async fn referenced_secrets(
+        &self,
+        wanted: HashSet<(String, String)>,
+        applied: &mut Applied,
+    ) -> SecretCache {
+        applied.watches.sync(&wanted, self.client);
+        let mut secrets: SecretCache = HashMap::new();
+        for key in wanted {
+            if let Some(current) = applied.watches.current(&key) {
+                secrets.insert(key, current);
+                continue;
             }
-            Err(message) => {
-                let id = crate::reflector::object_key(&object);
-                if applied.note_problem(&id, &message) {
-                    tracing::warn!(certificate = %id, problem = %message, "invalid certificate");
+            match self.client.get_secret(&key.0, &key.1).await {
+                Ok(secret) => {
+                    secrets.insert(key, secret.map(Arc::new));
                 }
-                invalid_certificates.push((id, object, message));
+                Err(e) => {
+                    tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "cannot read Secret")
+                }
             }
         }
+        secrets
     }
-    let job_set: BTreeMap<String, u64> = jobs.iter().map(|j| (j.id.clone(), j.fingerprint)).collect();
-    let issuer_of_job: HashMap<String, IssuerId> =
-        jobs.iter().map(|j| (j.id.clone(), j.issuer.clone())).collect();
-    let known_issuers: HashSet<IssuerId> = built.keys().cloned().collect();
-    runtime.set_tracked(tracked.clone());
-    shared.engine.set_issuers(built.values().cloned().collect());
-    *shared.issuers.lock().await = built;
-    if job_set != applied.jobs {
+
+    /// Hands the engine its certificates: the state of each new one restored from its status
+    /// and target Secret; a status found lagging behind the Secret is rewritten.
+    async fn apply_certificates(
+        &self,
+        jobs: Vec<CertJob>,
+        tracked: &HashMap<String, Tracked>,
+        job_set: BTreeMap<String, u64>,
+        applied: &mut Applied,
+    ) {
         let mut list = Vec::with_capacity(jobs.len());
         let mut deferred = Vec::new();
         let mut behind = Vec::new();
@@ -711,7 +698,7 @@ async fn reconcile(
             let persisted = if applied.jobs.contains_key(&job.id) {
                 None
             } else {
-                match restore(client, stores, &tracked, &job).await {
+                match restore(self.client, self.stores, tracked, &job).await {
                     Ok(Some((state, current))) => {
                         if !current {
                             behind.push((job.id.clone(), state.clone()));
@@ -734,7 +721,7 @@ async fn reconcile(
             deferred = deferred.len(),
             "certificates applied"
         );
-        shared.engine.set_certificates(list);
+        self.shared.engine.set_certificates(list);
         let mut applied_jobs = job_set;
         for id in &deferred {
             applied_jobs.remove(id);
@@ -746,96 +733,64 @@ async fn reconcile(
                 certificates = behind.len(),
                 "rewriting status that lags behind the Secret"
             );
-            let _ = certkeeper_engine::Runtime::save_states(runtime.as_ref(), behind).await;
+            let _ = certkeeper_engine::Runtime::save_states(self.runtime.as_ref(), behind).await;
         }
     }
-    let status_writer = runtime.status_writer();
-    report_missing_issuers(
-        &status_writer,
-        stores,
-        &tracked,
-        &issuer_of_job,
-        &known_issuers,
-        &problems,
-        applied,
-    );
-    report_invalid_certificates(&status_writer, &invalid_certificates, applied);
-    for (id, at) in renew_requests {
-        tracing::info!(certificate = %id, requested_at = %at, "renew requested");
-        shared.engine.renew(Some(id.clone()));
-        applied.renews_handled.insert(id, at);
-    }
-    let snapshot = shared.engine.snapshot().await;
-    if !changed_secrets.is_empty() {
-        for status in &snapshot {
-            if status.state.failure.is_some() && changed_secrets.contains(&status.job.issuer) {
-                tracing::info!(certificate = %status.job.id, issuer = %status.job.issuer, "a referenced Secret changed; retrying");
-                shared.engine.renew(Some(status.job.id.clone()));
-            }
-        }
-    }
-    check_target_secrets(client, stores, &tracked, &snapshot, shared, applied).await;
-}
 
-/// Re-issues certificates whose target Secret was deleted or no longer holds the certificate
-/// the engine serves (edited by hand, overwritten by another tool). A suspicion from the
-/// (possibly lagging) watch is confirmed with a GET before anything is re-issued.
-async fn check_target_secrets(
-    client: &KubeClient,
-    stores: &Stores,
-    tracked: &HashMap<String, Tracked>,
-    snapshot: &[certkeeper_engine::CertStatus],
-    shared: &Arc<Shared>,
-    applied: &mut Applied,
-) {
-    applied.verified_secrets.retain(|id, _| tracked.contains_key(id));
-    for status in snapshot {
-        let (Some(issued), false) = (&status.state.issued, status.issuing) else {
-            continue;
-        };
-        let Some(meta) = tracked.get(&status.job.id).map(|t| &t.meta) else {
-            continue;
-        };
-        let key = format!("{}/{}", meta.namespace, meta.secret_name);
-        let watched = stores.owned_secrets.get(&key);
-        let watched_rv = watched
-            .as_ref()
-            .map(|s| meta_str(s, "resourceVersion").to_owned());
-        if watched_rv.is_some() && applied.verified_secrets.get(&status.job.id) == watched_rv.as_ref() {
-            continue;
-        }
-        if let Some(s) = &watched
-            && serial_of(s).as_deref() == Some(issued.serial.as_str())
-        {
-            applied
-                .verified_secrets
-                .insert(status.job.id.clone(), meta_str(s, "resourceVersion").to_owned());
-            continue;
-        }
-        // The watch may lag behind our own write: confirm with the API server.
-        let live = match client.get_secret(&meta.namespace, &meta.secret_name).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(secret = %key, error = %e, "cannot read the target Secret");
+    /// Re-issues certificates whose target Secret was deleted or no longer holds the certificate
+    /// the engine serves (edited by hand, overwritten by another tool). A suspicion from the
+    /// (possibly lagging) watch is confirmed with a GET before anything is re-issued.
+    async fn check_target_secrets(
+        &self,
+        tracked: &HashMap<String, Tracked>,
+        snapshot: &[certkeeper_engine::CertStatus],
+        applied: &mut Applied,
+    ) {
+        applied.verified_secrets.retain(|id, _| tracked.contains_key(id));
+        let checks = plan::target_secret_checks(
+            snapshot,
+            tracked,
+            |key| self.stores.owned_secrets.get(key),
+            &applied.verified_secrets,
+        );
+        for check in checks {
+            let (id, namespace, secret_name, serial) = match check {
+                SecretCheck::Verified { id, resource_version } => {
+                    applied.verified_secrets.insert(id, resource_version);
+                    continue;
+                }
+                SecretCheck::Confirm {
+                    id,
+                    namespace,
+                    secret_name,
+                    serial,
+                } => (id, namespace, secret_name, serial),
+            };
+            let key = format!("{namespace}/{secret_name}");
+            let live = match self.client.get_secret(&namespace, &secret_name).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(secret = %key, error = %e, "cannot read the target Secret");
+                    continue;
+                }
+            };
+            if let Some(s) = &live
+                && plan::serial_of(s).as_deref() == Some(serial.as_str())
+            {
+                applied
+                    .verified_secrets
+                    .insert(id, meta_str(s, "resourceVersion").to_owned());
                 continue;
             }
-        };
-        if let Some(s) = &live
-            && serial_of(s).as_deref() == Some(issued.serial.as_str())
-        {
-            applied
-                .verified_secrets
-                .insert(status.job.id.clone(), meta_str(s, "resourceVersion").to_owned());
-            continue;
+            let why = if live.is_none() {
+                "the target Secret was deleted"
+            } else {
+                "the target Secret no longer holds the issued certificate"
+            };
+            tracing::info!(certificate = %id, secret = %key, "{why}; re-issuing");
+            applied.verified_secrets.remove(&id);
+            self.shared.engine.renew(Some(id));
         }
-        let why = if live.is_none() {
-            "the target Secret was deleted"
-        } else {
-            "the target Secret no longer holds the issued certificate"
-        };
-        tracing::info!(certificate = %status.job.id, secret = %key, "{why}; re-issuing");
-        applied.verified_secrets.remove(&status.job.id);
-        shared.engine.renew(Some(status.job.id.clone()));
     }
 }
 
@@ -864,19 +819,6 @@ async fn restore(
         let current = status_current(&object, &state);
         (state, current)
     }))
-}
-
-fn issuer_key(object: &Value) -> IssuerId {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("Issuer");
-    if kind == "ClusterIssuer" {
-        format!("ClusterIssuer/{}", meta_str(object, "name"))
-    } else {
-        format!(
-            "Issuer/{}/{}",
-            meta_str(object, "namespace"),
-            meta_str(object, "name")
-        )
-    }
 }
 
 /// Writes each issuer's Ready condition (every issuer object, valid or not: `issuers` holds
@@ -976,16 +918,6 @@ async fn write_issuer_ready(
     }
 }
 
-/// The serial of the first certificate in a Secret's `tls.crt`.
-fn serial_of(secret: &Value) -> Option<String> {
-    let pem = String::from_utf8(crate::kube::secret_data(secret).remove(crate::runtime::TLS_CRT)?).ok()?;
-    certkeeper_core::pki::describe_pem_bundle(&pem)
-        .ok()?
-        .into_iter()
-        .next()
-        .map(|c| c.serial)
-}
-
 /// Records (with the status writer) that a Certificate waits for a change of input.
 fn write_waiting_status(status: &StatusWriter, id: &str, object: &Value, waiting: Waiting) {
     let generation = object
@@ -999,71 +931,4 @@ fn write_waiting_status(status: &StatusWriter, id: &str, object: &Value, waiting
         fingerprint: 0,
     };
     status.waiting(id, &target, waiting);
-}
-
-/// Each invalid Certificate's status says what is wrong: `status.certkeeper` with class `invalid`
-/// and the field errors, and `Ready=False` (reason `InvalidSpec`) when it has no Ready condition
-/// yet (a certificate issued before the spec broke stays served and Ready). Written once per
-/// change of the errors.
-fn report_invalid_certificates(
-    status: &StatusWriter,
-    invalid: &[(String, Arc<Value>, String)],
-    applied: &mut Applied,
-) {
-    let ids: HashSet<&str> = invalid.iter().map(|(id, _, _)| id.as_str()).collect();
-    applied
-        .invalid_certificates
-        .retain(|id, _| ids.contains(id.as_str()));
-    for (id, object, message) in invalid {
-        if applied.invalid_certificates.get(id) == Some(message) {
-            continue;
-        }
-        let waiting = Waiting {
-            reason: "InvalidSpec",
-            ready_message: format!("The spec is invalid: {message}"),
-            message: message.clone(),
-        };
-        write_waiting_status(status, id, object, waiting);
-        applied.invalid_certificates.insert(id.clone(), message.clone());
-    }
-}
-
-/// Certificates whose issuer is missing or unusable never reach the engine's status writes (the
-/// engine waits for the issuer without persisting anything), so their status says it here:
-/// `status.certkeeper` with class `invalid` and the reason, and `Ready=False` when the
-/// Certificate has no Ready condition yet. Written once per change of the reason.
-fn report_missing_issuers(
-    status: &StatusWriter,
-    stores: &Stores,
-    tracked: &HashMap<String, Tracked>,
-    issuer_of_job: &HashMap<String, IssuerId>,
-    known: &HashSet<IssuerId>,
-    problems: &HashMap<IssuerId, String>,
-    applied: &mut Applied,
-) {
-    applied
-        .missing_issuer
-        .retain(|id, _| issuer_of_job.get(id).is_some_and(|i| !known.contains(i)));
-    for (id, issuer) in issuer_of_job {
-        if known.contains(issuer) {
-            continue;
-        }
-        let message = match problems.get(issuer) {
-            Some(p) => format!("issuer {issuer} is not usable: {p}"),
-            None => format!("issuer {issuer} does not exist or is not a Vault issuer"),
-        };
-        if applied.missing_issuer.get(id) == Some(&message) {
-            continue;
-        }
-        let Some(object) = stores.certificates.get(id).filter(|_| tracked.contains_key(id)) else {
-            continue;
-        };
-        let waiting = Waiting {
-            reason: "IssuerNotReady",
-            ready_message: format!("Waiting for the issuer: {message}"),
-            message: message.clone(),
-        };
-        write_waiting_status(status, id, &object, waiting);
-        applied.missing_issuer.insert(id.clone(), message);
-    }
 }
