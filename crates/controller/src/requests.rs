@@ -25,7 +25,6 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use certkeeper_core::pki::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
-use certkeeper_engine::gate::{Outcome, Refusal};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
 use serde_json::{Value, json};
@@ -305,24 +304,9 @@ fn after_probe(issuer: &IssuerRuntime) -> Duration {
 }
 
 async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
-    let permit = match issuer.gate.acquire().await {
-        Ok(p) => p,
-        Err(Refusal::CircuitOpen(_)) => {
-            let (class, _, what) = issuer.gate.circuit_info().held_back();
-            return Err(SignFailure {
-                class,
-                scope: FailureScope::Issuer,
-                message: format!("issuer {} {what}; waiting for its next probe", issuer.id),
-                retry_after: Some(after_probe(&issuer)),
-                held: true,
-            });
-        }
-    };
-    let signed = issuer.client.sign(&issuer.path, &request).await;
-    let outcome = Outcome::of_sign(&signed);
-    permit.finish(outcome);
-    match signed {
-        Ok(s) => {
+    match certkeeper_engine::attempt::sign(&issuer, &request).await {
+        Ok(signed) => {
+            let s = signed.certificate;
             let mut chain = s.certificate_pem.trim_end().to_owned();
             chain.push('\n');
             for ca in s
@@ -336,23 +320,23 @@ async fn sign(issuer: IssuerRuntime, request: SignRequest) -> SignResult {
             let ca = (!s.issuing_ca_pem.is_empty()).then(|| s.issuing_ca_pem.clone());
             Ok((chain, ca))
         }
-        // Vault refused the issuer itself (this request was the first, or the gate's probe):
-        // the request now waits behind the issuer's probe like any other, instead of falling
-        // back on its own slow schedule.
-        Err(e) if matches!(outcome, Outcome::Refused(_)) => Err(SignFailure {
-            class: e.class(),
-            scope: e.scope(),
-            message: e.to_string(),
-            retry_after: Some(after_probe(&issuer)),
-            held: true,
-        }),
-        Err(e) => Err(SignFailure {
-            class: e.class(),
-            scope: e.scope(),
-            message: e.to_string(),
-            retry_after: e.retry_after(),
-            held: false,
-        }),
+        // Held back by the issuer's open circuit, or Vault refused the issuer itself (this
+        // request was the first, or the gate's probe): the request waits behind the issuer's
+        // probe like any other, instead of falling back on its own slow schedule.
+        Err(f) => {
+            let held = f.waits_for_probe();
+            Err(SignFailure {
+                class: f.class,
+                scope: f.scope,
+                message: f.message,
+                retry_after: if held {
+                    Some(after_probe(&issuer))
+                } else {
+                    f.retry_after
+                },
+                held,
+            })
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certkeeper_core::FailureClass;
 use certkeeper_core::Secret;
 use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, build_csr, verify_issued};
+use certkeeper_core::{FailureClass, FailureScope};
 use certkeeper_vault::{SignRequest, SignedCertificate, VaultError};
 
 use crate::clock::Clock;
@@ -86,18 +86,99 @@ fn failed(class: FailureClass, message: String) -> AttemptOutcome {
     }
 }
 
-/// The issuer's circuit is open: nothing is sent, the certificate waits for the issuer's probe
+/// A certificate Vault signed through the issuer's gate.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub certificate: SignedCertificate,
+    /// This sign closed the issuer's circuit.
+    pub recovered: bool,
+}
+
+/// Why a sign through the issuer's gate gave no certificate.
+#[derive(Debug, Clone)]
+pub struct SignFailed {
+    pub class: FailureClass,
+    /// Whether the verdict is about the issuer or this request (the error catalog's).
+    pub scope: FailureScope,
+    pub message: String,
+    /// When Vault asked to be retried (a 429's Retry-After): read here, nowhere else.
+    pub retry_after: Option<Duration>,
+    /// Nothing was sent: the issuer's circuit is open.
+    pub refused_locally: bool,
+    /// Vault's verdict was about the issuer as a whole (it opened or kept its circuit open);
+    /// also set for a local refusal while the circuit is open for such a verdict.
+    pub issuer_wide: bool,
+    pub recovered: bool,
+}
+
+impl SignFailed {
+    /// Whether the request waits behind the issuer's probe rather than on its own schedule.
+    pub fn waits_for_probe(&self) -> bool {
+        self.refused_locally || self.issuer_wide
+    }
+}
+
+/// One sign of `request` by `issuer`, through its gate (concurrency, rate, circuit breaker):
+/// the one signing step of a Certificate's attempt and of another tool's CertificateRequest.
+pub async fn sign(issuer: &IssuerRuntime, request: &SignRequest) -> Result<Signed, SignFailed> {
+    sign_with(&VaultSigner, issuer, request).await
+}
+
+pub(crate) async fn sign_with(
+    signer: &dyn Signer,
+    issuer: &IssuerRuntime,
+    request: &SignRequest,
+) -> Result<Signed, SignFailed> {
+    let permit = match issuer.gate.acquire().await {
+        Ok(p) => p,
+        Err(Refusal::CircuitOpen(_)) => return Err(held_back(issuer)),
+    };
+    let signed = signer.sign(issuer, request).await;
+    let outcome = Outcome::of_sign(&signed);
+    let recovered = permit.finish(outcome) == Transition::Recovered;
+    match signed {
+        Ok(certificate) => Ok(Signed {
+            certificate,
+            recovered,
+        }),
+        Err(e) => Err(SignFailed {
+            class: e.class(),
+            scope: e.scope(),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+            refused_locally: false,
+            issuer_wide: matches!(outcome, Outcome::Refused(_)),
+            recovered,
+        }),
+    }
+}
+
+/// The issuer's circuit is open: nothing is sent, the request waits for the issuer's probe
 /// (the engine says when, in the message it records).
-fn refused(issuer: &IssuerRuntime) -> AttemptOutcome {
+fn held_back(issuer: &IssuerRuntime) -> SignFailed {
     let (class, issuer_wide, what) = issuer.gate.circuit_info().held_back();
-    AttemptOutcome::Failed {
+    SignFailed {
         class,
+        scope: FailureScope::Issuer,
         message: format!("issuer {} {what}; waiting for its next probe", issuer.id),
         retry_after: None,
         refused_locally: true,
         issuer_wide,
         recovered: false,
-        unwritten: None,
+    }
+}
+
+impl From<SignFailed> for AttemptOutcome {
+    fn from(f: SignFailed) -> Self {
+        AttemptOutcome::Failed {
+            class: f.class,
+            message: f.message,
+            retry_after: f.retry_after,
+            refused_locally: f.refused_locally,
+            issuer_wide: f.issuer_wide,
+            recovered: f.recovered,
+            unwritten: None,
+        }
     }
 }
 
@@ -116,7 +197,7 @@ pub(crate) async fn run_attempt<R: Runtime>(mut attempt: Attempt, runtime: Arc<R
     }
     // Refused by an open circuit: no key generated, nothing sent.
     if let Some(Refusal::CircuitOpen(_)) = attempt.issuer.gate.refusal() {
-        return refused(&attempt.issuer);
+        return held_back(&attempt.issuer).into();
     }
     let job = attempt.job.clone();
     let (key, fresh) = match prepare_key(&job, runtime.as_ref()).await {
@@ -163,27 +244,9 @@ async fn sign_and_write<R: Runtime>(
         ttl: Some(job.duration),
     };
 
-    let permit = match issuer.gate.acquire().await {
-        Ok(p) => p,
-        Err(Refusal::CircuitOpen(_)) => return refused(&issuer),
-    };
-    let signed = signer.sign(&issuer, &request).await;
-    let outcome = Outcome::of_sign(&signed);
-    let transition = permit.finish(outcome);
-    let recovered = transition == Transition::Recovered;
-    let signed = match signed {
-        Ok(s) => s,
-        Err(e) => {
-            return AttemptOutcome::Failed {
-                class: e.class(),
-                message: e.to_string(),
-                retry_after: e.retry_after(),
-                refused_locally: false,
-                issuer_wide: matches!(outcome, Outcome::Refused(_)),
-                recovered,
-                unwritten: None,
-            };
-        }
+    let (signed, recovered) = match sign_with(signer.as_ref(), &issuer, &request).await {
+        Ok(s) => (s.certificate, s.recovered),
+        Err(f) => return f.into(),
     };
 
     let now = clock.now();

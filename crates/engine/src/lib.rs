@@ -6,7 +6,7 @@
 //! and status. Neither re-implements any of the decisions.
 
 pub mod adopt;
-mod attempt;
+pub mod attempt;
 pub mod build;
 pub mod clock;
 pub mod driver;
