@@ -204,6 +204,28 @@ async fn controller_issues_and_a_restart_reissues_nothing() -> Result<()> {
         "{metrics}"
     );
     let secret = get(&kube, "/api/v1/namespaces/apps/secrets/web-tls").await?;
+    // Every write names certkeeper as its field manager (the Secret it created, the status it
+    // wrote), so other writers' fields are told apart in managedFields.
+    let managers = |o: &Value| -> Vec<String> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|f| f["manager"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        managers(&secret).contains(&"certkeeper".to_owned()),
+        "{:?}",
+        managers(&secret)
+    );
+    assert!(
+        managers(&cert).contains(&"certkeeper".to_owned()),
+        "{:?}",
+        managers(&cert)
+    );
     let status = controller.stop()?;
     assert!(status.success(), "{status:?}\n{}", controller.log());
 

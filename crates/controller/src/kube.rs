@@ -32,6 +32,9 @@ const MAX_BODY_BYTES: usize = 512 << 20;
 /// long is presumed dead.
 const WATCH_IDLE_GRACE: Duration = Duration::from_secs(40);
 
+/// The field manager of every write (create, replace, patch).
+pub const FIELD_MANAGER: &str = "certkeeper";
+
 /// Server-side watch timeout by default: the apiserver ends the watch after this and the
 /// reflector resumes.
 pub const WATCH_TIMEOUT_SECS: u64 = 290;
@@ -358,6 +361,16 @@ impl KubeClient {
         path: &str,
         body: Option<(&str, &Value)>,
     ) -> Result<Value, KubeError> {
+        // Every write names its field manager, so managedFields tell certkeeper's fields from
+        // other writers' (kubectl, cmctl, cert-manager's tools).
+        let managed;
+        let path = if body.is_some() && !path.contains("fieldManager=") {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            managed = format!("{path}{sep}fieldManager={FIELD_MANAGER}");
+            managed.as_str()
+        } else {
+            path
+        };
         let call = async {
             let resp = self.send(method.clone(), path, body).await?;
             read_body(resp.into_body(), MAX_BODY_BYTES)

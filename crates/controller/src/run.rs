@@ -909,7 +909,7 @@ async fn write_issuer_ready(
             Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
             _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))?,
         };
-        let path = format!("{path}/status?fieldManager={}", crate::status::FIELD_MANAGER);
+        let path = format!("{path}/status");
         client.merge_patch(&path, &patch).await
     }
     .await;

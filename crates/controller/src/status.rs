@@ -31,9 +31,6 @@ use tokio::sync::Notify;
 use crate::kube::{KubeClient, KubeError, cm_path};
 use crate::reflector::Store;
 
-/// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "certkeeper";
-
 /// The status writer's pause after a transport failure: doubling up to the cap.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -424,7 +421,7 @@ impl StatusWriter {
         })?;
         let target = &intent.target;
         let path = format!(
-            "{}/status?fieldManager={FIELD_MANAGER}",
+            "{}/status",
             cm_path(&target.namespace, "certificates", Some(&target.name))?
         );
         match self.client.merge_patch(&path, &body).await {
