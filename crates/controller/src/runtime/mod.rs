@@ -184,12 +184,12 @@ impl KubeRuntime {
 impl Runtime for KubeRuntime {
     async fn current_key(&self, job: &CertJob) -> Option<Secret> {
         let meta = self.tracked(&job.id)?.meta;
-        let secret = self
+        let secret: k8s_openapi::api::core::v1::Secret = self
             .client
-            .get(&secret_path(&meta.namespace, &meta.secret_name).ok()?)
+            .get_object(&secret_path(&meta.namespace, &meta.secret_name).ok()?)
             .await
             .ok()??;
-        let key = secret_data(&secret).remove(TLS_KEY)?;
+        let key = secret.data?.remove(TLS_KEY)?.0;
         String::from_utf8(key).ok().map(Secret::new)
     }
 

@@ -1,6 +1,10 @@
 //! The next private key, kept between attempts in cert-manager's next-private-key Secret, so
 //! every request of one revision carries the same public key.
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
 use super::*;
 
 impl KubeRuntime {
@@ -38,20 +42,27 @@ impl KubeRuntime {
         &self,
         meta: &CertMeta,
         name: &str,
-    ) -> Result<Option<Value>, KubeError> {
-        let Some(secret) = self.client.get(&secret_path(&meta.namespace, name)?).await? else {
+    ) -> Result<Option<KubeSecret>, KubeError> {
+        let Some(secret) = self
+            .client
+            .get_object::<KubeSecret>(&secret_path(&meta.namespace, name)?)
+            .await?
+        else {
             return Ok(None);
         };
         let labelled = secret
-            .pointer("/metadata/labels")
+            .metadata
+            .labels
+            .as_ref()
             .and_then(|l| l.get(NEXT_PRIVATE_KEY_LABEL))
-            .and_then(Value::as_str)
-            == Some("true");
+            .is_some_and(|v| v == "true");
         let owned = meta.uid.is_empty()
             || secret
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == meta.uid.as_str()));
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == meta.uid);
         if labelled && owned {
             Ok(Some(secret))
         } else {
@@ -91,7 +102,7 @@ impl KubeRuntime {
                 return None;
             }
         };
-        let key = String::from_utf8(secret_data(&secret).remove(TLS_KEY)?).ok()?;
+        let key = String::from_utf8(secret.data?.remove(TLS_KEY)?.0).ok()?;
         // Left behind by an issuance whose clean-up failed: that key is served already, and
         // reusing it would skip a rotation.
         if self
@@ -113,17 +124,20 @@ impl KubeRuntime {
     /// attempt that succeeds at once stores nothing here (no extra API calls per issuance).
     pub(super) async fn keep_pending_key(&self, job: &CertJob, key_pem: &Secret) -> Result<(), RuntimeError> {
         let meta = self.meta(&job.id)?;
-        let data = json!({ TLS_KEY: b64(key_pem.expose().as_bytes()) });
+        let data = BTreeMap::from([(
+            TLS_KEY.to_owned(),
+            ByteString(key_pem.expose().as_bytes().to_vec()),
+        )]);
         if let Some(name) = self.pending_name(&job.id) {
             let existing = self
                 .pending_secret(&meta, &name)
                 .await
                 .map_err(|e| runtime_error(e, "reading the next private key Secret"))?;
             if let Some(mut secret) = existing {
-                secret["data"] = data;
+                secret.data = Some(data);
                 async {
                     let path = secret_path(&meta.namespace, &name)?;
-                    self.client.replace(&path, &secret).await
+                    self.client.replace_object(&path, &secret).await
                 }
                 .await
                 .map_err(|e| runtime_error(e, "updating the next private key Secret"))?;
@@ -131,22 +145,39 @@ impl KubeRuntime {
                 return Ok(());
             }
         }
-        let mut metadata = json!({
-            "generateName": format!("{}-", meta.name), "namespace": meta.namespace,
-            "labels": {NEXT_PRIVATE_KEY_LABEL: "true", FAO_LABEL: "true"},
+        let owner = (!meta.uid.is_empty()).then(|| {
+            vec![OwnerReference {
+                api_version: "cert-manager.io/v1".to_owned(),
+                kind: "Certificate".to_owned(),
+                name: meta.name.clone(),
+                uid: meta.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]
         });
-        if !meta.uid.is_empty() {
-            metadata["ownerReferences"] = json!([{
-                "apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": meta.name,
-                "uid": meta.uid, "controller": true, "blockOwnerDeletion": true,
-            }]);
+        let body = KubeSecret {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}-", meta.name)),
+                namespace: Some(meta.namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    (NEXT_PRIVATE_KEY_LABEL.to_owned(), "true".to_owned()),
+                    (FAO_LABEL.to_owned(), "true".to_owned()),
+                ])),
+                owner_references: owner,
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(data),
+            ..KubeSecret::default()
+        };
+        let created = async {
+            self.client
+                .create_object(&secrets_path(&meta.namespace)?, &body)
+                .await
         }
-        let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                          "metadata": metadata, "data": data});
-        let created = async { self.client.create(&secrets_path(&meta.namespace)?, &body).await }
-            .await
-            .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
-        let name = meta_str(&created, "name").to_owned();
+        .await
+        .map_err(|e| runtime_error(e, "creating the next private key Secret"))?;
+        let name = created.metadata.name.unwrap_or_default();
         self.set_pending_name(&job.id, Some(name.clone()));
         if let Some(target) = self.target(&job.id) {
             self.status.next_private_key(&job.id, &target, Some(name));

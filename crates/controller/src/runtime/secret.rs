@@ -1,7 +1,14 @@
 //! The target Secret: the certificate, key and CA in cert-manager's keys and formats, with
 //! cert-manager's annotations and the spec fingerprint ([`SPEC_HASH_ANNOTATION`]).
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::*;
+
+/// The type of a target Secret, as cert-manager writes it.
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 impl KubeRuntime {
     pub(super) async fn write_secret(
@@ -11,10 +18,10 @@ impl KubeRuntime {
         issued: &Issued,
     ) -> Result<(), RuntimeError> {
         let cert = &issued.certificate;
-        let data: BTreeMap<&str, String> = output_items(&meta.formats, issued, job.key_encoding)
+        let data: BTreeMap<String, ByteString> = output_items(&meta.formats, issued, job.key_encoding)
             .await?
             .into_iter()
-            .map(|item| (item.name, b64(&item.contents)))
+            .map(|item| (item.name.to_owned(), ByteString(item.contents.to_vec())))
             .collect();
         let mut annotations = meta.secret_annotations.clone();
         let ips: Vec<String> = cert.ip_addresses.iter().map(ToString::to_string).collect();
@@ -40,63 +47,60 @@ impl KubeRuntime {
 
         let path = secret_path(&meta.namespace, &meta.secret_name)
             .map_err(|e| runtime_error(e, "the target Secret"))?;
-        let existing = self
+        let existing: Option<Secret> = self
             .client
-            .get(&path)
+            .get_object(&path)
             .await
             .map_err(|e| runtime_error(e, "reading the target Secret"))?;
         match existing {
             Some(mut secret) => {
-                let kind = secret.get("type").and_then(Value::as_str).unwrap_or_default();
-                if !kind.is_empty() && kind != "kubernetes.io/tls" {
+                let kind = secret.type_.as_deref().unwrap_or_default();
+                if !kind.is_empty() && kind != TLS_SECRET_TYPE {
                     return Err(RuntimeError {
                         class: FailureClass::Invalid,
                         message: format!(
-                            "Secret {}/{} exists with type {kind}, not kubernetes.io/tls",
+                            "Secret {}/{} exists with type {kind}, not {TLS_SECRET_TYPE}",
                             meta.namespace, meta.secret_name
                         ),
                     });
                 }
-                let m = &mut secret["metadata"];
-                for (field, values) in [("labels", &labels), ("annotations", &annotations)] {
-                    if !m[field].is_object() {
-                        m[field] = json!({});
-                    }
-                    for (k, v) in values {
-                        m[field][k] = Value::String(v.clone());
-                    }
-                }
-                if !secret["data"].is_object() {
-                    secret["data"] = json!({});
-                }
-                for (k, v) in &data {
-                    secret["data"][*k] = Value::String(v.clone());
-                }
+                secret.metadata.labels.get_or_insert_default().extend(labels);
+                secret
+                    .metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .extend(annotations);
+                let stored = secret.data.get_or_insert_default();
                 // Formats no longer asked for (or a CA no longer returned) go away.
-                if let Some(d) = secret["data"].as_object_mut() {
-                    for name in CONDITIONAL {
-                        if !data.contains_key(name) {
-                            d.remove(name);
-                        }
+                for name in CONDITIONAL {
+                    if !data.contains_key(name) {
+                        stored.remove(name);
                     }
                 }
-                secret["type"] = json!("kubernetes.io/tls");
+                stored.extend(data);
+                secret.type_ = Some(TLS_SECRET_TYPE.to_owned());
                 self.client
-                    .replace(&path, &secret)
+                    .replace_object(&path, &secret)
                     .await
                     .map_err(|e| runtime_error(e, "updating the target Secret"))?;
             }
             None => {
-                let body = json!({
-                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                    "metadata": {"name": meta.secret_name, "namespace": meta.namespace,
-                                 "labels": labels, "annotations": annotations},
-                    "data": data,
-                });
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(meta.secret_name.clone()),
+                        namespace: Some(meta.namespace.clone()),
+                        labels: Some(labels),
+                        annotations: Some(annotations),
+                        ..ObjectMeta::default()
+                    },
+                    type_: Some(TLS_SECRET_TYPE.to_owned()),
+                    data: Some(data),
+                    ..Secret::default()
+                };
                 let create = secrets_path(&meta.namespace)
                     .map_err(|e| runtime_error(e, "creating the target Secret"))?;
                 self.client
-                    .create(&create, &body)
+                    .create_object(&create, &secret)
                     .await
                     .map_err(|e| runtime_error(e, "creating the target Secret"))?;
             }
