@@ -10,79 +10,125 @@
 use std::time::SystemTime;
 
 use certkeeper_core::pki::rfc3339;
+use certkeeper_core::spec::{
+    CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerReference,
+    set_condition,
+};
 use certkeeper_serve::status::{FailureRow, StatusRow};
-use serde_json::{Value, json};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::kube::{KubeClient, KubeError, cluster_cm_path, cm_path, meta_str};
+use crate::kube::{KubeClient, KubeError, cluster_cm_path, cm_path};
 
-/// The `Issuing` reason of a renew request (cert-manager's `ManuallyTriggered`).
+/// cmctl's reason of a renew request.
 pub const MANUALLY_TRIGGERED: &str = "ManuallyTriggered";
-/// cmctl's message on the `Issuing` condition of a renew request.
+/// cmctl's message of a renew request.
 pub const MANUAL_RENEW_MESSAGE: &str = "Certificate re-issuance manually triggered";
-/// Attempts at writing a renew request when the Certificate changes under us (409).
+/// Replaces retried when a concurrent status write changed the Certificate meanwhile.
 const RENEW_CONFLICT_RETRIES: usize = 5;
 
-/// The renew request on a Certificate, if any: the lastTransitionTime of an `Issuing=True`
-/// condition with reason [`MANUALLY_TRIGGERED`] that the controller did not write itself while
-/// issuing (`own_message`).
-pub fn renew_request<'a>(cert: &'a Value, own_message: &str) -> Option<&'a str> {
-    let issuing = cert
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Issuing")?;
-    (issuing["status"] == "True"
-        && issuing["reason"] == MANUALLY_TRIGGERED
-        && issuing["message"] != own_message)
-        .then(|| issuing["lastTransitionTime"].as_str())
+/// What `status` and `renew` read of a Certificate: its name, issuer and status.
+#[derive(Debug, Default, Deserialize)]
+struct CertificateView {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: SpecView,
+    #[serde(default)]
+    status: CertificateStatus,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecView {
+    #[serde(default)]
+    issuer_ref: IssuerReference,
+}
+
+/// A renew request as a merge patch of the status's conditions, made conditional on the
+/// resourceVersion read (a concurrent status write makes it 409).
+#[derive(Debug, Serialize)]
+struct RenewPatch<'a> {
+    metadata: ResourceVersion<'a>,
+    status: ConditionsOnly<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceVersion<'a> {
+    resource_version: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct ConditionsOnly<'a> {
+    conditions: &'a [Condition],
+}
+
+fn view(cert: &Value) -> CertificateView {
+    serde_json::from_value(cert.clone()).unwrap_or_default()
+}
+
+/// The renew request on a Certificate's `status`, if any: the lastTransitionTime of an
+/// `Issuing=True` condition with reason [`MANUALLY_TRIGGERED`] that the controller did not
+/// write itself while issuing (`own_message`).
+pub fn renew_request_of<'s>(status: &'s CertificateStatus, own_message: &str) -> Option<&'s str> {
+    let issuing = status.condition(CONDITION_ISSUING)?;
+    (issuing.status == ConditionStatus::True
+        && issuing.reason == MANUALLY_TRIGGERED
+        && issuing.message != own_message)
+        .then_some(issuing.last_transition_time.as_deref())
         .flatten()
 }
 
-fn text(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
+/// [`renew_request_of`] a Certificate object.
+pub fn renew_request(cert: &Value, own_message: &str) -> Option<String> {
+    renew_request_of(&view(cert).status, own_message).map(str::to_owned)
 }
 
-/// A status row of one Certificate as the API server has it.
+/// A Certificate's row, as `certkeeper controller status` prints it.
 pub fn row(cert: &Value) -> StatusRow {
-    let ns = meta_str(cert, "namespace");
-    let name = meta_str(cert, "name");
-    let issuer_name = text(cert, "/spec/issuerRef/name").unwrap_or_default();
-    let issuer = match text(cert, "/spec/issuerRef/kind").as_deref() {
-        Some("ClusterIssuer") => format!("ClusterIssuer/{issuer_name}"),
-        _ => format!("Issuer/{ns}/{issuer_name}"),
+    let cert = view(cert);
+    let ns = cert.metadata.namespace.unwrap_or_default();
+    let name = cert.metadata.name.unwrap_or_default();
+    let issuer_ref = &cert.spec.issuer_ref;
+    let issuer = match issuer_ref.kind.as_str() {
+        "ClusterIssuer" => format!("ClusterIssuer/{}", issuer_ref.name),
+        _ => format!("Issuer/{ns}/{}", issuer_ref.name),
     };
-    let status = cert.get("status").cloned().unwrap_or(Value::Null);
-    let ready = status["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-    let last_failure = status["certkeeper"]["failureClass"].as_str().map(|class| {
-        let last = text(&status, "/lastFailureTime").unwrap_or_default();
-        FailureRow {
-            class: class.to_owned(),
-            message: text(&status, "/certkeeper/failureMessage").unwrap_or_default(),
-            attempts: status["failedIssuanceAttempts"]
-                .as_u64()
+    let status = cert.status;
+    let ready = status
+        .condition(CONDITION_READY)
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    let last_failure = status.certkeeper.as_ref().and_then(|ck| {
+        let class = ck.failure_class?;
+        let last = status.last_failure_time.clone().unwrap_or_default();
+        Some(FailureRow {
+            class: class.as_str().to_owned(),
+            message: ck.failure_message.clone(),
+            attempts: status
+                .failed_issuance_attempts
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(1),
             first_failure: last.clone(),
             last_failure: last,
-            next_attempt: text(&status, "/certkeeper/nextAttemptTime").unwrap_or_else(|| "on change".into()),
-        }
+            next_attempt: ck.next_attempt_time.clone().unwrap_or_else(|| "on change".into()),
+        })
     });
     StatusRow {
         name: format!("{ns}/{name}"),
         issuer,
         ready,
-        not_after: text(&status, "/notAfter"),
-        renewal_time: text(&status, "/renewalTime"),
-        revision: status["revision"].as_u64().unwrap_or(0),
+        not_after: status.not_after.clone(),
+        renewal_time: status.renewal_time.clone(),
+        revision: status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0),
         serial: None,
         last_failure,
         warning: None,
     }
 }
 
-/// Every Certificate (of `namespace`, or all), sorted by name.
+/// The rows of every Certificate (of `namespace`, or of all), sorted by name.
 pub async fn status_rows(client: &KubeClient, namespace: Option<&str>) -> Result<Vec<StatusRow>, KubeError> {
     let path = match namespace {
         Some(ns) => cm_path(ns, "certificates", None)?,
@@ -94,46 +140,51 @@ pub async fn status_rows(client: &KubeClient, namespace: Option<&str>) -> Result
     Ok(rows)
 }
 
-/// Asks the controller to issue `namespace/name` now, as `cmctl renew` does (see the module
-/// docs); returns its revision before the request. A Certificate already issuing is left as is.
+/// Writes cmctl's renew request on Certificate `namespace/name` (unless an issuance is already
+/// in progress) and returns the revision before it.
 pub async fn request_renew(client: &KubeClient, namespace: &str, name: &str) -> Result<u64, KubeError> {
     let path = cm_path(namespace, "certificates", Some(name))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let Some(mut cert) = client.get(&path).await? else {
+        let Some(mut cert) = client.get_object::<CertificateView>(&path).await? else {
             return Err(KubeError::Decode {
                 what: format!("Certificate {namespace}/{name}"),
                 message: "not found".into(),
             });
         };
-        let revision = cert
-            .pointer("/status/revision")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let mut conditions: Vec<Value> = cert
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if conditions
-            .iter()
-            .any(|c| c["type"] == "Issuing" && c["status"] == "True")
+        let revision = revision_of(&cert.status);
+        if cert
+            .status
+            .condition(CONDITION_ISSUING)
+            .is_some_and(|c| c.status == ConditionStatus::True)
         {
             return Ok(revision);
         }
-        conditions.retain(|c| c["type"] != "Issuing");
-        conditions.push(
-            json!({"type": "Issuing", "status": "True", "reason": MANUALLY_TRIGGERED,
-                               "message": MANUAL_RENEW_MESSAGE,
-                               "lastTransitionTime": rfc3339(SystemTime::now())}),
+        set_condition(
+            &mut cert.status.conditions,
+            Condition::new(
+                CONDITION_ISSUING,
+                ConditionStatus::True,
+                MANUALLY_TRIGGERED,
+                MANUAL_RENEW_MESSAGE,
+                cert.metadata.generation.unwrap_or(0),
+            ),
+            &rfc3339(SystemTime::now()),
         );
-        if !cert["status"].is_object() {
-            cert["status"] = json!({});
-        }
-        cert["status"]["conditions"] = Value::Array(conditions);
-        // A replace carries the resourceVersion read: a concurrent status write makes it 409.
-        match client.replace(&format!("{path}/status"), &cert).await {
+        let patch = RenewPatch {
+            metadata: ResourceVersion {
+                resource_version: cert.metadata.resource_version.as_deref().unwrap_or_default(),
+            },
+            status: ConditionsOnly {
+                conditions: &cert.status.conditions,
+            },
+        };
+        let body = serde_json::to_value(&patch).map_err(|e| KubeError::Decode {
+            what: format!("the renew request of {namespace}/{name}"),
+            message: e.to_string(),
+        })?;
+        match client.merge_patch(&format!("{path}/status"), &body).await {
             Ok(_) => return Ok(revision),
             Err(e) if e.code() == Some(409) && attempt < RENEW_CONFLICT_RETRIES => continue,
             Err(e) => return Err(e),
@@ -141,19 +192,23 @@ pub async fn request_renew(client: &KubeClient, namespace: &str, name: &str) -> 
     }
 }
 
-/// The revision of `namespace/name` now (0 when it has none or is gone).
+fn revision_of(status: &CertificateStatus) -> u64 {
+    status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0)
+}
+
+/// The Certificate's `status.revision` (0 when it has none).
 pub async fn revision(client: &KubeClient, namespace: &str, name: &str) -> Result<u64, KubeError> {
     let cert = client
-        .get(&cm_path(namespace, "certificates", Some(name))?)
+        .get_object::<CertificateView>(&cm_path(namespace, "certificates", Some(name))?)
         .await?;
-    Ok(cert
-        .and_then(|c| c.pointer("/status/revision").and_then(Value::as_u64))
-        .unwrap_or(0))
+    Ok(cert.map_or(0, |c| revision_of(&c.status)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     fn with_issuing(status: &str, reason: &str, message: &str) -> Value {
         json!({"status": {"conditions": [
@@ -167,7 +222,10 @@ mod tests {
     fn renew_requests_are_cmctls_condition_and_not_our_own() {
         let own = "Issuing certificate as a renewal was requested";
         let cmctl = with_issuing("True", MANUALLY_TRIGGERED, MANUAL_RENEW_MESSAGE);
-        assert_eq!(renew_request(&cmctl, own), Some("2026-11-26T05:00:00Z"));
+        assert_eq!(
+            renew_request(&cmctl, own).as_deref(),
+            Some("2026-11-26T05:00:00Z")
+        );
         assert_eq!(
             renew_request(&with_issuing("True", MANUALLY_TRIGGERED, own), own),
             None

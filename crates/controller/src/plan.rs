@@ -176,8 +176,8 @@ pub fn plan_certificates(
         match build_certificate(client, &object, fingerprints) {
             Ok((job, meta)) => {
                 match crate::ops::renew_request(&object, IssueReason::ManuallyTriggered.message()) {
-                    Some(at) if renews_handled.get(&job.id).map(String::as_str) != Some(at) => {
-                        plan.renew.push((job.id.clone(), at.to_owned()));
+                    Some(at) if renews_handled.get(&job.id) != Some(&at) => {
+                        plan.renew.push((job.id.clone(), at));
                     }
                     Some(_) => {}
                     None => {
