@@ -142,30 +142,67 @@ pub struct IssuerStatus {
     pub conditions: Vec<IssuerCondition>,
 }
 
+/// What [`set_condition`] needs of a condition: Certificates' and Issuers' [`Condition`] and
+/// CertificateRequests' (which have no `observedGeneration`).
+pub trait StatusCondition {
+    fn condition_type(&self) -> &str;
+    fn status(&self) -> ConditionStatus;
+    fn last_transition_time(&mut self) -> &mut Option<String>;
+}
+
+impl StatusCondition for Condition {
+    fn condition_type(&self) -> &str {
+        &self.condition_type
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn last_transition_time(&mut self) -> &mut Option<String> {
+        &mut self.last_transition_time
+    }
+}
+
+impl StatusCondition for super::CertificateRequestCondition {
+    fn condition_type(&self) -> &str {
+        &self.condition_type
+    }
+    fn status(&self) -> ConditionStatus {
+        self.status
+    }
+    fn last_transition_time(&mut self) -> &mut Option<String> {
+        &mut self.last_transition_time
+    }
+}
+
 /// Sets `new` in `conditions` (replacing the condition of its type), as Kubernetes'
 /// `meta.SetStatusCondition` does: `lastTransitionTime` is kept when the status does not change
 /// and is `now` (RFC 3339) when it does or the condition is new (or `new` carries its own).
 /// The one rule for every condition certkeeper writes.
-pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: &str) {
+pub fn set_condition<C: StatusCondition>(conditions: &mut Vec<C>, mut new: C, now: &str) {
     match conditions
         .iter_mut()
-        .find(|c| c.condition_type == new.condition_type)
+        .find(|c| c.condition_type() == new.condition_type())
     {
         Some(old) => {
-            if old.status == new.status && old.last_transition_time.is_some() {
-                new.last_transition_time = old.last_transition_time.take();
-            } else if new.last_transition_time.is_none() {
-                new.last_transition_time = Some(now.to_owned());
+            if old.status() == new.status() && old.last_transition_time().is_some() {
+                *new.last_transition_time() = old.last_transition_time().take();
+            } else if new.last_transition_time().is_none() {
+                *new.last_transition_time() = Some(now.to_owned());
             }
             *old = new;
         }
         None => {
-            if new.last_transition_time.is_none() {
-                new.last_transition_time = Some(now.to_owned());
+            if new.last_transition_time().is_none() {
+                *new.last_transition_time() = Some(now.to_owned());
             }
             conditions.push(new);
         }
     }
+}
+
+/// Removes the condition of this type.
+pub fn remove_condition<C: StatusCondition>(conditions: &mut Vec<C>, condition_type: &str) {
+    conditions.retain(|c| c.condition_type() != condition_type);
 }
 
 /// A Certificate status as a merge patch, see [`CertificateStatus::merge_patch`].
@@ -196,11 +233,6 @@ struct CertkeeperFields<'a> {
     failure_class: &'a Option<FailureClass>,
     failure_message: &'a str,
     next_attempt_time: &'a Option<String>,
-}
-
-/// Removes the condition of this type.
-pub fn remove_condition(conditions: &mut Vec<Condition>, condition_type: &str) {
-    conditions.retain(|c| c.condition_type != condition_type);
 }
 
 impl Condition {
