@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use certkeeper_core::time::to_unix;
 use certkeeper_daemon::config::{Config, LogFormat};
 use certkeeper_daemon::load::load;
 use certkeeper_daemon::problems::problem_rows;
 use certkeeper_daemon::statedb::{RENEW_ALL, StateDb, request_renew};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::state::{CertState, to_unix};
+use certkeeper_engine::state::CertState;
 use certkeeper_serve::status::{ProblemStatusRow, StatusRow, problems_table, row, status_json, table};
 use tracing_subscriber::EnvFilter;
 

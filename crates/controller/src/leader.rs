@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use certkeeper_core::pki::rfc3339;
+use certkeeper_core::time::rfc3339_micros;
 use serde_json::{Value, json};
 
 use crate::kube::{KubeClient, KubeError};
@@ -60,16 +60,6 @@ pub fn default_identity() -> String {
     format!("{host}_{}", std::process::id())
 }
 
-/// Kubernetes `MicroTime`: RFC 3339 with microseconds.
-fn micro_time(t: SystemTime) -> String {
-    let micros = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_micros())
-        .unwrap_or(0);
-    let seconds = rfc3339(t);
-    format!("{}.{micros:06}Z", seconds.trim_end_matches('Z'))
-}
-
 /// The election state of one replica.
 #[derive(Debug)]
 pub struct Elector {
@@ -112,7 +102,7 @@ impl Elector {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.config.name, "namespace": self.config.namespace},
                 "spec": {"holderIdentity": me, "leaseDurationSeconds": seconds,
-                         "acquireTime": micro_time(now), "renewTime": micro_time(now),
+                         "acquireTime": rfc3339_micros(now), "renewTime": rfc3339_micros(now),
                          "leaseTransitions": 0},
             });
             let collection = crate::kube::lease_path(&self.config.namespace, None)?;
@@ -144,12 +134,12 @@ impl Elector {
         let started = Instant::now();
         let s = &mut lease["spec"];
         if holder != me {
-            s["acquireTime"] = json!(micro_time(now));
+            s["acquireTime"] = json!(rfc3339_micros(now));
             s["leaseTransitions"] = json!(transitions + 1);
         }
         s["holderIdentity"] = json!(me);
         s["leaseDurationSeconds"] = json!(seconds);
-        s["renewTime"] = json!(micro_time(now));
+        s["renewTime"] = json!(rfc3339_micros(now));
         match self.client.replace(&path, &lease).await {
             Ok(_) => {
                 if holder != me {
@@ -190,16 +180,5 @@ impl Elector {
             Ok(_) => tracing::info!(lease = %path, "released the leader lease"),
             Err(e) => tracing::warn!(lease = %path, error = %e, "cannot release the leader lease"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn micro_time_has_microseconds() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_800_000_000_123_456);
-        assert_eq!(micro_time(t), "2027-01-15T08:00:00.123456Z");
     }
 }

@@ -20,16 +20,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use certkeeper_core::Secret;
-use certkeeper_core::spec::{self, Certificate, Resource, VaultAuthMethod, VaultIssuer};
-use certkeeper_engine::build::{self, SecretResolver};
+use certkeeper_core::spec::{self, Certificate, FieldError, Resource, VaultAuthMethod, VaultIssuer};
+use certkeeper_core::{FailureClass, Secret};
+use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use serde_json::Value;
 
-use crate::kube::{KubeClient, secret_data, token_request_path};
+use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
 
 pub use certkeeper_engine::build::IssuerLimits;
 
@@ -54,6 +54,50 @@ pub struct CertMeta {
     pub generation: i64,
 }
 
+/// Why a mirrored object does not become an issuer runtime or a job.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The object does not convert to YAML (not expected of JSON from the API server).
+    #[error("{0}")]
+    Yaml(serde_yaml_ng::Error),
+    /// The object is invalid, as a manifest file would be: every problem, with its field.
+    #[error("{}", join_problems(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("not a Certificate")]
+    NotACertificate,
+    /// The spec is valid but its issuer or job cannot be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+fn join_problems(problems: &[FieldError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl LoadError {
+    /// The failure's class, the only place it is decided: an object to fix, or what the
+    /// builder decides.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            LoadError::Build(e) => e.class(),
+            LoadError::Yaml(_) | LoadError::Invalid(_) | LoadError::NotACertificate => FailureClass::Invalid,
+        }
+    }
+}
+
+/// A Kubernetes API failure while reading `what`, with the API's status code when it answered.
+fn api_error(what: String, e: &KubeError) -> CredentialError {
+    CredentialError::Api {
+        what,
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
 /// Secrets read for one load, by (namespace, name); `None`: the Secret does not exist.
 pub type SecretCache = HashMap<(String, String), Option<Arc<Value>>>;
 
@@ -71,20 +115,25 @@ impl SecretProvider for SecretRef {
         format!("Secret {}/{} key {:?}", self.namespace, self.name, self.key)
     }
 
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>> {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, CredentialError>> + Send + '_>> {
         Box::pin(async move {
             let secret = self
                 .client
                 .get_secret(&self.namespace, &self.name)
                 .await
-                .map_err(|e| format!("{}: {e}", self.describe()))?
-                .ok_or_else(|| format!("{} not found", self.describe()))?;
+                .map_err(|e| api_error(self.describe(), &e))?
+                .ok_or_else(|| CredentialError::NotFound {
+                    what: self.describe(),
+                })?;
             let data = secret_data(&secret);
-            let value = data
-                .get(&self.key)
-                .ok_or_else(|| format!("{}: no such key", self.describe()))?;
-            let text =
-                String::from_utf8(value.clone()).map_err(|_| format!("{}: not UTF-8", self.describe()))?;
+            let value = data.get(&self.key).ok_or_else(|| CredentialError::MissingKey {
+                what: format!("Secret {}/{}", self.namespace, self.name),
+                key: self.key.clone(),
+            })?;
+            let text = String::from_utf8(value.clone()).map_err(|_| CredentialError::InvalidContent {
+                what: self.describe(),
+                problem: "not UTF-8",
+            })?;
             Ok(Secret::new(text.trim()))
         })
     }
@@ -114,10 +163,14 @@ impl SecretProvider for ServiceAccountToken {
         )
     }
 
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>> {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, CredentialError>> + Send + '_>> {
         Box::pin(async move {
-            let path = token_request_path(&self.namespace, &self.service_account)
-                .map_err(|e| format!("{}: {e}", self.describe()))?;
+            let path = token_request_path(&self.namespace, &self.service_account).map_err(|e| {
+                CredentialError::Failed {
+                    what: self.describe(),
+                    message: e.to_string(),
+                }
+            })?;
             // Never mint a token the Kubernetes API itself would accept: the Issuer's author
             // chooses the audiences and the server the token is sent to.
             let api_audiences = self.client.api_audiences().await;
@@ -130,11 +183,10 @@ impl SecretProvider for ServiceAccountToken {
                 .iter()
                 .find(|a| spec::is_kubernetes_api_audience(a) || api_audiences.iter().any(|api| same(a, api)))
             {
-                return Err(format!(
-                    "{}: refused: audience {audience:?} would make the token valid against the Kubernetes API \
-                     server itself",
-                    self.describe()
-                ));
+                return Err(CredentialError::KubernetesApiAudience {
+                    what: self.describe(),
+                    audience: audience.clone(),
+                });
             }
             let body = serde_json::json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -144,12 +196,14 @@ impl SecretProvider for ServiceAccountToken {
                 .client
                 .create(&path, &body)
                 .await
-                .map_err(|e| format!("{}: {e}", self.describe()))?;
+                .map_err(|e| api_error(self.describe(), &e))?;
             answer
                 .pointer("/status/token")
                 .and_then(Value::as_str)
                 .map(Secret::new)
-                .ok_or_else(|| format!("{}: no token in the answer", self.describe()))
+                .ok_or_else(|| CredentialError::NoToken {
+                    what: self.describe(),
+                })
         })
     }
 }
@@ -192,7 +246,7 @@ pub fn referenced_secrets(namespace: &str, vault: &VaultIssuer) -> Vec<(String, 
 pub fn issuer_of(
     object: &Value,
     cluster_ns: &str,
-) -> Result<Option<(IssuerId, String, VaultIssuer)>, String> {
+) -> Result<Option<(IssuerId, String, VaultIssuer)>, LoadError> {
     match decode(object)? {
         Resource::Issuer(r) => {
             let ns = r.metadata.namespace_or_default().to_owned();
@@ -208,15 +262,9 @@ pub fn issuer_of(
 }
 
 /// Decodes and validates an object from the API server, as a manifest file is.
-pub fn decode(object: &Value) -> Result<Resource, String> {
-    let yaml = serde_yaml_ng::to_value(object).map_err(|e| e.to_string())?;
-    spec::parse_resource(&yaml).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+pub fn decode(object: &Value) -> Result<Resource, LoadError> {
+    let yaml = serde_yaml_ng::to_value(object).map_err(LoadError::Yaml)?;
+    spec::parse_resource(&yaml).map_err(LoadError::Invalid)
 }
 
 struct Resolver<'a> {
@@ -226,7 +274,7 @@ struct Resolver<'a> {
 }
 
 impl SecretResolver for Resolver<'_> {
-    fn source(&mut self, _field: &str, name: &str, key: &str) -> Result<SecretSource, String> {
+    fn source(&mut self, _field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError> {
         Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: self.client.clone(),
             namespace: self.namespace.to_owned(),
@@ -235,18 +283,25 @@ impl SecretResolver for Resolver<'_> {
         })))
     }
 
-    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, String> {
+    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, CredentialError> {
+        let what = || format!("Secret {}/{name}", self.namespace);
         let found = self
             .secrets
             .get(&(self.namespace.to_owned(), name.to_owned()))
             .cloned()
             .flatten()
-            .ok_or_else(|| format!("{field}: Secret {}/{name} not found", self.namespace))?;
+            .ok_or_else(|| CredentialError::NotFound { what: what() }.in_field(field))?;
         let data = secret_data(&found);
         data.get(key)
             .and_then(|v| String::from_utf8(v.clone()).ok())
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| format!("{field}: Secret {}/{name} has no key {key:?}", self.namespace))
+            .ok_or_else(|| {
+                CredentialError::MissingKey {
+                    what: what(),
+                    key: key.to_owned(),
+                }
+                .in_field(field)
+            })
     }
 
     fn service_account_token(
@@ -254,7 +309,7 @@ impl SecretResolver for Resolver<'_> {
         _field: &str,
         service_account: &str,
         audiences: Vec<String>,
-    ) -> Result<SecretSource, String> {
+    ) -> Result<SecretSource, CredentialError> {
         Ok(SecretSource::Provider(Arc::new(ServiceAccountToken {
             client: self.client.clone(),
             namespace: self.namespace.to_owned(),
@@ -276,7 +331,7 @@ pub fn build_issuer(
     id: &str,
     namespace: &str,
     vault: &VaultIssuer,
-) -> Result<IssuerRuntime, String> {
+) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver {
         client,
         secrets,
@@ -286,7 +341,7 @@ pub fn build_issuer(
 }
 
 /// The issuer id a Certificate refers to.
-pub fn issuer_id_of(cert: &Certificate) -> Result<IssuerId, String> {
+pub fn issuer_id_of(cert: &Certificate) -> Result<IssuerId, BuildError> {
     build::certificate_issuer(cert)
 }
 
@@ -296,9 +351,9 @@ pub fn build_certificate(
     client: &KubeClient,
     object: &Value,
     issuers: &HashMap<&str, u64>,
-) -> Result<(CertJob, CertMeta), String> {
+) -> Result<(CertJob, CertMeta), LoadError> {
     let Resource::Certificate(cert) = decode(object)? else {
-        return Err("not a Certificate".into());
+        return Err(LoadError::NotACertificate);
     };
     let namespace = cert.namespace().to_owned();
     let name = cert.metadata.name.clone();
@@ -339,7 +394,7 @@ pub fn build_certificate(
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a Secret in the Certificate's
 /// namespace, or the literal) and the profile.
-fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
+fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<Pkcs12Output>, BuildError> {
     build::pkcs12_keystore(cert, |sel| {
         Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: client.clone(),

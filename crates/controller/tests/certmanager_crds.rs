@@ -155,7 +155,7 @@ async fn a_refusal_keeps_its_backoff_across_a_restart_with_cert_managers_crds() 
         "{issuing}"
     );
     let last_failure =
-        certkeeper_controller::runtime::parse_rfc3339(status["lastFailureTime"].as_str().unwrap_or_default())
+        certkeeper_core::time::parse_rfc3339_unix(status["lastFailureTime"].as_str().unwrap_or_default())
             .context("lastFailureTime")?;
     let labels = "name=\"refused\"";
     let next_family = "certkeeper_certificate_next_attempt_timestamp_seconds";

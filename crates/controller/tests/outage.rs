@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use certkeeper_controller::runtime::parse_rfc3339;
+use certkeeper_core::time::parse_rfc3339_unix;
 use common::{
     Api, BOUND, CERTIFICATES, ISSUERS, NS, decode, installed, meta_name, ready, start_controller,
     start_with_vault_issuer, wait_for, wait_kept_key,
@@ -54,7 +54,7 @@ async fn rejected_names_and_a_sealed_openbao() -> Result<()> {
         })
         .await?;
     let ck = &evil["status"]["certkeeper"];
-    let next = parse_rfc3339(ck["nextAttemptTime"].as_str().unwrap()).unwrap();
+    let next = parse_rfc3339_unix(ck["nextAttemptTime"].as_str().unwrap()).unwrap();
     eprintln!(
         "rejected -> next attempt in {} s: {}",
         next - now(),

@@ -9,6 +9,7 @@ pub mod pki;
 pub mod schedule;
 pub mod secret;
 pub mod spec;
+pub mod time;
 
 pub use failure::{FailureClass, FailureScope};
 pub use secret::Secret;

@@ -201,9 +201,12 @@ pub fn load(
         let Some(vault) = spec.vault() else { continue };
         match issuer::build(config, metrics, previous, &id, namespace, vault) {
             Ok(runtime) => issuers.push(runtime),
-            Err(message) => {
-                unusable.insert(id.clone(), format!("it cannot be used: {message}"));
-                problems.push(LoadProblem { source: id, message });
+            Err(e) => {
+                unusable.insert(id.clone(), format!("it cannot be used: {e}"));
+                problems.push(LoadProblem {
+                    source: id,
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -218,9 +221,9 @@ pub fn load(
                 problems.extend(problem);
                 certificates.push((job, meta));
             }
-            Err(message) => problems.push(LoadProblem {
+            Err(e) => problems.push(LoadProblem {
                 source: format!("Certificate {}/{}", cert.namespace(), cert.metadata.name),
-                message,
+                message: e.to_string(),
             }),
         }
     }

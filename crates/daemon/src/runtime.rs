@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use certkeeper_core::time::rfc3339_unix;
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
@@ -147,7 +148,7 @@ impl Runtime for FileRuntime {
                 not_after,
                 warning,
             } => {
-                let not_after = rfc3339(not_after);
+                let not_after = rfc3339_unix(not_after);
                 if revision > 1 {
                     tracing::info!(
                         certificate = id,
@@ -182,7 +183,7 @@ impl Runtime for FileRuntime {
                 certificate = id,
                 class = class.as_str(),
                 attempts,
-                next_attempt = next_attempt.map(rfc3339).as_deref().unwrap_or("on change"),
+                next_attempt = next_attempt.map(rfc3339_unix).as_deref().unwrap_or("on change"),
                 error = message,
                 "issuance failed"
             ),
@@ -190,22 +191,5 @@ impl Runtime for FileRuntime {
     }
 }
 
-/// Unix seconds as an RFC 3339 UTC timestamp.
-pub fn rfc3339(secs: i64) -> String {
-    certkeeper_core::pki::rfc3339(certkeeper_engine::state::from_unix(secs))
-}
-
 /// Poll interval for renew requests written by `certkeeper renew`.
 pub const RENEW_POLL: Duration = Duration::from_secs(1);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
-}

@@ -12,10 +12,11 @@ use std::fmt::Display;
 use std::time::SystemTime;
 
 use certkeeper_core::pki::{PrivateKey, verify_issued};
+use certkeeper_core::time::to_unix;
 
 use crate::driver::issued_info;
 use crate::job::CertJob;
-use crate::state::{IssuedInfo, to_unix};
+use crate::state::IssuedInfo;
 
 /// Why a served certificate is not adopted (logged; the certificate is issued afresh).
 #[derive(Debug, thiserror::Error)]

@@ -15,15 +15,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use certkeeper_core::FailureClass;
 use certkeeper_core::Secret;
-use certkeeper_core::pki::{self, CsrRequest, Pkcs12Profile, Subject};
+use certkeeper_core::pki::{self, CsrRequest, Pkcs12Profile, PkiError, Subject};
 use certkeeper_core::schedule::stable_hash;
 use certkeeper_core::spec::{
     Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, IssuerKey, IssuerKind,
-    RotationPolicy, SecretKeySelector, VaultAuthMethod, VaultIssuer,
+    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, FieldError, IssuerKey,
+    IssuerKind, RotationPolicy, SecretKeySelector, VaultAuthMethod, VaultIssuer,
 };
-use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig};
+use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig, VaultError};
 
 use crate::gate::{GateConfig, IssuerGate};
 use crate::job::{CertJob, IssuerId, IssuerRuntime, JobLabels};
@@ -56,13 +57,81 @@ impl Default for IssuerLimits {
     }
 }
 
-/// Where an issuer's referenced Secrets come from. Errors are messages naming `field`.
+/// Why a credential could not be had; defined beside [`SecretSource`], whose readers report it.
+pub use certkeeper_vault::CredentialError;
+
+/// Why an issuer's runtime or a Certificate's job could not be built from its spec. Every
+/// message names the spec field concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A referenced Secret (or what stands for it standalone) could not be resolved or read.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// The Vault client refuses the issuer's settings (server URL, CA bundle, client identity).
+    #[error("spec.vault: {0}")]
+    Client(VaultError),
+    #[error("spec.vault.auth: no supported authentication method")]
+    NoAuthMethod,
+    #[error("spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef")]
+    NoKubernetesCredential,
+    #[error("spec.issuerRef: not an Issuer or ClusterIssuer of cert-manager.io")]
+    NotAnIssuerRef,
+    /// `spec.privateKey` (the error names its field).
+    #[error("{0}")]
+    PrivateKey(FieldError),
+    #[error("spec.usages: {0}")]
+    Usages(PkiError),
+    #[error("spec.ipAddresses: {0:?} is not an IP address")]
+    IpAddress(String),
+    #[error("spec.keystores.pkcs12: no password")]
+    NoPkcs12Password,
+    #[error("spec.keystores.pkcs12.profile: {0}")]
+    Pkcs12Profile(PkiError),
+    /// A spec enum without a wire name (`field`: where it is).
+    #[error("{field}: {source}")]
+    WireName {
+        field: &'static str,
+        source: WireNameError,
+    },
+}
+
+impl BuildError {
+    /// The failure's class, the only place it is decided: a spec or a reference to fix, except
+    /// where a credential's or the Vault client's own class says otherwise.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            BuildError::Credential(e) => e.class(),
+            BuildError::Client(e) => e.class(),
+            BuildError::NoAuthMethod
+            | BuildError::NoKubernetesCredential
+            | BuildError::NotAnIssuerRef
+            | BuildError::PrivateKey(_)
+            | BuildError::Usages(_)
+            | BuildError::IpAddress(_)
+            | BuildError::NoPkcs12Password
+            | BuildError::Pkcs12Profile(_)
+            | BuildError::WireName { .. } => FailureClass::Invalid,
+        }
+    }
+}
+
+/// Why a value has no wire name (serde did not make it a string).
+#[derive(Debug, thiserror::Error)]
+pub enum WireNameError {
+    #[error("unexpected value {0}")]
+    NotAString(serde_json::Value),
+    #[error(transparent)]
+    Serde(#[from] serde_json::Error),
+}
+
+/// Where an issuer's referenced Secrets come from. Errors name `field` (see
+/// [`CredentialError::in_field`]).
 pub trait SecretResolver {
     /// Secret `name` key `key` as a source the client reads at each login (tokens, secret IDs,
     /// JWTs), so rotating it needs no reload.
-    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, String>;
+    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError>;
     /// Secret `name` key `key` read now (CA bundle, client certificate and key).
-    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, String>;
+    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, CredentialError>;
     /// `kubernetes.serviceAccountRef`: a token for `service_account` with `audiences`, requested
     /// at each login. Only a runtime inside a cluster can.
     fn service_account_token(
@@ -70,7 +139,7 @@ pub trait SecretResolver {
         field: &str,
         service_account: &str,
         audiences: Vec<String>,
-    ) -> Result<SecretSource, String>;
+    ) -> Result<SecretSource, CredentialError>;
 }
 
 /// Records, per field, what the fingerprint covers: where a source resolves to, or what was read.
@@ -80,14 +149,20 @@ struct Recorder<'a, R: SecretResolver + ?Sized> {
 }
 
 impl<R: SecretResolver + ?Sized> Recorder<'_, R> {
-    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, String> {
+    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError> {
         let source = self.inner.source(field, name, key)?;
         self.inputs.insert(field.to_owned(), source.describe());
         Ok(source)
     }
 
     /// `record_as` keeps two reads of one field (a certificate and its key) apart.
-    fn read(&mut self, field: &str, record_as: &str, name: &str, key: &str) -> Result<String, String> {
+    fn read(
+        &mut self,
+        field: &str,
+        record_as: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<String, CredentialError> {
         let value = self.inner.read(field, name, key)?;
         self.inputs.insert(record_as.to_owned(), value.clone());
         Ok(value)
@@ -136,7 +211,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
     limits: &IssuerLimits,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
-) -> Result<IssuerRuntime, String> {
+) -> Result<IssuerRuntime, BuildError> {
     let mut r = Recorder {
         inner: resolver,
         inputs: BTreeMap::new(),
@@ -186,7 +261,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
         return Ok(prev.clone());
     }
     let client = VaultClient::with_observer(&cfg, auth, Some(metrics.vault_observer(id)))
-        .map_err(|e| format!("spec.vault: {e}"))?;
+        .map_err(BuildError::Client)?;
     let gate = IssuerGate::new(
         id,
         &GateConfig {
@@ -210,11 +285,8 @@ fn auth_method<R: SecretResolver + ?Sized>(
     r: &mut Recorder<'_, R>,
     id: &str,
     vault: &VaultIssuer,
-) -> Result<AuthMethod, String> {
-    let method = vault
-        .auth
-        .method()
-        .ok_or_else(|| "spec.vault.auth: no supported authentication method".to_owned())?;
+) -> Result<AuthMethod, BuildError> {
+    let method = vault.auth.method().ok_or(BuildError::NoAuthMethod)?;
     Ok(match method {
         VaultAuthMethod::Token(sel) => AuthMethod::Token {
             token: r.source(
@@ -250,9 +322,7 @@ fn auth_method<R: SecretResolver + ?Sized>(
                     source
                 }
                 (None, None) => {
-                    return Err(
-                        "spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef".to_owned(),
-                    );
+                    return Err(BuildError::NoKubernetesCredential);
                 }
             };
             AuthMethod::Kubernetes {
@@ -293,46 +363,48 @@ fn auth_method<R: SecretResolver + ?Sized>(
 }
 
 /// A serde enum's wire name (cert-manager's spelling), e.g. "digital signature" or "LegacyRC2".
-pub fn wire_name<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        Ok(other) => Err(format!("unexpected value {other}")),
-        Err(e) => Err(e.to_string()),
+pub fn wire_name<T: serde::Serialize>(value: &T) -> Result<String, WireNameError> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(WireNameError::NotAString(other)),
     }
 }
 
 /// The issuer a Certificate refers to.
-pub fn certificate_issuer(cert: &Certificate) -> Result<IssuerId, String> {
+pub fn certificate_issuer(cert: &Certificate) -> Result<IssuerId, BuildError> {
     cert.issuer_key()
         .map(|key| issuer_id(&key))
-        .ok_or_else(|| "spec.issuerRef: not an Issuer or ClusterIssuer of cert-manager.io".to_owned())
+        .ok_or(BuildError::NotAnIssuerRef)
 }
 
 /// `spec.usages` in cert-manager's spelling (defaults applied).
-pub fn usage_names(cert: &Certificate) -> Result<Vec<String>, String> {
+pub fn usage_names(cert: &Certificate) -> Result<Vec<String>, BuildError> {
     cert.usages()
         .iter()
         .map(wire_name)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("spec.usages: {e}"))
+        .map_err(|source| BuildError::WireName {
+            field: "spec.usages",
+            source,
+        })
 }
 
 /// The engine job of `cert`, whose issuer has fingerprint `issuer_fingerprint` (0 while the
 /// issuer is missing or unusable).
-pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<CertJob, String> {
+pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<CertJob, BuildError> {
     let namespace = cert.namespace();
     let name = &cert.metadata.name;
     let spec = &cert.spec;
     let issuer = certificate_issuer(cert)?;
-    let private_key = cert.private_key().map_err(|e| e.to_string())?;
+    let private_key = cert.private_key().map_err(BuildError::PrivateKey)?;
     let (key_usages, extended_key_usages) =
-        pki::parse_usages(&usage_names(cert)?).map_err(|e| format!("spec.usages: {e}"))?;
+        pki::parse_usages(&usage_names(cert)?).map_err(BuildError::Usages)?;
     let ip_addresses = spec
         .ip_addresses
         .iter()
         .map(|ip| {
             ip.parse::<IpAddr>()
-                .map_err(|_| format!("spec.ipAddresses: {ip:?} is not an IP address"))
+                .map_err(|_| BuildError::IpAddress(ip.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let subject = spec
@@ -387,8 +459,8 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
 /// the profile. `None` when no keystore is asked for.
 pub fn pkcs12_keystore(
     cert: &Certificate,
-    password_ref: impl FnOnce(&SecretKeySelector) -> Result<SecretSource, String>,
-) -> Result<Option<Pkcs12Output>, String> {
+    password_ref: impl FnOnce(&SecretKeySelector) -> Result<SecretSource, CredentialError>,
+) -> Result<Option<Pkcs12Output>, BuildError> {
     let Some(keystore) = cert
         .spec
         .keystores
@@ -401,18 +473,22 @@ pub fn pkcs12_keystore(
     let password = match (&keystore.password_secret_ref, &keystore.password) {
         (Some(sel), _) if !sel.name.is_empty() => password_ref(sel)?,
         (_, Some(password)) => SecretSource::Value(password.clone()),
-        _ => return Err("spec.keystores.pkcs12: no password".to_owned()),
+        _ => return Err(BuildError::NoPkcs12Password),
     };
     let profile = pkcs12_profile(keystore.profile.as_ref())?;
     Ok(Some(Pkcs12Output { password, profile }))
 }
 
 /// `keystores.pkcs12.profile` (cert-manager's default when absent).
-fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, String> {
+fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, BuildError> {
     match profile {
         None => Ok(Pkcs12Profile::default()),
-        Some(p) => wire_name(p)?
+        Some(p) => wire_name(p)
+            .map_err(|source| BuildError::WireName {
+                field: "spec.keystores.pkcs12.profile",
+                source,
+            })?
             .parse()
-            .map_err(|e| format!("spec.keystores.pkcs12.profile: {e}")),
+            .map_err(BuildError::Pkcs12Profile),
     }
 }

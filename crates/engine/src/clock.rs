@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, Sleep};
 
-use crate::state::{UnixSeconds, to_unix};
+use certkeeper_core::time::{UnixSeconds, to_unix};
 
 /// What "now" is for the engine.
 pub trait Clock: Debug + Send + Sync + 'static {

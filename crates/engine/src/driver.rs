@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use certkeeper_core::FailureClass;
+use certkeeper_core::time::{UnixSeconds, from_unix, rfc3339, to_unix};
 
 use crate::attempt::{Attempt, AttemptOutcome, Signer, VaultSigner, run_attempt};
 use crate::clock::{Clock, WallClock};
@@ -35,8 +36,7 @@ use crate::gate::Refusal;
 use crate::hold::{IssuerHold, probe_time};
 use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
 use crate::metrics::{CertificateSample, Metrics};
-use crate::state::Readiness;
-use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, UnixSeconds, decide, from_unix, to_unix};
+use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, Readiness, decide};
 
 /// How long a certificate waiting for a change of input goes without a look anyway: references
 /// to files or Secrets can change without the spec changing.
@@ -733,7 +733,7 @@ impl<R: Runtime> Driver<R> {
                     format!(
                         "{}; the issuer's certificates wait for its next probe at {}",
                         f.message,
-                        certkeeper_core::pki::rfc3339(hold.probe_at)
+                        rfc3339(hold.probe_at)
                     )
                 };
             }
@@ -743,7 +743,7 @@ impl<R: Runtime> Driver<R> {
         }
         if !refused_locally {
             tracing::info!(issuer = %issuer, class = %hold.class, probes = hold.probes,
-                           next_probe = %certkeeper_core::pki::rfc3339(hold.probe_at),
+                           next_probe = %rfc3339(hold.probe_at),
                            "issuer refused; its certificates wait for the next probe");
         }
         self.holds.insert(issuer.clone(), hold);

@@ -19,9 +19,9 @@ use std::time::{Duration, SystemTime};
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::schedule::{RetryInput, next_attempt};
+use certkeeper_core::time::{UnixSeconds, from_unix, rfc3339};
 
 use crate::job::CertId;
-use crate::state::{UnixSeconds, from_unix};
 
 /// What is known of a held issuer, for the engine and for status.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,9 +47,9 @@ impl IssuerHold {
             "Vault refuses this issuer ({}) since {}, {} refused request(s); its certificates wait for \
              the next probe at {}: {}",
             self.class,
-            certkeeper_core::pki::rfc3339(self.since),
+            rfc3339(self.since),
             self.probes,
-            certkeeper_core::pki::rfc3339(self.probe_at),
+            rfc3339(self.probe_at),
             self.message
         )
     }
@@ -58,9 +58,9 @@ impl IssuerHold {
     pub fn waiting_message(&self, issuer: &str) -> String {
         format!(
             "waiting for issuer {issuer}'s next probe at {}: Vault refuses the issuer ({}) since {}: {}",
-            certkeeper_core::pki::rfc3339(self.probe_at),
+            rfc3339(self.probe_at),
             self.class,
-            certkeeper_core::pki::rfc3339(self.since),
+            rfc3339(self.since),
             self.message
         )
     }
@@ -104,7 +104,7 @@ pub fn probe_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::to_unix;
+    use certkeeper_core::time::to_unix;
     use proptest::prelude::*;
 
     const NOW: u64 = 1_800_000_000;

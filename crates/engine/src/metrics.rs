@@ -235,7 +235,7 @@ impl Metrics {
                     out,
                     "certkeeper_issuer_next_probe_timestamp_seconds{{issuer=\"{}\"}} {}",
                     esc(issuer),
-                    crate::state::to_unix(at)
+                    certkeeper_core::time::to_unix(at)
                 );
             }
         }

@@ -8,7 +8,6 @@
 //!   it) and `key.der`;
 //! - `keystores.pkcs12` with `create: true`: `keystore.p12` and, with a CA, `truststore.p12`.
 
-use certkeeper_core::FailureClass;
 use certkeeper_core::pki::{KeyEncoding, Pkcs12Profile};
 use certkeeper_core::spec::{CertificateSpec, OutputFormat};
 use certkeeper_vault::SecretSource;
@@ -107,9 +106,9 @@ pub async fn output_items(
         items.push(item(KEY_DER, der.expose().to_vec(), true));
     }
     if let Some(p12) = &formats.pkcs12 {
-        let password = p12.password.read().await.map_err(|message| RuntimeError {
-            class: FailureClass::Invalid,
-            message: format!("spec.keystores.pkcs12 password: {message}"),
+        let password = p12.password.read().await.map_err(|e| RuntimeError {
+            class: e.class(),
+            message: format!("spec.keystores.pkcs12 password: {e}"),
         })?;
         let bundle = cert
             .pkcs12(&issued.key, password.expose(), p12.profile)

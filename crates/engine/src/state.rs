@@ -4,28 +4,14 @@
 //! in Kubernetes), so a restart neither forgets a backoff nor re-issues a certificate that is
 //! still good. [`decide`] is a function of (state, spec fingerprint, now): nothing else.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use certkeeper_core::FailureClass;
 use serde::{Deserialize, Serialize};
 
-/// Seconds since the Unix epoch: what is persisted and shown.
-pub type UnixSeconds = i64;
-
-pub fn to_unix(t: SystemTime) -> UnixSeconds {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
-pub fn from_unix(secs: UnixSeconds) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
-}
+/// Unix seconds and their conversions live in [`certkeeper_core::time`]; re-exported here for the
+/// controller's modules that still import them from the engine.
+pub use certkeeper_core::time::{UnixSeconds, from_unix, to_unix};
 
 /// The certificate currently served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

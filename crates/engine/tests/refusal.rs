@@ -137,7 +137,7 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
     assert_eq!(info.cause, Some(OpenCause::Refused(FailureClass::AuthRejected)));
     let failed = failures(&runtime);
     assert_eq!(failed.len(), N, "every certificate shows why it waits");
-    let now = certkeeper_engine::state::to_unix(std::time::SystemTime::now());
+    let now = certkeeper_core::time::to_unix(std::time::SystemTime::now());
     for (class, message, next) in &failed {
         assert_eq!(*class, FailureClass::AuthRejected, "{message}");
         assert!(message.contains("next probe at"), "{message}");
@@ -261,7 +261,7 @@ async fn a_name_the_role_refuses_stays_that_certificates_own() {
     assert!(message.contains("not allowed"), "{message}");
     assert!(!message.contains("probe"), "{message}");
     // Its own slow schedule (5 min; nothing served yet, so not clamped below that).
-    let now = certkeeper_engine::state::to_unix(std::time::SystemTime::now());
+    let now = certkeeper_core::time::to_unix(std::time::SystemTime::now());
     assert!(next.unwrap() > now + 60, "{message}");
     engine.shutdown().await;
 }

@@ -8,12 +8,9 @@
 
 use serde::Serialize;
 
-use certkeeper_engine::state::{CertState, Readiness, to_unix};
+use certkeeper_core::time::{rfc3339_unix, to_unix};
+use certkeeper_engine::state::{CertState, Readiness};
 use certkeeper_engine::{CertJob, CertStatus};
-
-fn rfc3339(secs: i64) -> String {
-    certkeeper_core::pki::rfc3339(certkeeper_engine::state::from_unix(secs))
-}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -111,17 +108,19 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
         name: job.id.clone(),
         issuer: job.issuer.clone(),
         ready: Readiness::of(issued, job.fingerprint, now).is_ready(),
-        not_after: issued.map(|i| rfc3339(i.not_after)),
-        renewal_time: issued.map(|i| rfc3339(i.renewal_time)),
+        not_after: issued.map(|i| rfc3339_unix(i.not_after)),
+        renewal_time: issued.map(|i| rfc3339_unix(i.renewal_time)),
         revision: state.revision,
         serial: issued.map(|i| i.serial.clone()),
         last_failure: state.failure.as_ref().map(|f| FailureRow {
             class: f.class.as_str().to_owned(),
             message: f.message.clone(),
             attempts: f.attempts,
-            first_failure: rfc3339(f.first_failure),
-            last_failure: rfc3339(f.last_failure),
-            next_attempt: f.next_attempt.map_or_else(|| "on change".to_owned(), rfc3339),
+            first_failure: rfc3339_unix(f.first_failure),
+            last_failure: rfc3339_unix(f.last_failure),
+            next_attempt: f
+                .next_attempt
+                .map_or_else(|| "on change".to_owned(), rfc3339_unix),
         }),
         warning: issued.and_then(|i| i.warning.clone()),
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use certkeeper_core::Secret;
 
+use crate::credential::CredentialError;
 use crate::path::{ApiPath, PathError};
 
 /// Default connect timeout: loopback and LAN Vaults answer in milliseconds; a dead address
@@ -129,7 +130,7 @@ pub fn auth_mount(path: &str) -> Result<String, PathError> {
 pub trait SecretProvider: Send + Sync {
     /// A human-readable name of where the value comes from, for error messages.
     fn describe(&self) -> String;
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>>;
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, CredentialError>> + Send + '_>>;
 }
 
 /// Where a token, secret_id or JWT comes from. Read at every login.
@@ -158,21 +159,28 @@ impl SecretSource {
     }
 
     /// Read the current value. Errors say which source failed and why, never the value.
-    pub async fn read(&self) -> Result<Secret, String> {
+    pub async fn read(&self) -> Result<Secret, CredentialError> {
         let value = match self {
             SecretSource::Value(v) => v.clone(),
             SecretSource::File(path) => match tokio::fs::read_to_string(path).await {
                 Ok(s) => Secret::new(s.trim()),
-                Err(e) => return Err(format!("cannot read {}: {e}", self.describe())),
+                Err(source) => {
+                    return Err(CredentialError::Unreadable {
+                        what: self.describe(),
+                        source,
+                    });
+                }
             },
             SecretSource::Env(name) => match std::env::var(name) {
                 Ok(s) => Secret::new(s.trim()),
-                Err(_) => return Err(format!("{} is not set", self.describe())),
+                Err(_) => return Err(CredentialError::EnvNotSet { name: name.clone() }),
             },
             SecretSource::Provider(p) => p.fetch().await?,
         };
         if value.is_empty() {
-            return Err(format!("{} is empty", self.describe()));
+            return Err(CredentialError::Empty {
+                what: self.describe(),
+            });
         }
         Ok(value)
     }
@@ -212,16 +220,17 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         let err = file.read().await.unwrap_err();
-        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 
         std::fs::write(&path, "  \n").unwrap();
-        assert!(file.read().await.unwrap_err().contains("is empty"));
+        assert!(file.read().await.unwrap_err().to_string().contains("is empty"));
 
         let env = SecretSource::Env("CERTKEEPER_TEST_SURELY_UNSET_VAR".into());
         assert!(
             env.read()
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("CERTKEEPER_TEST_SURELY_UNSET_VAR")
         );
         assert!(!format!("{:?}", SecretSource::value("hvs.secret")).contains("hvs.secret"));

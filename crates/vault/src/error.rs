@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use certkeeper_core::{FailureClass, FailureScope};
 
+use crate::credential::CredentialError;
 use crate::path::PathError;
 use crate::redact::{BodyExcerpt, redact};
 
@@ -121,7 +122,7 @@ pub enum ErrorKind {
     #[error("invalid request path {path:?}: {problem}")]
     Path { path: String, problem: PathError },
     #[error("credential unavailable: {0}")]
-    Credential(String),
+    Credential(CredentialError),
     /// A login that failed moments ago while this request waited for it: the same verdict,
     /// without sending the same doomed login again (one per waiting request otherwise).
     #[error("{message} (login failed moments ago)")]
@@ -203,7 +204,8 @@ impl VaultError {
             ErrorKind::Status { status, errors, .. } => classify_status(*status, errors),
             // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
             ErrorKind::Decode { .. } => FailureClass::Transient,
-            ErrorKind::Credential(_) | ErrorKind::Config(_) | ErrorKind::Path { .. } => FailureClass::Invalid,
+            ErrorKind::Credential(e) => e.class(),
+            ErrorKind::Config(_) | ErrorKind::Path { .. } => FailureClass::Invalid,
             ErrorKind::Repeated { class, .. } => *class,
         }
     }
@@ -600,7 +602,10 @@ mod tests {
             repeated,
             path,
             VaultError::config(Operation::Sign, "bad CA"),
-            VaultError::new(Operation::Login, ErrorKind::Credential("file missing".into())),
+            VaultError::new(
+                Operation::Login,
+                ErrorKind::Credential(CredentialError::EnvNotSet { name: "TOKEN".into() }),
+            ),
             VaultError::new(
                 Operation::Sign,
                 ErrorKind::Decode {
@@ -634,7 +639,10 @@ mod tests {
             VaultError::config(Operation::Login, "bad CA").class(),
             FailureClass::Invalid
         );
-        let e = VaultError::new(Operation::Login, ErrorKind::Credential("file missing".into()));
+        let e = VaultError::new(
+            Operation::Login,
+            ErrorKind::Credential(CredentialError::EnvNotSet { name: "TOKEN".into() }),
+        );
         assert_eq!(e.class(), FailureClass::Invalid);
         let d = VaultError::new(
             Operation::Sign,

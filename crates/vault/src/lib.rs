@@ -16,6 +16,7 @@
 
 mod client;
 mod config;
+mod credential;
 mod error;
 mod path;
 mod pki;
@@ -30,6 +31,7 @@ pub use config::{
 };
 // Re-exported so callers of `VaultError::scope` need not name certkeeper-core for it.
 pub use certkeeper_core::FailureScope;
+pub use credential::CredentialError;
 pub use error::{ErrorKind, Operation, TransportCause, VaultError};
 pub use path::PathError;
 pub use pki::{SignRequest, SignedCertificate};

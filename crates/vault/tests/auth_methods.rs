@@ -13,8 +13,8 @@ use certkeeper_testkit::{
     DevServer, KubeApiServer, KubernetesAuth, PkiOptions, TlsOptions, rsa_keypair_pem, sign_jwt_rs256,
 };
 use certkeeper_vault::{
-    AuthMethod, ClientIdentity, HealthStatus, Operation, SecretProvider, SecretSource, VaultClient,
-    VaultConfig,
+    AuthMethod, ClientIdentity, CredentialError, HealthStatus, Operation, SecretProvider, SecretSource,
+    VaultClient, VaultConfig,
 };
 use common::{common_name, not_after, sign_request, token_auth};
 use serde_json::json;
@@ -218,14 +218,18 @@ impl SecretProvider for TokenRequestSource {
 
     fn fetch(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Secret, String>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Secret, CredentialError>> + Send + '_>>
+    {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let token = self
                 .kube
                 .token_request("default", "certkeeper", &["openbao"], 600)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| CredentialError::Failed {
+                    what: self.describe(),
+                    message: e.to_string(),
+                })?;
             Ok(Secret::new(token))
         })
     }

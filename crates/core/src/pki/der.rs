@@ -6,8 +6,6 @@
 //! dozen lines of TLV handling, which is less risk than a new dependency. Only single-byte tags
 //! and definite lengths are supported: everything this module reads or writes fits that.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use zeroize::Zeroizing;
 
 pub(crate) const BOOLEAN: u8 = 0x01;
@@ -231,45 +229,6 @@ pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Seconds since the Unix epoch, negative before it.
-pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
-/// The `SystemTime` for Unix seconds.
-pub(crate) fn from_unix_seconds(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
-}
-
-/// RFC 3339 UTC (`2026-01-02T03:04:05Z`) for error messages and summaries, without a date crate.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = unix_seconds(t);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,15 +261,6 @@ mod tests {
         assert_eq!(pem("X", b"M"), "-----BEGIN X-----\nTQ==\n-----END X-----\n");
         let long = pem("X", &[0u8; 48]);
         assert!(long.lines().nth(1).unwrap().len() == 64 && long.lines().count() == 3);
-    }
-
-    #[test]
-    fn times_format_as_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(from_unix_seconds(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(from_unix_seconds(1_767_323_045)), "2026-01-02T03:04:05Z");
-        assert_eq!(rfc3339(from_unix_seconds(-1)), "1969-12-31T23:59:59Z");
-        assert_eq!(unix_seconds(from_unix_seconds(-5)), -5);
     }
 
     #[test]

@@ -10,7 +10,6 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::public_key::PublicKey;
 
 use super::PkiError;
-use super::der;
 use super::issued::{certificate_blocks, common_name, is_self_signed, sans, serial_hex};
 
 /// What `inspect` shows for one certificate.
@@ -39,12 +38,12 @@ pub struct CertSummary {
 impl CertSummary {
     /// notBefore in RFC 3339 UTC.
     pub fn not_before_rfc3339(&self) -> String {
-        der::rfc3339(self.not_before)
+        crate::time::rfc3339(self.not_before)
     }
 
     /// notAfter in RFC 3339 UTC.
     pub fn not_after_rfc3339(&self) -> String {
-        der::rfc3339(self.not_after)
+        crate::time::rfc3339(self.not_after)
     }
 }
 
@@ -95,8 +94,8 @@ pub fn describe_pem_bundle(pem: &str) -> Result<Vec<CertSummary>, PkiError> {
                 uris,
                 email_addresses,
                 issuer: cert.issuer().to_string(),
-                not_before: der::from_unix_seconds(cert.validity().not_before.timestamp()),
-                not_after: der::from_unix_seconds(cert.validity().not_after.timestamp()),
+                not_before: crate::time::from_unix(cert.validity().not_before.timestamp()),
+                not_after: crate::time::from_unix(cert.validity().not_after.timestamp()),
                 serial: serial_hex(cert.raw_serial()),
                 is_ca: cert.is_ca(),
                 self_signed: is_self_signed(&cert),

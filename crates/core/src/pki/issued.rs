@@ -242,16 +242,16 @@ pub fn verify_issued(
     }
     let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
-    let now_s = der::unix_seconds(now);
+    let now_s = crate::time::to_unix(now);
     if not_after <= now_s {
         return Err(CertError::Expired {
-            not_after: der::from_unix_seconds(not_after),
+            not_after: crate::time::from_unix(not_after),
             now,
         });
     }
     if not_before > now_s.saturating_add(NOT_BEFORE_SKEW.as_secs() as i64) {
         return Err(CertError::NotYetValid {
-            not_before: der::from_unix_seconds(not_before),
+            not_before: crate::time::from_unix(not_before),
             now,
         });
     }
@@ -268,8 +268,8 @@ pub fn verify_issued(
         leaf_pem: der::pem("CERTIFICATE", &leaf.bytes),
         chain: chain.iter().map(|c| der::pem("CERTIFICATE", &c.bytes)).collect(),
         root: root.map(|r| der::pem("CERTIFICATE", &r.bytes)),
-        not_before: der::from_unix_seconds(not_before),
-        not_after: der::from_unix_seconds(not_after),
+        not_before: crate::time::from_unix(not_before),
+        not_after: crate::time::from_unix(not_after),
         serial: serial_hex(cert.raw_serial()),
         common_name: common_name(cert.subject()),
         dns_names,

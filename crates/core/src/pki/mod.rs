@@ -31,8 +31,10 @@ use zeroize::Zeroize;
 
 use crate::FailureClass;
 
+/// Re-exported from [`crate::time`], the one place times are formatted, for the controller's
+/// modules that still import it from here.
+pub use crate::time::rfc3339;
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
-pub use der::rfc3339;
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
@@ -127,7 +129,7 @@ pub enum CertError {
     #[error("certificate public key does not match the private key")]
     KeyMismatch,
     /// Already expired on arrival (e.g. the CA itself is expired, or a clock is far off).
-    #[error("certificate expired at {} (now {})", der::rfc3339(*.not_after), der::rfc3339(*.now))]
+    #[error("certificate expired at {} (now {})", crate::time::rfc3339(*.not_after), crate::time::rfc3339(*.now))]
     Expired {
         not_after: std::time::SystemTime,
         now: std::time::SystemTime,
@@ -135,8 +137,8 @@ pub enum CertError {
     /// notBefore lies further in the future than clock skew explains.
     #[error(
         "certificate is not valid before {}, more than the allowed clock skew after now ({})",
-        der::rfc3339(*.not_before),
-        der::rfc3339(*.now)
+        crate::time::rfc3339(*.not_before),
+        crate::time::rfc3339(*.now)
     )]
     NotYetValid {
         not_before: std::time::SystemTime,

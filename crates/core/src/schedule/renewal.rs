@@ -1,7 +1,7 @@
 //! The renewal point of an issued certificate: cert-manager's rule, then a stable per-certificate
 //! spread so that a fleet issued together does not renew together.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How early to renew, from a Certificate's `spec.renewBefore` and `spec.renewBeforePercentage`.
 ///
@@ -105,14 +105,7 @@ fn point(not_before: SystemTime, offset_nanos: u128) -> SystemTime {
 
 /// The latest whole second (counted from the Unix epoch) not after `t`.
 fn floor_to_second(t: SystemTime) -> SystemTime {
-    let whole = match t.duration_since(UNIX_EPOCH) {
-        Ok(since) => UNIX_EPOCH.checked_add(Duration::from_secs(since.as_secs())),
-        Err(before) if before.duration().subsec_nanos() == 0 => Some(t),
-        Err(before) => {
-            UNIX_EPOCH.checked_sub(Duration::from_secs(before.duration().as_secs().saturating_add(1)))
-        }
-    };
-    whole.unwrap_or(t)
+    crate::time::from_unix(crate::time::to_unix(t))
 }
 
 /// Where in the spread window a certificate lands, uniform over u64.
@@ -143,6 +136,8 @@ fn mix64(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
     use proptest::prelude::*;
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use certkeeper_core::spec::Certificate;
 use certkeeper_engine::CertJob;
-use certkeeper_engine::build::{certificate_issuer, certificate_job, pkcs12_keystore};
+use certkeeper_engine::build::{BuildError, certificate_issuer, certificate_job, pkcs12_keystore};
 use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
 
 use super::LoadProblem;
@@ -14,14 +14,14 @@ use crate::model::CertMeta;
 
 /// The job and output settings of `cert`, plus a problem when its issuer is not one of
 /// `issuers` (issuer id -> fingerprint): the certificate waits for it, for the reason `unusable`
-/// gives (issuer id -> why: its manifest is invalid, its references do not resolve). An error
-/// is a message for a [`LoadProblem`]; the certificate is then left out.
+/// gives (issuer id -> why: its manifest is invalid, its references do not resolve). An error's
+/// message is a [`LoadProblem`]'s; the certificate is then left out.
 pub(super) fn build(
     config: &Config,
     cert: &Certificate,
     issuers: &HashMap<&str, u64>,
     unusable: &HashMap<String, String>,
-) -> Result<(CertJob, CertMeta, Option<LoadProblem>), String> {
+) -> Result<(CertJob, CertMeta, Option<LoadProblem>), BuildError> {
     let namespace = cert.namespace();
     let name = &cert.metadata.name;
     let spec = &cert.spec;
@@ -45,7 +45,7 @@ pub(super) fn build(
 
 /// `keystores.pkcs12` with `create: true`: the password's source (a file or environment
 /// variable, as the configuration resolves the Secret) and the profile.
-fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, String> {
+fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, BuildError> {
     pkcs12_keystore(cert, |sel| {
         super::issuer::secret_source(
             config,

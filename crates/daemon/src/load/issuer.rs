@@ -18,7 +18,7 @@ use std::sync::Arc;
 use certkeeper_core::Secret;
 use certkeeper_core::spec::VaultIssuer;
 use certkeeper_core::spec::{check_dns_label, check_dns_subdomain, check_secret_key};
-use certkeeper_engine::build::{SecretResolver, build_issuer};
+use certkeeper_engine::build::{BuildError, CredentialError, SecretResolver, build_issuer};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
@@ -31,29 +31,10 @@ struct Resolver<'a> {
     namespace: &'a str,
 }
 
-/// Why a Secret reference was not resolved to a file.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretPathError {
-    #[error("{what} {value:?} is not valid: {reason}")]
-    InvalidSegment {
-        what: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{} resolves to {}, outside secrets.dir {}", path.display(), resolved.display(), root.display())]
-    Outside {
-        path: PathBuf,
-        resolved: PathBuf,
-        root: PathBuf,
-    },
-}
-
 /// The namespace, name and key of a reference, checked as the API server checks them.
-fn check_reference(namespace: &str, name: &str, key: &str) -> Result<(), SecretPathError> {
-    fn invalid(what: &'static str, value: &str, reason: &'static str) -> SecretPathError {
-        SecretPathError::InvalidSegment {
+fn check_reference(namespace: &str, name: &str, key: &str) -> Result<(), CredentialError> {
+    fn invalid(what: &'static str, value: &str, reason: &'static str) -> CredentialError {
+        CredentialError::InvalidReference {
             what,
             value: value.to_owned(),
             reason,
@@ -66,19 +47,16 @@ fn check_reference(namespace: &str, name: &str, key: &str) -> Result<(), SecretP
 }
 
 /// `path` with every symlink resolved, if that lies under `root` (resolved too).
-fn contained(root: &Path, path: &Path) -> Result<PathBuf, SecretPathError> {
-    fn canonical(path: &Path) -> Result<PathBuf, SecretPathError> {
-        std::fs::canonicalize(path).map_err(|source| SecretPathError::Read {
-            path: path.to_owned(),
-            source,
-        })
+fn contained(root: &Path, path: &Path) -> Result<PathBuf, CredentialError> {
+    fn canonical(path: &Path) -> Result<PathBuf, CredentialError> {
+        std::fs::canonicalize(path).map_err(|source| unreadable(path, source))
     }
     let root = canonical(root)?;
     let resolved = canonical(path)?;
     if resolved.starts_with(&root) {
         Ok(resolved)
     } else {
-        Err(SecretPathError::Outside {
+        Err(CredentialError::OutsideDirectory {
             path: path.to_owned(),
             resolved,
             root,
@@ -88,12 +66,17 @@ fn contained(root: &Path, path: &Path) -> Result<PathBuf, SecretPathError> {
 
 /// Reads `path` if it resolves under `root`; the file read is the one checked (its resolved
 /// path), so a link swapped in between cannot redirect the read.
-fn read_contained(root: &Path, path: &Path) -> Result<String, SecretPathError> {
+fn read_contained(root: &Path, path: &Path) -> Result<String, CredentialError> {
     let resolved = contained(root, path)?;
-    std::fs::read_to_string(&resolved).map_err(|source| SecretPathError::Read {
-        path: path.to_owned(),
+    std::fs::read_to_string(&resolved).map_err(|source| unreadable(path, source))
+}
+
+/// `cannot read <path>: <why>`.
+fn unreadable(path: &Path, source: std::io::Error) -> CredentialError {
+    CredentialError::Unreadable {
+        what: path.display().to_string(),
         source,
-    })
+    }
 }
 
 /// A file under `secrets.dir`, re-read (and re-checked) at every Vault login.
@@ -108,14 +91,16 @@ impl SecretProvider for ContainedFile {
         format!("file {}", self.path.display())
     }
 
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + '_>> {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, CredentialError>> + Send + '_>> {
         Box::pin(async move {
             let (root, path) = (self.root.clone(), self.path.clone());
             tokio::task::spawn_blocking(move || read_contained(&root, &path))
                 .await
-                .map_err(|e| format!("{}: {e}", self.describe()))?
+                .map_err(|e| CredentialError::Failed {
+                    what: self.describe(),
+                    message: e.to_string(),
+                })?
                 .map(|s| Secret::new(s.trim()))
-                .map_err(|e| e.to_string())
         })
     }
 }
@@ -128,22 +113,21 @@ enum Located {
 }
 
 impl Resolver<'_> {
-    fn locate(&self, field: &str, name: &str, key: &str) -> Result<Located, String> {
+    fn locate(&self, field: &str, name: &str, key: &str) -> Result<Located, CredentialError> {
         let location = self
             .config
             .secret_location(self.namespace, name, key)
             .ok_or_else(|| {
-                format!(
-                    "{field}: Secret {}/{name} key {key:?} resolves to nothing: set secrets.dir or add a \
-                     secrets.refs entry to the configuration",
-                    self.namespace
-                )
+                CredentialError::Unresolved {
+                    what: format!("Secret {}/{name} key {key:?}", self.namespace),
+                }
+                .in_field(field)
             })?;
         match (location, &self.config.secrets_dir) {
             (SecretLocation::File(path), Some(root))
                 if path == root.join(self.namespace).join(name).join(key) =>
             {
-                check_reference(self.namespace, name, key).map_err(|e| format!("{field}: {e}"))?;
+                check_reference(self.namespace, name, key).map_err(|e| e.in_field(field))?;
                 Ok(Located::Dir {
                     root: root.clone(),
                     path,
@@ -155,7 +139,7 @@ impl Resolver<'_> {
 }
 
 impl SecretResolver for Resolver<'_> {
-    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, String> {
+    fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError> {
         Ok(match self.locate(field, name, key)? {
             Located::Dir { root, path } => SecretSource::Provider(Arc::new(ContainedFile { root, path })),
             Located::Given(SecretLocation::File(path)) => SecretSource::File(path),
@@ -163,22 +147,20 @@ impl SecretResolver for Resolver<'_> {
         })
     }
 
-    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, String> {
+    fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, CredentialError> {
         let value = match self.locate(field, name, key)? {
-            Located::Dir { root, path } => {
-                read_contained(&root, &path).map_err(|e| format!("{field}: {e}"))?
+            Located::Dir { root, path } => read_contained(&root, &path),
+            Located::Given(SecretLocation::File(path)) => {
+                std::fs::read_to_string(&path).map_err(|source| unreadable(&path, source))
             }
-            Located::Given(SecretLocation::File(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| format!("{field}: cannot read {}: {e}", path.display()))?,
-            Located::Given(SecretLocation::Env(var)) => {
-                std::env::var(&var).map_err(|_| format!("{field}: environment variable {var} is not set"))?
+            Located::Given(SecretLocation::Env(name)) => {
+                std::env::var(&name).map_err(|_| CredentialError::EnvNotSet { name })
             }
-        };
+        }
+        .map_err(|e| e.in_field(field))?;
         if value.trim().is_empty() {
-            return Err(format!(
-                "{field}: Secret {}/{name} key {key:?} is empty",
-                self.namespace
-            ));
+            let what = format!("Secret {}/{name} key {key:?}", self.namespace);
+            return Err(CredentialError::Empty { what }.in_field(field));
         }
         Ok(value)
     }
@@ -188,10 +170,10 @@ impl SecretResolver for Resolver<'_> {
         field: &str,
         _service_account: &str,
         _audiences: Vec<String>,
-    ) -> Result<SecretSource, String> {
-        Err(format!(
-            "{field} needs the Kubernetes runtime; use secretRef standalone"
-        ))
+    ) -> Result<SecretSource, CredentialError> {
+        Err(CredentialError::NeedsKubernetes {
+            field: field.to_owned(),
+        })
     }
 }
 
@@ -203,12 +185,12 @@ pub(super) fn secret_source(
     field: &str,
     name: &str,
     key: &str,
-) -> Result<SecretSource, String> {
+) -> Result<SecretSource, CredentialError> {
     Resolver { config, namespace }.source(field, name, key)
 }
 
-/// Builds (or reuses) the runtime of issuer `id`, whose Secrets live in `namespace`. The error is
-/// a message for a [`super::LoadProblem`].
+/// Builds (or reuses) the runtime of issuer `id`, whose Secrets live in `namespace`. The error's
+/// message is a [`super::LoadProblem`]'s.
 pub(super) fn build(
     config: &Config,
     metrics: &Metrics,
@@ -216,7 +198,7 @@ pub(super) fn build(
     id: &str,
     namespace: &str,
     vault: &VaultIssuer,
-) -> Result<IssuerRuntime, String> {
+) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver { config, namespace };
     build_issuer(&mut resolver, id, vault, &config.issuers, metrics, previous)
 }
@@ -241,7 +223,7 @@ mod tests {
             assert!(
                 matches!(
                     check_reference(namespace, name, key),
-                    Err(SecretPathError::InvalidSegment { .. })
+                    Err(CredentialError::InvalidReference { .. })
                 ),
                 "{namespace}/{name}/{key}"
             );
@@ -261,7 +243,7 @@ mod tests {
         std::fs::write(outside.join("private"), "do-not-send").unwrap();
         std::os::unix::fs::symlink(outside.join("private"), root.join("default/vault/token")).unwrap();
         let err = read_contained(&root, &root.join("default/vault/token")).unwrap_err();
-        assert!(matches!(err, SecretPathError::Outside { .. }), "{err}");
+        assert!(matches!(err, CredentialError::OutsideDirectory { .. }), "{err}");
         assert!(!err.to_string().contains("do-not-send"));
 
         std::fs::create_dir_all(root.join("default/mounted/..2026_12_07")).unwrap();

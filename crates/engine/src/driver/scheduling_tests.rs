@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, PrivateKey};
 use certkeeper_core::schedule::{RenewalPolicy, RetryInput, next_attempt, renewal_time};
+use certkeeper_core::time::{UnixSeconds, from_unix, to_unix};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_vault::{
     AuthMethod, ErrorKind, Operation, SecretSource, SignRequest, SignedCertificate, VaultClient, VaultConfig,
@@ -27,7 +28,7 @@ use crate::gate::{CircuitState, GateConfig, IssuerGate, OpenCause};
 use crate::hold::probe_time;
 use crate::job::{CertJob, EngineEvent, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError};
 use crate::metrics::Metrics;
-use crate::state::{CertState, IssuedInfo, UnixSeconds, from_unix, to_unix};
+use crate::state::{CertState, IssuedInfo};
 
 const ISSUER: &str = "Issuer/default/vault";
 /// The wall-clock time the tests start at, in Unix seconds.
