@@ -9,11 +9,11 @@
 
 use std::time::SystemTime;
 
-use certkeeper_core::pki::rfc3339;
 use certkeeper_core::spec::{
     CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerReference,
     set_condition,
 };
+use certkeeper_core::time::rfc3339;
 use certkeeper_serve::status::{FailureRow, StatusRow};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};

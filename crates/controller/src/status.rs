@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use certkeeper_core::FailureClass;
-use certkeeper_core::pki::rfc3339;
 use certkeeper_core::spec::{
     CONDITION_ISSUING, CONDITION_READY, CertificateStatus, CertkeeperStatus, Condition, ConditionStatus,
     remove_condition, set_condition,
 };
+use certkeeper_core::time::{rfc3339, rfc3339_unix, to_unix};
 use certkeeper_engine::CertId;
-use certkeeper_engine::state::{CertState, IssueReason, Readiness, from_unix, to_unix};
+use certkeeper_engine::state::{CertState, IssueReason, Readiness};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -92,10 +92,6 @@ impl Intent {
     }
 }
 
-fn rfc(secs: i64) -> String {
-    rfc3339(from_unix(secs))
-}
-
 fn revision(state: &CertState) -> Option<i32> {
     (state.revision > 0).then(|| i32::try_from(state.revision).unwrap_or(i32::MAX))
 }
@@ -109,7 +105,8 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
     let now_s = rfc3339(now);
     let generation = target.generation;
     let next_attempt = |f: &certkeeper_engine::state::FailureRecord| {
-        f.next_attempt.map_or("when its input changes".to_owned(), rfc)
+        f.next_attempt
+            .map_or("when its input changes".to_owned(), rfc3339_unix)
     };
     let failure_note = state.failure.as_ref().map(|f| {
         format!(
@@ -121,7 +118,7 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
     });
     let readiness = Readiness::of(state.issued.as_ref(), target.fingerprint, now_unix);
     let message = match (readiness, &state.issued) {
-        (Readiness::Expired, Some(i)) => format!("Certificate expired on {}", rfc(i.not_after)),
+        (Readiness::Expired, Some(i)) => format!("Certificate expired on {}", rfc3339_unix(i.not_after)),
         (Readiness::RequestChanged, _) => {
             "The certificate in the Secret was issued for a different spec; re-issuing".to_owned()
         }
@@ -159,17 +156,17 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
         None => remove_condition(&mut status.conditions, CONDITION_ISSUING),
     }
     let issued = state.issued.as_ref();
-    status.not_before = issued.map(|i| rfc(i.not_before));
-    status.not_after = issued.map(|i| rfc(i.not_after));
-    status.renewal_time = issued.map(|i| rfc(i.renewal_time));
+    status.not_before = issued.map(|i| rfc3339_unix(i.not_before));
+    status.not_after = issued.map(|i| rfc3339_unix(i.not_after));
+    status.renewal_time = issued.map(|i| rfc3339_unix(i.renewal_time));
     status.revision = revision(state);
     let failure = state.failure.as_ref();
-    status.last_failure_time = failure.map(|f| rfc(f.last_failure));
+    status.last_failure_time = failure.map(|f| rfc3339_unix(f.last_failure));
     status.failed_issuance_attempts = failure.map(|f| i32::try_from(f.attempts).unwrap_or(i32::MAX));
     status.certkeeper = failure.map(|f| CertkeeperStatus {
         failure_class: Some(f.class),
         failure_message: f.message.clone(),
-        next_attempt_time: f.next_attempt.map(rfc),
+        next_attempt_time: f.next_attempt.map(rfc3339_unix),
     });
 }
 
@@ -457,7 +454,7 @@ mod tests {
     }
 
     fn at(secs: i64) -> SystemTime {
-        from_unix(secs)
+        certkeeper_core::time::from_unix(secs)
     }
 
     fn issued(fingerprint: u64) -> IssuedInfo {

@@ -4,6 +4,8 @@
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+use certkeeper_core::time::rfc3339_unix;
+
 use super::*;
 
 /// Events waiting to be posted; more are dropped (and logged) rather than queued without bound
@@ -51,10 +53,10 @@ impl KubeRuntime {
                 not_after,
                 warning,
             } => {
-                tracing::info!(certificate = id, revision, serial, not_after = %rfc(not_after), "issued certificate");
+                tracing::info!(certificate = id, revision, serial, not_after = %rfc3339_unix(not_after), "issued certificate");
                 let mut message = format!(
                     "The certificate has been successfully issued (revision {revision}, serial {serial}, notAfter {})",
-                    rfc(not_after)
+                    rfc3339_unix(not_after)
                 );
                 if let Some(w) = warning {
                     message.push_str(&format!("; {w}"));
@@ -67,7 +69,7 @@ impl KubeRuntime {
                 attempts,
                 next_attempt,
             } => {
-                let next = next_attempt.map_or("when its input changes".to_owned(), rfc);
+                let next = next_attempt.map_or("when its input changes".to_owned(), rfc3339_unix);
                 tracing::warn!(certificate = id, class = class.as_str(), attempts, next_attempt = %next, error = %message, "issuance failed");
                 let text = format!(
                     "{message} ({}; attempt {attempts}; next attempt {next})",

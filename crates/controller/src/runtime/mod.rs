@@ -29,7 +29,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use certkeeper_core::pki::{describe_pem_bundle, rfc3339};
 use certkeeper_core::{FailureClass, Secret};
-use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo, from_unix, to_unix};
+use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo};
 use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -71,30 +71,6 @@ fn runtime_error(e: KubeError, what: &str) -> RuntimeError {
         class: e.class(),
         message: format!("{what}: {e}"),
     }
-}
-
-fn rfc(secs: i64) -> String {
-    rfc3339(from_unix(secs))
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac]Z` (what the API server stores) to Unix seconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// What the runtime knows per certificate: its Kubernetes settings and the job's fingerprint.
