@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use certkeeper_core::time::rfc3339_micros;
-use serde_json::{Value, json};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 
 use crate::kube::{KubeClient, KubeError};
 
@@ -60,6 +60,15 @@ pub fn default_identity() -> String {
     format!("{host}_{}", std::process::id())
 }
 
+/// `t` as a Lease time (metav1.MicroTime: microseconds).
+fn micro_time(t: SystemTime) -> Option<MicroTime> {
+    let t = k8s_openapi::jiff::Timestamp::try_from(t).ok()?;
+    let micros = t.as_microsecond();
+    k8s_openapi::jiff::Timestamp::from_microsecond(micros)
+        .ok()
+        .map(MicroTime)
+}
+
 /// The election state of one replica.
 #[derive(Debug)]
 pub struct Elector {
@@ -93,32 +102,43 @@ impl Elector {
 
     /// One acquire-or-renew round; `Ok(true)`: this replica holds the Lease now.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, KubeError> {
-        let now = SystemTime::now();
+        let now = micro_time(SystemTime::now());
         let me = self.config.identity.clone();
-        let seconds = self.config.lease_duration.as_secs().max(1);
+        let seconds = i32::try_from(self.config.lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let path = self.config.path()?;
-        let Some(mut lease) = self.client.get(&path).await? else {
-            let body = json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.config.name, "namespace": self.config.namespace},
-                "spec": {"holderIdentity": me, "leaseDurationSeconds": seconds,
-                         "acquireTime": rfc3339_micros(now), "renewTime": rfc3339_micros(now),
-                         "leaseTransitions": 0},
-            });
+        let Some(mut lease) = self.client.get_object::<Lease>(&path).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(me),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: now.clone(),
+                    renew_time: now,
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
             let collection = crate::kube::lease_path(&self.config.namespace, None)?;
-            return match self.client.create(&collection, &body).await {
+            return match self.client.create_object(&collection, &lease).await {
                 Ok(_) => Ok(self.won(Instant::now())),
                 Err(e) if e.code() == Some(409) => Ok(false),
                 Err(e) => Err(e),
             };
         };
-        let spec = lease.get("spec").cloned().unwrap_or(Value::Null);
-        let text = |k: &str| spec.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let holder = text("holderIdentity");
-        let renew_time = text("renewTime");
+        let spec = lease.spec.get_or_insert_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let renew_time = spec
+            .renew_time
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
         let record_duration = spec
-            .get("leaseDurationSeconds")
-            .and_then(Value::as_u64)
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
             .map_or(self.config.lease_duration, Duration::from_secs);
         let seen_at = match &self.observed {
             Some((h, r, at)) if *h == holder && *r == renew_time => *at,
@@ -130,17 +150,15 @@ impl Elector {
             self.renewed = None;
             return Ok(false);
         }
-        let transitions = spec.get("leaseTransitions").and_then(Value::as_u64).unwrap_or(0);
         let started = Instant::now();
-        let s = &mut lease["spec"];
         if holder != me {
-            s["acquireTime"] = json!(rfc3339_micros(now));
-            s["leaseTransitions"] = json!(transitions + 1);
+            spec.acquire_time = now.clone();
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
         }
-        s["holderIdentity"] = json!(me);
-        s["leaseDurationSeconds"] = json!(seconds);
-        s["renewTime"] = json!(rfc3339_micros(now));
-        match self.client.replace(&path, &lease).await {
+        spec.holder_identity = Some(me.clone());
+        spec.lease_duration_seconds = Some(seconds);
+        spec.renew_time = now;
+        match self.client.replace_object(&path, &lease).await {
             Ok(_) => {
                 if holder != me {
                     tracing::info!(lease = %path, identity = %me, previous = %holder, "acquired the leader lease");
@@ -166,19 +184,32 @@ impl Elector {
         let Ok(path) = self.config.path() else {
             return;
         };
-        let Ok(Some(mut lease)) = self.client.get(&path).await else {
+        let Ok(Some(mut lease)) = self.client.get_object::<Lease>(&path).await else {
             return;
         };
-        if lease.pointer("/spec/holderIdentity").and_then(Value::as_str)
-            != Some(self.config.identity.as_str())
-        {
+        let spec = lease.spec.get_or_insert_default();
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
-        lease["spec"]["holderIdentity"] = json!("");
-        lease["spec"]["leaseDurationSeconds"] = json!(1);
-        match self.client.replace(&path, &lease).await {
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        match self.client.replace_object(&path, &lease).await {
             Ok(_) => tracing::info!(lease = %path, "released the leader lease"),
             Err(e) => tracing::warn!(lease = %path, error = %e, "cannot release the leader lease"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn lease_times_are_written_with_microseconds() {
+        let t = std::time::UNIX_EPOCH + Duration::from_nanos(1_800_000_000_123_456_789);
+        let written = serde_json::to_value(micro_time(t).unwrap()).unwrap();
+        assert_eq!(written, "2027-01-15T08:00:00.123456Z");
     }
 }
