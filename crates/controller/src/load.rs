@@ -27,6 +27,7 @@ use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use serde_json::Value;
 
 use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
@@ -151,7 +152,7 @@ pub struct ServiceAccountToken {
 }
 
 /// Lifetime of requested ServiceAccount tokens (the API server's minimum, as cert-manager asks).
-pub const SERVICE_ACCOUNT_TOKEN_SECONDS: u64 = 600;
+pub const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 600;
 
 impl SecretProvider for ServiceAccountToken {
     fn describe(&self) -> String {
@@ -188,18 +189,23 @@ impl SecretProvider for ServiceAccountToken {
                     audience: audience.clone(),
                 });
             }
-            let body = serde_json::json!({
-                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"audiences": self.audiences, "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS},
-            });
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: self.audiences.clone(),
+                    expiration_seconds: Some(SERVICE_ACCOUNT_TOKEN_SECONDS),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            };
             let answer = self
                 .client
-                .create(&path, &body)
+                .create_object(&path, &request)
                 .await
                 .map_err(|e| api_error(self.describe(), &e))?;
             answer
-                .pointer("/status/token")
-                .and_then(Value::as_str)
+                .status
+                .map(|s| s.token)
+                .filter(|t| !t.is_empty())
                 .map(Secret::new)
                 .ok_or_else(|| CredentialError::NoToken {
                     what: self.describe(),
