@@ -20,7 +20,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use certkeeper_core::spec::{self, Certificate, FieldError, Resource, VaultAuthMethod, VaultIssuer};
+use certkeeper_core::spec::{
+    self, Certificate, FieldError, IssuerKind, Resource, VaultAuthMethod, VaultIssuer,
+};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
@@ -256,11 +258,11 @@ pub fn issuer_of(
     match decode(object)? {
         Resource::Issuer(r) => {
             let ns = r.metadata.namespace_or_default().to_owned();
-            let id = format!("Issuer/{ns}/{}", r.metadata.name);
+            let id = certkeeper_engine::issuer_id(IssuerKind::Issuer, &ns, &r.metadata.name);
             Ok(r.spec.vault().cloned().map(|v| (id, ns, v)))
         }
         Resource::ClusterIssuer(r) => {
-            let id = format!("ClusterIssuer/{}", r.metadata.name);
+            let id = certkeeper_engine::issuer_id(IssuerKind::ClusterIssuer, "", &r.metadata.name);
             Ok(r.spec.vault().cloned().map(|v| (id, cluster_ns.to_owned(), v)))
         }
         Resource::Certificate(_) => Ok(None),

@@ -10,10 +10,11 @@
 use std::time::SystemTime;
 
 use certkeeper_core::spec::{
-    CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerReference,
-    set_condition,
+    CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerKind,
+    IssuerReference, set_condition,
 };
 use certkeeper_core::time::rfc3339;
+use certkeeper_engine::{cert_id, issuer_id};
 use certkeeper_serve::status::{FailureRow, StatusRow};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -92,10 +93,11 @@ pub fn row(cert: &Value) -> StatusRow {
     let ns = cert.metadata.namespace.unwrap_or_default();
     let name = cert.metadata.name.unwrap_or_default();
     let issuer_ref = &cert.spec.issuer_ref;
-    let issuer = match issuer_ref.kind.as_str() {
-        "ClusterIssuer" => format!("ClusterIssuer/{}", issuer_ref.name),
-        _ => format!("Issuer/{ns}/{}", issuer_ref.name),
+    let kind = match issuer_ref.kind.as_str() {
+        "ClusterIssuer" => IssuerKind::ClusterIssuer,
+        _ => IssuerKind::Issuer,
     };
+    let issuer = issuer_id(kind, &ns, &issuer_ref.name);
     let status = cert.status;
     let ready = status
         .condition(CONDITION_READY)
@@ -116,7 +118,7 @@ pub fn row(cert: &Value) -> StatusRow {
         })
     });
     StatusRow {
-        name: format!("{ns}/{name}"),
+        name: cert_id(&ns, &name),
         issuer,
         ready,
         not_after: status.not_after.clone(),

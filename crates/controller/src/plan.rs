@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use certkeeper_core::spec::VaultIssuer;
+use certkeeper_core::spec::{IssuerKind, VaultIssuer};
 use certkeeper_engine::state::IssueReason;
-use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId};
+use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId, issuer_id};
 use serde_json::Value;
 
 use crate::kube::{KubeClient, meta_str, secret_data};
@@ -45,16 +45,11 @@ pub struct IssuerObjects {
 
 /// The id of an issuer object whose spec could not be decoded.
 pub fn issuer_key(object: &Value) -> IssuerId {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("Issuer");
-    if kind == "ClusterIssuer" {
-        format!("ClusterIssuer/{}", meta_str(object, "name"))
-    } else {
-        format!(
-            "Issuer/{}/{}",
-            meta_str(object, "namespace"),
-            meta_str(object, "name")
-        )
-    }
+    let kind = match object.get("kind").and_then(Value::as_str) {
+        Some("ClusterIssuer") => IssuerKind::ClusterIssuer,
+        _ => IssuerKind::Issuer,
+    };
+    issuer_id(kind, meta_str(object, "namespace"), meta_str(object, "name"))
 }
 
 /// Sorts Issuer and ClusterIssuer objects into Vault issuers and invalid ones (other issuer

@@ -49,10 +49,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use certkeeper_core::spec::{
-    self, FieldError, LimitError, Location, MAX_MANIFEST_BYTES, Resource, ResourceId,
+    self, FieldError, IssuerKind, LimitError, Location, MAX_MANIFEST_BYTES, Resource, ResourceId,
 };
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
+use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime, issuer_id};
 
 use crate::config::Config;
 use crate::model::CertMeta;
@@ -112,8 +112,8 @@ impl ManifestProblem {
         let object = self.object.as_ref()?;
         let name = object.name.as_deref()?;
         match (object.kind.as_str(), object.namespace.as_deref()) {
-            ("Issuer", Some(namespace)) => Some(format!("Issuer/{namespace}/{name}")),
-            ("ClusterIssuer", _) => Some(format!("ClusterIssuer/{name}")),
+            ("Issuer", Some(namespace)) => Some(issuer_id(IssuerKind::Issuer, namespace, name)),
+            ("ClusterIssuer", _) => Some(issuer_id(IssuerKind::ClusterIssuer, "", name)),
             _ => None,
         }
     }
@@ -187,12 +187,16 @@ pub fn load(
     for resource in &resources {
         let (id, namespace, spec) = match resource {
             Resource::Issuer(r) => (
-                format!("Issuer/{}/{}", r.metadata.namespace_or_default(), r.metadata.name),
+                issuer_id(
+                    IssuerKind::Issuer,
+                    r.metadata.namespace_or_default(),
+                    &r.metadata.name,
+                ),
                 r.metadata.namespace_or_default(),
                 &r.spec,
             ),
             Resource::ClusterIssuer(r) => (
-                format!("ClusterIssuer/{}", r.metadata.name),
+                issuer_id(IssuerKind::ClusterIssuer, "", &r.metadata.name),
                 CLUSTER_RESOURCE_NAMESPACE,
                 &r.spec,
             ),

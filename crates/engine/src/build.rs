@@ -172,8 +172,8 @@ impl<R: SecretResolver + ?Sized> Recorder<'_, R> {
 /// The issuer id (`Issuer/<namespace>/<name>` or `ClusterIssuer/<name>`) of a key.
 pub fn issuer_id(key: &IssuerKey) -> IssuerId {
     match (key.kind, &key.namespace) {
-        (IssuerKind::Issuer, Some(ns)) => format!("Issuer/{ns}/{}", key.name),
-        _ => format!("ClusterIssuer/{}", key.name),
+        (IssuerKind::Issuer, Some(ns)) => crate::job::issuer_id(IssuerKind::Issuer, ns, &key.name),
+        _ => crate::job::issuer_id(IssuerKind::ClusterIssuer, "", &key.name),
     }
 }
 
@@ -435,7 +435,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     };
     let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
     Ok(CertJob {
-        id: format!("{namespace}/{name}"),
+        id: crate::job::cert_id(namespace, name),
         issuer,
         fingerprint: stable_hash(fingerprint_input.to_string().as_bytes()),
         csr,

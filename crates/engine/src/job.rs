@@ -13,10 +13,24 @@ use certkeeper_vault::VaultClient;
 use crate::gate::IssuerGate;
 use crate::state::CertState;
 
-/// "namespace/name" of a Certificate.
+/// "namespace/name" of a Certificate: made by [`cert_id`] only.
 pub type CertId = String;
-/// "Issuer/namespace/name" or "ClusterIssuer/name".
+/// "Issuer/namespace/name" or "ClusterIssuer/name": made by [`issuer_id`] only.
 pub type IssuerId = String;
+
+/// The id of Certificate `namespace/name`, in both runtimes.
+pub fn cert_id(namespace: &str, name: &str) -> CertId {
+    format!("{namespace}/{name}")
+}
+
+/// The id of an Issuer (in `namespace`) or a ClusterIssuer (`namespace` is ignored), in both
+/// runtimes and for other tools' CertificateRequests.
+pub fn issuer_id(kind: certkeeper_core::spec::IssuerKind, namespace: &str, name: &str) -> IssuerId {
+    match kind {
+        certkeeper_core::spec::IssuerKind::Issuer => format!("Issuer/{namespace}/{name}"),
+        certkeeper_core::spec::IssuerKind::ClusterIssuer => format!("ClusterIssuer/{name}"),
+    }
+}
 
 /// One certificate to keep valid, as the runtime derived it from its spec.
 #[derive(Debug, Clone)]
@@ -134,4 +148,21 @@ pub trait Runtime: Send + Sync + 'static {
         states: Vec<(CertId, CertState)>,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn event(&self, job: &CertJob, event: EngineEvent);
+}
+
+#[cfg(test)]
+mod tests {
+    use certkeeper_core::spec::IssuerKind;
+
+    use super::*;
+
+    #[test]
+    fn ids_are_made_in_one_place() {
+        assert_eq!(cert_id("apps", "web"), "apps/web");
+        assert_eq!(issuer_id(IssuerKind::Issuer, "apps", "vault"), "Issuer/apps/vault");
+        assert_eq!(
+            issuer_id(IssuerKind::ClusterIssuer, "ignored", "vault"),
+            "ClusterIssuer/vault"
+        );
+    }
 }

@@ -21,5 +21,6 @@ pub mod state;
 pub use clock::{Clock, TokioClock, WallClock};
 pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn, spawn_with_clock};
 pub use job::{
-    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
+    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError, cert_id,
+    issuer_id,
 };
