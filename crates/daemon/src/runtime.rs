@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use certkeeper_core::time::rfc3339_unix;
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
@@ -137,57 +136,7 @@ impl Runtime for FileRuntime {
     }
 
     fn event(&self, job: &CertJob, event: EngineEvent) {
-        let id = job.id.as_str();
-        match event {
-            EngineEvent::Issuing { reason } => {
-                tracing::info!(certificate = id, reason = reason.as_str(), "issuing certificate")
-            }
-            EngineEvent::Issued {
-                revision,
-                serial,
-                not_after,
-                warning,
-            } => {
-                let not_after = rfc3339_unix(not_after);
-                if revision > 1 {
-                    tracing::info!(
-                        certificate = id,
-                        revision,
-                        serial,
-                        not_after,
-                        "renewed certificate"
-                    );
-                } else {
-                    tracing::info!(
-                        certificate = id,
-                        revision,
-                        serial,
-                        not_after,
-                        "issued certificate"
-                    );
-                }
-                if let Some(w) = warning {
-                    tracing::warn!(
-                        certificate = id,
-                        warning = w,
-                        "issued certificate is shorter than requested"
-                    );
-                }
-            }
-            EngineEvent::Failed {
-                class,
-                message,
-                attempts,
-                next_attempt,
-            } => tracing::warn!(
-                certificate = id,
-                class = class.as_str(),
-                attempts,
-                next_attempt = next_attempt.map(rfc3339_unix).as_deref().unwrap_or("on change"),
-                error = message,
-                "issuance failed"
-            ),
-        }
+        event.log(&job.id);
     }
 }
 

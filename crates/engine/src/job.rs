@@ -116,6 +116,52 @@ pub enum EngineEvent {
     },
 }
 
+impl EngineEvent {
+    /// Logs the event for `certificate`: the one wording of the engine's events in both
+    /// runtimes' logs.
+    pub fn log(&self, certificate: &str) {
+        use certkeeper_core::time::rfc3339_unix;
+        match self {
+            EngineEvent::Issuing { reason } => {
+                tracing::info!(certificate, reason = reason.as_str(), "issuing certificate");
+            }
+            EngineEvent::Issued {
+                revision,
+                serial,
+                not_after,
+                warning,
+            } => {
+                let not_after = rfc3339_unix(*not_after);
+                if *revision > 1 {
+                    tracing::info!(certificate, revision, serial, not_after, "renewed certificate");
+                } else {
+                    tracing::info!(certificate, revision, serial, not_after, "issued certificate");
+                }
+                if let Some(w) = warning {
+                    tracing::warn!(
+                        certificate,
+                        warning = w,
+                        "issued certificate is shorter than requested"
+                    );
+                }
+            }
+            EngineEvent::Failed {
+                class,
+                message,
+                attempts,
+                next_attempt,
+            } => tracing::warn!(
+                certificate,
+                class = class.as_str(),
+                attempts,
+                next_attempt = next_attempt.map(rfc3339_unix).as_deref().unwrap_or("on change"),
+                error = message,
+                "issuance failed"
+            ),
+        }
+    }
+}
+
 /// Storage and event sinks supplied by a runtime (files + embedded database standalone,
 /// Secrets + status in Kubernetes).
 pub trait Runtime: Send + Sync + 'static {
@@ -159,7 +205,10 @@ mod tests {
     #[test]
     fn ids_are_made_in_one_place() {
         assert_eq!(cert_id("apps", "web"), "apps/web");
-        assert_eq!(issuer_id(IssuerKind::Issuer, "apps", "vault"), "Issuer/apps/vault");
+        assert_eq!(
+            issuer_id(IssuerKind::Issuer, "apps", "vault"),
+            "Issuer/apps/vault"
+        );
         assert_eq!(
             issuer_id(IssuerKind::ClusterIssuer, "ignored", "vault"),
             "ClusterIssuer/vault"

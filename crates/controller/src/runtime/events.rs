@@ -35,12 +35,12 @@ impl KubeRuntime {
     /// the Certificate's Event.
     pub(super) fn on_event(&self, job: &CertJob, event: EngineEvent) {
         let id = job.id.as_str();
+        event.log(id);
         let Some(meta) = self.tracked(id).map(|t| t.meta) else {
             return;
         };
         match event {
             EngineEvent::Issuing { reason } => {
-                tracing::info!(certificate = id, reason = reason.as_str(), "issuing certificate");
                 let message = reason.message().to_owned();
                 if let Some(target) = self.target(id) {
                     self.status.issuing(id, &target, reason.as_str(), message.clone());
@@ -53,7 +53,6 @@ impl KubeRuntime {
                 not_after,
                 warning,
             } => {
-                tracing::info!(certificate = id, revision, serial, not_after = %rfc3339_unix(not_after), "issued certificate");
                 let mut message = format!(
                     "The certificate has been successfully issued (revision {revision}, serial {serial}, notAfter {})",
                     rfc3339_unix(not_after)
@@ -70,7 +69,6 @@ impl KubeRuntime {
                 next_attempt,
             } => {
                 let next = next_attempt.map_or("when its input changes".to_owned(), rfc3339_unix);
-                tracing::warn!(certificate = id, class = class.as_str(), attempts, next_attempt = %next, error = %message, "issuance failed");
                 let text = format!(
                     "{message} ({}; attempt {attempts}; next attempt {next})",
                     class.as_str()
