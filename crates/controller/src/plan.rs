@@ -13,7 +13,7 @@ use certkeeper_engine::state::IssueReason;
 use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId, issuer_id};
 use serde_json::Value;
 
-use crate::kube::{KubeClient, meta_str, secret_data};
+use crate::kube::{KubeClient, meta_str};
 use crate::load::{SecretCache, build_certificate, issuer_of, referenced_secrets};
 use crate::runtime::{TLS_CRT, Tracked};
 use crate::status::Waiting;
@@ -277,14 +277,38 @@ pub fn retries_after_secret_change(snapshot: &[CertStatus], changed: &[IssuerId]
         .collect()
 }
 
-/// The serial of the first certificate in a Secret's `tls.crt`.
+/// The serial of the first certificate in a Secret's `tls.crt` (only that key is decoded).
 pub fn serial_of(secret: &Value) -> Option<String> {
-    let pem = String::from_utf8(secret_data(secret).remove(TLS_CRT)?).ok()?;
+    use base64::Engine;
+    let encoded = secret.get("data")?.get(TLS_CRT)?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let pem = String::from_utf8(bytes).ok()?;
     certkeeper_core::pki::describe_pem_bundle(&pem)
         .ok()?
         .into_iter()
         .next()
         .map(|c| c.serial)
+}
+
+/// What the controller keeps of a target Secret (the watch of the Secrets labelled
+/// [`FAO_LABEL`](crate::runtime::FAO_LABEL)): all [`target_secret_checks`] reads, its
+/// resourceVersion and the serial of the certificate it serves, taken once as the object
+/// arrives. Its keys, certificates and keystores are not kept (a few KB per Secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSecret {
+    pub resource_version: String,
+    /// The serial of the first certificate in `tls.crt` ([`serial_of`]); `None`: no `tls.crt`
+    /// or none readable (a next-private-key Secret, a Secret edited by hand).
+    pub serial: Option<String>,
+}
+
+impl TargetSecret {
+    pub fn of(secret: &Value) -> Self {
+        TargetSecret {
+            resource_version: meta_str(secret, "resourceVersion").to_owned(),
+            serial: serial_of(secret),
+        }
+    }
 }
 
 /// What to do about one issued certificate's target Secret.
@@ -308,7 +332,7 @@ pub enum SecretCheck {
 pub fn target_secret_checks(
     snapshot: &[CertStatus],
     tracked: &HashMap<CertId, Tracked>,
-    watched: impl Fn(&str) -> Option<Arc<Value>>,
+    watched: impl Fn(&str) -> Option<Arc<TargetSecret>>,
     verified: &HashMap<CertId, String>,
 ) -> Vec<SecretCheck> {
     let mut checks = Vec::new();
@@ -320,12 +344,12 @@ pub fn target_secret_checks(
             continue;
         };
         let secret = watched(&format!("{}/{}", meta.namespace, meta.secret_name));
-        let resource_version = secret.as_ref().map(|s| meta_str(s, "resourceVersion").to_owned());
+        let resource_version = secret.as_ref().map(|s| s.resource_version.clone());
         if resource_version.is_some() && verified.get(&status.job.id) == resource_version.as_ref() {
             continue;
         }
         match (&secret, resource_version) {
-            (Some(s), Some(resource_version)) if serial_of(s).as_deref() == Some(issued.serial.as_str()) => {
+            (Some(s), Some(resource_version)) if s.serial.as_deref() == Some(issued.serial.as_str()) => {
                 checks.push(SecretCheck::Verified {
                     id: status.job.id.clone(),
                     resource_version,
@@ -623,7 +647,8 @@ mod tests {
             status("c", "vault", false, true),
         ];
         let watched = |key: &str| {
-            (key == "apps/a-tls").then(|| Arc::new(json!({"metadata": {"resourceVersion": "7"}})))
+            (key == "apps/a-tls")
+                .then(|| Arc::new(TargetSecret::of(&json!({"metadata": {"resourceVersion": "7"}}))))
         };
         // `a` verified at 7: skipped; `b` not watched: confirmed; `c` issuing: left alone.
         let verified = HashMap::from([("apps/a".to_owned(), "7".to_owned())]);
@@ -640,5 +665,53 @@ mod tests {
         // `a` at a new version whose certificate cannot be read: confirmed too.
         let checks = target_secret_checks(&snapshot, &plan.tracked, watched, &HashMap::new());
         assert_eq!(checks.len(), 2);
+    }
+
+    fn b64(text: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    #[test]
+    fn a_target_secret_is_kept_as_its_version_and_served_serial() {
+        let tls = certkeeper_testkit::TestTls::generate().unwrap();
+        let leaf = certkeeper_core::pki::describe_pem_bundle(&tls.server_cert_pem).unwrap();
+        let chain = format!("{}{}", tls.server_cert_pem, tls.ca_pem);
+        let secret = json!({"metadata": {"name": "web-tls", "namespace": "apps", "resourceVersion": "42"},
+            "data": {"tls.crt": b64(&chain), "tls.key": b64(&tls.server_key_pem), "ca.crt": b64(&tls.ca_pem)}});
+        let kept = TargetSecret::of(&secret);
+        assert_eq!(
+            kept,
+            TargetSecret {
+                resource_version: "42".into(),
+                serial: Some(leaf[0].serial.clone()),
+            }
+        );
+        // The leaf's serial, not the CA's that follows it.
+        let ca = certkeeper_core::pki::describe_pem_bundle(&tls.ca_pem).unwrap();
+        assert_ne!(kept.serial, Some(ca[0].serial.clone()));
+        assert_eq!(serial_of(&secret), kept.serial);
+    }
+
+    #[test]
+    fn a_target_secret_without_a_readable_certificate_has_no_serial() {
+        for data in [
+            json!({}),
+            json!({"tls.key": b64("key")}),
+            json!({"tls.crt": "not base64!"}),
+            json!({"tls.crt": b64("not a PEM")}),
+            json!({"tls.crt": 7}),
+        ] {
+            let secret = json!({"metadata": {"resourceVersion": "3"}, "data": data});
+            assert_eq!(
+                TargetSecret::of(&secret),
+                TargetSecret {
+                    resource_version: "3".into(),
+                    serial: None,
+                },
+                "{data}"
+            );
+        }
+        assert_eq!(TargetSecret::of(&json!({})).resource_version, "");
     }
 }

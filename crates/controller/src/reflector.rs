@@ -10,7 +10,10 @@
 //! - Every [`RELIST_EVERY`] the collection is re-listed anyway (a periodic resync).
 //! - Failures back off 1 s doubling to 30 s; nothing is retried in a tight loop.
 //!
-//! Stored objects drop `metadata.managedFields` (the bulk of a large object, never used).
+//! Stored objects drop `metadata.managedFields` (the bulk of a large object, never used); a
+//! mirror may keep less: what its reader needs of each object, projected once as the object
+//! arrives ([`reflect_with`]; the target Secrets are kept as
+//! [`TargetSecret`](crate::plan::TargetSecret)s, without their keys and certificates).
 //!
 //! [`WATCH_TIMEOUT_SECS`]: crate::kube::WATCH_TIMEOUT_SECS
 
@@ -28,15 +31,26 @@ use crate::kube::{KubeClient, KubeError, meta_str};
 pub const RELIST_EVERY: Duration = Duration::from_secs(600);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The mirrored objects by "namespace/name" (cluster-scoped: "name").
-#[derive(Debug, Default)]
-pub struct Store {
-    objects: RwLock<HashMap<String, Arc<Value>>>,
+/// The mirrored objects by "namespace/name" (cluster-scoped: "name"), each as `T`: the object
+/// itself (a [`Value`] without managedFields) or what is kept of it ([`reflect_with`]).
+#[derive(Debug)]
+pub struct Store<T = Value> {
+    objects: RwLock<HashMap<String, Arc<T>>>,
     synced: AtomicBool,
     lists: AtomicU64,
 }
 
-impl Store {
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            objects: RwLock::default(),
+            synced: AtomicBool::new(false),
+            lists: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T> Store<T> {
     pub fn synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst)
     }
@@ -51,7 +65,7 @@ impl Store {
         self.lists.load(Ordering::SeqCst)
     }
 
-    pub fn snapshot(&self) -> Vec<Arc<Value>> {
+    pub fn snapshot(&self) -> Vec<Arc<T>> {
         self.objects
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -60,7 +74,7 @@ impl Store {
             .collect()
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<Arc<T>> {
         self.objects
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -68,7 +82,7 @@ impl Store {
             .cloned()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Value>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<T>>> {
         self.objects
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -86,7 +100,9 @@ pub fn object_key(object: &Value) -> String {
     }
 }
 
-fn trimmed(mut object: Value, kind: &str) -> Arc<Value> {
+/// `object` without `metadata.managedFields`, with its `kind` and `apiVersion` (list items omit
+/// them).
+pub fn trimmed(mut object: Value, kind: &str) -> Value {
     // List items omit apiVersion and kind; the decoder of cert-manager kinds needs them.
     if object.get("kind").is_none_or(Value::is_null) {
         object["kind"] = Value::String(kind.to_owned());
@@ -102,23 +118,48 @@ fn trimmed(mut object: Value, kind: &str) -> Arc<Value> {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }
-    Arc::new(object)
+    object
 }
 
-/// Mirrors collection `path` (of `kind`: a cert-manager.io/v1 kind or `Secret`) into `store` until `stop` turns true; `changed` is notified after
-/// every change (and after each list).
+/// Mirrors collection `path` (of `kind`: a cert-manager.io/v1 kind or `Secret`) into `store`,
+/// each object [`trimmed`], until `stop` turns true; `changed` is notified after every change
+/// (and after each list).
 pub async fn reflect(
     client: KubeClient,
     path: String,
     kind: &'static str,
     store: Arc<Store>,
     changed: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    reflect_with(
+        client,
+        path,
+        move |object| trimmed(object, kind),
+        store,
+        changed,
+        stop,
+    )
+    .await;
+}
+
+/// As [`reflect`], keeping `keep(object)` of each object (what its reader needs: the rest is
+/// freed as the object arrives).
+pub async fn reflect_with<T, F>(
+    client: KubeClient,
+    path: String,
+    keep: F,
+    store: Arc<Store<T>>,
+    changed: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: Fn(Value) -> T + Sync,
+    T: Send + Sync,
+{
     let mut backoff = Duration::from_secs(1);
     loop {
         let result = tokio::select! {
-            r = run_once(&client, &path, kind, &store, &changed) => r,
+            r = run_once(&client, &path, &keep, &store, &changed) => r,
             _ = stop.changed() => return,
         };
         match result {
@@ -136,20 +177,23 @@ pub async fn reflect(
 }
 
 /// One list and the watches that follow it, until a re-list is needed.
-async fn run_once(
+async fn run_once<T>(
     client: &KubeClient,
     path: &str,
-    kind: &str,
-    store: &Store,
+    keep: &impl Fn(Value) -> T,
+    store: &Store<T>,
     changed: &Notify,
 ) -> Result<(), KubeError> {
     let (items, mut rv) = client.list(path).await?;
+    // Projected before the store is locked, and the list's objects freed as they go.
+    let items: Vec<(String, Arc<T>)> = items
+        .into_iter()
+        .map(|item| (object_key(&item), Arc::new(keep(item))))
+        .collect();
     {
         let mut map = store.write();
         map.clear();
-        for item in items {
-            map.insert(object_key(&item), trimmed(item, kind));
-        }
+        map.extend(items);
     }
     store.synced.store(true, Ordering::SeqCst);
     store.lists.fetch_add(1, Ordering::SeqCst);
@@ -175,7 +219,8 @@ async fn run_once(
             match event.kind.as_str() {
                 "ADDED" | "MODIFIED" => {
                     let key = object_key(&event.object);
-                    store.write().insert(key, trimmed(event.object, kind));
+                    let kept = Arc::new(keep(event.object));
+                    store.write().insert(key, kept);
                     changed.notify_one();
                 }
                 "DELETED" => {

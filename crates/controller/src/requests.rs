@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::kube::{KubeClient, cm_path, meta_str};
-use crate::reflector::{Store, object_key};
+use crate::reflector::{Store, object_key, trimmed};
 
 /// How often a request whose failure waits for a change is tried again anyway.
 pub const INVALID_RECHECK: Duration = Duration::from_secs(60);
@@ -136,10 +136,51 @@ async fn patch_status(client: &KubeClient, cr: &Value, status: Value) -> bool {
     }
 }
 
+/// (annotated, done): whether `cr` is a record the Certificate side wrote (it carries
+/// `cert-manager.io/certificate-name`), and whether it is answered (`Ready=True`, `Failed`,
+/// `Denied`, or an invalid request). Either way the loop leaves it alone.
+fn handled(cr: &Value) -> (bool, bool) {
+    let annotated = cr
+        .pointer("/metadata/annotations/cert-manager.io~1certificate-name")
+        .is_some();
+    let done = condition(cr, "Ready")
+        .is_some_and(|c| c["status"] == "True" || c["reason"] == "Failed" || c["reason"] == "Denied")
+        || is_true(cr, "InvalidRequest");
+    (annotated, done)
+}
+
+/// What the controller keeps of a CertificateRequest (the mirror's projection, [`kept`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeptRequest {
+    /// Still to be answered: the whole object, trimmed ([`trimmed`]).
+    Pending(Arc<Value>),
+    /// [`handled`]: all the loop needs of it, its key ("namespace/name/uid") and whether it is
+    /// answered. Not its CSR, certificate, CA nor metadata (a few KB per request as JSON).
+    Handled { key: String, done: bool },
+}
+
+/// "namespace/name/uid": a request, told apart from an earlier one of the same name.
+fn request_key(cr: &Value) -> String {
+    format!("{}/{}", object_key(cr), meta_str(cr, "uid"))
+}
+
+/// What is kept of `object` ([`KeptRequest`]). A handled request that changes arrives whole
+/// and is projected again.
+pub fn kept(object: Value) -> KeptRequest {
+    let cr = trimmed(object, "CertificateRequest");
+    match handled(&cr) {
+        (false, false) => KeptRequest::Pending(Arc::new(cr)),
+        (_, done) => KeptRequest::Handled {
+            key: request_key(&cr),
+            done,
+        },
+    }
+}
+
 /// Signs pending requests until `stop` turns true.
 pub async fn run_requests(
     client: KubeClient,
-    store: Arc<Store>,
+    store: Arc<Store<KeptRequest>>,
     issuers: Arc<Mutex<HashMap<IssuerId, IssuerRuntime>>>,
     changed: Arc<Notify>,
     auto_approve: bool,
@@ -172,16 +213,20 @@ pub async fn run_requests(
         let issuers = issuers.lock().await.clone();
         let now = SystemTime::now();
         let mut live = std::collections::HashSet::new();
-        for cr in store.snapshot() {
-            let key = format!("{}/{}", object_key(&cr), meta_str(&cr, "uid"));
+        for kept in store.snapshot() {
+            let cr = match &*kept {
+                KeptRequest::Handled { key, done } => {
+                    live.insert(key.clone());
+                    if *done {
+                        answered.remove(key);
+                    }
+                    continue;
+                }
+                KeptRequest::Pending(cr) => cr.clone(),
+            };
+            let key = request_key(&cr);
             live.insert(key.clone());
-            let annotated = cr
-                .pointer("/metadata/annotations/cert-manager.io~1certificate-name")
-                .is_some();
-            let ready = condition(&cr, "Ready");
-            let done = ready
-                .is_some_and(|c| c["status"] == "True" || c["reason"] == "Failed" || c["reason"] == "Denied")
-                || is_true(&cr, "InvalidRequest");
+            let (annotated, done) = handled(&cr);
             if done {
                 answered.remove(&key);
             }
@@ -360,7 +405,7 @@ async fn finish(
     retries: &mut HashMap<String, Retry>,
     unsent: &mut HashMap<String, Value>,
 ) -> bool {
-    let key = format!("{}/{}", object_key(cr), meta_str(cr, "uid"));
+    let key = request_key(cr);
     let now = SystemTime::now();
     match result {
         Ok((chain, ca)) => {
@@ -433,4 +478,79 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
     h.write(id.as_bytes());
     h.write_u32(attempt);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn request(annotations: Value, status: Value) -> Value {
+        json!({"metadata": {"name": "web-1", "namespace": "apps", "uid": "u1", "resourceVersion": "9",
+                            "annotations": annotations, "labels": {"a": "b"},
+                            "ownerReferences": [{"kind": "Certificate", "name": "web"}],
+                            "managedFields": [{"manager": "certkeeper"}]},
+               "spec": {"request": "Q1NS", "issuerRef": {"name": "vault"}, "duration": "24h"},
+               "status": status})
+    }
+
+    fn ready(status: &str, reason: &str) -> Value {
+        json!({"conditions": [{"type": "Ready", "status": status, "reason": reason, "message": "m"}],
+               "certificate": "Q0VSVA==", "ca": "Q0E="})
+    }
+
+    #[test]
+    fn a_pending_request_is_kept_whole() {
+        for status in [json!({}), ready("False", "Pending")] {
+            let object = request(json!({}), status);
+            let KeptRequest::Pending(kept) = kept(object.clone()) else {
+                panic!("not kept whole");
+            };
+            assert_eq!(kept["spec"], object["spec"]);
+            assert_eq!(kept["status"], object["status"]);
+            assert_eq!(kept["kind"], "CertificateRequest");
+            assert!(kept.pointer("/metadata/managedFields").is_none());
+        }
+    }
+
+    #[test]
+    fn a_handled_request_is_kept_as_its_key_and_whether_it_is_answered() {
+        let cases = [
+            // The Certificate side's own records: left alone, answered or not.
+            (
+                request(
+                    json!({"cert-manager.io/certificate-name": "web"}),
+                    ready("True", "Issued"),
+                ),
+                true,
+            ),
+            (
+                request(json!({"cert-manager.io/certificate-name": "web"}), json!({})),
+                false,
+            ),
+            // Answered: signed, failed, denied, invalid.
+            (request(json!({}), ready("True", "Issued")), true),
+            (request(json!({}), ready("False", "Failed")), true),
+            (request(json!({}), ready("False", "Denied")), true),
+            (
+                request(
+                    json!({}),
+                    json!({"conditions": [{"type": "InvalidRequest", "status": "True"}]}),
+                ),
+                true,
+            ),
+        ];
+        for (object, done) in cases {
+            assert_eq!(
+                kept(object.clone()),
+                KeptRequest::Handled {
+                    key: "apps/web-1/u1".into(),
+                    done,
+                },
+                "{object}"
+            );
+            assert_eq!(handled(&object).1, done);
+        }
+    }
 }

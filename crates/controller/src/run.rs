@@ -28,8 +28,8 @@ use tokio::sync::{Notify, watch};
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str};
 use crate::leader::{Elector, LeaseConfig};
 use crate::load::{IssuerLimits, SecretCache, build_issuer};
-use crate::plan::{self, SecretCheck};
-use crate::reflector::{Store, reflect};
+use crate::plan::{self, SecretCheck, TargetSecret};
+use crate::reflector::{Store, reflect, reflect_with};
 use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
 use crate::status::{StatusWriter, Target, Waiting};
 
@@ -120,8 +120,9 @@ struct Stores {
     issuers: Arc<Store>,
     cluster_issuers: Arc<Store>,
     certificates: Arc<Store>,
-    /// Target Secrets only: those carrying [`crate::runtime::FAO_LABEL`], which the controller sets.
-    owned_secrets: Arc<Store>,
+    /// Target Secrets only: those carrying [`crate::runtime::FAO_LABEL`], which the controller
+    /// sets; each kept as its resourceVersion and served serial, without keys and certificates.
+    owned_secrets: Arc<Store<TargetSecret>>,
 }
 
 impl Stores {
@@ -291,7 +292,11 @@ pub async fn run(
         owned_secrets: Arc::default(),
     };
     let metrics = Metrics::default();
-    let (runtime, events) = KubeRuntime::new(client.clone(), stores.certificates.clone());
+    let (runtime, events) = KubeRuntime::new(
+        client.clone(),
+        stores.certificates.clone(),
+        stores.owned_secrets.clone(),
+    );
     let runtime = Arc::new(runtime);
     let events_task = tokio::spawn(events);
     let (status_stop, status_stop_rx) = watch::channel(false);
@@ -380,10 +385,10 @@ pub async fn run(
     }
     let requests = Arc::new(Store::default());
     let requests_changed = Arc::new(Notify::new());
-    tasks.push(tokio::spawn(reflect(
+    tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         cm_collection(watched, "certificaterequests")?,
-        "CertificateRequest",
+        crate::requests::kept,
         requests.clone(),
         requests_changed.clone(),
         stop_rx.clone(),
@@ -396,10 +401,10 @@ pub async fn run(
         config.auto_approve,
         stop_rx.clone(),
     )));
-    tasks.push(tokio::spawn(reflect(
+    tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         owned_secrets(watched)?,
-        "Secret",
+        |secret| TargetSecret::of(&secret),
         stores.owned_secrets.clone(),
         changed.clone(),
         stop_rx.clone(),

@@ -28,7 +28,7 @@ use certkeeper_engine::state::{CertState, IssueReason, Readiness};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::kube::{KubeClient, KubeError, cm_path};
+use crate::kube::{KubeClient, KubeError, cm_path, meta_str};
 use crate::reflector::Store;
 
 /// The status writer's pause after a transport failure: doubling up to the cap.
@@ -252,9 +252,10 @@ pub struct StatusWriter {
     client: KubeClient,
     certificates: Arc<Store>,
     intents: Mutex<HashMap<CertId, Intent>>,
-    /// The status last written per Certificate: the base of its next write (the watch of the
-    /// Certificates may not show our own last write yet).
-    written: Mutex<HashMap<CertId, CertificateStatus>>,
+    /// The status last written per Certificate and the resourceVersion the write made: the base
+    /// of its next write while the watch of the Certificates does not show that write yet;
+    /// forgotten once it does ([`StatusWriter::retain`]: the watch's object is then the same).
+    written: Mutex<HashMap<CertId, (CertificateStatus, String)>>,
     versions: std::sync::atomic::AtomicU64,
     wake: Notify,
 }
@@ -317,9 +318,16 @@ impl StatusWriter {
     }
 
     /// Forgets the last writes of Certificates no longer tracked (what is still to be written
-    /// stays: a Certificate deleted meanwhile answers 404 and is dropped then).
+    /// stays: a Certificate deleted meanwhile answers 404 and is dropped then), and those the
+    /// watch shows already (at the resourceVersion the write made).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        lock(&self.written).retain(|id, _| keep(id));
+        lock(&self.written).retain(|id, (_, written_at)| {
+            keep(id)
+                && !self
+                    .certificates
+                    .get(id)
+                    .is_some_and(|c| !written_at.is_empty() && meta_str(&c, "resourceVersion") == written_at)
+        });
     }
 
     /// Writes the recorded intents, off the engine's path (a slow or hung API server never
@@ -400,7 +408,7 @@ impl StatusWriter {
 
     /// The Certificate's current status: our last write, else what the watch shows.
     fn current(&self, id: &str) -> CertificateStatus {
-        if let Some(status) = lock(&self.written).get(id) {
+        if let Some((status, _)) = lock(&self.written).get(id) {
             return status.clone();
         }
         self.certificates
@@ -422,8 +430,9 @@ impl StatusWriter {
             cm_path(&target.namespace, "certificates", Some(&target.name))?
         );
         match self.client.merge_patch(&path, &body).await {
-            Ok(_) => {
-                lock(&self.written).insert(id.to_owned(), status);
+            Ok(written) => {
+                let version = meta_str(&written, "resourceVersion").to_owned();
+                lock(&self.written).insert(id.to_owned(), (status, version));
                 Ok(())
             }
             // Deleted meanwhile.

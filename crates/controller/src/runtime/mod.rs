@@ -38,6 +38,7 @@ use crate::kube::{
     KubeClient, KubeError, cm_path, events_path, meta_str, secret_data, secret_path, secrets_path,
 };
 use crate::load::CertMeta;
+use crate::plan::TargetSecret;
 use crate::reflector::Store;
 use crate::status::{StatusWriter, Target};
 
@@ -98,6 +99,8 @@ pub struct KubeRuntime {
     client: KubeClient,
     tracked: RwLock<HashMap<CertId, Tracked>>,
     certificates: Arc<Store>,
+    /// The target Secrets' watch: a Secret it does not show is created without a read first.
+    owned_secrets: Arc<Store<TargetSecret>>,
     /// The one writer of Certificate status.
     status: Arc<StatusWriter>,
     events: mpsc::Sender<events::Outgoing>,
@@ -109,13 +112,18 @@ pub struct KubeRuntime {
 
 impl KubeRuntime {
     /// The runtime, and the task that posts its Events (spawn it).
-    pub fn new(client: KubeClient, certificates: Arc<Store>) -> (Self, impl Future<Output = ()> + Send) {
+    pub fn new(
+        client: KubeClient,
+        certificates: Arc<Store>,
+        owned_secrets: Arc<Store<TargetSecret>>,
+    ) -> (Self, impl Future<Output = ()> + Send) {
         let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);
         let runtime = KubeRuntime {
             client: client.clone(),
             tracked: RwLock::new(HashMap::new()),
             status: Arc::new(StatusWriter::new(client.clone(), certificates.clone())),
             certificates,
+            owned_secrets,
             events: tx,
             dropped_events: AtomicU64::new(0),
             pending_keys: std::sync::Mutex::new(HashMap::new()),

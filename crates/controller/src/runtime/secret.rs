@@ -47,6 +47,32 @@ impl KubeRuntime {
 
         let path = secret_path(&meta.namespace, &meta.secret_name)
             .map_err(|e| runtime_error(e, "the target Secret"))?;
+        let create =
+            secrets_path(&meta.namespace).map_err(|e| runtime_error(e, "creating the target Secret"))?;
+        let new_secret = || Secret {
+            metadata: ObjectMeta {
+                name: Some(meta.secret_name.clone()),
+                namespace: Some(meta.namespace.clone()),
+                labels: Some(labels.clone()),
+                annotations: Some(annotations.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(TLS_SECRET_TYPE.to_owned()),
+            data: Some(data.clone()),
+            ..Secret::default()
+        };
+        // A Secret the target Secrets' watch does not show is most likely not there (a first
+        // issuance): it is created without a read first. One that exists all the same (written
+        // without cert-manager's label, or not in the watch yet) answers 409 Conflict and is
+        // read and updated as any other.
+        let key = format!("{}/{}", meta.namespace, meta.secret_name);
+        if self.owned_secrets.synced() && self.owned_secrets.get(&key).is_none() {
+            match self.client.create_object(&create, &new_secret()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some(409) => {}
+                Err(e) => return Err(runtime_error(e, "creating the target Secret")),
+            }
+        }
         let existing: Option<Secret> = self
             .client
             .get_object(&path)
@@ -85,22 +111,8 @@ impl KubeRuntime {
                     .map_err(|e| runtime_error(e, "updating the target Secret"))?;
             }
             None => {
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(meta.secret_name.clone()),
-                        namespace: Some(meta.namespace.clone()),
-                        labels: Some(labels),
-                        annotations: Some(annotations),
-                        ..ObjectMeta::default()
-                    },
-                    type_: Some(TLS_SECRET_TYPE.to_owned()),
-                    data: Some(data),
-                    ..Secret::default()
-                };
-                let create = secrets_path(&meta.namespace)
-                    .map_err(|e| runtime_error(e, "creating the target Secret"))?;
                 self.client
-                    .create_object(&create, &secret)
+                    .create_object(&create, &new_secret())
                     .await
                     .map_err(|e| runtime_error(e, "creating the target Secret"))?;
             }
