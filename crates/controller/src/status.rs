@@ -96,6 +96,11 @@ fn revision(state: &CertState) -> Option<i32> {
     (state.revision > 0).then(|| i32::try_from(state.revision).unwrap_or(i32::MAX))
 }
 
+/// When a failed certificate is tried again, as status and Events say it.
+pub fn next_attempt_text(next_attempt: Option<i64>) -> String {
+    next_attempt.map_or("when its input changes".to_owned(), rfc3339_unix)
+}
+
 /// `status` showing the engine's `state` of a Certificate whose spec has `fingerprint`:
 /// cert-manager's `Ready` (Expired, RequestChanged, Ready, DoesNotExist), `Issuing=False`
 /// (Failed) while failing, the times, the revision, the failure streak and certkeeper's retry
@@ -104,10 +109,7 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
     let now_unix = to_unix(now);
     let now_s = rfc3339(now);
     let generation = target.generation;
-    let next_attempt = |f: &certkeeper_engine::state::FailureRecord| {
-        f.next_attempt
-            .map_or("when its input changes".to_owned(), rfc3339_unix)
-    };
+    let next_attempt = |f: &certkeeper_engine::state::FailureRecord| next_attempt_text(f.next_attempt);
     let failure_note = state.failure.as_ref().map(|f| {
         format!(
             "; the last attempt failed ({}, {} attempts), next attempt {}",

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use certkeeper_testkit::{KubeApiServer, free_port};
 use common::{
-    Api, CERTIFICATES, NS, config_for, decode, installed, leaf, not_after, ready, spawn_controller,
-    start_with_vault_issuer,
+    Api, CERTIFICATES, NS, config_for, decode, installed, leaf, metric_sum, not_after, ready,
+    spawn_controller, start_with_vault_issuer,
 };
 use serde_json::{Value, json};
 
@@ -46,22 +46,6 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
         bail!("kill {sig} {pid}: {status}");
     }
     Ok(())
-}
-
-/// The sum of a counter family's series (those whose labels contain `labels`) on the
-/// controller's /metrics.
-async fn counter(http: &reqwest::Client, port: u16, family: &str, labels: &str) -> Result<f64> {
-    let text = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{') && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 /// web's row on the controller's /api/v1/status.
@@ -110,8 +94,8 @@ async fn a_hung_api_server_delays_a_renewal_and_loses_nothing() -> Result<()> {
     let first_serial = leaf(&decode(&api.get(SECRET).await?.unwrap(), "tls.crt")).0;
 
     // Hung through the renewal: the failure shows on the controller's endpoint.
-    let attempts_before = counter(&http, port, "certkeeper_issuance_attempts_total", "").await?;
-    let signs_before = counter(
+    let attempts_before = metric_sum(&http, port, "certkeeper_issuance_attempts_total", "").await?;
+    let signs_before = metric_sum(
         &http,
         port,
         "certkeeper_vault_requests_total",
@@ -143,8 +127,8 @@ async fn a_hung_api_server_delays_a_renewal_and_loses_nothing() -> Result<()> {
     let message = failing["lastFailure"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("timed out"), "the cause is named: {message}");
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let attempts = counter(&http, port, "certkeeper_issuance_attempts_total", "").await? - attempts_before;
-    let signs = counter(
+    let attempts = metric_sum(&http, port, "certkeeper_issuance_attempts_total", "").await? - attempts_before;
+    let signs = metric_sum(
         &http,
         port,
         "certkeeper_vault_requests_total",

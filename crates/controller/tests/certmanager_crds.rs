@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use certkeeper_testkit::{DevServer, KubeApiServer, PkiOptions, free_port};
 use common::{
-    Api, BOUND, CERTIFICATES, NS, config_for, create_token_issuer, installed, ready, spawn_controller,
-    wait_for,
+    Api, BOUND, CERTIFICATES, NS, config_for, create_token_issuer, installed, metric_sum, ready,
+    spawn_controller, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -59,23 +59,6 @@ fn cert_manager_shaped_crds() -> Result<Vec<Value>> {
         "no status.certkeeper in the Certificate CRD to remove"
     );
     Ok(crds)
-}
-
-/// The lines of the controller's /metrics whose family is `family` and whose labels contain
-/// `labels`, summed.
-async fn metric(http: &reqwest::Client, port: u16, family: &str, labels: &str) -> Result<f64> {
-    let text = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{') && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        // From +0 (an empty `sum` of floats is -0).
-        .fold(0.0, |sum, v| sum + v))
 }
 
 /// A running controller: its stop signal and its task.
@@ -159,7 +142,7 @@ async fn a_refusal_keeps_its_backoff_across_a_restart_with_cert_managers_crds() 
             .context("lastFailureTime")?;
     let labels = "name=\"refused\"";
     let next_family = "certkeeper_certificate_next_attempt_timestamp_seconds";
-    let first_next = metric(&http, port, next_family, labels).await?;
+    let first_next = metric_sum(&http, port, next_family, labels).await?;
     eprintln!(
         "first controller: next attempt {} s after the failure",
         first_next - last_failure as f64
@@ -186,15 +169,15 @@ async fn a_refusal_keeps_its_backoff_across_a_restart_with_cert_managers_crds() 
     eprintln!("restarted controller ready after {:?}", restarted.elapsed());
     tokio::time::sleep(WATCH).await;
 
-    let signs = metric(
+    let signs = metric_sum(
         &http,
         port,
         "certkeeper_vault_requests_total",
         "operation=\"sign\"",
     )
     .await?;
-    let tried = metric(&http, port, "certkeeper_issuance_attempts_total", "").await?;
-    let next = metric(&http, port, next_family, labels).await?;
+    let tried = metric_sum(&http, port, "certkeeper_issuance_attempts_total", "").await?;
+    let next = metric_sum(&http, port, next_family, labels).await?;
     let after = api.get(REFUSED).await?.context("refused")?;
     let status = &after["status"];
     eprintln!(

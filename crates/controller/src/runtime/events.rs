@@ -68,7 +68,7 @@ impl KubeRuntime {
                 attempts,
                 next_attempt,
             } => {
-                let next = next_attempt.map_or("when its input changes".to_owned(), rfc3339_unix);
+                let next = crate::status::next_attempt_text(next_attempt);
                 let text = format!(
                     "{message} ({}; attempt {attempts}; next attempt {next})",
                     class.as_str()

@@ -363,3 +363,20 @@ pub async fn create_request(api: &Api, name: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// The sum of the series of metric `family` whose labels contain `labels`, on the controller's
+/// /metrics at `port` (0 when there is none).
+pub async fn metric_sum(http: &reqwest::Client, port: u16, family: &str, labels: &str) -> Result<f64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{') && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        // From +0 (an empty `sum` of floats is -0).
+        .fold(0.0, |sum, v| sum + v))
+}
