@@ -66,7 +66,13 @@ fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>
     let mut rows: Vec<StatusRow> = loaded
         .certificates
         .iter()
-        .map(|(job, _)| row(job, states.get(&job.id).unwrap_or(&CertState::default()), now))
+        .map(|(job, _)| {
+            row(
+                job,
+                states.get(job.id.as_str()).unwrap_or(&CertState::default()),
+                now,
+            )
+        })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((rows, problem_rows(&loaded)))
@@ -215,7 +221,7 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
         };
         all_ok &= detail_h.is_empty() && login == "ok";
         let detail = if detail_h.is_empty() { detail_l } else { detail_h };
-        rows.push([issuer.id.clone(), health, login, detail]);
+        rows.push([issuer.id.to_string(), health, login, detail]);
     }
     let widths: Vec<usize> = (0..4)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))

@@ -16,6 +16,7 @@
 pub mod kube;
 pub mod leader;
 pub mod load;
+pub mod objects;
 pub mod ops;
 pub mod plan;
 pub mod reflector;

@@ -20,9 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use certkeeper_core::spec::{
-    self, Certificate, FieldError, IssuerKind, Resource, VaultAuthMethod, VaultIssuer,
-};
+use certkeeper_core::spec::{self, Certificate, VaultAuthMethod, VaultIssuer};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
@@ -33,6 +31,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use serde_json::Value;
 
 use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
+use crate::objects::{CertificateObject, SpecProblem};
 
 pub use certkeeper_engine::build::IssuerLimits;
 
@@ -60,25 +59,12 @@ pub struct CertMeta {
 /// Why a mirrored object does not become an issuer runtime or a job.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The object does not convert to YAML (not expected of JSON from the API server).
-    #[error("{0}")]
-    Yaml(serde_yaml_ng::Error),
     /// The object is invalid, as a manifest file would be: every problem, with its field.
-    #[error("{}", join_problems(.0))]
-    Invalid(Vec<FieldError>),
-    #[error("not a Certificate")]
-    NotACertificate,
+    #[error(transparent)]
+    Spec(#[from] SpecProblem),
     /// The spec is valid but its issuer or job cannot be built.
     #[error(transparent)]
     Build(#[from] BuildError),
-}
-
-fn join_problems(problems: &[FieldError]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl LoadError {
@@ -87,7 +73,7 @@ impl LoadError {
     pub fn class(&self) -> FailureClass {
         match self {
             LoadError::Build(e) => e.class(),
-            LoadError::Yaml(_) | LoadError::Invalid(_) | LoadError::NotACertificate => FailureClass::Invalid,
+            LoadError::Spec(_) => FailureClass::Invalid,
         }
     }
 }
@@ -250,31 +236,6 @@ pub fn referenced_secrets(namespace: &str, vault: &VaultIssuer) -> Vec<(String, 
         .collect()
 }
 
-/// A decoded Issuer or ClusterIssuer with a Vault spec: (id, namespace of its Secrets, spec).
-pub fn issuer_of(
-    object: &Value,
-    cluster_ns: &str,
-) -> Result<Option<(IssuerId, String, VaultIssuer)>, LoadError> {
-    match decode(object)? {
-        Resource::Issuer(r) => {
-            let ns = r.metadata.namespace_or_default().to_owned();
-            let id = certkeeper_engine::issuer_id(IssuerKind::Issuer, &ns, &r.metadata.name);
-            Ok(r.spec.vault().cloned().map(|v| (id, ns, v)))
-        }
-        Resource::ClusterIssuer(r) => {
-            let id = certkeeper_engine::issuer_id(IssuerKind::ClusterIssuer, "", &r.metadata.name);
-            Ok(r.spec.vault().cloned().map(|v| (id, cluster_ns.to_owned(), v)))
-        }
-        Resource::Certificate(_) => Ok(None),
-    }
-}
-
-/// Decodes and validates an object from the API server, as a manifest file is.
-pub fn decode(object: &Value) -> Result<Resource, LoadError> {
-    let yaml = serde_yaml_ng::to_value(object).map_err(LoadError::Yaml)?;
-    spec::parse_resource(&yaml).map_err(LoadError::Invalid)
-}
-
 struct Resolver<'a> {
     client: &'a KubeClient,
     secrets: &'a SecretCache,
@@ -336,7 +297,7 @@ pub fn build_issuer(
     limits: &IssuerLimits,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
-    id: &str,
+    id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
 ) -> Result<IssuerRuntime, BuildError> {
@@ -357,28 +318,26 @@ pub fn issuer_id_of(cert: &Certificate) -> Result<IssuerId, BuildError> {
 /// issuers' ids to their fingerprints (a missing issuer counts as fingerprint 0).
 pub fn build_certificate(
     client: &KubeClient,
-    object: &Value,
+    object: &CertificateObject,
     issuers: &HashMap<&str, u64>,
 ) -> Result<(CertJob, CertMeta), LoadError> {
-    let Resource::Certificate(cert) = decode(object)? else {
-        return Err(LoadError::NotACertificate);
-    };
+    let cert = object.spec.as_ref().map_err(Clone::clone)?;
     let namespace = cert.namespace().to_owned();
     let name = cert.metadata.name.clone();
     let spec = &cert.spec;
-    let issuer = issuer_id_of(&cert)?;
+    let issuer = issuer_id_of(cert)?;
     let issuer_fingerprint = issuers.get(issuer.as_str()).copied().unwrap_or(0);
-    let job = build::certificate_job(&cert, issuer_fingerprint)?;
-    let usage_names = build::usage_names(&cert)?;
+    let job = build::certificate_job(cert, issuer_fingerprint)?;
+    let usage_names = build::usage_names(cert)?;
     let template = spec.secret_template.clone().unwrap_or_default();
     let meta = CertMeta {
         namespace,
         name,
-        uid: crate::kube::meta_str(object, "uid").to_owned(),
+        uid: object.meta.uid.clone(),
         secret_name: spec.secret_name.clone(),
         secret_labels: template.labels,
         secret_annotations: template.annotations,
-        formats: OutputFormats::new(spec, pkcs12(client, &cert)?),
+        formats: OutputFormats::new(spec, pkcs12(client, cert)?),
         usages: usage_names,
         revision_history_limit: spec
             .revision_history_limit
@@ -392,10 +351,7 @@ pub fn build_certificate(
             spec.issuer_ref.kind.clone()
         },
         issuer_group: spec.issuer_ref.group.clone(),
-        generation: object
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
+        generation: object.meta.generation,
     };
     Ok((job, meta))
 }

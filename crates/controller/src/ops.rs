@@ -14,7 +14,7 @@ use certkeeper_core::spec::{
     IssuerReference, set_condition,
 };
 use certkeeper_core::time::rfc3339;
-use certkeeper_engine::{cert_id, issuer_id};
+use certkeeper_engine::{CertId, IssuerId};
 use certkeeper_serve::status::{FailureRow, StatusRow};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ pub fn row(cert: &Value) -> StatusRow {
         "ClusterIssuer" => IssuerKind::ClusterIssuer,
         _ => IssuerKind::Issuer,
     };
-    let issuer = issuer_id(kind, &ns, &issuer_ref.name);
+    let issuer = IssuerId::new(kind, &ns, &issuer_ref.name);
     let status = cert.status;
     let ready = status
         .condition(CONDITION_READY)
@@ -118,8 +118,8 @@ pub fn row(cert: &Value) -> StatusRow {
         })
     });
     StatusRow {
-        name: cert_id(&ns, &name),
-        issuer,
+        name: CertId::new(&ns, &name).to_string(),
+        issuer: issuer.to_string(),
         ready,
         not_after: status.not_after.clone(),
         renewal_time: status.renewal_time.clone(),

@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use certkeeper_core::spec::{IssuerKind, VaultIssuer};
+use certkeeper_core::spec::{Certificate, VaultIssuer};
 use certkeeper_engine::state::IssueReason;
-use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId, issuer_id};
+use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId};
 use serde_json::Value;
 
 use crate::kube::{KubeClient, meta_str};
-use crate::load::{SecretCache, build_certificate, issuer_of, referenced_secrets};
+use crate::load::{CertMeta, LoadError, SecretCache, build_certificate, issuer_id_of, referenced_secrets};
+use crate::objects::{CertificateObject, IssuerObject, IssuerSpec};
 use crate::runtime::{TLS_CRT, Tracked};
 use crate::status::Waiting;
 
@@ -25,14 +26,14 @@ pub struct FoundIssuer {
     /// The namespace of its Secrets (the cluster resource namespace for a ClusterIssuer).
     pub namespace: String,
     pub vault: VaultIssuer,
-    pub object: Arc<Value>,
+    pub object: Arc<IssuerObject>,
 }
 
 /// An Issuer or ClusterIssuer whose spec is invalid: not Ready, with the fields named.
 #[derive(Debug, Clone)]
 pub struct InvalidIssuer {
     pub id: IssuerId,
-    pub object: Arc<Value>,
+    pub object: Arc<IssuerObject>,
     pub problem: String,
 }
 
@@ -43,32 +44,23 @@ pub struct IssuerObjects {
     pub invalid: Vec<InvalidIssuer>,
 }
 
-/// The id of an issuer object whose spec could not be decoded.
-pub fn issuer_key(object: &Value) -> IssuerId {
-    let kind = match object.get("kind").and_then(Value::as_str) {
-        Some("ClusterIssuer") => IssuerKind::ClusterIssuer,
-        _ => IssuerKind::Issuer,
-    };
-    issuer_id(kind, meta_str(object, "namespace"), meta_str(object, "name"))
-}
-
 /// Sorts Issuer and ClusterIssuer objects into Vault issuers and invalid ones (other issuer
 /// types are left alone).
-pub fn sort_issuers(objects: impl IntoIterator<Item = Arc<Value>>, cluster_ns: &str) -> IssuerObjects {
+pub fn sort_issuers(objects: impl IntoIterator<Item = Arc<IssuerObject>>) -> IssuerObjects {
     let mut sorted = IssuerObjects::default();
     for object in objects {
-        match issuer_of(&object, cluster_ns) {
-            Ok(Some((id, namespace, vault))) => sorted.found.push(FoundIssuer {
-                id,
-                namespace,
-                vault,
-                object,
+        match &object.spec {
+            IssuerSpec::Vault { namespace, vault } => sorted.found.push(FoundIssuer {
+                id: object.id.clone(),
+                namespace: namespace.clone(),
+                vault: (**vault).clone(),
+                object: object.clone(),
             }),
-            Ok(None) => {}
-            Err(problem) => sorted.invalid.push(InvalidIssuer {
-                id: issuer_key(&object),
-                object,
+            IssuerSpec::Other => {}
+            IssuerSpec::Invalid(problem) => sorted.invalid.push(InvalidIssuer {
+                id: object.id.clone(),
                 problem: problem.to_string(),
+                object: object.clone(),
             }),
         }
     }
@@ -135,7 +127,7 @@ pub struct CertificatePlan {
     pub jobs: Vec<CertJob>,
     pub tracked: HashMap<CertId, Tracked>,
     /// Invalid Certificates: (id, object, what is wrong).
-    pub invalid: Vec<(CertId, Arc<Value>, String)>,
+    pub invalid: Vec<(CertId, Arc<CertificateObject>, String)>,
     /// Renew requests (cmctl's `Issuing=True`, `ManuallyTriggered`) not acted on yet:
     /// (id, the request's time).
     pub renew: Vec<(CertId, String)>,
@@ -158,21 +150,78 @@ impl CertificatePlan {
     }
 }
 
+/// What was built of each Certificate by earlier reconciles: a Certificate is built again only
+/// when its spec or metadata, or its issuer's fingerprint, changes. A status write (the most
+/// frequent change of a Certificate: several per issuance) builds nothing.
+#[derive(Debug, Default)]
+pub struct BuiltJobs {
+    entries: HashMap<CertId, BuiltJob>,
+}
+
+#[derive(Debug)]
+struct BuiltJob {
+    spec: Arc<Certificate>,
+    uid: String,
+    generation: i64,
+    issuer_fingerprint: u64,
+    job: CertJob,
+    meta: CertMeta,
+}
+
+impl BuiltJobs {
+    /// The job and settings of `object`, built when nothing built earlier still holds.
+    fn get_or_build(
+        &mut self,
+        client: &KubeClient,
+        object: &CertificateObject,
+        fingerprints: &HashMap<&str, u64>,
+    ) -> Result<(CertJob, CertMeta), LoadError> {
+        let spec = object.spec.as_ref().map_err(Clone::clone)?;
+        let issuer = issuer_id_of(spec)?;
+        let issuer_fingerprint = fingerprints.get(issuer.as_str()).copied().unwrap_or(0);
+        if let Some(b) = self.entries.get(&object.id)
+            && b.issuer_fingerprint == issuer_fingerprint
+            && b.generation == object.meta.generation
+            && b.uid == object.meta.uid
+            && (Arc::ptr_eq(&b.spec, spec) || b.spec == *spec)
+        {
+            return Ok((b.job.clone(), b.meta.clone()));
+        }
+        let (job, meta) = build_certificate(client, object, fingerprints)?;
+        self.entries.insert(
+            object.id.clone(),
+            BuiltJob {
+                spec: spec.clone(),
+                uid: object.meta.uid.clone(),
+                generation: object.meta.generation,
+                issuer_fingerprint,
+                job: job.clone(),
+                meta: meta.clone(),
+            },
+        );
+        Ok((job, meta))
+    }
+}
+
 /// Jobs from the Certificate objects, with the issuers' fingerprints (`fingerprints`: issuer id
-/// -> fingerprint, of the issuers built), and the renew requests not in `renews_handled`.
+/// -> fingerprint, of the issuers built), and the renew requests not in `renews_handled`;
+/// `built` keeps what was built for the next plan.
 pub fn plan_certificates(
     client: &KubeClient,
-    objects: impl IntoIterator<Item = Arc<Value>>,
+    objects: impl IntoIterator<Item = Arc<CertificateObject>>,
     fingerprints: &HashMap<&str, u64>,
     renews_handled: &HashMap<CertId, String>,
+    built: &mut BuiltJobs,
 ) -> CertificatePlan {
     let mut plan = CertificatePlan::default();
+    let mut seen = HashSet::new();
     for object in objects {
-        match build_certificate(client, &object, fingerprints) {
+        seen.insert(object.id.clone());
+        match built.get_or_build(client, &object, fingerprints) {
             Ok((job, meta)) => {
-                match crate::ops::renew_request(&object, IssueReason::ManuallyTriggered.message()) {
-                    Some(at) if renews_handled.get(&job.id) != Some(&at) => {
-                        plan.renew.push((job.id.clone(), at));
+                match crate::ops::renew_request_of(&object.status, IssueReason::ManuallyTriggered.message()) {
+                    Some(at) if renews_handled.get(&job.id).map(String::as_str) != Some(at) => {
+                        plan.renew.push((job.id.clone(), at.to_owned()));
                     }
                     Some(_) => {}
                     None => {
@@ -191,11 +240,12 @@ pub fn plan_certificates(
                 plan.jobs.push(job);
             }
             Err(message) => {
-                let id = crate::reflector::object_key(&object);
-                plan.invalid.push((id, object, message.to_string()));
+                plan.invalid
+                    .push((object.id.clone(), object.clone(), message.to_string()));
             }
         }
     }
+    built.entries.retain(|id, _| seen.contains(id));
     plan
 }
 
@@ -204,7 +254,7 @@ pub fn plan_certificates(
 #[derive(Debug, Default)]
 pub struct Notes {
     /// (id, object, note) to record with the status writer.
-    pub write: Vec<(CertId, Arc<Value>, Waiting)>,
+    pub write: Vec<(CertId, Arc<CertificateObject>, Waiting)>,
     /// Certificate id -> the missing-issuer message written.
     pub missing_issuer: HashMap<CertId, String>,
     /// Certificate id -> the validation errors written.
@@ -217,7 +267,7 @@ pub struct Notes {
 /// Certificate's object; `written_*` are what the last reconcile wrote.
 pub fn waiting_notes(
     plan: &CertificatePlan,
-    object_of: impl Fn(&str) -> Option<Arc<Value>>,
+    object_of: impl Fn(&str) -> Option<Arc<CertificateObject>>,
     built: &HashSet<IssuerId>,
     problems: &HashMap<IssuerId, String>,
     written_missing: &HashMap<CertId, String>,
@@ -372,6 +422,7 @@ mod tests {
 
     use certkeeper_core::FailureClass;
     use certkeeper_core::Secret as Token;
+    use certkeeper_core::spec::IssuerKind;
     use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo};
     use serde_json::json;
 
@@ -388,19 +439,29 @@ mod tests {
         KubeClient::new(&config).unwrap()
     }
 
-    fn issuer(name: &str, token_secret: &str) -> Arc<Value> {
-        Arc::new(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+    fn issuer(name: &str, token_secret: &str) -> Arc<IssuerObject> {
+        issuer_object(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
             "metadata": {"name": name, "namespace": "apps", "generation": 1},
             "spec": {"vault": {"server": "https://vault:8200", "path": "pki/sign/web",
                                "auth": {"tokenSecretRef": {"name": token_secret, "key": "token"}}}}}))
     }
 
-    fn certificate(name: &str, issuer: &str, status: Value) -> Arc<Value> {
-        Arc::new(json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+    fn issuer_object(object: Value) -> Arc<IssuerObject> {
+        Arc::new(IssuerObject::of(object, IssuerKind::Issuer, "cert-manager"))
+    }
+
+    fn cid(id: &str) -> CertId {
+        CertId::parse(id).unwrap()
+    }
+
+    fn certificate(name: &str, issuer: &str, status: Value) -> Arc<CertificateObject> {
+        Arc::new(CertificateObject::of(
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "metadata": {"name": name, "namespace": "apps", "uid": format!("uid-{name}"), "generation": 1},
             "spec": {"secretName": format!("{name}-tls"), "dnsNames": [format!("{name}.example.com")],
                      "issuerRef": {"name": issuer}},
-            "status": status}))
+            "status": status}),
+        ))
     }
 
     fn renew_requested(at: &str) -> Value {
@@ -413,10 +474,10 @@ mod tests {
         let objects = vec![
             issuer("good", "vault-token"),
             issuer("bad", "../../kube-system/victim"),
-            Arc::new(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            issuer_object(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
                 "metadata": {"name": "ca", "namespace": "apps"}, "spec": {"ca": {"secretName": "x"}}})),
         ];
-        let sorted = sort_issuers(objects, "cert-manager");
+        let sorted = sort_issuers(objects);
         assert_eq!(sorted.found.len(), 1);
         assert_eq!(sorted.found[0].id, "Issuer/apps/good");
         assert_eq!(sorted.found[0].namespace, "apps");
@@ -440,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_changed_or_missing_referenced_secret_is_noticed() {
-        let found = sort_issuers(vec![issuer("good", "vault-token")], "cm").found;
+        let found = sort_issuers(vec![issuer("good", "vault-token")]).found;
         let key = ("apps".to_owned(), "vault-token".to_owned());
         let secret = |rv: &str| Some(Arc::new(json!({"metadata": {"resourceVersion": rv}})));
         let first = secret_versions(
@@ -478,16 +539,25 @@ mod tests {
                 renew_requested("2026-01-01T00:00:00Z"),
             )]
         };
-        let plan = plan_certificates(&client, objects(), &fingerprints, &HashMap::new());
-        assert_eq!(
-            plan.renew,
-            [("apps/web".to_owned(), "2026-01-01T00:00:00Z".to_owned())]
+        let plan = plan_certificates(
+            &client,
+            objects(),
+            &fingerprints,
+            &HashMap::new(),
+            &mut BuiltJobs::default(),
         );
+        assert_eq!(plan.renew, [(cid("apps/web"), "2026-01-01T00:00:00Z".to_owned())]);
         assert_eq!(plan.jobs.len(), 1);
         assert!(plan.tracked.contains_key("apps/web"));
         // Handled: not again while the same request stands.
-        let handled = HashMap::from([("apps/web".to_owned(), "2026-01-01T00:00:00Z".to_owned())]);
-        let plan = plan_certificates(&client, objects(), &fingerprints, &handled);
+        let handled = HashMap::from([(cid("apps/web"), "2026-01-01T00:00:00Z".to_owned())]);
+        let plan = plan_certificates(
+            &client,
+            objects(),
+            &fingerprints,
+            &handled,
+            &mut BuiltJobs::default(),
+        );
         assert!(plan.renew.is_empty() && plan.renew_gone.is_empty());
         // A new request (a later time) is acted on; a consumed one is forgotten.
         let later = vec![certificate(
@@ -496,14 +566,61 @@ mod tests {
             renew_requested("2026-01-02T00:00:00Z"),
         )];
         assert_eq!(
-            plan_certificates(&client, later, &fingerprints, &handled)
+            plan_certificates(&client, later, &fingerprints, &handled, &mut BuiltJobs::default())
                 .renew
                 .len(),
             1
         );
         let consumed = vec![certificate("web", "vault", json!({}))];
-        let plan = plan_certificates(&client, consumed, &fingerprints, &handled);
+        let plan = plan_certificates(
+            &client,
+            consumed,
+            &fingerprints,
+            &handled,
+            &mut BuiltJobs::default(),
+        );
         assert_eq!(plan.renew_gone, ["apps/web"]);
+    }
+
+    // The API client (kube-rs) is built inside a runtime; no request is sent.
+    #[tokio::test]
+    async fn a_certificate_is_built_again_only_when_its_input_changes() {
+        let client = client();
+        let mut built = BuiltJobs::default();
+        let plan = |objects, fingerprints: &HashMap<&str, u64>, built: &mut BuiltJobs| {
+            plan_certificates(&client, objects, fingerprints, &HashMap::new(), built)
+        };
+        let fingerprints = HashMap::from([("Issuer/apps/vault", 9)]);
+        let first = plan(
+            vec![certificate("web", "vault", json!({}))],
+            &fingerprints,
+            &mut built,
+        );
+        let cached = |built: &BuiltJobs| built.entries.get("apps/web").map(|b| Arc::as_ptr(&b.spec));
+        let spec = cached(&built).unwrap();
+        // A status write (a new object, the same spec): nothing built, the same job.
+        let again = plan(
+            vec![certificate("web", "vault", json!({"revision": 1}))],
+            &fingerprints,
+            &mut built,
+        );
+        assert_eq!(cached(&built), Some(spec), "kept, not rebuilt");
+        assert_eq!(again.job_set(), first.job_set());
+        // The issuer's fingerprint changes: built again, with a new fingerprint.
+        let changed = HashMap::from([("Issuer/apps/vault", 10)]);
+        let rebuilt = plan(vec![certificate("web", "vault", json!({}))], &changed, &mut built);
+        assert_ne!(cached(&built), Some(spec));
+        assert_ne!(rebuilt.job_set(), first.job_set());
+        // A spec change: built again.
+        let other = Arc::new(CertificateObject::of(
+            json!({"metadata": {"name": "web", "namespace": "apps", "uid": "uid-web", "generation": 2},
+            "spec": {"secretName": "web-tls", "dnsNames": ["other.example.com"], "issuerRef": {"name": "vault"}}}),
+        ));
+        let respec = plan(vec![other], &changed, &mut built);
+        assert_ne!(respec.job_set(), rebuilt.job_set());
+        // Gone from the plan: forgotten.
+        plan(Vec::new(), &changed, &mut built);
+        assert!(built.entries.is_empty());
     }
 
     // The API client (kube-rs) is built inside a runtime; no request is sent.
@@ -513,17 +630,23 @@ mod tests {
         let objects = vec![
             certificate("web", "gone", json!({})),
             certificate("api", "vault", json!({})),
-            Arc::new(json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            Arc::new(CertificateObject::of(
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                 "metadata": {"name": "broken", "namespace": "apps"},
-                "spec": {"secretName": "x", "issuerRef": {"name": "vault"}}})),
+                "spec": {"secretName": "x", "issuerRef": {"name": "vault"}}}),
+            )),
         ];
-        let by_id: HashMap<String, Arc<Value>> = objects
-            .iter()
-            .map(|o| (crate::reflector::object_key(o), o.clone()))
-            .collect();
-        let plan = plan_certificates(&client, objects, &HashMap::new(), &HashMap::new());
+        let by_id: HashMap<CertId, Arc<CertificateObject>> =
+            objects.iter().map(|o| (o.id.clone(), o.clone())).collect();
+        let plan = plan_certificates(
+            &client,
+            objects,
+            &HashMap::new(),
+            &HashMap::new(),
+            &mut BuiltJobs::default(),
+        );
         assert_eq!(plan.invalid.len(), 1, "{:?}", plan.invalid);
-        let built = HashSet::from(["Issuer/apps/vault".to_owned()]);
+        let built = HashSet::from([IssuerId::new(IssuerKind::Issuer, "apps", "vault")]);
         let notes = waiting_notes(
             &plan,
             |id| by_id.get(id).cloned(),
@@ -555,7 +678,7 @@ mod tests {
         assert!(again.write.is_empty());
         // The issuer's problem changes the message: written again.
         let problems = HashMap::from([(
-            "Issuer/apps/gone".to_owned(),
+            IssuerId::new(IssuerKind::Issuer, "apps", "gone"),
             "referenced Secret not found".to_owned(),
         )]);
         let changed = waiting_notes(
@@ -582,6 +705,7 @@ mod tests {
             vec![certificate(id, issuer, json!({}))],
             &HashMap::new(),
             &HashMap::new(),
+            &mut BuiltJobs::default(),
         );
         let job = plan.jobs.into_iter().next().unwrap();
         CertStatus {
@@ -622,7 +746,7 @@ mod tests {
             status("c", "other", true, false),
         ];
         assert_eq!(
-            retries_after_secret_change(&snapshot, &["Issuer/apps/vault".to_owned()]),
+            retries_after_secret_change(&snapshot, &[IssuerId::new(IssuerKind::Issuer, "apps", "vault")]),
             ["apps/a"]
         );
         assert!(retries_after_secret_change(&snapshot, &[]).is_empty());
@@ -640,6 +764,7 @@ mod tests {
             ],
             &HashMap::new(),
             &HashMap::new(),
+            &mut BuiltJobs::default(),
         );
         let snapshot = vec![
             status("a", "vault", false, false),
@@ -651,12 +776,12 @@ mod tests {
                 .then(|| Arc::new(TargetSecret::of(&json!({"metadata": {"resourceVersion": "7"}}))))
         };
         // `a` verified at 7: skipped; `b` not watched: confirmed; `c` issuing: left alone.
-        let verified = HashMap::from([("apps/a".to_owned(), "7".to_owned())]);
+        let verified = HashMap::from([(cid("apps/a"), "7".to_owned())]);
         let checks = target_secret_checks(&snapshot, &plan.tracked, watched, &verified);
         assert_eq!(
             checks,
             [SecretCheck::Confirm {
-                id: "apps/b".into(),
+                id: cid("apps/b"),
                 namespace: "apps".into(),
                 secret_name: "b-tls".into(),
                 serial: "0a".into(),

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use certkeeper_core::pki::rfc3339;
+use certkeeper_core::spec::IssuerKind;
 use certkeeper_core::{FailureClass, FailureScope};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
@@ -84,11 +85,12 @@ fn issuer_id(cr: &Value) -> Option<IssuerId> {
         return None;
     }
     let name = r.get("name").and_then(Value::as_str)?;
-    match r.get("kind").and_then(Value::as_str).unwrap_or("Issuer") {
-        "ClusterIssuer" => Some(format!("ClusterIssuer/{name}")),
-        "" | "Issuer" => Some(format!("Issuer/{}/{name}", meta_str(cr, "namespace"))),
-        _ => None,
-    }
+    let kind = match r.get("kind").and_then(Value::as_str).unwrap_or("Issuer") {
+        "ClusterIssuer" => IssuerKind::ClusterIssuer,
+        "" | "Issuer" => IssuerKind::Issuer,
+        _ => return None,
+    };
+    Some(IssuerId::new(kind, meta_str(cr, "namespace"), name))
 }
 
 /// The conditions of `cr` with `new` set (other types kept; lastTransitionTime kept when the

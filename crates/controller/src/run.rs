@@ -18,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::pki::rfc3339;
-use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerStatus, set_condition};
+use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerKind, set_condition};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
+use certkeeper_engine::{CertId, CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -28,6 +28,7 @@ use tokio::sync::{Notify, watch};
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str};
 use crate::leader::{Elector, LeaseConfig};
 use crate::load::{IssuerLimits, SecretCache, build_issuer};
+use crate::objects::{CertificateObject, IssuerObject};
 use crate::plan::{self, SecretCheck, TargetSecret};
 use crate::reflector::{Store, reflect, reflect_with};
 use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
@@ -117,9 +118,9 @@ type Shared = EngineEndpoints;
 
 /// The mirrored collections.
 struct Stores {
-    issuers: Arc<Store>,
-    cluster_issuers: Arc<Store>,
-    certificates: Arc<Store>,
+    issuers: Arc<Store<IssuerObject>>,
+    cluster_issuers: Arc<Store<IssuerObject>>,
+    certificates: Arc<Store<CertificateObject>>,
     /// Target Secrets only: those carrying [`crate::runtime::FAO_LABEL`], which the controller
     /// sets; each kept as its resourceVersion and served serial, without keys and certificates.
     owned_secrets: Arc<Store<TargetSecret>>,
@@ -162,20 +163,22 @@ const STATUS_FLUSH_ON_STOP: Duration = Duration::from_secs(10);
 /// What the last reconcile applied.
 struct Applied {
     /// (certificate id, fingerprint) set handed to the engine.
-    jobs: BTreeMap<String, u64>,
+    jobs: BTreeMap<CertId, u64>,
     /// Issuer id -> versions of its referenced Secrets.
     secret_versions: HashMap<IssuerId, Vec<Option<String>>>,
     /// Issuer id -> (what was checked, when, the condition written).
     issuer_checks: HashMap<IssuerId, (u64, Instant)>,
     /// Certificate id -> resourceVersion of its target Secret last found to hold the
     /// certificate the engine serves.
-    verified_secrets: HashMap<String, String>,
+    verified_secrets: HashMap<CertId, String>,
     /// Certificate id -> the renew request (its condition's lastTransitionTime) already acted on.
-    renews_handled: HashMap<String, String>,
+    renews_handled: HashMap<CertId, String>,
     /// Certificate id -> the missing-issuer message last written to its status.
-    missing_issuer: HashMap<String, String>,
+    missing_issuer: HashMap<CertId, String>,
     /// Certificate id -> the validation errors last written to its status.
-    invalid_certificates: HashMap<String, String>,
+    invalid_certificates: HashMap<CertId, String>,
+    /// What was built of each Certificate (rebuilt only when its input changes).
+    built_jobs: plan::BuiltJobs,
     /// Problems already logged, by object: each is logged once, not at every reconcile.
     logged_problems: HashMap<String, String>,
     /// The watches of referenced Secrets.
@@ -365,24 +368,36 @@ pub async fn run(
     let mut tasks = Vec::new();
     let watched = config.namespace.as_deref();
     for (plural, kind, store) in [
-        ("issuers", "Issuer", &stores.issuers),
-        ("clusterissuers", "ClusterIssuer", &stores.cluster_issuers),
-        ("certificates", "Certificate", &stores.certificates),
+        ("issuers", IssuerKind::Issuer, &stores.issuers),
+        (
+            "clusterissuers",
+            IssuerKind::ClusterIssuer,
+            &stores.cluster_issuers,
+        ),
     ] {
-        if plural == "clusterissuers" && watched.is_some() {
+        if kind == IssuerKind::ClusterIssuer && watched.is_some() {
             // One namespace watched: ClusterIssuers are not used (as cert-manager's --namespace).
             store.mark_synced();
             continue;
         }
-        tasks.push(tokio::spawn(reflect(
+        let cluster_ns = config.cluster_resource_namespace.clone();
+        tasks.push(tokio::spawn(reflect_with(
             client.clone(),
             cm_collection(watched, plural)?,
-            kind,
+            move |object| IssuerObject::of(object, kind, &cluster_ns),
             store.clone(),
             changed.clone(),
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(reflect_with(
+        client.clone(),
+        cm_collection(watched, "certificates")?,
+        CertificateObject::of,
+        stores.certificates.clone(),
+        changed.clone(),
+        stop_rx.clone(),
+    )));
     let requests = Arc::new(Store::default());
     let requests_changed = Arc::new(Notify::new());
     tasks.push(tokio::spawn(reflect_with(
@@ -419,6 +434,7 @@ pub async fn run(
         logged_problems: HashMap::new(),
         missing_issuer: HashMap::new(),
         invalid_certificates: HashMap::new(),
+        built_jobs: plan::BuiltJobs::default(),
         watches: SecretWatches::new(changed.clone(), stop_rx.clone()),
     };
     let mut resync = tokio::time::interval(config.secret_resync);
@@ -540,7 +556,6 @@ impl Reconciler<'_> {
                 .snapshot()
                 .into_iter()
                 .chain(stores.cluster_issuers.snapshot()),
-            &self.config.cluster_resource_namespace,
         );
         let mut problems: HashMap<IssuerId, String> = HashMap::new();
         for invalid in &issuers.invalid {
@@ -594,11 +609,11 @@ impl Reconciler<'_> {
                     .or_insert_with(|| hold.issuer_message());
             }
         }
-        let checked: Vec<(&IssuerId, &Value)> = issuers
+        let checked: Vec<&Arc<IssuerObject>> = issuers
             .found
             .iter()
-            .map(|i| (&i.id, &*i.object))
-            .chain(issuers.invalid.iter().map(|i| (&i.id, &*i.object)))
+            .map(|i| &i.object)
+            .chain(issuers.invalid.iter().map(|i| &i.object))
             .collect();
         check_issuers(client, &checked, &built, &problems, applied);
 
@@ -610,6 +625,7 @@ impl Reconciler<'_> {
             stores.certificates.snapshot(),
             &fingerprints,
             &applied.renews_handled,
+            &mut applied.built_jobs,
         );
         for (id, _, problem) in &certificates.invalid {
             if applied.note_problem(id, problem) {
@@ -692,8 +708,8 @@ impl Reconciler<'_> {
     async fn apply_certificates(
         &self,
         jobs: Vec<CertJob>,
-        tracked: &HashMap<String, Tracked>,
-        job_set: BTreeMap<String, u64>,
+        tracked: &HashMap<CertId, Tracked>,
+        job_set: BTreeMap<CertId, u64>,
         applied: &mut Applied,
     ) {
         let mut list = Vec::with_capacity(jobs.len());
@@ -747,7 +763,7 @@ impl Reconciler<'_> {
     /// (possibly lagging) watch is confirmed with a GET before anything is re-issued.
     async fn check_target_secrets(
         &self,
-        tracked: &HashMap<String, Tracked>,
+        tracked: &HashMap<CertId, Tracked>,
         snapshot: &[certkeeper_engine::CertStatus],
         applied: &mut Applied,
     ) {
@@ -804,7 +820,7 @@ impl Reconciler<'_> {
 async fn restore(
     client: &KubeClient,
     stores: &Stores,
-    tracked: &HashMap<String, Tracked>,
+    tracked: &HashMap<CertId, Tracked>,
     job: &CertJob,
 ) -> Result<Option<(certkeeper_engine::state::CertState, bool)>, ()> {
     let (Some(object), Some(meta)) = (
@@ -820,8 +836,8 @@ async fn restore(
             return Err(());
         }
     };
-    Ok(restore_state(&object, secret.as_ref(), job).map(|state| {
-        let current = status_current(&object, &state);
+    Ok(restore_state(&object.status, secret.as_ref(), job).map(|state| {
+        let current = status_current(&object.status, &state);
         (state, current)
     }))
 }
@@ -831,19 +847,20 @@ async fn restore(
 /// re-done when the issuer or its Secrets change and every [`ISSUER_RECHECK`].
 fn check_issuers(
     client: &KubeClient,
-    issuers: &[(&IssuerId, &Value)],
+    issuers: &[&Arc<IssuerObject>],
     built: &HashMap<IssuerId, IssuerRuntime>,
     problems: &HashMap<IssuerId, String>,
     applied: &mut Applied,
 ) {
     let mut seen = HashSet::new();
-    for &(id, object) in issuers {
+    for &object in issuers {
+        let id = &object.id;
         seen.insert(id.clone());
         let problem = problems.get(id).cloned();
         let fingerprint = built.get(id).map_or(0, |b| b.fingerprint);
         let versions = applied.secret_versions.get(id).cloned().unwrap_or_default();
         let key = certkeeper_core::schedule::stable_hash(
-            json!({"fp": fingerprint, "problem": problem, "secrets": versions, "gen": object.pointer("/metadata/generation")})
+            json!({"fp": fingerprint, "problem": problem, "secrets": versions, "gen": object.meta.generation})
                 .to_string()
                 .as_bytes(),
         );
@@ -889,50 +906,58 @@ fn check_issuers(
 
 async fn write_issuer_ready(
     client: &KubeClient,
-    object: &Value,
+    object: &IssuerObject,
     ready: ConditionStatus,
     reason: &str,
     message: &str,
 ) {
-    let mut status: IssuerStatus = object
-        .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
-    let generation = object
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let mut status = object.status.clone();
     set_condition(
         &mut status.conditions,
-        Condition::new(CONDITION_READY, ready, reason, message, generation),
+        Condition::new(CONDITION_READY, ready, reason, message, object.meta.generation),
         &rfc3339(SystemTime::now()),
     );
-    let name = meta_str(object, "name");
-    let patch = json!({ "status": { "conditions": status.conditions } });
+    let name = &object.meta.name;
+    let patch = serde_json::to_value(IssuerConditionsPatch {
+        status: IssuerConditions {
+            conditions: &status.conditions,
+        },
+    });
     let written = async {
-        let path = match object.get("kind").and_then(Value::as_str) {
-            Some("ClusterIssuer") => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
-            _ => crate::kube::cm_path(meta_str(object, "namespace"), "issuers", Some(name))?,
+        let patch = patch.map_err(|e| KubeError::Decode {
+            what: format!("the status of {}", object.id),
+            message: e.to_string(),
+        })?;
+        let path = match object.kind {
+            IssuerKind::ClusterIssuer => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
+            IssuerKind::Issuer => crate::kube::cm_path(&object.meta.namespace, "issuers", Some(name))?,
         };
         let path = format!("{path}/status");
         client.merge_patch(&path, &patch).await
     }
     .await;
     if let Err(e) = written {
-        tracing::warn!(issuer = %name, error = %e, "cannot write issuer status");
+        tracing::warn!(issuer = %object.id, error = %e, "cannot write issuer status");
     }
 }
 
+/// The merge patch of an issuer's conditions (the rest of its status is left as it is).
+#[derive(serde::Serialize)]
+struct IssuerConditionsPatch<'a> {
+    status: IssuerConditions<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct IssuerConditions<'a> {
+    conditions: &'a [Condition],
+}
+
 /// Records (with the status writer) that a Certificate waits for a change of input.
-fn write_waiting_status(status: &StatusWriter, id: &str, object: &Value, waiting: Waiting) {
-    let generation = object
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+fn write_waiting_status(status: &StatusWriter, id: &CertId, object: &CertificateObject, waiting: Waiting) {
     let target = Target {
-        namespace: meta_str(object, "namespace").to_owned(),
-        name: meta_str(object, "name").to_owned(),
-        generation,
+        namespace: object.meta.namespace.clone(),
+        name: object.meta.name.clone(),
+        generation: object.meta.generation,
         fingerprint: 0,
     };
     status.waiting(id, &target, waiting);

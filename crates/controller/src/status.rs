@@ -29,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::kube::{KubeClient, KubeError, cm_path, meta_str};
+use crate::objects::CertificateObject;
 use crate::reflector::Store;
 
 /// The status writer's pause after a transport failure: doubling up to the cap.
@@ -252,7 +253,7 @@ pub fn status_patch(
 #[derive(Debug)]
 pub struct StatusWriter {
     client: KubeClient,
-    certificates: Arc<Store>,
+    certificates: Arc<Store<CertificateObject>>,
     intents: Mutex<HashMap<CertId, Intent>>,
     /// The status last written per Certificate and the resourceVersion the write made: the base
     /// of its next write while the watch of the Certificates does not show that write yet;
@@ -267,7 +268,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl StatusWriter {
-    pub fn new(client: KubeClient, certificates: Arc<Store>) -> Self {
+    pub fn new(client: KubeClient, certificates: Arc<Store<CertificateObject>>) -> Self {
         StatusWriter {
             client,
             certificates,
@@ -279,12 +280,12 @@ impl StatusWriter {
     }
 
     /// Records a change of what `target`'s status should say and wakes the writer.
-    fn record(&self, id: &str, target: &Target, change: impl FnOnce(&mut Intent)) {
+    fn record(&self, id: &CertId, target: &Target, change: impl FnOnce(&mut Intent)) {
         let version = self.versions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         {
             let mut intents = lock(&self.intents);
             let intent = intents
-                .entry(id.to_owned())
+                .entry(id.clone())
                 .or_insert_with(|| Intent::new(target.clone()));
             intent.target = target.clone();
             intent.version = version;
@@ -294,12 +295,12 @@ impl StatusWriter {
     }
 
     /// An attempt started (`Issuing=True`, cert-manager's reason for the trigger).
-    pub fn issuing(&self, id: &str, target: &Target, reason: &'static str, message: String) {
+    pub fn issuing(&self, id: &CertId, target: &Target, reason: &'static str, message: String) {
         self.record(id, target, |i| i.issuing = Some((reason, message)));
     }
 
     /// The engine's state: it replaces an attempt's `Issuing=True` (the attempt is over).
-    pub fn state(&self, id: &str, target: &Target, state: CertState) {
+    pub fn state(&self, id: &CertId, target: &Target, state: CertState) {
         self.record(id, target, |i| {
             i.shown = Some(Shown::State(state));
             i.issuing = None;
@@ -307,7 +308,7 @@ impl StatusWriter {
     }
 
     /// The Certificate waits for its input (not run by the engine).
-    pub fn waiting(&self, id: &str, target: &Target, waiting: Waiting) {
+    pub fn waiting(&self, id: &CertId, target: &Target, waiting: Waiting) {
         self.record(id, target, |i| {
             i.shown = Some(Shown::Waiting(waiting));
             i.issuing = None;
@@ -315,7 +316,7 @@ impl StatusWriter {
     }
 
     /// Records (or clears) `status.nextPrivateKeySecretName`.
-    pub fn next_private_key(&self, id: &str, target: &Target, name: Option<String>) {
+    pub fn next_private_key(&self, id: &CertId, target: &Target, name: Option<String>) {
         self.record(id, target, |i| i.next_private_key = Some(name));
     }
 
@@ -328,7 +329,7 @@ impl StatusWriter {
                 && !self
                     .certificates
                     .get(id)
-                    .is_some_and(|c| !written_at.is_empty() && meta_str(&c, "resourceVersion") == written_at)
+                    .is_some_and(|c| !written_at.is_empty() && c.meta.resource_version == *written_at)
         });
     }
 
@@ -409,18 +410,17 @@ impl StatusWriter {
     }
 
     /// The Certificate's current status: our last write, else what the watch shows.
-    fn current(&self, id: &str) -> CertificateStatus {
+    fn current(&self, id: &CertId) -> CertificateStatus {
         if let Some((status, _)) = lock(&self.written).get(id) {
             return status.clone();
         }
         self.certificates
             .get(id)
-            .and_then(|c| c.get("status").cloned())
-            .and_then(|s| serde_json::from_value(s).ok())
+            .map(|c| c.status.clone())
             .unwrap_or_default()
     }
 
-    async fn write(&self, id: &str, intent: &Intent) -> Result<(), KubeError> {
+    async fn write(&self, id: &CertId, intent: &Intent) -> Result<(), KubeError> {
         let status = desired(self.current(id), intent, SystemTime::now());
         let body = serde_json::to_value(status.merge_patch()).map_err(|e| KubeError::Decode {
             what: format!("the status of {id}"),
@@ -434,7 +434,7 @@ impl StatusWriter {
         match self.client.merge_patch(&path, &body).await {
             Ok(written) => {
                 let version = meta_str(&written, "resourceVersion").to_owned();
-                lock(&self.written).insert(id.to_owned(), (status, version));
+                lock(&self.written).insert(id.clone(), (status, version));
                 Ok(())
             }
             // Deleted meanwhile.

@@ -49,6 +49,11 @@ impl FailureClass {
         }
     }
 
+    /// The class named by its label ([`FailureClass::as_str`]), as status and conditions write it.
+    pub fn parse(label: &str) -> Option<FailureClass> {
+        FailureClass::ALL.into_iter().find(|c| c.as_str() == label)
+    }
+
     /// Whether a timer should drive the next attempt. `Invalid` waits for a change of input
     /// instead (the expiry-aware clamp still applies once something changes).
     pub const fn retries_on_timer(self) -> bool {

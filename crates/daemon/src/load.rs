@@ -52,7 +52,7 @@ use certkeeper_core::spec::{
     self, FieldError, IssuerKind, LimitError, Location, MAX_MANIFEST_BYTES, Resource, ResourceId,
 };
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime, issuer_id};
+use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 
 use crate::config::Config;
 use crate::model::CertMeta;
@@ -108,12 +108,12 @@ impl ManifestProblem {
 
     /// The id of the issuer this document would have defined (`Issuer/<ns>/<name>`,
     /// `ClusterIssuer/<name>`), as certificates name it.
-    fn issuer_id(&self) -> Option<String> {
+    fn issuer_id(&self) -> Option<IssuerId> {
         let object = self.object.as_ref()?;
         let name = object.name.as_deref()?;
         match (object.kind.as_str(), object.namespace.as_deref()) {
-            ("Issuer", Some(namespace)) => Some(issuer_id(IssuerKind::Issuer, namespace, name)),
-            ("ClusterIssuer", _) => Some(issuer_id(IssuerKind::ClusterIssuer, "", name)),
+            ("Issuer", Some(namespace)) => Some(IssuerId::new(IssuerKind::Issuer, namespace, name)),
+            ("ClusterIssuer", _) => Some(IssuerId::new(IssuerKind::ClusterIssuer, "", name)),
             _ => None,
         }
     }
@@ -179,7 +179,7 @@ pub fn load(
     let (resources, manifest_problems) = read_manifests(&config.manifests)?;
     let mut problems = Vec::new();
     // Issuer id -> why certificates of that issuer wait.
-    let mut unusable: HashMap<String, String> = manifest_problems
+    let mut unusable: HashMap<IssuerId, String> = manifest_problems
         .iter()
         .filter_map(|p| Some((p.issuer_id()?, format!("its manifest is invalid ({})", p.place()))))
         .collect();
@@ -187,7 +187,7 @@ pub fn load(
     for resource in &resources {
         let (id, namespace, spec) = match resource {
             Resource::Issuer(r) => (
-                issuer_id(
+                IssuerId::new(
                     IssuerKind::Issuer,
                     r.metadata.namespace_or_default(),
                     &r.metadata.name,
@@ -196,7 +196,7 @@ pub fn load(
                 &r.spec,
             ),
             Resource::ClusterIssuer(r) => (
-                issuer_id(IssuerKind::ClusterIssuer, "", &r.metadata.name),
+                IssuerId::new(IssuerKind::ClusterIssuer, "", &r.metadata.name),
                 CLUSTER_RESOURCE_NAMESPACE,
                 &r.spec,
             ),
@@ -208,7 +208,7 @@ pub fn load(
             Err(e) => {
                 unusable.insert(id.clone(), format!("it cannot be used: {e}"));
                 problems.push(LoadProblem {
-                    source: id,
+                    source: id.to_string(),
                     message: e.to_string(),
                 });
             }

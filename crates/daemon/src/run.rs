@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use certkeeper_engine::adopt::adopt;
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::CertState;
-use certkeeper_engine::{CertJob, EngineConfig, IssuerId, IssuerRuntime};
+use certkeeper_engine::{CertId, CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 
@@ -137,7 +137,11 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
                 match tokio::task::spawn_blocking(move || take_renew_requests(&state_dir)).await {
                     Ok(Ok(ids)) => for id in ids {
                         tracing::info!(certificate = %id, "renew requested");
-                        engine.renew((id != RENEW_ALL).then_some(id));
+                        if id == RENEW_ALL {
+                            engine.renew(None);
+                        } else if let Some(id) = CertId::parse(&id) {
+                            engine.renew(Some(id));
+                        }
                     },
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot read renew requests"),
                     Err(e) => tracing::warn!(error = %e, "renew poll failed"),
@@ -234,7 +238,7 @@ async fn apply(
     let mut certs = Vec::with_capacity(loaded.certificates.len());
     let mut unknown = Vec::new();
     for (job, meta) in loaded.certificates {
-        match states.get(&job.id) {
+        match states.get(job.id.as_str()) {
             Some(state) => certs.push((job, Some(state.clone()))),
             None => unknown.push((job, meta.output.dir)),
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
-use certkeeper_engine::{CertJob, EngineEvent, Issued, Runtime, RuntimeError};
+use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
 
 use crate::hooks::run_hooks;
 use crate::model::CertMeta;
@@ -24,7 +24,7 @@ pub use certkeeper_engine::outputs::{
 #[derive(Debug)]
 pub struct FileRuntime {
     db: Arc<StateDb>,
-    metas: RwLock<HashMap<String, CertMeta>>,
+    metas: RwLock<HashMap<CertId, CertMeta>>,
 }
 
 impl FileRuntime {
@@ -36,7 +36,7 @@ impl FileRuntime {
     }
 
     /// Replace the output settings after a (re)load.
-    pub fn set_metas(&self, metas: HashMap<String, CertMeta>) {
+    pub fn set_metas(&self, metas: HashMap<CertId, CertMeta>) {
         *self
             .metas
             .write()
@@ -118,7 +118,7 @@ impl Runtime for FileRuntime {
         Ok(())
     }
 
-    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+    async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
         if states.is_empty() {
             return Ok(());
         }

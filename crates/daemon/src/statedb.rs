@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use certkeeper_engine::CertId;
 use certkeeper_engine::state::CertState;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -200,12 +201,12 @@ impl StateDb {
     }
 
     /// Several states in one transaction (one commit).
-    pub fn put_many(&self, states: &[(String, CertState)]) -> Result<(), StateError> {
+    pub fn put_many(&self, states: &[(CertId, CertState)]) -> Result<(), StateError> {
         let mut encoded = Vec::with_capacity(states.len());
         for (id, state) in states {
             let bytes = serde_json::to_vec(state).map_err(|source| StateError::Corrupt {
                 path: self.path.clone(),
-                key: id.clone(),
+                key: id.to_string(),
                 source,
             })?;
             encoded.push((id.as_str(), bytes));

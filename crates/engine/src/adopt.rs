@@ -90,8 +90,8 @@ mod tests {
 
     fn job() -> CertJob {
         CertJob {
-            id: "default/web".into(),
-            issuer: "Issuer/default/vault".into(),
+            id: crate::CertId::new("default", "web"),
+            issuer: crate::IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "default", "vault"),
             fingerprint: 7,
             csr: CsrRequest {
                 common_name: Some("web.example.com".into()),

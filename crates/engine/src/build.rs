@@ -21,13 +21,13 @@ use certkeeper_core::pki::{self, CsrRequest, Pkcs12Profile, PkiError, Subject};
 use certkeeper_core::schedule::stable_hash;
 use certkeeper_core::spec::{
     Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, FieldError, IssuerKey,
-    IssuerKind, RotationPolicy, SecretKeySelector, VaultAuthMethod, VaultIssuer,
+    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, FieldError, RotationPolicy,
+    SecretKeySelector, VaultAuthMethod, VaultIssuer,
 };
 use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig, VaultError};
 
 use crate::gate::{GateConfig, IssuerGate};
-use crate::job::{CertJob, IssuerId, IssuerRuntime, JobLabels};
+use crate::job::{CertId, CertJob, IssuerId, IssuerRuntime, JobLabels};
 use crate::metrics::Metrics;
 use crate::outputs::Pkcs12Output;
 
@@ -169,31 +169,6 @@ impl<R: SecretResolver + ?Sized> Recorder<'_, R> {
     }
 }
 
-/// The issuer id (`Issuer/<namespace>/<name>` or `ClusterIssuer/<name>`) of a key.
-pub fn issuer_id(key: &IssuerKey) -> IssuerId {
-    match (key.kind, &key.namespace) {
-        (IssuerKind::Issuer, Some(ns)) => crate::job::issuer_id(IssuerKind::Issuer, ns, &key.name),
-        _ => crate::job::issuer_id(IssuerKind::ClusterIssuer, "", &key.name),
-    }
-}
-
-/// The key of an issuer id made by [`issuer_id`].
-pub fn issuer_key(id: &str) -> IssuerKey {
-    let mut parts = id.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("Issuer"), Some(ns), Some(name)) => IssuerKey {
-            kind: IssuerKind::Issuer,
-            namespace: Some(ns.to_owned()),
-            name: name.to_owned(),
-        },
-        (_, name, _) => IssuerKey {
-            kind: IssuerKind::ClusterIssuer,
-            namespace: None,
-            name: name.unwrap_or_default().to_owned(),
-        },
-    }
-}
-
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
@@ -206,7 +181,7 @@ fn or_default(s: &str, default: &str) -> String {
 /// fingerprint nor the limits changed (keeping its token cache, gate and circuit state).
 pub fn build_issuer<R: SecretResolver + ?Sized>(
     resolver: &mut R,
-    id: &str,
+    id: &IssuerId,
     vault: &VaultIssuer,
     limits: &IssuerLimits,
     metrics: &Metrics,
@@ -263,7 +238,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
     let client = VaultClient::with_observer(&cfg, auth, Some(metrics.vault_observer(id)))
         .map_err(BuildError::Client)?;
     let gate = IssuerGate::new(
-        id,
+        id.as_str(),
         &GateConfig {
             concurrency: limits.concurrency,
             rate_per_sec: limits.rate_per_second,
@@ -272,7 +247,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
         },
     );
     Ok(IssuerRuntime {
-        id: id.to_owned(),
+        id: id.clone(),
         client: Arc::new(client),
         gate,
         path: vault.path.clone(),
@@ -283,7 +258,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
 
 fn auth_method<R: SecretResolver + ?Sized>(
     r: &mut Recorder<'_, R>,
-    id: &str,
+    id: &IssuerId,
     vault: &VaultIssuer,
 ) -> Result<AuthMethod, BuildError> {
     let method = vault.auth.method().ok_or(BuildError::NoAuthMethod)?;
@@ -316,7 +291,7 @@ fn auth_method<R: SecretResolver + ?Sized>(
                 )?,
                 (None, Some(sa)) => {
                     let field = "spec.vault.auth.kubernetes.serviceAccountRef";
-                    let audiences = k.token_audiences(&issuer_key(id), &vault.server);
+                    let audiences = k.token_audiences(&id.key(), &vault.server);
                     let source = r.inner.service_account_token(field, &sa.name, audiences)?;
                     r.inputs.insert(field.to_owned(), source.describe());
                     source
@@ -373,7 +348,7 @@ pub fn wire_name<T: serde::Serialize>(value: &T) -> Result<String, WireNameError
 /// The issuer a Certificate refers to.
 pub fn certificate_issuer(cert: &Certificate) -> Result<IssuerId, BuildError> {
     cert.issuer_key()
-        .map(|key| issuer_id(&key))
+        .map(|key| IssuerId::of_key(&key))
         .ok_or(BuildError::NotAnIssuerRef)
 }
 
@@ -435,7 +410,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     };
     let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
     Ok(CertJob {
-        id: crate::job::cert_id(namespace, name),
+        id: CertId::new(namespace, name),
         issuer,
         fingerprint: stable_hash(fingerprint_input.to_string().as_bytes()),
         csr,

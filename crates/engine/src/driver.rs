@@ -922,8 +922,12 @@ mod scheduling_tests;
 mod tests {
     use super::*;
 
-    fn ids(i: &str, c: &str) -> (IssuerId, CertId) {
-        (i.into(), c.into())
+    /// Ids of Issuer "ns/<issuer>" and Certificate "ns/<cert>".
+    fn ids(issuer: &str, cert: &str) -> (IssuerId, CertId) {
+        (
+            IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "ns", issuer),
+            CertId::new("ns", cert),
+        )
     }
 
     #[test]
@@ -936,8 +940,8 @@ mod tests {
             ))
         };
         let scheduled = to_unix(now) + 1;
-        let (issuer, a) = ids("Issuer/ns/v", "ns/a");
-        let (_, b) = ids("Issuer/ns/v", "ns/b");
+        let (issuer, a) = ids("v", "a");
+        let (_, b) = ids("v", "b");
         // The first failure while open takes the probe, at the gate's probe time (rounded up).
         let (at_a, parked_a) = next_while_open(&mut owners, (&issuer, &a), open(), scheduled, true, now);
         assert!((to_unix(now) + 2..=to_unix(now) + 3).contains(&at_a), "{at_a}");
@@ -967,7 +971,7 @@ mod tests {
     fn closed_circuit_keeps_the_schedule_and_retries_refusals_at_once() {
         let now = SystemTime::now();
         let mut owners = HashMap::new();
-        let (issuer, a) = ids("Issuer/ns/v", "ns/a");
+        let (issuer, a) = ids("v", "a");
         let scheduled = to_unix(now) + 7;
         assert_eq!(
             next_while_open(&mut owners, (&issuer, &a), None, scheduled, false, now),

@@ -7,30 +7,136 @@ use std::time::Duration;
 
 use certkeeper_core::pki::{CsrRequest, IssuedCertificate, KeyAlgorithm, KeyEncoding, PrivateKey};
 use certkeeper_core::schedule::RenewalPolicy;
+use certkeeper_core::spec::{IssuerKey, IssuerKind};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_vault::VaultClient;
 
 use crate::gate::IssuerGate;
 use crate::state::CertState;
 
-/// "namespace/name" of a Certificate: made by [`cert_id`] only.
-pub type CertId = String;
-/// "Issuer/namespace/name" or "ClusterIssuer/name": made by [`issuer_id`] only.
-pub type IssuerId = String;
+/// A Certificate's id, "namespace/name", in both runtimes (the standalone runtime's manifests
+/// have namespaces too). Cheap to clone; compares, hashes and borrows as its text, so a map keyed
+/// by ids is looked up with a `&str`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CertId(Arc<str>);
 
-/// The id of Certificate `namespace/name`, in both runtimes.
-pub fn cert_id(namespace: &str, name: &str) -> CertId {
-    format!("{namespace}/{name}")
-}
+impl CertId {
+    /// The one constructor: the id of Certificate `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> CertId {
+        CertId(format!("{namespace}/{name}").into())
+    }
 
-/// The id of an Issuer (in `namespace`) or a ClusterIssuer (`namespace` is ignored), in both
-/// runtimes and for other tools' CertificateRequests.
-pub fn issuer_id(kind: certkeeper_core::spec::IssuerKind, namespace: &str, name: &str) -> IssuerId {
-    match kind {
-        certkeeper_core::spec::IssuerKind::Issuer => format!("Issuer/{namespace}/{name}"),
-        certkeeper_core::spec::IssuerKind::ClusterIssuer => format!("ClusterIssuer/{name}"),
+    /// An id read back as text (a state database's key, a `renew` argument): `None` when it
+    /// has no "namespace/name" shape.
+    pub fn parse(text: &str) -> Option<CertId> {
+        let (namespace, name) = text.split_once('/')?;
+        (!name.is_empty() && !name.contains('/')).then(|| CertId::new(namespace, name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.0.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.split_once('/').map_or(&*self.0, |(_, name)| name)
     }
 }
+
+/// An issuer's id: "Issuer/namespace/name" or "ClusterIssuer/name", in both runtimes and for
+/// other tools' CertificateRequests.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IssuerId(Arc<str>);
+
+impl IssuerId {
+    /// The one constructor: the id of an Issuer in `namespace`, or of a ClusterIssuer
+    /// (`namespace` is ignored).
+    pub fn new(kind: IssuerKind, namespace: &str, name: &str) -> IssuerId {
+        IssuerId(
+            match kind {
+                IssuerKind::Issuer => format!("Issuer/{namespace}/{name}"),
+                IssuerKind::ClusterIssuer => format!("ClusterIssuer/{name}"),
+            }
+            .into(),
+        )
+    }
+
+    /// The id of an issuer reference resolved to its key.
+    pub fn of_key(key: &IssuerKey) -> IssuerId {
+        match (key.kind, &key.namespace) {
+            (IssuerKind::Issuer, Some(ns)) => IssuerId::new(IssuerKind::Issuer, ns, &key.name),
+            _ => IssuerId::new(IssuerKind::ClusterIssuer, "", &key.name),
+        }
+    }
+
+    /// The key this id was made from.
+    pub fn key(&self) -> IssuerKey {
+        let mut parts = self.0.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("Issuer"), Some(ns), Some(name)) => IssuerKey {
+                kind: IssuerKind::Issuer,
+                namespace: Some(ns.to_owned()),
+                name: name.to_owned(),
+            },
+            (_, name, _) => IssuerKey {
+                kind: IssuerKind::ClusterIssuer,
+                namespace: None,
+                name: name.unwrap_or_default().to_owned(),
+            },
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! id_text {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+        /// An id reads as its text (maps, metric labels, log fields).
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+id_text!(CertId);
+id_text!(IssuerId);
 
 /// One certificate to keep valid, as the runtime derived it from its spec.
 #[derive(Debug, Clone)]
@@ -204,14 +310,21 @@ mod tests {
 
     #[test]
     fn ids_are_made_in_one_place() {
-        assert_eq!(cert_id("apps", "web"), "apps/web");
-        assert_eq!(
-            issuer_id(IssuerKind::Issuer, "apps", "vault"),
-            "Issuer/apps/vault"
-        );
-        assert_eq!(
-            issuer_id(IssuerKind::ClusterIssuer, "ignored", "vault"),
-            "ClusterIssuer/vault"
-        );
+        assert_eq!(CertId::new("apps", "web"), "apps/web");
+        let web = CertId::new("apps", "web");
+        assert_eq!((web.namespace(), web.name()), ("apps", "web"));
+        assert_eq!(CertId::parse("apps/web"), Some(web));
+        for bad in ["", "web", "apps/", "a/b/c"] {
+            assert_eq!(CertId::parse(bad), None, "{bad}");
+        }
+        let issuer = IssuerId::new(IssuerKind::Issuer, "apps", "vault");
+        assert_eq!(issuer, "Issuer/apps/vault");
+        assert_eq!(IssuerId::of_key(&issuer.key()), issuer);
+        let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "ignored", "vault");
+        assert_eq!(cluster, "ClusterIssuer/vault");
+        assert_eq!(IssuerId::of_key(&cluster.key()), cluster);
+        // Maps keyed by ids are looked up by text.
+        let map = std::collections::HashMap::from([(CertId::new("apps", "web"), 1)]);
+        assert_eq!(map.get("apps/web"), Some(&1));
     }
 }

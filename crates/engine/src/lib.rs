@@ -21,6 +21,5 @@ pub mod state;
 pub use clock::{Clock, TokioClock, WallClock};
 pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn, spawn_with_clock};
 pub use job::{
-    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError, cert_id,
-    issuer_id,
+    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
 };

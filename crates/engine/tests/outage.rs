@@ -31,7 +31,7 @@ async fn start_engine(
     };
     let client = VaultClient::with_observer(&cfg, auth, Some(sent.clone())).unwrap();
     let issuer = IssuerRuntime {
-        id: "Issuer/default/vault".into(),
+        id: certkeeper_engine::IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "default", "vault"),
         client: Arc::new(client),
         gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
         path: pki.sign_path.clone(),

@@ -43,7 +43,7 @@ async fn approle_issuer(admin: &Admin, pki: &Pki, addr: &str, path: &str) -> (Is
     };
     let client = VaultClient::with_observer(&VaultConfig::new(addr), auth, Some(sent.clone())).unwrap();
     let issuer = IssuerRuntime {
-        id: "Issuer/default/vault".into(),
+        id: certkeeper_engine::IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "default", "vault"),
         client: Arc::new(client),
         gate: IssuerGate::new("Issuer/default/vault", &GateConfig::default()),
         path: path.to_owned(),

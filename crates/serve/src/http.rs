@@ -60,7 +60,7 @@ impl Endpoints for EngineEndpoints {
             .lock()
             .await
             .values()
-            .map(|i| (i.id.clone(), i.gate.circuit_info()))
+            .map(|i| (i.id.to_string(), i.gate.circuit_info()))
             .collect();
         self.engine.render_metrics(&circuits).await
     }

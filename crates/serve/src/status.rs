@@ -105,8 +105,8 @@ pub struct FailureRow {
 pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
     let issued = state.issued.as_ref();
     StatusRow {
-        name: job.id.clone(),
-        issuer: job.issuer.clone(),
+        name: job.id.to_string(),
+        issuer: job.issuer.to_string(),
         ready: Readiness::of(issued, job.fingerprint, now).is_ready(),
         not_after: issued.map(|i| rfc3339_unix(i.not_after)),
         renewal_time: issued.map(|i| rfc3339_unix(i.renewal_time)),

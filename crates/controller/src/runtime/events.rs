@@ -34,7 +34,7 @@ impl KubeRuntime {
     /// Logs an engine event, records an attempt's start with the status writer and queues
     /// the Certificate's Event.
     pub(super) fn on_event(&self, job: &CertJob, event: EngineEvent) {
-        let id = job.id.as_str();
+        let id = &job.id;
         event.log(id);
         let Some(meta) = self.tracked(id).map(|t| t.meta) else {
             return;

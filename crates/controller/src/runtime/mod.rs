@@ -38,6 +38,7 @@ use crate::kube::{
     KubeClient, KubeError, cm_path, events_path, meta_str, secret_data, secret_path, secrets_path,
 };
 use crate::load::CertMeta;
+use crate::objects::CertificateObject;
 use crate::plan::TargetSecret;
 use crate::reflector::Store;
 use crate::status::{StatusWriter, Target};
@@ -98,7 +99,7 @@ impl Tracked {
 pub struct KubeRuntime {
     client: KubeClient,
     tracked: RwLock<HashMap<CertId, Tracked>>,
-    certificates: Arc<Store>,
+    certificates: Arc<Store<CertificateObject>>,
     /// The target Secrets' watch: a Secret it does not show is created without a read first.
     owned_secrets: Arc<Store<TargetSecret>>,
     /// The one writer of Certificate status.
@@ -114,7 +115,7 @@ impl KubeRuntime {
     /// The runtime, and the task that posts its Events (spawn it).
     pub fn new(
         client: KubeClient,
-        certificates: Arc<Store>,
+        certificates: Arc<Store<CertificateObject>>,
         owned_secrets: Arc<Store<TargetSecret>>,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);

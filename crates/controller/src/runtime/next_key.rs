@@ -16,21 +16,21 @@ impl KubeRuntime {
             .get(id)
             .cloned();
         known.or_else(|| {
-            let certificate = self.certificates.get(id)?;
-            let name = certificate
-                .pointer("/status/nextPrivateKeySecretName")?
-                .as_str()?;
-            Some(name.to_owned())
+            self.certificates
+                .get(id)?
+                .status
+                .next_private_key_secret_name
+                .clone()
         })
     }
 
-    pub(super) fn set_pending_name(&self, id: &str, name: Option<String>) {
+    pub(super) fn set_pending_name(&self, id: &CertId, name: Option<String>) {
         let mut known = self
             .pending_keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match name {
-            Some(n) => known.insert(id.to_owned(), n),
+            Some(n) => known.insert(id.clone(), n),
             None => known.remove(id),
         };
     }

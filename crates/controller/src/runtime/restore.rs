@@ -1,21 +1,21 @@
 //! Reading a Certificate's state back on restart (see the module docs of [`super`]).
 
+use certkeeper_core::spec::{CONDITION_ISSUING, CONDITION_READY, CertificateStatus};
 use certkeeper_core::time::{from_unix, parse_rfc3339_unix, rfc3339_unix, to_unix};
 
 use super::*;
 
 /// Whether a Certificate's status already shows `state` (revision, notAfter, failing or not):
 /// a status that lags behind (its last write was lost) is rewritten after a restart.
-pub fn status_current(certificate: &Value, state: &CertState) -> bool {
-    let status = certificate.get("status");
-    let field = |name: &str| status.and_then(|s| s.get(name)).filter(|v| !v.is_null());
-    let revision = field("revision").and_then(Value::as_u64).unwrap_or(0);
-    let not_after = field("notAfter")
-        .and_then(Value::as_str)
+pub fn status_current(status: &CertificateStatus, state: &CertState) -> bool {
+    let revision = status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0);
+    let not_after = status
+        .not_after
+        .as_deref()
         .and_then(|s| parse_rfc3339_unix(s).ok());
     // Failing: certkeeper's own record, or cert-manager's fields where the CRD has no
     // `status.certkeeper` (cert-manager's CRDs prune it, so it is never there).
-    let failing = field("certkeeper").is_some() || status.and_then(cert_manager_streak).is_some();
+    let failing = status.certkeeper.is_some() || cert_manager_streak(status).is_some();
     revision == state.revision
         && not_after == state.issued.as_ref().map(|i| i.not_after)
         && failing == state.failure.is_some()
@@ -33,39 +33,30 @@ const UNKNOWN_FAILURE_CLASS: FailureClass = FailureClass::Rejected;
 
 /// cert-manager's record of a failure streak: `failedIssuanceAttempts` (> 0) and
 /// `lastFailureTime` (Unix seconds), both set.
-fn cert_manager_streak(status: &Value) -> Option<(u32, i64)> {
+fn cert_manager_streak(status: &CertificateStatus) -> Option<(u32, i64)> {
     let attempts = status
-        .get("failedIssuanceAttempts")
-        .and_then(Value::as_u64)
-        .filter(|&n| n > 0)
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))?;
+        .failed_issuance_attempts
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)?;
     let last = status
-        .get("lastFailureTime")
-        .and_then(Value::as_str)
+        .last_failure_time
+        .as_deref()
         .and_then(|s| parse_rfc3339_unix(s).ok())?;
     Some((attempts, last))
-}
-
-/// The status condition of this type.
-fn status_condition<'v>(status: &'v Value, kind: &str) -> Option<&'v Value> {
-    status
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
 }
 
 /// The failure streak from cert-manager's fields alone (see the module docs): `status.certkeeper`
 /// is absent, pruned by cert-manager's CRDs.
 fn restore_cert_manager_failure(
-    status: &Value,
+    status: &CertificateStatus,
     issued: Option<&IssuedInfo>,
     job: &CertJob,
 ) -> Option<FailureRecord> {
     let (attempts, last) = cert_manager_streak(status)?;
-    let failed_issuing = status_condition(status, "Issuing")
-        .filter(|c| c["reason"] == "Failed")
-        .and_then(|c| c["message"].as_str());
+    let failed_issuing = status
+        .condition(CONDITION_ISSUING)
+        .filter(|c| c.reason == "Failed")
+        .map(|c| c.message.as_str());
     let message = match failed_issuing {
         Some(m) => m
             .strip_prefix(ISSUING_FAILED)
@@ -74,11 +65,11 @@ fn restore_cert_manager_failure(
             .to_owned(),
         None => format!("the last attempt failed at {}", rfc3339_unix(last)),
     };
-    let class = status_condition(status, "Ready")
-        .and_then(|c| c["message"].as_str())
-        .and_then(|m| m.split_once(READY_FAILURE_NOTE))
+    let class = status
+        .condition(CONDITION_READY)
+        .and_then(|c| c.message.split_once(READY_FAILURE_NOTE))
         .and_then(|(_, note)| note.split_once(','))
-        .and_then(|(class, _)| serde_json::from_value(Value::String(class.to_owned())).ok())
+        .and_then(|(class, _)| FailureClass::parse(class))
         .unwrap_or(UNKNOWN_FAILURE_CLASS);
     // The schedule's own jitter, drawn the same way at every restart.
     let sample = certkeeper_core::schedule::stable_hash(format!("{}#{attempts}", job.id).as_bytes());
@@ -103,12 +94,8 @@ fn restore_cert_manager_failure(
 
 /// The engine's state of a Certificate seen for the first time (see the module docs), from its
 /// status and its target Secret (`None`: the Secret does not exist).
-pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob) -> Option<CertState> {
-    let status = certificate.get("status");
-    let revision = status
-        .and_then(|s| s.get("revision"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+pub fn restore_state(status: &CertificateStatus, secret: Option<&Value>, job: &CertJob) -> Option<CertState> {
+    let revision = status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0);
     let issued = secret.and_then(|secret| {
         let data = secret_data(secret);
         let pem = String::from_utf8(data.get(TLS_CRT)?.clone()).ok()?;
@@ -133,7 +120,7 @@ pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob)
             };
         };
         let renewal =
-            certkeeper_core::schedule::renewal_time(leaf.not_before, leaf.not_after, &job.renewal, &job.id);
+            certkeeper_core::schedule::renewal_time(leaf.not_before, leaf.not_after, &job.renewal, job.id.as_str());
         Some(IssuedInfo {
             serial: leaf.serial,
             not_before: to_unix(leaf.not_before),
@@ -144,37 +131,30 @@ pub fn restore_state(certificate: &Value, secret: Option<&Value>, job: &CertJob)
             warning: None,
         })
     });
-    let certkeeper_failure = status.and_then(|s| {
-        let ck = s.get("certkeeper").filter(|v| !v.is_null())?;
-        let class: FailureClass = serde_json::from_value(ck.get("failureClass")?.clone()).ok()?;
-        let last = s
-            .get("lastFailureTime")
-            .and_then(Value::as_str)
+    let certkeeper_failure = status.certkeeper.as_ref().and_then(|ck| {
+        let class = ck.failure_class?;
+        let last = status
+            .last_failure_time
+            .as_deref()
             .and_then(|s| parse_rfc3339_unix(s).ok())
             .unwrap_or_else(|| to_unix(SystemTime::now()));
         Some(FailureRecord {
             class,
-            message: ck
-                .get("failureMessage")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            attempts: s
-                .get("failedIssuanceAttempts")
-                .and_then(Value::as_u64)
+            message: ck.failure_message.clone(),
+            attempts: status
+                .failed_issuance_attempts
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(1),
             first_failure: last,
             last_failure: last,
             next_attempt: ck
-                .get("nextAttemptTime")
-                .and_then(Value::as_str)
+                .next_attempt_time
+                .as_deref()
                 .and_then(|s| parse_rfc3339_unix(s).ok()),
             spec_fingerprint: job.fingerprint,
         })
     });
-    let failure = certkeeper_failure
-        .or_else(|| status.and_then(|s| restore_cert_manager_failure(s, issued.as_ref(), job)));
+    let failure = certkeeper_failure.or_else(|| restore_cert_manager_failure(status, issued.as_ref(), job));
     if revision == 0 && issued.is_none() && failure.is_none() {
         return None;
     }
@@ -192,6 +172,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// The typed status of a Certificate object written as JSON.
+    fn st(certificate: &Value) -> CertificateStatus {
+        serde_json::from_value(certificate["status"].clone()).unwrap_or_default()
+    }
 
     /// A certificate served from 1_800_000_000 for an hour, issued for fingerprint 7.
     fn issued() -> IssuedInfo {
@@ -214,22 +199,26 @@ mod tests {
             failure: None,
         };
         let current = json!({"status": {"revision": 2, "notAfter": rfc3339_unix(1_800_003_600)}});
-        assert!(status_current(&current, &state));
+        assert!(status_current(&st(&current), &state));
         let old = json!({"status": {"revision": 1, "notAfter": rfc3339_unix(1_800_000_100)}});
-        assert!(!status_current(&old, &state));
-        assert!(!status_current(&json!({}), &state));
+        assert!(!status_current(&st(&old), &state));
+        assert!(!status_current(&st(&json!({})), &state));
         let failing = json!({"status": {"revision": 2, "notAfter": rfc3339_unix(1_800_003_600),
                                         "certkeeper": {"failureClass": "transient"}}});
         assert!(
-            !status_current(&failing, &state),
+            !status_current(&st(&failing), &state),
             "a failure the state no longer has"
         );
     }
 
     fn job() -> CertJob {
         CertJob {
-            id: "apps/web".into(),
-            issuer: "Issuer/apps/vault".into(),
+            id: CertId::new("apps", "web"),
+            issuer: certkeeper_engine::IssuerId::new(
+                certkeeper_core::spec::IssuerKind::Issuer,
+                "apps",
+                "vault",
+            ),
             fingerprint: 7,
             csr: certkeeper_core::pki::CsrRequest {
                 common_name: Some("web.example.com".into()),
@@ -274,7 +263,7 @@ mod tests {
         };
         let certificate = pruned_status(&refused, from_unix(last));
         assert!(certificate["status"].get("certkeeper").is_none());
-        let restored = restore_state(&certificate, None, &job()).expect("a failure streak");
+        let restored = restore_state(&st(&certificate), None, &job()).expect("a failure streak");
         let f = restored.failure.as_ref().expect("the failure");
         assert_eq!(f.attempts, 2);
         assert_eq!(f.last_failure, last);
@@ -301,22 +290,25 @@ mod tests {
             certkeeper_engine::state::Decision::WaitUntil(from_unix(next))
         );
         // Restoring again gives the same record.
-        assert_eq!(restore_state(&certificate, None, &job()), Some(restored.clone()));
+        assert_eq!(
+            restore_state(&st(&certificate), None, &job()),
+            Some(restored.clone())
+        );
         assert!(
-            status_current(&certificate, &restored),
+            status_current(&st(&certificate), &restored),
             "the status already shows the failure"
         );
 
         // Without a failure streak there is nothing to restore.
         let mut no_streak = certificate.clone();
         no_streak["status"]["failedIssuanceAttempts"] = json!(0);
-        assert_eq!(restore_state(&no_streak, None, &job()), None);
+        assert_eq!(restore_state(&st(&no_streak), None, &job()), None);
         let mut no_time = certificate;
         no_time["status"]
             .as_object_mut()
             .unwrap()
             .remove("lastFailureTime");
-        assert_eq!(restore_state(&no_time, None, &job()), None);
+        assert_eq!(restore_state(&st(&no_time), None, &job()), None);
     }
 
     fn decide_now(state: &CertState) -> certkeeper_engine::state::Decision {
@@ -346,8 +338,8 @@ mod tests {
             }),
         };
         let certificate = pruned_status(&failing, from_unix(now - 5));
-        let f = restore_cert_manager_failure(&certificate["status"], Some(&served), &job())
-            .expect("a failure streak");
+        let f =
+            restore_cert_manager_failure(&st(&certificate), Some(&served), &job()).expect("a failure streak");
         assert_eq!(f.class, FailureClass::Transient);
         assert_eq!((f.attempts, f.last_failure), (4, now - 5));
         assert_eq!(f.message, "Vault is sealed");
@@ -364,7 +356,7 @@ mod tests {
             "conditions": [{"type": "Issuing", "status": "False", "reason": "Failed",
                             "message": "The certificate request has failed to complete and will be retried: Vault failed to sign certificate: 400"}],
         }});
-        let f = restore_state(&certificate, None, &job())
+        let f = restore_state(&st(&certificate), None, &job())
             .unwrap()
             .failure
             .unwrap();
@@ -375,7 +367,7 @@ mod tests {
         );
         let bare =
             json!({"status": {"failedIssuanceAttempts": 3, "lastFailureTime": "2027-01-15T08:00:00Z"}});
-        let f = restore_state(&bare, None, &job()).unwrap().failure.unwrap();
+        let f = restore_state(&st(&bare), None, &job()).unwrap().failure.unwrap();
         assert_eq!(f.attempts, 3);
         assert_eq!(f.message, "the last attempt failed at 2027-01-15T08:00:00Z");
     }
@@ -387,7 +379,7 @@ mod tests {
             "lastFailureTime": "2027-01-15T08:00:00Z",
             "certkeeper": {"failureClass": "invalid", "failureMessage": "no such Issuer"},
         }});
-        let f = restore_state(&certificate, None, &job())
+        let f = restore_state(&st(&certificate), None, &job())
             .unwrap()
             .failure
             .unwrap();
@@ -420,18 +412,21 @@ mod tests {
         let shown = json!({"status": {"revision": 2, "notAfter": rfc3339_unix(1_800_003_600),
                                       "failedIssuanceAttempts": 1,
                                       "lastFailureTime": rfc3339_unix(1_800_002_500)}});
-        assert!(status_current(&shown, &failing));
+        assert!(status_current(&st(&shown), &failing));
         assert!(
-            !status_current(&shown, &healthy),
+            !status_current(&st(&shown), &healthy),
             "a failure the state no longer has"
         );
         let clean = json!({"status": {"revision": 2, "notAfter": rfc3339_unix(1_800_003_600)}});
-        assert!(!status_current(&clean, &failing), "a failure not written yet");
-        assert!(status_current(&clean, &healthy));
+        assert!(
+            !status_current(&st(&clean), &failing),
+            "a failure not written yet"
+        );
+        assert!(status_current(&st(&clean), &healthy));
         // What status_patch writes, once pruned, is current for the state it was written for.
         let now = from_unix(1_800_002_600);
-        assert!(status_current(&pruned_status(&failing, now), &failing));
-        assert!(status_current(&pruned_status(&healthy, now), &healthy));
+        assert!(status_current(&st(&pruned_status(&failing, now)), &failing));
+        assert!(status_current(&st(&pruned_status(&healthy, now)), &healthy));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use certkeeper_core::spec::Certificate;
-use certkeeper_engine::CertJob;
 use certkeeper_engine::build::{BuildError, certificate_issuer, certificate_job, pkcs12_keystore};
 use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
+use certkeeper_engine::{CertJob, IssuerId};
 
 use super::LoadProblem;
 use crate::config::Config;
@@ -20,7 +20,7 @@ pub(super) fn build(
     config: &Config,
     cert: &Certificate,
     issuers: &HashMap<&str, u64>,
-    unusable: &HashMap<String, String>,
+    unusable: &HashMap<IssuerId, String>,
 ) -> Result<(CertJob, CertMeta, Option<LoadProblem>), BuildError> {
     let namespace = cert.namespace();
     let name = &cert.metadata.name;

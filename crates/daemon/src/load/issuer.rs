@@ -195,7 +195,7 @@ pub(super) fn build(
     config: &Config,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
-    id: &str,
+    id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
 ) -> Result<IssuerRuntime, BuildError> {

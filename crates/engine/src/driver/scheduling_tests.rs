@@ -26,7 +26,9 @@ use crate::attempt::{SignFuture, Signer};
 use crate::clock::{Clock, TokioClock};
 use crate::gate::{CircuitState, GateConfig, IssuerGate, OpenCause};
 use crate::hold::probe_time;
-use crate::job::{CertJob, EngineEvent, Issued, IssuerRuntime, JobLabels, Runtime, RuntimeError};
+use crate::job::{
+    CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
+};
 use crate::metrics::Metrics;
 use crate::state::{CertState, IssuedInfo};
 
@@ -57,15 +59,19 @@ fn since_start(t: SystemTime) -> u64 {
 
 const MS: Duration = Duration::from_millis(1);
 
-fn id(i: usize) -> String {
-    format!("default/c{i}")
+fn id(i: usize) -> CertId {
+    CertId::new("default", &format!("c{i}"))
+}
+
+fn issuer() -> IssuerId {
+    IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "default", "vault")
 }
 
 fn job(i: usize) -> CertJob {
     let cn = format!("c{i}.example.com");
     CertJob {
         id: id(i),
-        issuer: ISSUER.into(),
+        issuer: issuer(),
         fingerprint: 1,
         csr: CsrRequest {
             common_name: Some(cn.clone()),
@@ -96,7 +102,7 @@ enum Vault {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Call {
     at: SystemTime,
-    cert: String,
+    cert: CertId,
 }
 
 struct FakeVault {
@@ -147,7 +153,7 @@ impl FakeVault {
 impl Signer for FakeVault {
     fn sign<'a>(&'a self, _issuer: &'a IssuerRuntime, request: &'a SignRequest) -> SignFuture<'a> {
         let cn = request.common_name.clone().unwrap();
-        let cert = format!("default/{}", cn.split('.').next().unwrap());
+        let cert = CertId::new("default", cn.split('.').next().unwrap());
         self.calls.lock().unwrap().push(Call {
             at: self.clock.now(),
             cert,
@@ -166,8 +172,8 @@ impl Signer for FakeVault {
 struct FakeRuntime {
     clock: TokioClock,
     key_pem: Secret,
-    states: Mutex<HashMap<String, CertState>>,
-    events: Mutex<Vec<(SystemTime, String, EngineEvent)>>,
+    states: Mutex<HashMap<CertId, CertState>>,
+    events: Mutex<Vec<(SystemTime, CertId, EngineEvent)>>,
 }
 
 impl Runtime for FakeRuntime {
@@ -177,7 +183,7 @@ impl Runtime for FakeRuntime {
     async fn write(&self, _job: &CertJob, _issued: &Issued) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+    async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
         self.states.lock().unwrap().extend(states);
         Ok(())
     }
@@ -226,7 +232,7 @@ impl Harness {
         )
         .unwrap();
         let issuer = IssuerRuntime {
-            id: ISSUER.into(),
+            id: issuer(),
             client: Arc::new(client),
             gate: gate.clone(),
             path: "pki/sign/test".into(),
@@ -262,7 +268,7 @@ impl Harness {
     }
 
     /// The requests that reached Vault, as (seconds since the start, certificate).
-    fn requests(&self) -> Vec<(u64, String)> {
+    fn requests(&self) -> Vec<(u64, CertId)> {
         self.calls()
             .into_iter()
             .map(|c| (since_start(c.at), c.cert))
@@ -274,7 +280,7 @@ impl Harness {
     }
 
     /// The attempts the engine started, as (time, certificate).
-    fn attempts(&self) -> Vec<(SystemTime, String)> {
+    fn attempts(&self) -> Vec<(SystemTime, CertId)> {
         self.runtime
             .events
             .lock()

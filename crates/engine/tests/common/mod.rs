@@ -23,7 +23,7 @@ pub struct MemoryRuntime {
     pub writes: AtomicUsize,
     /// State records persisted, one per certificate per batch.
     pub saved: AtomicUsize,
-    pub states: Mutex<HashMap<String, CertState>>,
+    pub states: Mutex<HashMap<certkeeper_engine::CertId, CertState>>,
     /// Issued events that carried a warning (a capped TTL).
     pub warnings: AtomicUsize,
 }
@@ -36,7 +36,10 @@ impl Runtime for MemoryRuntime {
         self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    async fn save_states(&self, states: Vec<(String, CertState)>) -> Result<(), RuntimeError> {
+    async fn save_states(
+        &self,
+        states: Vec<(certkeeper_engine::CertId, CertState)>,
+    ) -> Result<(), RuntimeError> {
         self.saved.fetch_add(states.len(), Ordering::SeqCst);
         self.states.lock().unwrap().extend(states);
         Ok(())
@@ -63,8 +66,12 @@ pub fn job(i: usize, fingerprint: u64) -> CertJob {
     let name = format!("c{i}");
     let cn = format!("{name}.example.com");
     CertJob {
-        id: format!("default/{name}"),
-        issuer: "Issuer/default/vault".into(),
+        id: certkeeper_engine::CertId::new("default", &name),
+        issuer: certkeeper_engine::IssuerId::new(
+            certkeeper_core::spec::IssuerKind::Issuer,
+            "default",
+            "vault",
+        ),
         fingerprint,
         csr: CsrRequest {
             common_name: Some(cn.clone()),
@@ -84,7 +91,7 @@ pub fn job(i: usize, fingerprint: u64) -> CertJob {
     }
 }
 
-pub fn revisions(states: &Mutex<HashMap<String, CertState>>) -> Vec<u64> {
+pub fn revisions(states: &Mutex<HashMap<certkeeper_engine::CertId, CertState>>) -> Vec<u64> {
     states.lock().unwrap().values().map(|s| s.revision).collect()
 }
 

@@ -1,0 +1,280 @@
+//! The cert-manager objects as the controller mirrors them: typed, decoded and validated once
+//! as they arrive from the watch (as a manifest file is decoded), with only the metadata the
+//! controller uses. Nothing downstream reads an object's JSON: the plan, the status writer, the
+//! restore and the Issuer checks work on these types.
+
+use std::sync::Arc;
+
+use certkeeper_core::spec::{
+    self, Certificate, CertificateStatus, FieldError, IssuerKind, IssuerStatus, Resource, VaultIssuer,
+};
+use certkeeper_engine::{CertId, IssuerId};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The metadata the controller uses of a mirrored object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    /// `metadata.generation` (0: unknown).
+    pub generation: i64,
+}
+
+impl Meta {
+    fn of(meta: ObjectMeta) -> Meta {
+        Meta {
+            namespace: meta.namespace.unwrap_or_default(),
+            name: meta.name.unwrap_or_default(),
+            uid: meta.uid.unwrap_or_default(),
+            resource_version: meta.resource_version.unwrap_or_default(),
+            generation: meta.generation.unwrap_or(0),
+        }
+    }
+
+    /// The store key: "namespace/name", or "name" for cluster-scoped objects.
+    pub fn key(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// Why a mirrored object's spec is not usable: every problem, with its field, as a manifest
+/// file's verdict says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecProblem {
+    /// The object does not convert to YAML (not expected of JSON from the API server).
+    #[error("{0}")]
+    Undecodable(String),
+    #[error("{}", join_problems(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("not a {0}")]
+    WrongKind(&'static str),
+}
+
+fn join_problems(problems: &[FieldError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Decodes and validates an object from the API server, as a manifest file is.
+pub fn decode(object: &Value) -> Result<Resource, SpecProblem> {
+    let yaml = serde_yaml_ng::to_value(object).map_err(|e| SpecProblem::Undecodable(e.to_string()))?;
+    spec::parse_resource(&yaml).map_err(SpecProblem::Invalid)
+}
+
+/// `object`'s metadata and status (a status that does not decode reads as empty: the
+/// controller rewrites it).
+fn envelope<S: Default + for<'de> Deserialize<'de>>(object: &Value) -> (Meta, S) {
+    let meta = object
+        .get("metadata")
+        .cloned()
+        .and_then(|m| serde_json::from_value(m).ok())
+        .map(Meta::of)
+        .unwrap_or_default();
+    let status = object
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    (meta, status)
+}
+
+/// A Certificate: its id, metadata, decoded spec (or what is wrong with it) and status.
+#[derive(Debug, Clone)]
+pub struct CertificateObject {
+    pub id: CertId,
+    pub meta: Meta,
+    pub spec: Result<Arc<Certificate>, SpecProblem>,
+    pub status: CertificateStatus,
+}
+
+impl CertificateObject {
+    /// Decodes a Certificate as it arrives from the API server (list items and watch events).
+    pub fn of(object: Value) -> CertificateObject {
+        let (meta, status) = envelope::<CertificateStatus>(&object);
+        let spec = match decode(&with_type(object, "Certificate")) {
+            Ok(Resource::Certificate(c)) => Ok(Arc::new(*c)),
+            Ok(_) => Err(SpecProblem::WrongKind("Certificate")),
+            Err(e) => Err(e),
+        };
+        CertificateObject {
+            id: CertId::new(&meta.namespace, &meta.name),
+            meta,
+            spec,
+            status,
+        }
+    }
+}
+
+/// What an issuer object is, as far as the controller is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerSpec {
+    /// A Vault issuer: the namespace of its Secrets (the cluster resource namespace for a
+    /// ClusterIssuer) and its spec.
+    Vault {
+        namespace: String,
+        vault: Box<VaultIssuer>,
+    },
+    /// Another issuer type (ACME, CA, ...): left alone.
+    Other,
+    /// An invalid spec: not Ready, with the fields named.
+    Invalid(SpecProblem),
+}
+
+/// An Issuer or ClusterIssuer.
+#[derive(Debug, Clone)]
+pub struct IssuerObject {
+    pub id: IssuerId,
+    pub kind: IssuerKind,
+    pub meta: Meta,
+    pub spec: IssuerSpec,
+    pub status: IssuerStatus,
+}
+
+impl IssuerObject {
+    /// Decodes an Issuer (`kind` Issuer) or ClusterIssuer whose Secrets, for a ClusterIssuer,
+    /// live in `cluster_ns`.
+    pub fn of(object: Value, kind: IssuerKind, cluster_ns: &str) -> IssuerObject {
+        let (meta, status) = envelope::<IssuerStatus>(&object);
+        let spec = match decode(&with_type(object, kind.as_str())) {
+            Ok(Resource::Issuer(r)) if kind == IssuerKind::Issuer => match r.spec.vault() {
+                Some(v) => IssuerSpec::Vault {
+                    namespace: r.metadata.namespace_or_default().to_owned(),
+                    vault: Box::new(v.clone()),
+                },
+                None => IssuerSpec::Other,
+            },
+            Ok(Resource::ClusterIssuer(r)) if kind == IssuerKind::ClusterIssuer => match r.spec.vault() {
+                Some(v) => IssuerSpec::Vault {
+                    namespace: cluster_ns.to_owned(),
+                    vault: Box::new(v.clone()),
+                },
+                None => IssuerSpec::Other,
+            },
+            Ok(_) => IssuerSpec::Invalid(SpecProblem::WrongKind(kind.as_str())),
+            Err(e) => IssuerSpec::Invalid(e),
+        };
+        IssuerObject {
+            id: IssuerId::new(kind, &meta.namespace, &meta.name),
+            kind,
+            meta,
+            spec,
+            status,
+        }
+    }
+}
+
+/// `object` with its `kind` and `apiVersion` (list items omit them; the decoder needs them) and
+/// without `metadata.managedFields`.
+fn with_type(mut object: Value, kind: &str) -> Value {
+    if object.get("kind").is_none_or(Value::is_null) {
+        object["kind"] = Value::String(kind.to_owned());
+    }
+    if object.get("apiVersion").is_none_or(Value::is_null) {
+        object["apiVersion"] = Value::String(spec::API_VERSION.to_owned());
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    // The decoder checks the spec; the status is read on its own (envelope).
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_decoded_once_with_its_status() {
+        let object = json!({
+            "metadata": {"name": "web", "namespace": "apps", "uid": "u1", "resourceVersion": "7",
+                         "generation": 3, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"secretName": "web-tls", "dnsNames": ["web.example.com"], "issuerRef": {"name": "vault"}},
+            "status": {"revision": 2, "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                       "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        });
+        let c = CertificateObject::of(object);
+        assert_eq!(c.id, "apps/web");
+        assert_eq!(
+            c.meta,
+            Meta {
+                namespace: "apps".into(),
+                name: "web".into(),
+                uid: "u1".into(),
+                resource_version: "7".into(),
+                generation: 3
+            }
+        );
+        assert_eq!(c.spec.unwrap().spec.secret_name, "web-tls");
+        assert_eq!(c.status.revision, Some(2));
+    }
+
+    #[test]
+    fn an_invalid_certificate_names_its_field_and_keeps_its_status() {
+        let object = json!({
+            "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"secretName": "../x", "issuerRef": {"name": "vault"}},
+            "status": {"failedIssuanceAttempts": 2}
+        });
+        let c = CertificateObject::of(object);
+        let problem = c.spec.unwrap_err().to_string();
+        assert!(problem.contains("spec.secretName"), "{problem}");
+        assert_eq!(c.status.failed_issuance_attempts, Some(2));
+    }
+
+    #[test]
+    fn a_status_that_does_not_decode_reads_as_empty() {
+        let object = json!({
+            "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"secretName": "web-tls", "dnsNames": ["a.example.com"], "issuerRef": {"name": "vault"}},
+            "status": {"revision": "not a number"}
+        });
+        let c = CertificateObject::of(object);
+        assert!(c.spec.is_ok());
+        assert_eq!(c.status, CertificateStatus::default());
+    }
+
+    #[test]
+    fn issuers_are_sorted_as_they_arrive() {
+        let vault = json!({"metadata": {"name": "v", "namespace": "apps", "generation": 2},
+            "spec": {"vault": {"server": "https://vault:8200", "path": "pki/sign/web",
+                               "auth": {"tokenSecretRef": {"name": "t", "key": "token"}}}}});
+        let i = IssuerObject::of(vault.clone(), IssuerKind::Issuer, "cert-manager");
+        assert_eq!(i.id, "Issuer/apps/v");
+        assert!(matches!(&i.spec, IssuerSpec::Vault { namespace, .. } if namespace == "apps"));
+        let c = IssuerObject::of(vault, IssuerKind::ClusterIssuer, "cert-manager");
+        assert_eq!(c.id, "ClusterIssuer/v");
+        assert!(matches!(&c.spec, IssuerSpec::Vault { namespace, .. } if namespace == "cert-manager"));
+        let ca =
+            json!({"metadata": {"name": "ca", "namespace": "apps"}, "spec": {"ca": {"secretName": "x"}}});
+        // Another issuer type is not served, and says so (as the spec's validation decides).
+        let ca = IssuerObject::of(ca, IssuerKind::Issuer, "cm");
+        assert!(
+            matches!(&ca.spec, IssuerSpec::Invalid(p) if p.to_string().contains("unsupported issuer type")),
+            "{:?}",
+            ca.spec
+        );
+        let bad = json!({"metadata": {"name": "b", "namespace": "apps"},
+            "spec": {"vault": {"server": "https://vault:8200", "path": "pki/sign/web",
+                               "auth": {"tokenSecretRef": {"name": "../../kube-system/victim", "key": "token"}}}}});
+        let b = IssuerObject::of(bad, IssuerKind::Issuer, "cm");
+        assert!(matches!(b.spec, IssuerSpec::Invalid(SpecProblem::Invalid(_))));
+    }
+}
