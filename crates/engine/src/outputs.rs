@@ -6,7 +6,8 @@
 //!   `ca.crt` when Vault returned a CA;
 //! - `additionalOutputFormats`: `tls-combined.pem` (key + "\n" + chain, as cert-manager writes
 //!   it) and `key.der`;
-//! - `keystores.pkcs12` with `create: true`: `keystore.p12` and, with a CA, `truststore.p12`.
+//! - `keystores.pkcs12` with `create: true`: `keystore.p12` and, with a CA, `truststore.p12`;
+//! - `keystores.jks` with `create: true`: `keystore.jks` and, with a CA, `truststore.jks`.
 
 use certkeeper_core::pki::{KeyEncoding, Pkcs12Profile};
 use certkeeper_core::spec::{CertificateSpec, OutputFormat};
@@ -21,16 +22,34 @@ pub const COMBINED_PEM: &str = "tls-combined.pem";
 pub const KEY_DER: &str = "key.der";
 pub const KEYSTORE_P12: &str = "keystore.p12";
 pub const TRUSTSTORE_P12: &str = "truststore.p12";
+pub const KEYSTORE_JKS: &str = "keystore.jks";
+pub const TRUSTSTORE_JKS: &str = "truststore.jks";
 
 /// Items written only in some cases: a runtime removes those a write did not produce, so a
 /// format no longer asked for goes away.
-pub const CONDITIONAL: [&str; 5] = [CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TRUSTSTORE_P12];
+pub const CONDITIONAL: [&str; 7] = [
+    CA_CRT,
+    COMBINED_PEM,
+    KEY_DER,
+    KEYSTORE_P12,
+    TRUSTSTORE_P12,
+    KEYSTORE_JKS,
+    TRUSTSTORE_JKS,
+];
 
 /// A PKCS#12 keystore to write, with its password's source (read at every write).
 #[derive(Debug, Clone)]
 pub struct Pkcs12Output {
     pub password: SecretSource,
     pub profile: Pkcs12Profile,
+}
+
+/// A JKS keystore to write: its password's source (read at every write) and the key entry's
+/// alias.
+#[derive(Debug, Clone)]
+pub struct JksOutput {
+    pub password: SecretSource,
+    pub alias: String,
 }
 
 /// The optional formats a Certificate asks for.
@@ -40,18 +59,22 @@ pub struct OutputFormats {
     pub combined_pem: bool,
     /// `additionalOutputFormats: [{type: DER}]`
     pub der: bool,
-    /// `keystores.pkcs12` with `create: true` (resolved by the runtime through
-    /// [`crate::build::pkcs12_keystore`]).
+    /// `keystores.pkcs12` with `create: true`.
     pub pkcs12: Option<Pkcs12Output>,
+    /// `keystores.jks` with `create: true`.
+    pub jks: Option<JksOutput>,
 }
 
 impl OutputFormats {
-    pub fn new(spec: &CertificateSpec, pkcs12: Option<Pkcs12Output>) -> Self {
+    /// Runtimes build this through [`crate::build::output_formats`], which resolves the
+    /// keystores' passwords.
+    pub(crate) fn new(spec: &CertificateSpec, pkcs12: Option<Pkcs12Output>, jks: Option<JksOutput>) -> Self {
         let asks = |format: OutputFormat| spec.additional_output_formats.iter().any(|f| f.format == format);
         OutputFormats {
             combined_pem: asks(OutputFormat::CombinedPEM),
             der: asks(OutputFormat::Der),
             pkcs12,
+            jks,
         }
     }
 }
@@ -76,9 +99,9 @@ impl std::fmt::Debug for OutputItem {
     }
 }
 
-/// Everything `issued` is stored as under `formats` (see the module docs). Fails only when the
-/// PKCS#12 password cannot be read (invalid until its source changes) or the keystore cannot
-/// be built.
+/// Everything `issued` is stored as under `formats` (see the module docs). Fails only when a
+/// keystore password cannot be read (invalid until its source changes) or a keystore cannot be
+/// built. JKS entries are dated with the certificate's notBefore.
 pub async fn output_items(
     formats: &OutputFormats,
     issued: &Issued,
@@ -119,6 +142,22 @@ pub async fn output_items(
         items.push(item(KEYSTORE_P12, bundle.keystore, true));
         if let Some(trust) = bundle.truststore {
             items.push(item(TRUSTSTORE_P12, trust, false));
+        }
+    }
+    if let Some(jks) = &formats.jks {
+        let password = jks.password.read().await.map_err(|e| RuntimeError {
+            class: e.class(),
+            message: format!("spec.keystores.jks password: {e}"),
+        })?;
+        let bundle = cert
+            .jks(&issued.key, password.expose(), &jks.alias, cert.not_before)
+            .map_err(|e| RuntimeError {
+                class: e.class(),
+                message: format!("cannot build the JKS keystore: {e}"),
+            })?;
+        items.push(item(KEYSTORE_JKS, bundle.keystore, true));
+        if let Some(trust) = bundle.truststore {
+            items.push(item(TRUSTSTORE_JKS, trust, false));
         }
     }
     Ok(items)
