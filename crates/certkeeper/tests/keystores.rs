@@ -48,7 +48,15 @@ fn openssl_knows_pbmac1() -> bool {
 /// `openssl pkcs12 -info` on a file: its report (stderr) and the PEM it extracts (stdout).
 fn openssl_pkcs12(file: &Path, password: &str, extra: &[&str]) -> String {
     let pass = format!("pass:{password}");
-    let mut args = vec!["pkcs12", "-in", file.to_str().unwrap(), "-passin", &pass, "-nodes", "-info"];
+    let mut args = vec![
+        "pkcs12",
+        "-in",
+        file.to_str().unwrap(),
+        "-passin",
+        &pass,
+        "-nodes",
+        "-info",
+    ];
     args.extend_from_slice(extra);
     let out = run(Path::new("openssl"), &args, b"").unwrap();
     format!(
@@ -64,11 +72,23 @@ fn openssl_pkcs12(file: &Path, password: &str, extra: &[&str]) -> String {
 fn check_pkcs12(dir: &Path, password: &str, extra: &[&str], report: &[&str]) {
     let keystore = openssl_pkcs12(&dir.join("keystore.p12"), password, extra);
     for line in report {
-        assert!(keystore.contains(line), "{}: {line:?} not in\n{keystore}", dir.display());
+        assert!(
+            keystore.contains(line),
+            "{}: {line:?} not in\n{keystore}",
+            dir.display()
+        );
     }
-    assert_eq!(blocks(&keystore, "PRIVATE KEY"), pkcs8_by_openssl(dir), "{}", dir.display());
+    assert_eq!(
+        blocks(&keystore, "PRIVATE KEY"),
+        pkcs8_by_openssl(dir),
+        "{}",
+        dir.display()
+    );
     let crt = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
-    assert_eq!(blocks(&keystore, "CERTIFICATE")[0], blocks(&crt, "CERTIFICATE")[0]);
+    assert_eq!(
+        blocks(&keystore, "CERTIFICATE")[0],
+        blocks(&crt, "CERTIFICATE")[0]
+    );
     let trust = openssl_pkcs12(&dir.join("truststore.p12"), password, extra);
     let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
     assert_eq!(blocks(&trust, "CERTIFICATE"), blocks(&ca, "CERTIFICATE"));
@@ -83,7 +103,16 @@ fn check_jks(keytool: &Path, dir: &Path, password: &str, alias: &str) {
     let list = |file: &Path| {
         let out = run(
             keytool,
-            &["-list", "-v", "-storetype", "JKS", "-keystore", file.to_str().unwrap(), "-storepass", password],
+            &[
+                "-list",
+                "-v",
+                "-storetype",
+                "JKS",
+                "-keystore",
+                file.to_str().unwrap(),
+                "-storepass",
+                password,
+            ],
             b"",
         )
         .unwrap();
@@ -93,10 +122,16 @@ fn check_jks(keytool: &Path, dir: &Path, password: &str, alias: &str) {
     assert!(listed.contains("Your keystore contains 2 entries"), "{listed}");
     assert!(listed.contains(&format!("Alias name: {alias}\n")), "{listed}");
     assert!(listed.contains("Entry type: PrivateKeyEntry"), "{listed}");
-    assert!(listed.contains("Alias name: ca\n") && listed.contains("Entry type: trustedCertEntry"), "{listed}");
+    assert!(
+        listed.contains("Alias name: ca\n") && listed.contains("Entry type: trustedCertEntry"),
+        "{listed}"
+    );
     let crt = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
     let chain_len = blocks(&crt, "CERTIFICATE").len();
-    assert!(listed.contains(&format!("Certificate chain length: {chain_len}")), "{listed}");
+    assert!(
+        listed.contains(&format!("Certificate chain length: {chain_len}")),
+        "{listed}"
+    );
 
     // The key itself: keytool re-encodes the entry as PKCS#12, openssl reads that.
     let converted = dir.with_extension("converted.p12");
@@ -132,7 +167,16 @@ fn check_jks(keytool: &Path, dir: &Path, password: &str, alias: &str) {
     assert!(listed.contains("Your keystore contains 1 entry"), "{listed}");
     let ca_out = run(
         keytool,
-        &["-exportcert", "-rfc", "-alias", "ca", "-keystore", trust.to_str().unwrap(), "-storepass", password],
+        &[
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "ca",
+            "-keystore",
+            trust.to_str().unwrap(),
+            "-storepass",
+            password,
+        ],
         b"",
     )
     .unwrap();
@@ -145,7 +189,15 @@ fn check_jks(keytool: &Path, dir: &Path, password: &str, alias: &str) {
     assert!(
         run(
             keytool,
-            &["-list", "-storetype", "JKS", "-keystore", store.to_str().unwrap(), "-storepass", "wrong-pass"],
+            &[
+                "-list",
+                "-storetype",
+                "JKS",
+                "-keystore",
+                store.to_str().unwrap(),
+                "-storepass",
+                "wrong-pass"
+            ],
             b""
         )
         .is_err()
@@ -164,11 +216,15 @@ async fn rsa_sizes_jks_and_every_pkcs12_profile_read_back_independently() {
         ),
         (
             "odd",
-            format!("  privateKey: {{algorithm: RSA, size: 3000}}\n  keystores: {{pkcs12: {{create: true, profile: LegacyDES, password: {LITERAL}}}}}\n"),
+            format!(
+                "  privateKey: {{algorithm: RSA, size: 3000}}\n  keystores: {{pkcs12: {{create: true, profile: LegacyDES, password: {LITERAL}}}}}\n"
+            ),
         ),
         (
             "m23",
-            format!("  privateKey: {{algorithm: ECDSA, size: 256}}\n  keystores: {{pkcs12: {{create: true, profile: Modern2023, passwordSecretRef: {secret}}}}}\n"),
+            format!(
+                "  privateKey: {{algorithm: ECDSA, size: 256}}\n  keystores: {{pkcs12: {{create: true, profile: Modern2023, passwordSecretRef: {secret}}}}}\n"
+            ),
         ),
         (
             "m26",
@@ -198,7 +254,10 @@ async fn rsa_sizes_jks_and_every_pkcs12_profile_read_back_independently() {
         let key = std::fs::read(dir(name).join("tls.key")).unwrap();
         assert_eq!(openssl(&["rsa", "-check", "-noout"], &key).trim(), "RSA key ok");
         let text = openssl(&["pkey", "-noout", "-text"], &key);
-        assert!(text.contains(&format!("Private-Key: ({bits} bit, 2 primes)")), "{name}: {text}");
+        assert!(
+            text.contains(&format!("Private-Key: ({bits} bit, 2 primes)")),
+            "{name}: {text}"
+        );
     }
 
     // PKCS#12, each profile with go-pkcs12's algorithms.
@@ -226,11 +285,23 @@ async fn rsa_sizes_jks_and_every_pkcs12_profile_read_back_independently() {
         &dir("m23"),
         PASSWORD,
         &[],
-        &["MAC: sha256, Iteration 2048", &format!("Shrouded Keybag: {pbes2}")],
+        &[
+            "MAC: sha256, Iteration 2048",
+            &format!("Shrouded Keybag: {pbes2}"),
+        ],
     );
     // PBMAC1 needs openssl 3.4; older ones read the contents without checking the MAC.
-    let m26_extra: &[&str] = if openssl_knows_pbmac1() { &[] } else { &["-nomacver"] };
-    check_pkcs12(&dir("m26"), LITERAL, m26_extra, &[&format!("Shrouded Keybag: {pbes2}")]);
+    let m26_extra: &[&str] = if openssl_knows_pbmac1() {
+        &[]
+    } else {
+        &["-nomacver"]
+    };
+    check_pkcs12(
+        &dir("m26"),
+        LITERAL,
+        m26_extra,
+        &[&format!("Shrouded Keybag: {pbes2}")],
+    );
 
     // JKS, read by keytool.
     match keytool().unwrap() {
@@ -245,9 +316,13 @@ async fn rsa_sizes_jks_and_every_pkcs12_profile_read_back_independently() {
         ),
     }
     for name in ["odd", "m23"] {
-        assert!(!dir(name).join("keystore.jks").exists(), "{name}: no JKS asked for");
+        assert!(
+            !dir(name).join("keystore.jks").exists(),
+            "{name}: no JKS asked for"
+        );
     }
     assert!(daemon.stop().success());
-    let log = std::fs::read_to_string(s.root.join(format!("daemon-{}.log", std::process::id()))).unwrap_or_default();
+    let log = std::fs::read_to_string(s.root.join(format!("daemon-{}.log", std::process::id())))
+        .unwrap_or_default();
     assert!(!log.contains(PASSWORD) && !log.contains(LITERAL) && !log.contains("PRIVATE KEY"));
 }

@@ -458,16 +458,18 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
 /// (its first argument names the field, for messages); a literal `password` is used as is.
 pub fn output_formats(
     cert: &Certificate,
-    password_ref: impl Fn(&'static str, &SecretKeySelector) -> Result<SecretSource, CredentialError>,
+    mut password_ref: impl FnMut(&'static str, &SecretKeySelector) -> Result<SecretSource, CredentialError>,
 ) -> Result<OutputFormats, BuildError> {
     let keystores = cert.spec.keystores.as_ref();
-    let password = |field: &'static str, secret_ref: Option<&SecretKeySelector>, literal: Option<&Secret>| {
-        match (secret_ref.filter(|r| !r.name.is_empty()), literal) {
+    let mut password =
+        |field: &'static str, secret_ref: Option<&SecretKeySelector>, literal: Option<&Secret>| match (
+            secret_ref.filter(|r| !r.name.is_empty()),
+            literal,
+        ) {
             (Some(sel), _) => Ok(password_ref(field, sel)?),
             (None, Some(password)) => Ok(SecretSource::Value(password.clone())),
             (None, None) => Err(BuildError::NoKeystorePassword(field)),
-        }
-    };
+        };
     let pkcs12 = match keystores.and_then(|k| k.pkcs12.as_ref()).filter(|k| k.create) {
         Some(p12) => Some(Pkcs12Output {
             password: password(

@@ -162,3 +162,107 @@ pub async fn output_items(
     }
     Ok(items)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::{Duration, SystemTime};
+
+    use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, verify_issued};
+    use certkeeper_core::spec::{Certificate, Resource, parse_documents};
+
+    use super::*;
+    use crate::build::output_formats;
+
+    fn certificate(keystores: &str) -> Certificate {
+        let yaml = format!(
+            "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: web, namespace: default}}\nspec:\n  secretName: web-tls\n  commonName: web.example.com\n  issuerRef: {{name: vault}}\n  keystores: {keystores}\n"
+        );
+        match parse_documents("cert.yaml", &yaml).unwrap().remove(0) {
+            Resource::Certificate(cert) => *cert,
+            other => panic!("not a Certificate: {}", other.kind()),
+        }
+    }
+
+    fn issued() -> Issued {
+        let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(256)).unwrap();
+        let key_pem = key.to_pem(KeyEncoding::Pkcs8);
+        let pair = rcgen::KeyPair::from_pem(key_pem.expose()).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["web.example.com".to_owned()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::seconds(60);
+        params.not_after = now + time::Duration::seconds(3600);
+        let crt = params.self_signed(&pair).unwrap().pem();
+        let certificate =
+            verify_issued(&crt, &[], &key, Duration::from_secs(3600), SystemTime::now()).unwrap();
+        Issued {
+            key,
+            key_pem,
+            csr_pem: String::new(),
+            certificate,
+            revision: 1,
+        }
+    }
+
+    /// `keystores.jks` becomes `keystore.jks` (a private item, the key inside) for both runtimes,
+    /// with the literal password and the default alias; the password of a `passwordSecretRef`
+    /// comes from the runtime's resolver, named by its field. Without a CA there is no trust
+    /// store, as in cert-manager. Before, `keystores.jks` was refused and never written.
+    #[tokio::test]
+    async fn jks_is_one_more_output_of_both_runtimes() {
+        let cert = certificate("{jks: {create: true, password: s3cret}}");
+        let formats = output_formats(&cert, |_, _| unreachable!("no reference")).unwrap();
+        let jks = formats.jks.as_ref().unwrap();
+        assert_eq!(jks.alias, "certificate");
+        assert!(formats.pkcs12.is_none());
+
+        let items = output_items(&formats, &issued(), KeyEncoding::Pkcs8)
+            .await
+            .unwrap();
+        let names: Vec<_> = items.iter().map(|i| (i.name, i.private)).collect();
+        assert_eq!(names, [(TLS_CRT, false), (TLS_KEY, true), (KEYSTORE_JKS, true)]);
+        let store = &items[2].contents;
+        assert_eq!(store[..4], [0xfe, 0xed, 0xfe, 0xed], "JKS magic");
+
+        // A stored JKS no longer asked for is removed by the runtimes.
+        assert!(CONDITIONAL.contains(&KEYSTORE_JKS) && CONDITIONAL.contains(&TRUSTSTORE_JKS));
+
+        let cert = certificate(
+            "{jks: {create: true, alias: Mine, passwordSecretRef: {name: ks, key: pw}}, pkcs12: {create: true, profile: Modern2026, password: p}}",
+        );
+        let mut asked = Vec::new();
+        let formats = output_formats(&cert, |field, sel| {
+            asked.push((field, sel.name.clone(), sel.key.clone()));
+            Ok(SecretSource::value("from-the-runtime"))
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            [(
+                "spec.keystores.jks.passwordSecretRef",
+                "ks".to_owned(),
+                "pw".to_owned()
+            )]
+        );
+        assert_eq!(formats.jks.as_ref().unwrap().alias, "Mine");
+        assert_eq!(
+            formats.pkcs12.as_ref().unwrap().profile,
+            Pkcs12Profile::Modern2026
+        );
+        let items = output_items(&formats, &issued(), KeyEncoding::Pkcs8)
+            .await
+            .unwrap();
+        let names: Vec<_> = items.iter().map(|i| i.name).collect();
+        assert_eq!(names, [TLS_CRT, TLS_KEY, KEYSTORE_P12, KEYSTORE_JKS]);
+
+        // create: false writes nothing.
+        let cert = certificate("{jks: {create: false, password: s3cret}}");
+        assert!(
+            output_formats(&cert, |_, _| unreachable!())
+                .unwrap()
+                .jks
+                .is_none()
+        );
+    }
+}

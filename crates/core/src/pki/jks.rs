@@ -98,7 +98,8 @@ impl Writer {
                 ]),
             }
         }
-        let len = u16::try_from(bytes.len()).map_err(|_| PkiError::Jks("an alias is longer than 65535 bytes"))?;
+        let len =
+            u16::try_from(bytes.len()).map_err(|_| PkiError::Jks("an alias is longer than 65535 bytes"))?;
         self.out.extend_from_slice(&len.to_be_bytes());
         self.out.extend_from_slice(&bytes);
         Ok(())
@@ -230,7 +231,12 @@ impl IssuedCertificate {
 
         let mut keystore = Writer::new();
         let pkcs8 = key.to_der_pkcs8();
-        keystore.private_key(&alias, created, &protect_key(pkcs8.expose(), &password, salt), &chain)?;
+        keystore.private_key(
+            &alias,
+            created,
+            &protect_key(pkcs8.expose(), &password, salt),
+            &chain,
+        )?;
         for (i, ca) in cas.iter().enumerate() {
             let ca_alias = ca_alias(i);
             if ca_alias != alias {
@@ -302,6 +308,13 @@ mod tests {
             plain.extend(chunk.iter().zip(stream).map(|(c, s)| c ^ s));
         }
         assert_eq!(plain, key);
-        assert_eq!(check, Sha1::new().chain_update(&*password).chain_update(&key).finalize().as_slice());
+        assert_eq!(
+            check,
+            Sha1::new()
+                .chain_update(&*password)
+                .chain_update(&key)
+                .finalize()
+                .as_slice()
+        );
     }
 }

@@ -271,9 +271,9 @@ fn parse_pkcs8(pkcs8: &[u8]) -> Result<(KeyAlgorithm, Material), PkiError> {
 /// Go's `rsa.GenerateKey` does for cert-manager). Either way the key is then loaded into aws-lc,
 /// which signs with it.
 mod rsa_keys {
+    use ::rsa::pkcs1::EncodeRsaPrivateKey;
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rsa::{KeyPair, KeySize};
-    use ::rsa::pkcs1::EncodeRsaPrivateKey;
 
     use super::{KeyAlgorithm, Material, parse_pkcs1, parse_pkcs8};
 

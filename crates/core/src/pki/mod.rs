@@ -40,8 +40,8 @@ pub use crate::time::rfc3339;
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
-pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use jks::{JKS_DEFAULT_ALIAS, JksBundle};
+pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use pkcs12::{Pkcs12Bundle, Pkcs12Profile};
 
 /// Why a key, CSR or output could not be produced.
@@ -114,9 +114,7 @@ impl PkiError {
             PkiError::KeyGeneration { .. }
             | PkiError::Signing(_)
             | PkiError::Pkcs12(_)
-            | PkiError::Random(_) => {
-                FailureClass::Transient
-            }
+            | PkiError::Random(_) => FailureClass::Transient,
             _ => FailureClass::Invalid,
         }
     }

@@ -194,12 +194,18 @@ where
     };
     let key = zeroize::Zeroizing::new(derive(Pkcs12KeyType::EncryptionKey, key_len)?);
     let iv = derive(Pkcs12KeyType::Iv, 8)?;
-    let cipher = cbc::Encryptor::<C>::new_from_slices(&key, &iv).map_err(|_| crypto_failed("PBE key setup"))?;
+    let cipher =
+        cbc::Encryptor::<C>::new_from_slices(&key, &iv).map_err(|_| crypto_failed("PBE key setup"))?;
     Ok(cipher.encrypt_padded_vec::<Pkcs7>(data))
 }
 
 /// Encrypts `data` with `cipher`: (AlgorithmIdentifier, ciphertext).
-fn encrypt(cipher: Cipher, password: &str, salt_len: usize, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+fn encrypt(
+    cipher: Cipher,
+    password: &str,
+    salt_len: usize,
+    data: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
     let salt = random_vec(salt_len)?;
     match cipher {
         Cipher::Rc2_40 | Cipher::TripleDes => {
@@ -263,7 +269,11 @@ fn mac_data(kind: MacKind, password: &str, salt_len: usize, auth_safe: &[u8]) ->
             };
             let digest_info = der::sequence(&[&algorithm(oid, None), &der::tlv(der::OCTET_STRING, &digest)]);
             // iterations is DEFAULT 1: omitted when 1, as DER requires.
-            let iterations = if iterations == 1 { Vec::new() } else { uint(iterations) };
+            let iterations = if iterations == 1 {
+                Vec::new()
+            } else {
+                uint(iterations)
+            };
             Ok(der::sequence(&[
                 &digest_info,
                 &der::tlv(der::OCTET_STRING, &salt),
@@ -292,7 +302,11 @@ fn mac_data(kind: MacKind, password: &str, salt_len: usize, auth_safe: &[u8]) ->
             ]);
             // RFC 9579: macSalt and iterations are ignored with PBMAC1; written as go-pkcs12
             // writes them (empty, 0).
-            Ok(der::sequence(&[&digest_info, &der::tlv(der::OCTET_STRING, &[]), &uint(0)]))
+            Ok(der::sequence(&[
+                &digest_info,
+                &der::tlv(der::OCTET_STRING, &[]),
+                &uint(0),
+            ]))
         }
     }
 }
@@ -357,7 +371,12 @@ fn rfc4514(name: &X509Name<'_>) -> String {
                     match (short(&oid), atv.as_str()) {
                         (Some(key), Ok(value)) => format!("{key}={}", escape(value)),
                         _ => {
-                            let hex: String = atv.attr_value().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                            let hex: String = atv
+                                .attr_value()
+                                .as_bytes()
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect();
                             format!("{oid}=#{hex}")
                         }
                     }
@@ -391,7 +410,11 @@ fn pfx(profile: Pkcs12Profile, password: &str, contents: &[&[u8]]) -> Result<Vec
     let (_, _, mac, salt_len) = profile.parameters();
     let auth_safe = der::sequence(contents);
     let mac = mac_data(mac, password, salt_len, &auth_safe)?;
-    Ok(der::sequence(&[&der::small_int(3), &data_content(&auth_safe), &mac]))
+    Ok(der::sequence(&[
+        &der::small_int(3),
+        &data_content(&auth_safe),
+        &mac,
+    ]))
 }
 
 /// The encrypted SafeContents holding `bags`.
@@ -401,7 +424,10 @@ fn encrypted_bags(profile: Pkcs12Profile, password: &str, bags: &[Vec<u8>]) -> R
     let (alg, encrypted) = encrypt(cipher, password, salt_len, &der::sequence(&refs))?;
     let info = der::sequence(&[&der::oid(DATA), &alg, &der::tlv(0x80, &encrypted)]);
     let encrypted_data = der::sequence(&[&der::small_int(0), &info]);
-    Ok(der::sequence(&[&der::oid(ENCRYPTED_DATA), &explicit0(&encrypted_data)]))
+    Ok(der::sequence(&[
+        &der::oid(ENCRYPTED_DATA),
+        &explicit0(&encrypted_data),
+    ]))
 }
 
 fn certificates(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
@@ -437,7 +463,11 @@ impl IssuedCertificate {
             .iter()
             .enumerate()
             .map(|(i, cert)| {
-                let attributes = if i == 0 { vec![local_key_id.clone()] } else { Vec::new() };
+                let attributes = if i == 0 {
+                    vec![local_key_id.clone()]
+                } else {
+                    Vec::new()
+                };
                 cert_bag(cert, attributes)
             })
             .collect();

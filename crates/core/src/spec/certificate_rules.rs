@@ -432,7 +432,9 @@ fn validate_keystore_password(
     match (secret_ref, password) {
         (Some(_), Some(_)) => push(errors, at.clone(), Problem::OnlyOneOf(SOURCES)),
         (None, None) => push(errors, at.clone(), Problem::RequiredOneOf(SOURCES)),
-        (None, Some(password)) if password.is_empty() => push(errors, at.field("password"), Problem::Required),
+        (None, Some(password)) if password.is_empty() => {
+            push(errors, at.field("password"), Problem::Required)
+        }
         // cert-manager reads exactly this key; there is no default.
         (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
         _ => {}

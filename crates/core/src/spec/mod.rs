@@ -58,8 +58,8 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, KeyUsage, OtherName, OutputFormat,
-    JksKeystore, Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
+    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage, OtherName,
+    OutputFormat, Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
     SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{

@@ -356,10 +356,15 @@ fn outputs_keystores_and_templates() {
         errors(&minimal("keystores: {jks: {create: true, password: ''}}")),
         ["spec.keystores.jks.password: required"]
     );
-    let jks = certificate(&minimal("keystores: {jks: {create: true, alias: mykey, password: s3cret}}"));
+    let jks = certificate(&minimal(
+        "keystores: {jks: {create: true, alias: mykey, password: s3cret}}",
+    ));
     let jks_spec = jks.spec.keystores.as_ref().and_then(|k| k.jks.as_ref()).unwrap();
     assert_eq!(jks_spec.alias.as_deref(), Some("mykey"));
-    assert!(!format!("{jks:?}").contains("s3cret"), "the literal password must not be printed");
+    assert!(
+        !format!("{jks:?}").contains("s3cret"),
+        "the literal password must not be printed"
+    );
     assert_eq!(
         errors(&minimal(
             "keystores: {pkcs12: {create: true, password: s3cret, passwordSecretRef: {name: p, key: k}}}"

@@ -127,7 +127,11 @@ fn every_profile_read_back_by_openssl() {
         if profile == Pkcs12Profile::Modern2026 && openssl_knows_pbmac1() {
             assert!(report.contains("PBMAC1"), "{report}");
         }
-        assert_eq!(blocks(&report, "PRIVATE KEY"), blocks(key_pem.expose(), "PRIVATE KEY"), "{profile:?}");
+        assert_eq!(
+            blocks(&report, "PRIVATE KEY"),
+            blocks(key_pem.expose(), "PRIVATE KEY"),
+            "{profile:?}"
+        );
         assert_eq!(
             blocks(&report, "CERTIFICATE"),
             [
@@ -139,10 +143,17 @@ fn every_profile_read_back_by_openssl() {
         );
 
         let trust = openssl_reads(bundle.truststore.as_ref().unwrap(), "s3cret", profile);
-        assert_eq!(blocks(&trust, "CERTIFICATE"), [der_of(&ca.root_pem)], "{profile:?}");
+        assert_eq!(
+            blocks(&trust, "CERTIFICATE"),
+            [der_of(&ca.root_pem)],
+            "{profile:?}"
+        );
         assert!(blocks(&trust, "PRIVATE KEY").is_empty());
         assert!(trust.contains("friendlyName: CN=certkeeper test root"), "{trust}");
-        assert!(trust.contains("2.16.840.1.113894.746875.1.1"), "{profile:?}: Java's trusted attribute\n{trust}");
+        assert!(
+            trust.contains("2.16.840.1.113894.746875.1.1"),
+            "{profile:?}: Java's trusted attribute\n{trust}"
+        );
 
         assert!(!format!("{bundle:?}").contains("s3cret"));
     }
@@ -153,7 +164,9 @@ fn every_profile_read_back_by_openssl() {
 fn wrong_password_is_refused() {
     let ca = TestCa::new();
     let key = p256();
-    let bundle = issued(&ca, &key, true).pkcs12(&key, "right", Pkcs12Profile::LegacyDes).unwrap();
+    let bundle = issued(&ca, &key, true)
+        .pkcs12(&key, "right", Pkcs12Profile::LegacyDes)
+        .unwrap();
     let out = std::process::Command::new("openssl")
         .args(["pkcs12", "-in", "/dev/stdin", "-passin", "pass:wrong", "-nodes"])
         .stdin(std::process::Stdio::piped())
@@ -175,14 +188,22 @@ fn p12_keystore_reads_the_legacy_and_2023_profiles() {
     let ca = TestCa::new();
     let key = p256();
     let issued = issued(&ca, &key, true);
-    for profile in [Pkcs12Profile::LegacyRc2, Pkcs12Profile::LegacyDes, Pkcs12Profile::Modern2023] {
+    for profile in [
+        Pkcs12Profile::LegacyRc2,
+        Pkcs12Profile::LegacyDes,
+        Pkcs12Profile::Modern2023,
+    ] {
         let bundle = issued.pkcs12(&key, "s3cret", profile).unwrap();
         let store = KeyStore::from_pkcs12(&bundle.keystore, "s3cret", Pkcs12ImportPolicy::Strict).unwrap();
         let (_, chain) = store.private_key_chain().unwrap();
         assert_eq!(chain.key().as_der(), key.to_der_pkcs8().expose(), "{profile:?}");
         assert_eq!(chain.certs()[0].as_der(), der_of(&issued.leaf_pem));
-        let trust = KeyStore::from_pkcs12(bundle.truststore.as_ref().unwrap(), "s3cret", Pkcs12ImportPolicy::Strict)
-            .unwrap();
+        let trust = KeyStore::from_pkcs12(
+            bundle.truststore.as_ref().unwrap(),
+            "s3cret",
+            Pkcs12ImportPolicy::Strict,
+        )
+        .unwrap();
         let entries: Vec<_> = trust.entries().collect();
         assert_eq!(entries.len(), 1);
         let KeyStoreEntry::Certificate(cert) = entries[0].1 else {
@@ -207,7 +228,10 @@ fn without_a_root_the_intermediate_is_not_repeated() {
 
 #[test]
 fn profile_names_are_cert_managers() {
-    for (name, profile) in ["LegacyRC2", "LegacyDES", "Modern2023", "Modern2026"].into_iter().zip(PROFILES) {
+    for (name, profile) in ["LegacyRC2", "LegacyDES", "Modern2023", "Modern2026"]
+        .into_iter()
+        .zip(PROFILES)
+    {
         assert_eq!(name.parse::<Pkcs12Profile>().unwrap(), profile);
     }
     assert!(matches!(
