@@ -24,7 +24,7 @@ use certkeeper_core::spec::{self, Certificate, VaultAuthMethod, VaultIssuer};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
-use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
+use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -337,7 +337,7 @@ pub fn build_certificate(
         secret_name: spec.secret_name.clone(),
         secret_labels: template.labels,
         secret_annotations: template.annotations,
-        formats: OutputFormats::new(spec, pkcs12(client, cert)?),
+        formats: formats(client, cert)?,
         usages: usage_names,
         revision_history_limit: spec
             .revision_history_limit
@@ -356,10 +356,10 @@ pub fn build_certificate(
     Ok((job, meta))
 }
 
-/// `keystores.pkcs12` with `create: true`: the password's source (a Secret in the Certificate's
-/// namespace, or the literal) and the profile.
-fn pkcs12(client: &KubeClient, cert: &Certificate) -> Result<Option<Pkcs12Output>, BuildError> {
-    build::pkcs12_keystore(cert, |sel| {
+/// The output formats, keystore passwords from Secrets in the Certificate's namespace (or the
+/// literals).
+fn formats(client: &KubeClient, cert: &Certificate) -> Result<OutputFormats, BuildError> {
+    build::output_formats(cert, |_, sel| {
         Ok(SecretSource::Provider(Arc::new(SecretRef {
             client: client.clone(),
             namespace: cert.namespace().to_owned(),

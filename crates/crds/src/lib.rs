@@ -83,6 +83,8 @@ type Required = &'static [(&'static str, &'static [&'static str])];
 const CERTIFICATE_REQUIRED: Required = &[
     ("", &["issuerRef", "secretName"]),
     ("issuerRef", &["name"]),
+    ("keystores.jks", &["create"]),
+    ("keystores.jks.passwordSecretRef", &["name"]),
     ("keystores.pkcs12", &["create"]),
     ("keystores.pkcs12.passwordSecretRef", &["name"]),
 ];

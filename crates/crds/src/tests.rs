@@ -94,7 +94,6 @@ fn schemas_are_structural() {
                     ".spec.venafi",
                     ".spec.vault.auth.aws",
                     ".spec.nameConstraints",
-                    ".spec.keystores.jks",
                     ".spec.renewal.windows[]",
                 ];
                 assert!(allowed.contains(&path.as_str()), "{}: free-form {path}", crd.kind);

@@ -18,7 +18,8 @@ use crate::statedb::StateDb;
 
 /// File names, as cert-manager names the keys of its Secret.
 pub use certkeeper_engine::outputs::{
-    CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_P12,
+    CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_JKS, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_JKS,
+    TRUSTSTORE_P12,
 };
 
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use certkeeper_core::FailureClass;
 use certkeeper_core::Secret;
-use certkeeper_core::pki::{self, CsrRequest, Pkcs12Profile, PkiError, Subject};
+use certkeeper_core::pki::{self, CsrRequest, JKS_DEFAULT_ALIAS, PkiError, Subject};
 use certkeeper_core::schedule::stable_hash;
 use certkeeper_core::spec::{
     Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
@@ -29,7 +29,7 @@ use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, Va
 use crate::gate::{GateConfig, IssuerGate};
 use crate::job::{CertId, CertJob, IssuerId, IssuerRuntime, JobLabels};
 use crate::metrics::Metrics;
-use crate::outputs::Pkcs12Output;
+use crate::outputs::{JksOutput, OutputFormats, Pkcs12Output};
 
 /// Gate limits and Vault timeouts applied to every issuer (the standalone `issuers:` section).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -83,10 +83,9 @@ pub enum BuildError {
     Usages(PkiError),
     #[error("spec.ipAddresses: {0:?} is not an IP address")]
     IpAddress(String),
-    #[error("spec.keystores.pkcs12: no password")]
-    NoPkcs12Password,
-    #[error("spec.keystores.pkcs12.profile: {0}")]
-    Pkcs12Profile(PkiError),
+    /// A keystore asked for without a password (`.0`: which keystore's field).
+    #[error("{0}: no password")]
+    NoKeystorePassword(&'static str),
     /// A spec enum without a wire name (`field`: where it is).
     #[error("{field}: {source}")]
     WireName {
@@ -108,8 +107,7 @@ impl BuildError {
             | BuildError::PrivateKey(_)
             | BuildError::Usages(_)
             | BuildError::IpAddress(_)
-            | BuildError::NoPkcs12Password
-            | BuildError::Pkcs12Profile(_)
+            | BuildError::NoKeystorePassword(_)
             | BuildError::WireName { .. } => FailureClass::Invalid,
         }
     }
@@ -429,41 +427,46 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     })
 }
 
-/// `keystores.pkcs12` with `create: true`: where its password comes from (`password_ref` resolves
-/// a `passwordSecretRef` in the Certificate's namespace; a literal `password` is used as is) and
-/// the profile. `None` when no keystore is asked for.
-pub fn pkcs12_keystore(
+/// What a Certificate is stored as beyond `tls.crt`/`tls.key`/`ca.crt`, for both runtimes:
+/// `additionalOutputFormats`, and the keystores with `create: true` with where their passwords
+/// come from. `password_ref` resolves a `passwordSecretRef` in the Certificate's namespace
+/// (its first argument names the field, for messages); a literal `password` is used as is.
+pub fn output_formats(
     cert: &Certificate,
-    password_ref: impl FnOnce(&SecretKeySelector) -> Result<SecretSource, CredentialError>,
-) -> Result<Option<Pkcs12Output>, BuildError> {
-    let Some(keystore) = cert
-        .spec
-        .keystores
-        .as_ref()
-        .and_then(|k| k.pkcs12.as_ref())
-        .filter(|k| k.create)
-    else {
-        return Ok(None);
+    mut password_ref: impl FnMut(&'static str, &SecretKeySelector) -> Result<SecretSource, CredentialError>,
+) -> Result<OutputFormats, BuildError> {
+    let keystores = cert.spec.keystores.as_ref();
+    let mut password =
+        |field: &'static str, secret_ref: Option<&SecretKeySelector>, literal: Option<&Secret>| match (
+            secret_ref.filter(|r| !r.name.is_empty()),
+            literal,
+        ) {
+            (Some(sel), _) => Ok(password_ref(field, sel)?),
+            (None, Some(password)) => Ok(SecretSource::Value(password.clone())),
+            (None, None) => Err(BuildError::NoKeystorePassword(field)),
+        };
+    let pkcs12 = match keystores.and_then(|k| k.pkcs12.as_ref()).filter(|k| k.create) {
+        Some(p12) => Some(Pkcs12Output {
+            password: password(
+                "spec.keystores.pkcs12.passwordSecretRef",
+                p12.password_secret_ref.as_ref(),
+                p12.password.as_ref(),
+            )?,
+            // cert-manager's default when absent.
+            profile: p12.profile.map(Into::into).unwrap_or_default(),
+        }),
+        None => None,
     };
-    let password = match (&keystore.password_secret_ref, &keystore.password) {
-        (Some(sel), _) if !sel.name.is_empty() => password_ref(sel)?,
-        (_, Some(password)) => SecretSource::Value(password.clone()),
-        _ => return Err(BuildError::NoPkcs12Password),
+    let jks = match keystores.and_then(|k| k.jks.as_ref()).filter(|k| k.create) {
+        Some(jks) => Some(JksOutput {
+            password: password(
+                "spec.keystores.jks.passwordSecretRef",
+                jks.password_secret_ref.as_ref(),
+                jks.password.as_ref(),
+            )?,
+            alias: jks.alias.clone().unwrap_or_else(|| JKS_DEFAULT_ALIAS.to_owned()),
+        }),
+        None => None,
     };
-    let profile = pkcs12_profile(keystore.profile.as_ref())?;
-    Ok(Some(Pkcs12Output { password, profile }))
-}
-
-/// `keystores.pkcs12.profile` (cert-manager's default when absent).
-fn pkcs12_profile<T: serde::Serialize>(profile: Option<&T>) -> Result<Pkcs12Profile, BuildError> {
-    match profile {
-        None => Ok(Pkcs12Profile::default()),
-        Some(p) => wire_name(p)
-            .map_err(|source| BuildError::WireName {
-                field: "spec.keystores.pkcs12.profile",
-                source,
-            })?
-            .parse()
-            .map_err(BuildError::Pkcs12Profile),
-    }
+    Ok(OutputFormats::new(&cert.spec, pkcs12, jks))
 }

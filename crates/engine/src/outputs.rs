@@ -6,7 +6,8 @@
 //!   `ca.crt` when Vault returned a CA;
 //! - `additionalOutputFormats`: `tls-combined.pem` (key + "\n" + chain, as cert-manager writes
 //!   it) and `key.der`;
-//! - `keystores.pkcs12` with `create: true`: `keystore.p12` and, with a CA, `truststore.p12`.
+//! - `keystores.pkcs12` with `create: true`: `keystore.p12` and, with a CA, `truststore.p12`;
+//! - `keystores.jks` with `create: true`: `keystore.jks` and, with a CA, `truststore.jks`.
 
 use certkeeper_core::pki::{KeyEncoding, Pkcs12Profile};
 use certkeeper_core::spec::{CertificateSpec, OutputFormat};
@@ -21,16 +22,34 @@ pub const COMBINED_PEM: &str = "tls-combined.pem";
 pub const KEY_DER: &str = "key.der";
 pub const KEYSTORE_P12: &str = "keystore.p12";
 pub const TRUSTSTORE_P12: &str = "truststore.p12";
+pub const KEYSTORE_JKS: &str = "keystore.jks";
+pub const TRUSTSTORE_JKS: &str = "truststore.jks";
 
 /// Items written only in some cases: a runtime removes those a write did not produce, so a
 /// format no longer asked for goes away.
-pub const CONDITIONAL: [&str; 5] = [CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TRUSTSTORE_P12];
+pub const CONDITIONAL: [&str; 7] = [
+    CA_CRT,
+    COMBINED_PEM,
+    KEY_DER,
+    KEYSTORE_P12,
+    TRUSTSTORE_P12,
+    KEYSTORE_JKS,
+    TRUSTSTORE_JKS,
+];
 
 /// A PKCS#12 keystore to write, with its password's source (read at every write).
 #[derive(Debug, Clone)]
 pub struct Pkcs12Output {
     pub password: SecretSource,
     pub profile: Pkcs12Profile,
+}
+
+/// A JKS keystore to write: its password's source (read at every write) and the key entry's
+/// alias.
+#[derive(Debug, Clone)]
+pub struct JksOutput {
+    pub password: SecretSource,
+    pub alias: String,
 }
 
 /// The optional formats a Certificate asks for.
@@ -40,18 +59,22 @@ pub struct OutputFormats {
     pub combined_pem: bool,
     /// `additionalOutputFormats: [{type: DER}]`
     pub der: bool,
-    /// `keystores.pkcs12` with `create: true` (resolved by the runtime through
-    /// [`crate::build::pkcs12_keystore`]).
+    /// `keystores.pkcs12` with `create: true`.
     pub pkcs12: Option<Pkcs12Output>,
+    /// `keystores.jks` with `create: true`.
+    pub jks: Option<JksOutput>,
 }
 
 impl OutputFormats {
-    pub fn new(spec: &CertificateSpec, pkcs12: Option<Pkcs12Output>) -> Self {
+    /// Runtimes build this through [`crate::build::output_formats`], which resolves the
+    /// keystores' passwords.
+    pub(crate) fn new(spec: &CertificateSpec, pkcs12: Option<Pkcs12Output>, jks: Option<JksOutput>) -> Self {
         let asks = |format: OutputFormat| spec.additional_output_formats.iter().any(|f| f.format == format);
         OutputFormats {
             combined_pem: asks(OutputFormat::CombinedPEM),
             der: asks(OutputFormat::Der),
             pkcs12,
+            jks,
         }
     }
 }
@@ -76,9 +99,9 @@ impl std::fmt::Debug for OutputItem {
     }
 }
 
-/// Everything `issued` is stored as under `formats` (see the module docs). Fails only when the
-/// PKCS#12 password cannot be read (invalid until its source changes) or the keystore cannot
-/// be built.
+/// Everything `issued` is stored as under `formats` (see the module docs). Fails only when a
+/// keystore password cannot be read (invalid until its source changes) or a keystore cannot be
+/// built. JKS entries are dated with the certificate's notBefore.
 pub async fn output_items(
     formats: &OutputFormats,
     issued: &Issued,
@@ -121,5 +144,125 @@ pub async fn output_items(
             items.push(item(TRUSTSTORE_P12, trust, false));
         }
     }
+    if let Some(jks) = &formats.jks {
+        let password = jks.password.read().await.map_err(|e| RuntimeError {
+            class: e.class(),
+            message: format!("spec.keystores.jks password: {e}"),
+        })?;
+        let bundle = cert
+            .jks(&issued.key, password.expose(), &jks.alias, cert.not_before)
+            .map_err(|e| RuntimeError {
+                class: e.class(),
+                message: format!("cannot build the JKS keystore: {e}"),
+            })?;
+        items.push(item(KEYSTORE_JKS, bundle.keystore, true));
+        if let Some(trust) = bundle.truststore {
+            items.push(item(TRUSTSTORE_JKS, trust, false));
+        }
+    }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::{Duration, SystemTime};
+
+    use certkeeper_core::pki::{KeyAlgorithm, PrivateKey, verify_issued};
+    use certkeeper_core::spec::{Certificate, Resource, parse_documents};
+
+    use super::*;
+    use crate::build::output_formats;
+
+    fn certificate(keystores: &str) -> Certificate {
+        let yaml = format!(
+            "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: web, namespace: default}}\nspec:\n  secretName: web-tls\n  commonName: web.example.com\n  issuerRef: {{name: vault}}\n  keystores: {keystores}\n"
+        );
+        match parse_documents("cert.yaml", &yaml).unwrap().remove(0) {
+            Resource::Certificate(cert) => *cert,
+            other => panic!("not a Certificate: {}", other.kind()),
+        }
+    }
+
+    fn issued() -> Issued {
+        let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(256)).unwrap();
+        let key_pem = key.to_pem(KeyEncoding::Pkcs8);
+        let pair = rcgen::KeyPair::from_pem(key_pem.expose()).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["web.example.com".to_owned()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::seconds(60);
+        params.not_after = now + time::Duration::seconds(3600);
+        let crt = params.self_signed(&pair).unwrap().pem();
+        let certificate =
+            verify_issued(&crt, &[], &key, Duration::from_secs(3600), SystemTime::now()).unwrap();
+        Issued {
+            key,
+            key_pem,
+            csr_pem: String::new(),
+            certificate,
+            revision: 1,
+        }
+    }
+
+    /// `keystores.jks` becomes `keystore.jks` (a private item, the key inside) for both runtimes,
+    /// with the literal password and the default alias; the password of a `passwordSecretRef`
+    /// comes from the runtime's resolver, named by its field. Without a CA there is no trust
+    /// store, as in cert-manager. Before, `keystores.jks` was refused and never written.
+    #[tokio::test]
+    async fn jks_is_one_more_output_of_both_runtimes() {
+        let cert = certificate("{jks: {create: true, password: s3cret}}");
+        let formats = output_formats(&cert, |_, _| unreachable!("no reference")).unwrap();
+        let jks = formats.jks.as_ref().unwrap();
+        assert_eq!(jks.alias, "certificate");
+        assert!(formats.pkcs12.is_none());
+
+        let items = output_items(&formats, &issued(), KeyEncoding::Pkcs8)
+            .await
+            .unwrap();
+        let names: Vec<_> = items.iter().map(|i| (i.name, i.private)).collect();
+        assert_eq!(names, [(TLS_CRT, false), (TLS_KEY, true), (KEYSTORE_JKS, true)]);
+        let store = &items[2].contents;
+        assert_eq!(store[..4], [0xfe, 0xed, 0xfe, 0xed], "JKS magic");
+
+        // A stored JKS no longer asked for is removed by the runtimes.
+        assert!(CONDITIONAL.contains(&KEYSTORE_JKS) && CONDITIONAL.contains(&TRUSTSTORE_JKS));
+
+        let cert = certificate(
+            "{jks: {create: true, alias: Mine, passwordSecretRef: {name: ks, key: pw}}, pkcs12: {create: true, profile: Modern2026, password: p}}",
+        );
+        let mut asked = Vec::new();
+        let formats = output_formats(&cert, |field, sel| {
+            asked.push((field, sel.name.clone(), sel.key.clone()));
+            Ok(SecretSource::value("from-the-runtime"))
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            [(
+                "spec.keystores.jks.passwordSecretRef",
+                "ks".to_owned(),
+                "pw".to_owned()
+            )]
+        );
+        assert_eq!(formats.jks.as_ref().unwrap().alias, "Mine");
+        assert_eq!(
+            formats.pkcs12.as_ref().unwrap().profile,
+            Pkcs12Profile::Modern2026
+        );
+        let items = output_items(&formats, &issued(), KeyEncoding::Pkcs8)
+            .await
+            .unwrap();
+        let names: Vec<_> = items.iter().map(|i| i.name).collect();
+        assert_eq!(names, [TLS_CRT, TLS_KEY, KEYSTORE_P12, KEYSTORE_JKS]);
+
+        // create: false writes nothing.
+        let cert = certificate("{jks: {create: false, password: s3cret}}");
+        assert!(
+            output_formats(&cert, |_, _| unreachable!())
+                .unwrap()
+                .jks
+                .is_none()
+        );
+    }
 }

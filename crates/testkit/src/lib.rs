@@ -5,6 +5,7 @@
 //! - [`Admin`]: an independent HTTP helper to set servers up (PKI, auth methods, quotas, seal);
 //! - [`FaultProxy`]: a TCP proxy that can hang, reset, close, send garbage, stall or refuse;
 //! - [`KubeApiServer`]: etcd + a genuine kube-apiserver for Kubernetes auth;
+//! - independent keystore readers ([`keytool`], [`run`]);
 //! - TLS material ([`TestTls`], [`csr_p256`]) and RS256 JWTs ([`rsa_keypair_pem`], [`sign_jwt_rs256`]).
 //!
 //! Everything listens on 127.0.0.1 only. Every process is a [`ManagedProcess`]: in its own process
@@ -21,6 +22,7 @@ mod pki;
 mod ports;
 mod process;
 mod proxy;
+mod readers;
 mod tlsgen;
 
 pub use admin::Admin;
@@ -33,4 +35,5 @@ pub use pki::{Pki, PkiOptions, role_body};
 pub use ports::{free_port, random_hex};
 pub use process::{ManagedProcess, pid_exists};
 pub use proxy::{FaultProxy, Mode};
+pub use readers::{keytool, run};
 pub use tlsgen::{CLIENT_CN, ClientCert, TestTls, csr_p256};

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use rcgen::{KeyPair, PublicKeyData, RsaKeySize, SignatureAlgorithm, SigningKey};
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -29,7 +29,7 @@ const P521: &[u64] = &[1, 3, 132, 0, 35];
 /// Key type and size, as in cert-manager's `privateKey.algorithm` and `privateKey.size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
-    /// RSA with a modulus of this many bits. Generated: 2048, 3072, 4096. Read: 2048 to 8192.
+    /// RSA with a modulus of this many bits: 2048 to 8192, any size in between, as cert-manager.
     Rsa(u32),
     /// ECDSA on the NIST curve of this size: 256, 384 or 521.
     Ecdsa(u32),
@@ -68,9 +68,11 @@ impl SignatureChoice {
 impl KeyAlgorithm {
     pub(crate) fn signature(self) -> Result<SignatureChoice, PkiError> {
         let (rcgen, oid, null_params): (_, &'static [u64], _) = match self {
-            KeyAlgorithm::Rsa(bits) if !(2048..=8192).contains(&bits) => {
+            KeyAlgorithm::Rsa(bits) if !(rsa_keys::MIN_BITS..=rsa_keys::MAX_BITS).contains(&bits) => {
                 return Err(PkiError::UnsupportedAlgorithm(format!(
-                    "{self}: RSA keys must have 2048 to 8192 bits"
+                    "{self}: RSA keys must have {} to {} bits",
+                    rsa_keys::MIN_BITS,
+                    rsa_keys::MAX_BITS
                 )));
             }
             KeyAlgorithm::Rsa(4096..) => (&rcgen::PKCS_RSA_SHA512, &[1, 2, 840, 113549, 1, 1, 13], true),
@@ -263,6 +265,50 @@ fn parse_pkcs8(pkcs8: &[u8]) -> Result<(KeyAlgorithm, Material), PkiError> {
     }
 }
 
+/// RSA key generation for every size cert-manager accepts. aws-lc (through aws-lc-rs) generates
+/// the sizes it offers (2048, 3072, 4096, 8192: the common ones, and 8192 in seconds rather
+/// than a minute); RustCrypto's `rsa` generates the others (6144, or any size in between, as
+/// Go's `rsa.GenerateKey` does for cert-manager). Either way the key is then loaded into aws-lc,
+/// which signs with it.
+mod rsa_keys {
+    use ::rsa::pkcs1::EncodeRsaPrivateKey;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+
+    use super::{KeyAlgorithm, Material, parse_pkcs1, parse_pkcs8};
+
+    /// cert-manager's bounds (`MinRSAKeySize`, `MaxRSAKeySize`).
+    pub const MIN_BITS: u32 = 2048;
+    pub const MAX_BITS: u32 = 8192;
+
+    /// A new RSA key of exactly `bits` bits; `Err` says why not.
+    pub fn generate(bits: u32) -> Result<(KeyAlgorithm, Material), String> {
+        if !(MIN_BITS..=MAX_BITS).contains(&bits) {
+            return Err(format!("RSA keys must have {MIN_BITS} to {MAX_BITS} bits"));
+        }
+        let aws_lc_size = match bits {
+            2048 => Some(KeySize::Rsa2048),
+            3072 => Some(KeySize::Rsa3072),
+            4096 => Some(KeySize::Rsa4096),
+            8192 => Some(KeySize::Rsa8192),
+            _ => None,
+        };
+        match aws_lc_size {
+            Some(size) => {
+                let pair = KeyPair::generate(size).map_err(|e| e.to_string())?;
+                let pkcs8 = pair.as_der().map_err(|e| e.to_string())?;
+                parse_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())
+            }
+            None => {
+                let bits = usize::try_from(bits).map_err(|e| e.to_string())?;
+                let key = ::rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| e.to_string())?;
+                let pkcs1 = key.to_pkcs1_der().map_err(|e| e.to_string())?;
+                parse_pkcs1(pkcs1.as_bytes()).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 impl Material {
     fn pkcs8(&self) -> Zeroizing<Vec<u8>> {
         let v0 = der::small_int(0);
@@ -310,40 +356,29 @@ impl Material {
 }
 
 impl PrivateKey {
-    /// Generates a new key. RSA 2048/3072/4096, ECDSA P-256/P-384/P-521 and Ed25519 are supported;
-    /// other RSA sizes are refused because rcgen exposes only those three from aws-lc-rs.
+    /// Generates a new key: RSA of any size cert-manager accepts (2048 to 8192 bits), ECDSA
+    /// P-256/P-384/P-521 or Ed25519. An 8192-bit RSA key takes seconds: callers on an async
+    /// runtime run this on a blocking thread.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, PkiError> {
         let choice = algorithm.signature()?;
-        let generated = match algorithm {
+        let failed = |reason: String| PkiError::KeyGeneration { algorithm, reason };
+        let (parsed, material, pair) = match algorithm {
             KeyAlgorithm::Rsa(bits) => {
-                let size = match bits {
-                    2048 => RsaKeySize::_2048,
-                    3072 => RsaKeySize::_3072,
-                    4096 => RsaKeySize::_4096,
-                    _ => {
-                        return Err(PkiError::UnsupportedAlgorithm(format!(
-                            "{algorithm}: only 2048, 3072 and 4096-bit RSA keys can be generated"
-                        )));
-                    }
-                };
-                KeyPair::generate_rsa_for(choice.rcgen, size)
+                let (parsed, material) = rsa_keys::generate(bits).map_err(failed)?;
+                (parsed, material, None)
             }
-            _ => KeyPair::generate_for(choice.rcgen),
-        }
-        .map_err(|e| PkiError::KeyGeneration {
-            algorithm,
-            reason: e.to_string(),
-        })?;
-        // rcgen hands out its PKCS#8; re-reading it canonicalises (Ed25519 v2 -> v1) and builds
-        // the parts every encoding is made from.
-        let (parsed, material) = parse_pkcs8(generated.serialized_der())?;
+            _ => {
+                let generated = KeyPair::generate_for(choice.rcgen).map_err(|e| failed(e.to_string()))?;
+                // rcgen hands out its PKCS#8; re-reading it canonicalises (Ed25519 v2 -> v1)
+                // and builds the parts every encoding is made from.
+                let (parsed, material) = parse_pkcs8(generated.serialized_der())?;
+                (parsed, material, Some(generated))
+            }
+        };
         if parsed != algorithm {
-            return Err(PkiError::KeyGeneration {
-                algorithm,
-                reason: format!("generated a {parsed} key"),
-            });
+            return Err(failed(format!("generated a {parsed} key")));
         }
-        Self::assemble_with(parsed, material, Some(generated))
+        Self::assemble_with(parsed, material, pair)
     }
 
     /// Reads an existing key (re-used when `rotationPolicy: Never`): PKCS#1 "RSA PRIVATE KEY", SEC1

@@ -12,13 +12,16 @@
 //! not need manifests.
 //!
 //! Crypto comes from rcgen on aws-lc-rs (key generation, parsing, signing); certificates are read
-//! with x509-parser; PKCS#12 is written by p12-keystore. The few DER structures none of them
-//! exposes (PKCS#1/SEC1 conversion, the CSR body) are written by the small `der` helper.
+//! with x509-parser; RSA sizes aws-lc does not generate come from RustCrypto's `rsa`. PKCS#12 and
+//! JKS stores are written here (`pkcs12`, `jks`) with RustCrypto's ciphers, MACs and PKCS#12 KDF,
+//! because no crate writes go-pkcs12's exact profiles; those and the few other DER structures no
+//! library exposes (PKCS#1/SEC1 conversion, the CSR body) go through the small `der` helper.
 
 mod csr;
 mod der;
 mod inspect;
 mod issued;
+mod jks;
 mod key;
 mod pkcs12;
 
@@ -37,8 +40,9 @@ pub use crate::time::rfc3339;
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
+pub use jks::{JKS_DEFAULT_ALIAS, JksBundle};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
-pub use pkcs12::{KEYSTORE_ALIAS, Pkcs12Bundle, Pkcs12Profile, TRUSTSTORE_ALIAS};
+pub use pkcs12::{Pkcs12Bundle, Pkcs12Profile};
 
 /// Why a key, CSR or output could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -89,21 +93,28 @@ pub enum PkiError {
     /// A certificate block does not parse.
     #[error("certificate {index} in the PEM data does not parse: {reason}")]
     InvalidCertificate { index: usize, reason: String },
-    /// A PKCS#12 profile name cert-manager does not define or certkeeper cannot write.
-    #[error("unsupported PKCS#12 profile {0:?}: expected LegacyRC2, LegacyDES or Modern2023")]
+    /// A PKCS#12 profile name cert-manager does not define.
+    #[error("unknown PKCS#12 profile {0:?}: expected LegacyRC2, LegacyDES, Modern2023 or Modern2026")]
     UnknownPkcs12Profile(String),
-    /// p12-keystore failed to encode the store.
+    /// A cipher or MAC of the PKCS#12 store could not be set up (not expected).
     #[error("encoding the PKCS#12 store failed: {0}")]
     Pkcs12(String),
+    /// The JKS store cannot hold this (an alias longer than the format allows).
+    #[error("encoding the JKS store failed: {0}")]
+    Jks(&'static str),
+    /// The system's random number generator failed (salts, IVs).
+    #[error("the random number generator failed: {0}")]
+    Random(String),
 }
 
 impl PkiError {
     /// Crypto-library failures may pass; everything else is our input and waits for a change.
     pub fn class(&self) -> FailureClass {
         match self {
-            PkiError::KeyGeneration { .. } | PkiError::Signing(_) | PkiError::Pkcs12(_) => {
-                FailureClass::Transient
-            }
+            PkiError::KeyGeneration { .. }
+            | PkiError::Signing(_)
+            | PkiError::Pkcs12(_)
+            | PkiError::Random(_) => FailureClass::Transient,
             _ => FailureClass::Invalid,
         }
     }

@@ -127,10 +127,8 @@ pub struct CertificateSecretTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct CertificateKeystores {
-    /// Not supported; kept undecoded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
-    pub jks: Option<Value>,
+    pub jks: Option<JksKeystore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12: Option<Pkcs12Keystore>,
 }
@@ -143,6 +141,23 @@ pub struct Pkcs12Keystore {
     /// `LegacyRC2` when unset, as in cert-manager.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Pkcs12Profile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    /// A literal password in the manifest, mutually exclusive with `passwordSecretRef`.
+    #[serde(with = "literal_password", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub password: Option<Secret>,
+}
+
+/// `keystores.jks`: `keystore.jks` (and `truststore.jks` when a CA is known), as cert-manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct JksKeystore {
+    /// Write `keystore.jks` (and `truststore.jks` when a CA is known).
+    pub create: bool,
+    /// The key entry's alias; `certificate` when unset, as in cert-manager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeySelector>,
     /// A literal password in the manifest, mutually exclusive with `passwordSecretRef`.
@@ -370,5 +385,18 @@ impl KeyUsage {
     /// Whether this goes in the extended key usage extension rather than key usage.
     pub fn is_extended(self) -> bool {
         self >= KeyUsage::Any
+    }
+}
+
+/// The one mapping from the manifest's profile to the writer's: every profile the spec accepts
+/// is one the writer writes.
+impl From<Pkcs12Profile> for crate::pki::Pkcs12Profile {
+    fn from(profile: Pkcs12Profile) -> Self {
+        match profile {
+            Pkcs12Profile::LegacyRc2 => crate::pki::Pkcs12Profile::LegacyRc2,
+            Pkcs12Profile::LegacyDes => crate::pki::Pkcs12Profile::LegacyDes,
+            Pkcs12Profile::Modern2023 => crate::pki::Pkcs12Profile::Modern2023,
+            Pkcs12Profile::Modern2026 => crate::pki::Pkcs12Profile::Modern2026,
+        }
     }
 }

@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::Secret;
+
 use super::certificate::{
     Certificate, CertificateSpec, KeyUsage, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
     SignatureAlgorithm,
 };
 use super::error::{FieldError, FieldPath, Problem};
-use super::meta::{IssuerKey, IssuerKind};
+use super::meta::{IssuerKey, IssuerKind, SecretKeySelector};
 use super::syntax::{check_dns_subdomain, check_email, check_label_value, check_qualified_name, check_uri};
 
 /// `duration` when the spec sets none: 90 days.
@@ -406,24 +408,36 @@ impl CertificateSpec {
         }
         let Some(keystores) = &self.keystores else { return };
         let at = spec.field("keystores");
-        if keystores.jks.is_some() {
-            push(errors, at.field("jks"), Problem::NotSupported("JKS keystores"));
+        if let Some(jks) = &keystores.jks {
+            let secret_ref = jks.password_secret_ref.as_ref();
+            validate_keystore_password(&at.field("jks"), secret_ref, jks.password.as_ref(), errors);
         }
         if let Some(pkcs12) = &keystores.pkcs12 {
-            let at = at.field("pkcs12");
-            const SOURCES: &[&str] = &["passwordSecretRef", "password"];
-            let secret_ref = pkcs12.password_secret_ref.as_ref().filter(|r| !r.name.is_empty());
-            match (secret_ref, &pkcs12.password) {
-                (Some(_), Some(_)) => push(errors, at.clone(), Problem::OnlyOneOf(SOURCES)),
-                (None, None) => push(errors, at.clone(), Problem::RequiredOneOf(SOURCES)),
-                (None, Some(password)) if password.is_empty() => {
-                    push(errors, at.field("password"), Problem::Required)
-                }
-                // cert-manager reads exactly this key; there is no default.
-                (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
-                _ => {}
-            }
+            let secret_ref = pkcs12.password_secret_ref.as_ref();
+            validate_keystore_password(&at.field("pkcs12"), secret_ref, pkcs12.password.as_ref(), errors);
         }
+    }
+}
+
+/// cert-manager's password rules, the same for JKS and PKCS#12: exactly one of
+/// `passwordSecretRef` and `password`, and a literal password is not empty.
+fn validate_keystore_password(
+    at: &FieldPath,
+    secret_ref: Option<&SecretKeySelector>,
+    password: Option<&Secret>,
+    errors: &mut Vec<FieldError>,
+) {
+    const SOURCES: &[&str] = &["passwordSecretRef", "password"];
+    let secret_ref = secret_ref.filter(|r| !r.name.is_empty());
+    match (secret_ref, password) {
+        (Some(_), Some(_)) => push(errors, at.clone(), Problem::OnlyOneOf(SOURCES)),
+        (None, None) => push(errors, at.clone(), Problem::RequiredOneOf(SOURCES)),
+        (None, Some(password)) if password.is_empty() => {
+            push(errors, at.field("password"), Problem::Required)
+        }
+        // cert-manager reads exactly this key; there is no default.
+        (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
+        _ => {}
     }
 }
 

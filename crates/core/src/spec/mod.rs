@@ -19,7 +19,7 @@
 //! - **Vault auth**: cert-manager never enforced "exactly one method"; the first set, in the order
 //!   tokenSecretRef, appRole, clientCertificate, kubernetes, wins ([`VaultAuthMethod`]).
 //! - **Not supported** (reported as such, not as unknown): issuer types other than Vault, Vault
-//!   AWS auth, `literalSubject`, `otherNames`, `nameConstraints`, JKS keystores, renewal windows.
+//!   AWS auth, `literalSubject`, `otherNames`, `nameConstraints`, renewal windows.
 //! - **Stricter than cert-manager's webhook** only where cert-manager would fail later anyway:
 //!   `server` must be an http(s) URL, appRole `secretRef.key` and PKCS#12
 //!   `passwordSecretRef.key` are required (cert-manager has no default for them), URIs need a
@@ -58,8 +58,8 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, KeyUsage, OtherName, OutputFormat,
-    Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
+    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage, OtherName,
+    OutputFormat, Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
     SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{

@@ -339,10 +339,31 @@ fn outputs_keystores_and_templates() {
         errors(&minimal(
             "keystores: {jks: {create: true, passwordSecretRef: {name: p, key: k}}, pkcs12: {create: true}}"
         )),
-        [
-            "spec.keystores.jks: JKS keystores is not supported by certkeeper",
-            "spec.keystores.pkcs12: required: set one of passwordSecretRef, password",
-        ]
+        ["spec.keystores.pkcs12: required: set one of passwordSecretRef, password"]
+    );
+    // keystores.jks: supported, with cert-manager's password rules (the same as PKCS#12's).
+    assert_eq!(
+        errors(&minimal("keystores: {jks: {create: true}}")),
+        ["spec.keystores.jks: required: set one of passwordSecretRef, password"]
+    );
+    assert_eq!(
+        errors(&minimal(
+            "keystores: {jks: {create: true, password: s3cret, passwordSecretRef: {name: p, key: k}}}"
+        )),
+        ["spec.keystores.jks: set only one of passwordSecretRef, password"]
+    );
+    assert_eq!(
+        errors(&minimal("keystores: {jks: {create: true, password: ''}}")),
+        ["spec.keystores.jks.password: required"]
+    );
+    let jks = certificate(&minimal(
+        "keystores: {jks: {create: true, alias: mykey, password: s3cret}}",
+    ));
+    let jks_spec = jks.spec.keystores.as_ref().and_then(|k| k.jks.as_ref()).unwrap();
+    assert_eq!(jks_spec.alias.as_deref(), Some("mykey"));
+    assert!(
+        !format!("{jks:?}").contains("s3cret"),
+        "the literal password must not be printed"
     );
     assert_eq!(
         errors(&minimal(

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use certkeeper_core::spec::Certificate;
-use certkeeper_engine::build::{BuildError, certificate_issuer, certificate_job, pkcs12_keystore};
-use certkeeper_engine::outputs::{OutputFormats, Pkcs12Output};
+use certkeeper_engine::build::{BuildError, certificate_issuer, certificate_job, output_formats};
+use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId};
 
 use super::LoadProblem;
@@ -38,21 +38,15 @@ pub(super) fn build(
     let meta = CertMeta {
         secret_name: spec.secret_name.clone(),
         output: config.output(namespace, name, &spec.secret_name),
-        formats: OutputFormats::new(spec, pkcs12(config, cert)?),
+        formats: formats(config, cert)?,
     };
     Ok((job, meta, problem))
 }
 
-/// `keystores.pkcs12` with `create: true`: the password's source (a file or environment
-/// variable, as the configuration resolves the Secret) and the profile.
-fn pkcs12(config: &Config, cert: &Certificate) -> Result<Option<Pkcs12Output>, BuildError> {
-    pkcs12_keystore(cert, |sel| {
-        super::issuer::secret_source(
-            config,
-            cert.namespace(),
-            "spec.keystores.pkcs12.passwordSecretRef",
-            &sel.name,
-            &sel.key,
-        )
+/// The output formats, keystore passwords resolved as the configuration resolves Secrets (a
+/// file or environment variable).
+fn formats(config: &Config, cert: &Certificate) -> Result<OutputFormats, BuildError> {
+    output_formats(cert, |field, sel| {
+        super::issuer::secret_source(config, cert.namespace(), field, &sel.name, &sel.key)
     })
 }

@@ -102,3 +102,29 @@ impl TestCa {
         self.issue(key.key_pair(), start, start + lifetime)
     }
 }
+
+/// Runs `openssl` with `stdin` and returns its stdout; panics with openssl's stderr if it fails.
+/// openssl is one of the project's requirements (README), so it is an independent reader every
+/// machine that runs the tests has.
+pub fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (see README, Requirements)");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
