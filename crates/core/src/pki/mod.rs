@@ -20,7 +20,9 @@ mod der;
 mod inspect;
 mod issued;
 mod key;
+mod names;
 mod pkcs12;
+mod subject;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,8 @@ pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr,
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
+pub use names::{CidrError, IpRange, NameConstraints, NameSubtrees, Oid, OidSyntaxError, OtherName};
+pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 pub use pkcs12::{KEYSTORE_ALIAS, Pkcs12Bundle, Pkcs12Profile, TRUSTSTORE_ALIAS};
 
 /// Why a key, CSR or output could not be produced.
@@ -77,6 +81,20 @@ pub enum PkiError {
     /// DNS names, URIs and e-mail addresses are IA5String (ASCII) in X.509.
     #[error("{field} {value:?} is not ASCII: internationalised names must be punycode or percent-encoded")]
     NonAscii { field: &'static str, value: String },
+    /// An OID that parses but that X.690 cannot encode (cert-manager's webhook accepts these
+    /// too; its CSR builder fails the same way).
+    #[error("OID {oid} cannot be encoded: {reason}")]
+    InvalidOid { oid: String, reason: &'static str },
+    /// A literalSubject attribute type that is neither a known name nor an OID.
+    #[error("literalSubject attribute type {0:?} is not a known name (C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID) or an OID")]
+    UnknownSubjectAttribute(String),
+    /// A subject value that is neither PrintableString nor valid UTF-8 (from an escape or a
+    /// `#hex` value in literalSubject).
+    #[error("subject value {0:?} is not valid UTF-8")]
+    SubjectNotUtf8(String),
+    /// A literal subject given together with subject fields it would replace.
+    #[error("literalSubject cannot be combined with {0}")]
+    LiteralSubjectConflict(&'static str),
     /// A usage string that is not one of cert-manager's.
     #[error("unknown key usage {0:?}")]
     UnknownUsage(String),
