@@ -41,8 +41,8 @@ pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use names::{CidrError, IpRange, NameConstraints, NameSubtrees, Oid, OidSyntaxError, OtherName};
-pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 pub use pkcs12::{KEYSTORE_ALIAS, Pkcs12Bundle, Pkcs12Profile, TRUSTSTORE_ALIAS};
+pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 
 /// Why a key, CSR or output could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,9 @@ pub enum PkiError {
     #[error("OID {oid} cannot be encoded: {reason}")]
     InvalidOid { oid: String, reason: &'static str },
     /// A literalSubject attribute type that is neither a known name nor an OID.
-    #[error("literalSubject attribute type {0:?} is not a known name (C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID) or an OID")]
+    #[error(
+        "literalSubject attribute type {0:?} is not a known name (C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID) or an OID"
+    )]
     UnknownSubjectAttribute(String),
     /// A subject value that is neither PrintableString nor valid UTF-8 (from an escape or a
     /// `#hex` value in literalSubject).

@@ -79,9 +79,9 @@ impl Oid {
         match arcs.as_slice() {
             [] | [_] => Err(invalid("an OID needs at least two arcs")),
             [first, ..] if *first > 2 => Err(invalid("the first arc must be 0, 1 or 2")),
-            [first, second, ..] if *first < 2 && *second >= 40 => {
-                Err(invalid("the second arc must be below 40 when the first is 0 or 1"))
-            }
+            [first, second, ..] if *first < 2 && *second >= 40 => Err(invalid(
+                "the second arc must be below 40 when the first is 0 or 1",
+            )),
             // first * 40 + second: arcs are at most i64::MAX, so this fits in u64.
             _ => Ok(der::oid(&arcs)),
         }

@@ -373,10 +373,13 @@ impl LiteralSubject {
 
     /// Attributes whose type is neither a known name nor an OID: (type, value).
     pub fn unrecognized(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.rdns.iter().flatten().filter_map(|a| match &a.attribute_type {
-            AttributeType::Unrecognized(name) => Some((name.as_str(), a.value.as_slice())),
-            _ => None,
-        })
+        self.rdns
+            .iter()
+            .flatten()
+            .filter_map(|a| match &a.attribute_type {
+                AttributeType::Unrecognized(name) => Some((name.as_str(), a.value.as_slice())),
+                _ => None,
+            })
     }
 
     /// The subject Name DER: each RDN a SET (sorted, as DER and Go's encoder do), each value a
@@ -406,7 +409,10 @@ impl fmt::Display for SubjectAttribute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.attribute_type {
             AttributeType::Known { arcs } => {
-                let name = NAMED_TYPES.iter().find(|(_, a)| a == arcs).map_or("?", |(n, _)| n);
+                let name = NAMED_TYPES
+                    .iter()
+                    .find(|(_, a)| a == arcs)
+                    .map_or("?", |(n, _)| n);
                 write!(f, "{name}")?;
             }
             AttributeType::Oid(oid) => write!(f, "{oid}")?,
@@ -424,6 +430,8 @@ pub(crate) fn directory_string(value: &[u8]) -> Result<Vec<u8>, PkiError> {
     } else if std::str::from_utf8(value).is_ok() {
         Ok(der::tlv(der::UTF8_STRING, value))
     } else {
-        Err(PkiError::SubjectNotUtf8(String::from_utf8_lossy(value).into_owned()))
+        Err(PkiError::SubjectNotUtf8(
+            String::from_utf8_lossy(value).into_owned(),
+        ))
     }
 }

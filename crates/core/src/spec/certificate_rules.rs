@@ -15,9 +15,9 @@ use super::certificate::{
 };
 use super::error::{FieldError, FieldPath, Problem};
 use super::limits::{MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES};
-use crate::pki::{self, LiteralSubject, NameSubtrees};
 use super::meta::{IssuerKey, IssuerKind};
 use super::syntax::{check_dns_subdomain, check_email, check_label_value, check_qualified_name, check_uri};
+use crate::pki::{self, LiteralSubject, NameSubtrees};
 
 /// `duration` when the spec sets none: 90 days.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -259,10 +259,18 @@ impl CertificateSpec {
         let spec = FieldPath::parse("spec");
         let at = spec.field("literalSubject");
         if !self.common_name.is_empty() {
-            push(errors, spec.field("commonName"), Problem::MutuallyExclusive("literalSubject"));
+            push(
+                errors,
+                spec.field("commonName"),
+                Problem::MutuallyExclusive("literalSubject"),
+            );
         }
         if self.subject.as_ref().is_some_and(|s| *s != Default::default()) {
-            push(errors, spec.field("subject"), Problem::MutuallyExclusive("literalSubject"));
+            push(
+                errors,
+                spec.field("subject"),
+                Problem::MutuallyExclusive("literalSubject"),
+            );
         }
         if self.literal_subject.len() > MAX_NAME_VALUE_BYTES {
             let problem = Problem::TooLong {
@@ -338,7 +346,11 @@ impl CertificateSpec {
             push(errors, at.clone(), Problem::RequiresIsCa);
         }
         if constraints.permitted.is_none() && constraints.excluded.is_none() {
-            push(errors, at.clone(), Problem::RequiredOneOf(&["permitted", "excluded"]));
+            push(
+                errors,
+                at.clone(),
+                Problem::RequiredOneOf(&["permitted", "excluded"]),
+            );
         }
         let side = |item: &Option<NameConstraintItem>, at: FieldPath, errors: &mut Vec<FieldError>| {
             let item = item.clone().unwrap_or_default();
@@ -350,7 +362,14 @@ impl CertificateSpec {
             ];
             for (field, len) in lists {
                 if len > MAX_NAME_LIST_ENTRIES {
-                    push(errors, at.field(field), Problem::TooMany { max: MAX_NAME_LIST_ENTRIES, len });
+                    push(
+                        errors,
+                        at.field(field),
+                        Problem::TooMany {
+                            max: MAX_NAME_LIST_ENTRIES,
+                            len,
+                        },
+                    );
                 }
             }
             let mut ip_ranges = Vec::with_capacity(item.ip_ranges.len());

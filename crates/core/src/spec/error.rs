@@ -160,7 +160,9 @@ pub enum Problem {
     TooMany { max: usize, len: usize },
     #[error("{0}")]
     InvalidLiteralSubject(crate::pki::DnError),
-    #[error("unrecognized attribute type {attribute_type:?} (value {value:?}): use C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID or a dotted OID")]
+    #[error(
+        "unrecognized attribute type {attribute_type:?} (value {value:?}): use C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID or a dotted OID"
+    )]
     UnrecognizedSubjectAttribute { attribute_type: String, value: String },
     #[error("{0}")]
     InvalidOid(crate::pki::OidSyntaxError),

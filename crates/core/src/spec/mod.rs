@@ -61,9 +61,8 @@ use serde_yaml_ng::Value;
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
     CertificateRenewal, CertificateSecretTemplate, CertificateSpec, KeyUsage, NameConstraintItem,
-    NameConstraints, OtherName, OutputFormat,
-    Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
-    SignatureAlgorithm, X509Subject,
+    NameConstraints, OtherName, OutputFormat, Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm,
+    PrivateKeyEncoding, RotationPolicy, SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST, CertificateRequest,
@@ -83,7 +82,8 @@ pub use issuer::{
     VaultKubernetesAuth,
 };
 pub use limits::{
-    LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES, check_limits,
+    LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,
+    check_limits,
 };
 pub use meta::{
     CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,

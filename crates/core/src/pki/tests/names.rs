@@ -92,11 +92,17 @@ fn other_names_and_name_constraints_read_back() {
             })
             .unwrap();
         // cert-manager's order: DNS names first, otherNames last.
-        assert!(matches!(san.general_names[0], GeneralName::DNSName("app.example.com")));
+        assert!(matches!(
+            san.general_names[0],
+            GeneralName::DNSName("app.example.com")
+        ));
         match &san.general_names[1] {
             GeneralName::OtherName(oid, value) => {
                 assert_eq!(oid.to_id_string(), UPN);
-                assert_eq!(*value, &der::tlv(0xa0, &der::tlv(der::UTF8_STRING, b"upn@example.com"))[..]);
+                assert_eq!(
+                    *value,
+                    &der::tlv(0xa0, &der::tlv(der::UTF8_STRING, b"upn@example.com"))[..]
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -109,9 +115,15 @@ fn other_names_and_name_constraints_read_back() {
             .unwrap();
         let permitted = nc.permitted_subtrees.as_ref().unwrap();
         assert!(matches!(permitted[0].base, GeneralName::DNSName(".example.com")));
-        assert!(matches!(permitted[1].base, GeneralName::IPAddress(&[10, 0, 0, 0, 255, 0, 0, 0])));
+        assert!(matches!(
+            permitted[1].base,
+            GeneralName::IPAddress(&[10, 0, 0, 0, 255, 0, 0, 0])
+        ));
         let excluded = nc.excluded_subtrees.as_ref().unwrap();
-        assert!(matches!(excluded[0].base, GeneralName::RFC822Name("bad.example.com")));
+        assert!(matches!(
+            excluded[0].base,
+            GeneralName::RFC822Name("bad.example.com")
+        ));
     });
 }
 
@@ -124,14 +136,13 @@ fn an_other_name_alone_is_a_request_and_makes_the_san_critical() {
     let pem = build_csr(&req, &p256()).unwrap();
     with_csr(&pem, |csr| {
         assert_eq!(csr.certification_request_info.subject.iter_rdn().count(), 0);
-        let ext = csr
-            .certification_request_info
-            .attributes()
-            .iter()
-            .count();
+        let ext = csr.certification_request_info.attributes().iter().count();
         assert_eq!(ext, 1);
     });
-    assert!(contains(&csr_der(&pem), &[0x06, 0x03, 0x55, 0x1d, 0x11, 0x01, 0x01, 0xff]));
+    assert!(contains(
+        &csr_der(&pem),
+        &[0x06, 0x03, 0x55, 0x1d, 0x11, 0x01, 0x01, 0xff]
+    ));
 }
 
 #[test]
@@ -177,10 +188,25 @@ fn oids_parse_like_go_and_encode_like_x690() {
 fn cidrs_parse_like_go() {
     let range: IpRange = "10.1.2.3/8".parse().unwrap();
     assert_eq!(range.to_string(), "10.0.0.0/8");
-    assert_eq!("2001:db8::1/32".parse::<IpRange>().unwrap().to_string(), "2001:db8::/32");
-    assert_eq!("10.0.0.0/008".parse::<IpRange>().unwrap().to_string(), "10.0.0.0/8");
+    assert_eq!(
+        "2001:db8::1/32".parse::<IpRange>().unwrap().to_string(),
+        "2001:db8::/32"
+    );
+    assert_eq!(
+        "10.0.0.0/008".parse::<IpRange>().unwrap().to_string(),
+        "10.0.0.0/8"
+    );
     assert_eq!("0.0.0.0/0".parse::<IpRange>().unwrap().to_string(), "0.0.0.0/0");
-    for bad in ["10.0.0.0", "10.0.0.0/33", "::/129", "10.0.0.0/+8", "10.0.0.0/", "fe80::1%eth0/64", "x/8", "10.0.0.0/8/8"] {
+    for bad in [
+        "10.0.0.0",
+        "10.0.0.0/33",
+        "::/129",
+        "10.0.0.0/+8",
+        "10.0.0.0/",
+        "fe80::1%eth0/64",
+        "x/8",
+        "10.0.0.0/8/8",
+    ] {
         assert!(bad.parse::<IpRange>().is_err(), "{bad}");
     }
 }
@@ -199,18 +225,35 @@ fn literal_subjects_parse_like_go_ldap() {
     // Reversed: the string names the last RDN first.
     assert_eq!(
         rdns("CN=foo,OU=bar+O=baz,DC=example,DC=com"),
-        [vec!["DC=com"], vec!["DC=example"], vec!["OU=bar", "O=baz"], vec!["CN=foo"]]
+        [
+            vec!["DC=com"],
+            vec!["DC=example"],
+            vec!["OU=bar", "O=baz"],
+            vec!["CN=foo"]
+        ]
     );
-    assert_eq!(rdns(" CN = a\\,b\\2Bc ; O=x\\ "), [vec!["O=x "], vec!["CN=a,b+c"]]);
-    assert_eq!(rdns("1.2.840.113549.1.9.1=ops@example.com"), [vec!["1.2.840.113549.1.9.1=ops@example.com"]]);
+    assert_eq!(
+        rdns(" CN = a\\,b\\2Bc ; O=x\\ "),
+        [vec!["O=x "], vec!["CN=a,b+c"]]
+    );
+    assert_eq!(
+        rdns("1.2.840.113549.1.9.1=ops@example.com"),
+        [vec!["1.2.840.113549.1.9.1=ops@example.com"]]
+    );
     // #hex: the content octets of one BER element (here a UTF8String "foo").
     assert_eq!(rdns("CN=#0c03666f6f"), [vec!["CN=foo"]]);
-    assert_eq!(rdns("CN=#300a0c03666f6f0c03626172"), [vec!["CN=\u{c}\u{3}foo\u{c}\u{3}bar"]]);
+    assert_eq!(
+        rdns("CN=#300a0c03666f6f0c03626172"),
+        [vec!["CN=\u{c}\u{3}foo\u{c}\u{3}bar"]]
+    );
     assert_eq!(rdns("   "), Vec::<Vec<String>>::new());
     // Case matters: "cn" is not a known name, nor an OID.
     let subject: LiteralSubject = "cn=foo".parse().unwrap();
     assert_eq!(subject.unrecognized().collect::<Vec<_>>(), [("cn", &b"foo"[..])]);
-    assert!(matches!(subject.rdns()[0][0].attribute_type, AttributeType::Unrecognized(_)));
+    assert!(matches!(
+        subject.rdns()[0][0].attribute_type,
+        AttributeType::Unrecognized(_)
+    ));
 
     for (bad, error) in [
         ("CN", DnError::EndedIncomplete),
@@ -228,7 +271,10 @@ fn literal_subjects_parse_like_go_ldap() {
         assert_eq!(bad.parse::<LiteralSubject>().unwrap_err(), error, "{bad}");
     }
     let deep = format!("CN=#{}", "3080".repeat(40));
-    assert_eq!(deep.parse::<LiteralSubject>().unwrap_err(), DnError::Ber("nesting too deep"));
+    assert_eq!(
+        deep.parse::<LiteralSubject>().unwrap_err(),
+        DnError::Ber("nesting too deep")
+    );
 }
 
 #[test]
@@ -239,9 +285,10 @@ fn the_common_name_is_the_last_in_der_order() {
 
 #[test]
 fn a_literal_subject_is_written_in_order_with_gos_string_types() {
-    let literal: LiteralSubject = "CN=app.example.com,UID=jdoe,OU=R&D+O=Example,DC=example,DC=com,1.2.840.113549.1.9.1=ops@example.com"
-        .parse()
-        .unwrap();
+    let literal: LiteralSubject =
+        "CN=app.example.com,UID=jdoe,OU=R&D+O=Example,DC=example,DC=com,1.2.840.113549.1.9.1=ops@example.com"
+            .parse()
+            .unwrap();
     let req = CsrRequest {
         common_name: literal.common_name(),
         literal_subject: Some(literal),
@@ -297,8 +344,14 @@ fn a_literal_subject_refuses_what_it_cannot_encode_or_would_replace() {
         build_csr(&req, &p256())
     };
     assert!(matches!(build("CN=\\ff", None), Err(PkiError::SubjectNotUtf8(_))));
-    assert!(matches!(build("cn=x", None), Err(PkiError::UnknownSubjectAttribute(_))));
-    assert!(matches!(build("CN=x", Some("y")), Err(PkiError::LiteralSubjectConflict("commonName"))));
+    assert!(matches!(
+        build("cn=x", None),
+        Err(PkiError::UnknownSubjectAttribute(_))
+    ));
+    assert!(matches!(
+        build("CN=x", Some("y")),
+        Err(PkiError::LiteralSubjectConflict("commonName"))
+    ));
     assert!(build("CN=x", Some("x")).is_ok());
     // A literal subject without a CN and no SANs is no request.
     let req = CsrRequest {
