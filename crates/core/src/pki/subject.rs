@@ -145,7 +145,7 @@ fn decode_string(s: &str) -> Result<Vec<u8>, DnError> {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
