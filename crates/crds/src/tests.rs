@@ -93,7 +93,6 @@ fn schemas_are_structural() {
                     ".spec.selfSigned",
                     ".spec.venafi",
                     ".spec.vault.auth.aws",
-                    ".spec.nameConstraints",
                     ".spec.renewal.windows[]",
                 ];
                 assert!(allowed.contains(&path.as_str()), "{}: free-form {path}", crd.kind);

@@ -81,6 +81,9 @@ pub enum BuildError {
     PrivateKey(FieldError),
     #[error("spec.usages: {0}")]
     Usages(PkiError),
+    /// `spec.literalSubject`, `otherNames` or `nameConstraints` (the error names its field).
+    #[error("{0}")]
+    Names(FieldError),
     #[error("spec.ipAddresses: {0:?} is not an IP address")]
     IpAddress(String),
     /// A keystore asked for without a password (`.0`: which keystore's field).
@@ -105,6 +108,7 @@ impl BuildError {
             | BuildError::NoKubernetesCredential
             | BuildError::NotAnIssuerRef
             | BuildError::PrivateKey(_)
+            | BuildError::Names(_)
             | BuildError::Usages(_)
             | BuildError::IpAddress(_)
             | BuildError::NoKeystorePassword(_)
@@ -394,8 +398,12 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
             serial_number: non_empty(&s.serial_number),
         })
         .unwrap_or_default();
+    let literal_subject = spec.literal_subject().map_err(BuildError::Names)?;
     let csr = CsrRequest {
-        common_name: non_empty(&spec.common_name),
+        common_name: spec.common_name(literal_subject.as_ref()),
+        other_names: spec.other_names().map_err(BuildError::Names)?,
+        name_constraints: spec.name_constraints().map_err(BuildError::Names)?,
+        literal_subject,
         dns_names: spec.dns_names.clone(),
         ip_addresses,
         uris: spec.uris.clone(),

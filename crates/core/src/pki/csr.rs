@@ -6,12 +6,16 @@
 //! still does the signing. Layout follows Go's `x509.CreateCertificateRequest` as cert-manager
 //! calls it (pkg/util/pki/csr.go): subject attributes in the order C, O, OU, L, ST, STREET,
 //! POSTALCODE, SERIALNUMBER, CN with multiple values sharing one RDN; SANs ordered DNS, e-mail, IP,
-//! URI and marked critical when the subject is empty; key usage critical; EKU non-critical.
+//! URI, otherName and marked critical when the subject is empty; key usage critical; EKU
+//! non-critical; name constraints last. A `literalSubject` replaces the subject attributes and
+//! common name with the RDNs as written (see `subject.rs`).
 
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::der;
+use super::names::{NameConstraints, OtherName, ia5};
+use super::subject::{LiteralSubject, directory_string};
 use super::{PkiError, PrivateKey};
 
 /// A key usage bit (RFC 5280 4.2.1.3), named as in cert-manager.
@@ -157,6 +161,13 @@ pub struct CsrRequest {
     /// cert-manager's `encodeUsagesInRequest` (default true there): without it the CSR carries no
     /// key usage or EKU extension and the issuer decides.
     pub encode_usages_in_request: bool,
+    /// `otherName` SANs, written after the URIs as cert-manager does.
+    pub other_names: Vec<OtherName>,
+    /// The NameConstraints extension (for a CA); none is written when both sides are empty.
+    pub name_constraints: Option<NameConstraints>,
+    /// cert-manager's `literalSubject`: when set, it is the subject as written, and
+    /// `common_name` must be its common name (what Vault is sent) and `subject` empty.
+    pub literal_subject: Option<LiteralSubject>,
 }
 
 const PKCS9_EXTENSION_REQUEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 14];
@@ -164,23 +175,22 @@ const EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
 const EXT_SUBJECT_ALT_NAME: &[u64] = &[2, 5, 29, 17];
 const EXT_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 const EXT_EXTENDED_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
+const EXT_NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
 
-fn is_printable(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
-}
-
-/// A DirectoryString: PrintableString when it fits (as Go writes it), else UTF8String.
-fn directory_string(s: &str) -> Vec<u8> {
-    let tag = if is_printable(s) {
-        der::PRINTABLE_STRING
-    } else {
-        der::UTF8_STRING
+fn subject_name(req: &CsrRequest) -> Result<Vec<u8>, PkiError> {
+    let Some(literal) = &req.literal_subject else {
+        return Ok(structured_subject(req));
     };
-    der::tlv(tag, s.as_bytes())
+    if req.subject != Subject::default() {
+        return Err(PkiError::LiteralSubjectConflict("subject"));
+    }
+    if req.common_name.is_some() && req.common_name != literal.common_name() {
+        return Err(PkiError::LiteralSubjectConflict("commonName"));
+    }
+    literal.der()
 }
 
-fn subject_name(req: &CsrRequest) -> Vec<u8> {
+fn structured_subject(req: &CsrRequest) -> Vec<u8> {
     let s = &req.subject;
     let cn: Vec<String> = req
         .common_name
@@ -213,7 +223,7 @@ fn subject_name(req: &CsrRequest) -> Vec<u8> {
             der::set_of(
                 values
                     .iter()
-                    .map(|v| der::sequence(&[&oid, &directory_string(v)]))
+                    .map(|v| der::sequence(&[&oid, &text_string(v)]))
                     .collect(),
             )
         })
@@ -222,15 +232,9 @@ fn subject_name(req: &CsrRequest) -> Vec<u8> {
     der::sequence(&refs)
 }
 
-fn ia5(field: &'static str, value: &str) -> Result<(), PkiError> {
-    if value.is_ascii() {
-        Ok(())
-    } else {
-        Err(PkiError::NonAscii {
-            field,
-            value: value.to_owned(),
-        })
-    }
+/// A DirectoryString of Rust text, which is always valid UTF-8.
+fn text_string(s: &str) -> Vec<u8> {
+    directory_string(s.as_bytes()).unwrap_or_else(|_| der::tlv(der::UTF8_STRING, s.as_bytes()))
 }
 
 fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
@@ -257,6 +261,9 @@ fn general_names(req: &CsrRequest) -> Result<Vec<Vec<u8>>, PkiError> {
     for uri in &req.uris {
         ia5("URI", uri)?;
         names.push(der::tlv(0x86, uri.as_bytes()));
+    }
+    for other in &req.other_names {
+        names.push(other.der()?);
     }
     Ok(names)
 }
@@ -307,13 +314,22 @@ fn extensions(req: &CsrRequest, subject_is_empty: bool) -> Result<Vec<Vec<u8>>, 
             &der::sequence(&[&[der::BOOLEAN, 1, 0xff]]),
         ));
     }
+    if let Some(constraints) = &req.name_constraints
+        && let Some(value) = constraints.der()?
+    {
+        exts.push(extension(EXT_NAME_CONSTRAINTS, constraints.critical, &value));
+    }
     Ok(exts)
 }
 
 /// Builds and signs a PEM "CERTIFICATE REQUEST" for `key`.
 pub fn build_csr(req: &CsrRequest, key: &PrivateKey) -> Result<String, PkiError> {
-    let has_cn = req.common_name.as_deref().is_some_and(|cn| !cn.is_empty());
+    let has_cn = match &req.literal_subject {
+        Some(literal) => literal.common_name_bytes().is_some_and(|cn| !cn.is_empty()),
+        None => req.common_name.as_deref().is_some_and(|cn| !cn.is_empty()),
+    };
     if !has_cn
+        && req.other_names.is_empty()
         && req.dns_names.is_empty()
         && req.ip_addresses.is_empty()
         && req.uris.is_empty()
@@ -322,7 +338,7 @@ pub fn build_csr(req: &CsrRequest, key: &PrivateKey) -> Result<String, PkiError>
         return Err(PkiError::EmptyRequest);
     }
     let choice = key.algorithm().signature()?;
-    let subject = subject_name(req);
+    let subject = subject_name(req)?;
     let subject_is_empty = subject.len() == 2;
     let exts = extensions(req, subject_is_empty)?;
     let attributes = if exts.is_empty() {

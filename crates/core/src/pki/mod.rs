@@ -23,7 +23,9 @@ mod inspect;
 mod issued;
 mod jks;
 mod key;
+mod names;
 mod pkcs12;
+mod subject;
 
 #[cfg(test)]
 mod tests;
@@ -42,7 +44,9 @@ pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use jks::{JKS_DEFAULT_ALIAS, JksBundle};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
+pub use names::{CidrError, IpRange, NameConstraints, NameSubtrees, Oid, OidSyntaxError, OtherName};
 pub use pkcs12::{Pkcs12Bundle, Pkcs12Profile};
+pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 
 /// Why a key, CSR or output could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,22 @@ pub enum PkiError {
     /// DNS names, URIs and e-mail addresses are IA5String (ASCII) in X.509.
     #[error("{field} {value:?} is not ASCII: internationalised names must be punycode or percent-encoded")]
     NonAscii { field: &'static str, value: String },
+    /// An OID that parses but that X.690 cannot encode (cert-manager's webhook accepts these
+    /// too; its CSR builder fails the same way).
+    #[error("OID {oid} cannot be encoded: {reason}")]
+    InvalidOid { oid: String, reason: &'static str },
+    /// A literalSubject attribute type that is neither a known name nor an OID.
+    #[error(
+        "literalSubject attribute type {0:?} is not a known name (C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID) or an OID"
+    )]
+    UnknownSubjectAttribute(String),
+    /// A subject value that is neither PrintableString nor valid UTF-8 (from an escape or a
+    /// `#hex` value in literalSubject).
+    #[error("subject value {0:?} is not valid UTF-8")]
+    SubjectNotUtf8(String),
+    /// A literal subject given together with subject fields it would replace.
+    #[error("literalSubject cannot be combined with {0}")]
+    LiteralSubjectConflict(&'static str),
     /// A usage string that is not one of cert-manager's.
     #[error("unknown key usage {0:?}")]
     UnknownUsage(String),

@@ -1,9 +1,8 @@
 //! `Certificate` types (cert-manager's `types_certificate.go` and the `KeyUsage` list of
 //! `types.go`), field names exactly as cert-manager spells them.
 //!
-//! Fields certkeeper does not implement (`literalSubject`, `otherNames`, `nameConstraints`,
-//! JKS keystores, renewal windows) are still modelled, so that a manifest using them gets a
-//! precise "not supported" error instead of "unknown field". Validation and the resolved views
+//! Fields certkeeper does not implement (JKS keystores, renewal windows) are still modelled, so
+//! that a manifest using them gets a precise "not supported" error instead of "unknown field". Validation and the resolved views
 //! the engine uses live in `certificate_rules`.
 
 use std::collections::BTreeMap;
@@ -28,7 +27,8 @@ pub struct Certificate {
 pub struct CertificateSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<X509Subject>,
-    /// Not supported (alpha in cert-manager, behind a feature gate).
+    /// An RFC 4514 subject used as written (alpha in cert-manager, behind the
+    /// LiteralCertificateSubject feature gate); excludes `subject` and `commonName`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub literal_subject: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -49,7 +49,8 @@ pub struct CertificateSpec {
     pub ip_addresses: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub uris: Vec<String>,
-    /// Not supported (alpha in cert-manager, behind a feature gate).
+    /// otherName SANs with UTF8String values (alpha in cert-manager, behind the OtherNames
+    /// feature gate).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_names: Vec<OtherName>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -79,10 +80,10 @@ pub struct CertificateSpec {
     pub revision_history_limit: Option<i32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub additional_output_formats: Vec<CertificateAdditionalOutputFormat>,
-    /// Not supported (alpha in cert-manager, behind a feature gate); kept undecoded.
+    /// The NameConstraints extension of a CA (alpha in cert-manager, behind the
+    /// NameConstraints feature gate).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
-    pub name_constraints: Option<Value>,
+    pub name_constraints: Option<NameConstraints>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -113,6 +114,35 @@ pub struct OtherName {
     pub oid: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub utf8_value: String,
+}
+
+/// x509 NameConstraints (RFC 5280 4.2.1.10), as cert-manager types it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct NameConstraints {
+    /// Whether the extension is marked critical.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
+    /// Names must lie inside these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permitted: Option<NameConstraintItem>,
+    /// Names must not lie inside these, whatever `permitted` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<NameConstraintItem>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NameConstraintItem {
+    #[serde(rename = "dnsDomains", skip_serializing_if = "Vec::is_empty")]
+    pub dns_domains: Vec<String>,
+    /// CIDR ranges, e.g. `10.0.0.0/8`.
+    #[serde(rename = "ipRanges", skip_serializing_if = "Vec::is_empty")]
+    pub ip_ranges: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub email_addresses: Vec<String>,
+    #[serde(rename = "uriDomains", skip_serializing_if = "Vec::is_empty")]
+    pub uri_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -12,12 +12,14 @@ use std::time::Duration;
 use crate::Secret;
 
 use super::certificate::{
-    Certificate, CertificateSpec, KeyUsage, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
-    SignatureAlgorithm,
+    Certificate, CertificateSpec, KeyUsage, NameConstraintItem, PrivateKeyAlgorithm, PrivateKeyEncoding,
+    RotationPolicy, SignatureAlgorithm,
 };
 use super::error::{FieldError, FieldPath, Problem};
+use super::limits::{MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES};
 use super::meta::{IssuerKey, IssuerKind, SecretKeySelector};
 use super::syntax::{check_dns_subdomain, check_email, check_label_value, check_qualified_name, check_uri};
+use crate::pki::{self, LiteralSubject, NameSubtrees};
 
 /// `duration` when the spec sets none: 90 days.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -87,6 +89,16 @@ impl From<PrivateKeyEncoding> for crate::pki::KeyEncoding {
 
 fn push(errors: &mut Vec<FieldError>, path: FieldPath, problem: Problem) {
     errors.push(FieldError::new(path, problem));
+}
+
+/// A view from a validation pass: its value, or the first problem it found.
+fn first_error<T>(check: impl FnOnce(&mut Vec<FieldError>) -> T) -> Result<T, FieldError> {
+    let mut errors = Vec::new();
+    let value = check(&mut errors);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(value),
+    }
 }
 
 impl CertificateSpec {
@@ -206,13 +218,7 @@ impl CertificateSpec {
             );
         }
         self.validate_outputs(&spec, errors);
-        if self.name_constraints.is_some() {
-            push(
-                errors,
-                spec.field("nameConstraints"),
-                Problem::NotSupported("nameConstraints"),
-            );
-        }
+        self.checked_name_constraints(errors);
         if let Some(renewal) = &self.renewal
             && (!matches!(renewal.policy.as_str(), "" | "RenewBefore") || !renewal.windows.is_empty())
         {
@@ -221,37 +227,202 @@ impl CertificateSpec {
         }
     }
 
+    /// `literalSubject` parsed, `None` when unset; the error is the first validation reports.
+    pub fn literal_subject(&self) -> Result<Option<LiteralSubject>, FieldError> {
+        first_error(|errors| self.checked_literal_subject(errors))
+    }
+
+    /// `otherNames` as the CSR writes them; the error is the first validation reports.
+    pub fn other_names(&self) -> Result<Vec<pki::OtherName>, FieldError> {
+        first_error(|errors| self.checked_other_names(errors))
+    }
+
+    /// `nameConstraints` as the CSR writes them; the error is the first validation reports.
+    pub fn name_constraints(&self) -> Result<Option<pki::NameConstraints>, FieldError> {
+        first_error(|errors| self.checked_name_constraints(errors))
+    }
+
+    /// The common name asked for: `commonName`, or the literal subject's CN (the last in DER
+    /// order, as cert-manager's validation and its Vault request take it). `None` when empty.
+    pub fn common_name(&self, literal: Option<&LiteralSubject>) -> Option<String> {
+        match literal {
+            Some(literal) => literal.common_name(),
+            None => Some(self.common_name.clone()),
+        }
+        .filter(|cn| !cn.is_empty())
+    }
+
+    /// cert-manager's literalSubject rules: not with commonName or subject, RFC 4514 syntax,
+    /// known attribute types only. Bounded by [`MAX_NAME_VALUE_BYTES`].
+    fn checked_literal_subject(&self, errors: &mut Vec<FieldError>) -> Option<LiteralSubject> {
+        if self.literal_subject.is_empty() {
+            return None;
+        }
+        let spec = FieldPath::parse("spec");
+        let at = spec.field("literalSubject");
+        if !self.common_name.is_empty() {
+            push(
+                errors,
+                spec.field("commonName"),
+                Problem::MutuallyExclusive("literalSubject"),
+            );
+        }
+        if self.subject.as_ref().is_some_and(|s| *s != Default::default()) {
+            push(
+                errors,
+                spec.field("subject"),
+                Problem::MutuallyExclusive("literalSubject"),
+            );
+        }
+        if self.literal_subject.len() > MAX_NAME_VALUE_BYTES {
+            let problem = Problem::TooLong {
+                max: MAX_NAME_VALUE_BYTES,
+                len: self.literal_subject.len(),
+            };
+            push(errors, at, problem);
+            return None;
+        }
+        let literal = match self.literal_subject.parse::<LiteralSubject>() {
+            Ok(literal) => literal,
+            Err(e) => {
+                push(errors, at, Problem::InvalidLiteralSubject(e));
+                return None;
+            }
+        };
+        for (attribute_type, value) in literal.unrecognized() {
+            let problem = Problem::UnrecognizedSubjectAttribute {
+                attribute_type: attribute_type.to_owned(),
+                value: String::from_utf8_lossy(value).into_owned(),
+            };
+            push(errors, at.clone(), problem);
+        }
+        Some(literal)
+    }
+
+    /// cert-manager's otherNames rules: an OID in dotted syntax and a non-empty value. Whether
+    /// the OID can be encoded is the CSR builder's check, as in cert-manager.
+    fn checked_other_names(&self, errors: &mut Vec<FieldError>) -> Vec<pki::OtherName> {
+        let at = FieldPath::parse("spec.otherNames");
+        if self.other_names.len() > MAX_NAME_LIST_ENTRIES {
+            let problem = Problem::TooMany {
+                max: MAX_NAME_LIST_ENTRIES,
+                len: self.other_names.len(),
+            };
+            push(errors, at, problem);
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.other_names.len());
+        for (i, name) in self.other_names.iter().enumerate() {
+            let at = at.index(i);
+            if name.oid.is_empty() {
+                push(errors, at.field("oid"), Problem::Required);
+            }
+            let oid = name
+                .oid
+                .parse::<pki::Oid>()
+                .map_err(|e| push(errors, at.field("oid"), Problem::InvalidOid(e)));
+            if name.utf8_value.is_empty() {
+                push(errors, at.field("utf8Value"), Problem::Required);
+            } else if name.utf8_value.len() > MAX_NAME_VALUE_BYTES {
+                let problem = Problem::TooLong {
+                    max: MAX_NAME_VALUE_BYTES,
+                    len: name.utf8_value.len(),
+                };
+                push(errors, at.field("utf8Value"), problem);
+            }
+            if let Ok(oid) = oid {
+                out.push(pki::OtherName {
+                    oid,
+                    value: name.utf8_value.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// cert-manager's nameConstraints rules: only on a CA, one side at least, CIDR ranges.
+    fn checked_name_constraints(&self, errors: &mut Vec<FieldError>) -> Option<pki::NameConstraints> {
+        let constraints = self.name_constraints.as_ref()?;
+        let at = FieldPath::parse("spec.nameConstraints");
+        if !self.is_ca {
+            push(errors, at.clone(), Problem::RequiresIsCa);
+        }
+        if constraints.permitted.is_none() && constraints.excluded.is_none() {
+            push(
+                errors,
+                at.clone(),
+                Problem::RequiredOneOf(&["permitted", "excluded"]),
+            );
+        }
+        let side = |item: &Option<NameConstraintItem>, at: FieldPath, errors: &mut Vec<FieldError>| {
+            let item = item.clone().unwrap_or_default();
+            let lists = [
+                ("dnsDomains", item.dns_domains.len()),
+                ("ipRanges", item.ip_ranges.len()),
+                ("emailAddresses", item.email_addresses.len()),
+                ("uriDomains", item.uri_domains.len()),
+            ];
+            for (field, len) in lists {
+                if len > MAX_NAME_LIST_ENTRIES {
+                    push(
+                        errors,
+                        at.field(field),
+                        Problem::TooMany {
+                            max: MAX_NAME_LIST_ENTRIES,
+                            len,
+                        },
+                    );
+                }
+            }
+            let mut ip_ranges = Vec::with_capacity(item.ip_ranges.len());
+            for (i, range) in item.ip_ranges.iter().enumerate() {
+                match range.parse::<pki::IpRange>() {
+                    Ok(range) => ip_ranges.push(range),
+                    Err(e) => push(errors, at.field("ipRanges").index(i), Problem::InvalidCidr(e)),
+                }
+            }
+            NameSubtrees {
+                dns_domains: item.dns_domains,
+                ip_ranges,
+                email_addresses: item.email_addresses,
+                uri_domains: item.uri_domains,
+            }
+        };
+        Some(pki::NameConstraints {
+            critical: constraints.critical,
+            permitted: side(&constraints.permitted, at.field("permitted"), errors),
+            excluded: side(&constraints.excluded, at.field("excluded"), errors),
+        })
+    }
+
     /// Subject and subject alternative names.
     fn validate_names(&self, spec: &FieldPath, errors: &mut Vec<FieldError>) {
-        if !self.literal_subject.is_empty() {
-            push(
-                errors,
-                spec.field("literalSubject"),
-                Problem::NotSupported("literalSubject"),
-            );
-        }
-        if !self.other_names.is_empty() {
-            push(
-                errors,
-                spec.field("otherNames"),
-                Problem::NotSupported("otherNames"),
-            );
-        }
-        if self.common_name.is_empty()
+        let literal = self.checked_literal_subject(errors);
+        let common_name = match &literal {
+            Some(literal) => literal.common_name_bytes().unwrap_or_default(),
+            None => self.common_name.as_bytes(),
+        };
+        if common_name.is_empty()
             && self.dns_names.is_empty()
             && self.ip_addresses.is_empty()
             && self.uris.is_empty()
             && self.email_addresses.is_empty()
             && self.other_names.is_empty()
-            && self.literal_subject.is_empty()
         {
-            const NAMES: &[&str] = &["commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses"];
+            const NAMES: &[&str] = &[
+                "commonName (or a CN in literalSubject)",
+                "dnsNames",
+                "ipAddresses",
+                "uris",
+                "emailAddresses",
+                "otherNames",
+            ];
             push(errors, spec.clone(), Problem::RequiredOneOf(NAMES));
         }
-        if self.common_name.len() > MAX_COMMON_NAME_BYTES {
+        if common_name.len() > MAX_COMMON_NAME_BYTES {
             let problem = Problem::TooLong {
                 max: MAX_COMMON_NAME_BYTES,
-                len: self.common_name.len(),
+                len: common_name.len(),
             };
             push(errors, spec.field("commonName"), problem);
         }
@@ -285,6 +456,7 @@ impl CertificateSpec {
                 );
             }
         }
+        self.checked_other_names(errors);
     }
 
     /// duration, renewBefore and renewBeforePercentage (cert-manager's `ValidateDuration`,

@@ -154,6 +154,20 @@ pub enum Problem {
     },
     #[error("must be at most {max} bytes long, got {len}")]
     TooLong { max: usize, len: usize },
+    #[error("requires isCA: true")]
+    RequiresIsCa,
+    #[error("must have at most {max} entries, got {len}")]
+    TooMany { max: usize, len: usize },
+    #[error("{0}")]
+    InvalidLiteralSubject(crate::pki::DnError),
+    #[error(
+        "unrecognized attribute type {attribute_type:?} (value {value:?}): use C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID or a dotted OID"
+    )]
+    UnrecognizedSubjectAttribute { attribute_type: String, value: String },
+    #[error("{0}")]
+    InvalidOid(crate::pki::OidSyntaxError),
+    #[error("{0}")]
+    InvalidCidr(crate::pki::CidrError),
     #[error("must be at least {min}")]
     TooSmall { min: i64 },
     #[error("must be at least {}, got {}", Go(*.min), Go(*.value))]

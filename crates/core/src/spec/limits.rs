@@ -21,6 +21,13 @@ pub const MAX_DOCUMENTS: usize = 5_000;
 /// The deepest nesting accepted. A Certificate nests 6 levels, 8 inside a `kind: List`.
 pub const MAX_DEPTH: usize = 64;
 
+/// The most entries in one list of names that certkeeper puts into a CSR beyond the usual SANs
+/// (`otherNames`, each `nameConstraints` list). cert-manager sets no bound; this one is far
+/// above real use and keeps a CSR within what Vault and TLS stacks take.
+pub const MAX_NAME_LIST_ENTRIES: usize = 1024;
+/// The longest `literalSubject` and `otherNames[].utf8Value`, in bytes (the same reasoning).
+pub const MAX_NAME_VALUE_BYTES: usize = 64 << 10;
+
 /// A manifest rejected before parsing, naming the limit it exceeds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {

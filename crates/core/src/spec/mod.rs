@@ -19,7 +19,9 @@
 //! - **Vault auth**: cert-manager never enforced "exactly one method"; the first set, in the order
 //!   tokenSecretRef, appRole, clientCertificate, kubernetes, wins ([`VaultAuthMethod`]).
 //! - **Not supported** (reported as such, not as unknown): issuer types other than Vault, Vault
-//!   AWS auth, `literalSubject`, `otherNames`, `nameConstraints`, renewal windows.
+//!   AWS auth, renewal windows.
+//! - **Feature gates**: `literalSubject`, `otherNames` and `nameConstraints` are validated as
+//!   cert-manager validates them with their (alpha) feature gates enabled.
 //! - **Stricter than cert-manager's webhook** only where cert-manager would fail later anyway:
 //!   `server` must be an http(s) URL, appRole `secretRef.key` and PKCS#12
 //!   `passwordSecretRef.key` are required (cert-manager has no default for them), URIs need a
@@ -58,9 +60,9 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage, OtherName,
-    OutputFormat, Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
-    SignatureAlgorithm, X509Subject,
+    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage,
+    NameConstraintItem, NameConstraints, OtherName, OutputFormat, Pkcs12Keystore, Pkcs12Profile,
+    PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy, SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST, CertificateRequest,
@@ -79,7 +81,10 @@ pub use issuer::{
     ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultClientCertificateAuth, VaultIssuer,
     VaultKubernetesAuth,
 };
-pub use limits::{LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, check_limits};
+pub use limits::{
+    LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,
+    check_limits,
+};
 pub use meta::{
     CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
     ObjectMeta, SecretKeySelector,

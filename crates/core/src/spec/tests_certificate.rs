@@ -224,7 +224,7 @@ fn required_fields_and_names() {
         [
             "spec.secretName: required",
             "spec.issuerRef.name: required",
-            "spec: required: set one of commonName, dnsNames, ipAddresses, uris, emailAddresses",
+            "spec: required: set one of commonName (or a CN in literalSubject), dnsNames, ipAddresses, uris, emailAddresses, otherNames",
         ]
     );
     let long_cn = format!("commonName: {}", "a".repeat(65));
@@ -405,27 +405,139 @@ fn outputs_keystores_and_templates() {
 #[test]
 fn unsupported_features_say_so() {
     assert_eq!(
-        errors(&with_spec(
-            "literalSubject: CN=web,O=example\notherNames: [{oid: 1.3.6.1.4.1.311.20.2.3, utf8Value: upn@example.com}]"
-        )),
-        [
-            "spec.literalSubject: literalSubject is not supported by certkeeper",
-            "spec.otherNames: otherNames is not supported by certkeeper",
-        ]
-    );
-    assert_eq!(
-        errors(&minimal(
-            "isCA: true\nnameConstraints: {permitted: {dnsDomains: [example.com]}}"
-        )),
-        ["spec.nameConstraints: nameConstraints is not supported by certkeeper"]
-    );
-    assert_eq!(
         errors(&minimal("renewal: {policy: Disabled}")),
         [
             "spec.renewal: spec.renewal other than policy RenewBefore without windows is not supported by certkeeper"
         ]
     );
     assert!(parse_documents("c.yaml", &minimal("renewal: {policy: RenewBefore}")).is_ok());
+}
+
+/// cert-manager's rules for literalSubject (its feature gate on), case by case from
+/// `ValidateCertificateSpec` and its tests.
+#[test]
+fn literal_subject_follows_cert_managers_rules() {
+    let c = certificate(&with_spec(
+        "literalSubject: CN=web.example.com,OU=ldap,DC=example,DC=com",
+    ));
+    let literal = c.spec.literal_subject().unwrap().unwrap();
+    assert_eq!(
+        c.spec.common_name(Some(&literal)).as_deref(),
+        Some("web.example.com")
+    );
+    // The CN from the literal subject satisfies "at least one name"; without one, SANs must.
+    assert_eq!(
+        errors(&with_spec("literalSubject: O=example")),
+        [
+            "spec: required: set one of commonName (or a CN in literalSubject), dnsNames, ipAddresses, uris, emailAddresses, otherNames"
+        ]
+    );
+    assert!(parse_documents("c.yaml", &minimal("literalSubject: O=example")).is_ok());
+    assert_eq!(
+        errors(&minimal(
+            "literalSubject: CN=a\ncommonName: a\nsubject: {organizations: [x]}"
+        )),
+        [
+            "spec.commonName: cannot be set together with literalSubject",
+            "spec.subject: cannot be set together with literalSubject",
+        ]
+    );
+    // An empty subject object is no conflict (cert-manager checks the properties).
+    assert!(parse_documents("c.yaml", &minimal("literalSubject: CN=a\nsubject: {}")).is_ok());
+    assert_eq!(
+        errors(&minimal("literalSubject: 'CN=a,cn=b,O=x'")),
+        [
+            "spec.literalSubject: unrecognized attribute type \"cn\" (value \"b\"): use C, O, OU, CN, SERIALNUMBER, L, ST, STREET, DC, UID or a dotted OID"
+        ]
+    );
+    assert_eq!(
+        errors(&minimal("literalSubject: 'CN=a,O'")),
+        ["spec.literalSubject: DN ended with incomplete type, value pair"]
+    );
+    let long = format!("literalSubject: CN={}", "a".repeat(65));
+    assert_eq!(
+        errors(&with_spec(&long)),
+        ["spec.commonName: must be at most 64 bytes long, got 65"]
+    );
+    // Accepted by the webhook; the CSR builder refuses invalid UTF-8 at issuance.
+    assert!(parse_documents("c.yaml", &minimal("literalSubject: 'CN=\\ff'")).is_ok());
+    let huge = format!("literalSubject: O={}", "a".repeat(MAX_NAME_VALUE_BYTES));
+    assert_eq!(
+        errors(&minimal(&huge)),
+        [format!(
+            "spec.literalSubject: must be at most {MAX_NAME_VALUE_BYTES} bytes long, got {}",
+            MAX_NAME_VALUE_BYTES + 2
+        )]
+    );
+}
+
+#[test]
+fn other_names_follow_cert_managers_rules() {
+    let c = certificate(&with_spec(
+        "otherNames: [{oid: 1.3.6.1.4.1.311.20.2.3, utf8Value: upn@example.com}]",
+    ));
+    let names = c.spec.other_names().unwrap();
+    assert_eq!(
+        (names[0].oid.to_string(), names[0].value.as_str()),
+        ("1.3.6.1.4.1.311.20.2.3".into(), "upn@example.com")
+    );
+    assert_eq!(
+        errors(&minimal(
+            "otherNames: [{utf8Value: x}, {oid: 1.a, utf8Value: x}, {oid: '1.2'}]"
+        )),
+        [
+            "spec.otherNames[0].oid: required",
+            "spec.otherNames[0].oid: invalid OID syntax \"\": expected dot-separated integers such as 1.3.6.1.4.1.311.20.2.3",
+            "spec.otherNames[1].oid: invalid OID syntax \"1.a\": expected dot-separated integers such as 1.3.6.1.4.1.311.20.2.3",
+            "spec.otherNames[2].utf8Value: required",
+        ]
+    );
+    // Syntax is the webhook's only rule; "5.1" fails when the CSR is built, as in cert-manager.
+    assert!(parse_documents("c.yaml", &minimal("otherNames: [{oid: '5.1', utf8Value: x}]")).is_ok());
+    let many: String = (0..=MAX_NAME_LIST_ENTRIES)
+        .map(|_| "{oid: 1.2.3, utf8Value: x},")
+        .collect();
+    assert_eq!(
+        errors(&minimal(&format!("otherNames: [{many}]"))),
+        [format!(
+            "spec.otherNames: must have at most {MAX_NAME_LIST_ENTRIES} entries, got {}",
+            MAX_NAME_LIST_ENTRIES + 1
+        )]
+    );
+}
+
+#[test]
+fn name_constraints_follow_cert_managers_rules() {
+    let c = certificate(&minimal(
+        "isCA: true\nnameConstraints: {critical: true, permitted: {dnsDomains: [example.com], ipRanges: [10.0.0.0/8]}, excluded: {emailAddresses: [x.example.com], uriDomains: [.bad.example.com]}}",
+    ));
+    let nc = c.spec.name_constraints().unwrap().unwrap();
+    assert!(nc.critical);
+    assert_eq!(nc.permitted.ip_ranges[0].to_string(), "10.0.0.0/8");
+    assert_eq!(nc.excluded.uri_domains, [".bad.example.com"]);
+    assert_eq!(
+        errors(&minimal("nameConstraints: {}")),
+        [
+            "spec.nameConstraints: requires isCA: true",
+            "spec.nameConstraints: required: set one of permitted, excluded",
+        ]
+    );
+    assert_eq!(
+        errors(&minimal(
+            "isCA: true\nnameConstraints: {excluded: {ipRanges: [10.0.0.0/8, 10.0.0.1]}}"
+        )),
+        [
+            "spec.nameConstraints.excluded.ipRanges[1]: invalid CIDR address \"10.0.0.1\": expected address/prefix-length such as 10.0.0.0/8 or 2001:db8::/32"
+        ]
+    );
+    // An empty side passes, as in cert-manager (and then no extension is written).
+    assert!(parse_documents("c.yaml", &minimal("isCA: true\nnameConstraints: {permitted: {}}")).is_ok());
+    assert_eq!(
+        errors(&minimal(
+            "isCA: true\nnameConstraints: {permitted: {dnsDomain: [x]}}"
+        )),
+        ["spec.nameConstraints.permitted.dnsDomain: unknown field"]
+    );
 }
 
 #[test]

@@ -77,6 +77,7 @@ fn full_request() -> CsrRequest {
             ExtendedKeyUsage::IpsecUser,
         ],
         encode_usages_in_request: true,
+        ..Default::default()
     }
 }
 

@@ -5,6 +5,7 @@ mod csr;
 mod inspect;
 mod issued;
 mod keys;
+mod names;
 mod pkcs12;
 mod props;
 mod support;
