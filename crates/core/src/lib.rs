@@ -12,4 +12,4 @@ pub mod spec;
 pub mod time;
 
 pub use failure::{FailureClass, FailureScope};
-pub use secret::Secret;
+pub use secret::{Secret, SecretBytes};

@@ -217,8 +217,6 @@ pub enum Problem {
     #[error("must be Issuer or ClusterIssuer, got {kind:?}{}",
         if *.group_missing { " (did you forget to set spec.issuerRef.group?)" } else { "" })]
     InvalidIssuerKind { kind: String, group_missing: bool },
-    #[error("certkeeper serves cert-manager.io issuers only, got group {0:?}")]
-    ForeignIssuerGroup(String),
     #[error("cert-manager.io/* annotations are not allowed (except cert-manager.io/allow-direct-injection)")]
     ReservedAnnotation,
     #[error("contains no valid PEM certificate")]

@@ -13,6 +13,15 @@
 //!   (`uid`, `managedFields`, ...) and top-level `status` are accepted and ignored, so
 //!   `kubectl get -o yaml` output parses. The types do not deny unknown fields themselves, so plain
 //!   serde decoding (e.g. from the API server) stays tolerant.
+//! - **Other kinds in a manifest file**: a core `v1` `Secret` (as cert-manager's docs put the
+//!   token next to the Issuer) is decoded and validated as the API server does
+//!   ([`ManifestSecret`]); documents of other groups (ConfigMap, Deployment, ...) are listed as
+//!   [`IgnoredDocument`]s for a warning, not errors. An unknown kind of the cert-manager.io group
+//!   stays an error.
+//! - **External issuers**: a Certificate whose `issuerRef.group` is neither empty nor
+//!   `cert-manager.io` is valid (its kind is not checked, as cert-manager checks kinds of its own
+//!   group only); [`IssuerReference::is_cert_manager`] is where both runtimes decide to leave it
+//!   alone.
 //! - **Namespace**: a namespaced object without `metadata.namespace` is in `default`
 //!   ([`DEFAULT_NAMESPACE`]), like `kubectl apply` with the default context. A Certificate's
 //!   `Issuer` must be in the Certificate's namespace; a `ClusterIssuer` has none ([`IssuerKey`]).
@@ -41,6 +50,7 @@ mod issuer;
 mod limits;
 mod meta;
 mod schema;
+mod secret_object;
 mod status;
 mod syntax;
 
@@ -54,6 +64,7 @@ mod tests_documents;
 mod tests_issuer;
 
 use std::collections::HashMap;
+use std::fmt;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -89,6 +100,7 @@ pub use meta::{
     CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
     ObjectMeta, SecretKeySelector,
 };
+pub use secret_object::{MAX_SECRET_BYTES, ManifestSecret, SECRET_TYPE_OPAQUE};
 pub use status::{
     CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertificateStatusPatch,
     CertkeeperStatus, Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition,
@@ -190,10 +202,55 @@ pub fn parse_resource(value: &Value) -> Result<Resource, Vec<FieldError>> {
     }
 }
 
+/// What a manifest document is, by its apiVersion and kind: one place decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocumentKind {
+    /// An object of the cert-manager.io group (or one naming no type): decoded, and an error
+    /// unless it is one of the three kinds read.
+    CertManager,
+    /// A core `v1` Secret: a source of Secret values.
+    Secret,
+    /// Any other object (a ConfigMap, a Deployment, another group's kinds): ignored, with a
+    /// warning. cert-manager's CertificateRequest is one too: the standalone runtime makes its
+    /// own requests and reads none.
+    Other,
+}
+
+fn document_kind(api_version: &str, kind: &str) -> DocumentKind {
+    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+    match (api_version, kind) {
+        ("v1", "Secret") => DocumentKind::Secret,
+        ("" | "cert-manager.io", _) | (_, "") => DocumentKind::CertManager,
+        (API_VERSION, "CertificateRequest") => DocumentKind::Other,
+        _ if group == CERT_MANAGER_GROUP => DocumentKind::CertManager,
+        _ => DocumentKind::Other,
+    }
+}
+
+/// A document of a kind certkeeper does not read, left out with a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredDocument {
+    pub api_version: String,
+    /// Kind, namespace (as written, if any) and name.
+    pub object: ResourceId,
+}
+
+impl fmt::Display for IgnoredDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}) is not a kind certkeeper reads; ignored",
+            self.object, self.api_version
+        )
+    }
+}
+
 /// Collects resources and errors of one file.
 struct FileParser<'a> {
     source: &'a str,
     resources: Vec<(Location, Resource)>,
+    secrets: Vec<(Location, ManifestSecret)>,
+    ignored: Vec<(Location, IgnoredDocument)>,
     errors: Vec<SpecError>,
     /// (kind, namespace, name) -> document that defined it first.
     seen: HashMap<(&'static str, String, String), usize>,
@@ -211,7 +268,23 @@ impl FileParser<'_> {
 
     fn object(&mut self, value: &Value, location: Location) {
         let kind = str_at(value, "kind").unwrap_or_default();
+        let api_version = str_at(value, "apiVersion").unwrap_or_default();
         let metadata = value.get("metadata");
+        let name = metadata.and_then(|m| str_at(m, "name")).map(str::to_owned);
+        match document_kind(api_version, kind) {
+            DocumentKind::CertManager => {}
+            DocumentKind::Secret => return self.secret(value, location),
+            DocumentKind::Other => {
+                let object = ResourceId {
+                    kind: kind.to_owned(),
+                    namespace: metadata.and_then(|m| str_at(m, "namespace")).map(str::to_owned),
+                    name,
+                };
+                let api_version = api_version.to_owned();
+                self.ignored.push((location, IgnoredDocument { api_version, object }));
+                return;
+            }
+        }
         let supported = str_at(value, "apiVersion") == Some(API_VERSION)
             && matches!(kind, "Issuer" | "ClusterIssuer" | "Certificate");
         let resource_id = supported.then(|| ResourceId {
@@ -240,42 +313,80 @@ impl FileParser<'_> {
         }
     }
 
-    /// Rules that hold for a set of manifests but not for one object in a cluster: no object
-    /// defined twice, and no Certificate for an external issuer (nothing here could serve it).
-    fn file_rules(&mut self, resource: &Resource, location: Location) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let metadata = resource.metadata();
-        let namespace = match resource {
-            Resource::ClusterIssuer(_) => String::new(),
-            _ => metadata.namespace_or_default().to_owned(),
+    /// A `v1` Secret document: kept if valid and not defined before in the file. Its errors
+    /// never quote a value.
+    fn secret(&mut self, value: &Value, location: Location) {
+        let metadata = value.get("metadata");
+        let namespace = metadata
+            .and_then(|m| str_at(m, "namespace"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let id = ResourceId {
+            kind: "Secret".to_owned(),
+            namespace: Some(namespace.to_owned()),
+            name: metadata.and_then(|m| str_at(m, "name")).map(str::to_owned),
         };
-        let key = (resource.kind(), namespace, metadata.name.clone());
+        let errors = match secret_object::decode_secret(value) {
+            Ok(secret) => match self.first_definition("Secret", secret.namespace(), secret.name(), location) {
+                None => {
+                    self.secrets.push((location, secret));
+                    return;
+                }
+                Some(duplicate) => vec![duplicate],
+            },
+            Err(errors) => errors,
+        };
+        for error in errors {
+            self.error(location, Some(id.clone()), error);
+        }
+    }
+
+    /// `None` when (kind, namespace, name) is defined here first, else the duplicate's error.
+    fn first_definition(
+        &mut self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        location: Location,
+    ) -> Option<FieldError> {
+        let key = (kind, namespace.to_owned(), name.to_owned());
         if let Some(&first_document) = self.seen.get(&key) {
             let problem = Problem::DuplicateResource {
-                kind: resource.kind(),
-                name: metadata.name.clone(),
+                kind,
+                name: name.to_owned(),
                 first_document,
             };
-            errors.push(FieldError::new(FieldPath::parse("metadata.name"), problem));
+            Some(FieldError::new(FieldPath::parse("metadata.name"), problem))
         } else {
             self.seen.insert(key, location.document);
+            None
         }
-        if let Resource::Certificate(certificate) = resource
-            && !certificate.spec.issuer_ref.is_cert_manager()
-        {
-            let problem = Problem::ForeignIssuerGroup(certificate.spec.issuer_ref.group.clone());
-            errors.push(FieldError::new(FieldPath::parse("spec.issuerRef.group"), problem));
-        }
-        errors
+    }
+
+    /// Rules that hold for a set of manifests but not for one object in a cluster: no object
+    /// defined twice. (A Certificate for an external issuer is valid: the runtimes leave it
+    /// alone.)
+    fn file_rules(&mut self, resource: &Resource, location: Location) -> Vec<FieldError> {
+        let metadata = resource.metadata();
+        let namespace = match resource {
+            Resource::ClusterIssuer(_) => "",
+            _ => metadata.namespace_or_default(),
+        };
+        self.first_definition(resource.kind(), namespace, &metadata.name, location)
+            .into_iter()
+            .collect()
     }
 }
 
-/// One manifest file, parsed: the objects that are valid, each with its place in the file, and
-/// the errors of the others. An invalid document does not affect the valid ones, so a runtime can
-/// run what is valid and report the rest.
+/// One manifest file, parsed: the objects that are valid, each with its place in the file, the
+/// valid `v1` Secrets, the documents of other kinds (ignored), and the errors of the others. An
+/// invalid document does not affect the valid ones, so a runtime can run what is valid and report
+/// the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParsedFile {
     pub resources: Vec<(Location, Resource)>,
+    pub secrets: Vec<(Location, ManifestSecret)>,
+    pub ignored: Vec<(Location, IgnoredDocument)>,
     pub errors: Vec<SpecError>,
 }
 
@@ -284,7 +395,6 @@ pub struct ParsedFile {
 /// A file over one of the [limits](check_limits) is one error at document 1.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecErrors> {
     let parsed = parse_file(source, text).unwrap_or_else(|limit| ParsedFile {
-        resources: Vec::new(),
         errors: vec![SpecError {
             file: source.to_owned(),
             location: Location {
@@ -294,6 +404,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecEr
             resource: None,
             error: FieldError::new(FieldPath::root(), Problem::Yaml(limit.to_string())),
         }],
+        ..ParsedFile::default()
     });
     if parsed.errors.is_empty() {
         Ok(parsed.resources.into_iter().map(|(_, r)| r).collect())
@@ -308,13 +419,18 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Resource>, SpecEr
 /// [limits](check_limits) (size, documents, nesting), so the parser never starts on input that
 /// would take it long. Empty documents are skipped but counted, so document numbers match the
 /// file. A `kind: List` (apiVersion v1) document, as `kubectl get -o yaml` writes, contributes
-/// its `items`. Any other kind is an error. A YAML syntax error ends the file, as nothing after
-/// it can be trusted; the documents before it stand.
+/// its `items`. A `v1` Secret is decoded into [`ParsedFile::secrets`]; a document of another
+/// group (a ConfigMap, a Deployment) is listed in [`ParsedFile::ignored`]; an unknown kind of the
+/// cert-manager.io group is an error (a typo must not drop a Certificate silently). A YAML
+/// syntax error ends the file, as nothing after it can be trusted; the documents before it
+/// stand.
 pub fn parse_file(source: &str, text: &str) -> Result<ParsedFile, LimitError> {
     check_limits(text)?;
     let mut parser = FileParser {
         source,
         resources: Vec::new(),
+        secrets: Vec::new(),
+        ignored: Vec::new(),
         errors: Vec::new(),
         seen: HashMap::new(),
     };
@@ -362,6 +478,8 @@ pub fn parse_file(source: &str, text: &str) -> Result<ParsedFile, LimitError> {
     }
     Ok(ParsedFile {
         resources: parser.resources,
+        secrets: parser.secrets,
+        ignored: parser.ignored,
         errors: parser.errors,
     })
 }

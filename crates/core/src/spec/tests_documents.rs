@@ -58,7 +58,6 @@ fn every_error_of_every_document_is_reported_with_its_location() {
     assert_eq!(
         messages(&text),
         [
-            "certs.yaml: document 2: unsupported object apps/v1 Deployment: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
             "certs.yaml: document 4 (Certificate shop/web): spec.secretName: required",
             "certs.yaml: document 4 (Certificate shop/web): spec.privateKey.size: ECDSA keys must be 256, 384 or 521, got 2048",
         ]
@@ -66,14 +65,16 @@ fn every_error_of_every_document_is_reported_with_its_location() {
 }
 
 #[test]
-fn old_api_versions_and_other_cert_manager_kinds_are_rejected() {
+fn old_api_versions_and_unknown_cert_manager_kinds_are_rejected() {
     let v1alpha2 = CERTIFICATE.replace("cert-manager.io/v1", "cert-manager.io/v1alpha2");
-    let request = "apiVersion: cert-manager.io/v1\nkind: CertificateRequest\nmetadata: {name: r}\n";
+    let typo = CERTIFICATE.replace("kind: Certificate", "kind: Certifcate");
+    let no_kind = "apiVersion: v1\nmetadata: {name: x}\n";
     assert_eq!(
-        messages(&format!("{v1alpha2}---\n{request}")),
+        messages(&format!("{v1alpha2}---\n{typo}---\n{no_kind}")),
         [
             "certs.yaml: document 1: unsupported object cert-manager.io/v1alpha2 Certificate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
-            "certs.yaml: document 2: unsupported object cert-manager.io/v1 CertificateRequest: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+            "certs.yaml: document 2: unsupported object cert-manager.io/v1 Certifcate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+            "certs.yaml: document 3: unsupported object v1 : expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
         ]
     );
     assert_eq!(
@@ -172,7 +173,7 @@ fn metadata_rules() {
 }
 
 #[test]
-fn file_level_rules_duplicates_and_external_issuers() {
+fn file_level_rules_duplicates_and_external_issuers_are_valid() {
     let external = CERTIFICATE.replace("name: web\n", "name: pca\n").replace(
         "{name: vault-issuer}",
         "{name: pca, kind: AWSPCAClusterIssuer, group: awspca.cert-manager.io}",
@@ -180,11 +181,17 @@ fn file_level_rules_duplicates_and_external_issuers() {
     let text = format!("{CERTIFICATE}---\n{ISSUER}---\n{CERTIFICATE}---\n{external}");
     assert_eq!(
         messages(&text),
-        [
-            "certs.yaml: document 3 (Certificate default/web): metadata.name: Certificate web is already defined in document 1",
-            "certs.yaml: document 4 (Certificate default/pca): spec.issuerRef.group: certkeeper serves cert-manager.io issuers only, got group \"awspca.cert-manager.io\"",
-        ]
+        ["certs.yaml: document 3 (Certificate default/web): metadata.name: Certificate web is already defined in document 1"]
     );
+    // cert-manager's webhook accepts a Certificate of an external issuer (its kind is not
+    // checked for other groups): valid here, and no issuer of certkeeper's.
+    let parsed = parse_file("certs.yaml", &external).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let Resource::Certificate(pca) = &parsed.resources[0].1 else {
+        panic!("Certificate")
+    };
+    assert!(!pca.spec.issuer_ref.is_cert_manager());
+    assert_eq!(pca.issuer_key(), None);
     // The same name in another namespace, or of another kind, is a different object.
     let other_namespace = CERTIFICATE.replace("name: web\n", "name: web\n  namespace: shop\n");
     let cluster_issuer = ISSUER.replace("kind: Issuer", "kind: ClusterIssuer");
@@ -237,4 +244,79 @@ spec:
         panic!("Certificate")
     };
     assert_eq!(certificate.spec.secret_name, "web-tls");
+}
+
+/// The token Secret as cert-manager's Vault page writes it
+/// (https://cert-manager.io/docs/configuration/vault/#b-authenticating-with-a-token, whose
+/// value is elided there as "MjI..."; a full one here).
+const TOKEN_SECRET: &str = "apiVersion: v1
+kind: Secret
+type: Opaque
+metadata:
+  name: cert-manager-vault-token
+  namespace: sandbox
+data:
+  token: \"MjI0ODRkODctNTVkNS0xOWI1LWFhMDctYTMyZGM4ZTYzNmFi\"
+";
+
+#[test]
+fn secrets_are_read_and_other_kinds_ignored_by_name() {
+    let text = format!(
+        "{TOKEN_SECRET}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: apps}}\ndata: {{a: b}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\n---\napiVersion: cert-manager.io/v1\nkind: CertificateRequest\nmetadata: {{name: r}}\n---\n{ISSUER}"
+    );
+    let parsed = parse_file("certs.yaml", &text).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert_eq!(parsed.resources.len(), 1);
+    assert_eq!(parsed.secrets.len(), 1);
+    let (location, secret) = &parsed.secrets[0];
+    assert_eq!(location.document, 1);
+    assert_eq!((secret.namespace(), secret.name()), ("sandbox", "cert-manager-vault-token"));
+    assert_eq!(
+        secret.get("token").unwrap().expose(),
+        b"22484d87-55d5-19b5-aa07-a32dc8e636ab"
+    );
+    let ignored: Vec<String> = parsed
+        .ignored
+        .iter()
+        .map(|(l, d)| format!("{l}: {d}"))
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "document 2: ConfigMap apps/settings (v1) is not a kind certkeeper reads; ignored",
+            "document 3: Deployment web (apps/v1) is not a kind certkeeper reads; ignored",
+            "document 4: CertificateRequest r (cert-manager.io/v1) is not a kind certkeeper reads; ignored",
+        ]
+    );
+    // All or nothing: a file of valid documents and ignored ones is accepted.
+    assert_eq!(parse_documents("certs.yaml", &text).unwrap().len(), 1);
+}
+
+#[test]
+fn hostile_secret_documents_fail_alone_and_never_show_values() {
+    let hostile_name = TOKEN_SECRET.replace("name: cert-manager-vault-token", "name: ../../etc/passwd");
+    let hostile_key = TOKEN_SECRET.replace("  token:", "  ../token:");
+    let huge = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: huge}}\nstringData:\n  token: {}\n",
+        "s".repeat(MAX_SECRET_BYTES + 1)
+    );
+    let text = format!(
+        "{hostile_name}---\n{hostile_key}---\n{huge}---\n{TOKEN_SECRET}---\n{TOKEN_SECRET}---\n{ISSUER}---\n{CERTIFICATE}"
+    );
+    let parsed = parse_file("certs.yaml", &text).unwrap();
+    let errors: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "certs.yaml: document 1 (Secret sandbox/../../etc/passwd): metadata.name: invalid name \"../../etc/passwd\": must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            "certs.yaml: document 2 (Secret sandbox/cert-manager-vault-token): data[../token]: invalid Secret key \"../token\": must consist of alphanumeric characters, '-', '_' or '.'",
+            "certs.yaml: document 3 (Secret default/huge): data: must be at most 1048576 bytes long, got 1048577",
+            "certs.yaml: document 5 (Secret sandbox/cert-manager-vault-token): metadata.name: Secret cert-manager-vault-token is already defined in document 4",
+        ]
+    );
+    assert!(errors.iter().all(|e| !e.contains("MjI0ODRk") && !e.contains("sss")));
+    // Nothing else in the file is lost.
+    assert_eq!(parsed.secrets.len(), 1);
+    assert_eq!(parsed.secrets[0].0.document, 4);
+    assert_eq!(parsed.resources.len(), 2);
 }
