@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use certkeeper_core::time::to_unix;
 use certkeeper_daemon::config::{Config, LogFormat};
-use certkeeper_daemon::load::load;
+use certkeeper_daemon::load::{Loaded, ManifestSecrets, load};
 use certkeeper_daemon::problems::problem_rows;
 use certkeeper_daemon::statedb::{RENEW_ALL, StateDb, request_renew};
 use certkeeper_engine::metrics::Metrics;
@@ -53,10 +53,10 @@ fn read_states(path: &Path) -> Result<std::collections::BTreeMap<String, CertSta
     }
 }
 
-/// The rows for every certificate of the manifests, from the state database, and the rows of
-/// the manifests' problems.
-fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>)> {
-    let loaded = load(config, &Metrics::default(), &HashMap::new())?;
+/// The rows for every certificate of the manifests, from the state database, the rows of the
+/// manifests' problems, and what the load left alone.
+fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>, Loaded)> {
+    let loaded = load(config, &Metrics::default(), &HashMap::new(), &ManifestSecrets::default())?;
     let states = if config.state_db_path().exists() {
         read_states(&config.state_db_path())?
     } else {
@@ -75,18 +75,43 @@ fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((rows, problem_rows(&loaded)))
+    let problems = problem_rows(&loaded);
+    Ok((rows, problems, loaded))
+}
+
+/// What a load leaves alone, as sections of `certkeeper status` and `check`: Certificates of
+/// external issuers (not certkeeper's; neither a problem nor a failure) and documents of other
+/// kinds.
+fn left_alone(loaded: &Loaded) -> String {
+    let mut out = String::new();
+    if !loaded.external.is_empty() {
+        out.push_str("NOT CERTKEEPER'S (external issuers; left alone)\n");
+        for external in &loaded.external {
+            out.push_str(&format!("{}  issuerRef {}\n", external.name, external.issuer()));
+        }
+    }
+    if !loaded.ignored.is_empty() {
+        out.push_str("IGNORED DOCUMENTS (kinds certkeeper does not read)\n");
+        for ignored in &loaded.ignored {
+            out.push_str(&format!("{ignored}\n"));
+        }
+    }
+    out
 }
 
 pub async fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let (rows, problems) = status_rows(&config)?;
+    let (rows, problems, loaded) = status_rows(&config)?;
     if json {
         println!("{}", status_json(&rows, &problems));
     } else {
         print!("{}", table(&rows));
         if !problems.is_empty() {
             print!("\n{}", problems_table(&problems));
+        }
+        let alone = left_alone(&loaded);
+        if !alone.is_empty() {
+            print!("\n{alone}");
         }
     }
     Ok(if problems.is_empty() && rows.iter().all(|r| r.ready) {
@@ -106,7 +131,7 @@ fn full_name(name: &str) -> String {
 
 pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u64) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let (before, _) = status_rows(&config)?;
+    let (before, _, _) = status_rows(&config)?;
     let targets: Vec<StatusRow> = match (&name, all) {
         (Some(n), false) => {
             let id = full_name(n);
@@ -134,7 +159,7 @@ pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u6
     let total = targets.len();
     let mut last_shown = usize::MAX;
     loop {
-        let (now_rows, _) = status_rows(&config)?;
+        let (now_rows, _, _) = status_rows(&config)?;
         let mut done = 0;
         let mut failed = Vec::new();
         for t in &targets {
@@ -186,9 +211,20 @@ pub async fn renew(config_path: &Path, name: Option<String>, all: bool, wait: u6
 
 pub async fn check(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let loaded = load(&config, &Metrics::default(), &HashMap::new())?;
+    let secrets = ManifestSecrets::default();
+    let loaded = load(&config, &Metrics::default(), &HashMap::new(), &secrets)?;
     for p in &loaded.manifest_problems {
         println!("invalid: {p}");
+    }
+    for ignored in &loaded.ignored {
+        println!("warning: {ignored}");
+    }
+    for external in &loaded.external {
+        println!(
+            "not certkeeper's: Certificate {} (issuerRef {}): an external issuer's; left alone",
+            external.name,
+            external.issuer()
+        );
     }
     for p in &loaded.problems {
         println!("problem: {}: {}", p.source, p.message);
@@ -231,6 +267,11 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
         println!("{}", cells.join("  ").trim_end());
     }
     println!("{} certificate(s) in the manifests", loaded.certificates.len());
+    // Secrets by name only: their values are never shown.
+    let names = secrets.names();
+    if !names.is_empty() {
+        println!("{} Secret(s) in the manifests: {}", names.len(), names.join(", "));
+    }
     // Invalid manifests are what exit code 2 means; the daemon runs the rest, check does not
     // pass them.
     if !loaded.manifest_problems.is_empty() {

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use certkeeper_core::spec::{
-    self, Certificate, CertificateStatus, FieldError, IssuerKind, IssuerStatus, Resource, VaultIssuer,
+    self, Certificate, CertificateStatus, FieldError, IssuerKind, IssuerReference, IssuerStatus, Resource,
+    VaultIssuer,
 };
 use certkeeper_engine::{CertId, IssuerId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -96,12 +97,21 @@ pub struct CertificateObject {
     pub meta: Meta,
     pub spec: Result<Arc<Certificate>, SpecProblem>,
     pub status: CertificateStatus,
+    /// `spec.issuerRef` when it names another API group (an external issuer): another
+    /// controller's Certificate, left alone. Read from the object even when the rest of the spec
+    /// is invalid, so certkeeper never writes to another issuer's Certificate.
+    pub external_issuer: Option<IssuerReference>,
 }
 
 impl CertificateObject {
     /// Decodes a Certificate as it arrives from the API server (list items and watch events).
     pub fn of(object: Value) -> CertificateObject {
         let (meta, status) = envelope::<CertificateStatus>(&object);
+        let external_issuer = object
+            .pointer("/spec/issuerRef")
+            .cloned()
+            .and_then(|r| serde_json::from_value::<IssuerReference>(r).ok())
+            .filter(|r| !r.is_cert_manager());
         let spec = match decode(&with_type(object, "Certificate")) {
             Ok(Resource::Certificate(c)) => Ok(Arc::new(*c)),
             Ok(_) => Err(SpecProblem::WrongKind("Certificate")),
@@ -112,6 +122,7 @@ impl CertificateObject {
             meta,
             spec,
             status,
+            external_issuer,
         }
     }
 }
@@ -237,6 +248,31 @@ mod tests {
         let problem = c.spec.unwrap_err().to_string();
         assert!(problem.contains("spec.secretName"), "{problem}");
         assert_eq!(c.status.failed_issuance_attempts, Some(2));
+    }
+
+    /// cert-manager's webhook accepts a Certificate of another group's issuer without checking
+    /// its kind; it is decoded as valid and marked external, even when its spec is invalid.
+    #[test]
+    fn a_certificate_of_an_external_issuer_is_marked_as_such() {
+        let object = |spec: Value| {
+            CertificateObject::of(json!({"metadata": {"name": "pca", "namespace": "apps"}, "spec": spec}))
+        };
+        let pca = object(json!({"secretName": "pca-tls", "dnsNames": ["pca.example.com"],
+            "issuerRef": {"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}}));
+        assert!(pca.spec.is_ok(), "{:?}", pca.spec);
+        assert_eq!(
+            pca.external_issuer.map(|r| r.qualified_name()).as_deref(),
+            Some("AWSPCAClusterIssuer.awspca.cert-manager.io/pca")
+        );
+        let invalid = object(json!({"secretName": "../x",
+            "issuerRef": {"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}}));
+        assert!(invalid.spec.is_err());
+        assert!(invalid.external_issuer.is_some());
+        for group in ["", "cert-manager.io"] {
+            let ours = object(json!({"secretName": "web-tls", "dnsNames": ["web.example.com"],
+                "issuerRef": {"name": "vault", "group": group}}));
+            assert!(ours.spec.is_ok() && ours.external_issuer.is_none(), "{group:?}");
+        }
     }
 
     #[test]

@@ -97,7 +97,14 @@ pub fn row(cert: &Value) -> StatusRow {
         "ClusterIssuer" => IssuerKind::ClusterIssuer,
         _ => IssuerKind::Issuer,
     };
-    let issuer = IssuerId::new(kind, &ns, &issuer_ref.name);
+    // A Certificate of an external issuer is listed with its status (its issuer writes it),
+    // marked as not certkeeper's.
+    let (issuer, warning) = if issuer_ref.is_cert_manager() {
+        (IssuerId::new(kind, &ns, &issuer_ref.name).to_string(), None)
+    } else {
+        let note = "not certkeeper's: an external issuer's Certificate, left alone";
+        (issuer_ref.qualified_name(), Some(note.to_owned()))
+    };
     let status = cert.status;
     let ready = status
         .condition(CONDITION_READY)
@@ -119,14 +126,14 @@ pub fn row(cert: &Value) -> StatusRow {
     });
     StatusRow {
         name: CertId::new(&ns, &name).to_string(),
-        issuer: issuer.to_string(),
+        issuer,
         ready,
         not_after: status.not_after.clone(),
         renewal_time: status.renewal_time.clone(),
         revision: status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0),
         serial: None,
         last_failure,
-        warning: None,
+        warning,
     }
 }
 

@@ -133,6 +133,8 @@ pub struct CertificatePlan {
     pub renew: Vec<(CertId, String)>,
     /// Certificates whose renew request is gone: no longer remembered as handled.
     pub renew_gone: Vec<CertId>,
+    /// Certificates of external issuers (another API group): no job, no status write.
+    pub external: Vec<(CertId, String)>,
 }
 
 impl CertificatePlan {
@@ -216,6 +218,10 @@ pub fn plan_certificates(
     let mut plan = CertificatePlan::default();
     let mut seen = HashSet::new();
     for object in objects {
+        if let Some(issuer_ref) = &object.external_issuer {
+            plan.external.push((object.id.clone(), issuer_ref.qualified_name()));
+            continue;
+        }
         seen.insert(object.id.clone());
         match built.get_or_build(client, &object, fingerprints) {
             Ok((job, meta)) => {
@@ -696,6 +702,60 @@ mod tests {
                 .message
                 .contains("is not usable: referenced Secret not found")
         );
+    }
+
+    /// A Certificate of an external issuer (another API group, e.g. AWS PCA's) is valid and
+    /// not certkeeper's: no job, no status note (not even for an invalid spec), never tracked.
+    // The API client (kube-rs) is built inside a runtime; no request is sent.
+    #[tokio::test]
+    async fn a_certificate_of_an_external_issuer_gets_no_job_and_no_status_write() {
+        let client = client();
+        let external = |name: &str, secret: &str| {
+            Arc::new(CertificateObject::of(json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": name, "namespace": "apps", "uid": format!("uid-{name}"), "generation": 1},
+                "spec": {"secretName": secret, "dnsNames": ["pca.example.com"],
+                         "issuerRef": {"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}}})))
+        };
+        let objects = vec![
+            external("pca", "pca-tls"),
+            external("pca-broken", "../x"),
+            certificate("web", "vault", json!({})),
+        ];
+        let by_id: HashMap<CertId, Arc<CertificateObject>> =
+            objects.iter().map(|o| (o.id.clone(), o.clone())).collect();
+        let plan = plan_certificates(
+            &client,
+            objects,
+            &HashMap::from([("Issuer/apps/vault", 9)]),
+            &HashMap::new(),
+            &mut BuiltJobs::default(),
+        );
+        let jobs: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(jobs, ["apps/web"]);
+        assert!(plan.invalid.is_empty(), "{:?}", plan.invalid);
+        assert_eq!(plan.tracked.keys().map(CertId::as_str).collect::<Vec<_>>(), ["apps/web"]);
+        let external: Vec<(&str, &str)> = plan
+            .external
+            .iter()
+            .map(|(id, issuer)| (id.as_str(), issuer.as_str()))
+            .collect();
+        assert_eq!(
+            external,
+            [
+                ("apps/pca", "AWSPCAIssuer.awspca.cert-manager.io/pca"),
+                ("apps/pca-broken", "AWSPCAIssuer.awspca.cert-manager.io/pca")
+            ]
+        );
+        let notes = waiting_notes(
+            &plan,
+            |id| by_id.get(id).cloned(),
+            &HashSet::new(),
+            &HashMap::new(),
+            &HashMap::new(),
+            &HashMap::new(),
+        );
+        let written: Vec<&str> = notes.write.iter().map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(written, ["apps/web"], "only certkeeper's own Certificate waits for its issuer");
     }
 
     fn status(id: &str, issuer: &str, failing: bool, issuing: bool) -> CertStatus {

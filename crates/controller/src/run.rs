@@ -632,6 +632,11 @@ impl Reconciler<'_> {
                 tracing::warn!(certificate = %id, problem = %problem, "invalid certificate");
             }
         }
+        for (id, issuer) in &certificates.external {
+            if applied.note_problem(id, issuer) {
+                tracing::info!(certificate = %id, %issuer, "certificate of an external issuer: not certkeeper's, left alone");
+            }
+        }
         for id in &certificates.renew_gone {
             applied.renews_handled.remove(id);
         }

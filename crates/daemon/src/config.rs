@@ -407,6 +407,12 @@ impl Config {
         })
     }
 
+    /// Whether `secrets.refs` names any key of Secret `namespace/name`.
+    pub fn has_secret_ref(&self, namespace: &str, name: &str) -> bool {
+        let secret = format!("{namespace}/{name}");
+        self.secret_refs.keys().any(|(s, _)| *s == secret)
+    }
+
     /// Where Secret `namespace/name`, key `key` is read from.
     pub fn secret_location(&self, namespace: &str, name: &str, key: &str) -> Option<SecretLocation> {
         if let Some(l) = self

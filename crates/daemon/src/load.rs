@@ -26,6 +26,11 @@
 //!   certificates are read at load time (the TLS transport needs them); tokens, AppRole secret
 //!   ids and Kubernetes JWTs are not: the client reads them at each login, so rotation needs no
 //!   reload and a missing file becomes a login failure then.
+//! - **Secrets in the manifests** (`v1` Secret documents) come first: a reference to a Secret the
+//!   manifests define resolves there, and one the configuration provides too is a conflict
+//!   ([`ManifestFault::SecretConflict`]); see [`secrets`].
+//! - **Left alone, not problems:** documents of other kinds ([`Loaded::ignored`], a warning each)
+//!   and Certificates of external issuers ([`Loaded::external`]).
 //! - **Issuer ids** are `Issuer/<namespace>/<name>` and `ClusterIssuer/<name>`.
 //! - **Fingerprints** are [`stable_hash`](certkeeper_core::schedule::stable_hash) of serde JSON
 //!   (never `Debug` output), so they survive releases. An issuer's covers its spec, where each of
@@ -38,8 +43,11 @@
 
 mod certificate;
 mod issuer;
+mod secrets;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_secrets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -49,13 +57,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use certkeeper_core::spec::{
-    self, FieldError, IssuerKind, LimitError, Location, MAX_MANIFEST_BYTES, Resource, ResourceId,
+    self, FieldError, IgnoredDocument, IssuerKind, IssuerReference, LimitError, Location, MAX_MANIFEST_BYTES,
+    ManifestSecret, Resource, ResourceId,
 };
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 
 use crate::config::Config;
 use crate::model::CertMeta;
+pub use secrets::ManifestSecrets;
+use secrets::{SecretEntry, SecretKey};
 
 /// Where a ClusterIssuer's Secret references resolve (cert-manager's default
 /// `--cluster-resource-namespace`).
@@ -69,6 +80,41 @@ pub struct Loaded {
     pub problems: Vec<LoadProblem>,
     /// Files and documents left out; everything else is in `issuers` and `certificates`.
     pub manifest_problems: Vec<ManifestProblem>,
+    /// Documents of kinds certkeeper does not read (a ConfigMap, a Deployment): a warning each.
+    pub ignored: Vec<IgnoredManifest>,
+    /// Certificates of external issuers (`issuerRef.group` another API group): valid, not
+    /// certkeeper's, left alone.
+    pub external: Vec<ExternalCertificate>,
+}
+
+/// A document left out because certkeeper does not read its kind.
+#[derive(Debug, Clone)]
+pub struct IgnoredManifest {
+    pub file: PathBuf,
+    pub location: Location,
+    pub document: IgnoredDocument,
+}
+
+/// `certs.yaml: document 4: ConfigMap apps/settings (v1) is not a kind certkeeper reads; ignored`.
+impl fmt::Display for IgnoredManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file.display(), self.location, self.document)
+    }
+}
+
+/// A Certificate whose issuer is of another API group: another controller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCertificate {
+    /// `namespace/name`.
+    pub name: String,
+    pub issuer_ref: IssuerReference,
+}
+
+impl ExternalCertificate {
+    /// `AWSPCAClusterIssuer.awspca.cert-manager.io/pca`, as kubectl names a resource.
+    pub fn issuer(&self) -> String {
+        self.issuer_ref.qualified_name()
+    }
 }
 
 /// A problem with one object that does not stop the others.
@@ -118,6 +164,17 @@ impl ManifestProblem {
         }
     }
 
+    /// The (namespace, name) of the Secret this document would have defined.
+    fn secret_key(&self) -> Option<SecretKey> {
+        let object = self.object.as_ref()?;
+        match (object.kind.as_str(), &object.namespace, &object.name) {
+            ("Secret", Some(namespace), Some(name)) if !matches!(self.fault, ManifestFault::Duplicate { .. }) => {
+                Some((namespace.clone(), name.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// Where it is: `file`, `file: document 2`, `file: document 2, item 3`.
     pub fn place(&self) -> String {
         match &self.location {
@@ -159,6 +216,9 @@ pub enum ManifestFault {
         file: PathBuf,
         first: Location,
     },
+    /// A Secret the manifests define and the configuration provides too: neither is used.
+    #[error("is also provided by {elsewhere}: give each Secret one source (remove one); neither is used")]
+    SecretConflict { elsewhere: String },
 }
 
 /// A failure of the whole load: nothing of it may be applied.
@@ -170,13 +230,22 @@ pub enum LoadError {
 }
 
 /// Reads the manifests and builds issuers and certificate jobs. `previous` holds the issuers of
-/// the configuration in force; unchanged ones are reused.
+/// the configuration in force; unchanged ones are reused. `secrets` is the store of the
+/// manifests' Secrets the issuers read (shared with the issuers of earlier loads): replaced with
+/// this load's.
 pub fn load(
     config: &Config,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
+    secrets: &ManifestSecrets,
 ) -> Result<Loaded, LoadError> {
-    let (resources, manifest_problems) = read_manifests(&config.manifests)?;
+    let Manifests {
+        resources,
+        secrets: manifest_secrets,
+        ignored,
+        problems: mut manifest_problems,
+    } = read_manifests(&config.manifests)?;
+    secrets.replace(secret_entries(config, manifest_secrets, &mut manifest_problems));
     let mut problems = Vec::new();
     // Issuer id -> why certificates of that issuer wait.
     let mut unusable: HashMap<IssuerId, String> = manifest_problems
@@ -203,7 +272,7 @@ pub fn load(
             Resource::Certificate(_) => continue,
         };
         let Some(vault) = spec.vault() else { continue };
-        match issuer::build(config, metrics, previous, &id, namespace, vault) {
+        match issuer::build(config, secrets, metrics, previous, &id, namespace, vault) {
             Ok(runtime) => issuers.push(runtime),
             Err(e) => {
                 unusable.insert(id.clone(), format!("it cannot be used: {e}"));
@@ -216,11 +285,19 @@ pub fn load(
     }
     let fingerprints: HashMap<&str, u64> = issuers.iter().map(|i| (i.id.as_str(), i.fingerprint)).collect();
     let mut certificates = Vec::new();
+    let mut external = Vec::new();
     for resource in &resources {
         let Resource::Certificate(cert) = resource else {
             continue;
         };
-        match certificate::build(config, cert, &fingerprints, &unusable) {
+        if !cert.spec.issuer_ref.is_cert_manager() {
+            external.push(ExternalCertificate {
+                name: format!("{}/{}", cert.namespace(), cert.metadata.name),
+                issuer_ref: cert.spec.issuer_ref.clone(),
+            });
+            continue;
+        }
+        match certificate::build(config, secrets, cert, &fingerprints, &unusable) {
             Ok((job, meta, problem)) => {
                 problems.extend(problem);
                 certificates.push((job, meta));
@@ -236,6 +313,8 @@ pub fn load(
         certificates,
         problems,
         manifest_problems,
+        ignored,
+        external,
     })
 }
 
@@ -344,18 +423,56 @@ fn read_manifest(file: &Path) -> Result<String, ManifestFault> {
     })
 }
 
-/// Parses every manifest file: the valid objects, and a [`ManifestProblem`] for each
-/// file or document left out.
-fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), LoadError> {
-    let mut resources = Vec::new();
-    let mut problems = Vec::new();
+/// What the manifest files hold.
+#[derive(Debug, Default)]
+struct Manifests {
+    resources: Vec<Resource>,
+    /// Valid Secrets, each with the file and document that defines it.
+    secrets: Vec<(PathBuf, Location, ManifestSecret)>,
+    ignored: Vec<IgnoredManifest>,
+    problems: Vec<ManifestProblem>,
+}
+
+impl Manifests {
+    /// Keeps an object unless an earlier document defined it (then it is a problem).
+    fn first_definition(
+        &mut self,
+        seen: &mut BTreeMap<(&'static str, String, String), (PathBuf, Location)>,
+        file: &Path,
+        location: Location,
+        object: ResourceId,
+        key: (&'static str, String, String),
+    ) -> bool {
+        if let Some((first_file, first)) = seen.get(&key) {
+            self.problems.push(ManifestProblem {
+                file: file.to_owned(),
+                location: Some(location),
+                object: Some(object.clone()),
+                fault: ManifestFault::Duplicate {
+                    object,
+                    file: first_file.clone(),
+                    first: *first,
+                },
+            });
+            false
+        } else {
+            seen.insert(key, (file.to_owned(), location));
+            true
+        }
+    }
+}
+
+/// Parses every manifest file: the valid objects and Secrets, the documents ignored, and a
+/// [`ManifestProblem`] for each file or document left out.
+fn read_manifests(path: &Path) -> Result<Manifests, LoadError> {
+    let mut out = Manifests::default();
     // (kind, namespace, name) -> the file and document that defined it first.
     let mut seen: BTreeMap<(&'static str, String, String), (PathBuf, Location)> = BTreeMap::new();
     for entry in manifest_files(path)? {
         let file = match entry {
             Entry::File(file) => file,
             Entry::Skipped(problem) => {
-                problems.push(*problem);
+                out.problems.push(*problem);
                 continue;
             }
         };
@@ -366,27 +483,34 @@ fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), 
         let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(fault) => {
-                problems.push(ManifestProblem::file(&file, fault));
+                out.problems.push(ManifestProblem::file(&file, fault));
                 continue;
             }
         };
         // One problem per document (or list item), with every error of it: the parser reports
         // a document's errors together, in document order.
         for error in parsed.errors {
-            match problems.last_mut() {
+            match out.problems.last_mut() {
                 Some(ManifestProblem {
                     file: last_file,
                     location: Some(location),
                     fault: ManifestFault::Invalid(errors),
                     ..
                 }) if *last_file == file && *location == error.location => errors.push(error.error),
-                _ => problems.push(ManifestProblem {
+                _ => out.problems.push(ManifestProblem {
                     file: file.clone(),
                     location: Some(error.location),
                     object: error.resource,
                     fault: ManifestFault::Invalid(vec![error.error]),
                 }),
             }
+        }
+        for (location, document) in parsed.ignored {
+            out.ignored.push(IgnoredManifest {
+                file: file.clone(),
+                location,
+                document,
+            });
         }
         for (location, resource) in parsed.resources {
             let object = resource_id(&resource);
@@ -395,24 +519,68 @@ fn read_manifests(path: &Path) -> Result<(Vec<Resource>, Vec<ManifestProblem>), 
                 object.namespace.clone().unwrap_or_default(),
                 resource.metadata().name.clone(),
             );
-            if let Some((first_file, first)) = seen.get(&key) {
-                problems.push(ManifestProblem {
-                    file: file.clone(),
-                    location: Some(location),
-                    object: Some(object.clone()),
-                    fault: ManifestFault::Duplicate {
-                        object,
-                        file: first_file.clone(),
-                        first: *first,
-                    },
-                });
-            } else {
-                seen.insert(key, (file.clone(), location));
-                resources.push(resource);
+            if out.first_definition(&mut seen, &file, location, object, key) {
+                out.resources.push(resource);
+            }
+        }
+        for (location, secret) in parsed.secrets {
+            let (namespace, name) = (secret.namespace().to_owned(), secret.name().to_owned());
+            let object = ResourceId {
+                kind: "Secret".to_owned(),
+                namespace: Some(namespace.clone()),
+                name: Some(name.clone()),
+            };
+            if out.first_definition(&mut seen, &file, location, object, ("Secret", namespace, name)) {
+                out.secrets.push((file.clone(), location, secret));
             }
         }
     }
-    Ok((resources, problems))
+    Ok(out)
+}
+
+/// The store's content for the manifests' Secrets: each valid one, unless the configuration
+/// provides it too (a conflict, added to `problems`); each invalid one as unusable, so a
+/// reference to it says why instead of falling through to `secrets.dir`.
+fn secret_entries(
+    config: &Config,
+    secrets: Vec<(PathBuf, Location, ManifestSecret)>,
+    problems: &mut Vec<ManifestProblem>,
+) -> BTreeMap<SecretKey, SecretEntry> {
+    let mut entries: BTreeMap<SecretKey, SecretEntry> = problems
+        .iter()
+        .filter_map(|p| {
+            let key = p.secret_key()?;
+            let why = format!("its manifest is invalid ({})", p.place());
+            Some((key, SecretEntry::Unusable { why }))
+        })
+        .collect();
+    for (file, location, secret) in secrets {
+        let key = (secret.namespace().to_owned(), secret.name().to_owned());
+        let origin = format!("{}: {location}", file.display());
+        let entry = match secrets::configured_elsewhere(config, &key.0, &key.1) {
+            None => SecretEntry::Defined {
+                origin,
+                secret: Arc::new(secret),
+            },
+            Some(elsewhere) => {
+                let fault = ManifestFault::SecretConflict { elsewhere };
+                let why = format!("defined in {origin}, which {fault}");
+                problems.push(ManifestProblem {
+                    file,
+                    location: Some(location),
+                    object: Some(ResourceId {
+                        kind: "Secret".to_owned(),
+                        namespace: Some(key.0.clone()),
+                        name: Some(key.1.clone()),
+                    }),
+                    fault,
+                });
+                SecretEntry::Unusable { why }
+            }
+        };
+        entries.insert(key, entry);
+    }
+    entries
 }
 
 fn resource_id(resource: &Resource) -> ResourceId {

@@ -25,7 +25,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
-use crate::load::{LoadError, Loaded, load};
+use crate::load::{LoadError, Loaded, ManifestSecrets, load};
 use crate::problems::problem_rows;
 use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
@@ -96,7 +96,9 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
     let mut renew_tick = tokio::time::interval(RENEW_POLL);
     let mut seen = manifest_stamp(&config.manifests);
-    let mut loading = Some(start_load(&config, &metrics, HashMap::new()));
+    // The manifests' Secrets, shared by every load and the issuers' clients (read at each login).
+    let secrets = ManifestSecrets::default();
+    let mut loading = Some(start_load(&config, &metrics, HashMap::new(), &secrets));
     let mut reload_wanted = false;
     tracing::info!(config = %config_path.display(), "certkeeper running");
     loop {
@@ -153,7 +155,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
             reload_wanted = false;
             seen = manifest_stamp(&config.manifests);
             let previous = shared.issuers.lock().await.clone();
-            loading = Some(start_load(&config, &metrics, previous));
+            loading = Some(start_load(&config, &metrics, previous, &secrets));
         }
     }
     tracing::info!("shutting down: finishing attempts in flight");
@@ -170,16 +172,21 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
 /// Reads and parses the manifests on a thread of its own. The thread is not a tokio blocking
 /// task on purpose: the runtime waits for those at exit, and shutdown must not wait for a
 /// load. The receiver fails if the thread could not start or panicked.
-fn start_load(config: &Config, metrics: &Metrics, previous: HashMap<IssuerId, IssuerRuntime>) -> PendingLoad {
+fn start_load(
+    config: &Config,
+    metrics: &Metrics,
+    previous: HashMap<IssuerId, IssuerRuntime>,
+    secrets: &ManifestSecrets,
+) -> PendingLoad {
     let (tx, rx) = oneshot::channel();
-    let (config, metrics) = (config.clone(), metrics.clone());
+    let (config, metrics, secrets) = (config.clone(), metrics.clone(), secrets.clone());
     // Issuers' clients are built in the load; they belong to this runtime.
     let handle = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new()
         .name("certkeeper-load".into())
         .spawn(move || {
             let _runtime = handle.enter();
-            let _ = tx.send(load(&config, &metrics, &previous));
+            let _ = tx.send(load(&config, &metrics, &previous, &secrets));
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start a thread to load the manifests");
@@ -211,6 +218,16 @@ async fn apply(
     }
     for p in &loaded.problems {
         tracing::warn!(source = %p.source, problem = %p.message, "manifest problem");
+    }
+    for ignored in &loaded.ignored {
+        tracing::warn!(document = %ignored, "manifest document of another kind ignored");
+    }
+    for external in &loaded.external {
+        tracing::info!(
+            certificate = %external.name,
+            issuer = %external.issuer(),
+            "certificate of an external issuer: not certkeeper's, left alone"
+        );
     }
     metrics.set_manifest_problems(per_file);
     *shared

@@ -170,6 +170,12 @@ impl IssuerReference {
         self.group_or_default() == CERT_MANAGER_GROUP
     }
 
+    /// `<kind>.<group>/<name>` (`AWSPCAClusterIssuer.awspca.cert-manager.io/pca`), as kubectl
+    /// names a resource of a group: how an external issuer is shown.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}/{}", self.kind, self.group_or_default(), self.name)
+    }
+
     pub(super) fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
         if self.name.is_empty() {
             errors.push(FieldError::new(path.field("name"), Problem::Required));

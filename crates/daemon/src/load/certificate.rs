@@ -8,7 +8,7 @@ use certkeeper_engine::build::{BuildError, certificate_issuer, certificate_job, 
 use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId};
 
-use super::LoadProblem;
+use super::{LoadProblem, ManifestSecrets};
 use crate::config::Config;
 use crate::model::CertMeta;
 
@@ -18,6 +18,7 @@ use crate::model::CertMeta;
 /// message is a [`LoadProblem`]'s; the certificate is then left out.
 pub(super) fn build(
     config: &Config,
+    secrets: &ManifestSecrets,
     cert: &Certificate,
     issuers: &HashMap<&str, u64>,
     unusable: &HashMap<IssuerId, String>,
@@ -38,15 +39,15 @@ pub(super) fn build(
     let meta = CertMeta {
         secret_name: spec.secret_name.clone(),
         output: config.output(namespace, name, &spec.secret_name),
-        formats: formats(config, cert)?,
+        formats: formats(config, secrets, cert)?,
     };
     Ok((job, meta, problem))
 }
 
-/// The output formats, keystore passwords resolved as the configuration resolves Secrets (a
-/// file or environment variable).
-fn formats(config: &Config, cert: &Certificate) -> Result<OutputFormats, BuildError> {
+/// The output formats, keystore passwords resolved as an issuer's Secrets are (a Secret in the
+/// manifests, a file or an environment variable).
+fn formats(config: &Config, secrets: &ManifestSecrets, cert: &Certificate) -> Result<OutputFormats, BuildError> {
     output_formats(cert, |field, sel| {
-        super::issuer::secret_source(config, cert.namespace(), field, &sel.name, &sel.key)
+        super::issuer::secret_source(config, secrets, cert.namespace(), field, &sel.name, &sel.key)
     })
 }

@@ -1,6 +1,7 @@
-//! One Vault issuer for the standalone runtime: its Secret references resolve to files or
-//! environment variables (see [`crate::config`]); the runtime itself is built by the engine's
-//! shared [`certkeeper_engine::build::build_issuer`].
+//! One Vault issuer for the standalone runtime: its Secret references resolve to a Secret in the
+//! manifests (see [`super::secrets`]), else to files or environment variables (see
+//! [`crate::config`]); the runtime itself is built by the engine's shared
+//! [`certkeeper_engine::build::build_issuer`].
 //!
 //! A reference resolved through `secrets.dir` (`<dir>/<namespace>/<name>/<key>`) is a path built
 //! from a manifest, so it gets two walls: the namespace, name and key must be what the API
@@ -9,7 +10,7 @@
 //! must lie under `secrets.dir` (symlinks inside it, such as a mounted Secret's `..data`, are
 //! fine). Files named in `secrets.refs` are the operator's own choice and read as given.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,11 +24,16 @@ use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 
+use super::secrets::{ManifestKey, ManifestSecrets, SecretEntry, SecretKey, lookup};
 use crate::config::{Config, SecretLocation};
 
-/// Resolves one issuer's Secret references through the configuration.
+/// Resolves one issuer's Secret references through the manifests' Secrets, then the
+/// configuration.
 struct Resolver<'a> {
     config: &'a Config,
+    manifest: &'a ManifestSecrets,
+    /// The store's content for this load.
+    entries: Arc<BTreeMap<SecretKey, SecretEntry>>,
     namespace: &'a str,
 }
 
@@ -105,15 +111,28 @@ impl SecretProvider for ContainedFile {
     }
 }
 
-/// Where a reference resolves: the configuration's answer, with the `secrets.dir` root when
-/// that is where it came from.
+/// Where a reference resolves: a Secret in the manifests (its value now), or the
+/// configuration's answer, with the `secrets.dir` root when that is where it came from.
 enum Located {
+    Manifest(Secret),
     Dir { root: PathBuf, path: PathBuf },
     Given(SecretLocation),
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    fn new(config: &'a Config, manifest: &'a ManifestSecrets, namespace: &'a str) -> Self {
+        Resolver {
+            config,
+            manifest,
+            entries: manifest.snapshot(),
+            namespace,
+        }
+    }
+
     fn locate(&self, field: &str, name: &str, key: &str) -> Result<Located, CredentialError> {
+        if let Some(value) = lookup(&self.entries, self.namespace, name, key) {
+            return value.map(Located::Manifest).map_err(|e| e.in_field(field));
+        }
         let location = self
             .config
             .secret_location(self.namespace, name, key)
@@ -141,6 +160,12 @@ impl Resolver<'_> {
 impl SecretResolver for Resolver<'_> {
     fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError> {
         Ok(match self.locate(field, name, key)? {
+            Located::Manifest(_) => SecretSource::Provider(Arc::new(ManifestKey {
+                store: self.manifest.clone(),
+                namespace: self.namespace.to_owned(),
+                name: name.to_owned(),
+                key: key.to_owned(),
+            })),
             Located::Dir { root, path } => SecretSource::Provider(Arc::new(ContainedFile { root, path })),
             Located::Given(SecretLocation::File(path)) => SecretSource::File(path),
             Located::Given(SecretLocation::Env(var)) => SecretSource::Env(var),
@@ -149,6 +174,7 @@ impl SecretResolver for Resolver<'_> {
 
     fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, CredentialError> {
         let value = match self.locate(field, name, key)? {
+            Located::Manifest(value) => Ok(value.expose().to_owned()),
             Located::Dir { root, path } => read_contained(&root, &path),
             Located::Given(SecretLocation::File(path)) => {
                 std::fs::read_to_string(&path).map_err(|source| unreadable(&path, source))
@@ -181,25 +207,27 @@ impl SecretResolver for Resolver<'_> {
 /// (used for a Certificate's PKCS#12 password).
 pub(super) fn secret_source(
     config: &Config,
+    manifest: &ManifestSecrets,
     namespace: &str,
     field: &str,
     name: &str,
     key: &str,
 ) -> Result<SecretSource, CredentialError> {
-    Resolver { config, namespace }.source(field, name, key)
+    Resolver::new(config, manifest, namespace).source(field, name, key)
 }
 
 /// Builds (or reuses) the runtime of issuer `id`, whose Secrets live in `namespace`. The error's
 /// message is a [`super::LoadProblem`]'s.
 pub(super) fn build(
     config: &Config,
+    manifest: &ManifestSecrets,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
     id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
 ) -> Result<IssuerRuntime, BuildError> {
-    let mut resolver = Resolver { config, namespace };
+    let mut resolver = Resolver::new(config, manifest, namespace);
     build_issuer(&mut resolver, id, vault, &config.issuers, metrics, previous)
 }
 

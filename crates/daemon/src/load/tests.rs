@@ -78,6 +78,7 @@ spec:
 struct Fixture {
     dir: tempfile::TempDir,
     config: Config,
+    secrets: ManifestSecrets,
 }
 
 impl Fixture {
@@ -94,7 +95,11 @@ impl Fixture {
         let text = "manifests: manifests\nstateDir: state\nsecrets:\n  dir: secrets\n  refs:\n    \
                     - { secret: apps/vault-token, key: token, file: /run/secrets/vault-token }\n";
         let config = Config::parse(&config_path, text).unwrap();
-        Fixture { dir, config }
+        Fixture {
+            dir,
+            config,
+            secrets: ManifestSecrets::default(),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -106,7 +111,7 @@ impl Fixture {
     }
 
     fn load(&self, previous: &HashMap<IssuerId, IssuerRuntime>) -> Result<Loaded, LoadError> {
-        load(&self.config, &Metrics::default(), previous)
+        load(&self.config, &Metrics::default(), previous, &self.secrets)
     }
 }
 
@@ -475,7 +480,7 @@ fn unresolvable_references_skip_the_issuer_with_a_problem() {
     // Without a secrets directory a reference with no explicit entry resolves to nothing.
     let text = "manifests: manifests\nstateDir: state\n";
     let config = Config::parse(&fx.path("certkeeper.yaml"), text).unwrap();
-    let loaded = load(&config, &Metrics::default(), &HashMap::new()).unwrap();
+    let loaded = load(&config, &Metrics::default(), &HashMap::new(), &ManifestSecrets::default()).unwrap();
     assert!(loaded.issuers.is_empty());
     assert!(
         loaded.problems[0]
