@@ -113,11 +113,15 @@ async fn a_secret_issuer_certificate_file_issues_and_leaves_the_rest_alone() {
     .await;
     let admin = s.bao.admin();
     let (int, role) = s.sign_path.split_once("/sign/").unwrap();
-    // The docs' Certificate is for the bare domain example.com.
+    // The docs' Certificate is for the bare domain example.com, with no commonName.
     admin
         .write(
             &format!("{int}/roles/{role}"),
-            role_body("2160h", "24h", &json!({"allow_bare_domains": true})),
+            role_body(
+                "2160h",
+                "24h",
+                &json!({"allow_bare_domains": true, "require_cn": false}),
+            ),
         )
         .await
         .unwrap();
