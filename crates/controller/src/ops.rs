@@ -246,4 +246,22 @@ mod tests {
         assert_eq!(renew_request(&with_issuing("True", "Renewing", "x"), own), None);
         assert_eq!(renew_request(&json!({"status": {}}), own), None);
     }
+
+    /// `certkeeper controller status` lists a Certificate of an external issuer with its
+    /// issuer's kind, group and name (its issuer writes its status), marked as not certkeeper's.
+    #[test]
+    fn an_external_issuers_certificate_is_listed_as_not_certkeepers() {
+        let cert = |issuer_ref: Value| {
+            row(&json!({"metadata": {"name": "pca", "namespace": "apps"},
+                        "spec": {"issuerRef": issuer_ref},
+                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}}))
+        };
+        let external = cert(json!({"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}));
+        assert_eq!(external.issuer, "AWSPCAIssuer.awspca.cert-manager.io/pca");
+        assert!(external.ready);
+        assert!(external.warning.as_deref().is_some_and(|w| w.starts_with("not certkeeper's")));
+        let ours = cert(json!({"name": "vault", "group": "cert-manager.io"}));
+        assert_eq!(ours.issuer, "Issuer/apps/vault");
+        assert_eq!(ours.warning, None);
+    }
 }
