@@ -56,7 +56,12 @@ fn read_states(path: &Path) -> Result<std::collections::BTreeMap<String, CertSta
 /// The rows for every certificate of the manifests, from the state database, the rows of the
 /// manifests' problems, and what the load left alone.
 fn status_rows(config: &Config) -> Result<(Vec<StatusRow>, Vec<ProblemStatusRow>, Loaded)> {
-    let loaded = load(config, &Metrics::default(), &HashMap::new(), &ManifestSecrets::default())?;
+    let loaded = load(
+        config,
+        &Metrics::default(),
+        &HashMap::new(),
+        &ManifestSecrets::default(),
+    )?;
     let states = if config.state_db_path().exists() {
         read_states(&config.state_db_path())?
     } else {

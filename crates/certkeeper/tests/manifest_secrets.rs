@@ -161,12 +161,25 @@ async fn a_secret_issuer_certificate_file_issues_and_leaves_the_rest_alone() {
     );
 
     let daemon = Daemon::start(&s.config);
-    let rows = wait_for(&s.config, "example-com issued", Duration::from_secs(60), &daemon, |r| {
-        r.iter().any(|x| x["name"] == "sandbox/example-com" && x["ready"] == true)
-    });
+    let rows = wait_for(
+        &s.config,
+        "example-com issued",
+        Duration::from_secs(60),
+        &daemon,
+        |r| {
+            r.iter()
+                .any(|x| x["name"] == "sandbox/example-com" && x["ready"] == true)
+        },
+    );
     // The external Certificate is no job and no problem row.
-    assert!(rows.iter().all(|r| r["name"] != "default/pca-issuer-rsa-cert"), "{rows:#?}");
-    assert!(rows.iter().all(|r| r.get("manifestProblem").is_none()), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r["name"] != "default/pca-issuer-rsa-cert"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.get("manifestProblem").is_none()),
+        "{rows:#?}"
+    );
     let dir = s.root.join("certs/sandbox/example-com-tls");
     let leaf = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(leaf.as_bytes()).unwrap();
@@ -189,7 +202,10 @@ async fn a_secret_issuer_certificate_file_issues_and_leaves_the_rest_alone() {
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{table}");
     assert!(table.contains("NOT CERTKEEPER'S (external issuers; left alone)\ndefault/pca-issuer-rsa-cert  issuerRef AWSPCAIssuer.awspca.cert-manager.io/pca-issuer-rsa\n"), "{table}");
-    assert!(table.contains("IGNORED DOCUMENTS (kinds certkeeper does not read)\n"), "{table}");
+    assert!(
+        table.contains("IGNORED DOCUMENTS (kinds certkeeper does not read)\n"),
+        "{table}"
+    );
 
     // The log warns about the ConfigMap and names the external Certificate; no output ever
     // holds the token.

@@ -256,10 +256,16 @@ mod tests {
                         "spec": {"issuerRef": issuer_ref},
                         "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}}))
         };
-        let external = cert(json!({"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}));
+        let external =
+            cert(json!({"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}));
         assert_eq!(external.issuer, "AWSPCAIssuer.awspca.cert-manager.io/pca");
         assert!(external.ready);
-        assert!(external.warning.as_deref().is_some_and(|w| w.starts_with("not certkeeper's")));
+        assert!(
+            external
+                .warning
+                .as_deref()
+                .is_some_and(|w| w.starts_with("not certkeeper's"))
+        );
         let ours = cert(json!({"name": "vault", "group": "cert-manager.io"}));
         assert_eq!(ours.issuer, "Issuer/apps/vault");
         assert_eq!(ours.warning, None);

@@ -219,7 +219,8 @@ pub fn plan_certificates(
     let mut seen = HashSet::new();
     for object in objects {
         if let Some(issuer_ref) = &object.external_issuer {
-            plan.external.push((object.id.clone(), issuer_ref.qualified_name()));
+            plan.external
+                .push((object.id.clone(), issuer_ref.qualified_name()));
             continue;
         }
         seen.insert(object.id.clone());
@@ -711,10 +712,12 @@ mod tests {
     async fn a_certificate_of_an_external_issuer_gets_no_job_and_no_status_write() {
         let client = client();
         let external = |name: &str, secret: &str| {
-            Arc::new(CertificateObject::of(json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            Arc::new(CertificateObject::of(
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                 "metadata": {"name": name, "namespace": "apps", "uid": format!("uid-{name}"), "generation": 1},
                 "spec": {"secretName": secret, "dnsNames": ["pca.example.com"],
-                         "issuerRef": {"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}}})))
+                         "issuerRef": {"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}}}),
+            ))
         };
         let objects = vec![
             external("pca", "pca-tls"),
@@ -733,7 +736,10 @@ mod tests {
         let jobs: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(jobs, ["apps/web"]);
         assert!(plan.invalid.is_empty(), "{:?}", plan.invalid);
-        assert_eq!(plan.tracked.keys().map(CertId::as_str).collect::<Vec<_>>(), ["apps/web"]);
+        assert_eq!(
+            plan.tracked.keys().map(CertId::as_str).collect::<Vec<_>>(),
+            ["apps/web"]
+        );
         let external: Vec<(&str, &str)> = plan
             .external
             .iter()
@@ -755,7 +761,11 @@ mod tests {
             &HashMap::new(),
         );
         let written: Vec<&str> = notes.write.iter().map(|(id, _, _)| id.as_str()).collect();
-        assert_eq!(written, ["apps/web"], "only certkeeper's own Certificate waits for its issuer");
+        assert_eq!(
+            written,
+            ["apps/web"],
+            "only certkeeper's own Certificate waits for its issuer"
+        );
     }
 
     fn status(id: &str, issuer: &str, failing: bool, issuing: bool) -> CertStatus {

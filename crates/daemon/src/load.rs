@@ -168,7 +168,9 @@ impl ManifestProblem {
     fn secret_key(&self) -> Option<SecretKey> {
         let object = self.object.as_ref()?;
         match (object.kind.as_str(), &object.namespace, &object.name) {
-            ("Secret", Some(namespace), Some(name)) if !matches!(self.fault, ManifestFault::Duplicate { .. }) => {
+            ("Secret", Some(namespace), Some(name))
+                if !matches!(self.fault, ManifestFault::Duplicate { .. }) =>
+            {
                 Some((namespace.clone(), name.clone()))
             }
             _ => None,

@@ -227,6 +227,16 @@ fn document_kind(api_version: &str, kind: &str) -> DocumentKind {
     }
 }
 
+/// Text of an unvalidated document made safe to print in a warning: at most 253 characters
+/// (the longest Kubernetes name), control characters (a newline that would fake a log line, a
+/// terminal escape) replaced by `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(253)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// A document of a kind certkeeper does not read, left out with a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredDocument {
@@ -276,12 +286,13 @@ impl FileParser<'_> {
             DocumentKind::Secret => return self.secret(value, location),
             DocumentKind::Other => {
                 let object = ResourceId {
-                    kind: kind.to_owned(),
-                    namespace: metadata.and_then(|m| str_at(m, "namespace")).map(str::to_owned),
-                    name,
+                    kind: printable(kind),
+                    namespace: metadata.and_then(|m| str_at(m, "namespace")).map(printable),
+                    name: name.as_deref().map(printable),
                 };
-                let api_version = api_version.to_owned();
-                self.ignored.push((location, IgnoredDocument { api_version, object }));
+                let api_version = printable(api_version);
+                self.ignored
+                    .push((location, IgnoredDocument { api_version, object }));
                 return;
             }
         }
@@ -327,13 +338,15 @@ impl FileParser<'_> {
             name: metadata.and_then(|m| str_at(m, "name")).map(str::to_owned),
         };
         let errors = match secret_object::decode_secret(value) {
-            Ok(secret) => match self.first_definition("Secret", secret.namespace(), secret.name(), location) {
-                None => {
-                    self.secrets.push((location, secret));
-                    return;
+            Ok(secret) => {
+                match self.first_definition("Secret", secret.namespace(), secret.name(), location) {
+                    None => {
+                        self.secrets.push((location, secret));
+                        return;
+                    }
+                    Some(duplicate) => vec![duplicate],
                 }
-                Some(duplicate) => vec![duplicate],
-            },
+            }
             Err(errors) => errors,
         };
         for error in errors {

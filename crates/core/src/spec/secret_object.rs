@@ -13,6 +13,7 @@
 //! the value they could not decode (`invalid type: integer `1234``).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde_yaml_ng::Value;
 
@@ -30,7 +31,15 @@ pub const MAX_SECRET_BYTES: usize = 1 << 20;
 pub const SECRET_TYPE_OPAQUE: &str = "Opaque";
 
 /// Top-level fields of a `v1` Secret.
-const FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable"];
+const FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "type",
+    "data",
+    "stringData",
+    "immutable",
+];
 
 /// The keys each built-in type requires (Kubernetes' `ValidateSecret`); any one of a list
 /// suffices.
@@ -44,13 +53,25 @@ fn required_keys(secret_type: &str) -> &'static [&'static str] {
     }
 }
 
-/// A `v1` Secret from a manifest. `Debug` shows keys and lengths, never values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A `v1` Secret from a manifest. `Debug` shows its name, type and keys, never values (nor its
+/// annotations: `kubectl.kubernetes.io/last-applied-configuration` holds the whole Secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ManifestSecret {
     pub metadata: ObjectMeta,
     /// `type`; [`SECRET_TYPE_OPAQUE`] when the manifest names none.
     pub secret_type: String,
     data: BTreeMap<String, SecretBytes>,
+}
+
+impl fmt::Debug for ManifestSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManifestSecret")
+            .field("namespace", &self.namespace())
+            .field("name", &self.name())
+            .field("type", &self.secret_type)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManifestSecret {
@@ -74,7 +95,11 @@ impl ManifestSecret {
 }
 
 /// The entries of a string-keyed mapping at `path` (absent or null: none).
-fn entries<'a>(value: Option<&'a Value>, path: &FieldPath, errors: &mut Vec<FieldError>) -> Vec<(&'a str, &'a Value)> {
+fn entries<'a>(
+    value: Option<&'a Value>,
+    path: &FieldPath,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(&'a str, &'a Value)> {
     match value {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Mapping(mapping)) => mapping
@@ -91,7 +116,10 @@ fn entries<'a>(value: Option<&'a Value>, path: &FieldPath, errors: &mut Vec<Fiel
             })
             .collect(),
         Some(_) => {
-            errors.push(FieldError::new(path.clone(), Problem::Decode("expected a mapping".into())));
+            errors.push(FieldError::new(
+                path.clone(),
+                Problem::Decode("expected a mapping".into()),
+            ));
             Vec::new()
         }
     }
@@ -169,12 +197,18 @@ pub(super) fn decode_secret(value: &Value) -> Result<ManifestSecret, Vec<FieldEr
             Value::String(text) => match decode_base64(text) {
                 Ok(bytes) => bytes,
                 Err(reason) => {
-                    errors.push(FieldError::new(path, Problem::Decode(format!("invalid base64: {reason}"))));
+                    errors.push(FieldError::new(
+                        path,
+                        Problem::Decode(format!("invalid base64: {reason}")),
+                    ));
                     continue;
                 }
             },
             _ => {
-                errors.push(FieldError::new(path, Problem::Decode("expected a base64 string".into())));
+                errors.push(FieldError::new(
+                    path,
+                    Problem::Decode("expected a base64 string".into()),
+                ));
                 continue;
             }
         };
@@ -217,7 +251,9 @@ pub(super) fn decode_secret(value: &Value) -> Result<ManifestSecret, Vec<FieldEr
             }
         }
     }
-    if secret_type == "kubernetes.io/basic-auth" && !data.contains_key("username") && !data.contains_key("password")
+    if secret_type == "kubernetes.io/basic-auth"
+        && !data.contains_key("username")
+        && !data.contains_key("password")
     {
         errors.push(FieldError::new(
             data_path.clone(),
@@ -257,12 +293,26 @@ mod tests {
         assert_eq!(secret.keys().collect::<Vec<_>>(), ["other", "token"]);
         assert_eq!(secret.secret_type, "Opaque");
         let shown = format!("{secret:?}");
-        assert!(!shown.contains("from-string-data") && !shown.contains("aHZz"), "{shown}");
+        assert!(
+            !shown.contains("from-string-data") && !shown.contains("aHZz"),
+            "{shown}"
+        );
+        // kubectl's last-applied annotation holds the whole Secret: not shown either.
+        let applied = decode(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: t\n  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{\"data\":{\"token\":\"aHZzLnNlY3JldA==\"}}'}\ndata: {token: aHZzLnNlY3JldA==}\n",
+        )
+        .unwrap();
+        let shown = format!("{applied:?}");
+        assert_eq!(
+            shown,
+            "ManifestSecret { namespace: \"default\", name: \"t\", type: \"Opaque\", keys: [\"token\"], .. }"
+        );
     }
 
     #[test]
     fn namespace_defaults_and_type_defaults() {
-        let secret = decode("apiVersion: v1\nkind: Secret\nmetadata: {name: t}\nstringData: {token: x}\n").unwrap();
+        let secret =
+            decode("apiVersion: v1\nkind: Secret\nmetadata: {name: t}\nstringData: {token: x}\n").unwrap();
         assert_eq!(secret.namespace(), "default");
         assert_eq!(secret.secret_type, SECRET_TYPE_OPAQUE);
     }
@@ -304,7 +354,11 @@ mod tests {
                 "stringData[e]: expected a string",
             ]
         );
-        assert!(errors.iter().all(|e| !e.contains("sup3rsecret") && !e.contains("987654321")));
+        assert!(
+            errors
+                .iter()
+                .all(|e| !e.contains("sup3rsecret") && !e.contains("987654321"))
+        );
     }
 
     #[test]
@@ -324,11 +378,17 @@ mod tests {
     #[test]
     fn built_in_types_require_their_keys() {
         assert_eq!(
-            decode(&format!("{HEAD}type: kubernetes.io/tls\nstringData: {{tls.crt: x}}\n")).unwrap_err(),
+            decode(&format!(
+                "{HEAD}type: kubernetes.io/tls\nstringData: {{tls.crt: x}}\n"
+            ))
+            .unwrap_err(),
             ["data[tls.key]: required"]
         );
         assert_eq!(
-            decode(&format!("{HEAD}type: kubernetes.io/basic-auth\nstringData: {{x: y}}\n")).unwrap_err(),
+            decode(&format!(
+                "{HEAD}type: kubernetes.io/basic-auth\nstringData: {{x: y}}\n"
+            ))
+            .unwrap_err(),
             ["data: required: set one of data[username], data[password]"]
         );
         assert!(decode(&format!("{HEAD}type: example.com/custom\nimmutable: true\n")).is_ok());

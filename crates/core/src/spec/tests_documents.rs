@@ -181,7 +181,9 @@ fn file_level_rules_duplicates_and_external_issuers_are_valid() {
     let text = format!("{CERTIFICATE}---\n{ISSUER}---\n{CERTIFICATE}---\n{external}");
     assert_eq!(
         messages(&text),
-        ["certs.yaml: document 3 (Certificate default/web): metadata.name: Certificate web is already defined in document 1"]
+        [
+            "certs.yaml: document 3 (Certificate default/web): metadata.name: Certificate web is already defined in document 1"
+        ]
     );
     // cert-manager's webhook accepts a Certificate of an external issuer (its kind is not
     // checked for other groups): valid here, and no issuer of certkeeper's.
@@ -270,16 +272,15 @@ fn secrets_are_read_and_other_kinds_ignored_by_name() {
     assert_eq!(parsed.secrets.len(), 1);
     let (location, secret) = &parsed.secrets[0];
     assert_eq!(location.document, 1);
-    assert_eq!((secret.namespace(), secret.name()), ("sandbox", "cert-manager-vault-token"));
+    assert_eq!(
+        (secret.namespace(), secret.name()),
+        ("sandbox", "cert-manager-vault-token")
+    );
     assert_eq!(
         secret.get("token").unwrap().expose(),
         b"22484d87-55d5-19b5-aa07-a32dc8e636ab"
     );
-    let ignored: Vec<String> = parsed
-        .ignored
-        .iter()
-        .map(|(l, d)| format!("{l}: {d}"))
-        .collect();
+    let ignored: Vec<String> = parsed.ignored.iter().map(|(l, d)| format!("{l}: {d}")).collect();
     assert_eq!(
         ignored,
         [
@@ -288,6 +289,18 @@ fn secrets_are_read_and_other_kinds_ignored_by_name() {
             "document 4: CertificateRequest r (cert-manager.io/v1) is not a kind certkeeper reads; ignored",
         ]
     );
+    // A hostile name in an ignored document cannot fake a log line or flood the warning.
+    let hostile = format!(
+        "apiVersion: v1\nkind: \"Config\\nMap\"\nmetadata: {{name: \"x\\ninvalid: forged\\u001b[31m{}\"}}\n",
+        "y".repeat(10_000)
+    );
+    let parsed = parse_file("certs.yaml", &hostile).unwrap();
+    let warning = parsed.ignored[0].1.to_string();
+    assert!(
+        warning.starts_with("Config?Map x?invalid: forged?[31myyy"),
+        "{warning}"
+    );
+    assert!(warning.len() < 600 && !warning.contains('\n'), "{warning}");
     // All or nothing: a file of valid documents and ignored ones is accepted.
     assert_eq!(parse_documents("certs.yaml", &text).unwrap().len(), 1);
 }
@@ -314,7 +327,11 @@ fn hostile_secret_documents_fail_alone_and_never_show_values() {
             "certs.yaml: document 5 (Secret sandbox/cert-manager-vault-token): metadata.name: Secret cert-manager-vault-token is already defined in document 4",
         ]
     );
-    assert!(errors.iter().all(|e| !e.contains("MjI0ODRk") && !e.contains("sss")));
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.contains("MjI0ODRk") && !e.contains("sss"))
+    );
     // Nothing else in the file is lost.
     assert_eq!(parsed.secrets.len(), 1);
     assert_eq!(parsed.secrets[0].0.document, 4);

@@ -46,7 +46,11 @@ pub(super) fn build(
 
 /// The output formats, keystore passwords resolved as an issuer's Secrets are (a Secret in the
 /// manifests, a file or an environment variable).
-fn formats(config: &Config, secrets: &ManifestSecrets, cert: &Certificate) -> Result<OutputFormats, BuildError> {
+fn formats(
+    config: &Config,
+    secrets: &ManifestSecrets,
+    cert: &Certificate,
+) -> Result<OutputFormats, BuildError> {
     output_formats(cert, |field, sel| {
         super::issuer::secret_source(config, secrets, cert.namespace(), field, &sel.name, &sel.key)
     })

@@ -35,7 +35,10 @@ pub(crate) type SecretKey = (String, String);
 #[derive(Debug, Clone)]
 pub(crate) enum SecretEntry {
     /// Defined in `origin` (`file: document n`).
-    Defined { origin: String, secret: Arc<ManifestSecret> },
+    Defined {
+        origin: String,
+        secret: Arc<ManifestSecret>,
+    },
     /// Defined, but not usable: its document is invalid, or the configuration provides it too.
     Unusable { why: String },
 }
@@ -120,7 +123,11 @@ pub(crate) struct ManifestKey {
 
 impl SecretProvider for ManifestKey {
     fn describe(&self) -> String {
-        format!("{} key {:?} in the manifests", what(&self.namespace, &self.name), self.key)
+        format!(
+            "{} key {:?} in the manifests",
+            what(&self.namespace, &self.name),
+            self.key
+        )
     }
 
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Secret, CredentialError>> + Send + '_>> {
@@ -128,7 +135,10 @@ impl SecretProvider for ManifestKey {
             let entries = self.store.snapshot();
             let value = lookup(&entries, &self.namespace, &self.name, &self.key).unwrap_or_else(|| {
                 Err(CredentialError::NotFound {
-                    what: format!("{} (no longer in the manifests)", what(&self.namespace, &self.name)),
+                    what: format!(
+                        "{} (no longer in the manifests)",
+                        what(&self.namespace, &self.name)
+                    ),
                 })
             })?;
             Ok(Secret::new(value.expose().trim()))

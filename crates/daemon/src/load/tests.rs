@@ -480,7 +480,13 @@ fn unresolvable_references_skip_the_issuer_with_a_problem() {
     // Without a secrets directory a reference with no explicit entry resolves to nothing.
     let text = "manifests: manifests\nstateDir: state\n";
     let config = Config::parse(&fx.path("certkeeper.yaml"), text).unwrap();
-    let loaded = load(&config, &Metrics::default(), &HashMap::new(), &ManifestSecrets::default()).unwrap();
+    let loaded = load(
+        &config,
+        &Metrics::default(),
+        &HashMap::new(),
+        &ManifestSecrets::default(),
+    )
+    .unwrap();
     assert!(loaded.issuers.is_empty());
     assert!(
         loaded.problems[0]

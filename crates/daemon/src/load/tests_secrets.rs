@@ -140,13 +140,19 @@ async fn a_secret_next_to_its_issuer_is_the_token_and_a_reload_rotates_it() {
     // again, and a client still running with the old source says why its login fails.
     fx.write(&SANDBOX.replace("kind: Secret", "kind: ConfigMap"));
     let fourth = fx.load(&HashMap::new());
-    let dir = fx.dir.path().join("secrets/sandbox/cert-manager-vault-token/token");
+    let dir = fx
+        .dir
+        .path()
+        .join("secrets/sandbox/cert-manager-vault-token/token");
     assert_eq!(
         token_source(&fourth, "Issuer/sandbox/vault-issuer").describe(),
         format!("file {}", dir.display())
     );
     let err = source.read().await.unwrap_err().to_string();
-    assert_eq!(err, "Secret sandbox/cert-manager-vault-token (no longer in the manifests) not found");
+    assert_eq!(
+        err,
+        "Secret sandbox/cert-manager-vault-token (no longer in the manifests) not found"
+    );
 }
 
 #[test]
@@ -204,7 +210,11 @@ fn a_secret_from_two_sources_is_a_conflict_and_neither_is_used() {
     assert!(loaded.issuers.is_empty());
 
     // A secrets.refs entry for the Secret conflicts the same way.
-    let fx = Fixture::new(&SANDBOX.replace("sandbox", "apps").replace("cert-manager-vault-token", "vault-token"));
+    let fx = Fixture::new(
+        &SANDBOX
+            .replace("sandbox", "apps")
+            .replace("cert-manager-vault-token", "vault-token"),
+    );
     let loaded = fx.load(&HashMap::new());
     assert!(
         problem_lines(&loaded)[0].ends_with(
@@ -220,9 +230,10 @@ fn a_secret_from_two_sources_is_a_conflict_and_neither_is_used() {
 /// quotes a value.
 #[test]
 fn hostile_secret_documents_fail_alone() {
-    let hostile = SANDBOX
-        .replace("  token: \"aHZz", "  ../token: \"aHZz")
-        .replace("kind: ConfigMap\nmetadata: {name: settings", "kind: Secret\nmetadata: {name: ../../etc/passwd");
+    let hostile = SANDBOX.replace("  token: \"aHZz", "  ../token: \"aHZz").replace(
+        "kind: ConfigMap\nmetadata: {name: settings",
+        "kind: Secret\nmetadata: {name: ../../etc/passwd",
+    );
     let fx = Fixture::new(&hostile);
     let dir = fx.dir.path().join("secrets/sandbox/cert-manager-vault-token");
     let loaded = fx.load(&HashMap::new());
@@ -249,7 +260,10 @@ fn hostile_secret_documents_fail_alone() {
         )
     );
     assert!(!dir.exists());
-    assert!(lines.iter().all(|l| !l.contains("aHZz") && !l.contains("debug")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("aHZz") && !l.contains("debug")),
+        "{lines:?}"
+    );
     // The external Certificate is still left alone, the other one waits for its issuer.
     assert_eq!(loaded.external.len(), 1);
     assert_eq!(loaded.certificates.len(), 1);
