@@ -16,7 +16,8 @@
 //! certkeeper's retry state (see `certkeeper_core::spec::CertkeeperStatus`). Left out of
 //! cert-manager's CRDs, because the oldest API server certkeeper supports (v1.20) does not know
 //! them: `selectableFields` (Kubernetes 1.30+) and the CEL rule of `spec.venafi`
-//! (`x-kubernetes-validations`, 1.25+).
+//! (`x-kubernetes-validations`, 1.25+); and an ACME solver pod's `imagePullSecrets` is an atomic
+//! list, not a map list keyed by `name` with `default: ""`, which v1.20 refuses.
 //!
 //! The generated files are checked in under `deploy/crds/` (one per CRD, named like
 //! cert-manager's) and a unit test fails when they differ from what the types generate. After

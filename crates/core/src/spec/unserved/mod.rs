@@ -11,9 +11,12 @@
 //! field that is not an `Option` is required); defaults are the `x-certkeeper-default` extension,
 //! which the CRD generator turns into `default`.
 //!
-//! Left out of cert-manager's schemas: the CEL rule of `spec.venafi` (`x-kubernetes-validations`,
-//! "exactly one of tpp, cloud, or ngts"): the API servers certkeeper is tested on (v1.20) do not
-//! know the keyword.
+//! Left out of cert-manager's schemas, to keep the CRDs valid on the oldest API server
+//! certkeeper is tested on (v1.20): the CEL rule of `spec.venafi` (`x-kubernetes-validations`,
+//! "exactly one of tpp, cloud, or ngts", Kubernetes 1.25+), and the solver pod's
+//! `imagePullSecrets` is an atomic list without the `default: ""` of its `name` instead of a map
+//! list keyed by `name` (v1.20 reads an empty default as `null`, and refuses a map key that has
+//! no default and is not required).
 
 use std::borrow::Cow;
 

@@ -28,7 +28,11 @@ pub struct ObjectMetaOverride {
 #[serde(rename_all = "camelCase")]
 pub struct Http01PodSpec {
     pub affinity: Option<Affinity>,
-    #[schemars(extend("x-kubernetes-list-map-keys" = ["name"], "x-kubernetes-list-type" = "map"))]
+    /// cert-manager's CRD makes this a map list keyed by `name` with `default: ""`; a v1.20 API
+    /// server refuses that (it reads the empty default as `null`, and a map key needs a default
+    /// or must be required), so it is an atomic list here: it accepts every object cert-manager's
+    /// does, and server-side apply replaces it whole.
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub image_pull_secrets: Option<Vec<PodLocalObjectReference>>,
     pub node_selector: Option<BTreeMap<String, String>>,
     pub priority_class_name: Option<String>,
@@ -143,7 +147,7 @@ pub struct LabelSelector {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
 pub struct PodLocalObjectReference {
-    #[schemars(extend("x-certkeeper-default" = ""))]
+    /// No `default: ""` (see [`Http01PodSpec::image_pull_secrets`]).
     pub name: Option<String>,
 }
 
