@@ -70,11 +70,7 @@ fn schemas_are_structural() {
             // defaults only where cert-manager's CRDs have them (none in certkeeper's own fields)
             if node.get("default").is_some() {
                 let gateway = ".spec.acme.solvers[].http01.gatewayHTTPRoute.parentRefs[]";
-                assert!(
-                    path.starts_with(gateway),
-                    "{}: default at {path}",
-                    crd.kind
-                );
+                assert!(path.starts_with(gateway), "{}: default at {path}", crd.kind);
             }
             // int-or-string (resource quantities) is the one structural use of anyOf
             let int_or_string = node.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));

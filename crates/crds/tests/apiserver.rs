@@ -566,7 +566,11 @@ async fn create_acme_issuer(api: &Api, collection: &str, issuer: &Value) -> Resu
     api.create(collection, issuer).await?;
     let name = issuer["metadata"]["name"].as_str().unwrap();
     let (_, stored) = api.get(&format!("{collection}/{name}")).await?;
-    assert_eq!(stored["spec"], acme_issuer_defaulted(issuer)["spec"], "{name}: spec changed");
+    assert_eq!(
+        stored["spec"],
+        acme_issuer_defaulted(issuer)["spec"],
+        "{name}: spec changed"
+    );
     Ok(())
 }
 
@@ -623,7 +627,10 @@ async fn replace_crds(api: &Api, crds: &[Value]) -> Result<()> {
         let deadline = Instant::now() + BOUND;
         loop {
             let (_, now) = api.get(&path).await?;
-            let conditions = now["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let conditions = now["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if let Some(c) = conditions.iter().find(|c| c["type"] == "NonStructuralSchema") {
                 bail!("{name} is not structural: {c}");
             }
@@ -704,7 +711,10 @@ async fn certkeeper_crds_over_cert_managers_keep_acme_objects() {
     create_acme_issuer(&api, &issuers, &issuer).await.unwrap();
     let letsencrypt = format!("{issuers}/letsencrypt");
     let (code, answer) = api
-        .merge_patch(&format!("{letsencrypt}/status"), &acme_issuer_status("ops@example.com"))
+        .merge_patch(
+            &format!("{letsencrypt}/status"),
+            &acme_issuer_status("ops@example.com"),
+        )
         .await
         .unwrap();
     assert_eq!(code, 200, "{answer}");
@@ -743,7 +753,10 @@ async fn certkeeper_crds_over_cert_managers_keep_acme_objects() {
 
     // cert-manager's next writes: a re-registered account, a new ACME Issuer with its status
     let (code, answer) = api
-        .merge_patch(&format!("{letsencrypt}/status"), &acme_issuer_status("new@example.com"))
+        .merge_patch(
+            &format!("{letsencrypt}/status"),
+            &acme_issuer_status("new@example.com"),
+        )
         .await
         .unwrap();
     assert_eq!(code, 200, "{answer}");

@@ -169,9 +169,15 @@ fn every_cert_manager_property_is_in_certkeepers_crds() {
                 if for_v1_20(kind, path, keyword).is_some() {
                     v1_20_seen.insert((kind, path.clone(), keyword.clone()));
                 } else if !KEYWORDS.contains(&keyword.as_str())
-                    && !matches!(keyword.as_str(), "description" | "properties" | "items" | "additionalProperties")
+                    && !matches!(
+                        keyword.as_str(),
+                        "description" | "properties" | "items" | "additionalProperties"
+                    )
                 {
-                    report(path, format!("{keyword} not compared nor left out knowingly: {value}"));
+                    report(
+                        path,
+                        format!("{keyword} not compared nor left out knowingly: {value}"),
+                    );
                 }
             }
             let Some(mine) = ours.get(path) else {
@@ -192,10 +198,7 @@ fn every_cert_manager_property_is_in_certkeepers_crds() {
                     normalised(keyword, mine.get(*keyword)),
                 );
                 if a != b {
-                    report(
-                        path,
-                        format!("{keyword}: cert-manager {a:?}, certkeeper {b:?}"),
-                    );
+                    report(path, format!("{keyword}: cert-manager {a:?}, certkeeper {b:?}"));
                 }
             }
         }
@@ -208,11 +211,21 @@ fn every_cert_manager_property_is_in_certkeepers_crds() {
 
         // names, scope, columns, subresources
         let ours_crd = crd.to_json();
-        for pointer in ["/spec/group", "/spec/names", "/spec/scope", "/spec/versions/0/name"] {
-            assert_eq!(ours_crd.pointer(pointer), theirs_crd.pointer(pointer), "{kind} {pointer}");
+        for pointer in [
+            "/spec/group",
+            "/spec/names",
+            "/spec/scope",
+            "/spec/versions/0/name",
+        ] {
+            assert_eq!(
+                ours_crd.pointer(pointer),
+                theirs_crd.pointer(pointer),
+                "{kind} {pointer}"
+            );
         }
         assert_eq!(
-            ours_crd["spec"]["versions"][0]["subresources"], theirs_crd["spec"]["versions"][0]["subresources"],
+            ours_crd["spec"]["versions"][0]["subresources"],
+            theirs_crd["spec"]["versions"][0]["subresources"],
             "{kind} subresources"
         );
         let columns = |crd: &Value| -> Vec<(Value, Value, Value, Value)> {
@@ -220,7 +233,14 @@ fn every_cert_manager_property_is_in_certkeepers_crds() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|c| (c["name"].clone(), c["jsonPath"].clone(), c["type"].clone(), c["priority"].clone()))
+                .map(|c| {
+                    (
+                        c["name"].clone(),
+                        c["jsonPath"].clone(),
+                        c["type"].clone(),
+                        c["priority"].clone(),
+                    )
+                })
                 .collect()
         };
         // every column of cert-manager's, in its order; certkeeper may show more

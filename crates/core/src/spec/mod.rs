@@ -92,8 +92,8 @@ pub use meta::{
 };
 pub use status::{
     AcmeIssuerStatus, AcmeRenewalInfo, AcmeRenewalWindow, CONDITION_ISSUING, CONDITION_READY,
-    CertificateAcmeStatus, CertificateCondition, CertificateStatus, CertificateStatusPatch, CertkeeperStatus, Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition,
-    set_condition,
+    CertificateAcmeStatus, CertificateCondition, CertificateStatus, CertificateStatusPatch, CertkeeperStatus,
+    Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition, set_condition,
 };
 pub use syntax::{
     Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::{Http01PodTemplate, Json, ObjectMetaOverride, SecretKeyRef, ServiceAccountRef};
 use schemars::JsonSchema;
-use super::{Http01PodTemplate, ObjectMetaOverride, SecretKeyRef, ServiceAccountRef, Json};
 
 /// `spec.acme`: an ACME server (Let's Encrypt and others) and how challenges are solved.
 #[derive(Debug, JsonSchema)]
