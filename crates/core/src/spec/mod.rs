@@ -43,6 +43,7 @@ mod meta;
 mod schema;
 mod status;
 mod syntax;
+pub mod unserved;
 
 #[cfg(test)]
 mod tests_certificate;
@@ -90,9 +91,9 @@ pub use meta::{
     ObjectMeta, SecretKeySelector,
 };
 pub use status::{
-    CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertificateStatusPatch,
-    CertkeeperStatus, Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition,
-    set_condition,
+    AcmeIssuerStatus, AcmeRenewalInfo, AcmeRenewalWindow, CONDITION_ISSUING, CONDITION_READY,
+    CertificateAcmeStatus, CertificateCondition, CertificateStatus, CertificateStatusPatch, CertkeeperStatus,
+    Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition, set_condition,
 };
 pub use syntax::{
     Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,
