@@ -28,6 +28,7 @@ use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
 use certkeeper_vault::{SecretProvider, SecretSource};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::Value;
 
 use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
@@ -54,6 +55,21 @@ pub struct CertMeta {
     pub issuer_kind: String,
     pub issuer_group: String,
     pub generation: i64,
+}
+
+impl CertMeta {
+    /// The reference that makes an object the Certificate's (deleted with it), as
+    /// cert-manager sets it on the CertificateRequests and Secrets it creates.
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: certkeeper_core::spec::API_VERSION.to_owned(),
+            kind: "Certificate".to_owned(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
 }
 
 /// Why a mirrored object does not become an issuer runtime or a job.

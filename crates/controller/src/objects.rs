@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use certkeeper_core::spec::{
-    self, Certificate, CertificateStatus, FieldError, IssuerKind, IssuerReference, IssuerStatus, Resource,
-    VaultIssuer,
+    self, Certificate, CertificateRequestStatus, CertificateStatus, ConditionStatus, FieldError, IssuerKind,
+    IssuerReference, IssuerStatus, Resource, VaultIssuer,
 };
 use certkeeper_engine::{CertId, IssuerId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -182,6 +182,73 @@ impl IssuerObject {
             spec,
             status,
         }
+    }
+}
+
+/// A CertificateRequest as the request loop needs it (another tool's request, or the record
+/// the Certificate side wrote).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestObject {
+    pub meta: Meta,
+    /// It carries `cert-manager.io/certificate-name`: a record the Certificate side wrote.
+    pub from_certificate: bool,
+    pub issuer_ref: IssuerReference,
+    /// `spec.request` as base64 text (decoded when it is signed).
+    pub request: String,
+    /// `spec.duration` as written.
+    pub duration: Option<String>,
+    pub status: CertificateRequestStatus,
+}
+
+/// What the request loop reads of a request's spec (leniently: a spec that does not decode
+/// reads as empty and is answered as an invalid request).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestSpecView {
+    #[serde(default)]
+    issuer_ref: IssuerReference,
+    #[serde(default)]
+    request: String,
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+/// cert-manager's annotation naming the Certificate a request was made for.
+pub const CERTIFICATE_NAME_ANNOTATION: &str = "cert-manager.io/certificate-name";
+
+impl RequestObject {
+    pub fn of(object: Value) -> RequestObject {
+        let (meta, status) = envelope::<CertificateRequestStatus>(&object);
+        let from_certificate = object
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(CERTIFICATE_NAME_ANNOTATION))
+            .is_some();
+        let spec: RequestSpecView = object
+            .get("spec")
+            .cloned()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        RequestObject {
+            meta,
+            from_certificate,
+            issuer_ref: spec.issuer_ref,
+            request: spec.request,
+            duration: spec.duration,
+            status,
+        }
+    }
+
+    /// "namespace/name/uid": a request, told apart from an earlier one of the same name.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.meta.key(), self.meta.uid)
+    }
+
+    /// Whether its condition of this type is True.
+    pub fn is_true(&self, condition_type: &str) -> bool {
+        self.status
+            .condition(condition_type)
+            .is_some_and(|c| c.status == ConditionStatus::True)
     }
 }
 

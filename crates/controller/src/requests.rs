@@ -23,17 +23,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use certkeeper_core::pki::rfc3339;
-use certkeeper_core::spec::IssuerKind;
+use certkeeper_core::spec::{
+    Base64Bytes, CERT_MANAGER_GROUP, CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST,
+    CONDITION_READY, CertificateRequestCondition, CertificateRequestStatus, ConditionStatus, IssuerKind,
+    REASON_DENIED, REASON_FAILED, REASON_ISSUED, REASON_PENDING, set_condition,
+};
+use certkeeper_core::time::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::SignRequest;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::kube::{KubeClient, cm_path, meta_str};
-use crate::reflector::{Store, object_key, trimmed};
+use crate::kube::{KubeClient, KubeError, cm_path};
+use crate::objects::RequestObject;
+use crate::reflector::Store;
 
 /// How often a request whose failure waits for a change is tried again anyway.
 pub const INVALID_RECHECK: Duration = Duration::from_secs(60);
@@ -62,120 +67,105 @@ struct Retry {
     next: SystemTime,
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn condition<'v>(cr: &'v Value, kind: &str) -> Option<&'v Value> {
-    cr.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-}
-
-fn is_true(cr: &Value, kind: &str) -> bool {
-    condition(cr, kind).is_some_and(|c| c["status"] == "True")
-}
-
-/// The issuer id a request refers to, if it names a cert-manager.io issuer.
-fn issuer_id(cr: &Value) -> Option<IssuerId> {
-    let r = cr.pointer("/spec/issuerRef")?;
-    let group = r.get("group").and_then(Value::as_str).unwrap_or_default();
-    if !group.is_empty() && group != "cert-manager.io" {
-        return None;
-    }
-    let name = r.get("name").and_then(Value::as_str)?;
-    let kind = match r.get("kind").and_then(Value::as_str).unwrap_or("Issuer") {
-        "ClusterIssuer" => IssuerKind::ClusterIssuer,
-        "" | "Issuer" => IssuerKind::Issuer,
-        _ => return None,
-    };
-    Some(IssuerId::new(kind, meta_str(cr, "namespace"), name))
-}
-
 /// The conditions of `cr` with `new` set (other types kept; lastTransitionTime kept when the
 /// status does not change).
-fn with_condition(cr: &Value, kind: &str, status: &str, reason: &str, message: &str) -> Vec<Value> {
-    let now = rfc3339(SystemTime::now());
-    let mut out: Vec<Value> = cr
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != kind)
-        .collect();
-    let since = condition(cr, kind)
-        .filter(|c| c["status"] == status)
-        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
-        .unwrap_or(now);
-    out.push(
-        json!({"type": kind, "status": status, "reason": reason, "message": message,
-                    "lastTransitionTime": since}),
+fn with_condition(
+    cr: &RequestObject,
+    kind: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> Vec<CertificateRequestCondition> {
+    let mut conditions = cr.status.conditions.clone();
+    set_condition(
+        &mut conditions,
+        CertificateRequestCondition {
+            condition_type: kind.to_owned(),
+            status,
+            last_transition_time: None,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        },
+        &rfc3339(SystemTime::now()),
     );
-    out
+    conditions
+}
+
+/// A status with only these conditions (a merge patch leaves the rest as it is).
+fn conditions_only(conditions: Vec<CertificateRequestCondition>) -> CertificateRequestStatus {
+    CertificateRequestStatus {
+        conditions,
+        ..CertificateRequestStatus::default()
+    }
+}
+
+/// The merge patch of a request's status.
+#[derive(serde::Serialize)]
+struct StatusPatch<'a> {
+    status: &'a CertificateRequestStatus,
 }
 
 /// Writes `status` on `cr`; `false` (logged) when the API server did not take it.
-async fn patch_status(client: &KubeClient, cr: &Value, status: Value) -> bool {
+async fn patch_status(client: &KubeClient, cr: &RequestObject, status: &CertificateRequestStatus) -> bool {
     let written = async {
-        let path = cm_path(
-            meta_str(cr, "namespace"),
-            "certificaterequests",
-            Some(meta_str(cr, "name")),
-        )?;
-        client
-            .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
-            .await
+        let path = cm_path(&cr.meta.namespace, "certificaterequests", Some(&cr.meta.name))?;
+        let body = serde_json::to_value(StatusPatch { status }).map_err(|e| KubeError::Decode {
+            what: format!("the status of CertificateRequest {}", cr.meta.key()),
+            message: e.to_string(),
+        })?;
+        client.merge_patch(&format!("{path}/status"), &body).await
     }
     .await;
     match written {
         Ok(_) => true,
         Err(e) => {
-            tracing::warn!(request = %object_key(cr), error = %e, "cannot write CertificateRequest status");
+            tracing::warn!(request = %cr.meta.key(), error = %e, "cannot write CertificateRequest status");
             false
         }
     }
 }
 
+/// The issuer id a request refers to, if it names a cert-manager.io issuer.
+fn issuer_id(cr: &RequestObject) -> Option<IssuerId> {
+    let r = &cr.issuer_ref;
+    if r.group_or_default() != CERT_MANAGER_GROUP || r.name.is_empty() {
+        return None;
+    }
+    let kind = match r.kind.as_str() {
+        "ClusterIssuer" => IssuerKind::ClusterIssuer,
+        "" | "Issuer" => IssuerKind::Issuer,
+        _ => return None,
+    };
+    Some(IssuerId::new(kind, &cr.meta.namespace, &r.name))
+}
+
 /// (annotated, done): whether `cr` is a record the Certificate side wrote (it carries
 /// `cert-manager.io/certificate-name`), and whether it is answered (`Ready=True`, `Failed`,
 /// `Denied`, or an invalid request). Either way the loop leaves it alone.
-fn handled(cr: &Value) -> (bool, bool) {
-    let annotated = cr
-        .pointer("/metadata/annotations/cert-manager.io~1certificate-name")
-        .is_some();
-    let done = condition(cr, "Ready")
-        .is_some_and(|c| c["status"] == "True" || c["reason"] == "Failed" || c["reason"] == "Denied")
-        || is_true(cr, "InvalidRequest");
-    (annotated, done)
+fn handled(cr: &RequestObject) -> (bool, bool) {
+    let done = cr.status.condition(CONDITION_READY).is_some_and(|c| {
+        c.status == ConditionStatus::True || c.reason == REASON_FAILED || c.reason == REASON_DENIED
+    }) || cr.is_true(CONDITION_INVALID_REQUEST);
+    (cr.from_certificate, done)
 }
 
 /// What the controller keeps of a CertificateRequest (the mirror's projection, [`kept`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeptRequest {
-    /// Still to be answered: the whole object, trimmed ([`trimmed`]).
-    Pending(Arc<Value>),
+    /// Still to be answered: what the loop reads of it ([`RequestObject`]).
+    Pending(Arc<RequestObject>),
     /// [`handled`]: all the loop needs of it, its key ("namespace/name/uid") and whether it is
     /// answered. Not its CSR, certificate, CA nor metadata (a few KB per request as JSON).
     Handled { key: String, done: bool },
 }
 
-/// "namespace/name/uid": a request, told apart from an earlier one of the same name.
-fn request_key(cr: &Value) -> String {
-    format!("{}/{}", object_key(cr), meta_str(cr, "uid"))
-}
-
 /// What is kept of `object` ([`KeptRequest`]). A handled request that changes arrives whole
 /// and is projected again.
 pub fn kept(object: Value) -> KeptRequest {
-    let cr = trimmed(object, "CertificateRequest");
+    let cr = RequestObject::of(object);
     match handled(&cr) {
         (false, false) => KeptRequest::Pending(Arc::new(cr)),
-        (_, done) => KeptRequest::Handled {
-            key: request_key(&cr),
-            done,
-        },
+        (_, done) => KeptRequest::Handled { key: cr.key(), done },
     }
 }
 
@@ -190,9 +180,9 @@ pub async fn run_requests(
 ) {
     let mut retries: HashMap<String, Retry> = HashMap::new();
     let mut running: JoinSet<(String, SignResult)> = JoinSet::new();
-    let mut in_flight: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut in_flight: HashMap<String, Arc<RequestObject>> = HashMap::new();
     // Signed certificates whose status write failed: written again, never signed again.
-    let mut unsent: HashMap<String, Value> = HashMap::new();
+    let mut unsent: HashMap<String, CertificateRequestStatus> = HashMap::new();
     // Requests whose final status (signed, rejected) is written but not yet seen in the store:
     // the watch may lag behind our own write, and they must not be signed again meanwhile.
     let mut answered: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -226,7 +216,7 @@ pub async fn run_requests(
                 }
                 KeptRequest::Pending(cr) => cr.clone(),
             };
-            let key = request_key(&cr);
+            let key = cr.key();
             live.insert(key.clone());
             let (annotated, done) = handled(&cr);
             if done {
@@ -238,38 +228,43 @@ pub async fn run_requests(
             let Some(issuer) = issuer_id(&cr).and_then(|id| issuers.get(&id).cloned()) else {
                 continue;
             };
-            if is_true(&cr, "Denied") {
-                let status = json!({
-                    "conditions": with_condition(&cr, "Ready", "False", "Denied",
-                        "The CertificateRequest was denied by an approval controller"),
-                    "failureTime": rfc3339(now),
-                });
-                patch_status(&client, &cr, status).await;
+            if cr.is_true(CONDITION_DENIED) {
+                let status = CertificateRequestStatus {
+                    failure_time: Some(rfc3339(now)),
+                    ..conditions_only(with_condition(
+                        &cr,
+                        CONDITION_READY,
+                        ConditionStatus::False,
+                        REASON_DENIED,
+                        "The CertificateRequest was denied by an approval controller",
+                    ))
+                };
+                patch_status(&client, &cr, &status).await;
                 continue;
             }
             let mut cr = cr;
-            if !is_true(&cr, "Approved") {
+            if !cr.is_true(CONDITION_APPROVED) {
                 if !auto_approve {
                     continue;
                 }
                 let conditions = with_condition(
                     &cr,
-                    "Approved",
-                    "True",
-                    "cert-manager.io",
+                    CONDITION_APPROVED,
+                    ConditionStatus::True,
+                    CERT_MANAGER_GROUP,
                     "Certificate request has been approved by certkeeper",
                 );
-                patch_status(&client, &cr, json!({ "conditions": conditions.clone() })).await;
+                patch_status(&client, &cr, &conditions_only(conditions.clone())).await;
                 // Sign in the same pass, remembering the approval for the next status write.
                 let mut approved = (*cr).clone();
-                approved["status"]["conditions"] = json!(conditions);
+                approved.status.conditions = conditions;
                 cr = Arc::new(approved);
             }
             if retries.get(&key).is_some_and(|r| r.next > now) || running.len() >= MAX_IN_FLIGHT {
                 continue;
             }
             if let Some(status) = unsent.get(&key) {
-                if patch_status(&client, &cr, status.clone()).await {
+                if patch_status(&client, &cr, status).await {
                     unsent.remove(&key);
                     retries.remove(&key);
                     answered.insert(key.clone());
@@ -278,29 +273,37 @@ pub async fn run_requests(
                 }
                 continue;
             }
-            let csr = cr
-                .pointer("/spec/request")
-                .and_then(Value::as_str)
-                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            let csr = base64::engine::general_purpose::STANDARD
+                .decode(&cr.request)
+                .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|pem| pem.contains("-----BEGIN CERTIFICATE REQUEST-----"));
             let Some(csr_pem) = csr else {
                 let message = "spec.request is not a PEM-encoded CERTIFICATE REQUEST";
-                let mut conditions =
-                    with_condition(&cr, "InvalidRequest", "True", "RequestParsingError", message);
-                let probe = json!({"status": {"conditions": conditions.clone()}});
-                conditions = with_condition(&probe, "Ready", "False", "Failed", message);
-                patch_status(
-                    &client,
+                let mut invalid = (*cr).clone();
+                invalid.status.conditions = with_condition(
                     &cr,
-                    json!({"conditions": conditions, "failureTime": rfc3339(now)}),
-                )
-                .await;
+                    CONDITION_INVALID_REQUEST,
+                    ConditionStatus::True,
+                    "RequestParsingError",
+                    message,
+                );
+                let status = CertificateRequestStatus {
+                    failure_time: Some(rfc3339(now)),
+                    ..conditions_only(with_condition(
+                        &invalid,
+                        CONDITION_READY,
+                        ConditionStatus::False,
+                        REASON_FAILED,
+                        message,
+                    ))
+                };
+                patch_status(&client, &cr, &status).await;
                 continue;
             };
             let ttl = cr
-                .pointer("/spec/duration")
-                .and_then(Value::as_str)
+                .duration
+                .as_deref()
                 .and_then(|d| certkeeper_core::spec::parse_go_duration(d).ok());
             let request = SignRequest {
                 csr_pem,
@@ -402,25 +405,29 @@ fn is_self_signed_root(pem: &str, issuing: &str) -> bool {
 /// Writes the outcome of a signing; `true` when a final status (signed, rejected) was written.
 async fn finish(
     client: &KubeClient,
-    cr: &Value,
+    cr: &RequestObject,
     result: SignResult,
     retries: &mut HashMap<String, Retry>,
-    unsent: &mut HashMap<String, Value>,
+    unsent: &mut HashMap<String, CertificateRequestStatus>,
 ) -> bool {
-    let key = request_key(cr);
+    let key = cr.key();
     let now = SystemTime::now();
     match result {
         Ok((chain, ca)) => {
             retries.remove(&key);
-            let mut status = json!({
-                "conditions": with_condition(cr, "Ready", "True", "Issued", "Certificate fetched from issuer successfully"),
-                "certificate": b64(chain.as_bytes()),
-            });
-            if let Some(ca) = ca {
-                status["ca"] = json!(b64(ca.as_bytes()));
-            }
-            tracing::info!(request = %object_key(cr), "signed CertificateRequest");
-            if patch_status(client, cr, status.clone()).await {
+            let status = CertificateRequestStatus {
+                certificate: Some(Base64Bytes(chain.into_bytes())),
+                ca: ca.map(|ca| Base64Bytes(ca.into_bytes())),
+                ..conditions_only(with_condition(
+                    cr,
+                    CONDITION_READY,
+                    ConditionStatus::True,
+                    REASON_ISSUED,
+                    "Certificate fetched from issuer successfully",
+                ))
+            };
+            tracing::info!(request = %cr.meta.key(), "signed CertificateRequest");
+            if patch_status(client, cr, &status).await {
                 return true;
             }
             schedule_retry(retries, &key, FailureClass::Transient, None, now);
@@ -435,12 +442,18 @@ async fn finish(
             ..
         }) => {
             retries.remove(&key);
-            tracing::warn!(request = %object_key(cr), error = %message, "Vault rejected the CertificateRequest");
-            let status = json!({
-                "conditions": with_condition(cr, "Ready", "False", "Failed", &format!("Vault rejected the request: {message}")),
-                "failureTime": rfc3339(now),
-            });
-            patch_status(client, cr, status).await
+            tracing::warn!(request = %cr.meta.key(), error = %message, "Vault rejected the CertificateRequest");
+            let status = CertificateRequestStatus {
+                failure_time: Some(rfc3339(now)),
+                ..conditions_only(with_condition(
+                    cr,
+                    CONDITION_READY,
+                    ConditionStatus::False,
+                    REASON_FAILED,
+                    &format!("Vault rejected the request: {message}"),
+                ))
+            };
+            patch_status(client, cr, &status).await
         }
         Err(SignFailure {
             class,
@@ -466,9 +479,15 @@ async fn finish(
                 class.as_str(),
                 rfc3339(next)
             );
-            tracing::warn!(request = %object_key(cr), class = class.as_str(), attempts, error = %message, "CertificateRequest not signed yet");
-            let status = json!({"conditions": with_condition(cr, "Ready", "False", "Pending", &text)});
-            let _ = patch_status(client, cr, status).await;
+            tracing::warn!(request = %cr.meta.key(), class = class.as_str(), attempts, error = %message, "CertificateRequest not signed yet");
+            let status = conditions_only(with_condition(
+                cr,
+                CONDITION_READY,
+                ConditionStatus::False,
+                REASON_PENDING,
+                &text,
+            ));
+            let _ = patch_status(client, cr, &status).await;
             false
         }
     }
@@ -485,6 +504,8 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
 
     use super::*;
 
@@ -509,10 +530,14 @@ mod tests {
             let KeptRequest::Pending(kept) = kept(object.clone()) else {
                 panic!("not kept whole");
             };
-            assert_eq!(kept["spec"], object["spec"]);
-            assert_eq!(kept["status"], object["status"]);
-            assert_eq!(kept["kind"], "CertificateRequest");
-            assert!(kept.pointer("/metadata/managedFields").is_none());
+            assert_eq!(kept.key(), "apps/web-1/u1");
+            assert_eq!(kept.issuer_ref.name, "vault");
+            assert_eq!(
+                (kept.request.as_str(), kept.duration.as_deref()),
+                ("Q1NS", Some("24h"))
+            );
+            assert_eq!(serde_json::to_value(&kept.status).unwrap(), object["status"]);
+            assert!(!kept.from_certificate);
         }
     }
 
@@ -552,7 +577,7 @@ mod tests {
                 },
                 "{object}"
             );
-            assert_eq!(handled(&object).1, done);
+            assert_eq!(handled(&RequestObject::of(object.clone())).1, done);
         }
     }
 }

@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use certkeeper_core::FailureClass;
-use certkeeper_core::pki::rfc3339;
 use certkeeper_core::spec::{CONDITION_READY, Condition, ConditionStatus, IssuerKind, set_condition};
+use certkeeper_core::time::rfc3339;
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{CertId, CertJob, EngineConfig, IssuerId, IssuerRuntime};
 use certkeeper_serve::http::{EngineEndpoints, Routes, serve_routes};

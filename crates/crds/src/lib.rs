@@ -2,16 +2,22 @@
 //! `CertificateRequest`, `Issuer` and `ClusterIssuer` — generated from `certkeeper-core`'s types.
 //!
 //! The OpenAPI v3 schemas come from the types' `schemars` derives and are made structural, as
-//! `apiextensions.k8s.io/v1` requires: every `$ref` inlined, no `$schema`, `title` or `default`
-//! (the API server would apply defaults, changing objects behind the user's back; cert-manager
-//! has none either), enums as `enum` lists, and `x-kubernetes-preserve-unknown-fields` only where
-//! certkeeper keeps a field undecoded (other issuer types, alpha features). `nullable` is left
-//! out: certkeeper never writes `null`, and since Kubernetes 1.20 the API server drops `null`
-//! values of non-nullable fields, which is what cert-manager's CRDs rely on too. Names, short
-//! names, category, printer columns, `required` fields and `x-kubernetes-list-type: atomic` lists
-//! follow cert-manager's CRDs, plus a `NextAttempt` column for certkeeper's retry state
-//! (`status.certkeeper`, see `certkeeper_core::spec::CertkeeperStatus`). Left out of cert-manager's
-//! schemas: `status.acme` (ACME only) and `selectableFields` (Kubernetes 1.30+).
+//! `apiextensions.k8s.io/v1` requires: every `$ref` inlined, no `$schema` or `title`, enums as
+//! `enum` lists. `default` only where cert-manager's CRDs have one (the types say so with the
+//! `x-certkeeper-default` extension; the defaults schemars derives from `#[serde(default)]` are
+//! dropped: the API server would apply them, changing objects behind the user's back).
+//! `nullable` is left out: certkeeper never writes `null`, and since Kubernetes 1.20 the API
+//! server drops `null` values of non-nullable fields, which is what cert-manager's CRDs rely on
+//! too. Names, short names, category, printer columns, every property path with its type, enum,
+//! `required` list, default, pattern, format and list/map markers follow cert-manager's CRDs
+//! (the issuer types certkeeper does not serve included, typed in
+//! `certkeeper_core::spec::unserved`; checked against a copy of cert-manager's CRDs in
+//! `tests/testdata/cert-manager`), plus `status.certkeeper` and a `NextAttempt` column for
+//! certkeeper's retry state (see `certkeeper_core::spec::CertkeeperStatus`). Left out of
+//! cert-manager's CRDs, because the oldest API server certkeeper supports (v1.20) does not know
+//! them: `selectableFields` (Kubernetes 1.30+) and the CEL rule of `spec.venafi`
+//! (`x-kubernetes-validations`, 1.25+); and an ACME solver pod's `imagePullSecrets` is an atomic
+//! list, not a map list keyed by `name` with `default: ""`, which v1.20 refuses.
 //!
 //! The generated files are checked in under `deploy/crds/` (one per CRD, named like
 //! cert-manager's) and a unit test fails when they differ from what the types generate. After
@@ -134,6 +140,8 @@ pub struct Crd {
     pub short_names: &'static [&'static str],
     pub scope: Scope,
     pub description: &'static str,
+    /// Whether an object must have a `spec` (cert-manager requires it of issuers only).
+    pub spec_required: bool,
     pub columns: Vec<Column>,
     /// The structural OpenAPI v3 schemas of `spec` and `status`.
     pub spec_schema: Value,
@@ -152,12 +160,11 @@ impl Crd {
         format!("{GROUP}_{}.yaml", self.plural)
     }
 
-    /// The whole object's schema: apiVersion, kind, metadata, spec (required), status.
+    /// The whole object's schema: apiVersion, kind, metadata, spec, status.
     pub fn schema(&self) -> Value {
-        json!({
+        let mut schema = json!({
             "description": self.description,
             "type": "object",
-            "required": ["spec"],
             "properties": {
                 "apiVersion": {
                     "description": "APIVersion defines the versioned schema of this representation of an object.",
@@ -171,7 +178,11 @@ impl Crd {
                 "spec": self.spec_schema,
                 "status": self.status_schema,
             },
-        })
+        });
+        if self.spec_required {
+            schema["required"] = json!(["spec"]);
+        }
+        schema
     }
 
     /// The CustomResourceDefinition as a JSON value.
@@ -247,6 +258,7 @@ pub fn crds() -> Vec<Crd> {
             description: "An Issuer represents a certificate issuing authority which can be referenced \
                 as part of `issuerRef` fields. It is scoped to a single namespace and can therefore only \
                 be referenced by resources within the same namespace. certkeeper serves `spec.vault`.",
+            spec_required: true,
             columns: vec![READY, STATUS, AGE],
             spec_schema: require(schema_of::<IssuerSpec>(), ISSUER_REQUIRED),
             status_schema: schema_of::<IssuerStatus>(),
@@ -260,6 +272,7 @@ pub fn crds() -> Vec<Crd> {
                 referenced as part of `issuerRef` fields. It is similar to an Issuer, however it is \
                 cluster-scoped and therefore can be referenced by resources that exist in *any* \
                 namespace, not just the same namespace as the referent. certkeeper serves `spec.vault`.",
+            spec_required: true,
             columns: vec![READY, STATUS, AGE],
             spec_schema: require(schema_of::<IssuerSpec>(), ISSUER_REQUIRED),
             status_schema: schema_of::<IssuerStatus>(),
@@ -272,6 +285,7 @@ pub fn crds() -> Vec<Crd> {
             description: "A Certificate resource should be created to ensure an up to date and signed \
                 X.509 certificate is stored in the Kubernetes Secret resource named in `spec.secretName`. \
                 certkeeper's retry state is in `status.certkeeper`.",
+            spec_required: false,
             columns: vec![
                 READY,
                 column("Secret", ".spec.secretName", 0),
@@ -293,6 +307,7 @@ pub fn crds() -> Vec<Crd> {
                 configured issuers. All fields within the CertificateRequest's `spec` are immutable \
                 after creation. A CertificateRequest will either succeed or fail, as denoted by its \
                 `Ready` status condition and its `status.failureTime` field.",
+            spec_required: false,
             columns: vec![
                 column(
                     "Approved",
@@ -350,6 +365,9 @@ const DROPPED: &[&str] = &[
     "deprecated",
 ];
 
+/// The extension a type's schema declares a CRD default with (see the crate docs).
+const DEFAULT: &str = "x-certkeeper-default";
+
 /// Turns a schemars OpenAPI 3 schema into a Kubernetes structural schema (see the crate docs).
 fn structural(schema: &mut Value) {
     let Value::Object(object) = schema else {
@@ -357,6 +375,9 @@ fn structural(schema: &mut Value) {
     };
     for key in DROPPED {
         object.remove(*key);
+    }
+    if let Some(default) = object.remove(DEFAULT) {
+        object.insert("default".into(), default);
     }
     // Rustdoc links read as plain code in `kubectl explain`.
     if let Some(Value::String(description)) = object.get_mut("description") {
@@ -410,14 +431,20 @@ fn structural(schema: &mut Value) {
             }
         }
     }
-    // Lists are replaced as a whole by server-side apply unless a schema says otherwise, as in
-    // cert-manager's CRDs.
+    // Lists of fields are replaced as a whole by server-side apply unless a schema says
+    // otherwise, as in cert-manager's CRDs (which leave the lists that are map values unmarked).
     if object.get("type") == Some(&json!("array")) && !object.contains_key("x-kubernetes-list-type") {
         object.insert("x-kubernetes-list-type".into(), json!("atomic"));
     }
-    // Integer formats Kubernetes knows are int32 and int64.
-    if object.get("type") == Some(&json!("integer")) {
-        let format = object.get("format").and_then(Value::as_str).unwrap_or_default();
+    if let Some(Value::Object(values)) = object.get_mut("additionalProperties")
+        && values.get("type") == Some(&json!("array"))
+    {
+        values.remove("x-kubernetes-list-type");
+    }
+    // Integer formats Kubernetes knows are int32 and int64; none is a Go `int`.
+    if object.get("type") == Some(&json!("integer"))
+        && let Some(format) = object.get("format").and_then(Value::as_str)
+    {
         let known = match format {
             "int32" | "int64" => None,
             "uint32" | "uint16" | "uint8" | "int16" | "int8" => Some("int32"),

@@ -479,3 +479,325 @@ async fn crds_serve_cert_manager_manifests() {
         "status.certkeeper.nextAttemptTime",
     );
 }
+
+/// An ACME Issuer as cert-manager's documentation and e2e tests write them: HTTP-01 through an
+/// Ingress with a pod template, DNS-01 through Route 53 and a webhook, an external account
+/// binding.
+const ACME_ISSUER: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: letsencrypt
+  namespace: certs
+spec:
+  acme:
+    server: https://acme-v02.api.letsencrypt.org/directory
+    email: ops@example.com
+    profile: tlsserver
+    privateKeySecretRef:
+      name: letsencrypt-account
+    externalAccountBinding:
+      keyID: kid-1
+      keyAlgorithm: HS256
+      keySecretRef:
+        name: eab
+        key: secret
+    solvers:
+    - selector:
+        dnsZones: [example.com]
+      dns01:
+        cnameStrategy: Follow
+        route53:
+          region: eu-central-1
+          hostedZoneID: Z123
+          auth:
+            kubernetes:
+              serviceAccountRef:
+                name: route53
+                audiences: [sts.amazonaws.com]
+    - dns01:
+        webhook:
+          groupName: acme.example.com
+          solverName: example
+          config:
+            apiKeySecretRef: {name: example, key: key}
+            ttl: 60
+    - http01:
+        ingress:
+          ingressClassName: nginx
+          podTemplate:
+            metadata:
+              labels: {team: platform}
+            spec:
+              nodeSelector: {kubernetes.io/os: linux}
+              tolerations:
+              - {key: dedicated, operator: Equal, value: acme, effect: NoSchedule}
+              resources:
+                limits: {cpu: 100m, memory: 64Mi}
+                requests: {cpu: 10m, memory: 1}
+              imagePullSecrets:
+              - name: registry
+              affinity:
+                nodeAffinity:
+                  requiredDuringSchedulingIgnoredDuringExecution:
+                    nodeSelectorTerms:
+                    - matchExpressions:
+                      - {key: kubernetes.io/arch, operator: In, values: [amd64]}
+    - http01:
+        gatewayHTTPRoute:
+          parentRefs:
+          - name: gateway
+            namespace: gateways
+            sectionName: http
+"#;
+
+/// [`ACME_ISSUER`] as the API server stores it: the Gateway parentRef's `group` and `kind`
+/// defaulted (by cert-manager's CRD and by certkeeper's alike).
+fn acme_issuer_defaulted(issuer: &Value) -> Value {
+    let mut stored = issuer.clone();
+    let parent = &mut stored["spec"]["acme"]["solvers"][3]["http01"]["gatewayHTTPRoute"]["parentRefs"][0];
+    parent["group"] = json!("gateway.networking.k8s.io");
+    parent["kind"] = json!("Gateway");
+    stored
+}
+
+/// Creates the ACME Issuer `issuer` and checks what is stored: its spec, defaulted.
+async fn create_acme_issuer(api: &Api, collection: &str, issuer: &Value) -> Result<()> {
+    api.create(collection, issuer).await?;
+    let name = issuer["metadata"]["name"].as_str().unwrap();
+    let (_, stored) = api.get(&format!("{collection}/{name}")).await?;
+    assert_eq!(
+        stored["spec"],
+        acme_issuer_defaulted(issuer)["spec"],
+        "{name}: spec changed"
+    );
+    Ok(())
+}
+
+/// What cert-manager's ACME issuer controller writes into an Issuer's status.
+fn acme_issuer_status(email: &str) -> Value {
+    json!({"status": {
+        "acme": {
+            "uri": "https://acme-v02.api.letsencrypt.org/acme/acct/123456",
+            "lastRegisteredEmail": email,
+            "lastPrivateKeyHash": "Lm6OaA0t3lXtT6c7Cbk5dD2B9K2iEj3t6yZJt0d6p3Q=",
+        },
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "ACMEAccountRegistered",
+            "message": "The ACME account was registered with the ACME server",
+            "lastTransitionTime": "2026-01-02T03:04:05Z", "observedGeneration": 1,
+        }],
+    }})
+}
+
+/// What cert-manager writes into a Certificate's status with ACME Renewal Information on.
+fn acme_certificate_status() -> Value {
+    json!({"status": {
+        "acme": {"ari": {
+            "explanationURL": "https://letsencrypt.org/ari",
+            "lastChecked": "2026-01-02T03:04:05Z",
+            "nextCheck": "2026-01-02T09:04:05Z",
+            "suggestedWindow": {"start": "2026-02-01T00:00:00Z", "end": "2026-02-03T00:00:00Z"},
+        }},
+        "revision": 1,
+        "notAfter": "2026-03-02T03:04:05Z",
+    }})
+}
+
+/// Replaces the installed CRDs by `crds` (PUT with the stored resourceVersion) and waits until
+/// the API server serves them.
+async fn replace_crds(api: &Api, crds: &[Value]) -> Result<()> {
+    const PATH: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let path = format!("{PATH}/{name}");
+        let (code, stored) = api.get(&path).await?;
+        if code != 200 {
+            bail!("GET {path} -> {code}: {stored}");
+        }
+        let mut crd = crd.clone();
+        crd["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
+        let (code, answer) = api
+            .client
+            .call(Method::PUT, &path, "application/json", Some(&crd))
+            .await?;
+        if code != 200 {
+            bail!("PUT {path} -> {code}: {answer}");
+        }
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let (_, now) = api.get(&path).await?;
+            let conditions = now["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(c) = conditions.iter().find(|c| c["type"] == "NonStructuralSchema") {
+                bail!("{name} is not structural: {c}");
+            }
+            let established = conditions
+                .iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established && now["metadata"]["labels"] == crd["metadata"]["labels"] {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{name} not served after {BOUND:?}: {conditions:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // the apiserver swaps a CRD's schema asynchronously after it is stored
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// cert-manager's CRD made installable on v1.20 as certkeeper's are (see
+/// tests/testdata/cert-manager/README.md): no `default: ""` (v1.20 reads it as `null`), so the
+/// `imagePullSecrets` map lists keyed by `name` become atomic lists.
+fn for_v1_20(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("default") == Some(&json!("")) {
+                map.remove("default");
+            }
+            if map.get("x-kubernetes-list-map-keys") == Some(&json!(["name"])) {
+                map.remove("x-kubernetes-list-map-keys");
+                map.insert("x-kubernetes-list-type".into(), json!("atomic"));
+            }
+            map.values_mut().for_each(for_v1_20);
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_v1_20),
+        _ => {}
+    }
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(Value::deserialize)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// cert-manager's own CRDs (the v1.21.1 copy in the test data) are installed and cert-manager's
+/// ACME objects written; then certkeeper's CRDs replace them: nothing cert-manager wrote is
+/// pruned (spec, `status.acme` of the Issuer, `status.acme.ari` of the Certificate), and
+/// cert-manager's next writes are kept too. certkeeper's verdict on the ACME Issuer is what it
+/// always was: not a Vault issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certkeeper_crds_over_cert_managers_keep_acme_objects() {
+    if !installed() {
+        return;
+    }
+    let kube = KubeApiServer::start().await.unwrap();
+    let api = Api::new(&kube).unwrap();
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/cert-manager");
+    let theirs: Vec<Value> = ["issuers", "clusterissuers", "certificates", "certificaterequests"]
+        .iter()
+        .flat_map(|plural| {
+            let path = testdata.join(format!("cert-manager.io_{plural}.yaml"));
+            documents(&std::fs::read_to_string(path).unwrap())
+        })
+        .map(|mut crd| {
+            for_v1_20(&mut crd);
+            crd
+        })
+        .collect();
+    kube.apply_crds(&theirs, BOUND).await.unwrap();
+    kube.create_namespace(NS).await.unwrap();
+
+    // cert-manager's objects under cert-manager's CRDs
+    let issuers = format!("{CM}/namespaces/{NS}/issuers");
+    let issuer = yaml(ACME_ISSUER);
+    create_acme_issuer(&api, &issuers, &issuer).await.unwrap();
+    let letsencrypt = format!("{issuers}/letsencrypt");
+    let (code, answer) = api
+        .merge_patch(
+            &format!("{letsencrypt}/status"),
+            &acme_issuer_status("ops@example.com"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    let certificates = format!("{CM}/namespaces/{NS}/certificates");
+    let mut certificate = yaml(CERTIFICATE);
+    certificate["spec"]["issuerRef"]["name"] = json!("letsencrypt");
+    round_trip(&api, &certificates, &certificate).await.unwrap();
+    let web = format!("{certificates}/web");
+    let (code, answer) = api
+        .merge_patch(&format!("{web}/status"), &acme_certificate_status())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{answer}");
+
+    // certkeeper's CRDs replace cert-manager's: what is stored reads back whole
+    replace_crds(&api, &documents(&certkeeper_crds::all_yaml()))
+        .await
+        .unwrap();
+    let (_, stored) = api.get(&letsencrypt).await.unwrap();
+    assert_eq!(
+        stored["spec"],
+        acme_issuer_defaulted(&issuer)["spec"],
+        "ACME Issuer spec pruned"
+    );
+    assert_eq!(
+        stored["status"],
+        acme_issuer_status("ops@example.com")["status"],
+        "status.acme pruned"
+    );
+    let (_, stored) = api.get(&web).await.unwrap();
+    assert_eq!(
+        stored["status"],
+        acme_certificate_status()["status"],
+        "status.acme.ari pruned"
+    );
+
+    // cert-manager's next writes: a re-registered account, a new ACME Issuer with its status
+    let (code, answer) = api
+        .merge_patch(
+            &format!("{letsencrypt}/status"),
+            &acme_issuer_status("new@example.com"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["status"], acme_issuer_status("new@example.com")["status"]);
+    let mut second = issuer.clone();
+    second["metadata"]["name"] = json!("letsencrypt-2");
+    create_acme_issuer(&api, &issuers, &second).await.unwrap();
+    let (code, answer) = api
+        .merge_patch(
+            &format!("{issuers}/letsencrypt-2/status"),
+            &acme_issuer_status("ops@example.com"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{answer}");
+    let (_, stored) = api.get(&format!("{issuers}/letsencrypt-2")).await.unwrap();
+    assert_eq!(stored["spec"], acme_issuer_defaulted(&issuer)["spec"]);
+    assert_eq!(stored["status"], acme_issuer_status("ops@example.com")["status"]);
+    // the typed schema checks what cert-manager's does: an ACME issuer without a server is refused
+    let mut wrong = issuer.clone();
+    wrong["metadata"]["name"] = json!("no-server");
+    wrong["spec"]["acme"].as_object_mut().unwrap().remove("server");
+    assert_refused(&api.post(&issuers, &wrong).await.unwrap(), "spec.acme.server");
+
+    // certkeeper's verdict: not served (not a Vault issuer), as before the types were added
+    let value = serde_yaml_ng::to_value(&stored).unwrap();
+    let problems: Vec<String> = parse_resource(&value)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        ["spec.acme: unsupported issuer type acme: certkeeper serves Vault (and OpenBao) issuers only"]
+    );
+    // and the status certkeeper reads keeps what cert-manager wrote
+    let status: certkeeper_core::spec::IssuerStatus =
+        serde_json::from_value(stored["status"].clone()).unwrap();
+    assert_eq!(
+        status.acme.unwrap().last_registered_email.as_deref(),
+        Some("ops@example.com")
+    );
+}

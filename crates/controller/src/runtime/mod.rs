@@ -26,17 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use base64::Engine;
-use certkeeper_core::pki::{describe_pem_bundle, rfc3339};
+use certkeeper_core::pki::describe_pem_bundle;
+use certkeeper_core::time::rfc3339;
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::state::{CertState, FailureRecord, IssuedInfo};
 use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::kube::{
-    KubeClient, KubeError, cm_path, events_path, meta_str, secret_data, secret_path, secrets_path,
-};
+use crate::kube::{KubeClient, KubeError, cm_path, events_path, secret_data, secret_path, secrets_path};
 use crate::load::CertMeta;
 use crate::objects::CertificateObject;
 use crate::plan::TargetSecret;
@@ -63,10 +61,6 @@ pub use certkeeper_engine::outputs::{
     CA_CRT, COMBINED_PEM, KEY_DER, KEYSTORE_P12, TLS_CRT, TLS_KEY, TRUSTSTORE_P12,
 };
 use certkeeper_engine::outputs::{CONDITIONAL, output_items};
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 fn runtime_error(e: KubeError, what: &str) -> RuntimeError {
     RuntimeError {

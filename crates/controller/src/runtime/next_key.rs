@@ -3,7 +3,7 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 
@@ -145,16 +145,7 @@ impl KubeRuntime {
                 return Ok(());
             }
         }
-        let owner = (!meta.uid.is_empty()).then(|| {
-            vec![OwnerReference {
-                api_version: "cert-manager.io/v1".to_owned(),
-                kind: "Certificate".to_owned(),
-                name: meta.name.clone(),
-                uid: meta.uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]
-        });
+        let owner = (!meta.uid.is_empty()).then(|| vec![meta.owner_reference()]);
         let body = KubeSecret {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}-", meta.name)),

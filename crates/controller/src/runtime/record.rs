@@ -1,7 +1,47 @@
 //! The CertificateRequest kept per revision, as cert-manager keeps them (a record for tools that
 //! watch them; the certificate is already served when it is written).
 
+use certkeeper_core::spec::{
+    API_VERSION, Base64Bytes, CERT_MANAGER_GROUP, CONDITION_APPROVED, CONDITION_READY,
+    CertificateRequestCondition, CertificateRequestStatus, ConditionStatus, IssuerReference, REASON_ISSUED,
+    format_go_duration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::*;
+use crate::objects::CERTIFICATE_NAME_ANNOTATION;
+
+/// cert-manager's annotations on the CertificateRequest of a revision.
+const REVISION_ANNOTATION: &str = "cert-manager.io/certificate-revision";
+const PRIVATE_KEY_ANNOTATION: &str = "cert-manager.io/private-key-secret-name";
+
+/// The CertificateRequest of a revision, as created (its status is written after).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestRecord<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    spec: RecordSpec<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordSpec<'a> {
+    request: Base64Bytes,
+    issuer_ref: IssuerReference,
+    duration: String,
+    #[serde(rename = "isCA", skip_serializing_if = "std::ops::Not::not")]
+    is_ca: bool,
+    /// cert-manager's wire names.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    usages: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct StatusOnly<'a> {
+    status: &'a CertificateRequestStatus,
+}
 
 impl KubeRuntime {
     /// The CertificateRequest of this revision, Approved and Ready with the certificate, and
@@ -13,41 +53,39 @@ impl KubeRuntime {
         issued: &Issued,
         key_secret: &str,
     ) -> Result<(), KubeError> {
-        let csr = &issued.csr_pem;
         let name = format!("{}-{}", meta.name, issued.revision);
         let collection = cm_path(&meta.namespace, "certificaterequests", None)?;
         let path = cm_path(&meta.namespace, "certificaterequests", Some(&name))?;
-        let mut issuer_ref = json!({"name": meta.issuer_name, "kind": meta.issuer_kind});
-        if !meta.issuer_group.is_empty() {
-            issuer_ref["group"] = json!(meta.issuer_group);
-        }
-        let mut spec = json!({
-            "request": b64(csr.as_bytes()),
-            "issuerRef": issuer_ref,
-            "duration": certkeeper_core::spec::format_go_duration(job.duration),
-        });
-        if job.csr.is_ca {
-            spec["isCA"] = json!(true);
-        }
-        if !meta.usages.is_empty() {
-            spec["usages"] = json!(meta.usages);
-        }
-        let mut metadata = json!({
-            "name": name, "namespace": meta.namespace,
-            "annotations": {
-                "cert-manager.io/certificate-name": meta.name,
-                "cert-manager.io/certificate-revision": issued.revision.to_string(),
-                "cert-manager.io/private-key-secret-name": key_secret,
+        let record = RequestRecord {
+            api_version: API_VERSION,
+            kind: "CertificateRequest",
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(meta.namespace.clone()),
+                annotations: Some(BTreeMap::from([
+                    (CERTIFICATE_NAME_ANNOTATION.to_owned(), meta.name.clone()),
+                    (REVISION_ANNOTATION.to_owned(), issued.revision.to_string()),
+                    (PRIVATE_KEY_ANNOTATION.to_owned(), key_secret.to_owned()),
+                ])),
+                owner_references: (!meta.uid.is_empty()).then(|| vec![meta.owner_reference()]),
+                ..ObjectMeta::default()
             },
-        });
-        if !meta.uid.is_empty() {
-            metadata["ownerReferences"] = json!([{
-                "apiVersion": "cert-manager.io/v1", "kind": "Certificate", "name": meta.name,
-                "uid": meta.uid, "controller": true, "blockOwnerDeletion": true,
-            }]);
-        }
-        let body = json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
-                          "metadata": metadata, "spec": spec});
+            spec: RecordSpec {
+                request: Base64Bytes(issued.csr_pem.as_bytes().to_vec()),
+                issuer_ref: IssuerReference {
+                    name: meta.issuer_name.clone(),
+                    kind: meta.issuer_kind.clone(),
+                    group: meta.issuer_group.clone(),
+                },
+                duration: format_go_duration(job.duration),
+                is_ca: job.csr.is_ca,
+                usages: &meta.usages,
+            },
+        };
+        let body = serde_json::to_value(&record).map_err(|e| KubeError::Decode {
+            what: format!("CertificateRequest {path}"),
+            message: e.to_string(),
+        })?;
         match self.client.create(&collection, &body).await {
             Ok(_) => {}
             Err(e) if e.code() == Some(409) => {
@@ -59,21 +97,35 @@ impl KubeRuntime {
         }
         let now = rfc3339(SystemTime::now());
         let cert = &issued.certificate;
-        let mut status = json!({
-            "conditions": [
-                {"type": "Approved", "status": "True", "reason": "cert-manager.io",
-                 "message": "Certificate request has been approved by certkeeper", "lastTransitionTime": now},
-                {"type": "Ready", "status": "True", "reason": "Issued",
-                 "message": "Certificate fetched from issuer successfully", "lastTransitionTime": now},
+        let condition = |kind: &str, reason: &str, message: &str| CertificateRequestCondition {
+            condition_type: kind.to_owned(),
+            status: ConditionStatus::True,
+            last_transition_time: Some(now.clone()),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        };
+        let status = CertificateRequestStatus {
+            conditions: vec![
+                condition(
+                    CONDITION_APPROVED,
+                    CERT_MANAGER_GROUP,
+                    "Certificate request has been approved by certkeeper",
+                ),
+                condition(
+                    CONDITION_READY,
+                    REASON_ISSUED,
+                    "Certificate fetched from issuer successfully",
+                ),
             ],
-            "certificate": b64(cert.tls_crt().as_bytes()),
-        });
-        if let Some(ca) = cert.ca_crt() {
-            status["ca"] = json!(b64(ca.as_bytes()));
-        }
-        self.client
-            .merge_patch(&format!("{path}/status"), &json!({ "status": status }))
-            .await?;
+            certificate: Some(Base64Bytes(cert.tls_crt().into_bytes())),
+            ca: cert.ca_crt().map(|ca| Base64Bytes(ca.into_bytes())),
+            failure_time: None,
+        };
+        let patch = serde_json::to_value(StatusOnly { status: &status }).map_err(|e| KubeError::Decode {
+            what: format!("the status of CertificateRequest {path}"),
+            message: e.to_string(),
+        })?;
+        self.client.merge_patch(&format!("{path}/status"), &patch).await?;
         self.prune_requests(meta, issued.revision).await
     }
 
@@ -87,18 +139,24 @@ impl KubeRuntime {
             .list(&cm_path(&meta.namespace, "certificaterequests", None)?)
             .await?;
         for item in items {
-            let annotations = item.pointer("/metadata/annotations");
-            let annotation = |k: &str| annotations.and_then(|a| a.get(k)).and_then(Value::as_str);
-            if annotation("cert-manager.io/certificate-name") != Some(meta.name.as_str()) {
-                continue;
-            }
-            let Some(rev) =
-                annotation("cert-manager.io/certificate-revision").and_then(|r| r.parse::<u64>().ok())
+            let Some(item_meta) = item
+                .get("metadata")
+                .cloned()
+                .and_then(|m| serde_json::from_value::<ObjectMeta>(m).ok())
             else {
                 continue;
             };
-            if rev + keep <= revision {
-                let name = meta_str(&item, "name");
+            let annotations = item_meta.annotations.unwrap_or_default();
+            let annotation = |k: &str| annotations.get(k).map(String::as_str);
+            if annotation(CERTIFICATE_NAME_ANNOTATION) != Some(meta.name.as_str()) {
+                continue;
+            }
+            let Some(rev) = annotation(REVISION_ANNOTATION).and_then(|r| r.parse::<u64>().ok()) else {
+                continue;
+            };
+            if rev + keep <= revision
+                && let Some(name) = &item_meta.name
+            {
                 self.client
                     .delete(&cm_path(&meta.namespace, "certificaterequests", Some(name))?)
                     .await?;

@@ -171,6 +171,8 @@ mod tests {
     use crate::status::status_patch;
     use std::time::Duration;
 
+    use serde_json::json;
+
     use super::*;
 
     /// The typed status of a Certificate object written as JSON.

@@ -38,7 +38,6 @@ use crate::FailureClass;
 
 /// Re-exported from [`crate::time`], the one place times are formatted, for the controller's
 /// modules that still import it from here.
-pub use crate::time::rfc3339;
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
 pub use inspect::{CertSummary, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};

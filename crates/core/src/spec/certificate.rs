@@ -245,6 +245,7 @@ pub struct CertificatePrivateKey {
     pub algorithm: Option<PrivateKeyAlgorithm>,
     /// Bits; 0 (unset) means the algorithm's default.
     #[serde(skip_serializing_if = "is_zero")]
+    #[schemars(schema_with = "super::schema::go_int")]
     pub size: u32,
 }
 

@@ -3,8 +3,9 @@
 //! cert-manager's Vault client applies at run time (`internal/vault/vault.go`), gathered here so
 //! the Vault client and both runtimes resolve them the same way.
 //!
-//! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) are recognised, kept undecoded and
-//! reported as unsupported: certkeeper only talks to Vault and OpenBao.
+//! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) and Vault's `auth.aws` are
+//! recognised, kept undecoded and reported as unsupported: certkeeper only talks to Vault and
+//! OpenBao. Their CRD schemas are typed in [`super::unserved`].
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,16 +54,16 @@ pub struct IssuerSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultIssuer>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
+    #[schemars(with = "Option<super::unserved::AcmeIssuer>")]
     pub acme: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
+    #[schemars(with = "Option<super::unserved::CaIssuer>")]
     pub ca: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
+    #[schemars(with = "Option<super::unserved::SelfSignedIssuer>")]
     pub self_signed: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
+    #[schemars(with = "Option<super::unserved::VenafiIssuer>")]
     pub venafi: Option<Value>,
 }
 
@@ -102,9 +103,10 @@ pub struct VaultAuth {
     pub client_certificate: Option<VaultClientCertificateAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
-    /// Recognised (cert-manager has it) but not supported; kept undecoded.
+    /// Recognised (cert-manager has it) but not supported; kept undecoded (its schema is
+    /// [`super::unserved::VaultAwsAuth`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::free_form")]
+    #[schemars(with = "Option<super::unserved::VaultAwsAuth>")]
     pub aws: Option<Value>,
 }
 

@@ -53,6 +53,7 @@ mod schema;
 mod secret_object;
 mod status;
 mod syntax;
+pub mod unserved;
 
 #[cfg(test)]
 mod tests_certificate;
@@ -102,9 +103,9 @@ pub use meta::{
 };
 pub use secret_object::{MAX_SECRET_BYTES, ManifestSecret, SECRET_TYPE_OPAQUE};
 pub use status::{
-    CONDITION_ISSUING, CONDITION_READY, CertificateCondition, CertificateStatus, CertificateStatusPatch,
-    CertkeeperStatus, Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition,
-    set_condition,
+    AcmeIssuerStatus, AcmeRenewalInfo, AcmeRenewalWindow, CONDITION_ISSUING, CONDITION_READY,
+    CertificateAcmeStatus, CertificateCondition, CertificateStatus, CertificateStatusPatch, CertkeeperStatus,
+    Condition, ConditionStatus, IssuerCondition, IssuerStatus, remove_condition, set_condition,
 };
 pub use syntax::{
     Base64Bytes, check_dns_label, check_dns_subdomain, check_secret_key, check_vault_path,

@@ -51,6 +51,12 @@ pub(super) fn free_form_list(generator: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "array", "items": free_form(generator) })
 }
 
+/// A Go `int`: an integer without a format (the API server checks no range), as cert-manager's
+/// CRDs have it.
+pub(super) fn go_int(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer" })
+}
+
 /// An RFC 3339 timestamp (Kubernetes `metav1.Time`), checked by the API server.
 pub(super) fn date_time(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "format": "date-time" })

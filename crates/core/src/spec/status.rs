@@ -5,8 +5,9 @@
 //! Timestamps are RFC 3339 strings (`2026-01-02T03:04:05Z`), as Kubernetes' `metav1.Time`
 //! serialises them; the CRD schema has them checked by the API server (`format: date-time`).
 //!
-//! Left out: the ACME-only `status.acme` of Certificates and Issuers (certkeeper serves Vault
-//! issuers only).
+//! `status.acme` of Certificates and Issuers ([`CertificateAcmeStatus`], [`AcmeIssuerStatus`]) is
+//! written by cert-manager's ACME issuers, never by certkeeper (it serves Vault issuers only): it
+//! is in the types so that certkeeper's CRDs keep it when they replace cert-manager's.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -84,16 +85,58 @@ pub struct CertificateStatus {
     pub renewal_time: Option<String>,
     /// Incremented on each issuance; 1 for the first certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::go_int")]
     pub revision: Option<i32>,
     /// The Secret holding the private key for the issuance in progress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_private_key_secret_name: Option<String>,
     /// Consecutive failed issuances; cleared by the next success.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::go_int")]
     pub failed_issuance_attempts: Option<i32>,
     /// certkeeper's retry state (not in cert-manager's schema; see [`CertkeeperStatus`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certkeeper: Option<CertkeeperStatus>,
+    /// Written by cert-manager's ACME issuers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<CertificateAcmeStatus>,
+}
+
+/// `status.acme` of a Certificate (cert-manager's `CertificateACMEStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertificateAcmeStatus {
+    /// ACME Renewal Information (RFC 9773) last fetched from the ACME server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari: Option<AcmeRenewalInfo>,
+}
+
+/// `status.acme.ari` of a Certificate (cert-manager's `ACMERenewalInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AcmeRenewalInfo {
+    #[serde(rename = "explanationURL", skip_serializing_if = "Option::is_none")]
+    pub explanation_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub last_checked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub next_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_window: Option<AcmeRenewalWindow>,
+}
+
+/// The renewal window an ACME server suggests (RFC 9773); both ends are required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeRenewalWindow {
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub start: String,
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub end: String,
 }
 
 /// certkeeper's retry state of a Certificate: `status.certkeeper`, next to cert-manager's fields.
@@ -140,6 +183,22 @@ pub struct IssuerStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<IssuerCondition>,
+    /// Written by cert-manager's ACME issuers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeIssuerStatus>,
+}
+
+/// `status.acme` of an Issuer (cert-manager's `ACMEIssuerStatus`): the registered account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AcmeIssuerStatus {
+    /// The account's URI at the ACME server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_registered_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_private_key_hash: Option<String>,
 }
 
 /// What [`set_condition`] needs of a condition: Certificates' and Issuers' [`Condition`] and
