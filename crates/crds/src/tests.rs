@@ -93,12 +93,39 @@ fn schemas_are_structural() {
                     ".spec.selfSigned",
                     ".spec.venafi",
                     ".spec.vault.auth.aws",
-                    ".spec.renewal.windows[]",
                 ];
                 assert!(allowed.contains(&path.as_str()), "{}: free-form {path}", crd.kind);
             }
         }
     }
+}
+
+/// `spec.renewal` typed as cert-manager's CRD types it: the policy enum, the windows' required
+/// fields, patterns and list type.
+#[test]
+fn renewal_is_typed_as_cert_manager() {
+    let all = crds();
+    let certificate = all
+        .iter()
+        .find(|c| c.pointer("/spec/names/kind").and_then(Value::as_str) == Some("Certificate"))
+        .expect("Certificate CRD");
+    let renewal = at(
+        certificate,
+        "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/renewal",
+    );
+    assert_eq!(
+        at(renewal, "/properties/policy/enum"),
+        &serde_json::json!(["RenewBefore", "Disabled"])
+    );
+    let windows = at(renewal, "/properties/windows");
+    assert_eq!(at(windows, "/x-kubernetes-list-type"), "atomic");
+    assert_eq!(at(windows, "/items/required"), &serde_json::json!(["cron", "windowDuration"]));
+    assert_eq!(at(windows, "/items/properties/cron/minLength"), 1);
+    assert_eq!(at(windows, "/items/properties/timezone/minLength"), 1);
+    assert_eq!(
+        at(windows, "/items/properties/windowDuration/pattern"),
+        "^([0-9]+(\\.[0-9]+)?(s|m|h))+$"
+    );
 }
 
 fn at<'a>(crd: &'a Value, pointer: &str) -> &'a Value {

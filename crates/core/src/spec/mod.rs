@@ -32,13 +32,14 @@
 //! file are reported together.
 
 mod certificate;
+mod certificate_renewal;
 mod certificate_request;
 mod certificate_rules;
 mod de;
 mod duration;
 mod error;
 mod issuer;
-mod limits;
+pub(crate) mod limits;
 mod meta;
 mod schema;
 mod status;
@@ -60,7 +61,7 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage,
+    CertificateRenewal, CertificateRenewalPolicy, CertificateRenewalWindow, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage,
     NameConstraintItem, NameConstraints, OtherName, OutputFormat, Pkcs12Keystore, Pkcs12Profile,
     PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy, SignatureAlgorithm, X509Subject,
 };
