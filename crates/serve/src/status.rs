@@ -115,7 +115,9 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
         ready: Readiness::of(issued, job.fingerprint, now).is_ready(),
         not_after: issued.map(|i| rfc3339_unix(i.not_after)),
         renewal_time: issued.and_then(|i| i.renewal_time).map(rfc3339_unix),
-        renewal_note: issued.and_then(|i| i.renewal_note.as_ref()).map(|n| n.message().to_owned()),
+        renewal_note: issued
+            .and_then(|i| i.renewal_note.as_ref())
+            .map(|n| n.message().to_owned()),
         revision: state.revision,
         serial: issued.map(|i| i.serial.clone()),
         last_failure: state.failure.as_ref().map(|f| FailureRow {

@@ -27,8 +27,8 @@ pub use backoff::{
 };
 pub use plan::{DISABLED_NOTE, Renewal, WINDOW_DEFERRAL_DIVISOR, latest_safe_point, plan_renewal};
 pub use renewal::{AutomaticRenewal, MAX_SPREAD, RenewalPolicy, SPREAD_DIVISOR, is_due, renewal_time};
-pub use window::{CronSyntax, FieldSyntax, RenewalWindow, RenewalWindows, WindowError};
 pub use retry::{EXPIRY_CLAMP_DIVISOR, EXPIRY_CLAMP_FLOOR, RetryInput, next_attempt};
+pub use window::{CronSyntax, FieldSyntax, RenewalWindow, RenewalWindows, WindowError};
 
 /// A hash that stays the same across Rust releases and platforms (FNV-1a 64): for anything
 /// persisted or compared across restarts, such as spec fingerprints and renewal spreads.

@@ -31,14 +31,22 @@ pub const WINDOW_DEFERRAL_DIVISOR: u32 = 2;
 /// The latest time a renewal may start: the renewal point (without spread) plus
 /// `1 / WINDOW_DEFERRAL_DIVISOR` of the margin between it and notAfter, to the second, never
 /// after notAfter. For a 90-day certificate with the default policy: day 75.
-pub fn latest_safe_point(not_before: SystemTime, not_after: SystemTime, policy: &RenewalPolicy) -> SystemTime {
+pub fn latest_safe_point(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    policy: &RenewalPolicy,
+) -> SystemTime {
     let Ok(lifetime) = not_after.duration_since(not_before) else {
         return not_after;
     };
     let lifetime = lifetime.as_nanos();
     let until_renewal = until_renewal_nanos(lifetime, policy);
     let margin = lifetime - until_renewal;
-    point(not_before, until_renewal + margin / u128::from(WINDOW_DEFERRAL_DIVISOR)).min(not_after)
+    point(
+        not_before,
+        until_renewal + margin / u128::from(WINDOW_DEFERRAL_DIVISOR),
+    )
+    .min(not_after)
 }
 
 /// When a served certificate is renewed automatically.
@@ -87,8 +95,7 @@ impl Renewal {
 }
 
 /// What status says for `renewal.policy: Disabled`.
-pub const DISABLED_NOTE: &str =
-    "automatic renewal is disabled (spec.renewal.policy: Disabled); renew by hand with certkeeper renew or cmctl renew";
+pub const DISABLED_NOTE: &str = "automatic renewal is disabled (spec.renewal.policy: Disabled); renew by hand with certkeeper renew or cmctl renew";
 
 /// When to renew a certificate valid from `not_before` to `not_after` (see the module docs).
 /// `identity` is the stable per-certificate key of [`renewal_time`].
@@ -111,7 +118,9 @@ pub fn plan_renewal(
         Some((open, _)) if open == desired => Renewal::At(desired),
         Some((open, open_for)) if open <= safe => {
             // Spread over the start of the window, staying inside it and not after `safe`.
-            let room = open_for.min(MAX_SPREAD).min(safe.duration_since(open).unwrap_or_default());
+            let room = open_for
+                .min(MAX_SPREAD)
+                .min(safe.duration_since(open).unwrap_or_default());
             let offset = (room.as_nanos() * u128::from(spread_key(identity))) >> 64;
             let offset = Duration::from_nanos(u64::try_from(offset).unwrap_or(0));
             Renewal::At(floor_to_second(open.checked_add(offset).unwrap_or(open)).max(open))

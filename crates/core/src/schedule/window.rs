@@ -75,7 +75,10 @@ pub enum CronSyntax {
     #[error("expected a cron expression after the time zone prefix")]
     EmptyAfterPrefix,
     #[error("{field}: {problem}")]
-    Field { field: &'static str, problem: FieldSyntax },
+    Field {
+        field: &'static str,
+        problem: FieldSyntax,
+    },
 }
 
 /// What is wrong with one field of a cron expression.
@@ -182,7 +185,9 @@ impl RenewalWindow {
         // The canonical form is plain numbers, commas and `*`, which croner always takes; an
         // error here would be a disagreement between the two grammars, reported as such.
         let parsed = parser.parse(&canonical).map_err(|e| {
-            syntax(CronSyntax::Descriptor(format!("{canonical} (rejected by the evaluator: {e})")))
+            syntax(CronSyntax::Descriptor(format!(
+                "{canonical} (rejected by the evaluator: {e})"
+            )))
         })?;
         let window = RenewalWindow {
             text: cron.to_owned(),
@@ -331,7 +336,9 @@ fn split_zone_prefix(cron: &str) -> Result<(Option<&str>, &str), CronSyntax> {
     }
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 struct FieldSpec {
@@ -343,11 +350,36 @@ struct FieldSpec {
 }
 
 const FIELDS: [FieldSpec; 5] = [
-    FieldSpec { name: "minute", min: 0, max: 59, names: &[] },
-    FieldSpec { name: "hour", min: 0, max: 23, names: &[] },
-    FieldSpec { name: "day of month", min: 1, max: 31, names: &[] },
-    FieldSpec { name: "month", min: 1, max: 12, names: &MONTHS },
-    FieldSpec { name: "day of week", min: 0, max: 6, names: &WEEKDAYS },
+    FieldSpec {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    FieldSpec {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    FieldSpec {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    FieldSpec {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: &MONTHS,
+    },
+    FieldSpec {
+        name: "day of week",
+        min: 0,
+        max: 6,
+        names: &WEEKDAYS,
+    },
 ];
 
 /// The expression in croner's terms: descriptors expanded, every field either `*` (robfig's
@@ -421,10 +453,16 @@ fn parse_field(text: &str, spec: &FieldSpec) -> Result<(Vec<u32>, bool), FieldSy
             start = spec.min;
         }
         if start < spec.min {
-            return Err(FieldSyntax::BelowMinimum { value: start, min: spec.min });
+            return Err(FieldSyntax::BelowMinimum {
+                value: start,
+                min: spec.min,
+            });
         }
         if end > spec.max {
-            return Err(FieldSyntax::AboveMaximum { value: end, max: spec.max });
+            return Err(FieldSyntax::AboveMaximum {
+                value: end,
+                max: spec.max,
+            });
         }
         if start > end {
             return Err(FieldSyntax::Inverted { start, end });

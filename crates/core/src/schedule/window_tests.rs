@@ -54,7 +54,10 @@ fn robfig_grammar_is_accepted() {
         "CRON_TZ=Europe/Berlin 0 2 * * *",
         "TZ=UTC 0 2 * * *",
     ] {
-        assert!(RenewalWindow::parse(cron, "", Duration::from_secs(HOUR)).is_ok(), "{cron}");
+        assert!(
+            RenewalWindow::parse(cron, "", Duration::from_secs(HOUR)).is_ok(),
+            "{cron}"
+        );
     }
 }
 
@@ -104,15 +107,30 @@ fn zones_are_iana_names_matched_exactly() {
 fn a_window_is_open_from_each_start_for_its_duration() {
     // Weekdays 23:00 to 05:00 UTC.
     let w = window("0 23 * * 1-5", "", 6 * HOUR);
-    assert_eq!(w.first_open_from(at(MONDAY + 12 * HOUR)), Some(at(MONDAY + 23 * HOUR)));
-    assert_eq!(w.first_open_from(at(MONDAY + 23 * HOUR)), Some(at(MONDAY + 23 * HOUR)));
+    assert_eq!(
+        w.first_open_from(at(MONDAY + 12 * HOUR)),
+        Some(at(MONDAY + 23 * HOUR))
+    );
+    assert_eq!(
+        w.first_open_from(at(MONDAY + 23 * HOUR)),
+        Some(at(MONDAY + 23 * HOUR))
+    );
     // Tuesday 04:59:59 is still inside Monday's window; 05:00 is not.
     let tuesday = MONDAY + DAY;
-    assert_eq!(w.first_open_from(at(tuesday + 5 * HOUR - 1)), Some(at(tuesday + 5 * HOUR - 1)));
-    assert_eq!(w.first_open_from(at(tuesday + 5 * HOUR)), Some(at(tuesday + 23 * HOUR)));
+    assert_eq!(
+        w.first_open_from(at(tuesday + 5 * HOUR - 1)),
+        Some(at(tuesday + 5 * HOUR - 1))
+    );
+    assert_eq!(
+        w.first_open_from(at(tuesday + 5 * HOUR)),
+        Some(at(tuesday + 23 * HOUR))
+    );
     // Friday night's window ends Saturday 05:00; the next opens Monday 23:00.
     let saturday = MONDAY + 5 * DAY;
-    assert_eq!(w.first_open_from(at(saturday + 6 * HOUR)), Some(at(saturday + 2 * DAY + 23 * HOUR)));
+    assert_eq!(
+        w.first_open_from(at(saturday + 6 * HOUR)),
+        Some(at(saturday + 2 * DAY + 23 * HOUR))
+    );
 }
 
 #[test]
@@ -146,27 +164,40 @@ fn disabled_has_no_renewal_time() {
     let plan = plan_renewal(at(MONDAY), at(MONDAY + 90 * DAY), &p, "ns/c");
     assert_eq!(plan, Renewal::Disabled);
     assert_eq!(plan.time(), None);
-    assert!(plan.note().expect("explained").contains("automatic renewal is disabled"));
+    assert!(
+        plan.note()
+            .expect("explained")
+            .contains("automatic renewal is disabled")
+    );
 }
 
 #[test]
 fn without_windows_the_renewal_point_is_unchanged() {
     let (nb, na) = (at(MONDAY), at(MONDAY + 90 * DAY));
     let p = RenewalPolicy::default();
-    assert_eq!(plan_renewal(nb, na, &p, "ns/c"), Renewal::At(renewal_time(nb, na, &p, "ns/c")));
+    assert_eq!(
+        plan_renewal(nb, na, &p, "ns/c"),
+        Renewal::At(renewal_time(nb, na, &p, "ns/c"))
+    );
 }
 
 #[test]
 fn the_safe_point_keeps_half_the_margin() {
     let (nb, na) = (at(MONDAY), at(MONDAY + 90 * DAY));
-    assert_eq!(latest_safe_point(nb, na, &RenewalPolicy::default()), at(MONDAY + 75 * DAY));
+    assert_eq!(
+        latest_safe_point(nb, na, &RenewalPolicy::default()),
+        at(MONDAY + 75 * DAY)
+    );
     let p = RenewalPolicy {
         renew_before: Some(Duration::from_secs(10 * DAY)),
         ..RenewalPolicy::default()
     };
     assert_eq!(latest_safe_point(nb, na, &p), at(MONDAY + 85 * DAY));
     // One hour: renew at 40 min, at the latest at 50 min.
-    assert_eq!(latest_safe_point(nb, at(MONDAY + HOUR), &RenewalPolicy::default()), at(MONDAY + 50 * MIN));
+    assert_eq!(
+        latest_safe_point(nb, at(MONDAY + HOUR), &RenewalPolicy::default()),
+        at(MONDAY + 50 * MIN)
+    );
 }
 
 #[test]
@@ -177,7 +208,10 @@ fn a_renewal_waits_for_the_next_window() {
     let plan = plan_renewal(nb, na, &p, "ns/c");
     let Renewal::At(t) = plan else { panic!("{plan:?}") };
     // Day 62 is a Sunday.
-    assert!(t >= at(MONDAY + 62 * DAY + 2 * HOUR) && t < at(MONDAY + 62 * DAY + 4 * HOUR), "{t:?}");
+    assert!(
+        t >= at(MONDAY + 62 * DAY + 2 * HOUR) && t < at(MONDAY + 62 * DAY + 4 * HOUR),
+        "{t:?}"
+    );
     assert!(p_contains(&p, t));
     assert_eq!(plan.note(), None);
 }
@@ -213,7 +247,10 @@ fn no_window_before_the_safe_point_forces_the_renewal_there() {
         }
     );
     let note = plan.note().expect("explained");
-    assert!(note.contains("outside the renewal windows") && note.contains("2026-01-01T00:00:00Z"), "{note}");
+    assert!(
+        note.contains("outside the renewal windows") && note.contains("2026-01-01T00:00:00Z"),
+        "{note}"
+    );
 }
 
 #[test]
@@ -228,7 +265,9 @@ fn windows_rarer_than_the_duration_are_rejected() {
     assert!(weekly.check_frequency(Duration::from_secs(90 * DAY)).is_ok());
     // Two-hourly windows cannot hold the renewals of a one-hour certificate.
     let two_hourly = windows(vec![window("0 */2 * * *", "", 10 * MIN)]);
-    let err = two_hourly.check_frequency(Duration::from_secs(HOUR)).expect_err("rare");
+    let err = two_hourly
+        .check_frequency(Duration::from_secs(HOUR))
+        .expect_err("rare");
     assert!(err.to_string().contains("at most once every 2h0m0s"), "{err}");
     // Leap days only: one opening in four years.
     let leap = windows(vec![window("0 0 29 2 *", "", DAY)]);
@@ -236,15 +275,33 @@ fn windows_rarer_than_the_duration_are_rejected() {
 }
 
 fn any_window() -> impl Strategy<Value = RenewalWindow> {
-    let minute = prop_oneof![Just("*".to_owned()), (0..60_u32).prop_map(|m| m.to_string()), Just("*/15".to_owned())];
-    let hour = prop_oneof![Just("*".to_owned()), (0..24_u32).prop_map(|h| h.to_string()), Just("1-5".to_owned())];
+    let minute = prop_oneof![
+        Just("*".to_owned()),
+        (0..60_u32).prop_map(|m| m.to_string()),
+        Just("*/15".to_owned())
+    ];
+    let hour = prop_oneof![
+        Just("*".to_owned()),
+        (0..24_u32).prop_map(|h| h.to_string()),
+        Just("1-5".to_owned())
+    ];
     let dom = prop_oneof![Just("*".to_owned()), (1..29_u32).prop_map(|d| d.to_string())];
-    let dow = prop_oneof![Just("*".to_owned()), (0..7_u32).prop_map(|d| d.to_string()), Just("mon-fri".to_owned())];
-    let zone = proptest::sample::select(vec!["", "America/Denver", "Europe/Berlin", "Asia/Kolkata", "Australia/Lord_Howe"]);
-    let duration = prop_oneof![1..=60_u64, (1..=48_u64).prop_map(|h| h * HOUR)].prop_map(|n| if n < 61 { n * MIN } else { n });
-    (minute, hour, dom, dow, zone, duration).prop_map(|(m, h, d, w, zone, secs)| {
-        window(&format!("{m} {h} {d} * {w}"), zone, secs)
-    })
+    let dow = prop_oneof![
+        Just("*".to_owned()),
+        (0..7_u32).prop_map(|d| d.to_string()),
+        Just("mon-fri".to_owned())
+    ];
+    let zone = proptest::sample::select(vec![
+        "",
+        "America/Denver",
+        "Europe/Berlin",
+        "Asia/Kolkata",
+        "Australia/Lord_Howe",
+    ]);
+    let duration = prop_oneof![1..=60_u64, (1..=48_u64).prop_map(|h| h * HOUR)]
+        .prop_map(|n| if n < 61 { n * MIN } else { n });
+    (minute, hour, dom, dow, zone, duration)
+        .prop_map(|(m, h, d, w, zone, secs)| window(&format!("{m} {h} {d} * {w}"), zone, secs))
 }
 
 proptest! {

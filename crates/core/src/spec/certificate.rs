@@ -39,7 +39,8 @@ pub struct CertificateSpec {
     pub renew_before: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_before_percentage: Option<i32>,
-    /// Only `policy: RenewBefore` without windows (the default behaviour) is supported.
+    /// `renewal` allows configuration of how your certificate is renewed: policy `RenewBefore`
+    /// (`renewBefore` and `renewBeforePercentage`, optionally inside `windows`) or `Disabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal: Option<CertificateRenewal>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -61,9 +61,10 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateRenewalPolicy, CertificateRenewalWindow, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage,
-    NameConstraintItem, NameConstraints, OtherName, OutputFormat, Pkcs12Keystore, Pkcs12Profile,
-    PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy, SignatureAlgorithm, X509Subject,
+    CertificateRenewal, CertificateRenewalPolicy, CertificateRenewalWindow, CertificateSecretTemplate,
+    CertificateSpec, JksKeystore, KeyUsage, NameConstraintItem, NameConstraints, OtherName, OutputFormat,
+    Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
+    SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST, CertificateRequest,

@@ -424,29 +424,47 @@ fn renewal_policy_and_windows() {
     );
     assert_eq!(errors(&minimal("renewal: {policy: Sometimes}")).len(), 1);
     assert_eq!(
-        errors(&minimal("renewal: {policy: Disabled, windows: [{cron: '0 12 * * *', windowDuration: 2h}]}")),
+        errors(&minimal(
+            "renewal: {policy: Disabled, windows: [{cron: '0 12 * * *', windowDuration: 2h}]}"
+        )),
         ["spec.renewal.windows: windows cannot be set when `renewal.policy` is set to Disabled"]
     );
     assert_eq!(
-        errors(&minimal("renewal: {policy: RenewBefore, windows: [{cron: '0 12 * * *'}]}")),
+        errors(&minimal(
+            "renewal: {policy: RenewBefore, windows: [{cron: '0 12 * * *'}]}"
+        )),
         ["spec.renewal.windows[0].windowDuration: required"]
     );
     let bad = errors(&minimal(
         "renewal: {policy: RenewBefore, windows: [{cron: 'CRON_TZ=UTC', windowDuration: 2h}, {cron: '0 0 * * *', timezone: Nowhere/Land, windowDuration: 1h}, {cron: '0 0 * * *', windowDuration: 0s}]}",
     ));
     assert_eq!(bad.len(), 3, "{bad:?}");
-    assert!(bad[0].starts_with("spec.renewal.windows[0].cron: invalid cron syntax"), "{bad:?}");
-    assert!(bad[1].starts_with("spec.renewal.windows[1].timezone: invalid value for timezone"), "{bad:?}");
-    assert_eq!(bad[2], "spec.renewal.windows[2].windowDuration: windowDuration must be greater than 0");
+    assert!(
+        bad[0].starts_with("spec.renewal.windows[0].cron: invalid cron syntax"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].starts_with("spec.renewal.windows[1].timezone: invalid value for timezone"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        bad[2],
+        "spec.renewal.windows[2].windowDuration: windowDuration must be greater than 0"
+    );
     // Beyond cert-manager: windows that cannot hold one renewal per certificate lifetime.
-    let rare = errors(&minimal("renewal: {policy: RenewBefore, windows: [{cron: '@yearly', windowDuration: 24h}]}"));
+    let rare = errors(&minimal(
+        "renewal: {policy: RenewBefore, windows: [{cron: '@yearly', windowDuration: 24h}]}",
+    ));
     assert_eq!(rare.len(), 1);
     assert!(rare[0].starts_with("spec.renewal.windows: the renewal windows open at most once every 8760h0m0s, longer than the certificate duration 2160h0m0s"), "{rare:?}");
     let too_many = format!(
         "renewal: {{policy: RenewBefore, windows: [{}]}}",
         vec!["{cron: '@daily', windowDuration: 1h}"; 33].join(", ")
     );
-    assert_eq!(errors(&minimal(&too_many)), ["spec.renewal.windows: must have at most 32 entries, got 33"]);
+    assert_eq!(
+        errors(&minimal(&too_many)),
+        ["spec.renewal.windows: must have at most 32 entries, got 33"]
+    );
 }
 
 /// cert-manager's rules for literalSubject (its feature gate on), case by case from

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, PrivateKey};
 use certkeeper_core::schedule::{
-    AutomaticRenewal, RenewalPolicy, RenewalWindow, RenewalWindows, RetryInput, latest_safe_point, next_attempt,
-    plan_renewal, renewal_time,
+    AutomaticRenewal, RenewalPolicy, RenewalWindow, RenewalWindows, RetryInput, latest_safe_point,
+    next_attempt, plan_renewal, renewal_time,
 };
 use certkeeper_core::time::{UnixSeconds, from_unix, to_unix};
 use certkeeper_core::{FailureClass, Secret};
@@ -551,7 +551,12 @@ async fn a_success_is_renewed_at_its_renewal_time() {
     assert_eq!(issued.not_before, to_unix(renewal));
     assert_eq!(
         issued.renewal_time,
-        Some(to_unix(renewal_time(renewal, renewal + LIFETIME, &job.renewal, &job.id)))
+        Some(to_unix(renewal_time(
+            renewal,
+            renewal + LIFETIME,
+            &job.renewal,
+            &job.id
+        )))
     );
     let reasons: Vec<&str> = h
         .runtime
@@ -607,7 +612,10 @@ async fn a_renewal_waits_for_its_window() {
     let desired = renewal_time(at(0), at(0) + LIFETIME, &job.renewal, &job.id);
     let planned = plan_renewal(at(0), at(0) + LIFETIME, &job.renewal, &job.id);
     let renewal = planned.time().unwrap();
-    assert!(since_start(desired) < 2700, "the renewal point is before the window");
+    assert!(
+        since_start(desired) < 2700,
+        "the renewal point is before the window"
+    );
     assert!((2700..3000).contains(&since_start(renewal)), "{planned:?}");
     let issued = h.state(&id(0)).issued.unwrap();
     assert_eq!(issued.renewal_time, Some(to_unix(renewal)));
@@ -639,7 +647,10 @@ async fn a_renewal_with_no_window_before_the_safe_point_is_forced_there() {
     let Some(RenewalNote::OutsideWindows { message }) = issued.renewal_note else {
         panic!("no note: {:?}", issued.renewal_note);
     };
-    assert!(message.contains("no window opens between the renewal point"), "{message}");
+    assert!(
+        message.contains("no window opens between the renewal point"),
+        "{message}"
+    );
 
     h.run_until(safe - MS).await;
     assert_eq!(h.calls().len(), 1, "renewed before the safe point");
@@ -678,5 +689,8 @@ async fn disabled_renewal_issues_once_and_renews_only_by_hand() {
     h.engine.renew(Some(id(0)));
     h.run_until(at(3 * 3600) + Duration::from_secs(1)).await;
     assert_eq!(h.calls().len(), 2);
-    assert_eq!(reasons(&h), [IssueReason::DoesNotExist, IssueReason::ManuallyTriggered]);
+    assert_eq!(
+        reasons(&h),
+        [IssueReason::DoesNotExist, IssueReason::ManuallyTriggered]
+    );
 }
