@@ -128,6 +128,7 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
         (Readiness::Ready, issued) => format!(
             "Certificate is up to date and has not expired{}{}",
             issued
+                .as_ref()
                 .and_then(|i| i.renewal_note.as_ref())
                 .map(|n| format!("; {}", n.message()))
                 .unwrap_or_default(),
