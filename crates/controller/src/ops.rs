@@ -130,6 +130,10 @@ pub fn row(cert: &Value) -> StatusRow {
         ready,
         not_after: status.not_after.clone(),
         renewal_time: status.renewal_time.clone(),
+        // renewalTime is left out of a served certificate's status only when automatic renewal
+        // is disabled (cert-manager does the same); the Ready message says more.
+        renewal_note: (status.renewal_time.is_none() && status.not_after.is_some())
+            .then(|| certkeeper_core::schedule::DISABLED_NOTE.to_owned()),
         revision: status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0),
         serial: None,
         last_failure,

@@ -125,8 +125,13 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
         (Readiness::RequestChanged, _) => {
             "The certificate in the Secret was issued for a different spec; re-issuing".to_owned()
         }
-        (Readiness::Ready, _) => format!(
-            "Certificate is up to date and has not expired{}",
+        (Readiness::Ready, issued) => format!(
+            "Certificate is up to date and has not expired{}{}",
+            issued
+                .as_ref()
+                .and_then(|i| i.renewal_note.as_ref())
+                .map(|n| format!("; {}", n.message()))
+                .unwrap_or_default(),
             failure_note.unwrap_or_default()
         ),
         _ => IssueReason::DoesNotExist.message().to_owned(),
@@ -161,7 +166,8 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
     let issued = state.issued.as_ref();
     status.not_before = issued.map(|i| rfc3339_unix(i.not_before));
     status.not_after = issued.map(|i| rfc3339_unix(i.not_after));
-    status.renewal_time = issued.map(|i| rfc3339_unix(i.renewal_time));
+    // Absent while automatic renewal is disabled, as cert-manager leaves it.
+    status.renewal_time = issued.and_then(|i| i.renewal_time).map(rfc3339_unix);
     status.revision = revision(state);
     let failure = state.failure.as_ref();
     status.last_failure_time = failure.map(|f| rfc3339_unix(f.last_failure));
@@ -473,7 +479,8 @@ mod tests {
             serial: "01".into(),
             not_before: 1_000,
             not_after: 100_000,
-            renewal_time: 60_000,
+            renewal_time: Some(60_000),
+            renewal_note: None,
             spec_fingerprint: fingerprint,
             issued_at: 1_000,
             warning: None,

@@ -97,12 +97,35 @@ fn schemas_are_structural() {
                 let allowed = [
                     // arbitrary JSON in cert-manager's CRDs too
                     ".spec.acme.solvers[].dns01.webhook.config",
-                    ".spec.renewal.windows[]",
                 ];
                 assert!(allowed.contains(&path.as_str()), "{}: free-form {path}", crd.kind);
             }
         }
     }
+}
+
+/// `spec.renewal` typed as cert-manager's CRD types it: the policy enum, the windows' required
+/// fields, patterns and list type.
+#[test]
+fn renewal_is_typed_as_cert_manager() {
+    let cert = crds()
+        .into_iter()
+        .find(|c| c.kind == "Certificate")
+        .unwrap()
+        .schema();
+    let renewal = at(&cert, "/properties/spec/properties/renewal");
+    let windows = at(renewal, "/properties/windows");
+    assert_eq!(at(windows, "/x-kubernetes-list-type"), "atomic");
+    assert_eq!(
+        at(windows, "/items/required"),
+        &serde_json::json!(["cron", "windowDuration"])
+    );
+    assert_eq!(at(windows, "/items/properties/cron/minLength"), 1);
+    assert_eq!(at(windows, "/items/properties/timezone/minLength"), 1);
+    assert_eq!(
+        at(windows, "/items/properties/windowDuration/pattern"),
+        "^([0-9]+(\\.[0-9]+)?(s|m|h))+$"
+    );
 }
 
 fn at<'a>(crd: &'a Value, pointer: &str) -> &'a Value {

@@ -74,11 +74,7 @@ fn for_v1_20(kind: &str, path: &str, keyword: &str) -> Option<Option<&'static st
 
 /// Differences another branch is working on: (kind, path prefix, why). A listed difference
 /// that no longer exists fails the test (remove it from the list).
-const PENDING: &[(&str, &str, &str)] = &[(
-    "Certificate",
-    ".spec.renewal",
-    "renewal.policy and renewal.windows are being typed on the renewal branch",
-)];
+const PENDING: &[(&str, &str, &str)] = &[];
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/cert-manager")

@@ -182,7 +182,7 @@ fn sample(s: &CertStatus) -> CertificateSample {
         issuer_kind: l.issuer_kind.clone(),
         issuer_group: l.issuer_group.clone(),
         not_after: s.state.issued.as_ref().map(|i| i.not_after),
-        renewal_time: s.state.issued.as_ref().map(|i| i.renewal_time),
+        renewal_time: s.state.issued.as_ref().and_then(|i| i.renewal_time),
         ready: Some(s.ready),
         next_attempt: s.state.failure.as_ref().and_then(|f| f.next_attempt),
         failed_attempts: s.state.failure.as_ref().map_or(0, |f| f.attempts),
@@ -472,6 +472,9 @@ impl<R: Runtime> Driver<R> {
             decide(&e.state, e.job.fingerprint, now, e.renew_now),
         ) {
             (_, Decision::Issue(_)) if e.renew_now => now,
+            // Automatic renewal disabled: nothing is filed until the spec changes or a renewal
+            // is requested (both reschedule).
+            (_, Decision::Idle) => return,
             (Some(parked), _) => parked,
             (None, Decision::Issue(_)) => now,
             (None, Decision::WaitUntil(at)) => at,
@@ -502,7 +505,7 @@ impl<R: Runtime> Driver<R> {
                 // retry (an open circuit refuses it locally).
                 Decision::WaitForChange => crate::state::IssueReason::Retry,
                 Decision::WaitUntil(_) if parked => crate::state::IssueReason::Retry,
-                Decision::WaitUntil(_) => {
+                Decision::WaitUntil(_) | Decision::Idle => {
                     self.reschedule(&id);
                     continue;
                 }
@@ -531,7 +534,9 @@ impl<R: Runtime> Driver<R> {
                 .filter(|(fp, issued)| {
                     *fp == fingerprint
                         && issued.revision == e.state.revision + 1
-                        && to_unix(now) < issued_info(&e.job, &issued.certificate, now).renewal_time
+                        && issued_info(&e.job, &issued.certificate, now)
+                            .renewal_time
+                            .is_none_or(|renewal| to_unix(now) < renewal)
                 })
                 .map(|(_, issued)| issued);
             let attempt = Attempt {
@@ -890,19 +895,38 @@ fn status(e: &Entry, hold: Option<&IssuerHold>, now: SystemTime) -> CertStatus {
     }
 }
 
+/// When `job`'s certificate valid from `not_before` to `not_after` renews: the one call of the
+/// schedule's [`plan_renewal`](certkeeper_core::schedule::plan_renewal) for both runtimes
+/// (issuance here, a restart's recomputation in the controller, adoption).
+pub fn planned_renewal(
+    job: &CertJob,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> (Option<UnixSeconds>, Option<crate::state::RenewalNote>) {
+    let plan = certkeeper_core::schedule::plan_renewal(not_before, not_after, &job.renewal, &job.id);
+    if let certkeeper_core::schedule::Renewal::Forced { .. } = plan {
+        tracing::warn!(
+            certificate = %job.id,
+            note = plan.note().unwrap_or_default(),
+            "no renewal window opens before the latest safe renewal point; renewing there anyway"
+        );
+    }
+    crate::state::renewal_fields(plan)
+}
+
 /// Convenience for tests and runtimes: the issued info for a verified certificate.
 pub(crate) fn issued_info(
     job: &CertJob,
     cert: &certkeeper_core::pki::IssuedCertificate,
     now: SystemTime,
 ) -> IssuedInfo {
-    let renewal =
-        certkeeper_core::schedule::renewal_time(cert.not_before, cert.not_after, &job.renewal, &job.id);
+    let (renewal_time, renewal_note) = planned_renewal(job, cert.not_before, cert.not_after);
     IssuedInfo {
         serial: cert.serial.clone(),
         not_before: to_unix(cert.not_before),
         not_after: to_unix(cert.not_after),
-        renewal_time: to_unix(renewal),
+        renewal_time,
+        renewal_note,
         spec_fingerprint: job.fingerprint,
         issued_at: to_unix(now),
         warning: cert.shortened.map(|d| {

@@ -7,6 +7,7 @@
 use std::time::SystemTime;
 
 use certkeeper_core::FailureClass;
+use certkeeper_core::schedule::Renewal;
 use serde::{Deserialize, Serialize};
 
 /// Unix seconds and their conversions live in [`certkeeper_core::time`]; re-exported here for the
@@ -19,14 +20,49 @@ pub struct IssuedInfo {
     pub serial: String,
     pub not_before: UnixSeconds,
     pub not_after: UnixSeconds,
-    /// When renewal starts (renewal point with its spread), computed when it was issued.
-    pub renewal_time: UnixSeconds,
+    /// When automatic renewal starts ([`certkeeper_core::schedule::plan_renewal`]: the renewal
+    /// point with its spread, moved into a renewal window), computed when it was issued; `None`
+    /// when automatic renewal is disabled (`spec.renewal.policy: Disabled`).
+    #[serde(default)]
+    pub renewal_time: Option<UnixSeconds>,
+    /// What status says about the renewal time, when it needs saying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_note: Option<RenewalNote>,
     /// Fingerprint of the certificate spec and issuer it was issued for.
     pub spec_fingerprint: u64,
     pub issued_at: UnixSeconds,
     /// Vault shortened the lifetime we asked for (capped TTL): the warning shown in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// Why a renewal time is not simply the renewal point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalNote {
+    /// No renewal window opens before the latest safe point: renewal starts there anyway.
+    OutsideWindows { message: String },
+    /// `spec.renewal.policy: Disabled`: no automatic renewal.
+    Disabled,
+}
+
+impl RenewalNote {
+    pub fn message(&self) -> &str {
+        match self {
+            RenewalNote::OutsideWindows { message } => message,
+            RenewalNote::Disabled => certkeeper_core::schedule::DISABLED_NOTE,
+        }
+    }
+}
+
+/// The persisted renewal fields of [`IssuedInfo`] from the schedule's plan.
+pub fn renewal_fields(plan: Renewal) -> (Option<UnixSeconds>, Option<RenewalNote>) {
+    let note = match plan {
+        Renewal::At(_) => None,
+        Renewal::Forced { .. } => plan.note().map(|message| RenewalNote::OutsideWindows { message }),
+        Renewal::Disabled => Some(RenewalNote::Disabled),
+    };
+    (plan.time().map(to_unix), note)
 }
 
 /// The failure streak since the last success, as shown in status.
@@ -66,6 +102,8 @@ pub enum IssueReason {
     ManuallyTriggered,
     /// A retry after a failure whose backoff has elapsed.
     Retry,
+    /// Renewing at the latest safe point because no renewal window opens before it.
+    RenewingOutsideWindows,
 }
 
 impl IssueReason {
@@ -77,6 +115,8 @@ impl IssueReason {
             IssueReason::Renewing => "Renewing",
             IssueReason::ManuallyTriggered => "ManuallyTriggered",
             IssueReason::Retry => "Retry",
+            // cert-manager's trigger uses its reason Renewing for a renewal outside the windows.
+            IssueReason::RenewingOutsideWindows => "Renewing",
         }
     }
 
@@ -89,6 +129,9 @@ impl IssueReason {
             IssueReason::Renewing => "Renewing certificate as renewal was scheduled",
             IssueReason::ManuallyTriggered => "Issuing certificate as a renewal was requested",
             IssueReason::Retry => "Issuing certificate again after a failed attempt",
+            IssueReason::RenewingOutsideWindows => {
+                "Renewing certificate without satisfying renewal windows: none opens before the latest safe renewal point"
+            }
         }
     }
 }
@@ -140,6 +183,9 @@ pub enum Decision {
     WaitUntil(SystemTime),
     /// Nothing on a timer: the last failure needs a change of input.
     WaitForChange,
+    /// Nothing to do at all: automatic renewal is disabled and the certificate served is for
+    /// the current spec (even once it has expired, as cert-manager does).
+    Idle,
 }
 
 /// Decide, from what is persisted, whether a certificate needs issuing now.
@@ -162,14 +208,19 @@ pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_n
     if issued.spec_fingerprint != spec_fingerprint {
         return Decision::Issue(IssueReason::RequestChanged);
     }
+    let Some(renewal_time) = issued.renewal_time else {
+        return Decision::Idle;
+    };
     if from_unix(issued.not_after) <= now {
         return Decision::Issue(IssueReason::Expired);
     }
-    let renew_at = from_unix(issued.renewal_time);
-    if renew_at <= now {
-        Decision::Issue(IssueReason::Renewing)
-    } else {
-        Decision::WaitUntil(renew_at)
+    let renew_at = from_unix(renewal_time);
+    if renew_at > now {
+        return Decision::WaitUntil(renew_at);
+    }
+    match issued.renewal_note {
+        Some(RenewalNote::OutsideWindows { .. }) => Decision::Issue(IssueReason::RenewingOutsideWindows),
+        _ => Decision::Issue(IssueReason::Renewing),
     }
 }
 
@@ -184,7 +235,8 @@ mod tests {
             serial: "aa".into(),
             not_before: T0,
             not_after: T0 + 3000,
-            renewal_time: T0 + 2000,
+            renewal_time: Some(T0 + 2000),
+            renewal_note: None,
             spec_fingerprint: fp,
             issued_at: T0,
             warning: None,
@@ -246,6 +298,55 @@ mod tests {
         assert_eq!(
             decide(&good, 1, at(10), true),
             Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+    }
+
+    #[test]
+    fn disabled_renewal_is_idle_but_issues_when_missing_changed_or_asked() {
+        let at = |s: i64| from_unix(T0 + s);
+        let disabled = CertState {
+            revision: 1,
+            issued: Some(IssuedInfo {
+                renewal_time: None,
+                renewal_note: Some(RenewalNote::Disabled),
+                ..issued(1)
+            }),
+            failure: None,
+        };
+        assert_eq!(decide(&disabled, 1, at(10), false), Decision::Idle);
+        // Not even once expired (cert-manager's trigger has no expiry check for Disabled).
+        assert_eq!(decide(&disabled, 1, at(5000), false), Decision::Idle);
+        assert_eq!(
+            decide(&disabled, 2, at(10), false),
+            Decision::Issue(IssueReason::RequestChanged)
+        );
+        assert_eq!(
+            decide(&disabled, 1, at(10), true),
+            Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+        assert_eq!(
+            decide(&CertState::default(), 1, at(10), false),
+            Decision::Issue(IssueReason::DoesNotExist)
+        );
+    }
+
+    #[test]
+    fn a_forced_renewal_says_so() {
+        let at = |s: i64| from_unix(T0 + s);
+        let forced = CertState {
+            revision: 1,
+            issued: Some(IssuedInfo {
+                renewal_note: Some(RenewalNote::OutsideWindows {
+                    message: "no window".into(),
+                }),
+                ..issued(1)
+            }),
+            failure: None,
+        };
+        assert_eq!(decide(&forced, 1, at(1999), false), Decision::WaitUntil(at(2000)));
+        assert_eq!(
+            decide(&forced, 1, at(2000), false),
+            Decision::Issue(IssueReason::RenewingOutsideWindows)
         );
     }
 

@@ -20,8 +20,13 @@ pub struct StatusRow {
     pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
+    /// When automatic renewal starts; absent when it is disabled (see `renewal_note`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<String>,
+    /// Why the renewal time is what it is: automatic renewal disabled, or forced outside the
+    /// renewal windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_note: Option<String>,
     pub revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -109,7 +114,10 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
         issuer: job.issuer.to_string(),
         ready: Readiness::of(issued, job.fingerprint, now).is_ready(),
         not_after: issued.map(|i| rfc3339_unix(i.not_after)),
-        renewal_time: issued.map(|i| rfc3339_unix(i.renewal_time)),
+        renewal_time: issued.and_then(|i| i.renewal_time).map(rfc3339_unix),
+        renewal_note: issued
+            .and_then(|i| i.renewal_note.as_ref())
+            .map(|n| n.message().to_owned()),
         revision: state.revision,
         serial: issued.map(|i| i.serial.clone()),
         last_failure: state.failure.as_ref().map(|f| FailureRow {
@@ -131,6 +139,16 @@ pub fn rows_from_engine(statuses: &[CertStatus]) -> Vec<StatusRow> {
     let mut rows: Vec<StatusRow> = statuses.iter().map(|s| row(&s.job, &s.state, now)).collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     rows
+}
+
+/// The RENEWAL cell: the time, `disabled`, or the time marked as outside the windows.
+fn renewal_cell(r: &StatusRow) -> String {
+    match (&r.renewal_time, &r.renewal_note) {
+        (Some(time), Some(_)) => format!("{time} (outside windows)"),
+        (Some(time), None) => time.clone(),
+        (None, Some(_)) => "disabled".to_owned(),
+        (None, None) => "-".to_owned(),
+    }
 }
 
 /// A fixed-width table for people.
@@ -161,7 +179,7 @@ pub fn table(rows: &[StatusRow]) -> String {
             r.name.clone(),
             if r.ready { "True" } else { "False" }.to_owned(),
             r.not_after.clone().unwrap_or_else(|| "-".into()),
-            r.renewal_time.clone().unwrap_or_else(|| "-".into()),
+            renewal_cell(r),
             failure,
             next,
         ]);

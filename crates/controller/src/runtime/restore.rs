@@ -119,13 +119,14 @@ pub fn restore_state(status: &CertificateStatus, secret: Option<&Value>, job: &C
                 }
             };
         };
-        let renewal =
-            certkeeper_core::schedule::renewal_time(leaf.not_before, leaf.not_after, &job.renewal, job.id.as_str());
+        let (renewal_time, renewal_note) =
+            certkeeper_engine::driver::planned_renewal(job, leaf.not_before, leaf.not_after);
         Some(IssuedInfo {
             serial: leaf.serial,
             not_before: to_unix(leaf.not_before),
             not_after: to_unix(leaf.not_after),
-            renewal_time: to_unix(renewal),
+            renewal_time,
+            renewal_note,
             spec_fingerprint: hash,
             issued_at: to_unix(leaf.not_before),
             warning: None,
@@ -186,7 +187,8 @@ mod tests {
             serial: "aa".into(),
             not_before: 1_800_000_000,
             not_after: 1_800_003_600,
-            renewal_time: 1_800_002_400,
+            renewal_time: Some(1_800_002_400),
+            renewal_note: None,
             spec_fingerprint: 7,
             issued_at: 1_800_000_000,
             warning: None,
@@ -323,7 +325,8 @@ mod tests {
         let served = IssuedInfo {
             not_before: now - 3600,
             not_after: now + 90 * 24 * 3600,
-            renewal_time: now - 60,
+            renewal_time: Some(now - 60),
+            renewal_note: None,
             ..issued()
         };
         let failing = CertState {

@@ -3,15 +3,37 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::window::RenewalWindows;
+
 /// How early to renew, from a Certificate's `spec.renewBefore` and `spec.renewBeforePercentage`.
 ///
 /// Values cert-manager ignores (zero, not shorter than the lifetime, a percentage outside 1..=99)
 /// fall back exactly as cert-manager falls back, so a policy is never an error here: reporting them
 /// is spec validation's job, and a certificate must get a renewal point whatever its spec says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// `automatic` is `spec.renewal`: whether certkeeper renews on its own, and in which windows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenewalPolicy {
     pub renew_before: Option<Duration>,
     pub renew_before_percentage: Option<u32>,
+    pub automatic: AutomaticRenewal,
+}
+
+/// `spec.renewal.policy`, with the windows that go with `RenewBefore`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutomaticRenewal {
+    /// cert-manager's `RenewBefore` (also what an absent `spec.renewal` means): renewed at the
+    /// renewal point, or, with windows, at the first time after it inside a window.
+    RenewBefore(RenewalWindows),
+    /// cert-manager's `Disabled`: never renewed on a timer, not even once expired. Still issued
+    /// when missing, re-issued when the spec changes and when a renewal is requested by hand.
+    Disabled,
+}
+
+impl Default for AutomaticRenewal {
+    fn default() -> Self {
+        AutomaticRenewal::RenewBefore(RenewalWindows::default())
+    }
 }
 
 /// The spread window is at most `1 / SPREAD_DIVISOR` of the time from notBefore to the configured
@@ -76,7 +98,7 @@ fn unspread_renewal_time(
 }
 
 /// Nanoseconds from notBefore to cert-manager's renewal point (its `desiredRenewalTime`).
-fn until_renewal_nanos(lifetime: u128, policy: &RenewalPolicy) -> u128 {
+pub(super) fn until_renewal_nanos(lifetime: u128, policy: &RenewalPolicy) -> u128 {
     let renew_before = match policy {
         RenewalPolicy {
             renew_before: Some(before),
@@ -93,7 +115,7 @@ fn until_renewal_nanos(lifetime: u128, policy: &RenewalPolicy) -> u128 {
 
 /// `not_before + offset`, truncated to the second but not before `not_before`. `offset` never
 /// exceeds the lifetime, so the sum exists; the fallback only keeps this free of panics.
-fn point(not_before: SystemTime, offset_nanos: u128) -> SystemTime {
+pub(super) fn point(not_before: SystemTime, offset_nanos: u128) -> SystemTime {
     let secs = u64::try_from(offset_nanos / NANOS_PER_SEC).unwrap_or(u64::MAX);
     // The remainder is below 10^9 and always fits.
     let nanos = u32::try_from(offset_nanos % NANOS_PER_SEC).unwrap_or(0);
@@ -104,7 +126,7 @@ fn point(not_before: SystemTime, offset_nanos: u128) -> SystemTime {
 }
 
 /// The latest whole second (counted from the Unix epoch) not after `t`.
-fn floor_to_second(t: SystemTime) -> SystemTime {
+pub(super) fn floor_to_second(t: SystemTime) -> SystemTime {
     crate::time::from_unix(crate::time::to_unix(t))
 }
 
@@ -114,7 +136,7 @@ fn floor_to_second(t: SystemTime) -> SystemTime {
 /// high bits barely change between identities that differ only in their last characters
 /// (`cert-1`, `cert-2`), and the high bits pick the offset. The splitmix64 finaliser spreads every
 /// input bit over the whole word.
-fn spread_key(identity: &str) -> u64 {
+pub(super) fn spread_key(identity: &str) -> u64 {
     mix64(fnv1a64(identity.as_bytes()))
 }
 
@@ -156,6 +178,7 @@ mod tests {
         RenewalPolicy {
             renew_before: renew_before.map(Duration::from_secs),
             renew_before_percentage: percentage,
+            ..RenewalPolicy::default()
         }
     }
 
@@ -314,6 +337,7 @@ mod tests {
             |(renew_before, renew_before_percentage)| RenewalPolicy {
                 renew_before,
                 renew_before_percentage,
+                ..RenewalPolicy::default()
             },
         )
     }
@@ -339,7 +363,7 @@ mod tests {
             // lifetime; across that point, compare without renewBefore instead.
             let uses_before = |l: Duration| policy.renew_before.is_some_and(|b| !b.is_zero() && b < l);
             let policy = if uses_before(short) == uses_before(long) {
-                policy
+                policy.clone()
             } else {
                 RenewalPolicy { renew_before: None, ..policy }
             };

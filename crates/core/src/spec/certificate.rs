@@ -1,7 +1,7 @@
 //! `Certificate` types (cert-manager's `types_certificate.go` and the `KeyUsage` list of
 //! `types.go`), field names exactly as cert-manager spells them.
 //!
-//! Fields certkeeper does not implement (JKS keystores, renewal windows) are still modelled, so
+//! Fields certkeeper does not implement are still modelled, so
 //! that a manifest using them gets a precise "not supported" error instead of "unknown field". Validation and the resolved views
 //! the engine uses live in `certificate_rules`.
 
@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_yaml_ng::Value;
 
 use super::duration::GoDuration;
 use super::meta::{IssuerReference, ObjectMeta, SecretKeySelector};
@@ -40,7 +39,8 @@ pub struct CertificateSpec {
     pub renew_before: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_before_percentage: Option<i32>,
-    /// Only `policy: RenewBefore` without windows (the default behaviour) is supported.
+    /// `renewal` allows configuration of how your certificate is renewed: policy `RenewBefore`
+    /// (`renewBefore` and `renewBeforePercentage`, optionally inside `windows`) or `Disabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal: Option<CertificateRenewal>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -224,14 +224,40 @@ pub enum Pkcs12Profile {
     Modern2026,
 }
 
+/// `spec.renewal`: whether and when certkeeper renews on its own (cert-manager's
+/// `CertificateRenewal`). Validation requires `policy` once `renewal` is set, as cert-manager's
+/// webhook does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct CertificateRenewal {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub policy: String,
+    /// `policy` must be one of `Disabled`, `RenewBefore`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<CertificateRenewalPolicy>,
+    /// `windows` mentions the behavior of when the renewal must happen.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "super::schema::free_form_list")]
-    pub windows: Vec<Value>,
+    #[schemars(schema_with = "super::schema::renewal_windows")]
+    pub windows: Vec<CertificateRenewalWindow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CertificateRenewalPolicy {
+    RenewBefore,
+    Disabled,
+}
+
+/// One `spec.renewal.windows[]` entry: renewals may start while it is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertificateRenewalWindow {
+    /// IANA time zone name; UTC when unset.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timezone: String,
+    /// How long the window stays open from each time `cron` fires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_duration: Option<GoDuration>,
+    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cron: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -87,7 +87,7 @@ impl From<PrivateKeyEncoding> for crate::pki::KeyEncoding {
     }
 }
 
-fn push(errors: &mut Vec<FieldError>, path: FieldPath, problem: Problem) {
+pub(super) fn push(errors: &mut Vec<FieldError>, path: FieldPath, problem: Problem) {
     errors.push(FieldError::new(path, problem));
 }
 
@@ -105,13 +105,6 @@ impl CertificateSpec {
     /// Requested lifetime, [`DEFAULT_DURATION`] when unset.
     pub fn duration(&self) -> Duration {
         self.duration.map_or(DEFAULT_DURATION, |d| d.get())
-    }
-
-    pub fn renewal_policy(&self) -> RenewalPolicy {
-        RenewalPolicy {
-            renew_before: self.renew_before.map(|d| d.get()),
-            renew_before_percentage: self.renew_before_percentage.and_then(|p| u32::try_from(p).ok()),
-        }
     }
 
     /// Key parameters with defaults applied, or the size rule the spec breaks (the error is
@@ -219,12 +212,7 @@ impl CertificateSpec {
         }
         self.validate_outputs(&spec, errors);
         self.checked_name_constraints(errors);
-        if let Some(renewal) = &self.renewal
-            && (!matches!(renewal.policy.as_str(), "" | "RenewBefore") || !renewal.windows.is_empty())
-        {
-            let problem = Problem::NotSupported("spec.renewal other than policy RenewBefore without windows");
-            push(errors, spec.field("renewal"), problem);
-        }
+        self.validate_renewal(&spec, errors);
     }
 
     /// `literalSubject` parsed, `None` when unset; the error is the first validation reports.

@@ -138,6 +138,15 @@ pub enum Problem {
         "unsupported object {api_version} {kind}: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate"
     )]
     UnsupportedKind { api_version: String, kind: String },
+    #[error("Unsupported value: {value:?}: supported values: {}", list(.supported))]
+    UnsupportedValue {
+        value: String,
+        supported: &'static [&'static str],
+    },
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    RenewalWindow(crate::schedule::WindowError),
     #[error("{0} is not supported by certkeeper")]
     NotSupported(&'static str),
     #[error("unsupported issuer type {0}: certkeeper serves Vault (and OpenBao) issuers only")]

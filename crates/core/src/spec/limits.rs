@@ -28,6 +28,15 @@ pub const MAX_NAME_LIST_ENTRIES: usize = 1024;
 /// The longest `literalSubject` and `otherNames[].utf8Value`, in bytes (the same reasoning).
 pub const MAX_NAME_VALUE_BYTES: usize = 64 << 10;
 
+/// The most `spec.renewal.windows` one Certificate may list. cert-manager sets no bound; every
+/// renewal decision searches each window, so the count is bounded far above real use.
+pub const MAX_RENEWAL_WINDOWS: usize = 32;
+/// The longest `spec.renewal.windows[].cron`, in bytes (a five-field expression with lists is
+/// rarely above 100).
+pub const MAX_CRON_BYTES: usize = 256;
+/// The longest `spec.renewal.windows[].timezone`, in bytes (the longest IANA name is about 32).
+pub const MAX_TIMEZONE_BYTES: usize = 64;
+
 /// A manifest rejected before parsing, naming the limit it exceeds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {

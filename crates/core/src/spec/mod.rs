@@ -41,13 +41,14 @@
 //! file are reported together.
 
 mod certificate;
+mod certificate_renewal;
 mod certificate_request;
 mod certificate_rules;
 mod de;
 mod duration;
 mod error;
 mod issuer;
-mod limits;
+pub(crate) mod limits;
 mod meta;
 mod schema;
 mod secret_object;
@@ -72,9 +73,10 @@ use serde_yaml_ng::Value;
 
 pub use certificate::{
     Certificate, CertificateAdditionalOutputFormat, CertificateKeystores, CertificatePrivateKey,
-    CertificateRenewal, CertificateSecretTemplate, CertificateSpec, JksKeystore, KeyUsage,
-    NameConstraintItem, NameConstraints, OtherName, OutputFormat, Pkcs12Keystore, Pkcs12Profile,
-    PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy, SignatureAlgorithm, X509Subject,
+    CertificateRenewal, CertificateRenewalPolicy, CertificateRenewalWindow, CertificateSecretTemplate,
+    CertificateSpec, JksKeystore, KeyUsage, NameConstraintItem, NameConstraints, OtherName, OutputFormat,
+    Pkcs12Keystore, Pkcs12Profile, PrivateKeyAlgorithm, PrivateKeyEncoding, RotationPolicy,
+    SignatureAlgorithm, X509Subject,
 };
 pub use certificate_request::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST, CertificateRequest,

@@ -46,9 +46,36 @@ pub(super) fn free_form(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
 }
 
-/// A list of undecoded objects (see [`free_form`]).
-pub(super) fn free_form_list(generator: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "array", "items": free_form(generator) })
+/// `spec.renewal.windows` as cert-manager's CRD types it: `cron` and `windowDuration` required,
+/// `cron` and `timezone` not empty, `windowDuration` a Go duration in s, m or h, an atomic list.
+pub(super) fn renewal_windows(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "atomic",
+        "description": "`windows` mentions the behavior of when the renewal must happen.",
+        "items": {
+            "type": "object",
+            "description": "CertificateRenewalWindows is the definition for renewal windows",
+            "required": ["cron", "windowDuration"],
+            "properties": {
+                "cron": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "`cron` is a cron compliant string (minute hour day-of-month month day-of-week) to allow when the renewal should be allowed."
+                },
+                "timezone": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "`timezone` is IANA compliant timezone. For example America/Denver. If this field is not set, timezone is treated as UTC."
+                },
+                "windowDuration": {
+                    "type": "string",
+                    "pattern": "^([0-9]+(\\.[0-9]+)?(s|m|h))+$",
+                    "description": "`windowDuration` is how long the cron definition is active for."
+                }
+            }
+        }
+    })
 }
 
 /// A Go `int`: an integer without a format (the API server checks no range), as cert-manager's

@@ -103,7 +103,8 @@ spec:
         policy,
         RenewalPolicy {
             renew_before: Some(Duration::from_secs(360 * HOUR)),
-            renew_before_percentage: None
+            renew_before_percentage: None,
+            ..RenewalPolicy::default()
         }
     );
     assert_eq!(
@@ -318,7 +319,8 @@ fn duration_rules() {
         ok.renewal_policy(),
         RenewalPolicy {
             renew_before: None,
-            renew_before_percentage: Some(25)
+            renew_before_percentage: Some(25),
+            ..RenewalPolicy::default()
         }
     );
     assert_eq!(
@@ -402,15 +404,67 @@ fn outputs_keystores_and_templates() {
     );
 }
 
+/// cert-manager's `validateCertificateRenewal` (its test cases), then certkeeper's own checks.
 #[test]
-fn unsupported_features_say_so() {
-    assert_eq!(
-        errors(&minimal("renewal: {policy: Disabled}")),
-        [
-            "spec.renewal: spec.renewal other than policy RenewBefore without windows is not supported by certkeeper"
-        ]
-    );
+fn renewal_policy_and_windows() {
+    use crate::schedule::AutomaticRenewal;
     assert!(parse_documents("c.yaml", &minimal("renewal: {policy: RenewBefore}")).is_ok());
+    let disabled = certificate(&minimal("renewal: {policy: Disabled}"));
+    assert_eq!(disabled.renewal_policy().automatic, AutomaticRenewal::Disabled);
+    let windowed = certificate(&minimal(
+        "renewal:\n    policy: RenewBefore\n    windows:\n    - {cron: '0 12 * * *', windowDuration: 2h}\n    - {cron: '0 23 * * 1-5', windowDuration: 6h, timezone: America/Denver}",
+    ));
+    let AutomaticRenewal::RenewBefore(windows) = windowed.renewal_policy().automatic else {
+        panic!("RenewBefore");
+    };
+    assert_eq!(windows.iter().count(), 2);
+    assert_eq!(
+        errors(&minimal("renewal: {}")),
+        ["spec.renewal.policy: Unsupported value: \"\": supported values: Disabled, RenewBefore"]
+    );
+    assert_eq!(errors(&minimal("renewal: {policy: Sometimes}")).len(), 1);
+    assert_eq!(
+        errors(&minimal(
+            "renewal: {policy: Disabled, windows: [{cron: '0 12 * * *', windowDuration: 2h}]}"
+        )),
+        ["spec.renewal.windows: windows cannot be set when `renewal.policy` is set to Disabled"]
+    );
+    assert_eq!(
+        errors(&minimal(
+            "renewal: {policy: RenewBefore, windows: [{cron: '0 12 * * *'}]}"
+        )),
+        ["spec.renewal.windows[0].windowDuration: required"]
+    );
+    let bad = errors(&minimal(
+        "renewal: {policy: RenewBefore, windows: [{cron: 'CRON_TZ=UTC', windowDuration: 2h}, {cron: '0 0 * * *', timezone: Nowhere/Land, windowDuration: 1h}, {cron: '0 0 * * *', windowDuration: 0s}]}",
+    ));
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(
+        bad[0].starts_with("spec.renewal.windows[0].cron: invalid cron syntax"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].starts_with("spec.renewal.windows[1].timezone: invalid value for timezone"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        bad[2],
+        "spec.renewal.windows[2].windowDuration: windowDuration must be greater than 0"
+    );
+    // Beyond cert-manager: windows that cannot hold one renewal per certificate lifetime.
+    let rare = errors(&minimal(
+        "renewal: {policy: RenewBefore, windows: [{cron: '@yearly', windowDuration: 24h}]}",
+    ));
+    assert_eq!(rare.len(), 1);
+    assert!(rare[0].starts_with("spec.renewal.windows: the renewal windows open at most once every 8760h0m0s, longer than the certificate duration 2160h0m0s"), "{rare:?}");
+    let too_many = format!(
+        "renewal: {{policy: RenewBefore, windows: [{}]}}",
+        vec!["{cron: '@daily', windowDuration: 1h}"; 33].join(", ")
+    );
+    assert_eq!(
+        errors(&minimal(&too_many)),
+        ["spec.renewal.windows: must have at most 32 entries, got 33"]
+    );
 }
 
 /// cert-manager's rules for literalSubject (its feature gate on), case by case from

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, PrivateKey};
-use certkeeper_core::schedule::{RenewalPolicy, RetryInput, next_attempt, renewal_time};
+use certkeeper_core::schedule::{
+    AutomaticRenewal, RenewalPolicy, RenewalWindow, RenewalWindows, RetryInput, latest_safe_point,
+    next_attempt, plan_renewal, renewal_time,
+};
 use certkeeper_core::time::{UnixSeconds, from_unix, to_unix};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_vault::{
@@ -30,7 +33,7 @@ use crate::job::{
     CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, JobLabels, Runtime, RuntimeError,
 };
 use crate::metrics::Metrics;
-use crate::state::{CertState, IssuedInfo};
+use crate::state::{CertState, IssueReason, IssuedInfo, RenewalNote};
 
 const ISSUER: &str = "Issuer/default/vault";
 /// The wall-clock time the tests start at, in Unix seconds.
@@ -384,7 +387,8 @@ fn served(i: usize, not_after: UnixSeconds) -> (CertJob, Option<CertState>) {
             serial: format!("old-{i}"),
             not_before: not_after - 3600,
             not_after,
-            renewal_time: unix(0) - 1,
+            renewal_time: Some(unix(0) - 1),
+            renewal_note: None,
             spec_fingerprint: job.fingerprint,
             issued_at: not_after - 3600,
             warning: None,
@@ -530,7 +534,7 @@ async fn a_success_is_renewed_at_its_renewal_time() {
         (unix(0), to_unix(at(0) + LIFETIME), unix(0))
     );
     let renewal = to_unix(renewal_time(at(0), at(0) + LIFETIME, &job.renewal, &job.id));
-    assert_eq!(issued.renewal_time, renewal);
+    assert_eq!(issued.renewal_time, Some(renewal));
     assert!(renewal > unix(60) && renewal < to_unix(at(0) + LIFETIME));
     assert_eq!(h.status(&id(0)).await.next_check, Some(renewal));
 
@@ -547,7 +551,12 @@ async fn a_success_is_renewed_at_its_renewal_time() {
     assert_eq!(issued.not_before, to_unix(renewal));
     assert_eq!(
         issued.renewal_time,
-        to_unix(renewal_time(renewal, renewal + LIFETIME, &job.renewal, &job.id))
+        Some(to_unix(renewal_time(
+            renewal,
+            renewal + LIFETIME,
+            &job.renewal,
+            &job.id
+        )))
     );
     let reasons: Vec<&str> = h
         .runtime
@@ -561,4 +570,127 @@ async fn a_success_is_renewed_at_its_renewal_time() {
         })
         .collect();
     assert_eq!(reasons, ["DoesNotExist", "Renewing"]);
+}
+
+/// A job whose renewals may start only inside the window `cron` (UTC) open for `open_for`.
+fn windowed_job(cron: &str, open_for: Duration) -> CertJob {
+    let window = RenewalWindow::parse(cron, "", open_for).unwrap();
+    CertJob {
+        renewal: RenewalPolicy {
+            automatic: AutomaticRenewal::RenewBefore(RenewalWindows::new(vec![window]).unwrap()),
+            ..RenewalPolicy::default()
+        },
+        ..job(0)
+    }
+}
+
+/// The reasons of the attempts started, in order.
+fn reasons(h: &Harness) -> Vec<IssueReason> {
+    h.runtime
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            EngineEvent::Issuing { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The start is 08:00:00 UTC; a one-hour certificate issued then reaches its renewal point at
+/// about 08:36-08:40 and its latest safe point at 08:50. A window opening at 08:45 takes the
+/// renewal: nothing happens at the renewal point, the renewal starts inside the window.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_waits_for_its_window() {
+    assert_eq!(to_unix(at(0)) % 86_400, 8 * 3600, "the start is 08:00 UTC");
+    let job = windowed_job("45 8 * * *", Duration::from_secs(600));
+    let h = Harness::start(GateConfig::default(), vec![(job.clone(), None)], Vault::Signs);
+    h.run_until(at_ms(500)).await;
+    assert_eq!(h.requests(), [(0, id(0))]);
+
+    let desired = renewal_time(at(0), at(0) + LIFETIME, &job.renewal, &job.id);
+    let planned = plan_renewal(at(0), at(0) + LIFETIME, &job.renewal, &job.id);
+    let renewal = planned.time().unwrap();
+    assert!(
+        since_start(desired) < 2700,
+        "the renewal point is before the window"
+    );
+    assert!((2700..3000).contains(&since_start(renewal)), "{planned:?}");
+    let issued = h.state(&id(0)).issued.unwrap();
+    assert_eq!(issued.renewal_time, Some(to_unix(renewal)));
+    assert_eq!(issued.renewal_note, None);
+    assert_eq!(h.status(&id(0)).await.next_check, Some(to_unix(renewal)));
+
+    // The renewal point passes without a request; the window's start brings it.
+    h.run_until(desired + Duration::from_secs(60)).await;
+    assert_eq!(h.calls().len(), 1, "renewed outside the window");
+    h.run_until(renewal + MS).await;
+    let calls = h.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].at, renewal);
+    assert_eq!(reasons(&h), [IssueReason::DoesNotExist, IssueReason::Renewing]);
+}
+
+/// A window at 03:00 UTC does not open before the latest safe point (08:50): the renewal starts
+/// there anyway, says why, and the certificate never comes close to expiring.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_with_no_window_before_the_safe_point_is_forced_there() {
+    let job = windowed_job("0 3 * * *", Duration::from_secs(3600));
+    let h = Harness::start(GateConfig::default(), vec![(job.clone(), None)], Vault::Signs);
+    h.run_until(at_ms(500)).await;
+
+    let safe = latest_safe_point(at(0), at(0) + LIFETIME, &job.renewal);
+    assert_eq!(since_start(safe), 3000);
+    let issued = h.state(&id(0)).issued.unwrap();
+    assert_eq!(issued.renewal_time, Some(to_unix(safe)));
+    let Some(RenewalNote::OutsideWindows { message }) = issued.renewal_note else {
+        panic!("no note: {:?}", issued.renewal_note);
+    };
+    assert!(
+        message.contains("no window opens between the renewal point"),
+        "{message}"
+    );
+
+    h.run_until(safe - MS).await;
+    assert_eq!(h.calls().len(), 1, "renewed before the safe point");
+    h.run_until(safe + MS).await;
+    let calls = h.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].at, safe);
+    assert_eq!(
+        reasons(&h),
+        [IssueReason::DoesNotExist, IssueReason::RenewingOutsideWindows]
+    );
+    assert_eq!(IssueReason::RenewingOutsideWindows.as_str(), "Renewing");
+}
+
+/// `renewal.policy: Disabled`: issued once, never renewed (not even expired), renewed by hand.
+#[tokio::test(start_paused = true)]
+async fn disabled_renewal_issues_once_and_renews_only_by_hand() {
+    let job = CertJob {
+        renewal: RenewalPolicy {
+            automatic: AutomaticRenewal::Disabled,
+            ..RenewalPolicy::default()
+        },
+        ..job(0)
+    };
+    let h = Harness::start(GateConfig::default(), vec![(job, None)], Vault::Signs);
+    h.run_until(at_ms(500)).await;
+    let issued = h.state(&id(0)).issued.unwrap();
+    assert_eq!(issued.renewal_time, None);
+    assert_eq!(issued.renewal_note, Some(RenewalNote::Disabled));
+    assert_eq!(h.status(&id(0)).await.next_check, None);
+
+    h.run_until(at(3 * 3600)).await;
+    assert_eq!(h.calls().len(), 1, "renewed automatically");
+    assert!(!h.status(&id(0)).await.ready, "expired and still served");
+
+    h.engine.renew(Some(id(0)));
+    h.run_until(at(3 * 3600) + Duration::from_secs(1)).await;
+    assert_eq!(h.calls().len(), 2);
+    assert_eq!(
+        reasons(&h),
+        [IssueReason::DoesNotExist, IssueReason::ManuallyTriggered]
+    );
 }
