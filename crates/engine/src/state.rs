@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Unix seconds and their conversions live in [`certkeeper_core::time`]; re-exported here for the
 /// controller's modules that still import them from the engine.
-use certkeeper_core::time::{UnixSeconds, from_unix};
+use certkeeper_core::time::{UnixSeconds, from_unix, to_unix};
 
 /// The certificate currently served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

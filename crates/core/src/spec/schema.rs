@@ -40,12 +40,6 @@ impl JsonSchema for Base64Bytes {
     }
 }
 
-/// A field certkeeper keeps undecoded (other issuer types, unsupported alpha features): any
-/// object, kept as is by the API server.
-pub(super) fn free_form(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
-}
-
 /// `spec.renewal.windows` as cert-manager's CRD types it: `cron` and `windowDuration` required,
 /// `cron` and `timezone` not empty, `windowDuration` a Go duration in s, m or h, an atomic list.
 pub(super) fn renewal_windows(_: &mut SchemaGenerator) -> Schema {
