@@ -157,7 +157,9 @@ impl CertificatePlan {
 /// frequent change of a Certificate: several per issuance) builds nothing.
 #[derive(Debug, Default)]
 pub struct BuiltJobs {
-    entries: HashMap<CertId, BuiltJob>,
+    /// Boxed: the table holds pointers, not thousands of jobs inline (and twice that while it
+    /// grows).
+    entries: HashMap<CertId, Box<BuiltJob>>,
 }
 
 #[derive(Debug)]
@@ -167,7 +169,7 @@ struct BuiltJob {
     generation: i64,
     issuer_fingerprint: u64,
     job: CertJob,
-    meta: CertMeta,
+    meta: Arc<CertMeta>,
 }
 
 impl BuiltJobs {
@@ -177,7 +179,7 @@ impl BuiltJobs {
         client: &KubeClient,
         object: &CertificateObject,
         fingerprints: &HashMap<&str, u64>,
-    ) -> Result<(CertJob, CertMeta), LoadError> {
+    ) -> Result<(CertJob, Arc<CertMeta>), LoadError> {
         let spec = object.spec.as_ref().map_err(Clone::clone)?;
         let issuer = issuer_id_of(spec)?;
         let issuer_fingerprint = fingerprints.get(issuer.as_str()).copied().unwrap_or(0);
@@ -190,16 +192,17 @@ impl BuiltJobs {
             return Ok((b.job.clone(), b.meta.clone()));
         }
         let (job, meta) = build_certificate(client, object, fingerprints)?;
+        let meta = Arc::new(meta);
         self.entries.insert(
             object.id.clone(),
-            BuiltJob {
+            Box::new(BuiltJob {
                 spec: spec.clone(),
                 uid: object.meta.uid.clone(),
                 generation: object.meta.generation,
                 issuer_fingerprint,
                 job: job.clone(),
                 meta: meta.clone(),
-            },
+            }),
         );
         Ok((job, meta))
     }

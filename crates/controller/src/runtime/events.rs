@@ -45,7 +45,7 @@ impl KubeRuntime {
                 if let Some(target) = self.target(id) {
                     self.status.issuing(id, &target, reason.as_str(), message.clone());
                 }
-                self.queue_event(meta, "Normal", "Issuing", message);
+                self.queue_event(&meta, "Normal", "Issuing", message);
             }
             EngineEvent::Issued {
                 revision,
@@ -60,7 +60,7 @@ impl KubeRuntime {
                 if let Some(w) = warning {
                     message.push_str(&format!("; {w}"));
                 }
-                self.queue_event(meta, "Normal", "Issued", message);
+                self.queue_event(&meta, "Normal", "Issued", message);
             }
             EngineEvent::Failed {
                 class,
@@ -73,22 +73,22 @@ impl KubeRuntime {
                     "{message} ({}; attempt {attempts}; next attempt {next})",
                     class.as_str()
                 );
-                self.queue_event(meta, "Warning", "Failed", text);
+                self.queue_event(&meta, "Warning", "Failed", text);
             }
         }
     }
 
     pub(super) fn queue_event(
         &self,
-        meta: CertMeta,
+        meta: &CertMeta,
         kind: &'static str,
         reason: &'static str,
         message: String,
     ) {
         let event = Outgoing {
-            namespace: meta.namespace,
-            name: meta.name,
-            uid: meta.uid,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            uid: meta.uid.clone(),
             kind,
             reason,
             message,

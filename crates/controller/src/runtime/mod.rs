@@ -72,7 +72,8 @@ fn runtime_error(e: KubeError, what: &str) -> RuntimeError {
 /// What the runtime knows per certificate: its Kubernetes settings and the job's fingerprint.
 #[derive(Debug, Clone)]
 pub struct Tracked {
-    pub meta: CertMeta,
+    /// Shared with the plan's build cache: one copy per Certificate.
+    pub meta: Arc<CertMeta>,
     pub fingerprint: u64,
 }
 
@@ -152,7 +153,7 @@ impl KubeRuntime {
             .cloned()
     }
 
-    fn meta(&self, id: &str) -> Result<CertMeta, RuntimeError> {
+    fn meta(&self, id: &str) -> Result<Arc<CertMeta>, RuntimeError> {
         self.tracked(id).map(|t| t.meta).ok_or_else(|| RuntimeError {
             class: FailureClass::Invalid,
             message: format!("certificate {id} is no longer known"),
