@@ -183,12 +183,7 @@ pub(super) fn decode_secret(value: &Value) -> Result<ManifestSecret, Vec<FieldEr
     let data_path = FieldPath::parse("data");
     for (key, v) in entries(value.get("data"), &data_path, &mut errors) {
         let path = data_path.key(key);
-        if let Err(reason) = check_secret_key(key) {
-            let problem = Problem::InvalidSecretKey {
-                value: key.to_owned(),
-                reason,
-            };
-            errors.push(FieldError::new(path, problem));
+        if !key_is_valid(key, &path, &mut errors) {
             continue;
         }
         let bytes = match v {
@@ -217,12 +212,7 @@ pub(super) fn decode_secret(value: &Value) -> Result<ManifestSecret, Vec<FieldEr
     let string_path = FieldPath::parse("stringData");
     for (key, v) in entries(value.get("stringData"), &string_path, &mut errors) {
         let path = string_path.key(key);
-        if let Err(reason) = check_secret_key(key) {
-            let problem = Problem::InvalidSecretKey {
-                value: key.to_owned(),
-                reason,
-            };
-            errors.push(FieldError::new(path, problem));
+        if !key_is_valid(key, &path, &mut errors) {
             continue;
         }
         match v {
@@ -267,6 +257,21 @@ pub(super) fn decode_secret(value: &Value) -> Result<ManifestSecret, Vec<FieldEr
             data,
         }),
         _ => Err(errors),
+    }
+}
+
+/// Whether `key` is a valid Secret data key (the API server's rule); records the error if not.
+fn key_is_valid(key: &str, path: &FieldPath, errors: &mut Vec<FieldError>) -> bool {
+    match check_secret_key(key) {
+        Ok(()) => true,
+        Err(reason) => {
+            let problem = Problem::InvalidSecretKey {
+                value: key.to_owned(),
+                reason,
+            };
+            errors.push(FieldError::new(path.clone(), problem));
+            false
+        }
     }
 }
 
