@@ -125,6 +125,25 @@ impl CertificateObject {
             external_issuer,
         }
     }
+
+    /// As [`CertificateObject::of`], sharing with `previous` (the version this one replaces)
+    /// the id and a spec that did not change: each issuance writes the status several times,
+    /// and the mirror, the plan's build cache and the jobs then hold one spec, not one per
+    /// version seen.
+    pub fn after(object: Value, previous: Option<&CertificateObject>) -> CertificateObject {
+        let mut next = CertificateObject::of(object);
+        if let Some(previous) = previous {
+            if previous.id == next.id {
+                next.id = previous.id.clone();
+            }
+            if let (Ok(spec), Ok(before)) = (&next.spec, &previous.spec)
+                && spec == before
+            {
+                next.spec = Ok(before.clone());
+            }
+        }
+        next
+    }
 }
 
 /// What an issuer object is, as far as the controller is concerned.
@@ -302,6 +321,31 @@ mod tests {
         );
         assert_eq!(c.spec.unwrap().spec.secret_name, "web-tls");
         assert_eq!(c.status.revision, Some(2));
+    }
+
+    #[test]
+    fn a_status_write_shares_the_unchanged_spec_with_the_version_it_replaces() {
+        let version = |rv: &str, dns: &str| {
+            json!({
+                "metadata": {"name": "web", "namespace": "apps", "resourceVersion": rv},
+                "spec": {"secretName": "web-tls", "dnsNames": [dns], "issuerRef": {"name": "vault"}},
+                "status": {"revision": 1}
+            })
+        };
+        let first = CertificateObject::after(version("1", "a.example.com"), None);
+        let status_write = CertificateObject::after(version("2", "a.example.com"), Some(&first));
+        let (Ok(before), Ok(after)) = (&first.spec, &status_write.spec) else {
+            panic!("both versions are valid")
+        };
+        assert!(Arc::ptr_eq(before, after), "one spec held for both versions");
+        assert_eq!(first.id.as_ptr(), status_write.id.as_ptr(), "one id");
+        assert_eq!(status_write.meta.resource_version, "2");
+        let spec_change = CertificateObject::after(version("3", "b.example.com"), Some(&status_write));
+        let Ok(changed) = &spec_change.spec else {
+            panic!("valid")
+        };
+        assert!(!Arc::ptr_eq(after, changed));
+        assert_eq!(changed.spec.dns_names, ["b.example.com"]);
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub fn secret_versions(
 /// The Certificates: the engine's jobs, and those that wait for a change of their spec.
 #[derive(Debug, Default)]
 pub struct CertificatePlan {
-    pub jobs: Vec<CertJob>,
+    /// Shared with the build cache and the engine: one copy of each job.
+    pub jobs: Vec<Arc<CertJob>>,
     pub tracked: HashMap<CertId, Tracked>,
     /// Invalid Certificates: (id, object, what is wrong).
     pub invalid: Vec<(CertId, Arc<CertificateObject>, String)>,
@@ -168,7 +169,7 @@ struct BuiltJob {
     uid: String,
     generation: i64,
     issuer_fingerprint: u64,
-    job: CertJob,
+    job: Arc<CertJob>,
     meta: Arc<CertMeta>,
 }
 
@@ -179,20 +180,22 @@ impl BuiltJobs {
         client: &KubeClient,
         object: &CertificateObject,
         fingerprints: &HashMap<&str, u64>,
-    ) -> Result<(CertJob, Arc<CertMeta>), LoadError> {
+    ) -> Result<(Arc<CertJob>, Arc<CertMeta>), LoadError> {
         let spec = object.spec.as_ref().map_err(Clone::clone)?;
         let issuer = issuer_id_of(spec)?;
         let issuer_fingerprint = fingerprints.get(issuer.as_str()).copied().unwrap_or(0);
-        if let Some(b) = self.entries.get(&object.id)
+        if let Some(b) = self.entries.get_mut(&object.id)
             && b.issuer_fingerprint == issuer_fingerprint
             && b.generation == object.meta.generation
             && b.uid == object.meta.uid
             && (Arc::ptr_eq(&b.spec, spec) || b.spec == *spec)
         {
+            // Hold the mirror's copy of the spec, not a second one.
+            b.spec = spec.clone();
             return Ok((b.job.clone(), b.meta.clone()));
         }
         let (job, meta) = build_certificate(client, object, fingerprints)?;
-        let meta = Arc::new(meta);
+        let (job, meta) = (Arc::new(job), Arc::new(meta));
         self.entries.insert(
             object.id.clone(),
             Box::new(BuiltJob {
@@ -606,15 +609,18 @@ mod tests {
             &fingerprints,
             &mut built,
         );
-        let cached = |built: &BuiltJobs| built.entries.get("apps/web").map(|b| Arc::as_ptr(&b.spec));
+        let cached = |built: &BuiltJobs| built.entries.get("apps/web").map(|b| Arc::as_ptr(&b.job));
         let spec = cached(&built).unwrap();
-        // A status write (a new object, the same spec): nothing built, the same job.
-        let again = plan(
-            vec![certificate("web", "vault", json!({"revision": 1}))],
-            &fingerprints,
-            &mut built,
-        );
+        // A status write (a new object, the same spec): nothing built, the same job, shared
+        // with the plan (one copy); the cache now holds the newest object's spec, not a second.
+        let status_write = certificate("web", "vault", json!({"revision": 1}));
+        let again = plan(vec![status_write.clone()], &fingerprints, &mut built);
         assert_eq!(cached(&built), Some(spec), "kept, not rebuilt");
+        assert!(Arc::ptr_eq(&again.jobs[0], &built.entries["apps/web"].job));
+        let (Ok(newest), Some(b)) = (&status_write.spec, built.entries.get("apps/web")) else {
+            panic!("valid and cached")
+        };
+        assert!(Arc::ptr_eq(newest, &b.spec));
         assert_eq!(again.job_set(), first.job_set());
         // The issuer's fingerprint changes: built again, with a new fingerprint.
         let changed = HashMap::from([("Issuer/apps/vault", 10)]);
@@ -782,7 +788,7 @@ mod tests {
         );
         let job = plan.jobs.into_iter().next().unwrap();
         CertStatus {
-            job: Arc::new(job),
+            job,
             state: CertState {
                 revision: 1,
                 issued: Some(IssuedInfo {

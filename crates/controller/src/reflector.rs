@@ -13,7 +13,9 @@
 //! Stored objects drop `metadata.managedFields` (the bulk of a large object, never used); a
 //! mirror may keep less: what its reader needs of each object, projected once as the object
 //! arrives ([`reflect_with`]; the target Secrets are kept as
-//! [`TargetSecret`](crate::plan::TargetSecret)s, without their keys and certificates).
+//! [`TargetSecret`](crate::plan::TargetSecret)s, without their keys and certificates). The
+//! projection sees the version it replaces, so what did not change (a Certificate's spec,
+//! across the several status writes of each issuance) stays one shared copy.
 //!
 //! [`WATCH_TIMEOUT_SECS`]: crate::kube::WATCH_TIMEOUT_SECS
 
@@ -135,7 +137,7 @@ pub async fn reflect(
     reflect_with(
         client,
         path,
-        move |object| trimmed(object, kind),
+        move |object, _: Option<&Value>| trimmed(object, kind),
         store,
         changed,
         stop,
@@ -143,8 +145,9 @@ pub async fn reflect(
     .await;
 }
 
-/// As [`reflect`], keeping `keep(object)` of each object (what its reader needs: the rest is
-/// freed as the object arrives).
+/// As [`reflect`], keeping `keep(object, previous)` of each object (what its reader needs: the
+/// rest is freed as the object arrives; `previous` is the version it replaces, if any, so
+/// unchanged parts can be shared rather than held twice).
 pub async fn reflect_with<T, F>(
     client: KubeClient,
     path: String,
@@ -153,7 +156,7 @@ pub async fn reflect_with<T, F>(
     changed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) where
-    F: Fn(Value) -> T + Sync,
+    F: Fn(Value, Option<&T>) -> T + Sync,
     T: Send + Sync,
 {
     let mut backoff = Duration::from_secs(1);
@@ -180,7 +183,7 @@ pub async fn reflect_with<T, F>(
 async fn run_once<T>(
     client: &KubeClient,
     path: &str,
-    keep: &impl Fn(Value) -> T,
+    keep: &impl Fn(Value, Option<&T>) -> T,
     store: &Store<T>,
     changed: &Notify,
 ) -> Result<(), KubeError> {
@@ -188,7 +191,11 @@ async fn run_once<T>(
     // Projected before the store is locked, and the list's objects freed as they go.
     let items: Vec<(String, Arc<T>)> = items
         .into_iter()
-        .map(|item| (object_key(&item), Arc::new(keep(item))))
+        .map(|item| {
+            let key = object_key(&item);
+            let kept = keep(item, store.get(&key).as_deref());
+            (key, Arc::new(kept))
+        })
         .collect();
     {
         let mut map = store.write();
@@ -219,7 +226,7 @@ async fn run_once<T>(
             match event.kind.as_str() {
                 "ADDED" | "MODIFIED" => {
                     let key = object_key(&event.object);
-                    let kept = Arc::new(keep(event.object));
+                    let kept = Arc::new(keep(event.object, store.get(&key).as_deref()));
                     store.write().insert(key, kept);
                     changed.notify_one();
                 }

@@ -384,7 +384,7 @@ pub async fn run(
         tasks.push(tokio::spawn(reflect_with(
             client.clone(),
             cm_collection(watched, plural)?,
-            move |object| IssuerObject::of(object, kind, &cluster_ns),
+            move |object, _: Option<&IssuerObject>| IssuerObject::of(object, kind, &cluster_ns),
             store.clone(),
             changed.clone(),
             stop_rx.clone(),
@@ -393,7 +393,7 @@ pub async fn run(
     tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         cm_collection(watched, "certificates")?,
-        CertificateObject::of,
+        CertificateObject::after,
         stores.certificates.clone(),
         changed.clone(),
         stop_rx.clone(),
@@ -403,7 +403,7 @@ pub async fn run(
     tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         cm_collection(watched, "certificaterequests")?,
-        crate::requests::kept,
+        |object, _: Option<&_>| crate::requests::kept(object),
         requests.clone(),
         requests_changed.clone(),
         stop_rx.clone(),
@@ -419,7 +419,7 @@ pub async fn run(
     tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         owned_secrets(watched)?,
-        |secret| TargetSecret::of(&secret),
+        |secret, _: Option<&TargetSecret>| TargetSecret::of(&secret),
         stores.owned_secrets.clone(),
         changed.clone(),
         stop_rx.clone(),
@@ -712,7 +712,7 @@ impl Reconciler<'_> {
     /// and target Secret; a status found lagging behind the Secret is rewritten.
     async fn apply_certificates(
         &self,
-        jobs: Vec<CertJob>,
+        jobs: Vec<Arc<CertJob>>,
         tracked: &HashMap<CertId, Tracked>,
         job_set: BTreeMap<CertId, u64>,
         applied: &mut Applied,

@@ -330,13 +330,18 @@ impl StatusWriter {
     /// stays: a Certificate deleted meanwhile answers 404 and is dropped then), and those the
     /// watch shows already (at the resourceVersion the write made).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        lock(&self.written).retain(|id, (_, written_at)| {
+        let mut written = lock(&self.written);
+        written.retain(|id, (_, written_at)| {
             keep(id)
                 && !self
                     .certificates
                     .get(id)
                     .is_some_and(|c| !written_at.is_empty() && c.meta.resource_version == *written_at)
         });
+        // Mostly empty between issuances: give back what a mass issuance made it grow to.
+        if written.capacity() > 4 * written.len() + 64 {
+            written.shrink_to_fit();
+        }
     }
 
     /// Writes the recorded intents, off the engine's path (a slow or hung API server never
@@ -371,7 +376,9 @@ impl StatusWriter {
     /// rest is not tried (it would wait out the same timeout once per Certificate) and is kept;
     /// other failures (RBAC, an invalid status) are kept and logged.
     async fn flush(&self) -> Result<(), KubeError> {
-        let batch: Vec<(CertId, Intent)> = lock(&self.intents).drain().collect();
+        // Taken, not drained: a drained table keeps its capacity (thousands of slots after a
+        // mass issuance) for the life of the process.
+        let batch = std::mem::take(&mut *lock(&self.intents));
         let mut left = batch.into_iter();
         let mut result = Ok(());
         for (id, intent) in left.by_ref() {

@@ -74,7 +74,7 @@ pub struct CertStatus {
 enum Command {
     SetIssuers(Vec<IssuerRuntime>),
     /// The full set of certificates, with persisted state for ones the engine has not seen.
-    SetCertificates(Vec<(CertJob, Option<CertState>)>),
+    SetCertificates(Vec<(Arc<CertJob>, Option<CertState>)>),
     Renew(Option<CertId>),
     Snapshot(oneshot::Sender<Vec<CertStatus>>),
     Holds(oneshot::Sender<Vec<(IssuerId, IssuerHold)>>),
@@ -120,7 +120,13 @@ impl EngineHandle {
         let _ = self.tx.send(Command::SetIssuers(issuers));
     }
 
-    pub fn set_certificates(&self, certs: Vec<(CertJob, Option<CertState>)>) {
+    /// The certificates to keep: jobs may come shared (`Arc<CertJob>`, as a runtime that caches
+    /// what it built keeps them), so the engine holds no second copy.
+    pub fn set_certificates<J: Into<Arc<CertJob>>>(&self, certs: Vec<(J, Option<CertState>)>) {
+        let certs = certs
+            .into_iter()
+            .map(|(job, state)| (job.into(), state))
+            .collect();
         let _ = self.tx.send(Command::SetCertificates(certs));
     }
 
@@ -379,7 +385,7 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    fn set_certificates(&mut self, list: Vec<(CertJob, Option<CertState>)>) {
+    fn set_certificates(&mut self, list: Vec<(Arc<CertJob>, Option<CertState>)>) {
         let mut seen = std::collections::HashSet::new();
         for (job, persisted) in list {
             let id = job.id.clone();
@@ -389,11 +395,11 @@ impl<R: Runtime> Driver<R> {
                     if e.job.fingerprint != job.fingerprint {
                         e.unwritten = None;
                     }
-                    e.job = Arc::new(job);
+                    e.job = job;
                 }
                 None => {
                     let entry = Entry {
-                        job: Arc::new(job),
+                        job,
                         state: persisted.unwrap_or_default(),
                         renew_now: false,
                         in_flight: false,
