@@ -154,58 +154,78 @@ impl Api {
 
 /// Waits until `n` Certificates of namespace `apps` are Ready, watching them from `rv`, and
 /// samples the controller's RSS every 500 ms meanwhile: (time since `started`, RSS peak MiB).
-async fn wait_ready(api: Api, rv: String, n: usize, started: Instant, pid: u32) -> Result<(Duration, f64)> {
-    let mut resp = api
-        .watch_client
-        .get(format!(
-            "{}/apis/cert-manager.io/v1/namespaces/apps/certificates?watch=1&resourceVersion={rv}&timeoutSeconds=900",
-            api.url
-        ))
-        .bearer_auth(&api.token)
-        .timeout(Duration::from_secs(900))
-        .send()
-        .await?
-        .error_for_status()?;
+/// A watch the API server ends early (it closes a watcher that falls behind, as on a loaded
+/// machine) is resumed from the last version seen.
+async fn wait_ready(
+    api: Api,
+    mut rv: String,
+    n: usize,
+    started: Instant,
+    pid: u32,
+) -> Result<(Duration, f64)> {
     let mut ready = std::collections::HashSet::new();
-    let mut buf = Vec::new();
     let mut peak = 0.0f64;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut resumes = 0;
     loop {
-        tokio::select! {
-            chunk = resp.chunk() => {
-                let Some(chunk) = chunk? else {
-                    bail!("the watch ended with {}/{n} Ready", ready.len());
-                };
-                buf.extend_from_slice(&chunk);
-                while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=end).collect();
-                    let event: Value = serde_json::from_slice(&line)?;
-                    let certificate = &event["object"];
-                    if event["type"] == "ERROR" {
-                        bail!("watch error: {certificate}");
+        let mut resp = api
+            .watch_client
+            .get(format!(
+                "{}/apis/cert-manager.io/v1/namespaces/apps/certificates?watch=1&resourceVersion={rv}&timeoutSeconds=900",
+                api.url
+            ))
+            .bearer_auth(&api.token)
+            .timeout(Duration::from_secs(900))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut buf = Vec::new();
+        loop {
+            tokio::select! {
+                chunk = resp.chunk() => {
+                    let Some(chunk) = chunk? else { break };
+                    buf.extend_from_slice(&chunk);
+                    while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=end).collect();
+                        let event: Value = serde_json::from_slice(&line)?;
+                        let certificate = &event["object"];
+                        if event["type"] == "ERROR" {
+                            bail!("watch error: {certificate}");
+                        }
+                        if let Some(v) = certificate["metadata"]["resourceVersion"].as_str() {
+                            v.clone_into(&mut rv);
+                        }
+                        let name = certificate["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                        let is_ready = event["type"] != "DELETED"
+                            && certificate["status"]["conditions"]
+                                .as_array()
+                                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                        if is_ready {
+                            ready.insert(name);
+                        } else {
+                            ready.remove(&name);
+                        }
                     }
-                    let name = certificate["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                    let is_ready = event["type"] != "DELETED"
-                        && certificate["status"]["conditions"]
-                            .as_array()
-                            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                    if is_ready {
-                        ready.insert(name);
-                    } else {
-                        ready.remove(&name);
+                    if ready.len() == n {
+                        return Ok((started.elapsed(), peak.max(rss_mib(pid))));
                     }
                 }
-                if ready.len() == n {
-                    return Ok((started.elapsed(), peak.max(rss_mib(pid))));
-                }
-            }
-            _ = tick.tick() => {
-                peak = peak.max(rss_mib(pid));
-                if started.elapsed() > Duration::from_secs(600) {
-                    bail!("only {}/{n} Ready after 600 s", ready.len());
+                _ = tick.tick() => {
+                    peak = peak.max(rss_mib(pid));
+                    if started.elapsed() > Duration::from_secs(600) {
+                        bail!("only {}/{n} Ready after 600 s", ready.len());
+                    }
                 }
             }
         }
+        resumes += 1;
+        if resumes > 20 {
+            bail!("the watch ended 20 times; {}/{n} Ready", ready.len());
+        }
+        eprintln!(
+            "the watch ended with {}/{n} Ready; resuming from {rv}",
+            ready.len()
+        );
     }
 }
 
