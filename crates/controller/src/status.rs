@@ -260,7 +260,8 @@ pub fn status_patch(
 pub struct StatusWriter {
     client: KubeClient,
     certificates: Arc<Store<CertificateObject>>,
-    intents: Mutex<HashMap<CertId, Intent>>,
+    /// Boxed: after a mass issuance the table holds thousands of slots.
+    intents: Mutex<HashMap<CertId, Box<Intent>>>,
     /// The status last written per Certificate and the resourceVersion the write made: the base
     /// of its next write while the watch of the Certificates does not show that write yet;
     /// forgotten once it does ([`StatusWriter::retain`]: the watch's object is then the same).
@@ -292,7 +293,7 @@ impl StatusWriter {
             let mut intents = lock(&self.intents);
             let intent = intents
                 .entry(id.clone())
-                .or_insert_with(|| Intent::new(target.clone()));
+                .or_insert_with(|| Box::new(Intent::new(target.clone())));
             intent.target = target.clone();
             intent.version = version;
             change(intent);
@@ -399,7 +400,7 @@ impl StatusWriter {
     }
 
     /// Puts `intent` back, under what was recorded for `id` meanwhile (newer changes win).
-    fn keep(&self, id: CertId, mut intent: Intent) {
+    fn keep(&self, id: CertId, mut intent: Box<Intent>) {
         let mut intents = lock(&self.intents);
         match intents.remove(&id) {
             Some(newer) => {

@@ -402,7 +402,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     let csr = CsrRequest {
         common_name: spec.common_name(literal_subject.as_ref()),
         other_names: spec.other_names().map_err(BuildError::Names)?,
-        name_constraints: spec.name_constraints().map_err(BuildError::Names)?,
+        name_constraints: spec.name_constraints().map_err(BuildError::Names)?.map(Box::new),
         literal_subject,
         dns_names: spec.dns_names.clone(),
         ip_addresses,

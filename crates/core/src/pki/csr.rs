@@ -164,7 +164,8 @@ pub struct CsrRequest {
     /// `otherName` SANs, written after the URIs as cert-manager does.
     pub other_names: Vec<OtherName>,
     /// The NameConstraints extension (for a CA); none is written when both sides are empty.
-    pub name_constraints: Option<NameConstraints>,
+    /// Boxed: rare, and large inline in every job.
+    pub name_constraints: Option<Box<NameConstraints>>,
     /// cert-manager's `literalSubject`: when set, it is the subject as written, and
     /// `common_name` must be its common name (what Vault is sent) and `subject` empty.
     pub literal_subject: Option<LiteralSubject>,

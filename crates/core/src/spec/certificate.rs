@@ -24,8 +24,10 @@ pub struct Certificate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CertificateSpec {
+    // The rarely set subtrees are boxed: a controller mirrors thousands of Certificates, and
+    // inline they would take ~550 bytes of each whether set or not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<X509Subject>,
+    pub subject: Option<Box<X509Subject>>,
     /// An RFC 4514 subject used as written (alpha in cert-manager, behind the
     /// LiteralCertificateSubject feature gate); excludes `subject` and `commonName`.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -59,7 +61,7 @@ pub struct CertificateSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<CertificateSecretTemplate>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub keystores: Option<CertificateKeystores>,
+    pub keystores: Option<Box<CertificateKeystores>>,
     pub issuer_ref: IssuerReference,
     #[serde(rename = "isCA", skip_serializing_if = "std::ops::Not::not")]
     pub is_ca: bool,
@@ -83,7 +85,7 @@ pub struct CertificateSpec {
     /// The NameConstraints extension of a CA (alpha in cert-manager, behind the
     /// NameConstraints feature gate).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name_constraints: Option<NameConstraints>,
+    pub name_constraints: Option<Box<NameConstraints>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -43,7 +43,7 @@ fn openssl_case() -> CsrRequest {
         dns_names: vec!["app.example.com".into()],
         other_names: vec![upn("upn@example.com")],
         is_ca: true,
-        name_constraints: Some(NameConstraints {
+        name_constraints: Some(Box::new(NameConstraints {
             critical: true,
             permitted: NameSubtrees {
                 dns_domains: vec![".example.com".into()],
@@ -54,7 +54,7 @@ fn openssl_case() -> CsrRequest {
                 email_addresses: vec!["bad.example.com".into()],
                 ..Default::default()
             },
-        }),
+        })),
         ..Default::default()
     }
 }
@@ -150,10 +150,10 @@ fn empty_name_constraints_write_no_extension() {
     let req = CsrRequest {
         common_name: Some("ca".into()),
         is_ca: true,
-        name_constraints: Some(NameConstraints {
+        name_constraints: Some(Box::new(NameConstraints {
             critical: true,
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     };
     let der = csr_der(&build_csr(&req, &p256()).unwrap());
