@@ -230,6 +230,22 @@ impl CertificateSpec {
         first_error(|errors| self.checked_name_constraints(errors))
     }
 
+    /// `uris` as the CSR writes them, or the first one that cannot be written as cert-manager
+    /// would write it ([`check_uri`]). Not a validation rule (cert-manager's webhook accepts any
+    /// URI): the Certificate fails when its job is built, as cert-manager's request fails.
+    pub fn uris(&self) -> Result<Vec<String>, FieldError> {
+        for (i, uri) in self.uris.iter().enumerate() {
+            if let Err(reason) = check_uri(uri) {
+                let problem = Problem::InvalidUri {
+                    value: uri.clone(),
+                    reason,
+                };
+                return Err(FieldError::new(FieldPath::parse("spec.uris").index(i), problem));
+            }
+        }
+        Ok(self.uris.clone())
+    }
+
     /// The common name asked for: `commonName`, or the literal subject's CN (the last in DER
     /// order, as cert-manager's validation and its Vault request take it). `None` when empty.
     pub fn common_name(&self, literal: Option<&LiteralSubject>) -> Option<String> {
@@ -432,25 +448,18 @@ impl CertificateSpec {
                 push(errors, spec.field("emailAddresses").index(i), problem);
             }
         }
-        for (i, uri) in self.uris.iter().enumerate() {
-            if let Err(reason) = check_uri(uri) {
-                push(
-                    errors,
-                    spec.field("uris").index(i),
-                    Problem::InvalidUri {
-                        value: uri.clone(),
-                        reason,
-                    },
-                );
-            }
-        }
+        // URIs are not checked here, as cert-manager's webhook checks none: see `uris`.
         self.checked_other_names(errors);
     }
 
-    /// duration, renewBefore and renewBeforePercentage (cert-manager's `ValidateDuration`,
-    /// applied whether or not duration is set; cert-manager skips it when only the percentage
-    /// is, which lets out-of-range percentages through).
+    /// duration, renewBefore and renewBeforePercentage: cert-manager's `ValidateDuration`, which
+    /// its webhook applies only when `duration` or `renewBefore` is set. A percentage alone is
+    /// not checked, and one outside 1..=99 is then ignored when the renewal time is computed
+    /// (2/3 of the lifetime), by cert-manager and by the schedule alike.
     fn validate_durations(&self, spec: &FieldPath, errors: &mut Vec<FieldError>) {
+        if self.duration.is_none() && self.renew_before.is_none() {
+            return;
+        }
         let duration = self.duration();
         if duration < MIN_DURATION {
             push(
@@ -595,8 +604,8 @@ fn validate_keystore_password(
         (None, Some(password)) if password.is_empty() => {
             push(errors, at.field("password"), Problem::Required)
         }
-        // cert-manager reads exactly this key; there is no default.
-        (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
+        // Without a key the keystore fails when it is written (SecretKeySelector::explicit_key).
+        (Some(r), None) => r.validate(&at.field("passwordSecretRef"), errors),
         _ => {}
     }
 }

@@ -206,8 +206,6 @@ pub enum Problem {
     InvalidEmail { value: String, reason: &'static str },
     #[error("invalid URI {value:?}: {reason}")]
     InvalidUri { value: String, reason: &'static str },
-    #[error("invalid URL {value:?}: {reason}")]
-    InvalidUrl { value: String, reason: &'static str },
     #[error("invalid name {value:?}: {reason}")]
     InvalidName { value: String, reason: &'static str },
     #[error("duplicate value {0:?}")]

@@ -90,10 +90,10 @@ pub use certificate_rules::{
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 pub use error::{FieldError, FieldPath, Location, Problem, ResourceId, Segment, SpecError, SpecErrors};
 pub use issuer::{
-    ClusterIssuer, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, Issuer, IssuerSpec,
-    ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultClientCertificateAuth, VaultIssuer,
-    VaultKubernetesAuth,
+    ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY,
+    DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH, DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH,
+    DEFAULT_TOKEN_KEY, Issuer, IssuerSpec, ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod,
+    VaultClientCertificateAuth, VaultIssuer, VaultKubernetesAuth,
 };
 pub use limits::{
     LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,
