@@ -228,6 +228,8 @@ pub enum Problem {
     ReservedAnnotation,
     #[error("contains no valid PEM certificate")]
     NoCertificateInBundle,
+    #[error("{0}")]
+    InvalidRequest(crate::pki::RequestCheckError),
     #[error("{kind} {name} is already defined in document {first_document}")]
     DuplicateResource {
         kind: &'static str,
