@@ -32,6 +32,9 @@ pub const RSA_KEY_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 /// cert-manager's limit on `commonName`, from the X.520 upper bound.
 pub const MAX_COMMON_NAME_BYTES: usize = 64;
 
+/// Kubernetes' limit on an object's annotations (keys and values), `TotalAnnotationSizeLimitB`.
+const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
 /// The one annotation under `cert-manager.io/` that a secretTemplate may set.
 const ALLOWED_CERT_MANAGER_ANNOTATION: &str = "cert-manager.io/allow-direct-injection";
 
@@ -562,6 +565,16 @@ impl CertificateSpec {
                         },
                     );
                 }
+            }
+            // Kubernetes' ValidateAnnotations, which cert-manager's webhook applies: keys and
+            // values together at most 256 KiB.
+            let size: usize = template.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if size > MAX_ANNOTATIONS_BYTES {
+                let problem = Problem::TooLong {
+                    max: MAX_ANNOTATIONS_BYTES,
+                    len: size,
+                };
+                push(errors, at.field("annotations"), problem);
             }
         }
         let mut seen = BTreeSet::new();

@@ -686,3 +686,22 @@ fn hostile_keystore_password_references_are_refused() {
         ]
     );
 }
+
+/// cert-manager's "invalid due to too long 'CertificateSecretTemplate' annotations"
+/// (certificate_test.go TestValidateCertificate): Kubernetes' 256 KiB limit on annotations.
+#[test]
+fn secret_template_annotations_are_bounded_as_kubernetes_bounds_them() {
+    let at_limit = format!(
+        "secretTemplate: {{annotations: {{app.com/a: '{}'}}}}",
+        "0".repeat(256 * 1024 - 9)
+    );
+    certificate(&minimal(&at_limit));
+    let over = format!(
+        "secretTemplate: {{annotations: {{app.com/invalid: '{}'}}}}",
+        "0".repeat(256 * 1024)
+    );
+    assert_eq!(
+        errors(&minimal(&over)),
+        ["spec.secretTemplate.annotations: must be at most 262144 bytes long, got 262159"]
+    );
+}
