@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use certkeeper_core::pki::RequestCheckError;
 use certkeeper_core::spec::{
     Base64Bytes, CERT_MANAGER_GROUP, CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST,
     CONDITION_READY, CertificateRequestCondition, CertificateRequestSpec, CertificateRequestStatus,
-    ConditionStatus, IssuerKind, REASON_DENIED, REASON_FAILED, REASON_ISSUED, REASON_PENDING, set_condition,
+    ConditionStatus, FieldError, FieldPath, IssuerKind, Problem, REASON_DENIED, REASON_FAILED, REASON_ISSUED,
+    REASON_PENDING, set_condition,
 };
 use certkeeper_core::time::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
@@ -275,7 +277,8 @@ pub async fn run_requests(
             }
             let csr_pem = match request_csr(&cr) {
                 Ok(pem) => pem,
-                Err(message) => {
+                Err(error) => {
+                    let message = error.to_string();
                     let message = message.as_str();
                     let mut invalid = (*cr).clone();
                     invalid.status.conditions = with_condition(
@@ -499,6 +502,30 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The request's CSR (PEM text) if it is one cert-manager's webhook accepts for the request's
+/// `isCA` and `usages` (the core's one check, `CertificateRequestSpec::check_request`), else
+/// why not, at `spec.request`.
+fn request_csr(cr: &RequestObject) -> Result<String, FieldError> {
+    let not_pem = || {
+        FieldError::new(
+            FieldPath::parse("spec.request"),
+            Problem::InvalidRequest(RequestCheckError::NotPem),
+        )
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&cr.request)
+        .map_err(|_| not_pem())?;
+    let spec = CertificateRequestSpec {
+        request: Base64Bytes(bytes),
+        is_ca: cr.is_ca,
+        usages: cr.usages.clone(),
+        issuer_ref: cr.issuer_ref.clone(),
+        ..CertificateRequestSpec::default()
+    };
+    spec.check_request()?;
+    String::from_utf8(spec.request.0).map_err(|_| not_pem())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -532,7 +559,7 @@ mod tests {
             RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
                 "spec": {"request": request, "issuerRef": {"name": "vault"}, "usages": usages}}))
         };
-        assert_eq!(request_csr(&with(json!(["server auth"]))), Ok(csr));
+        assert_eq!(request_csr(&with(json!(["server auth"]))).ok(), Some(csr));
         let cert = certkeeper_core::pki::PrivateKey::generate(certkeeper_core::pki::KeyAlgorithm::Ecdsa(256))
             .unwrap();
         let req = certkeeper_core::pki::CsrRequest {
@@ -545,7 +572,7 @@ mod tests {
         let object = RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
             "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&pem),
                      "issuerRef": {"name": "vault"}, "usages": ["digital signature", "server auth"]}}));
-        let error = request_csr(&object).unwrap_err();
+        let error = request_csr(&object).unwrap_err().to_string();
         assert!(
             error.starts_with("spec.request: encoded CSR error: the ExtKeyUsages [] do not match"),
             "{error}"
@@ -553,7 +580,7 @@ mod tests {
         let object = RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
             "spec": {"request": "aGVsbG8=", "issuerRef": {"name": "vault"}}}));
         assert_eq!(
-            request_csr(&object),
+            request_csr(&object).map_err(|e| e.to_string()),
             Err("spec.request: no PEM-encoded certificate request".to_owned())
         );
     }
@@ -615,23 +642,4 @@ mod tests {
             assert_eq!(handled(&RequestObject::of(object.clone())).1, done);
         }
     }
-}
-
-/// The request's CSR (PEM text) if it is one cert-manager's webhook accepts for the request's
-/// `isCA` and `usages` (the core's one check, `CertificateRequestSpec::check_request`), else
-/// why not, naming `spec.request`.
-fn request_csr(cr: &RequestObject) -> Result<String, String> {
-    let not_pem = || "spec.request: no PEM-encoded certificate request".to_owned();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&cr.request)
-        .map_err(|_| not_pem())?;
-    let spec = CertificateRequestSpec {
-        request: Base64Bytes(bytes),
-        is_ca: cr.is_ca,
-        usages: cr.usages.clone(),
-        issuer_ref: cr.issuer_ref.clone(),
-        ..CertificateRequestSpec::default()
-    };
-    spec.check_request().map_err(|e| e.to_string())?;
-    String::from_utf8(spec.request.0).map_err(|_| not_pem())
 }
