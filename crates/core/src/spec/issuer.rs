@@ -113,12 +113,11 @@ pub struct VaultAuth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultAppRole {
-    /// Mount name of the AppRole backend, e.g. `approle` (no `/v1/auth/` prefix);
-    /// [`DEFAULT_APPROLE_PATH`] when empty.
+    /// Mount name of the AppRole backend (no `/v1/auth/` prefix); `approle` when empty.
     pub path: String,
     pub role_id: String,
-    /// Secret and key holding the SecretID. The key has no default in cert-manager: without
-    /// one, the issuer fails at login (see [`SecretKeySelector::explicit_key`]).
+    /// Secret and key holding the SecretID. The key has no default, as in cert-manager: without
+    /// one, the issuer fails at login.
     pub secret_ref: SecretKeySelector,
 }
 
