@@ -162,11 +162,19 @@ pub fn check_label_value(s: &str) -> Result<(), &'static str> {
 
 /// An `addr-spec` only (`user@example.com`), as cert-manager's webhook requires: it parses with
 /// Go's `mail.ParseAddress` and rejects values where the parsed address differs from the input,
-/// so display names (`Jane <jane@example.com>`) are refused. Quoted local parts and domain
-/// literals are not accepted.
+/// so display names (`Jane <jane@example.com>`) and quoted local parts (Go's address drops the
+/// quotes) are refused. A domain literal is accepted when it holds an IPv4 address
+/// (`ops@[192.0.2.1]`), which every Go release with domain literals (1.23 on; cert-manager
+/// builds with 1.26) accepts unchanged.
 pub fn check_email(s: &str) -> Result<(), &'static str> {
     let (local, domain) = s.rsplit_once('@').ok_or("missing '@'")?;
     check_dot_atom(local).map_err(|e| if local.is_empty() { "empty local part" } else { e })?;
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return literal
+            .parse::<std::net::Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| "a domain literal must hold an IPv4 address");
+    }
     check_dot_atom(domain).map_err(|e| if domain.is_empty() { "empty domain" } else { e })
 }
 
@@ -350,6 +358,10 @@ mod tests {
     #[test]
     fn emails_and_uris() {
         assert!(check_email("ops+certs@example.com").is_ok());
+        assert!(check_email("ops@[192.0.2.1]").is_ok());
+        assert!(check_email("ops@[IPv6:::1]").is_err());
+        assert!(check_email("ops@[example.com]").is_err());
+        assert!(check_email("\"ops\"@example.com").is_err());
         for bad in [
             "Ops <ops@example.com>",
             "ops",
