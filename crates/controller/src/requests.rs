@@ -231,16 +231,8 @@ pub async fn run_requests(
                 continue;
             };
             if cr.is_true(CONDITION_DENIED) {
-                let status = CertificateRequestStatus {
-                    failure_time: Some(rfc3339(now)),
-                    ..conditions_only(with_condition(
-                        &cr,
-                        CONDITION_READY,
-                        ConditionStatus::False,
-                        REASON_DENIED,
-                        "The CertificateRequest was denied by an approval controller",
-                    ))
-                };
+                let message = "The CertificateRequest was denied by an approval controller";
+                let status = failed(&cr, REASON_DENIED, message, now);
                 patch_status(&client, &cr, &status).await;
                 continue;
             }
@@ -288,16 +280,7 @@ pub async fn run_requests(
                         "RequestParsingError",
                         message,
                     );
-                    let status = CertificateRequestStatus {
-                        failure_time: Some(rfc3339(now)),
-                        ..conditions_only(with_condition(
-                            &invalid,
-                            CONDITION_READY,
-                            ConditionStatus::False,
-                            REASON_FAILED,
-                            message,
-                        ))
-                    };
+                    let status = failed(&invalid, REASON_FAILED, message, now);
                     patch_status(&client, &cr, &status).await;
                     continue;
                 }
@@ -500,6 +483,21 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
     h.write(id.as_bytes());
     h.write_u32(attempt);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The status of a request that will not be signed: `Ready` False with `reason` and `message`,
+/// and `failureTime`.
+fn failed(cr: &RequestObject, reason: &str, message: &str, now: SystemTime) -> CertificateRequestStatus {
+    CertificateRequestStatus {
+        failure_time: Some(rfc3339(now)),
+        ..conditions_only(with_condition(
+            cr,
+            CONDITION_READY,
+            ConditionStatus::False,
+            reason,
+            message,
+        ))
+    }
 }
 
 /// The request's CSR (PEM text) if it is one cert-manager's webhook accepts for the request's
