@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use certkeeper_core::spec::{
     self, Certificate, CertificateRequestStatus, CertificateStatus, ConditionStatus, FieldError, IssuerKind,
-    IssuerReference, IssuerStatus, Resource, VaultIssuer,
+    IssuerReference, IssuerStatus, KeyUsage, Resource, VaultIssuer,
 };
 use certkeeper_engine::{CertId, IssuerId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -216,6 +216,10 @@ pub struct RequestObject {
     pub request: String,
     /// `spec.duration` as written.
     pub duration: Option<String>,
+    /// `spec.isCA` and `spec.usages`, which the CSR must match
+    /// ([`certkeeper_core::spec::CertificateRequestSpec::check_request`]).
+    pub is_ca: bool,
+    pub usages: Vec<KeyUsage>,
     pub status: CertificateRequestStatus,
 }
 
@@ -230,6 +234,10 @@ struct RequestSpecView {
     request: String,
     #[serde(default)]
     duration: Option<String>,
+    #[serde(default, rename = "isCA")]
+    is_ca: bool,
+    #[serde(default)]
+    usages: Vec<KeyUsage>,
 }
 
 /// cert-manager's annotation naming the Certificate a request was made for.
@@ -254,6 +262,8 @@ impl RequestObject {
             issuer_ref: spec.issuer_ref,
             request: spec.request,
             duration: spec.duration,
+            is_ca: spec.is_ca,
+            usages: spec.usages,
             status,
         }
     }

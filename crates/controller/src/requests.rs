@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use certkeeper_core::pki::RequestCheckError;
 use certkeeper_core::spec::{
     Base64Bytes, CERT_MANAGER_GROUP, CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST,
-    CONDITION_READY, CertificateRequestCondition, CertificateRequestStatus, ConditionStatus, IssuerKind,
-    REASON_DENIED, REASON_FAILED, REASON_ISSUED, REASON_PENDING, set_condition,
+    CONDITION_READY, CertificateRequestCondition, CertificateRequestSpec, CertificateRequestStatus,
+    ConditionStatus, FieldError, FieldPath, IssuerKind, Problem, REASON_DENIED, REASON_FAILED, REASON_ISSUED,
+    REASON_PENDING, set_condition,
 };
 use certkeeper_core::time::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
@@ -229,16 +231,8 @@ pub async fn run_requests(
                 continue;
             };
             if cr.is_true(CONDITION_DENIED) {
-                let status = CertificateRequestStatus {
-                    failure_time: Some(rfc3339(now)),
-                    ..conditions_only(with_condition(
-                        &cr,
-                        CONDITION_READY,
-                        ConditionStatus::False,
-                        REASON_DENIED,
-                        "The CertificateRequest was denied by an approval controller",
-                    ))
-                };
+                let message = "The CertificateRequest was denied by an approval controller";
+                let status = failed(&cr, REASON_DENIED, message, now);
                 patch_status(&client, &cr, &status).await;
                 continue;
             }
@@ -273,33 +267,23 @@ pub async fn run_requests(
                 }
                 continue;
             }
-            let csr = base64::engine::general_purpose::STANDARD
-                .decode(&cr.request)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|pem| pem.contains("-----BEGIN CERTIFICATE REQUEST-----"));
-            let Some(csr_pem) = csr else {
-                let message = "spec.request is not a PEM-encoded CERTIFICATE REQUEST";
-                let mut invalid = (*cr).clone();
-                invalid.status.conditions = with_condition(
-                    &cr,
-                    CONDITION_INVALID_REQUEST,
-                    ConditionStatus::True,
-                    "RequestParsingError",
-                    message,
-                );
-                let status = CertificateRequestStatus {
-                    failure_time: Some(rfc3339(now)),
-                    ..conditions_only(with_condition(
-                        &invalid,
-                        CONDITION_READY,
-                        ConditionStatus::False,
-                        REASON_FAILED,
+            let csr_pem = match request_csr(&cr) {
+                Ok(pem) => pem,
+                Err(error) => {
+                    let message = error.to_string();
+                    let message = message.as_str();
+                    let mut invalid = (*cr).clone();
+                    invalid.status.conditions = with_condition(
+                        &cr,
+                        CONDITION_INVALID_REQUEST,
+                        ConditionStatus::True,
+                        "RequestParsingError",
                         message,
-                    ))
-                };
-                patch_status(&client, &cr, &status).await;
-                continue;
+                    );
+                    let status = failed(&invalid, REASON_FAILED, message, now);
+                    patch_status(&client, &cr, &status).await;
+                    continue;
+                }
             };
             let ttl = cr
                 .duration
@@ -501,6 +485,45 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The status of a request that will not be signed: `Ready` False with `reason` and `message`,
+/// and `failureTime`.
+fn failed(cr: &RequestObject, reason: &str, message: &str, now: SystemTime) -> CertificateRequestStatus {
+    CertificateRequestStatus {
+        failure_time: Some(rfc3339(now)),
+        ..conditions_only(with_condition(
+            cr,
+            CONDITION_READY,
+            ConditionStatus::False,
+            reason,
+            message,
+        ))
+    }
+}
+
+/// The request's CSR (PEM text) if it is one cert-manager's webhook accepts for the request's
+/// `isCA` and `usages` (the core's one check, `CertificateRequestSpec::check_request`), else
+/// why not, at `spec.request`.
+fn request_csr(cr: &RequestObject) -> Result<String, FieldError> {
+    let not_pem = || {
+        FieldError::new(
+            FieldPath::parse("spec.request"),
+            Problem::InvalidRequest(RequestCheckError::NotPem),
+        )
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&cr.request)
+        .map_err(|_| not_pem())?;
+    let spec = CertificateRequestSpec {
+        request: Base64Bytes(bytes),
+        is_ca: cr.is_ca,
+        usages: cr.usages.clone(),
+        issuer_ref: cr.issuer_ref.clone(),
+        ..CertificateRequestSpec::default()
+    };
+    spec.check_request()?;
+    String::from_utf8(spec.request.0).map_err(|_| not_pem())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -521,6 +544,43 @@ mod tests {
     fn ready(status: &str, reason: &str) -> Value {
         json!({"conditions": [{"type": "Ready", "status": status, "reason": reason, "message": "m"}],
                "certificate": "Q0VSVA==", "ca": "Q0E="})
+    }
+
+    /// A request whose CSR does not carry its `usages` is refused as cert-manager's webhook
+    /// refuses it, naming `spec.request`; one that matches (or whose CSR has no usage
+    /// extensions, as rcgen writes them) is signed.
+    #[test]
+    fn a_request_whose_csr_does_not_match_its_usages_is_invalid() {
+        let (csr, _key) = certkeeper_testkit::csr_p256("web", &["web"]).unwrap();
+        let request = base64::engine::general_purpose::STANDARD.encode(&csr);
+        let with = |usages: Value| {
+            RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
+                "spec": {"request": request, "issuerRef": {"name": "vault"}, "usages": usages}}))
+        };
+        assert_eq!(request_csr(&with(json!(["server auth"]))).ok(), Some(csr));
+        let cert = certkeeper_core::pki::PrivateKey::generate(certkeeper_core::pki::KeyAlgorithm::Ecdsa(256))
+            .unwrap();
+        let req = certkeeper_core::pki::CsrRequest {
+            common_name: Some("web".into()),
+            key_usages: vec![certkeeper_core::pki::KeyUsage::DigitalSignature],
+            encode_usages_in_request: true,
+            ..Default::default()
+        };
+        let pem = certkeeper_core::pki::build_csr(&req, &cert).unwrap();
+        let object = RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
+            "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&pem),
+                     "issuerRef": {"name": "vault"}, "usages": ["digital signature", "server auth"]}}));
+        let error = request_csr(&object).unwrap_err().to_string();
+        assert!(
+            error.starts_with("spec.request: encoded CSR error: the ExtKeyUsages [] do not match"),
+            "{error}"
+        );
+        let object = RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
+            "spec": {"request": "aGVsbG8=", "issuerRef": {"name": "vault"}}}));
+        assert_eq!(
+            request_csr(&object).map_err(|e| e.to_string()),
+            Err("spec.request: no PEM-encoded certificate request".to_owned())
+        );
     }
 
     #[test]

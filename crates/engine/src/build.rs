@@ -81,7 +81,8 @@ pub enum BuildError {
     PrivateKey(FieldError),
     #[error("spec.usages: {0}")]
     Usages(PkiError),
-    /// `spec.literalSubject`, `otherNames` or `nameConstraints` (the error names its field).
+    /// `spec.literalSubject`, `otherNames`, `nameConstraints` or `uris` (the error names its
+    /// field).
     #[error("{0}")]
     Names(FieldError),
     #[error("spec.ipAddresses: {0:?} is not an IP address")]
@@ -89,6 +90,13 @@ pub enum BuildError {
     /// A keystore asked for without a password (`.0`: which keystore's field).
     #[error("{0}: no password")]
     NoKeystorePassword(&'static str),
+    /// A Secret reference without `key` where the field has no default key (appRole
+    /// `secretRef`, keystore `passwordSecretRef`; `.0` names it). cert-manager's webhook
+    /// accepts it, and its controller fails the same way when it reads the key `""`.
+    #[error(
+        "{0}.key: not set, and this reference has no default key (cert-manager reads the key \"\", which no Secret has)"
+    )]
+    NoSecretKey(&'static str),
     /// A spec enum without a wire name (`field`: where it is).
     #[error("{field}: {source}")]
     WireName {
@@ -112,6 +120,7 @@ impl BuildError {
             | BuildError::Usages(_)
             | BuildError::IpAddress(_)
             | BuildError::NoKeystorePassword(_)
+            | BuildError::NoSecretKey(_)
             | BuildError::WireName { .. } => FailureClass::Invalid,
         }
     }
@@ -272,15 +281,18 @@ fn auth_method<R: SecretResolver + ?Sized>(
                 sel.key_or(DEFAULT_TOKEN_KEY),
             )?,
         },
-        VaultAuthMethod::AppRole(app_role) => AuthMethod::AppRole {
-            mount: app_role.path.clone(),
-            role_id: app_role.role_id.trim().to_owned(),
-            secret_id: r.source(
-                "spec.vault.auth.appRole.secretRef",
-                &app_role.secret_ref.name,
-                &app_role.secret_ref.key,
-            )?,
-        },
+        VaultAuthMethod::AppRole(app_role) => {
+            let field = "spec.vault.auth.appRole.secretRef";
+            let key = app_role
+                .secret_ref
+                .explicit_key()
+                .ok_or(BuildError::NoSecretKey(field))?;
+            AuthMethod::AppRole {
+                mount: app_role.mount().to_owned(),
+                role_id: app_role.role_id.trim().to_owned(),
+                secret_id: r.source(field, &app_role.secret_ref.name, key)?,
+            }
+        }
         VaultAuthMethod::Kubernetes(k) => {
             let jwt = match (
                 k.secret_ref.as_ref().filter(|s| !s.name.is_empty()),
@@ -406,7 +418,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         literal_subject,
         dns_names: spec.dns_names.clone(),
         ip_addresses,
-        uris: spec.uris.clone(),
+        uris: spec.uris().map_err(BuildError::Names)?,
         email_addresses: spec.email_addresses.clone(),
         subject,
         is_ca: spec.is_ca,
@@ -449,6 +461,7 @@ pub fn output_formats(
             secret_ref.filter(|r| !r.name.is_empty()),
             literal,
         ) {
+            (Some(sel), _) if sel.explicit_key().is_none() => Err(BuildError::NoSecretKey(field)),
             (Some(sel), _) => Ok(password_ref(field, sel)?),
             (None, Some(password)) => Ok(SecretSource::Value(password.clone())),
             (None, None) => Err(BuildError::NoKeystorePassword(field)),

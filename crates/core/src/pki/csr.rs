@@ -34,7 +34,7 @@ pub enum KeyUsage {
 
 impl KeyUsage {
     /// The bit number in the KeyUsage BIT STRING.
-    fn bit(self) -> u16 {
+    pub(crate) fn bit(self) -> u16 {
         self as u16
     }
 }

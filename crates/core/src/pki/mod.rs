@@ -25,6 +25,7 @@ mod jks;
 mod key;
 mod names;
 mod pkcs12;
+mod request;
 mod subject;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use jks::{JKS_DEFAULT_ALIAS, JksBundle};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use names::{CidrError, IpRange, NameConstraints, NameSubtrees, Oid, OidSyntaxError, OtherName};
 pub use pkcs12::{Pkcs12Bundle, Pkcs12Profile};
+pub use request::{RequestCheckError, check_request};
 pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 
 /// Why a key, CSR or output could not be produced.

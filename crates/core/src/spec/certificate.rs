@@ -459,3 +459,35 @@ impl From<Pkcs12Profile> for crate::pki::Pkcs12Profile {
         }
     }
 }
+
+/// The one mapping from the manifest's usage names to the CSR layer's (cert-manager's
+/// `KeyUsageType` / `ExtKeyUsageType`: `signing` is digital signature, `s/mime` e-mail
+/// protection).
+impl From<KeyUsage> for crate::pki::Usage {
+    fn from(usage: KeyUsage) -> Self {
+        use crate::pki::{ExtendedKeyUsage as E, KeyUsage as K, Usage};
+        match usage {
+            KeyUsage::Signing | KeyUsage::DigitalSignature => Usage::Key(K::DigitalSignature),
+            KeyUsage::ContentCommitment => Usage::Key(K::ContentCommitment),
+            KeyUsage::KeyEncipherment => Usage::Key(K::KeyEncipherment),
+            KeyUsage::KeyAgreement => Usage::Key(K::KeyAgreement),
+            KeyUsage::DataEncipherment => Usage::Key(K::DataEncipherment),
+            KeyUsage::CertSign => Usage::Key(K::CertSign),
+            KeyUsage::CrlSign => Usage::Key(K::CrlSign),
+            KeyUsage::EncipherOnly => Usage::Key(K::EncipherOnly),
+            KeyUsage::DecipherOnly => Usage::Key(K::DecipherOnly),
+            KeyUsage::Any => Usage::Extended(E::Any),
+            KeyUsage::ServerAuth => Usage::Extended(E::ServerAuth),
+            KeyUsage::ClientAuth => Usage::Extended(E::ClientAuth),
+            KeyUsage::CodeSigning => Usage::Extended(E::CodeSigning),
+            KeyUsage::EmailProtection | KeyUsage::Smime => Usage::Extended(E::EmailProtection),
+            KeyUsage::IpsecEndSystem => Usage::Extended(E::IpsecEndSystem),
+            KeyUsage::IpsecTunnel => Usage::Extended(E::IpsecTunnel),
+            KeyUsage::IpsecUser => Usage::Extended(E::IpsecUser),
+            KeyUsage::Timestamping => Usage::Extended(E::Timestamping),
+            KeyUsage::OcspSigning => Usage::Extended(E::OcspSigning),
+            KeyUsage::MicrosoftSgc => Usage::Extended(E::MicrosoftSgc),
+            KeyUsage::NetscapeSgc => Usage::Extended(E::NetscapeSgc),
+        }
+    }
+}

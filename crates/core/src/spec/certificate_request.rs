@@ -115,7 +115,7 @@ impl CertificateRequestStatus {
 
 impl CertificateRequest {
     /// cert-manager's webhook rules that apply to a request certkeeper signs: a name, an issuer
-    /// reference, and a PEM CSR in `request`. (The CSR's content is checked when it is signed.)
+    /// reference, and `request` (see [`CertificateRequestSpec::check_request`]).
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         self.metadata
@@ -124,18 +124,26 @@ impl CertificateRequest {
         self.spec
             .issuer_ref
             .validate(&spec.field("issuerRef"), &mut errors);
-        if self.spec.request.0.is_empty() {
-            errors.push(FieldError::new(spec.field("request"), Problem::Required));
-        } else if !contains(&self.spec.request.0, b"-----BEGIN CERTIFICATE REQUEST-----") {
-            let problem = Problem::Decode("expected a PEM-encoded CERTIFICATE REQUEST".into());
-            errors.push(FieldError::new(spec.field("request"), problem));
+        if let Err(error) = self.spec.check_request() {
+            errors.push(error);
         }
         errors
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+impl CertificateRequestSpec {
+    /// `spec.request` as cert-manager's webhook checks it: present, a PEM CSR whose basic
+    /// constraints and key usages match `isCA` and `usages` ([`crate::pki::check_request`]).
+    /// The one check of a request's CSR for validation and for the controller's request loop.
+    pub fn check_request(&self) -> Result<(), FieldError> {
+        let at = FieldPath::parse("spec.request");
+        if self.request.0.is_empty() {
+            return Err(FieldError::new(at, Problem::Required));
+        }
+        let usages: Vec<crate::pki::Usage> = self.usages.iter().map(|&u| u.into()).collect();
+        crate::pki::check_request(&self.request.0, &usages, self.is_ca)
+            .map_err(|e| FieldError::new(at, Problem::InvalidRequest(e)))
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +153,18 @@ mod tests {
     use super::*;
     use crate::spec::ConditionStatus;
 
-    const CSR: &str = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+    /// CN=web, basicConstraints CA, key usages digital signature and cert sign, extended key
+    /// usage server auth: what `isCA: true` with `usages: [digital signature, server auth]` asks.
+    const CSR: &str = concat!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n",
+        "MIIBEDCBtwIBADAOMQwwCgYDVQQDDAN3ZWIwWTATBgcqhkjOPQIBBggqhkjOPQMB\n",
+        "BwNCAATaQ5JX42pEtrx2yAE6w76HfXTLZ429A2ZCiy0yTMPqsQKXRvDHaGRroqm1\n",
+        "9G+ozqV70aJWHs3odPo9YFToACEJoEcwRQYJKoZIhvcNAQkOMTgwNjAOBgNVHQ8B\n",
+        "Af8EBAMCAoQwEwYDVR0lBAwwCgYIKwYBBQUHAwEwDwYDVR0TAQH/BAUwAwEB/zAK\n",
+        "BggqhkjOPQQDAgNIADBFAiEAzo8D2BqkCltXjE287Ri5ubuqLlGPgLDWWKjqkWja\n",
+        "YDMCID68yJj6Q9tLKh/g/sDTHNvEO0qwkc5G5yK7zeIrdKK7\n",
+        "-----END CERTIFICATE REQUEST-----\n",
+    );
 
     #[test]
     fn round_trips_cert_manager_field_names() {
@@ -192,5 +211,37 @@ mod tests {
                 .unwrap();
         let errors: Vec<String> = cr.validate().iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    /// cert-manager's webhook rule: the CSR's basic constraints and key usages are what the
+    /// request asks for (here the CSR asks for a CA with digital signature, cert sign and
+    /// server auth).
+    #[test]
+    fn request_must_match_is_ca_and_usages() {
+        let errors = |extra: &str| {
+            let request = super::super::syntax::encode_base64(CSR.as_bytes());
+            let yaml = format!(
+                "metadata: {{name: x}}\nspec: {{issuerRef: {{name: v}}, request: {request}, {extra}}}"
+            );
+            let cr: CertificateRequest = serde_yaml_ng::from_str(&yaml).unwrap();
+            cr.validate().iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert!(errors("isCA: true, usages: [signing, server auth]").is_empty());
+        assert_eq!(
+            errors("usages: [digital signature, server auth]"),
+            ["spec.request: encoded CSR error: IsCA true does not match expected value false"]
+        );
+        assert_eq!(
+            errors("isCA: true, usages: [digital signature, key encipherment, server auth]"),
+            [
+                "spec.request: encoded CSR error: the KeyUsages [DigitalSignature, CertSign] do not match the expected KeyUsages [DigitalSignature, KeyEncipherment, CertSign]"
+            ]
+        );
+        assert_eq!(
+            errors("isCA: true, usages: [digital signature, client auth, server auth]"),
+            [
+                "spec.request: encoded CSR error: the ExtKeyUsages [ServerAuth] do not match the expected ExtKeyUsages [ClientAuth, ServerAuth]"
+            ]
+        );
     }
 }

@@ -32,6 +32,9 @@ pub const RSA_KEY_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 /// cert-manager's limit on `commonName`, from the X.520 upper bound.
 pub const MAX_COMMON_NAME_BYTES: usize = 64;
 
+/// Kubernetes' limit on an object's annotations (keys and values), `TotalAnnotationSizeLimitB`.
+const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
 /// The one annotation under `cert-manager.io/` that a secretTemplate may set.
 const ALLOWED_CERT_MANAGER_ANNOTATION: &str = "cert-manager.io/allow-direct-injection";
 
@@ -228,6 +231,22 @@ impl CertificateSpec {
     /// `nameConstraints` as the CSR writes them; the error is the first validation reports.
     pub fn name_constraints(&self) -> Result<Option<pki::NameConstraints>, FieldError> {
         first_error(|errors| self.checked_name_constraints(errors))
+    }
+
+    /// `uris` as the CSR writes them, or the first one that cannot be written as cert-manager
+    /// would write it ([`check_uri`]). Not a validation rule (cert-manager's webhook accepts any
+    /// URI): the Certificate fails when its job is built, as cert-manager's request fails.
+    pub fn uris(&self) -> Result<Vec<String>, FieldError> {
+        for (i, uri) in self.uris.iter().enumerate() {
+            if let Err(reason) = check_uri(uri) {
+                let problem = Problem::InvalidUri {
+                    value: uri.clone(),
+                    reason,
+                };
+                return Err(FieldError::new(FieldPath::parse("spec.uris").index(i), problem));
+            }
+        }
+        Ok(self.uris.clone())
     }
 
     /// The common name asked for: `commonName`, or the literal subject's CN (the last in DER
@@ -432,25 +451,18 @@ impl CertificateSpec {
                 push(errors, spec.field("emailAddresses").index(i), problem);
             }
         }
-        for (i, uri) in self.uris.iter().enumerate() {
-            if let Err(reason) = check_uri(uri) {
-                push(
-                    errors,
-                    spec.field("uris").index(i),
-                    Problem::InvalidUri {
-                        value: uri.clone(),
-                        reason,
-                    },
-                );
-            }
-        }
+        // URIs are not checked here, as cert-manager's webhook checks none: see `uris`.
         self.checked_other_names(errors);
     }
 
-    /// duration, renewBefore and renewBeforePercentage (cert-manager's `ValidateDuration`,
-    /// applied whether or not duration is set; cert-manager skips it when only the percentage
-    /// is, which lets out-of-range percentages through).
+    /// duration, renewBefore and renewBeforePercentage: cert-manager's `ValidateDuration`, which
+    /// its webhook applies only when `duration` or `renewBefore` is set. A percentage alone is
+    /// not checked, and one outside 1..=99 is then ignored when the renewal time is computed
+    /// (2/3 of the lifetime), by cert-manager and by the schedule alike.
     fn validate_durations(&self, spec: &FieldPath, errors: &mut Vec<FieldError>) {
+        if self.duration.is_none() && self.renew_before.is_none() {
+            return;
+        }
         let duration = self.duration();
         if duration < MIN_DURATION {
             push(
@@ -554,6 +566,16 @@ impl CertificateSpec {
                     );
                 }
             }
+            // Kubernetes' ValidateAnnotations, which cert-manager's webhook applies: keys and
+            // values together at most 256 KiB.
+            let size: usize = template.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if size > MAX_ANNOTATIONS_BYTES {
+                let problem = Problem::TooLong {
+                    max: MAX_ANNOTATIONS_BYTES,
+                    len: size,
+                };
+                push(errors, at.field("annotations"), problem);
+            }
         }
         let mut seen = BTreeSet::new();
         for (i, format) in self.additional_output_formats.iter().enumerate() {
@@ -595,8 +617,8 @@ fn validate_keystore_password(
         (None, Some(password)) if password.is_empty() => {
             push(errors, at.field("password"), Problem::Required)
         }
-        // cert-manager reads exactly this key; there is no default.
-        (Some(r), None) => r.validate(&at.field("passwordSecretRef"), true, errors),
+        // Without a key the keystore fails when it is written (SecretKeySelector::explicit_key).
+        (Some(r), None) => r.validate(&at.field("passwordSecretRef"), errors),
         _ => {}
     }
 }

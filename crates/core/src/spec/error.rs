@@ -206,8 +206,6 @@ pub enum Problem {
     InvalidEmail { value: String, reason: &'static str },
     #[error("invalid URI {value:?}: {reason}")]
     InvalidUri { value: String, reason: &'static str },
-    #[error("invalid URL {value:?}: {reason}")]
-    InvalidUrl { value: String, reason: &'static str },
     #[error("invalid name {value:?}: {reason}")]
     InvalidName { value: String, reason: &'static str },
     #[error("duplicate value {0:?}")]
@@ -230,6 +228,8 @@ pub enum Problem {
     ReservedAnnotation,
     #[error("contains no valid PEM certificate")]
     NoCertificateInBundle,
+    #[error("{0}")]
+    InvalidRequest(crate::pki::RequestCheckError),
     #[error("{kind} {name} is already defined in document {first_document}")]
     DuplicateResource {
         kind: &'static str,

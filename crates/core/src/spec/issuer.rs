@@ -13,9 +13,7 @@ use serde_yaml_ng::Value;
 
 use super::error::{FieldError, FieldPath, Problem};
 use super::meta::{IssuerKey, IssuerKind, ObjectMeta, SecretKeySelector, validate_object_name};
-use super::syntax::{
-    Base64Bytes, check_server_url, check_vault_path, is_kubernetes_api_audience, pem_has_certificate,
-};
+use super::syntax::{Base64Bytes, check_vault_path, is_kubernetes_api_audience, pem_has_certificate};
 
 /// Secret key holding a Vault token (tokenSecretRef) or a ServiceAccount JWT (kubernetes
 /// secretRef) when the reference names none.
@@ -29,6 +27,8 @@ pub const DEFAULT_CLIENT_KEY_KEY: &str = "tls.key";
 /// `path` does not (it is a mount name under `/v1/auth/`): a cert-manager quirk kept as is.
 pub const DEFAULT_KUBERNETES_MOUNT_PATH: &str = "/v1/auth/kubernetes";
 pub const DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH: &str = "/v1/auth/cert";
+/// AppRole mount name when `path` is empty (cert-manager's Vault client).
+pub const DEFAULT_APPROLE_PATH: &str = "approle";
 
 /// A namespaced issuer: only Certificates in its namespace can use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -113,10 +113,11 @@ pub struct VaultAuth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VaultAppRole {
-    /// Mount name of the AppRole backend, e.g. `approle` (no `/v1/auth/` prefix).
+    /// Mount name of the AppRole backend (no `/v1/auth/` prefix); `approle` when empty.
     pub path: String,
     pub role_id: String,
-    /// Secret and key holding the SecretID. The key has no default in cert-manager.
+    /// Secret and key holding the SecretID. The key has no default, as in cert-manager: without
+    /// one, the issuer fails at login.
     pub secret_ref: SecretKeySelector,
 }
 
@@ -219,9 +220,18 @@ impl VaultAuth {
 }
 
 impl VaultAppRole {
-    /// `POST` path of the login call: `/v1/auth/<path>/login`.
+    /// The mount name: `path`, or [`DEFAULT_APPROLE_PATH`] when it is empty.
+    pub fn mount(&self) -> &str {
+        if self.path.is_empty() {
+            DEFAULT_APPROLE_PATH
+        } else {
+            &self.path
+        }
+    }
+
+    /// `POST` path of the login call: `/v1/auth/<mount>/login`.
     pub fn login_path(&self) -> String {
-        join_path(&["/v1/auth", &self.path, "login"])
+        join_path(&["/v1/auth", self.mount(), "login"])
     }
 }
 
@@ -244,7 +254,7 @@ impl VaultKubernetesAuth {
         validate_vault_path(&self.mount_path, at.field("mountPath"), errors);
         let secret = self.secret_ref.as_ref().filter(|s| !s.name.is_empty());
         if let Some(secret) = secret {
-            secret.validate(&at.field("secretRef"), false, errors);
+            secret.validate(&at.field("secretRef"), errors);
         }
         if let Some(sa) = &self.service_account_ref {
             let at = at.field("serviceAccountRef");
@@ -309,14 +319,10 @@ impl VaultIssuer {
         let push = |errors: &mut Vec<FieldError>, path: FieldPath, problem| {
             errors.push(FieldError::new(path, problem))
         };
+        // Any other value is accepted, as by cert-manager's webhook; the Vault client refuses
+        // what is not an http(s) URL when the issuer is built, and the issuer fails then.
         if self.server.is_empty() {
             push(errors, path.field("server"), Problem::Required);
-        } else if let Err(reason) = check_server_url(&self.server) {
-            let problem = Problem::InvalidUrl {
-                value: self.server.clone(),
-                reason,
-            };
-            push(errors, path.field("server"), problem);
         }
         if self.path.is_empty() {
             push(errors, path.field("path"), Problem::Required);
@@ -339,7 +345,7 @@ impl VaultIssuer {
         ];
         for (field, reference) in refs {
             if let Some(reference) = reference {
-                reference.validate(&path.field(field), false, errors);
+                reference.validate(&path.field(field), errors);
             }
         }
         match (&self.client_cert_secret_ref, &self.client_key_secret_ref) {
@@ -363,19 +369,18 @@ impl VaultAuth {
     /// cert-manager validates every method that is present, not just the one in effect.
     fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
         if let Some(token) = &self.token_secret_ref {
-            token.validate(&path.field("tokenSecretRef"), false, errors);
+            token.validate(&path.field("tokenSecretRef"), errors);
         }
         if let Some(app_role) = &self.app_role {
             let at = path.field("appRole");
-            if app_role.path.is_empty() {
-                errors.push(FieldError::new(at.field("path"), Problem::Required));
-            } else {
-                validate_vault_path(&app_role.path, at.field("path"), errors);
-            }
-            if app_role.role_id.trim().is_empty() {
+            // An empty path is cert-manager's default mount (DEFAULT_APPROLE_PATH).
+            validate_vault_path(&app_role.path, at.field("path"), errors);
+            // cert-manager's webhook requires it as written; a blank one is trimmed at login.
+            if app_role.role_id.is_empty() {
                 errors.push(FieldError::new(at.field("roleId"), Problem::Required));
             }
-            app_role.secret_ref.validate(&at.field("secretRef"), true, errors);
+            // No key is no error here: the login fails instead (SecretKeySelector::explicit_key).
+            app_role.secret_ref.validate(&at.field("secretRef"), errors);
         }
         if let Some(cert) = &self.client_certificate {
             let at = path.field("clientCertificate");

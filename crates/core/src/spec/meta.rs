@@ -122,17 +122,24 @@ impl SecretKeySelector {
         if self.key.is_empty() { default } else { &self.key }
     }
 
+    /// The key as written, `None` when the manifest leaves it empty. For the references whose
+    /// field has no default key (appRole `secretRef`, keystore `passwordSecretRef`):
+    /// cert-manager's webhook accepts them without `key`, and its controller then reads the
+    /// key `""`, which no Secret has, so the object fails when it is used. Both runtimes fail
+    /// it there too (see `certkeeper_engine::build`), through this one check.
+    pub fn explicit_key(&self) -> Option<&str> {
+        (!self.key.is_empty()).then_some(self.key.as_str())
+    }
+
     /// The name is required and must be a Secret name (a DNS subdomain), the key, when set, a
     /// Secret data key, as the API server checks them: these strings become API paths in the
-    /// controller and file paths standalone, so nothing else may reach either.
-    /// `key_required`: the field has no default key (appRole `secretRef`, PKCS#12 passwords).
-    pub(super) fn validate(&self, path: &FieldPath, key_required: bool, errors: &mut Vec<FieldError>) {
+    /// controller and file paths standalone, so nothing else may reach either. An empty key is
+    /// not a validation error for any field, as in cert-manager's webhook.
+    pub(super) fn validate(&self, path: &FieldPath, errors: &mut Vec<FieldError>) {
         validate_object_name(&self.name, &path.field("name"), errors);
-        if self.key.is_empty() {
-            if key_required {
-                errors.push(FieldError::new(path.field("key"), Problem::Required));
-            }
-        } else if let Err(reason) = check_secret_key(&self.key) {
+        if !self.key.is_empty()
+            && let Err(reason) = check_secret_key(&self.key)
+        {
             let problem = Problem::InvalidSecretKey {
                 value: self.key.clone(),
                 reason,

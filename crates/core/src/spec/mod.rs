@@ -28,13 +28,19 @@
 //! - **Vault auth**: cert-manager never enforced "exactly one method"; the first set, in the order
 //!   tokenSecretRef, appRole, clientCertificate, kubernetes, wins ([`VaultAuthMethod`]).
 //! - **Not supported** (reported as such, not as unknown): issuer types other than Vault, Vault
-//!   AWS auth, renewal windows.
+//!   AWS auth.
 //! - **Feature gates**: `literalSubject`, `otherNames` and `nameConstraints` are validated as
 //!   cert-manager validates them with their (alpha) feature gates enabled.
-//! - **Stricter than cert-manager's webhook** only where cert-manager would fail later anyway:
-//!   `server` must be an http(s) URL, appRole `secretRef.key` and PKCS#12
-//!   `passwordSecretRef.key` are required (cert-manager has no default for them), URIs need a
-//!   scheme, and the renewBefore rules apply even when `duration` is unset.
+//! - **Accepted, failing later**, as cert-manager's webhook accepts and its controller fails:
+//!   a `server` that is not an http(s) URL, appRole `secretRef` and keystore
+//!   `passwordSecretRef` without `key` ([`SecretKeySelector::explicit_key`]), URIs Go's
+//!   `url.Parse` would refuse or rewrite ([`CertificateSpec::uris`]). The runtimes fail that
+//!   object when they build it. `renewBeforePercentage` is checked only with `duration` or
+//!   `renewBefore`, as cert-manager checks it.
+//! - **Stricter than cert-manager's webhook**, for the security model: reference names the API
+//!   server could not store, Vault paths beyond Vault's name characters, token audiences the
+//!   Kubernetes API accepts; and renewal windows that never open. The corpus of cert-manager's
+//!   cases (`tests/cert_manager_corpus`) lists each such difference.
 //!
 //! Every error names where it is: `certs.yaml: document 2 (Certificate default/web):
 //! spec.privateKey.size: ECDSA keys must be 256, 384 or 521, got 2048`, and all errors of a
@@ -90,10 +96,10 @@ pub use certificate_rules::{
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 pub use error::{FieldError, FieldPath, Location, Problem, ResourceId, Segment, SpecError, SpecErrors};
 pub use issuer::{
-    ClusterIssuer, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, Issuer, IssuerSpec,
-    ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultClientCertificateAuth, VaultIssuer,
-    VaultKubernetesAuth,
+    ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY,
+    DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH, DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH,
+    DEFAULT_TOKEN_KEY, Issuer, IssuerSpec, ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod,
+    VaultClientCertificateAuth, VaultIssuer, VaultKubernetesAuth,
 };
 pub use limits::{
     LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,

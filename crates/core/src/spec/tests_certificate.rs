@@ -228,6 +228,16 @@ fn required_fields_and_names() {
             "spec: required: set one of commonName (or a CN in literalSubject), dnsNames, ipAddresses, uris, emailAddresses, otherNames",
         ]
     );
+    // URIs are not validated (cert-manager's webhook checks none); one that cannot be written
+    // as cert-manager writes it fails the Certificate when its job is built.
+    let uris = certificate(&minimal("uris: [foo.bar, 'spiffe://a b']"));
+    assert_eq!(
+        uris.spec.uris().map_err(|e| e.to_string()),
+        Err(
+            "spec.uris[1]: invalid URI \"spiffe://a b\": must not contain spaces or control characters"
+                .to_owned()
+        )
+    );
     let long_cn = format!("commonName: {}", "a".repeat(65));
     assert_eq!(
         errors(&minimal(&long_cn)),
@@ -235,13 +245,12 @@ fn required_fields_and_names() {
     );
     assert_eq!(
         errors(&minimal(
-            "ipAddresses: [10.0.0.1, 10.0.0.256, \"fe80::1%eth0\"]\nemailAddresses: [Ops <ops@example.com>]\nuris: [cluster.local/web]"
+            "ipAddresses: [10.0.0.1, 10.0.0.256, \"fe80::1%eth0\"]\nemailAddresses: [Ops <ops@example.com>]\nuris: [cluster.local/web, 'spiffe://a b']"
         )),
         [
             "spec.ipAddresses[1]: invalid IP address \"10.0.0.256\"",
             "spec.ipAddresses[2]: invalid IP address \"fe80::1%eth0\"",
             "spec.emailAddresses[0]: invalid email address \"Ops <ops@example.com>\": invalid character",
-            "spec.uris[0]: invalid URI \"cluster.local/web\": missing scheme",
         ]
     );
     assert_eq!(
@@ -299,13 +308,22 @@ fn duration_rules() {
         errors(&minimal("renewBefore: 720h\nrenewBeforePercentage: 30")),
         ["spec.renewBefore: cannot be set together with renewBeforePercentage"]
     );
+    // cert-manager checks the percentage only when duration or renewBefore is set; alone, one
+    // outside 1..=99 is accepted and ignored by the renewal time (2/3 of the lifetime).
     for p in [0, 100, -5] {
         assert_eq!(
-            errors(&minimal(&format!("renewBeforePercentage: {p}"))),
+            errors(&minimal(&format!("duration: 2160h\nrenewBeforePercentage: {p}"))),
             [format!(
                 "spec.renewBeforePercentage: must be greater than 0 and less than 100, got {p}"
             )]
         );
+        let alone = certificate(&minimal(&format!("renewBeforePercentage: {p}")));
+        let lifetime = std::time::Duration::from_secs(90 * 24 * 3600);
+        let not_before = std::time::UNIX_EPOCH;
+        let at = |policy: &RenewalPolicy| {
+            crate::schedule::renewal_time(not_before, not_before + lifetime, policy, "default/web")
+        };
+        assert_eq!(at(&alone.renewal_policy()), at(&RenewalPolicy::default()), "{p}");
     }
     // cert-manager's rule: duration * (100 - p) / 100 must be at least 5 minutes.
     assert_eq!(
@@ -377,11 +395,17 @@ fn outputs_keystores_and_templates() {
         errors(&minimal("keystores: {pkcs12: {create: true, password: ''}}")),
         ["spec.keystores.pkcs12.password: required"]
     );
+    // No key is valid, as for cert-manager's webhook; the keystore fails when it is written
+    // (certkeeper_engine::build::output_formats).
+    let no_key = certificate(&minimal(
+        "keystores: {pkcs12: {create: true, passwordSecretRef: {name: p}}}",
+    ));
+    let pkcs12 = no_key.spec.keystores.and_then(|k| k.pkcs12);
     assert_eq!(
-        errors(&minimal(
-            "keystores: {pkcs12: {create: true, passwordSecretRef: {name: p}}}"
-        )),
-        ["spec.keystores.pkcs12.passwordSecretRef.key: required"]
+        pkcs12
+            .and_then(|p| p.password_secret_ref)
+            .map(|r| r.explicit_key().is_none()),
+        Some(true)
     );
     let literal = certificate(&minimal("keystores: {pkcs12: {create: true, password: s3cret}}"));
     let debug = format!("{literal:?}");
@@ -660,5 +684,24 @@ fn hostile_keystore_password_references_are_refused() {
             "spec.keystores.pkcs12.passwordSecretRef.key: invalid Secret key \"/etc/shadow\": must consist of \
           alphanumeric characters, '-', '_' or '.'"
         ]
+    );
+}
+
+/// cert-manager's "invalid due to too long 'CertificateSecretTemplate' annotations"
+/// (certificate_test.go TestValidateCertificate): Kubernetes' 256 KiB limit on annotations.
+#[test]
+fn secret_template_annotations_are_bounded_as_kubernetes_bounds_them() {
+    let at_limit = format!(
+        "secretTemplate: {{annotations: {{app.com/a: '{}'}}}}",
+        "0".repeat(256 * 1024 - 9)
+    );
+    certificate(&minimal(&at_limit));
+    let over = format!(
+        "secretTemplate: {{annotations: {{app.com/invalid: '{}'}}}}",
+        "0".repeat(256 * 1024)
+    );
+    assert_eq!(
+        errors(&minimal(&over)),
+        ["spec.secretTemplate.annotations: must be at most 262144 bytes long, got 262159"]
     );
 }

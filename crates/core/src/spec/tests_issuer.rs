@@ -265,7 +265,6 @@ auth: {tokenSecretRef: {name: t}}",
     assert_eq!(
         errors(&yaml),
         [
-            "spec.vault.server: invalid URL \"vault.local:8200\": must start with https:// or http://",
             "spec.vault.path: must not contain '..' path segments",
             "spec.vault.clientKeySecretRef: required when clientCertSecretRef is set",
         ]
@@ -286,9 +285,7 @@ auth:
         errors(&yaml),
         [
             "spec.vault.auth.tokenSecretRef.name: required",
-            "spec.vault.auth.appRole.path: required",
             "spec.vault.auth.appRole.roleId: required",
-            "spec.vault.auth.appRole.secretRef.key: required",
             "spec.vault.auth.kubernetes.role: required",
             "spec.vault.auth.kubernetes.mountPath: must not contain '..' path segments",
             "spec.vault.auth.kubernetes: required: set one of secretRef, serviceAccountRef",
@@ -516,4 +513,22 @@ auth:
     serviceAccountRef: {name: vault-issuer, audiences: [vault://vault, 'https://vault.local:8200']}",
     );
     issuer(&yaml);
+}
+
+/// cert-manager's webhook accepts an AppRole without `path` (its client logs in at `approle`)
+/// and without `secretRef.key` (its client then fails the login), and any non-empty `server`.
+#[test]
+fn app_role_defaults_and_server_as_cert_manager_accepts_them() {
+    let issuer = issuer(&vault_issuer(
+        "server: vault.local:8200
+path: pki/sign/web
+auth: {appRole: {roleId: r, secretRef: {name: approle}}}",
+    ));
+    let vault = issuer.spec.vault().unwrap();
+    let Some(VaultAuthMethod::AppRole(app_role)) = vault.auth.method() else {
+        panic!("approle")
+    };
+    assert_eq!(app_role.mount(), DEFAULT_APPROLE_PATH);
+    assert_eq!(app_role.login_path(), "/v1/auth/approle/login");
+    assert_eq!(app_role.secret_ref.explicit_key(), None);
 }

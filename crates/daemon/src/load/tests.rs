@@ -496,3 +496,53 @@ fn unresolvable_references_skip_the_issuer_with_a_problem() {
         loaded.problems
     );
 }
+
+/// What cert-manager's webhook accepts and its controller fails later is valid here too, and
+/// fails that object alone when it is built, saying why: an AppRole `secretRef` without `key`, a
+/// `server` that is no http(s) URL, a PKCS#12 `passwordSecretRef` without `key`, a URI that
+/// cannot be written as cert-manager writes it. The AppRole `path` defaults to `approle`.
+#[test]
+fn what_cert_manager_accepts_and_fails_later_fails_when_built() {
+    let fx = Fixture::new();
+    fx.write(
+        "manifests/more.yaml",
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: nokey, namespace: apps}\n\
+         spec: {vault: {server: https://v.example, path: pki/sign/x, \
+         auth: {appRole: {roleId: r, secretRef: {name: approle}}}}}\n\
+         ---\napiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: noscheme, namespace: apps}\n\
+         spec: {vault: {server: 'v.example:8200', path: pki/sign/x, auth: {tokenSecretRef: {name: vault-token}}}}\n\
+         ---\napiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: nopath, namespace: apps}\n\
+         spec: {vault: {server: https://v.example, path: pki/sign/x, \
+         auth: {appRole: {roleId: r, secretRef: {name: approle, key: id}}}}}\n\
+         ---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: p12, namespace: apps}\n\
+         spec: {secretName: p12-tls, commonName: p12, issuerRef: {name: vault}, \
+         keystores: {pkcs12: {create: true, passwordSecretRef: {name: p12}}}}\n\
+         ---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: uri, namespace: apps}\n\
+         spec: {secretName: uri-tls, uris: [foo.bar, 'spiffe://a b'], issuerRef: {name: vault}}\n",
+    );
+    std::fs::create_dir_all(fx.path("secrets/apps/approle")).unwrap();
+    fx.write("secrets/apps/approle/id", "secret-id");
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    assert!(
+        loaded.manifest_problems.is_empty(),
+        "{:?}",
+        loaded.manifest_problems
+    );
+    let problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let expect = [
+        "Issuer/apps/nokey: spec.vault.auth.appRole.secretRef.key: not set, and this reference has no default key",
+        "Issuer/apps/noscheme: spec.vault: ",
+        "Certificate apps/p12: spec.keystores.pkcs12.passwordSecretRef.key: not set",
+        "Certificate apps/uri: spec.uris[1]: invalid URI \"spiffe://a b\"",
+    ];
+    for prefix in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(prefix)),
+            "{prefix}: {problems:#?}"
+        );
+    }
+    assert!(
+        loaded.issuers.iter().any(|i| i.id == "Issuer/apps/nopath"),
+        "{problems:#?}"
+    );
+}
