@@ -215,14 +215,20 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
         &api,
         "window",
         "vault",
-        named("window", with(json!({"windows": hourly(window_open)}))),
+        named(
+            "window",
+            with(json!({"policy": "RenewBefore", "windows": hourly(window_open)})),
+        ),
     )
     .await?;
     create_certificate(
         &api,
         "forced",
         "short",
-        named("forced", with(json!({"windows": hourly(forced_minute * 60)}))),
+        named(
+            "forced",
+            with(json!({"policy": "RenewBefore", "windows": hourly(forced_minute * 60)})),
+        ),
     )
     .await?;
     let created = Instant::now();

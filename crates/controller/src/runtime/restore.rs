@@ -21,7 +21,11 @@ pub fn status_current(status: &CertificateStatus, state: &CertState) -> bool {
         && failing == state.failure.is_some()
 }
 
+use crate::objects::{
+    CERTIFICATE_NAME_ANNOTATION, ISSUER_GROUP_ANNOTATION, ISSUER_KIND_ANNOTATION, ISSUER_NAME_ANNOTATION,
+};
 use crate::status::ISSUING_FAILED;
+use certkeeper_engine::adopt::{SecretAnnotations, Served};
 /// Where [`status_patch`] names the failure's class in the `Ready` condition's message:
 /// `; the last attempt failed (<class>, <n> attempts)`.
 const READY_FAILURE_NOTE: &str = "; the last attempt failed (";
@@ -108,7 +112,19 @@ pub fn restore_state(status: &CertificateStatus, secret: Option<&Value>, job: &C
         let Some(hash) = hash else {
             // Not written by certkeeper (cert-manager, by hand): adopted when it matches the spec.
             let key = String::from_utf8(data.get(TLS_KEY)?.clone()).ok()?;
-            return match certkeeper_engine::adopt::adopt(job, &pem, &key, SystemTime::now()) {
+            let annotation = |key: &str| {
+                secret
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(key))
+                    .and_then(Value::as_str)
+            };
+            let served = Served::Secret(SecretAnnotations {
+                certificate_name: annotation(CERTIFICATE_NAME_ANNOTATION),
+                issuer_name: annotation(ISSUER_NAME_ANNOTATION),
+                issuer_kind: annotation(ISSUER_KIND_ANNOTATION),
+                issuer_group: annotation(ISSUER_GROUP_ANNOTATION),
+            });
+            return match certkeeper_engine::adopt::adopt(job, served, &pem, &key, SystemTime::now()) {
                 Ok(info) => {
                     tracing::info!(certificate = %job.id, serial = %info.serial, "adopted the certificate already in the Secret");
                     Some(info)
