@@ -8,7 +8,9 @@
 //!   OpenBao's `sign` and `sign-verbatim`;
 //! - `spec.renewal`: `Disabled` (issued, not renewed past its renewal point, re-issued on a spec
 //!   change), a window that defers a renewal, and the latest safe point forcing a renewal that no
-//!   window allows in time.
+//!   window allows in time;
+//! - adoption of a Secret certkeeper did not write: kept when cert-manager's annotations name the
+//!   Certificate's issuer, issued afresh when they name another.
 //!
 //! One kube-apiserver and one OpenBao for everything: the Certificates are created together and
 //! checked while the renewal clocks run. Skipped (with a printed reason) only when the kube
@@ -28,8 +30,8 @@ use certkeeper_testkit::{
     check_jks, check_pkcs12, keytool, line_after, name_constraint_lines, openssl, pbmac1_args, x509_text,
 };
 use common::{
-    Api, CERTIFICATES, NS, condition, create_secret, create_token_issuer, create_vault_issuer, installed,
-    ready, start_controller, start_kube_and_bao, wait_for,
+    Api, CERTIFICATES, NS, SECRETS, condition, create_secret, create_token_issuer, create_vault_issuer,
+    installed, leaf, ready, start_controller, start_kube_and_bao, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -303,6 +305,54 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
         ensure!(
             !dir(name).await?.join("keystore.jks").exists(),
             "{name}: no JKS asked for"
+        );
+    }
+
+    // Adoption, cert-manager's rule: m23's pair copied into Secrets as cert-manager leaves them
+    // (no certkeeper.io/spec-hash) for Certificates of the same key. `keep` (same names, its
+    // issuer in the annotations) and `cn-only` (no dnsNames: Vault copied the common name into
+    // the DNS SANs) are adopted with the same serial; `moved`, whose Secret was issued by another
+    // issuer, is issued afresh, as cert-manager would.
+    let m23 = api
+        .get(&format!("/api/v1/namespaces/{NS}/secrets/m23-tls"))
+        .await?
+        .context("m23-tls")?;
+    let mut cn_only = named("m23", json!({}));
+    cn_only["dnsNames"] = json!([]);
+    let adoptions = [
+        ("keep", "vault", named("m23", json!({})), true),
+        ("cn-only", "vault", cn_only, true),
+        ("moved", "other", named("m23", json!({})), false),
+    ];
+    for (name, issuer, spec, _) in &adoptions {
+        let data = &m23["data"];
+        api.create(
+            SECRETS,
+            &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": format!("{name}-tls"), "namespace": NS,
+                                 "labels": {"controller.cert-manager.io/fao": "true"},
+                                 "annotations": {"cert-manager.io/certificate-name": name,
+                                                 "cert-manager.io/issuer-name": issuer,
+                                                 "cert-manager.io/issuer-kind": "Issuer",
+                                                 "cert-manager.io/issuer-group": "cert-manager.io"}},
+                    "data": {"tls.crt": data["tls.crt"], "tls.key": data["tls.key"], "ca.crt": data["ca.crt"]}}),
+        )
+        .await?;
+        create_certificate(&api, name, "vault", spec.clone()).await?;
+    }
+    let serial = |secret: &Value| leaf(&common::decode(secret, "tls.crt")).0;
+    let m23_serial = serial(&m23);
+    for (name, _, _, adopted) in adoptions {
+        api.wait_until(&format!("{name} Ready"), &cert_path(name), ready)
+            .await?;
+        let secret = api
+            .get(&format!("/api/v1/namespaces/{NS}/secrets/{name}-tls"))
+            .await?
+            .context("the Secret")?;
+        ensure!(
+            (serial(&secret) == m23_serial) == adopted,
+            "{name}: adopted {adopted} expected, serial {} (m23's {m23_serial})",
+            serial(&secret)
         );
     }
 
