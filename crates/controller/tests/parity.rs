@@ -310,8 +310,9 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
 
     // Adoption, cert-manager's rule: m23's pair copied into Secrets as cert-manager leaves them
     // (no certkeeper.io/spec-hash) for Certificates of the same key. `keep` (same names, its
-    // issuer in the annotations) and `cn-only` (no dnsNames: Vault copied the common name into
-    // the DNS SANs) are adopted with the same serial; `moved`, whose Secret was issued by another
+    // issuer in the annotations) and `cn-only` (no dnsNames; the certificate has its common name
+    // among the DNS SANs too, which cert-manager's rule accepts) are adopted with the same
+    // serial; `moved`, whose Secret was issued by another
     // issuer, is issued afresh, as cert-manager would.
     let m23 = api
         .get(&format!("/api/v1/namespaces/{NS}/secrets/m23-tls"))

@@ -13,7 +13,8 @@
 //!   (name when any is present; kind and group with their defaults `Issuer`, `cert-manager.io`)
 //!   and its certificate-name annotation, when present, the Certificate;
 //! - the common name and DNS names, taken together, are the spec's (a name may have moved
-//!   between the two, as Vault copies the common name into the DNS SANs); the IP addresses,
+//!   between the two: many CAs list the common name among the DNS SANs, and a spec may name a
+//!   host in one field or both); the IP addresses,
 //!   URIs and email addresses are the spec's (as sets);
 //! - when the spec has `otherNames`, the certificate's UTF-8 otherName SANs are those (as a set;
 //!   cert-manager compares them on the request, Vault copies them or refuses the request).
@@ -293,9 +294,10 @@ mod tests {
         ));
     }
 
-    /// cert-manager's fuzzy rule: Vault copies the common name into the DNS SANs, so a spec whose
-    /// common name is not among its dnsNames is served with one more DNS name. Compared list by
-    /// list, that certificate was never adopted.
+    /// cert-manager's fuzzy rule: a certificate that lists its common name among its DNS SANs
+    /// (as many CAs write it, and certkeeper itself when the spec names the host in both) matches
+    /// a spec that names that host only as the common name, and the other way round. Compared
+    /// list by list, as before, such a certificate was not adopted where cert-manager keeps it.
     #[test]
     fn a_common_name_copied_into_the_dns_names_still_matches() {
         let mut job = job();
