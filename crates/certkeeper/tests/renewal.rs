@@ -95,6 +95,10 @@ async fn renewal_disabled_windows_and_the_safe_point() {
     let certs = s.root.join("certs/default");
     let dir = |name: &str| certs.join(format!("{name}-tls"));
 
+    // The window case's first revision, read before its window opens.
+    let row_w = row(&rows, "default/window").clone();
+    let window_nb = not_before(&dir("window"));
+
     // Disabled: no renewal time, the reason shown; not renewed past its renewal point
     // (notBefore + 60 s); a spec change still re-issues.
     let row_d = row(&rows, "default/disabled");
@@ -131,29 +135,6 @@ async fn renewal_disabled_windows_and_the_safe_point() {
     let text = x509_text(&dir("disabled")).unwrap();
     assert!(text.contains("IP Address:127.0.0.9"), "{text}");
 
-    // The window: the renewal time is moved into the window (spread over its first minute),
-    // and the renewal happens there, not at the renewal point.
-    let row_w = row(&rows, "default/window").clone();
-    let renewal = unix(&row_w, "renewalTime");
-    assert!(
-        (window_open..window_open + 60).contains(&renewal),
-        "renewal time {renewal} outside the window opening at {window_open}: {row_w}"
-    );
-    let window_nb = not_before(&dir("window"));
-    assert!(
-        window_nb + BACKDATE + 60 < window_open,
-        "issued too late for the test: {row_w}"
-    );
-    let bound = Duration::from_secs((window_open + 180).saturating_sub(now_unix()));
-    wait_for(&s.config, "window renewed", bound, &daemon, |r| {
-        row(r, "default/window")["revision"] == 2
-    });
-    let issued_at = not_before(&dir("window")) + BACKDATE;
-    assert!(
-        issued_at + 1 >= renewal,
-        "renewed at {issued_at}, before the window's time {renewal}"
-    );
-
     // The safe point: no window before it, so the renewal starts there, saying why.
     let rows = status(&s.config);
     let row_f = row(&rows, "default/forced").clone();
@@ -176,6 +157,27 @@ async fn renewal_disabled_windows_and_the_safe_point() {
     assert!(
         issued_at + 1 >= safe_point && issued_at <= not_after,
         "renewed at {issued_at}, safe point {safe_point}, notAfter {not_after}"
+    );
+
+    // The window: the renewal time is moved into the window (spread over its first minute),
+    // and the renewal happens there, not at the renewal point.
+    let renewal = unix(&row_w, "renewalTime");
+    assert!(
+        (window_open..window_open + 60).contains(&renewal),
+        "renewal time {renewal} outside the window opening at {window_open}: {row_w}"
+    );
+    assert!(
+        window_nb + BACKDATE + 60 < window_open,
+        "issued too late for the test: {row_w}"
+    );
+    let bound = Duration::from_secs((window_open + 180).saturating_sub(now_unix()));
+    wait_for(&s.config, "window renewed", bound, &daemon, |r| {
+        row(r, "default/window")["revision"] == 2
+    });
+    let issued_at = not_before(&dir("window")) + BACKDATE;
+    assert!(
+        issued_at + 1 >= renewal,
+        "renewed at {issued_at}, before the window's time {renewal}"
     );
     eprintln!("renewal cases done {:?} after the start", created.elapsed());
     assert!(daemon.stop().success());

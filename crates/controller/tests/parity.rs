@@ -256,6 +256,9 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
         started.elapsed()
     );
 
+    // The window case's first revision, read before its window opens.
+    let window = api.get(&cert_path("window")).await?.context("window")?;
+
     // Keystores and key sizes, from the Secrets' data as a pod mounts it.
     let files = tempfile::tempdir()?;
     let dir = |name: &'static str| secret_files(&api, name, files.path());
@@ -422,9 +425,28 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
     let text = x509_text(&dir("disabled").await?)?;
     ensure!(text.contains("DNS:more.example.com"), "{text}");
 
+    // The safe point: no window before it, so the renewal starts there, saying why.
+    let forced = api.get(&cert_path("forced")).await?.context("forced")?;
+    let message = ready_message(&forced);
+    ensure!(message.contains("outside the renewal windows"), "{message}");
+    let safe_point = status_time(&forced, "renewalTime")?;
+    let not_after = status_time(&forced, "notAfter")?;
+    ensure!(safe_point < not_after, "{}", forced["status"]);
+    let bound = Duration::from_secs((not_after + 60).saturating_sub(now_unix()));
+    let renewed = wait_revision(&api, "forced", revision(&forced), bound).await?;
+    let issued_at = status_time(&renewed, "notBefore")? + BACKDATE;
+    ensure!(
+        issued_at + 1 >= safe_point && issued_at <= not_after,
+        "renewed at {issued_at}, safe point {safe_point}, notAfter {not_after}"
+    );
+    ensure!(
+        ready_message(&renewed).contains("outside the renewal windows"),
+        "{}",
+        renewed["status"]
+    );
+
     // The window: the renewal time is moved into the window (spread over its first minute),
     // and the renewal happens there, not at the renewal point.
-    let window = api.get(&cert_path("window")).await?.context("window")?;
     let renewal = status_time(&window, "renewalTime")?;
     ensure!(
         (window_open..window_open + 60).contains(&renewal),
@@ -446,26 +468,6 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
     eprintln!(
         "window: renewal waited {} s past the renewal point",
         renewal.saturating_sub(status_time(&window, "notBefore")? + 60)
-    );
-
-    // The safe point: no window before it, so the renewal starts there, saying why.
-    let forced = api.get(&cert_path("forced")).await?.context("forced")?;
-    let message = ready_message(&forced);
-    ensure!(message.contains("outside the renewal windows"), "{message}");
-    let safe_point = status_time(&forced, "renewalTime")?;
-    let not_after = status_time(&forced, "notAfter")?;
-    ensure!(safe_point < not_after, "{}", forced["status"]);
-    let bound = Duration::from_secs((not_after + 60).saturating_sub(now_unix()));
-    let renewed = wait_revision(&api, "forced", revision(&forced), bound).await?;
-    let issued_at = status_time(&renewed, "notBefore")? + BACKDATE;
-    ensure!(
-        issued_at + 1 >= safe_point && issued_at <= not_after,
-        "renewed at {issued_at}, safe point {safe_point}, notAfter {not_after}"
-    );
-    ensure!(
-        ready_message(&renewed).contains("outside the renewal windows"),
-        "{}",
-        renewed["status"]
     );
     eprintln!("renewal cases done {:?} after creation", created.elapsed());
 
