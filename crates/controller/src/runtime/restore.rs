@@ -2,8 +2,12 @@
 
 use certkeeper_core::spec::{CONDITION_ISSUING, CONDITION_READY, CertificateStatus};
 use certkeeper_core::time::{from_unix, parse_rfc3339_unix, rfc3339_unix, to_unix};
+use certkeeper_engine::adopt::{SecretAnnotations, Served};
 
 use super::*;
+use crate::objects::{
+    CERTIFICATE_NAME_ANNOTATION, ISSUER_GROUP_ANNOTATION, ISSUER_KIND_ANNOTATION, ISSUER_NAME_ANNOTATION,
+};
 
 /// Whether a Certificate's status already shows `state` (revision, notAfter, failing or not):
 /// a status that lags behind (its last write was lost) is rewritten after a restart.
@@ -21,11 +25,7 @@ pub fn status_current(status: &CertificateStatus, state: &CertState) -> bool {
         && failing == state.failure.is_some()
 }
 
-use crate::objects::{
-    CERTIFICATE_NAME_ANNOTATION, ISSUER_GROUP_ANNOTATION, ISSUER_KIND_ANNOTATION, ISSUER_NAME_ANNOTATION,
-};
 use crate::status::ISSUING_FAILED;
-use certkeeper_engine::adopt::{SecretAnnotations, Served};
 /// Where [`status_patch`] names the failure's class in the `Ready` condition's message:
 /// `; the last attempt failed (<class>, <n> attempts)`.
 const READY_FAILURE_NOTE: &str = "; the last attempt failed (";
