@@ -31,7 +31,7 @@ use crate::load::{IssuerLimits, SecretCache, build_issuer};
 use crate::objects::{CertificateObject, IssuerObject};
 use crate::plan::{self, SecretCheck, TargetSecret};
 use crate::reflector::{Store, reflect, reflect_with};
-use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
+use crate::runtime::{KubeRuntime, Tracked, current_request, restore_state, spec_hash, status_current};
 use crate::status::{StatusWriter, Target, Waiting};
 
 /// Changes arriving within this window are applied together.
@@ -841,10 +841,27 @@ async fn restore(
             return Err(());
         }
     };
-    Ok(restore_state(&object.status, secret.as_ref(), job).map(|state| {
-        let current = status_current(&object.status, &state);
-        (state, current)
-    }))
+    // A Secret certkeeper did not write is compared with cert-manager's request of its
+    // revision when there is one (the adoption rule, `certkeeper_engine::adopt`).
+    let revision = object.status.revision.and_then(|r| u64::try_from(r).ok());
+    let request = match (&secret, revision) {
+        (Some(s), Some(revision)) if spec_hash(s).is_none() => {
+            match current_request(client, &meta.namespace, &meta.name, &object.meta.uid, revision).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(certificate = %job.id, error = %e, "cannot list the CertificateRequests; trying again at the next reconcile");
+                    return Err(());
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(
+        restore_state(&object.status, secret.as_ref(), request.as_ref(), job).map(|state| {
+            let current = status_current(&object.status, &state);
+            (state, current)
+        }),
+    )
 }
 
 /// Writes each issuer's Ready condition (every issuer object, valid or not: `issuers` holds

@@ -10,7 +10,9 @@
 //!   change), a window that defers a renewal, and the latest safe point forcing a renewal that no
 //!   window allows in time;
 //! - adoption of a Secret certkeeper did not write: kept when cert-manager's annotations name the
-//!   Certificate's issuer, issued afresh when they name another.
+//!   Certificate's issuer, issued afresh when they name another; with cert-manager's
+//!   CertificateRequest of the served revision, kept when its CSR is the spec's, issued afresh
+//!   when the spec's subject changed since.
 //!
 //! One kube-apiserver and one OpenBao for everything: the Certificates are created together and
 //! checked while the renewal clocks run. Skipped (with a printed reason) only when the kube
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
+use certkeeper_core::pki::{CsrRequest, PrivateKey, Subject, build_csr};
 use certkeeper_core::time::parse_rfc3339_unix;
 use certkeeper_testkit::{
     check_jks, check_pkcs12, keytool, line_after, name_constraint_lines, openssl, pbmac1_args, x509_text,
@@ -471,6 +474,77 @@ async fn parity_features_issued_and_read_back() -> Result<()> {
     );
     eprintln!("renewal cases done {:?} after creation", created.elapsed());
 
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), controller).await???;
+
+    // Adoption with cert-manager's CertificateRequest of the served revision, as a migration
+    // finds it (the controller stopped meanwhile): the request's CSR and fields are compared
+    // with the spec. `req-keep`'s spec is what its request asked for (adopted); `req-moved`'s
+    // subject changed since (issued afresh: cert-manager's RequestChanged).
+    let m23_key = PrivateKey::from_pem(&common::decode(&m23, "tls.key"))?;
+    let acme = CsrRequest {
+        common_name: Some("m23.example.com".into()),
+        dns_names: vec!["m23.example.com".into()],
+        subject: Subject {
+            organizations: vec!["Acme".into()],
+            ..Subject::default()
+        },
+        ..CsrRequest::default()
+    };
+    let csr = base64::engine::general_purpose::STANDARD.encode(build_csr(&acme, &m23_key)?);
+    for (name, organization) in [("req-keep", "Acme"), ("req-moved", "NewCo")] {
+        let mut spec = named("m23", json!({"subject": {"organizations": [organization]}}));
+        spec["secretName"] = json!(format!("{name}-tls"));
+        spec["issuerRef"] = json!({"name": "vault"});
+        let cert = api
+            .create(
+                CERTIFICATES,
+                &json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                        "metadata": {"name": name, "namespace": NS}, "spec": spec}),
+            )
+            .await?;
+        api.patch(
+            &format!("{}/status", cert_path(name)),
+            &json!({"status": {"revision": 1}}),
+        )
+        .await?;
+        api.create(
+            "/apis/cert-manager.io/v1/namespaces/apps/certificaterequests",
+            &json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                    "metadata": {"name": format!("{name}-x7k2p"), "namespace": NS,
+                                 "annotations": {"cert-manager.io/certificate-name": name,
+                                                 "cert-manager.io/certificate-revision": "1"},
+                                 "ownerReferences": [{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                                                      "name": name, "uid": cert["metadata"]["uid"],
+                                                      "controller": true}]},
+                    "spec": {"request": csr, "issuerRef": {"name": "vault", "kind": "Issuer",
+                                                            "group": "cert-manager.io"}}}),
+        )
+        .await?;
+        let data = &m23["data"];
+        api.create(
+            SECRETS,
+            &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": format!("{name}-tls"), "namespace": NS,
+                                 "labels": {"controller.cert-manager.io/fao": "true"},
+                                 "annotations": {"cert-manager.io/certificate-name": name,
+                                                 "cert-manager.io/issuer-name": "vault",
+                                                 "cert-manager.io/issuer-kind": "Issuer"}},
+                    "data": {"tls.crt": data["tls.crt"], "tls.key": data["tls.key"], "ca.crt": data["ca.crt"]}}),
+        )
+        .await?;
+    }
+    let (stop_tx, controller) = start_controller(&kube, None);
+    for (name, adopted) in [("req-keep", true), ("req-moved", false)] {
+        let path = format!("/api/v1/namespaces/{NS}/secrets/{name}-tls");
+        let secret = wait_for(&format!("{name} settled"), Duration::from_secs(60), || async {
+            let ready = api.get(&cert_path(name)).await?.is_some_and(|c| ready(&c));
+            let secret = api.get(&path).await?;
+            Ok(secret.filter(|s| ready && (serial(s) == m23_serial) == adopted))
+        })
+        .await?;
+        eprintln!("{name}: adopted {adopted}, serial {}", serial(&secret));
+    }
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())

@@ -27,9 +27,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use certkeeper_core::pki::{PrivateKey, verify_issued};
+use certkeeper_core::pki::{IssuedCertificate, PrivateKey, parse_usages, read_csr, verify_issued};
 use certkeeper_core::spec::IssuerKind;
 use certkeeper_core::time::to_unix;
 
@@ -50,12 +50,32 @@ pub struct SecretAnnotations<'a> {
     pub issuer_group: Option<&'a str>,
 }
 
+/// cert-manager's CertificateRequest of the served revision (the controller finds it by its
+/// `certificate-name` and `certificate-revision` annotations and its owner): what cert-manager
+/// compares with the spec when it has one.
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentRequest<'a> {
+    /// `spec.request`, decoded: the CSR, PEM.
+    pub csr_pem: &'a str,
+    pub is_ca: bool,
+    /// `spec.usages` as written.
+    pub usages: &'a [String],
+    /// `spec.duration`, when set.
+    pub duration: Option<Duration>,
+    pub issuer_name: &'a str,
+    pub issuer_kind: &'a str,
+    pub issuer_group: &'a str,
+}
+
 /// Where a served pair was found: files (standalone: nothing beyond the pair) or a Secret with
-/// its annotations (the controller).
+/// its annotations and, when cert-manager left one, the request of its revision (the controller).
 #[derive(Debug, Clone, Copy)]
 pub enum Served<'a> {
     Files,
-    Secret(SecretAnnotations<'a>),
+    Secret {
+        annotations: SecretAnnotations<'a>,
+        request: Option<CurrentRequest<'a>>,
+    },
 }
 
 /// Why a served certificate is not adopted (logged; the certificate is issued afresh).
@@ -71,6 +91,12 @@ pub enum NotAdopted {
     Issuer { found: String, wanted: String },
     #[error("the Secret was issued for Certificate {found:?}, not {wanted:?}")]
     CertificateName { found: String, wanted: String },
+    #[error("the current CertificateRequest: {0}")]
+    Request(String),
+    #[error("the Secret's key is not the key of the current CertificateRequest")]
+    RequestKey,
+    #[error("fields on the current CertificateRequest not up to date: {0:?}")]
+    RequestChanged(Vec<&'static str>),
     #[error("tls.crt {field} {found:?} differ from the spec's {wanted:?}")]
     Names {
         field: &'static str,
@@ -97,11 +123,29 @@ pub fn adopt(
     }
     let cert = verify_issued(tls_crt, &[], &key, job.duration, now)
         .map_err(|e| NotAdopted::Certificate(e.to_string()))?;
-    if let Served::Secret(annotations) = served {
-        same_issuer(job, annotations)?;
+    let request = match served {
+        Served::Files => None,
+        Served::Secret { annotations, request } => {
+            same_issuer(job, annotations)?;
+            request
+        }
+    };
+    match request {
+        Some(request) => request_matches(job, &key, &request)?,
+        None => certificate_matches(job, &cert)?,
     }
+    let mut info = issued_info(job, &cert, now);
+    // It was issued before we saw it; the shortened-lifetime warning only applies to what we ask.
+    info.issued_at = to_unix(cert.not_before);
+    info.warning = None;
+    Ok(info)
+}
+
+/// Without a request: cert-manager's `FuzzyX509AltNamesMatchSpec` on the certificate, and the
+/// spec's otherNames.
+fn certificate_matches(job: &CertJob, cert: &IssuedCertificate) -> Result<(), NotAdopted> {
     let csr = &job.csr;
-    // cert-manager's fuzzy rule: the common name and the DNS names as one set.
+    // The common name and the DNS names as one set.
     same(
         "common name and DNS names",
         cert.common_name.iter().chain(&cert.dns_names),
@@ -116,20 +160,142 @@ pub fn adopt(
         let wanted: Vec<String> = csr.other_names.iter().map(text).collect();
         same("otherNames", &found, &wanted)?;
     }
-    let mut info = issued_info(job, &cert, now);
-    // It was issued before we saw it; the shortened-lifetime warning only applies to what we ask.
-    info.issued_at = to_unix(cert.not_before);
-    info.warning = None;
-    Ok(info)
+    Ok(())
+}
+
+/// With cert-manager's request of the served revision: its key is the served key
+/// (`SecretPublicKeyDiffersFromCurrentCertificateRequest`) and its CSR and fields are the spec's
+/// (`RequestMatchesSpec`): names exactly, the subject (field by field, or byte for byte for a
+/// `literalSubject`), otherNames, isCA, usages, duration and issuerRef. Differences: usages are
+/// compared with cert-manager's defaults applied on both sides, and a request's duration with
+/// the spec's (or its default when unset).
+fn request_matches(job: &CertJob, key: &PrivateKey, request: &CurrentRequest<'_>) -> Result<(), NotAdopted> {
+    let asked = read_csr(request.csr_pem).map_err(|e| NotAdopted::Request(e.to_string()))?;
+    if !key.matches_public_key(&asked.public_key_der) {
+        return Err(NotAdopted::RequestKey);
+    }
+    let csr = &job.csr;
+    let mut changed = Vec::new();
+    let mut check = |equal: bool, field: &'static str| {
+        if !equal {
+            changed.push(field);
+        }
+    };
+    check(set_eq(&asked.ip_addresses, &csr.ip_addresses), "spec.ipAddresses");
+    check(set_eq(&asked.uris, &csr.uris), "spec.uris");
+    check(
+        set_eq(&asked.email_addresses, &csr.email_addresses),
+        "spec.emailAddresses",
+    );
+    check(set_eq(&asked.dns_names, &csr.dns_names), "spec.dnsNames");
+    if !csr.other_names.is_empty() {
+        check(set_eq(&asked.other_names, &csr.other_names), "spec.otherNames");
+    }
+    if csr.literal_subject.is_some() {
+        let wanted = csr
+            .subject_der()
+            .map_err(|e| NotAdopted::Request(e.to_string()))?;
+        check(asked.subject_der == wanted, "spec.literalSubject");
+    } else {
+        let (found, wanted) = (&asked.subject, &csr.subject);
+        check(
+            asked.common_name.as_deref().unwrap_or_default()
+                == csr.common_name.as_deref().unwrap_or_default(),
+            "spec.commonName",
+        );
+        check(
+            found.serial_number.as_deref().unwrap_or_default()
+                == wanted.serial_number.as_deref().unwrap_or_default(),
+            "spec.subject.serialNumber",
+        );
+        for (found, wanted, field) in [
+            (
+                &found.organizations,
+                &wanted.organizations,
+                "spec.subject.organizations",
+            ),
+            (&found.countries, &wanted.countries, "spec.subject.countries"),
+            (&found.localities, &wanted.localities, "spec.subject.localities"),
+            (
+                &found.organizational_units,
+                &wanted.organizational_units,
+                "spec.subject.organizationalUnits",
+            ),
+            (
+                &found.postal_codes,
+                &wanted.postal_codes,
+                "spec.subject.postalCodes",
+            ),
+            (&found.provinces, &wanted.provinces, "spec.subject.provinces"),
+            (
+                &found.street_addresses,
+                &wanted.street_addresses,
+                "spec.subject.streetAddresses",
+            ),
+        ] {
+            check(set_eq(found, wanted), field);
+        }
+    }
+    check(request.is_ca == csr.is_ca, "spec.isCA");
+    check(usages_match(request, job), "spec.usages");
+    check(
+        request.duration.is_none_or(|d| d == job.duration),
+        "spec.duration",
+    );
+    let issuer = job.issuer.key();
+    let kind = issuer_kind_name(issuer.kind);
+    check(
+        request.issuer_name == issuer.name
+            && or_default(request.issuer_kind, "Issuer") == kind
+            && or_default(request.issuer_group, ISSUER_GROUP) == ISSUER_GROUP,
+        "spec.issuerRef",
+    );
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(NotAdopted::RequestChanged(changed))
+    }
+}
+
+/// The request's usages, with cert-manager's defaults (`digital signature`, `key
+/// encipherment`; `cert sign` for a CA) applied as the spec's are, equal to the job's.
+fn usages_match(request: &CurrentRequest<'_>, job: &CertJob) -> bool {
+    let mut names: Vec<&str> = if request.usages.is_empty() {
+        vec!["digital signature", "key encipherment"]
+    } else {
+        request.usages.iter().map(String::as_str).collect()
+    };
+    if request.is_ca && !names.contains(&"cert sign") {
+        names.push("cert sign");
+    }
+    match parse_usages(&names) {
+        Ok((key_usages, extended)) => {
+            set_eq(&key_usages, &job.csr.key_usages) && set_eq(&extended, &job.csr.extended_key_usages)
+        }
+        Err(_) => false,
+    }
+}
+
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() { default } else { value }
+}
+
+fn issuer_kind_name(kind: IssuerKind) -> &'static str {
+    match kind {
+        IssuerKind::Issuer => "Issuer",
+        IssuerKind::ClusterIssuer => "ClusterIssuer",
+    }
+}
+
+/// The same elements, ignoring order and repeats (cert-manager's `EqualUnsorted`).
+fn set_eq<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// cert-manager's `SecretIssuerAnnotationsMatch` and certificate-name check against `job`.
 fn same_issuer(job: &CertJob, found: SecretAnnotations<'_>) -> Result<(), NotAdopted> {
     let key = job.issuer.key();
-    let kind = match key.kind {
-        IssuerKind::Issuer => "Issuer",
-        IssuerKind::ClusterIssuer => "ClusterIssuer",
-    };
+    let kind = issuer_kind_name(key.kind);
     let any = found.issuer_name.is_some() || found.issuer_kind.is_some() || found.issuer_group.is_some();
     let found_kind = found.issuer_kind.filter(|k| !k.is_empty()).unwrap_or("Issuer");
     let found_group = found
@@ -176,7 +342,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
 
-    use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, OtherName};
+    use certkeeper_core::pki::{CsrRequest, KeyAlgorithm, KeyEncoding, KeyUsage, OtherName};
     use certkeeper_core::schedule::RenewalPolicy;
 
     use super::*;
@@ -192,6 +358,8 @@ mod tests {
             csr: CsrRequest {
                 common_name: Some("web.example.com".into()),
                 dns_names: vec!["web.example.com".into(), "www.example.com".into()],
+                // cert-manager's default usages, as the spec layer applies them.
+                key_usages: vec![KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment],
                 ..Default::default()
             },
             key_algorithm: KeyAlgorithm::Ecdsa(256),
@@ -351,7 +519,18 @@ mod tests {
     fn a_secret_issued_by_another_issuer_or_for_another_certificate_is_not_adopted() {
         let now = SystemTime::now();
         let (crt, key) = web();
-        let secret = |a: SecretAnnotations<'static>| adopt(&job(), Served::Secret(a), &crt, &key, now);
+        let secret = |annotations: SecretAnnotations<'static>| {
+            adopt(
+                &job(),
+                Served::Secret {
+                    annotations,
+                    request: None,
+                },
+                &crt,
+                &key,
+                now,
+            )
+        };
         // No annotations (written by hand): kind and group take their defaults, as cert-manager's.
         secret(SecretAnnotations::default()).unwrap();
         let ours = SecretAnnotations {
@@ -401,7 +580,10 @@ mod tests {
         cluster.issuer = crate::IssuerId::new(IssuerKind::ClusterIssuer, "", "vault");
         let err = adopt(
             &cluster,
-            Served::Secret(SecretAnnotations::default()),
+            Served::Secret {
+                annotations: SecretAnnotations::default(),
+                request: None,
+            },
             &crt,
             &key,
             now,
@@ -410,5 +592,152 @@ mod tests {
         assert!(matches!(err, NotAdopted::Issuer { .. }), "{err}");
         // Files have no annotations to compare.
         adopt(&cluster, Served::Files, &crt, &key, now).unwrap();
+    }
+
+    /// A request as cert-manager leaves it for `job`'s spec, its CSR made with `key_pem`.
+    fn request_csr(job: &CertJob, key_pem: &str) -> String {
+        let key = PrivateKey::from_pem(key_pem).unwrap();
+        certkeeper_core::pki::build_csr(&job.csr, &key).unwrap()
+    }
+
+    fn current(csr_pem: &str) -> CurrentRequest<'_> {
+        CurrentRequest {
+            csr_pem,
+            is_ca: false,
+            usages: &[],
+            duration: None,
+            issuer_name: "vault",
+            issuer_kind: "Issuer",
+            issuer_group: "",
+        }
+    }
+
+    fn with_request(
+        job: &CertJob,
+        crt: &str,
+        key: &str,
+        request: CurrentRequest<'_>,
+    ) -> Result<IssuedInfo, NotAdopted> {
+        let served = Served::Secret {
+            annotations: SecretAnnotations::default(),
+            request: Some(request),
+        };
+        adopt(job, served, crt, key, SystemTime::now())
+    }
+
+    fn changed(result: Result<IssuedInfo, NotAdopted>) -> Vec<&'static str> {
+        match result {
+            Err(NotAdopted::RequestChanged(fields)) => fields,
+            other => panic!("expected RequestChanged, got {other:?}"),
+        }
+    }
+
+    /// With cert-manager's request of the served revision, its CSR and fields are compared with
+    /// the spec as cert-manager's RequestMatchesSpec does: what the certificate cannot show
+    /// (subject fields, isCA, usages, duration, issuerRef) counts too.
+    #[test]
+    fn the_current_request_is_compared_field_by_field() {
+        let (crt, key) = web();
+        let job = job();
+        let csr = request_csr(&job, &key);
+        with_request(&job, &crt, &key, current(&csr)).unwrap();
+        let usages = ["key encipherment".to_owned(), "digital signature".to_owned()];
+        with_request(
+            &job,
+            &crt,
+            &key,
+            CurrentRequest {
+                usages: &usages,
+                duration: Some(job.duration),
+                issuer_group: "cert-manager.io",
+                ..current(&csr)
+            },
+        )
+        .unwrap();
+
+        // The spec changed after the request: a subject field, the names (exactly here).
+        let mut acme = job.clone();
+        acme.csr.subject.organizations = vec!["Acme".into()];
+        assert_eq!(
+            changed(with_request(&acme, &crt, &key, current(&csr))),
+            ["spec.subject.organizations"]
+        );
+        let mut fewer = job.clone();
+        fewer.csr.dns_names = vec!["www.example.com".into()];
+        assert_eq!(
+            changed(with_request(&fewer, &crt, &key, current(&csr))),
+            ["spec.dnsNames"]
+        );
+        // The request's own fields.
+        let one = ["digital signature".to_owned()];
+        for (request, field) in [
+            (
+                CurrentRequest {
+                    usages: &one,
+                    ..current(&csr)
+                },
+                "spec.usages",
+            ),
+            (
+                CurrentRequest {
+                    duration: Some(Duration::from_secs(3600)),
+                    ..current(&csr)
+                },
+                "spec.duration",
+            ),
+            (
+                CurrentRequest {
+                    issuer_name: "other",
+                    ..current(&csr)
+                },
+                "spec.issuerRef",
+            ),
+            (
+                CurrentRequest {
+                    issuer_kind: "ClusterIssuer",
+                    ..current(&csr)
+                },
+                "spec.issuerRef",
+            ),
+        ] {
+            assert_eq!(changed(with_request(&job, &crt, &key, request)), [field]);
+        }
+        let fields = changed(with_request(
+            &job,
+            &crt,
+            &key,
+            CurrentRequest {
+                is_ca: true,
+                ..current(&csr)
+            },
+        ));
+        assert!(fields.contains(&"spec.isCA"), "{fields:?}");
+
+        // A request made with another key than the Secret's, and one that does not parse.
+        let (_, other_key) = served(KeyAlgorithm::Ecdsa(256), "x", &["x"]);
+        let other = request_csr(&job, &other_key);
+        assert!(matches!(
+            with_request(&job, &crt, &key, current(&other)),
+            Err(NotAdopted::RequestKey)
+        ));
+        assert!(matches!(
+            with_request(&job, &crt, &key, current("not a CSR")),
+            Err(NotAdopted::Request(_))
+        ));
+    }
+
+    #[test]
+    fn a_literal_subject_is_compared_byte_for_byte() {
+        let (crt, key) = web();
+        let mut job = job();
+        job.csr.literal_subject = Some("CN=web.example.com,O=Acme".parse().unwrap());
+        let csr = request_csr(&job, &key);
+        with_request(&job, &crt, &key, current(&csr)).unwrap();
+        let mut reordered = job.clone();
+        reordered.csr.literal_subject = Some("O=Acme,CN=web.example.com".parse().unwrap());
+        assert_eq!(
+            changed(with_request(&reordered, &crt, &key, current(&csr))),
+            ["spec.literalSubject"]
+        );
     }
 }

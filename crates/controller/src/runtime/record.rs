@@ -165,3 +165,36 @@ impl KubeRuntime {
         Ok(())
     }
 }
+
+/// cert-manager's CertificateRequest of `revision` of Certificate `namespace/name` (uid `uid`):
+/// annotated with the Certificate's name and that revision and owned by it, as cert-manager's
+/// issuing policies find it (`None`: there is none, or more than one).
+pub async fn current_request(
+    client: &KubeClient,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    revision: u64,
+) -> Result<Option<Value>, KubeError> {
+    let (items, _) = client
+        .list(&cm_path(namespace, "certificaterequests", None)?)
+        .await?;
+    let mut found = items.into_iter().filter(|item| {
+        let annotation = |k: &str| {
+            item.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
+        let owned = item
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| owners.iter().any(|o| o["uid"] == uid));
+        owned
+            && annotation(CERTIFICATE_NAME_ANNOTATION) == Some(name)
+            && annotation(REVISION_ANNOTATION).and_then(|r| r.parse::<u64>().ok()) == Some(revision)
+    });
+    Ok(match (found.next(), found.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    })
+}

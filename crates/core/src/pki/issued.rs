@@ -117,23 +117,29 @@ pub(crate) struct Sans {
 }
 
 pub(crate) fn sans(cert: &X509Certificate<'_>) -> Sans {
+    match cert.subject_alternative_name() {
+        Ok(Some(ext)) => sans_of(&ext.value.general_names),
+        _ => Sans::default(),
+    }
+}
+
+/// The SAN lists of a SubjectAltName extension's names.
+pub(crate) fn sans_of(names: &[GeneralName<'_>]) -> Sans {
     let mut out = Sans::default();
-    if let Ok(Some(ext)) = cert.subject_alternative_name() {
-        for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => out.dns_names.push((*d).to_owned()),
-                GeneralName::IPAddress(ip) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
-                        out.ip_addresses.push(IpAddr::from(v4));
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
-                        out.ip_addresses.push(IpAddr::from(v6));
-                    }
+    for name in names {
+        match name {
+            GeneralName::DNSName(d) => out.dns_names.push((*d).to_owned()),
+            GeneralName::IPAddress(ip) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
+                    out.ip_addresses.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
+                    out.ip_addresses.push(IpAddr::from(v6));
                 }
-                GeneralName::URI(u) => out.uris.push((*u).to_owned()),
-                GeneralName::RFC822Name(e) => out.email_addresses.push((*e).to_owned()),
-                GeneralName::OtherName(oid, value) => out.other_names.extend(utf8_other_name(oid, value)),
-                _ => {}
             }
+            GeneralName::URI(u) => out.uris.push((*u).to_owned()),
+            GeneralName::RFC822Name(e) => out.email_addresses.push((*e).to_owned()),
+            GeneralName::OtherName(oid, value) => out.other_names.extend(utf8_other_name(oid, value)),
+            _ => {}
         }
     }
     out
