@@ -12,18 +12,21 @@
 //! - on a Secret (the controller), cert-manager's issuer annotations name the spec's issuer
 //!   (name when any is present; kind and group with their defaults `Issuer`, `cert-manager.io`)
 //!   and its certificate-name annotation, when present, the Certificate;
-//! - the common name and DNS names, taken together, are the spec's (a name may have moved
-//!   between the two: many CAs list the common name among the DNS SANs, and a spec may name a
-//!   host in one field or both); the IP addresses,
+//! - with cert-manager's CertificateRequest of the served revision (the controller finds it), its
+//!   key is the served key and it asks for what the spec asks (`RequestMatchesSpec`): the CSR's
+//!   names exactly, its subject field by field (or byte for byte for a `literalSubject`), its
+//!   otherNames, and the request's isCA, usages, duration and issuerRef;
+//! - without one (files, or a Secret without its request), on the certificate
+//!   (`FuzzyX509AltNamesMatchSpec`): the common name and DNS names, taken together, are the
+//!   spec's (a name may have moved between the two: many CAs list the common name among the DNS
+//!   SANs, and a spec may name a host in one field or both); the IP addresses,
 //!   URIs and email addresses are the spec's (as sets);
 //! - when the spec has `otherNames`, the certificate's UTF-8 otherName SANs are those (as a set;
 //!   cert-manager compares them on the request, Vault copies them or refuses the request).
 //!
-//! Subject fields, `literalSubject`, `isCA`, usages and `duration` are compared by cert-manager
-//! only on the CertificateRequest of the current revision, not on the certificate (an issuer may
-//! override them, and Vault's `sign` does): neither runtime has that request for a certificate
-//! it did not issue, so they are not compared here either. Anything else is an ordinary first
-//! issuance.
+//! Subject fields, `literalSubject`, `isCA`, usages and `duration` are never compared on the
+//! certificate (an issuer may override them, and Vault's `sign` does), as cert-manager never
+//! does. Anything that does not match is an ordinary first issuance.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
