@@ -31,7 +31,9 @@ use crate::load::{IssuerLimits, SecretCache, build_issuer};
 use crate::objects::{CertificateObject, IssuerObject};
 use crate::plan::{self, SecretCheck, TargetSecret};
 use crate::reflector::{Store, reflect, reflect_with};
-use crate::runtime::{KubeRuntime, Tracked, current_request, restore_state, spec_hash, status_current};
+use crate::runtime::{
+    KubeRuntime, Tracked, current_request, namespace_requests, restore_state, spec_hash, status_current,
+};
 use crate::status::{StatusWriter, Target, Waiting};
 
 /// Changes arriving within this window are applied together.
@@ -720,11 +722,13 @@ impl Reconciler<'_> {
         let mut list = Vec::with_capacity(jobs.len());
         let mut deferred = Vec::new();
         let mut behind = Vec::new();
+        // cert-manager's CertificateRequests, listed once per namespace of this pass.
+        let mut requests = HashMap::new();
         for job in jobs {
             let persisted = if applied.jobs.contains_key(&job.id) {
                 None
             } else {
-                match restore(self.client, self.stores, tracked, &job).await {
+                match restore(self.client, self.stores, tracked, &mut requests, &job).await {
                     Ok(Some((state, current))) => {
                         if !current {
                             behind.push((job.id.clone(), state.clone()));
@@ -826,6 +830,7 @@ async fn restore(
     client: &KubeClient,
     stores: &Stores,
     tracked: &HashMap<CertId, Tracked>,
+    requests: &mut HashMap<String, Vec<Value>>,
     job: &CertJob,
 ) -> Result<Option<(certkeeper_engine::state::CertState, bool)>, ()> {
     let (Some(object), Some(meta)) = (
@@ -846,18 +851,25 @@ async fn restore(
     let revision = object.status.revision.and_then(|r| u64::try_from(r).ok());
     let request = match (&secret, revision) {
         (Some(s), Some(revision)) if spec_hash(s).is_none() => {
-            match current_request(client, &meta.namespace, &meta.name, &object.meta.uid, revision).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(certificate = %job.id, error = %e, "cannot list the CertificateRequests; trying again at the next reconcile");
-                    return Err(());
+            if !requests.contains_key(&meta.namespace) {
+                match namespace_requests(client, &meta.namespace).await {
+                    Ok(listed) => {
+                        requests.insert(meta.namespace.clone(), listed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = %job.id, error = %e, "cannot list the CertificateRequests; trying again at the next reconcile");
+                        return Err(());
+                    }
                 }
             }
+            requests
+                .get(&meta.namespace)
+                .and_then(|listed| current_request(listed, &meta.name, &object.meta.uid, revision))
         }
         _ => None,
     };
     Ok(
-        restore_state(&object.status, secret.as_ref(), request.as_ref(), job).map(|state| {
+        restore_state(&object.status, secret.as_ref(), request, job).map(|state| {
             let current = status_current(&object.status, &state);
             (state, current)
         }),

@@ -49,7 +49,7 @@ mod record;
 pub mod restore;
 mod secret;
 
-pub use record::current_request;
+pub use record::{current_request, namespace_requests};
 pub use restore::{restore_state, spec_hash, status_current};
 
 /// The fingerprint of the spec a Secret's certificate was issued for (hex).
