@@ -9,30 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use certkeeper_testkit::role_body;
+use certkeeper_testkit::{line_after, name_constraint_lines, role_body, x509_text};
 use common::*;
 use serde_json::json;
-
-fn openssl_text(dir: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-text", "-nameopt", "RFC2253", "-in"])
-        .arg(dir.join("tls.crt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn line_after<'a>(text: &'a str, header: &str) -> &'a str {
-    let mut lines = text.lines();
-    lines
-        .find(|l| l.contains(header))
-        .unwrap_or_else(|| panic!("no {header} in\n{text}"));
-    lines.next().unwrap().trim()
-}
 
 fn write_manifest(root: &Path, file: &str, yaml: &str) {
     std::fs::write(root.join("manifests").join(file), yaml).unwrap();
@@ -92,9 +73,9 @@ async fn other_names_literal_subjects_and_name_constraints_reach_the_certificate
 
     // sign/<role>: the otherName SAN is copied (the role allows it); the subject is rebuilt
     // by OpenBao from the CN and the allowed UID, so OU and DC are dropped.
-    let text = openssl_text(&certs.join("sign-tls"));
+    let text = x509_text(&certs.join("sign-tls")).unwrap();
     assert_eq!(
-        line_after(&text, "X509v3 Subject Alternative Name"),
+        line_after(&text, "X509v3 Subject Alternative Name").unwrap(),
         "othername: UPN::jdoe@example.com, DNS:ldap.example.com"
     );
     assert!(text.contains("Subject: UID=jdoe,CN=ldap.example.com\n"), "{text}");
@@ -102,19 +83,13 @@ async fn other_names_literal_subjects_and_name_constraints_reach_the_certificate
 
     // sign-verbatim/<role>: subject as written (same order and types), SANs and name
     // constraints as requested. OpenBao drops basicConstraints there, so it is no CA.
-    let text = openssl_text(&certs.join("verbatim-ca-tls"));
+    let text = x509_text(&certs.join("verbatim-ca-tls")).unwrap();
     assert!(text.contains(&format!("Subject: {literal}\n")), "{text}");
     assert_eq!(
-        line_after(&text, "X509v3 Subject Alternative Name"),
+        line_after(&text, "X509v3 Subject Alternative Name").unwrap(),
         "othername: UPN::jdoe@example.com, DNS:ldap.example.com"
     );
-    let constraints: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.contains("X509v3 Name Constraints: critical"))
-        .skip(1)
-        .take(6)
-        .map(str::trim)
-        .collect();
+    let constraints = name_constraint_lines(&text, 6);
     assert_eq!(
         constraints,
         [

@@ -265,18 +265,24 @@ async fn kill_9_during_issuance_never_leaves_a_mismatched_pair() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_state_adopts_matching_served_certificates() {
     let ec = "  privateKey: {algorithm: ECDSA, size: 256}\n";
-    let s = setup(&[("web", ec), ("api", ec)]).await;
+    let s = setup(&[("web", ec), ("api", ec), ("cn", ec)]).await;
     let daemon = Daemon::start(&s.config);
-    let rows = wait_for(&s.config, "both issued", Duration::from_secs(60), &daemon, |r| {
-        r.len() == 2 && r.iter().all(|x| x["ready"] == true)
+    let rows = wait_for(&s.config, "all issued", Duration::from_secs(60), &daemon, |r| {
+        r.len() == 3 && r.iter().all(|x| x["ready"] == true)
     });
     let web_serial = row(&rows, "default/web")["serial"].clone();
+    let cn_serial = row(&rows, "default/cn")["serial"].clone();
     let api_serial = row(&rows, "default/api")["serial"].clone();
     assert!(daemon.stop().success());
 
     std::fs::remove_dir_all(s.root.join("state")).unwrap();
     // api's spec changed while the state was gone: its served certificate no longer matches.
     write_cert(&s.root, "api", &format!("{ec}  ipAddresses: [127.0.0.9]\n"));
+    // cn's spec now names its host as the common name only; the served certificate has it in
+    // both. cert-manager compares the common name and DNS names together: still a match.
+    let cn = s.root.join("manifests/cn.yaml");
+    let text = std::fs::read_to_string(&cn).unwrap();
+    std::fs::write(&cn, text.replace("dnsNames: [cn.example.com]", "dnsNames: []")).unwrap();
     let daemon = Daemon::start(&s.config);
     let rows = wait_for(
         &s.config,
@@ -284,7 +290,7 @@ async fn lost_state_adopts_matching_served_certificates() {
         Duration::from_secs(60),
         &daemon,
         |r| {
-            r.len() == 2
+            r.len() == 3
                 && r.iter().all(|x| x["ready"] == true)
                 && row(r, "default/api")["serial"] != api_serial
         },
@@ -295,6 +301,11 @@ async fn lost_state_adopts_matching_served_certificates() {
         "web adopted, not re-issued"
     );
     assert_eq!(row(&rows, "default/web")["revision"], 1);
+    assert_eq!(
+        row(&rows, "default/cn")["serial"],
+        cn_serial,
+        "cn adopted, not re-issued"
+    );
     assert_pair(&s.root.join("certs/default/web-tls"), "web.example.com");
     assert_pair(&s.root.join("certs/default/api-tls"), "api.example.com");
     let log = daemon.log();

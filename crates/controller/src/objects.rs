@@ -242,6 +242,10 @@ struct RequestSpecView {
 
 /// cert-manager's annotation naming the Certificate a request was made for.
 pub const CERTIFICATE_NAME_ANNOTATION: &str = "cert-manager.io/certificate-name";
+/// cert-manager's annotations naming the issuer a target Secret was issued by.
+pub const ISSUER_NAME_ANNOTATION: &str = "cert-manager.io/issuer-name";
+pub const ISSUER_KIND_ANNOTATION: &str = "cert-manager.io/issuer-kind";
+pub const ISSUER_GROUP_ANNOTATION: &str = "cert-manager.io/issuer-group";
 
 impl RequestObject {
     pub fn of(object: Value) -> RequestObject {

@@ -31,7 +31,9 @@ use crate::load::{IssuerLimits, SecretCache, build_issuer};
 use crate::objects::{CertificateObject, IssuerObject};
 use crate::plan::{self, SecretCheck, TargetSecret};
 use crate::reflector::{Store, reflect, reflect_with};
-use crate::runtime::{KubeRuntime, Tracked, restore_state, status_current};
+use crate::runtime::{
+    KubeRuntime, Tracked, current_request, namespace_requests, restore_state, spec_hash, status_current,
+};
 use crate::status::{StatusWriter, Target, Waiting};
 
 /// Changes arriving within this window are applied together.
@@ -720,11 +722,13 @@ impl Reconciler<'_> {
         let mut list = Vec::with_capacity(jobs.len());
         let mut deferred = Vec::new();
         let mut behind = Vec::new();
+        // cert-manager's CertificateRequests, listed once per namespace of this pass.
+        let mut requests = HashMap::new();
         for job in jobs {
             let persisted = if applied.jobs.contains_key(&job.id) {
                 None
             } else {
-                match restore(self.client, self.stores, tracked, &job).await {
+                match restore(self.client, self.stores, tracked, &mut requests, &job).await {
                     Ok(Some((state, current))) => {
                         if !current {
                             behind.push((job.id.clone(), state.clone()));
@@ -826,6 +830,7 @@ async fn restore(
     client: &KubeClient,
     stores: &Stores,
     tracked: &HashMap<CertId, Tracked>,
+    requests: &mut HashMap<String, Vec<Value>>,
     job: &CertJob,
 ) -> Result<Option<(certkeeper_engine::state::CertState, bool)>, ()> {
     let (Some(object), Some(meta)) = (
@@ -841,10 +846,34 @@ async fn restore(
             return Err(());
         }
     };
-    Ok(restore_state(&object.status, secret.as_ref(), job).map(|state| {
-        let current = status_current(&object.status, &state);
-        (state, current)
-    }))
+    // A Secret certkeeper did not write is compared with cert-manager's request of its
+    // revision when there is one (the adoption rule, `certkeeper_engine::adopt`).
+    let revision = object.status.revision.and_then(|r| u64::try_from(r).ok());
+    let request = match (&secret, revision) {
+        (Some(s), Some(revision)) if spec_hash(s).is_none() => {
+            if !requests.contains_key(&meta.namespace) {
+                match namespace_requests(client, &meta.namespace).await {
+                    Ok(listed) => {
+                        requests.insert(meta.namespace.clone(), listed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = %job.id, error = %e, "cannot list the CertificateRequests; trying again at the next reconcile");
+                        return Err(());
+                    }
+                }
+            }
+            requests
+                .get(&meta.namespace)
+                .and_then(|listed| current_request(listed, &meta.name, &object.meta.uid, revision))
+        }
+        _ => None,
+    };
+    Ok(
+        restore_state(&object.status, secret.as_ref(), request, job).map(|state| {
+            let current = status_current(&object.status, &state);
+            (state, current)
+        }),
+    )
 }
 
 /// Writes each issuer's Ready condition (every issuer object, valid or not: `issuers` holds

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use certkeeper_engine::adopt::adopt;
+use certkeeper_engine::adopt::{Served, adopt};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{CertId, CertJob, EngineConfig, IssuerId, IssuerRuntime};
@@ -303,7 +303,7 @@ fn adopt_served(unknown: Vec<(CertJob, PathBuf)>) -> Vec<(CertJob, Option<CertSt
             let (Some(crt), Some(key)) = (read(TLS_CRT), read(TLS_KEY)) else {
                 return (job, None);
             };
-            match adopt(&job, &crt, &key, now) {
+            match adopt(&job, Served::Files, &crt, &key, now) {
                 Ok(issued) => {
                     tracing::info!(certificate = %job.id, serial = %issued.serial, "adopted the certificate already served");
                     let state = CertState {

@@ -35,5 +35,8 @@ pub use pki::{Pki, PkiOptions, role_body};
 pub use ports::{free_port, random_hex};
 pub use process::{ManagedProcess, pid_exists};
 pub use proxy::{FaultProxy, Mode};
-pub use readers::{keytool, run};
+pub use readers::{
+    check_jks, check_pkcs12, keytool, line_after, name_constraint_lines, openssl, openssl_knows_pbmac1,
+    openssl_pkcs12, pbmac1_args, pem_blocks, pkcs8_by_openssl, run, x509_text,
+};
 pub use tlsgen::{CLIENT_CN, ClientCert, TestTls, csr_p256};

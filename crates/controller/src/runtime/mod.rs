@@ -9,8 +9,10 @@
 //!   the same deterministic spread;
 //! - the spec fingerprint it was issued for is the Secret's annotation
 //!   [`SPEC_HASH_ANNOTATION`]; a Secret without it (written by cert-manager or by hand) is adopted
-//!   when its key and certificate match the spec (the engine's `adopt`: key algorithm, unexpired,
-//!   names), and issued afresh otherwise;
+//!   when it passes cert-manager's checks (the engine's `adopt`: key algorithm and size,
+//!   unexpired, the issuer annotations, and cert-manager's CertificateRequest of the status's
+//!   revision compared with the spec when there is one ([`current_request`]), else the
+//!   certificate's names), and issued afresh otherwise;
 //! - the revision is `status.revision`;
 //! - the failure streak is `status.failedIssuanceAttempts`, `status.lastFailureTime` and
 //!   `status.certkeeper` (class, message, next attempt), taken as being for the current spec.
@@ -47,7 +49,8 @@ mod record;
 pub mod restore;
 mod secret;
 
-pub use restore::{restore_state, status_current};
+pub use record::{current_request, namespace_requests};
+pub use restore::{restore_state, spec_hash, status_current};
 
 /// The fingerprint of the spec a Secret's certificate was issued for (hex).
 pub const SPEC_HASH_ANNOTATION: &str = "certkeeper.io/spec-hash";

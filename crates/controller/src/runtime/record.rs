@@ -165,3 +165,74 @@ impl KubeRuntime {
         Ok(())
     }
 }
+
+/// The CertificateRequests of `namespace`, listed once per pass for the Certificates adopted in
+/// it (see [`current_request`]).
+pub async fn namespace_requests(client: &KubeClient, namespace: &str) -> Result<Vec<Value>, KubeError> {
+    Ok(client
+        .list(&cm_path(namespace, "certificaterequests", None)?)
+        .await?
+        .0)
+}
+
+/// cert-manager's CertificateRequest of `revision` of Certificate `name` (uid `uid`) among
+/// `requests` (its namespace's): annotated with the Certificate's name and that revision and
+/// owned by it, as cert-manager's issuing policies find it (`None`: there is none, or more
+/// than one).
+pub fn current_request<'a>(requests: &'a [Value], name: &str, uid: &str, revision: u64) -> Option<&'a Value> {
+    let mut found = requests.iter().filter(|item| {
+        let annotation = |k: &str| {
+            item.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
+        let owned = item
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| owners.iter().any(|o| o["uid"] == uid));
+        owned
+            && annotation(CERTIFICATE_NAME_ANNOTATION) == Some(name)
+            && annotation(REVISION_ANNOTATION).and_then(|r| r.parse::<u64>().ok()) == Some(revision)
+    });
+    match (found.next(), found.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::current_request;
+
+    fn request(name: &str, certificate: &str, revision: &str, owner: &str) -> serde_json::Value {
+        json!({"metadata": {"name": name,
+                            "annotations": {"cert-manager.io/certificate-name": certificate,
+                                            "cert-manager.io/certificate-revision": revision},
+                            "ownerReferences": [{"uid": owner}]}})
+    }
+
+    #[test]
+    fn the_current_request_is_the_one_of_the_revision_owned_by_the_certificate() {
+        let requests = [
+            request("web-a", "web", "1", "u1"),
+            request("web-b", "web", "2", "u1"),
+            request("api-c", "api", "2", "u2"),
+            request("stale-d", "web", "2", "u0"),
+        ];
+        let found = current_request(&requests, "web", "u1", 2).map(|r| &r["metadata"]["name"]);
+        assert_eq!(found, Some(&json!("web-b")));
+        assert!(current_request(&requests, "web", "u1", 3).is_none());
+        assert!(
+            current_request(&requests, "web", "u9", 1).is_none(),
+            "another owner"
+        );
+        // Two candidates: none is taken (cert-manager refuses to choose as well).
+        let twice = [
+            request("web-a", "web", "1", "u1"),
+            request("web-b", "web", "1", "u1"),
+        ];
+        assert!(current_request(&twice, "web", "u1", 1).is_none());
+    }
+}

@@ -2,8 +2,12 @@
 
 use certkeeper_core::spec::{CONDITION_ISSUING, CONDITION_READY, CertificateStatus};
 use certkeeper_core::time::{from_unix, parse_rfc3339_unix, rfc3339_unix, to_unix};
+use certkeeper_engine::adopt::{CurrentRequest, SecretAnnotations, Served};
 
 use super::*;
+use crate::objects::{
+    CERTIFICATE_NAME_ANNOTATION, ISSUER_GROUP_ANNOTATION, ISSUER_KIND_ANNOTATION, ISSUER_NAME_ANNOTATION,
+};
 
 /// Whether a Certificate's status already shows `state` (revision, notAfter, failing or not):
 /// a status that lags behind (its last write was lost) is rewritten after a restart.
@@ -92,23 +96,102 @@ fn restore_cert_manager_failure(
     })
 }
 
+/// `certkeeper.io/spec-hash` of a target Secret: the spec certkeeper wrote it for (`None`:
+/// written by someone else).
+pub fn spec_hash(secret: &Value) -> Option<u64> {
+    secret
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+}
+
+/// What the adoption rule reads of cert-manager's CertificateRequest (a spec that does not
+/// decode reads as empty, and its CSR then fails the rule).
+#[derive(Debug, Default)]
+struct RequestFields {
+    csr_pem: String,
+    is_ca: bool,
+    usages: Vec<String>,
+    duration: Option<std::time::Duration>,
+    issuer_name: String,
+    issuer_kind: String,
+    issuer_group: String,
+}
+
+impl RequestFields {
+    fn of(request: &Value) -> RequestFields {
+        use base64::Engine;
+        let spec = &request["spec"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        RequestFields {
+            csr_pem: base64::engine::general_purpose::STANDARD
+                .decode(spec["request"].as_str().unwrap_or_default())
+                .ok()
+                .and_then(|der| String::from_utf8(der).ok())
+                .unwrap_or_default(),
+            is_ca: spec["isCA"].as_bool().unwrap_or(false),
+            usages: spec["usages"]
+                .as_array()
+                .map(|u| u.iter().map(text).collect())
+                .unwrap_or_default(),
+            duration: spec["duration"]
+                .as_str()
+                .and_then(|d| certkeeper_core::spec::parse_go_duration(d).ok()),
+            issuer_name: text(&spec["issuerRef"]["name"]),
+            issuer_kind: text(&spec["issuerRef"]["kind"]),
+            issuer_group: text(&spec["issuerRef"]["group"]),
+        }
+    }
+
+    fn current(&self) -> CurrentRequest<'_> {
+        CurrentRequest {
+            csr_pem: &self.csr_pem,
+            is_ca: self.is_ca,
+            usages: &self.usages,
+            duration: self.duration,
+            issuer_name: &self.issuer_name,
+            issuer_kind: &self.issuer_kind,
+            issuer_group: &self.issuer_group,
+        }
+    }
+}
+
 /// The engine's state of a Certificate seen for the first time (see the module docs), from its
-/// status and its target Secret (`None`: the Secret does not exist).
-pub fn restore_state(status: &CertificateStatus, secret: Option<&Value>, job: &CertJob) -> Option<CertState> {
+/// status and its target Secret (`None`: the Secret does not exist), and for a Secret
+/// certkeeper did not write, cert-manager's CertificateRequest of the status's revision
+/// ([`super::record::current_request`]).
+pub fn restore_state(
+    status: &CertificateStatus,
+    secret: Option<&Value>,
+    request: Option<&Value>,
+    job: &CertJob,
+) -> Option<CertState> {
     let revision = status.revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0);
     let issued = secret.and_then(|secret| {
         let data = secret_data(secret);
         let pem = String::from_utf8(data.get(TLS_CRT)?.clone()).ok()?;
         let leaf = describe_pem_bundle(&pem).ok()?.into_iter().next()?;
-        let hash = secret
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
-            .and_then(Value::as_str)
-            .and_then(|h| u64::from_str_radix(h, 16).ok());
-        let Some(hash) = hash else {
+        let Some(hash) = spec_hash(secret) else {
             // Not written by certkeeper (cert-manager, by hand): adopted when it matches the spec.
             let key = String::from_utf8(data.get(TLS_KEY)?.clone()).ok()?;
-            return match certkeeper_engine::adopt::adopt(job, &pem, &key, SystemTime::now()) {
+            let annotation = |key: &str| {
+                secret
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(key))
+                    .and_then(Value::as_str)
+            };
+            let request = request.map(RequestFields::of);
+            let served = Served::Secret {
+                annotations: SecretAnnotations {
+                    certificate_name: annotation(CERTIFICATE_NAME_ANNOTATION),
+                    issuer_name: annotation(ISSUER_NAME_ANNOTATION),
+                    issuer_kind: annotation(ISSUER_KIND_ANNOTATION),
+                    issuer_group: annotation(ISSUER_GROUP_ANNOTATION),
+                },
+                request: request.as_ref().map(RequestFields::current),
+            };
+            return match certkeeper_engine::adopt::adopt(job, served, &pem, &key, SystemTime::now()) {
                 Ok(info) => {
                     tracing::info!(certificate = %job.id, serial = %info.serial, "adopted the certificate already in the Secret");
                     Some(info)
@@ -267,7 +350,7 @@ mod tests {
         };
         let certificate = pruned_status(&refused, from_unix(last));
         assert!(certificate["status"].get("certkeeper").is_none());
-        let restored = restore_state(&st(&certificate), None, &job()).expect("a failure streak");
+        let restored = restore_state(&st(&certificate), None, None, &job()).expect("a failure streak");
         let f = restored.failure.as_ref().expect("the failure");
         assert_eq!(f.attempts, 2);
         assert_eq!(f.last_failure, last);
@@ -295,7 +378,7 @@ mod tests {
         );
         // Restoring again gives the same record.
         assert_eq!(
-            restore_state(&st(&certificate), None, &job()),
+            restore_state(&st(&certificate), None, None, &job()),
             Some(restored.clone())
         );
         assert!(
@@ -306,13 +389,13 @@ mod tests {
         // Without a failure streak there is nothing to restore.
         let mut no_streak = certificate.clone();
         no_streak["status"]["failedIssuanceAttempts"] = json!(0);
-        assert_eq!(restore_state(&st(&no_streak), None, &job()), None);
+        assert_eq!(restore_state(&st(&no_streak), None, None, &job()), None);
         let mut no_time = certificate;
         no_time["status"]
             .as_object_mut()
             .unwrap()
             .remove("lastFailureTime");
-        assert_eq!(restore_state(&st(&no_time), None, &job()), None);
+        assert_eq!(restore_state(&st(&no_time), None, None, &job()), None);
     }
 
     fn decide_now(state: &CertState) -> certkeeper_engine::state::Decision {
@@ -361,7 +444,7 @@ mod tests {
             "conditions": [{"type": "Issuing", "status": "False", "reason": "Failed",
                             "message": "The certificate request has failed to complete and will be retried: Vault failed to sign certificate: 400"}],
         }});
-        let f = restore_state(&st(&certificate), None, &job())
+        let f = restore_state(&st(&certificate), None, None, &job())
             .unwrap()
             .failure
             .unwrap();
@@ -372,7 +455,10 @@ mod tests {
         );
         let bare =
             json!({"status": {"failedIssuanceAttempts": 3, "lastFailureTime": "2027-01-15T08:00:00Z"}});
-        let f = restore_state(&st(&bare), None, &job()).unwrap().failure.unwrap();
+        let f = restore_state(&st(&bare), None, None, &job())
+            .unwrap()
+            .failure
+            .unwrap();
         assert_eq!(f.attempts, 3);
         assert_eq!(f.message, "the last attempt failed at 2027-01-15T08:00:00Z");
     }
@@ -384,7 +470,7 @@ mod tests {
             "lastFailureTime": "2027-01-15T08:00:00Z",
             "certkeeper": {"failureClass": "invalid", "failureMessage": "no such Issuer"},
         }});
-        let f = restore_state(&st(&certificate), None, &job())
+        let f = restore_state(&st(&certificate), None, None, &job())
             .unwrap()
             .failure
             .unwrap();

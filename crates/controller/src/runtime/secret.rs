@@ -6,6 +6,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
+use crate::objects::{
+    CERTIFICATE_NAME_ANNOTATION, ISSUER_GROUP_ANNOTATION, ISSUER_KIND_ANNOTATION, ISSUER_NAME_ANNOTATION,
+};
 
 /// The type of a target Secret, as cert-manager writes it.
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -26,10 +29,10 @@ impl KubeRuntime {
         let mut annotations = meta.secret_annotations.clone();
         let ips: Vec<String> = cert.ip_addresses.iter().map(ToString::to_string).collect();
         for (k, v) in [
-            ("cert-manager.io/certificate-name", meta.name.clone()),
-            ("cert-manager.io/issuer-name", meta.issuer_name.clone()),
-            ("cert-manager.io/issuer-kind", meta.issuer_kind.clone()),
-            ("cert-manager.io/issuer-group", meta.issuer_group.clone()),
+            (CERTIFICATE_NAME_ANNOTATION, meta.name.clone()),
+            (ISSUER_NAME_ANNOTATION, meta.issuer_name.clone()),
+            (ISSUER_KIND_ANNOTATION, meta.issuer_kind.clone()),
+            (ISSUER_GROUP_ANNOTATION, meta.issuer_group.clone()),
             (
                 "cert-manager.io/common-name",
                 cert.common_name.clone().unwrap_or_default(),

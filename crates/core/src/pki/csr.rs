@@ -178,6 +178,14 @@ const EXT_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 const EXT_EXTENDED_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
 const EXT_NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
 
+impl CsrRequest {
+    /// The subject Name (DER) this request's CSR carries: the literal subject as written, or
+    /// the one built from the common name and subject fields.
+    pub fn subject_der(&self) -> Result<Vec<u8>, PkiError> {
+        subject_name(self)
+    }
+}
+
 fn subject_name(req: &CsrRequest) -> Result<Vec<u8>, PkiError> {
     let Some(literal) = &req.literal_subject else {
         return Ok(structured_subject(req));

@@ -85,7 +85,13 @@ pub fn describe_pem_bundle(pem: &str) -> Result<Vec<CertSummary>, PkiError> {
                     index,
                     reason: e.to_string(),
                 })?;
-            let (dns_names, ip_addresses, uris, email_addresses) = sans(&cert);
+            let super::issued::Sans {
+                dns_names,
+                ip_addresses,
+                uris,
+                email_addresses,
+                ..
+            } = sans(&cert);
             Ok(CertSummary {
                 subject: cert.subject().to_string(),
                 common_name: common_name(cert.subject()),

@@ -19,7 +19,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::pem::Pem;
 
 use super::der;
-use super::{CertError, KeyEncoding, PrivateKey, SecretBytes};
+use super::{CertError, KeyEncoding, OtherName, PrivateKey, SecretBytes};
 use crate::Secret;
 
 /// How far notBefore may lie after `now`: Vault backdates by 30 s by default, but its clock and
@@ -51,6 +51,8 @@ pub struct IssuedCertificate {
     pub ip_addresses: Vec<IpAddr>,
     pub uris: Vec<String>,
     pub email_addresses: Vec<String>,
+    /// otherName SANs with a UTF8String value.
+    pub other_names: Vec<OtherName>,
     pub issuer_common_name: Option<String>,
     /// By how much the lifetime falls short of the requested duration, when Vault capped the TTL
     /// (role or mount max_ttl, or the CA's own expiry) by more than the tolerance.
@@ -103,29 +105,54 @@ pub(crate) fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<Stri
         .map(str::to_owned)
 }
 
-/// SANs of a certificate: (DNS, IP, URI, e-mail), each in certificate order.
-pub(crate) type Sans = (Vec<String>, Vec<IpAddr>, Vec<String>, Vec<String>);
+/// The SANs of a certificate, each list in certificate order.
+#[derive(Debug, Default)]
+pub(crate) struct Sans {
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub uris: Vec<String>,
+    pub email_addresses: Vec<String>,
+    /// otherNames with a UTF8String value (cert-manager's `otherNames`); others are left out.
+    pub other_names: Vec<OtherName>,
+}
 
 pub(crate) fn sans(cert: &X509Certificate<'_>) -> Sans {
-    let mut out: Sans = Default::default();
-    if let Ok(Some(ext)) = cert.subject_alternative_name() {
-        for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => out.0.push((*d).to_owned()),
-                GeneralName::IPAddress(ip) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
-                        out.1.push(IpAddr::from(v4));
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
-                        out.1.push(IpAddr::from(v6));
-                    }
+    match cert.subject_alternative_name() {
+        Ok(Some(ext)) => sans_of(&ext.value.general_names),
+        _ => Sans::default(),
+    }
+}
+
+/// The SAN lists of a SubjectAltName extension's names.
+pub(crate) fn sans_of(names: &[GeneralName<'_>]) -> Sans {
+    let mut out = Sans::default();
+    for name in names {
+        match name {
+            GeneralName::DNSName(d) => out.dns_names.push((*d).to_owned()),
+            GeneralName::IPAddress(ip) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
+                    out.ip_addresses.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
+                    out.ip_addresses.push(IpAddr::from(v6));
                 }
-                GeneralName::URI(u) => out.2.push((*u).to_owned()),
-                GeneralName::RFC822Name(e) => out.3.push((*e).to_owned()),
-                _ => {}
             }
+            GeneralName::URI(u) => out.uris.push((*u).to_owned()),
+            GeneralName::RFC822Name(e) => out.email_addresses.push((*e).to_owned()),
+            GeneralName::OtherName(oid, value) => out.other_names.extend(utf8_other_name(oid, value)),
+            _ => {}
         }
     }
     out
+}
+
+/// An otherName whose value (`[0] EXPLICIT`, after the type id) is one UTF8String.
+fn utf8_other_name(oid: &x509_parser::oid_registry::Oid<'_>, value: &[u8]) -> Option<OtherName> {
+    let explicit = der::read_single(value, 0xa0, "otherName value").ok()?;
+    let text = der::read_single(explicit, der::UTF8_STRING, "UTF8String").ok()?;
+    Some(OtherName {
+        oid: oid.to_id_string().parse().ok()?,
+        value: String::from_utf8(text.to_vec()).ok()?,
+    })
 }
 
 fn key_ids<'a>(cert: &'a X509Certificate<'_>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
@@ -263,7 +290,13 @@ pub fn verify_issued(
         .filter(|short| *short > tolerance);
 
     let (chain, root) = build_chain(&leaf, others)?;
-    let (dns_names, ip_addresses, uris, email_addresses) = sans(&cert);
+    let Sans {
+        dns_names,
+        ip_addresses,
+        uris,
+        email_addresses,
+        other_names,
+    } = sans(&cert);
     Ok(IssuedCertificate {
         leaf_pem: der::pem("CERTIFICATE", &leaf.bytes),
         chain: chain.iter().map(|c| der::pem("CERTIFICATE", &c.bytes)).collect(),
@@ -276,6 +309,7 @@ pub fn verify_issued(
         ip_addresses,
         uris,
         email_addresses,
+        other_names,
         issuer_common_name: common_name(cert.issuer()),
         shortened,
     })

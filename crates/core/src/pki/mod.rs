@@ -26,6 +26,7 @@ mod key;
 mod names;
 mod pkcs12;
 mod request;
+mod requested;
 mod subject;
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};
 pub use names::{CidrError, IpRange, NameConstraints, NameSubtrees, Oid, OidSyntaxError, OtherName};
 pub use pkcs12::{Pkcs12Bundle, Pkcs12Profile};
 pub use request::{RequestCheckError, check_request};
+pub use requested::{Requested, read_csr};
 pub use subject::{AttributeType, DnError, LiteralSubject, MAX_BER_DEPTH, SubjectAttribute};
 
 /// Why a key, CSR or output could not be produced.
@@ -126,6 +128,9 @@ pub enum PkiError {
     /// The system's random number generator failed (salts, IVs).
     #[error("the random number generator failed: {0}")]
     Random(String),
+    /// A certificate request (PEM) that does not parse.
+    #[error("the certificate request does not parse: {0}")]
+    InvalidCsr(String),
 }
 
 impl PkiError {
