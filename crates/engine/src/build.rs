@@ -361,7 +361,7 @@ fn auth_method<R: SecretResolver + ?Sized>(
                 }
                 None => {
                     r.inner.ambient_aws(field, id)?;
-                    environment.ambient_credentials().map_err(|e| e.in_field(field))?
+                    AwsCredentialSource::Ambient(environment.clone())
                 }
             };
             let login = AwsLogin {
@@ -372,15 +372,9 @@ fn auth_method<R: SecretResolver + ?Sized>(
                 credentials,
                 sts_endpoint: environment.sts_endpoint.clone(),
             };
-            r.inputs.insert(
-                field.to_owned(),
-                format!(
-                    "{}; region {}; STS {}",
-                    login.credentials.describe(),
-                    login.region,
-                    login.sts_url()
-                ),
-            );
+            // Only what the spec decides: the environment's region and STS endpoint change how
+            // the runtime logs in, never the certificate, and `status` runs elsewhere.
+            r.inputs.insert(field.to_owned(), login.credentials.describe());
             AuthMethod::Aws(login)
         }
     })

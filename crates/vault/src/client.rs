@@ -511,7 +511,17 @@ impl VaultClient {
     /// The AWS credentials of a login: the static keys, or a web identity exchanged at STS now.
     async fn aws_credentials(&self, login: &AwsLogin) -> Result<AwsCredentials, VaultError> {
         let op = Operation::Login;
-        match &login.credentials {
+        let ambient;
+        let source = match &login.credentials {
+            AwsCredentialSource::Ambient(environment) => {
+                ambient = environment
+                    .ambient_credentials()
+                    .map_err(|e| VaultError::new(op, ErrorKind::Credential(e)))?;
+                &ambient
+            }
+            other => other,
+        };
+        match source {
             AwsCredentialSource::Static(credentials) => Ok(credentials.clone()),
             AwsCredentialSource::WebIdentity {
                 role_arn,
@@ -533,6 +543,10 @@ impl VaultClient {
                 tracing::debug!(role_arn = %role_arn, "exchanged a web identity for AWS credentials");
                 Ok(credentials)
             }
+            AwsCredentialSource::Ambient(_) => Err(VaultError::config(
+                op,
+                "ambient AWS credentials resolved to ambient credentials",
+            )),
         }
     }
 
@@ -607,15 +621,15 @@ fn login_path(auth: &AuthMethod) -> Result<Option<ApiPath>, VaultError> {
         .map_err(|problem| VaultError::path(Operation::Login, mount, problem))
 }
 
-/// The STS client of an AWS login with a web identity (`None` for static keys), after checking
-/// the region that becomes part of a host name.
+/// The STS client of an AWS login that may exchange a web identity (`None` for static keys),
+/// after checking the region that becomes part of a host name.
 fn sts_client(config: &VaultConfig, login: &AwsLogin) -> Result<Option<Sts>, VaultError> {
     let op = Operation::Login;
     aws::check_region(&login.region)
         .map_err(|reason| VaultError::config(op, format!("AWS region {:?} {reason}", login.region)))?;
     match login.credentials {
         AwsCredentialSource::Static(_) => Ok(None),
-        AwsCredentialSource::WebIdentity { .. } => {
+        AwsCredentialSource::WebIdentity { .. } | AwsCredentialSource::Ambient(_) => {
             Sts::new(&login.sts_url(), config.connect_timeout, config.request_timeout)
                 .map(Some)
                 .map_err(|message| VaultError::config(op, message))

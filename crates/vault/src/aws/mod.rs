@@ -66,10 +66,15 @@ pub enum AwsCredentialSource {
         session_name: String,
         token: SecretSource,
     },
+    /// The runtime's own credentials ([`AwsEnvironment::ambient_credentials`]), resolved at each
+    /// login: a command run in another environment (`certkeeper status`, `check`) judges
+    /// nothing by its own.
+    Ambient(AwsEnvironment),
 }
 
 impl AwsCredentialSource {
-    /// Where the credentials come from, for the fingerprint and messages; never a value.
+    /// Where the credentials come from, for the fingerprint and messages; never a value, and
+    /// nothing read from the environment.
     pub fn describe(&self) -> String {
         match self {
             AwsCredentialSource::Static(c) => format!("static AWS access key {}", c.access_key_id),
@@ -81,6 +86,9 @@ impl AwsCredentialSource {
                 "web identity for {role_arn} (session {session_name}) from {}",
                 token.describe()
             ),
+            // The same whatever the environment holds: a command run elsewhere (`status`)
+            // must fingerprint an issuer as the daemon does.
+            AwsCredentialSource::Ambient(_) => "the runtime's own AWS credentials".to_owned(),
         }
     }
 }
