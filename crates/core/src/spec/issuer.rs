@@ -109,8 +109,11 @@ pub struct VaultAuth {
     pub client_certificate: Option<VaultClientCertificateAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
-    /// AWS IAM auth. Its CRD schema is [`super::unserved::VaultAwsAuth`], which keeps `role`
-    /// required as cert-manager's does (the decoded type defaults every field).
+    /// Vault's AWS IAM auth method: a signed sts:GetCallerIdentity request, made with the
+    /// runtime's own AWS credentials or, with serviceAccountRef, with credentials of iamRoleArn
+    /// obtained for a ServiceAccount token.
+    // The CRD schema is `unserved::VaultAwsAuth`, which keeps `role` required as cert-manager's
+    // does (the decoded type defaults every field).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<super::unserved::VaultAwsAuth>")]
     pub aws: Option<VaultAwsAuth>,
