@@ -443,3 +443,40 @@ fn formats(client: &KubeClient, cert: &Certificate) -> Result<OutputFormats, Bui
         })))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cert-manager's defaults: a ClusterIssuer may use the controller's own AWS identity, an
+    /// Issuer may not; the refusal names the flag and waits for a change.
+    #[test]
+    fn ambient_aws_credentials_follow_cert_managers_flags() {
+        let aws = AwsAmbient {
+            environment: AwsEnvironment::default(),
+            issuers: false,
+            cluster_issuers: true,
+        };
+        let issuer = IssuerId::new(IssuerKind::Issuer, "apps", "vault");
+        let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "", "vault");
+        aws.check("spec.vault.auth.aws", &cluster).unwrap();
+        let refused = aws.check("spec.vault.auth.aws", &issuer).unwrap_err();
+        assert!(
+            refused.to_string().contains("--issuer-ambient-credentials"),
+            "{refused}"
+        );
+        assert_eq!(refused.class(), FailureClass::Invalid);
+        let open = AwsAmbient {
+            issuers: true,
+            cluster_issuers: false,
+            ..aws
+        };
+        open.check("f", &issuer).unwrap();
+        assert!(
+            open.check("f", &cluster)
+                .unwrap_err()
+                .to_string()
+                .contains("--cluster-issuer-ambient-credentials")
+        );
+    }
+}

@@ -375,7 +375,7 @@ fn auth_method<R: SecretResolver + ?Sized>(
             // Only what the spec decides: the environment's region and STS endpoint change how
             // the runtime logs in, never the certificate, and `status` runs elsewhere.
             r.inputs.insert(field.to_owned(), login.credentials.describe());
-            AuthMethod::Aws(login)
+            AuthMethod::Aws(Box::new(login))
         }
     })
 }

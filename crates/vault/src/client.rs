@@ -613,8 +613,8 @@ fn login_path(auth: &AuthMethod) -> Result<Option<ApiPath>, VaultError> {
         AuthMethod::AppRole { mount, .. }
         | AuthMethod::Kubernetes { mount, .. }
         | AuthMethod::Jwt { mount, .. }
-        | AuthMethod::Cert { mount, .. }
-        | AuthMethod::Aws(AwsLogin { mount, .. }) => mount,
+        | AuthMethod::Cert { mount, .. } => mount,
+        AuthMethod::Aws(login) => &login.mount,
     };
     ApiPath::auth_mount(mount)
         .map(|p| Some(p.child("login")))

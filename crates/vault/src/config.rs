@@ -100,7 +100,7 @@ pub enum AuthMethod {
     },
     /// AWS IAM auth (`aws`: mountPath, role, region, serviceAccountRef + iamRoleArn,
     /// vaultHeaderValue), see [`crate::aws`].
-    Aws(AwsLogin),
+    Aws(Box<AwsLogin>),
     /// TLS certificate auth (`clientCertificate`: mountPath, name). The certificate is the
     /// transport's client identity, or `identity` when given (cert-manager's `secretName`).
     Cert {

@@ -67,14 +67,14 @@ fn static_keys(key: &str, secret: &str) -> AwsCredentialSource {
 }
 
 fn login(role: &str, credentials: AwsCredentialSource, sts: Option<String>) -> AuthMethod {
-    AuthMethod::Aws(AwsLogin {
+    AuthMethod::Aws(Box::new(AwsLogin {
         mount: "/v1/auth/aws".into(),
         role: role.into(),
         region: "us-east-1".into(),
         server_id: Some(SERVER_ID.into()),
         credentials,
         sts_endpoint: sts,
-    })
+    }))
 }
 
 #[tokio::test]

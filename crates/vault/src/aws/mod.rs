@@ -387,6 +387,32 @@ mod tests {
     }
 
     #[test]
+    fn a_login_prints_no_credential() {
+        let login = AwsLogin {
+            mount: "aws".into(),
+            role: "r".into(),
+            region: "us-east-1".into(),
+            server_id: None,
+            credentials: AwsCredentialSource::Static(AwsCredentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                session_token: Some(Secret::new("session-token-example")),
+            }),
+            sts_endpoint: None,
+        };
+        let printed = format!(
+            "{:?} {}",
+            crate::AuthMethod::Aws(Box::new(login.clone())),
+            login.credentials.describe()
+        );
+        assert!(
+            !printed.contains("wJalrXUtnFEMI") && !printed.contains("session-token-example"),
+            "{printed}"
+        );
+        assert_eq!(login.sts_url(), "https://sts.us-east-1.amazonaws.com/");
+    }
+
+    #[test]
     fn regions_that_cannot_be_a_host_label_are_refused() {
         for ok in ["us-east-1", "us-gov-west-1", "eu-central-2"] {
             check_region(ok).unwrap();
