@@ -21,17 +21,10 @@ use certkeeper_core::Secret;
 use certkeeper_testkit::{AwsAuthConfig, AwsAuthFront, AwsAuthRole, STS_ACCOUNT, StsEmulator, sts_emulator};
 use certkeeper_vault::aws::AwsEnvironment;
 use common::{
-    Api, CERTIFICATES, ISSUERS, NS, condition, config_for, installed, ready, spawn_controller,
-    start_kube_and_bao,
+    Api, CERTIFICATES, ISSUERS, NS, certificate_for, condition, config_for, installed, ready,
+    spawn_controller, start_kube_and_bao,
 };
 use serde_json::{Value, json};
-
-fn certificate(name: &str, issuer: &str, kind: &str) -> Value {
-    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-           "metadata": {"name": name, "namespace": NS},
-           "spec": {"secretName": format!("{name}-tls"), "commonName": format!("{name}.example.com"),
-                    "duration": "1h", "issuerRef": {"name": issuer, "kind": kind}}})
-}
 
 fn vault_spec(server: &str, path: &str, aws: Value) -> Value {
     json!({"vault": {"server": server, "path": path, "auth": {"aws": aws}}})
@@ -117,7 +110,8 @@ async fn service_account_and_ambient_credentials_issue() -> Result<()> {
         ("irsa", "vault-irsa", "Issuer"),
         ("ambient", "vault-ambient", "ClusterIssuer"),
     ] {
-        api.create(CERTIFICATES, &certificate(name, issuer, kind)).await?;
+        api.create(CERTIFICATES, &certificate_for(name, issuer, kind))
+            .await?;
     }
     for name in ["irsa", "ambient"] {
         let path = format!("{CERTIFICATES}/{name}");

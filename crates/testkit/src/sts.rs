@@ -18,6 +18,7 @@ use tempfile::TempDir;
 
 use crate::ports::free_port;
 use crate::process::ManagedProcess;
+use crate::readers::optional_tool;
 
 /// Readiness bound: moto imports every service model at start (~2-4 s on 2 cores).
 const READY: Duration = Duration::from_secs(60);
@@ -27,20 +28,11 @@ pub const STS_ACCOUNT: &str = "123456789012";
 
 /// The `moto_server` to use: `Ok(None)` only when `CERTKEEPER_STS` is unset and PATH has none.
 pub fn sts_emulator() -> Result<Option<PathBuf>> {
-    if let Some(p) = std::env::var_os("CERTKEEPER_STS").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!(
-                "CERTKEEPER_STS={} is not a file; install moto (scripts/test: pip install 'moto[server]')",
-                p.display()
-            );
-        }
-        return Ok(Some(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    Ok(std::env::split_paths(&path)
-        .map(|dir| dir.join("moto_server"))
-        .find(|p| p.is_file()))
+    optional_tool(
+        "CERTKEEPER_STS",
+        "moto_server",
+        "install moto (scripts/test: pip install 'moto[server]==5.2.1')",
+    )
 }
 
 /// A running `moto_server` on loopback.

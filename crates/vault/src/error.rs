@@ -91,16 +91,32 @@ impl TransportCause {
     }
 }
 
+/// A request that produced no HTTP answer, to Vault or to AWS STS: where it went, why (see
+/// [`TransportCause`]) and the HTTP client's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{} ({url})", cause.describe())]
+pub struct Unanswered {
+    pub url: String,
+    pub cause: TransportCause,
+    #[source]
+    pub source: reqwest::Error,
+}
+
+impl Unanswered {
+    pub(crate) fn new(url: &str, source: reqwest::Error) -> Self {
+        Unanswered {
+            url: url.to_owned(),
+            cause: transport_cause(&source),
+            source,
+        }
+    }
+}
+
 /// What went wrong, with the context a person needs to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("{} ({url})", cause.describe())]
-    Transport {
-        url: String,
-        cause: TransportCause,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(transparent)]
+    Transport(Unanswered),
     #[error("{}", status_message(*status, errors, body.as_ref(), location.as_deref()))]
     Status {
         status: u16,
@@ -142,13 +158,8 @@ pub enum ErrorKind {
 /// No variant holds the token or the credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StsFailure {
-    #[error("{} ({url})", cause.describe())]
-    Transport {
-        url: String,
-        cause: TransportCause,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(transparent)]
+    Transport(Unanswered),
     /// STS answered with an error: `code` and `message` from its XML, redacted.
     #[error("HTTP {status}{}{}", code.as_deref().map(|c| format!(": {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Status {
@@ -173,7 +184,7 @@ const STS_TRANSIENT_CODES: &[&str] = &[
 /// a role it may not assume) is a rejected login, retried on the slow schedule like Vault's.
 fn classify_sts(failure: &StsFailure) -> FailureClass {
     match failure {
-        StsFailure::Transport { cause, .. } => classify_transport(*cause),
+        StsFailure::Transport(unanswered) => classify_transport(unanswered.cause),
         StsFailure::Status { status, code, .. } => {
             let transient_code = code.as_deref().is_some_and(|c| STS_TRANSIENT_CODES.contains(&c));
             if transient_code || *status >= 500 || matches!(*status, 408 | 429) {
@@ -253,7 +264,7 @@ impl VaultError {
     /// The failure's class. This is the only function that interprets statuses and messages.
     pub fn class(&self) -> FailureClass {
         match &self.kind {
-            ErrorKind::Transport { cause, .. } => classify_transport(*cause),
+            ErrorKind::Transport(unanswered) => classify_transport(unanswered.cause),
             ErrorKind::Status { status, errors, .. } => classify_status(*status, errors),
             // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
             ErrorKind::Decode { .. } => FailureClass::Transient,
@@ -293,7 +304,7 @@ impl VaultError {
                 sign_status_scope(*status, errors)
             }
             ErrorKind::Status { .. }
-            | ErrorKind::Transport { .. }
+            | ErrorKind::Transport(_)
             | ErrorKind::Decode { .. }
             | ErrorKind::Credential(_)
             | ErrorKind::Config(_)

@@ -34,7 +34,7 @@ pub use config::{
 // Re-exported so callers of `VaultError::scope` need not name certkeeper-core for it.
 pub use certkeeper_core::FailureScope;
 pub use credential::CredentialError;
-pub use error::{ErrorKind, Operation, StsFailure, TransportCause, VaultError};
+pub use error::{ErrorKind, Operation, StsFailure, TransportCause, Unanswered, VaultError};
 pub use path::PathError;
 pub use pki::{SignRequest, SignedCertificate};
 pub use redact::BodyExcerpt;

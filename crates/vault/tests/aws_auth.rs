@@ -24,7 +24,7 @@ use certkeeper_testkit::{
     AwsAuthConfig, AwsAuthFront, AwsAuthRole, DevServer, PkiOptions, STS_ACCOUNT, StsEmulator, sts_emulator,
 };
 use certkeeper_vault::aws::{AwsCredentialSource, AwsCredentials, AwsLogin};
-use certkeeper_vault::{AuthMethod, ErrorKind, SecretSource};
+use certkeeper_vault::{AuthMethod, ErrorKind, SecretSource, VaultClient};
 use common::{common_name, sign_request};
 
 const SERVER_ID: &str = "vault.certkeeper.test";
@@ -56,6 +56,15 @@ async fn aws_auth(bao: &DevServer, sts: &StsEmulator, role: &str, arn: &str, pol
     AwsAuthFront::start(&bao.addr(), bao.root_token(), config)
         .await
         .unwrap()
+}
+
+/// `client` logs in and signs `cn` at `path`.
+async fn assert_signs(client: &VaultClient, path: &str, cn: &str, sts: &StsEmulator) {
+    let signed = client
+        .sign(path, &sign_request(cn, Duration::from_secs(3600)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; sts log: {}", sts.log_tail()));
+    assert_eq!(common_name(&signed.certificate_pem), cn);
 }
 
 fn static_keys(key: &str, secret: &str) -> AwsCredentialSource {
@@ -90,14 +99,7 @@ async fn static_credentials_log_in_and_sign() {
     let front = aws_auth(&bao, &sts, "static", &user, &pki.policy).await;
 
     let client = common::client(&front.addr(), login("static", static_keys(&key, &secret), None));
-    let signed = client
-        .sign(
-            &pki.sign_path,
-            &sign_request("aws.example.com", Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}; sts log: {}", sts.log_tail()));
-    assert_eq!(common_name(&signed.certificate_pem), "aws.example.com");
+    assert_signs(&client, &pki.sign_path, "aws.example.com", &sts).await;
     let info = client.login_check().await.unwrap();
     assert!(
         info.ttl.is_some_and(|t| t > Duration::from_secs(1800)),
@@ -152,14 +154,7 @@ async fn web_identity_is_exchanged_at_sts_then_logs_in() {
         token: SecretSource::File(token_file.clone()),
     };
     let client = common::client(&front.addr(), login("irsa", credentials.clone(), Some(sts.url())));
-    let signed = client
-        .sign(
-            &pki.sign_path,
-            &sign_request("irsa.example.com", Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}; sts log: {}", sts.log_tail()));
-    assert_eq!(common_name(&signed.certificate_pem), "irsa.example.com");
+    assert_signs(&client, &pki.sign_path, "irsa.example.com", &sts).await;
     // Vault saw the assumed role, not a user: the exchange happened.
     assert_eq!(front.logins(), vec![role_arn.clone()]);
 

@@ -10,7 +10,7 @@ use certkeeper_core::Secret;
 use reqwest::Url;
 
 use super::AwsCredentials;
-use crate::error::{StsFailure, transport_cause};
+use crate::error::{StsFailure, Unanswered};
 use crate::redact::redact;
 
 /// The largest STS answer read (a credentials answer is about 2 KiB).
@@ -69,11 +69,7 @@ impl Sts {
             .finish();
         let body = Secret::new(body);
         let url = self.endpoint.to_string();
-        let transport = |source: reqwest::Error| StsFailure::Transport {
-            url: url.clone(),
-            cause: transport_cause(&source),
-            source,
-        };
+        let transport = |source: reqwest::Error| StsFailure::Transport(Unanswered::new(&url, source));
         let mut resp = self
             .http
             .post(self.endpoint.clone())
