@@ -16,12 +16,13 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use certkeeper_core::{FailureClass, FailureScope, Secret};
 use certkeeper_testkit::{
-    AwsAuthConfig, AwsAuthFront, AwsAuthRole, DevServer, PkiOptions, STS_ACCOUNT, StsEmulator, sts_emulator,
+    AwsAuthConfig, AwsAuthFront, AwsAuthRole, DevServer, Pki, PkiOptions, STS_ACCOUNT, StsEmulator,
+    sts_emulator,
 };
 use certkeeper_vault::aws::{AwsCredentialSource, AwsCredentials, AwsLogin};
 use certkeeper_vault::{AuthMethod, ErrorKind, SecretSource, VaultClient};
@@ -65,6 +66,16 @@ async fn assert_signs(client: &VaultClient, path: &str, cn: &str, sts: &StsEmula
         .await
         .unwrap_or_else(|e| panic!("{e}; sts log: {}", sts.log_tail()));
     assert_eq!(common_name(&signed.certificate_pem), cn);
+}
+
+/// OpenBao with a PKI, a (non-verifying) STS, and Vault's AWS auth in front with `role` bound
+/// to `arn`.
+async fn servers(moto: &Path, role: &str, arn: &str) -> (DevServer, StsEmulator, Pki, AwsAuthFront) {
+    let (bao, sts) = tokio::join!(DevServer::start(), StsEmulator::start(moto));
+    let (bao, sts) = (bao.unwrap(), sts.unwrap());
+    let pki = bao.admin().setup_pki(PkiOptions::default()).await.unwrap();
+    let front = aws_auth(&bao, &sts, role, arn, &pki.policy).await;
+    (bao, sts, pki, front)
 }
 
 fn static_keys(key: &str, secret: &str) -> AwsCredentialSource {
@@ -134,11 +145,8 @@ async fn static_credentials_log_in_and_sign() {
 #[tokio::test]
 async fn web_identity_is_exchanged_at_sts_then_logs_in() {
     let Some(moto) = emulator() else { return };
-    let (bao, sts) = tokio::join!(DevServer::start(), StsEmulator::start(&moto));
-    let (bao, sts) = (bao.unwrap(), sts.unwrap());
-    let pki = bao.admin().setup_pki(PkiOptions::default()).await.unwrap();
     let role_arn = format!("arn:aws:iam::{STS_ACCOUNT}:role/certkeeper-irsa");
-    let front = aws_auth(&bao, &sts, "irsa", &role_arn, &pki.policy).await;
+    let (_bao, sts, pki, front) = servers(&moto, "irsa", &role_arn).await;
 
     // IRSA's projected token file; re-read at each login.
     let dir = tempfile::tempdir().unwrap();
@@ -177,11 +185,8 @@ async fn web_identity_is_exchanged_at_sts_then_logs_in() {
 #[tokio::test]
 async fn a_login_for_another_principal_is_refused() {
     let Some(moto) = emulator() else { return };
-    let (bao, sts) = tokio::join!(DevServer::start(), StsEmulator::start(&moto));
-    let (bao, sts) = (bao.unwrap(), sts.unwrap());
-    let pki = bao.admin().setup_pki(PkiOptions::default()).await.unwrap();
     let other = format!("arn:aws:iam::{STS_ACCOUNT}:role/someone-else");
-    let front = aws_auth(&bao, &sts, "bound", &other, &pki.policy).await;
+    let (_bao, _sts, pki, front) = servers(&moto, "bound", &other).await;
 
     let client = common::client(
         &front.addr(),

@@ -217,6 +217,16 @@ fn join_path(parts: &[&str]) -> String {
     out
 }
 
+/// `POST` path of a login: `<mountPath>/login`, `default` when the manifest names no mount.
+fn mount_login_path(mount_path: &str, default: &str) -> String {
+    let mount = if mount_path.is_empty() {
+        default
+    } else {
+        mount_path
+    };
+    join_path(&[mount, "login"])
+}
+
 fn has_dot_dot(path: &str) -> bool {
     path.split('/').any(|s| s == "..")
 }
@@ -261,12 +271,7 @@ impl VaultAppRole {
 
 impl VaultClientCertificateAuth {
     pub fn login_path(&self) -> String {
-        let mount = if self.mount_path.is_empty() {
-            DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH
-        } else {
-            &self.mount_path
-        };
-        join_path(&[mount, "login"])
+        mount_login_path(&self.mount_path, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH)
     }
 }
 
@@ -299,12 +304,7 @@ impl VaultKubernetesAuth {
     }
 
     pub fn login_path(&self) -> String {
-        let mount = if self.mount_path.is_empty() {
-            DEFAULT_KUBERNETES_MOUNT_PATH
-        } else {
-            &self.mount_path
-        };
-        join_path(&[mount, "login"])
+        mount_login_path(&self.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH)
     }
 
     /// Audiences for a requested ServiceAccount token, as cert-manager sends them: the extra
@@ -341,12 +341,7 @@ impl VaultAwsAuth {
     }
 
     pub fn login_path(&self) -> String {
-        let mount = if self.mount_path.is_empty() {
-            DEFAULT_AWS_MOUNT_PATH
-        } else {
-            &self.mount_path
-        };
-        join_path(&[mount, "login"])
+        mount_login_path(&self.mount_path, DEFAULT_AWS_MOUNT_PATH)
     }
 
     /// Whether the login uses the runtime's own AWS credentials (no `serviceAccountRef`).
