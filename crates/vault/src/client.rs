@@ -439,38 +439,29 @@ impl VaultClient {
             }
         };
         // The credential is read first and borrowed by the body, so it lives only in `Secret`s.
-        let mut aws_data = None;
         let credential_value = match &self.auth {
             AuthMethod::Token { token } => {
                 return self.adopt_token(credential(token).await?, generation).await;
             }
-            AuthMethod::AppRole { secret_id: s, .. }
-            | AuthMethod::Kubernetes { jwt: s, .. }
-            | AuthMethod::Jwt { jwt: s, .. } => Some(credential(s).await?),
-            AuthMethod::Cert { .. } => None,
             AuthMethod::Aws(login) => {
                 let credentials = self.aws_credentials(login).await?;
                 let now = certkeeper_core::time::rfc3339(std::time::SystemTime::now());
-                aws_data = Some(aws::login_data(
-                    &credentials,
-                    &login.region,
-                    login.server_id.as_deref(),
-                    &now,
-                ));
-                None
-            }
-        };
-        let body = match (&self.auth, &credential_value) {
-            (AuthMethod::Aws(login), _) => match &aws_data {
-                Some(data) => LoginBody::Aws {
+                let data = aws::login_data(&credentials, &login.region, login.server_id.as_deref(), &now);
+                let body = LoginBody::Aws {
                     role: &login.role,
                     iam_http_request_method: data.method,
                     iam_request_url: &data.url,
                     iam_request_body: &data.body,
                     iam_request_headers: &data.headers,
-                },
-                None => return Err(VaultError::config(op, "AWS login data missing")),
-            },
+                };
+                return self.send_login(&body, generation).await;
+            }
+            AuthMethod::AppRole { secret_id: s, .. }
+            | AuthMethod::Kubernetes { jwt: s, .. }
+            | AuthMethod::Jwt { jwt: s, .. } => Some(credential(s).await?),
+            AuthMethod::Cert { .. } => None,
+        };
+        let body = match (&self.auth, &credential_value) {
             (AuthMethod::AppRole { role_id, .. }, Some(secret_id)) => LoginBody::AppRole {
                 role_id: role_id.trim(),
                 secret_id,
@@ -483,13 +474,19 @@ impl VaultClient {
             },
             _ => return Err(VaultError::config(op, "login credential missing")),
         };
+        self.send_login(&body, generation).await
+    }
+
+    /// `POST auth/<mount>/login` with `body`; the token of the answer.
+    async fn send_login(&self, body: &LoginBody<'_>, generation: u64) -> Result<CachedToken, VaultError> {
+        let op = Operation::Login;
         let login_path = self
             .login_path
             .as_ref()
             .ok_or_else(|| VaultError::config(op, "auth method has no login path"))?;
         let answer = self
             .transport
-            .request(op, Method::POST, login_path, Some(&body), None, Scope::Namespaced)
+            .request(op, Method::POST, login_path, Some(body), None, Scope::Namespaced)
             .await?;
         let auth = auth_block(op, &answer)?;
         tracing::debug!(
