@@ -73,6 +73,14 @@ pub struct ControllerArgs {
     /// Lease defaults to this namespace.
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Let Issuers with `auth.aws` and no `serviceAccountRef` use the controller's own AWS
+    /// credentials (cert-manager's flag, default false).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub issuer_ambient_credentials: bool,
+    /// Let ClusterIssuers with `auth.aws` and no `serviceAccountRef` use the controller's own AWS
+    /// credentials (cert-manager's flag, default true).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub cluster_issuer_ambient_credentials: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -159,6 +167,8 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
     config.auto_approve = !args.no_auto_approve;
     config.namespace = args.namespace;
+    config.aws.issuers = args.issuer_ambient_credentials;
+    config.aws.cluster_issuers = args.cluster_issuer_ambient_credentials;
     let mut term = signal(SignalKind::terminate()).context("signal handler")?;
     let mut int = signal(SignalKind::interrupt()).context("signal handler")?;
     certkeeper_controller::run(config, async move {

@@ -26,4 +26,5 @@ pub mod runtime;
 pub mod status;
 
 pub use kube::{KubeClient, KubeConfig, KubeError, TokenSource};
+pub use load::AwsAmbient;
 pub use run::{ControllerConfig, ControllerError, run};

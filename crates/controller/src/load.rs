@@ -20,12 +20,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use certkeeper_core::spec::IssuerKind;
 use certkeeper_core::spec::{self, Certificate, VaultAuthMethod, VaultIssuer};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::outputs::OutputFormats;
 use certkeeper_engine::{CertJob, IssuerId, IssuerRuntime};
+use certkeeper_vault::aws::AwsEnvironment;
 use certkeeper_vault::{SecretProvider, SecretSource};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -35,6 +37,52 @@ use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
 use crate::objects::{CertificateObject, SpecProblem};
 
 pub use certkeeper_engine::build::IssuerLimits;
+
+/// The controller's own AWS identity and who may use it (`auth.aws` without
+/// `serviceAccountRef`): cert-manager's `--issuer-ambient-credentials` (default off: an
+/// Issuer's author in some namespace must not borrow the controller's identity) and
+/// `--cluster-issuer-ambient-credentials` (default on).
+#[derive(Debug, Clone)]
+pub struct AwsAmbient {
+    /// The controller's environment, read as the AWS SDKs read it.
+    pub environment: AwsEnvironment,
+    pub issuers: bool,
+    pub cluster_issuers: bool,
+}
+
+impl Default for AwsAmbient {
+    fn default() -> Self {
+        AwsAmbient {
+            environment: AwsEnvironment::from_process(),
+            issuers: false,
+            cluster_issuers: true,
+        }
+    }
+}
+
+impl AwsAmbient {
+    /// Whether issuer `id` may use the controller's own AWS credentials; the refusal names the
+    /// option that would allow it.
+    pub fn check(&self, field: &str, id: &IssuerId) -> Result<(), CredentialError> {
+        let (allowed, kind, option) = match id.key().kind {
+            IssuerKind::Issuer => (self.issuers, "Issuer", "--issuer-ambient-credentials"),
+            IssuerKind::ClusterIssuer => (
+                self.cluster_issuers,
+                "ClusterIssuer",
+                "--cluster-issuer-ambient-credentials",
+            ),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(CredentialError::AmbientAwsRefused {
+                field: field.to_owned(),
+                kind,
+                option,
+            })
+        }
+    }
+}
 
 /// What the Kubernetes runtime needs of a Certificate beyond the engine's job.
 #[derive(Debug, Clone)]
@@ -256,6 +304,7 @@ struct Resolver<'a> {
     client: &'a KubeClient,
     secrets: &'a SecretCache,
     namespace: &'a str,
+    aws: &'a AwsAmbient,
 }
 
 impl SecretResolver for Resolver<'_> {
@@ -302,6 +351,14 @@ impl SecretResolver for Resolver<'_> {
             audiences,
         })))
     }
+
+    fn aws_environment(&self) -> AwsEnvironment {
+        self.aws.environment.clone()
+    }
+
+    fn ambient_aws(&mut self, field: &str, id: &IssuerId) -> Result<(), CredentialError> {
+        self.aws.check(field, id)
+    }
 }
 
 /// Builds (or reuses from `previous`) the runtime of issuer `id`, whose Secrets live in
@@ -316,11 +373,13 @@ pub fn build_issuer(
     id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
+    aws: &AwsAmbient,
 ) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver {
         client,
         secrets,
         namespace,
+        aws,
     };
     build::build_issuer(&mut resolver, id, vault, limits, metrics, previous)
 }
@@ -383,4 +442,41 @@ fn formats(client: &KubeClient, cert: &Certificate) -> Result<OutputFormats, Bui
             key: sel.key.clone(),
         })))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cert-manager's defaults: a ClusterIssuer may use the controller's own AWS identity, an
+    /// Issuer may not; the refusal names the flag and waits for a change.
+    #[test]
+    fn ambient_aws_credentials_follow_cert_managers_flags() {
+        let aws = AwsAmbient {
+            environment: AwsEnvironment::default(),
+            issuers: false,
+            cluster_issuers: true,
+        };
+        let issuer = IssuerId::new(IssuerKind::Issuer, "apps", "vault");
+        let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "", "vault");
+        aws.check("spec.vault.auth.aws", &cluster).unwrap();
+        let refused = aws.check("spec.vault.auth.aws", &issuer).unwrap_err();
+        assert!(
+            refused.to_string().contains("--issuer-ambient-credentials"),
+            "{refused}"
+        );
+        assert_eq!(refused.class(), FailureClass::Invalid);
+        let open = AwsAmbient {
+            issuers: true,
+            cluster_issuers: false,
+            ..aws
+        };
+        open.check("f", &issuer).unwrap();
+        assert!(
+            open.check("f", &cluster)
+                .unwrap_err()
+                .to_string()
+                .contains("--cluster-issuer-ambient-credentials")
+        );
+    }
 }

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::kube::{KubeClient, KubeConfig, KubeError, meta_str};
 use crate::leader::{Elector, LeaseConfig};
-use crate::load::{IssuerLimits, SecretCache, build_issuer};
+use crate::load::{AwsAmbient, IssuerLimits, SecretCache, build_issuer};
 use crate::objects::{CertificateObject, IssuerObject};
 use crate::plan::{self, SecretCheck, TargetSecret};
 use crate::reflector::{Store, reflect, reflect_with};
@@ -69,6 +69,9 @@ pub struct ControllerConfig {
     /// Watch only this namespace (Issuers, Certificates, CertificateRequests, Secrets);
     /// ClusterIssuers are not used, and RBAC can be a Role in that namespace. `None`: all.
     pub namespace: Option<String>,
+    /// `auth.aws` without `serviceAccountRef`: the controller's own AWS identity and which
+    /// issuers may use it.
+    pub aws: AwsAmbient,
 }
 
 impl ControllerConfig {
@@ -84,6 +87,7 @@ impl ControllerConfig {
             leader_election: None,
             auto_approve: true,
             namespace: None,
+            aws: AwsAmbient::default(),
         }
     }
 }
@@ -582,6 +586,7 @@ impl Reconciler<'_> {
                 &issuer.id,
                 &issuer.namespace,
                 &issuer.vault,
+                &self.config.aws,
             ) {
                 Ok(rt) => {
                     if let Some(missing) = versions.missing.get(&issuer.id) {

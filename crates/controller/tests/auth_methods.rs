@@ -15,17 +15,10 @@ use std::time::Instant;
 use anyhow::Result;
 use certkeeper_testkit::KubernetesAuth;
 use common::{
-    Api, CERTIFICATES, NS, condition, create_secret, create_vault_issuer, installed, ready, start_controller,
-    start_kube_and_bao,
+    Api, CERTIFICATES, NS, certificate_for, condition, create_secret, create_vault_issuer, installed, ready,
+    start_controller, start_kube_and_bao,
 };
-use serde_json::{Value, json};
-
-fn certificate(name: &str, issuer: &str, kind: &str) -> Value {
-    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-           "metadata": {"name": name, "namespace": NS},
-           "spec": {"secretName": format!("{name}-tls"), "commonName": format!("{name}.example.com"),
-                    "duration": "1h", "issuerRef": {"name": issuer, "kind": kind}}})
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_and_kubernetes_auth_issue() -> Result<()> {
@@ -109,7 +102,7 @@ async fn approle_and_kubernetes_auth_issue() -> Result<()> {
     // The AppRole one also asks for PKCS#12 keystores, password from a Secret.
     create_secret(&api, "p12-password", "password", "changeit").await?;
     for (name, issuer, kind) in certificates {
-        let mut body = certificate(name, issuer, kind);
+        let mut body = certificate_for(name, issuer, kind);
         if name == "approle" {
             body["spec"]["keystores"] = json!({"pkcs12": {"create": true,
                 "passwordSecretRef": {"name": "p12-password", "key": "password"}}});

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use certkeeper_core::spec::{DurationError, format_go_duration, parse_go_duration};
+use certkeeper_vault::aws::AwsEnvironment;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +246,9 @@ pub struct Config {
     cert_mode: u32,
     cert_outputs: BTreeMap<String, CertOutput>,
     pub issuers: IssuerLimits,
+    /// The AWS settings of the daemon's environment (`auth.aws`: its credentials, region and
+    /// `AWS_ENDPOINT_URL_STS`), read when the configuration loads, as the AWS SDKs read them.
+    pub aws: AwsEnvironment,
 }
 
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -404,6 +408,7 @@ impl Config {
             cert_mode,
             cert_outputs,
             issuers,
+            aws: AwsEnvironment::from_process(),
         })
     }
 

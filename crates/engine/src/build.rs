@@ -20,10 +20,11 @@ use certkeeper_core::Secret;
 use certkeeper_core::pki::{self, CsrRequest, JKS_DEFAULT_ALIAS, PkiError, Subject};
 use certkeeper_core::schedule::stable_hash;
 use certkeeper_core::spec::{
-    Certificate, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, FieldError, RotationPolicy,
-    SecretKeySelector, VaultAuthMethod, VaultIssuer,
+    Certificate, DEFAULT_AWS_MOUNT_PATH, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY,
+    DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH, DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH,
+    DEFAULT_TOKEN_KEY, FieldError, RotationPolicy, SecretKeySelector, VaultAuthMethod, VaultIssuer,
 };
+use certkeeper_vault::aws::{AwsCredentialSource, AwsEnvironment, AwsLogin, DEFAULT_SESSION_NAME};
 use certkeeper_vault::{AuthMethod, ClientIdentity, SecretSource, VaultClient, VaultConfig, VaultError};
 
 use crate::gate::{GateConfig, IssuerGate};
@@ -143,14 +144,21 @@ pub trait SecretResolver {
     fn source(&mut self, field: &str, name: &str, key: &str) -> Result<SecretSource, CredentialError>;
     /// Secret `name` key `key` read now (CA bundle, client certificate and key).
     fn read(&mut self, field: &str, name: &str, key: &str) -> Result<String, CredentialError>;
-    /// `kubernetes.serviceAccountRef`: a token for `service_account` with `audiences`, requested
-    /// at each login. Only a runtime inside a cluster can.
+    /// `kubernetes.serviceAccountRef` and `aws.serviceAccountRef`: a token for
+    /// `service_account` with `audiences`, requested at each login. Only a runtime inside a
+    /// cluster can.
     fn service_account_token(
         &mut self,
         field: &str,
         service_account: &str,
         audiences: Vec<String>,
     ) -> Result<SecretSource, CredentialError>;
+    /// The AWS settings of the runtime's environment (`auth.aws`: region, STS endpoint, and the
+    /// runtime's own credentials).
+    fn aws_environment(&self) -> AwsEnvironment;
+    /// `auth.aws` without `serviceAccountRef` uses the runtime's own AWS credentials: `Ok` if
+    /// this runtime lets issuer `id` do so (cert-manager's ambient-credentials flags).
+    fn ambient_aws(&mut self, field: &str, id: &IssuerId) -> Result<(), CredentialError>;
 }
 
 /// Records, per field, what the fingerprint covers: where a source resolves to, or what was read.
@@ -347,6 +355,39 @@ fn auth_method<R: SecretResolver + ?Sized>(
                 name: non_empty(&c.name),
                 identity,
             }
+        }
+        VaultAuthMethod::Aws(a) => {
+            let field = "spec.vault.auth.aws";
+            let environment = r.inner.aws_environment();
+            let credentials = match &a.service_account_ref {
+                Some(sa) => {
+                    let sa_field = "spec.vault.auth.aws.serviceAccountRef";
+                    let token = r
+                        .inner
+                        .service_account_token(sa_field, &sa.name, a.token_audiences())?;
+                    AwsCredentialSource::WebIdentity {
+                        role_arn: a.iam_role_arn.clone(),
+                        session_name: DEFAULT_SESSION_NAME.to_owned(),
+                        token,
+                    }
+                }
+                None => {
+                    r.inner.ambient_aws(field, id)?;
+                    AwsCredentialSource::Ambient(environment.clone())
+                }
+            };
+            let login = AwsLogin {
+                mount: or_default(&a.mount_path, DEFAULT_AWS_MOUNT_PATH),
+                role: a.role.clone(),
+                region: a.region(environment.region.as_deref()),
+                server_id: non_empty(&a.vault_header_value),
+                credentials,
+                sts_endpoint: environment.sts_endpoint.clone(),
+            };
+            // Only what the spec decides: the environment's region and STS endpoint change how
+            // the runtime logs in, never the certificate, and `status` runs elsewhere.
+            r.inputs.insert(field.to_owned(), login.credentials.describe());
+            AuthMethod::Aws(Box::new(login))
         }
     })
 }

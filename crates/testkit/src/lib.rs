@@ -6,6 +6,8 @@
 //! - [`FaultProxy`]: a TCP proxy that can hang, reset, close, send garbage, stall or refuse;
 //! - [`KubeApiServer`]: etcd + a genuine kube-apiserver for Kubernetes auth;
 //! - independent keystore readers ([`keytool`], [`run`]);
+//! - [`AwsAuthFront`]: Vault's AWS auth method (IAM) in front of OpenBao, which lacks it;
+//! - [`StsEmulator`]: moto's `moto_server` as a local AWS STS for the AWS auth tests;
 //! - TLS material ([`TestTls`], [`csr_p256`]) and RS256 JWTs ([`rsa_keypair_pem`], [`sign_jwt_rs256`]).
 //!
 //! Everything listens on 127.0.0.1 only. Every process is a [`ManagedProcess`]: in its own process
@@ -14,6 +16,7 @@
 
 mod admin;
 mod auth;
+mod aws_auth;
 mod bao;
 mod cluster;
 mod jwt;
@@ -23,10 +26,12 @@ mod ports;
 mod process;
 mod proxy;
 mod readers;
+mod sts;
 mod tlsgen;
 
 pub use admin::Admin;
 pub use auth::KubernetesAuth;
+pub use aws_auth::{AwsAuthConfig, AwsAuthFront, AwsAuthRole};
 pub use bao::{DevServer, TlsOptions, bao_binary};
 pub use cluster::RaftCluster;
 pub use jwt::{kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256};
@@ -39,4 +44,5 @@ pub use readers::{
     check_jks, check_pkcs12, keytool, line_after, name_constraint_lines, openssl, openssl_knows_pbmac1,
     openssl_pkcs12, pbmac1_args, pem_blocks, pkcs8_by_openssl, run, x509_text,
 };
+pub use sts::{STS_ACCOUNT, StsEmulator, sts_emulator};
 pub use tlsgen::{CLIENT_CN, ClientCert, TestTls, csr_p256};

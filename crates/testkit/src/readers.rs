@@ -13,19 +13,27 @@ use anyhow::{Context, Result, bail, ensure};
 
 /// The `keytool` to use: `Ok(None)` only when `CERTKEEPER_KEYTOOL` is unset and PATH has none.
 pub fn keytool() -> Result<Option<PathBuf>> {
-    if let Some(p) = std::env::var_os("CERTKEEPER_KEYTOOL").filter(|p| !p.is_empty()) {
+    optional_tool(
+        "CERTKEEPER_KEYTOOL",
+        "keytool",
+        "install a JDK (scripts/test: apt-get install default-jdk-headless)",
+    )
+}
+
+/// A tool a test needs: `$variable` names it and makes it required (a missing file is an error
+/// saying `install`); without it, `binary` is looked up on PATH, and `Ok(None)` means the test
+/// may skip, saying so.
+pub fn optional_tool(variable: &str, binary: &str, install: &str) -> Result<Option<PathBuf>> {
+    if let Some(p) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!(
-                "CERTKEEPER_KEYTOOL={} is not a file; install a JDK (scripts/test: apt-get install default-jdk-headless)",
-                p.display()
-            );
+            bail!("{variable}={} is not a file; {install}", p.display());
         }
         return Ok(Some(p));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     Ok(std::env::split_paths(&path)
-        .map(|dir| dir.join("keytool"))
+        .map(|dir| dir.join(binary))
         .find(|p| p.is_file()))
 }
 

@@ -10,6 +10,8 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::aws::sts::Sts;
+use crate::aws::{self, AwsCredentialSource, AwsCredentials, AwsLogin};
 use crate::config::{AuthMethod, VaultConfig};
 use crate::error::{ErrorKind, Operation, VaultError};
 use crate::path::ApiPath;
@@ -78,6 +80,8 @@ pub struct VaultClient {
     auth: AuthMethod,
     /// `auth/<mount>/login`, checked when the client is built; `None` for token auth.
     login_path: Option<ApiPath>,
+    /// AWS auth with a web identity: the STS its token is exchanged at.
+    sts: Option<Sts>,
     cache: Mutex<Cache>,
 }
 
@@ -128,11 +132,16 @@ impl VaultClient {
             ));
         }
         let login_path = login_path(&auth)?;
+        let sts = match &auth {
+            AuthMethod::Aws(login) => sts_client(config, login)?,
+            _ => None,
+        };
         let transport = Transport::new(config, identity, observer)?;
         Ok(VaultClient {
             transport,
             auth,
             login_path,
+            sts,
             cache: Mutex::new(Cache::default()),
         })
     }
@@ -434,6 +443,19 @@ impl VaultClient {
             AuthMethod::Token { token } => {
                 return self.adopt_token(credential(token).await?, generation).await;
             }
+            AuthMethod::Aws(login) => {
+                let credentials = self.aws_credentials(login).await?;
+                let now = certkeeper_core::time::rfc3339(std::time::SystemTime::now());
+                let data = aws::login_data(&credentials, &login.region, login.server_id.as_deref(), &now);
+                let body = LoginBody::Aws {
+                    role: &login.role,
+                    iam_http_request_method: data.method,
+                    iam_request_url: &data.url,
+                    iam_request_body: &data.body,
+                    iam_request_headers: &data.headers,
+                };
+                return self.send_login(&body, generation).await;
+            }
             AuthMethod::AppRole { secret_id: s, .. }
             | AuthMethod::Kubernetes { jwt: s, .. }
             | AuthMethod::Jwt { jwt: s, .. } => Some(credential(s).await?),
@@ -452,13 +474,19 @@ impl VaultClient {
             },
             _ => return Err(VaultError::config(op, "login credential missing")),
         };
+        self.send_login(&body, generation).await
+    }
+
+    /// `POST auth/<mount>/login` with `body`; the token of the answer.
+    async fn send_login(&self, body: &LoginBody<'_>, generation: u64) -> Result<CachedToken, VaultError> {
+        let op = Operation::Login;
         let login_path = self
             .login_path
             .as_ref()
             .ok_or_else(|| VaultError::config(op, "auth method has no login path"))?;
         let answer = self
             .transport
-            .request(op, Method::POST, login_path, Some(&body), None, Scope::Namespaced)
+            .request(op, Method::POST, login_path, Some(body), None, Scope::Namespaced)
             .await?;
         let auth = auth_block(op, &answer)?;
         tracing::debug!(
@@ -475,6 +503,48 @@ impl VaultClient {
             renewable: auth.renewable,
             login_lease: lease,
         })
+    }
+
+    /// The AWS credentials of a login: the static keys, or a web identity exchanged at STS now.
+    async fn aws_credentials(&self, login: &AwsLogin) -> Result<AwsCredentials, VaultError> {
+        let op = Operation::Login;
+        let ambient;
+        let source = match &login.credentials {
+            AwsCredentialSource::Ambient(environment) => {
+                ambient = environment
+                    .ambient_credentials()
+                    .map_err(|e| VaultError::new(op, ErrorKind::Credential(e)))?;
+                &ambient
+            }
+            other => other,
+        };
+        match source {
+            AwsCredentialSource::Static(credentials) => Ok(credentials.clone()),
+            AwsCredentialSource::WebIdentity {
+                role_arn,
+                session_name,
+                token,
+            } => {
+                let token = token
+                    .read()
+                    .await
+                    .map_err(|e| VaultError::new(op, ErrorKind::Credential(e)))?;
+                let sts = self
+                    .sts
+                    .as_ref()
+                    .ok_or_else(|| VaultError::config(op, "AWS web identity without an STS client"))?;
+                let credentials = sts
+                    .assume_role_with_web_identity(role_arn, session_name, &token)
+                    .await
+                    .map_err(|e| VaultError::new(op, ErrorKind::Sts(e)))?;
+                tracing::debug!(role_arn = %role_arn, "exchanged a web identity for AWS credentials");
+                Ok(credentials)
+            }
+            AwsCredentialSource::Ambient(_) => Err(VaultError::config(
+                op,
+                "ambient AWS credentials resolved to ambient credentials",
+            )),
+        }
     }
 
     /// A given token: learn its remaining TTL and renewability from `lookup-self`.
@@ -541,10 +611,27 @@ fn login_path(auth: &AuthMethod) -> Result<Option<ApiPath>, VaultError> {
         | AuthMethod::Kubernetes { mount, .. }
         | AuthMethod::Jwt { mount, .. }
         | AuthMethod::Cert { mount, .. } => mount,
+        AuthMethod::Aws(login) => &login.mount,
     };
     ApiPath::auth_mount(mount)
         .map(|p| Some(p.child("login")))
         .map_err(|problem| VaultError::path(Operation::Login, mount, problem))
+}
+
+/// The STS client of an AWS login that may exchange a web identity (`None` for static keys),
+/// after checking the region that becomes part of a host name.
+fn sts_client(config: &VaultConfig, login: &AwsLogin) -> Result<Option<Sts>, VaultError> {
+    let op = Operation::Login;
+    aws::check_region(&login.region)
+        .map_err(|reason| VaultError::config(op, format!("AWS region {:?} {reason}", login.region)))?;
+    match login.credentials {
+        AwsCredentialSource::Static(_) => Ok(None),
+        AwsCredentialSource::WebIdentity { .. } | AwsCredentialSource::Ambient(_) => {
+            Sts::new(&login.sts_url(), config.connect_timeout, config.request_timeout)
+                .map(Some)
+                .map_err(|message| VaultError::config(op, message))
+        }
+    }
 }
 
 /// Non-2xx statuses with which sys/health reports a node's state.

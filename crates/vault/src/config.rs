@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use certkeeper_core::Secret;
 
+use crate::aws::AwsLogin;
 use crate::credential::CredentialError;
 use crate::path::{ApiPath, PathError};
 
@@ -97,6 +98,9 @@ pub enum AuthMethod {
         role: String,
         jwt: SecretSource,
     },
+    /// AWS IAM auth (`aws`: mountPath, role, region, serviceAccountRef + iamRoleArn,
+    /// vaultHeaderValue), see [`crate::aws`].
+    Aws(Box<AwsLogin>),
     /// TLS certificate auth (`clientCertificate`: mountPath, name). The certificate is the
     /// transport's client identity, or `identity` when given (cert-manager's `secretName`).
     Cert {
@@ -115,6 +119,7 @@ impl AuthMethod {
             AuthMethod::Kubernetes { .. } => "kubernetes",
             AuthMethod::Jwt { .. } => "jwt",
             AuthMethod::Cert { .. } => "cert",
+            AuthMethod::Aws(_) => "aws",
         }
     }
 }

@@ -70,6 +70,24 @@ pub enum CredentialError {
     /// A ServiceAccount token, which only a runtime inside a cluster can request.
     #[error("{field} needs the Kubernetes runtime; use secretRef standalone")]
     NeedsKubernetes { field: String },
+    /// AWS auth without `serviceAccountRef` and no AWS credentials in the runtime's environment.
+    #[error(
+        "no AWS credentials in the environment: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+         or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (IRSA)"
+    )]
+    NoAwsCredentials,
+    /// AWS auth without `serviceAccountRef` on an issuer this runtime does not let use its own
+    /// (ambient) AWS identity, as cert-manager's `--issuer-ambient-credentials` /
+    /// `--cluster-issuer-ambient-credentials`.
+    #[error(
+        "{field}: refused: this {kind} may not use the controller's own AWS credentials; set \
+         serviceAccountRef and iamRoleArn, or enable {option}"
+    )]
+    AmbientAwsRefused {
+        field: String,
+        kind: &'static str,
+        option: &'static str,
+    },
     /// Reading failed otherwise (the reading task died, the request path could not be built).
     #[error("{what}: {message}")]
     Failed { what: String, message: String },
@@ -101,6 +119,8 @@ impl CredentialError {
             | CredentialError::KubernetesApiAudience { .. }
             | CredentialError::NoToken { .. }
             | CredentialError::NeedsKubernetes { .. }
+            | CredentialError::NoAwsCredentials
+            | CredentialError::AmbientAwsRefused { .. }
             | CredentialError::Failed { .. } => FailureClass::Invalid,
         }
     }

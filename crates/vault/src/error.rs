@@ -79,7 +79,7 @@ pub enum TransportCause {
 }
 
 impl TransportCause {
-    const fn describe(self) -> &'static str {
+    pub(crate) const fn describe(self) -> &'static str {
         match self {
             TransportCause::Connect => "could not connect",
             TransportCause::Timeout => "timed out",
@@ -91,16 +91,32 @@ impl TransportCause {
     }
 }
 
+/// A request that produced no HTTP answer, to Vault or to AWS STS: where it went, why (see
+/// [`TransportCause`]) and the HTTP client's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{} ({url})", cause.describe())]
+pub struct Unanswered {
+    pub url: String,
+    pub cause: TransportCause,
+    #[source]
+    pub source: reqwest::Error,
+}
+
+impl Unanswered {
+    pub(crate) fn new(url: &str, source: reqwest::Error) -> Self {
+        Unanswered {
+            url: url.to_owned(),
+            cause: transport_cause(&source),
+            source,
+        }
+    }
+}
+
 /// What went wrong, with the context a person needs to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("{} ({url})", cause.describe())]
-    Transport {
-        url: String,
-        cause: TransportCause,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(transparent)]
+    Transport(Unanswered),
     #[error("{}", status_message(*status, errors, body.as_ref(), location.as_deref()))]
     Status {
         status: u16,
@@ -133,6 +149,61 @@ pub enum ErrorKind {
     },
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// AWS auth: the STS call that turns a web identity into credentials failed.
+    #[error("AWS STS: {0}")]
+    Sts(StsFailure),
+}
+
+/// Why `sts:AssumeRoleWithWebIdentity` (AWS auth with a web identity) produced no credentials.
+/// No variant holds the token or the credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StsFailure {
+    #[error(transparent)]
+    Transport(Unanswered),
+    /// STS answered with an error: `code` and `message` from its XML, redacted.
+    #[error("HTTP {status}{}{}", code.as_deref().map(|c| format!(": {c}")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+    },
+    #[error("unexpected answer (HTTP {status}): {reason}")]
+    Decode { status: u16, reason: String },
+}
+
+/// STS error codes that are a passing condition of AWS, not a verdict on the identity.
+const STS_TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "IDPCommunicationError",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
+/// The class of an STS failure (see [`VaultError::class`]): unreachable, throttled or failing
+/// STS is transient; a refused identity (AccessDenied, InvalidIdentityToken, ExpiredToken,
+/// a role it may not assume) is a rejected login, retried on the slow schedule like Vault's.
+fn classify_sts(failure: &StsFailure) -> FailureClass {
+    match failure {
+        StsFailure::Transport(unanswered) => classify_transport(unanswered.cause),
+        StsFailure::Status { status, code, .. } => {
+            let transient_code = code.as_deref().is_some_and(|c| STS_TRANSIENT_CODES.contains(&c));
+            if transient_code || *status >= 500 || matches!(*status, 408 | 429) {
+                FailureClass::Transient
+            } else {
+                FailureClass::Rejected
+            }
+        }
+        StsFailure::Decode { .. } => FailureClass::Transient,
+    }
+}
+
+fn classify_transport(cause: TransportCause) -> FailureClass {
+    match cause {
+        TransportCause::TlsUntrusted | TransportCause::TlsClientRejected | TransportCause::TlsProtocol => {
+            FailureClass::Rejected
+        }
+        TransportCause::Connect | TransportCause::Timeout | TransportCause::Broken => FailureClass::Transient,
+    }
 }
 
 fn status_message(
@@ -193,20 +264,14 @@ impl VaultError {
     /// The failure's class. This is the only function that interprets statuses and messages.
     pub fn class(&self) -> FailureClass {
         match &self.kind {
-            ErrorKind::Transport { cause, .. } => match cause {
-                TransportCause::TlsUntrusted
-                | TransportCause::TlsClientRejected
-                | TransportCause::TlsProtocol => FailureClass::Rejected,
-                TransportCause::Connect | TransportCause::Timeout | TransportCause::Broken => {
-                    FailureClass::Transient
-                }
-            },
+            ErrorKind::Transport(unanswered) => classify_transport(unanswered.cause),
             ErrorKind::Status { status, errors, .. } => classify_status(*status, errors),
             // A 2xx we cannot read is a proxy or a truncated body, not Vault's verdict.
             ErrorKind::Decode { .. } => FailureClass::Transient,
             ErrorKind::Credential(e) => e.class(),
             ErrorKind::Config(_) | ErrorKind::Path { .. } => FailureClass::Invalid,
             ErrorKind::Repeated { class, .. } => *class,
+            ErrorKind::Sts(failure) => classify_sts(failure),
         }
     }
 
@@ -229,6 +294,7 @@ impl VaultError {
     /// | 400 without Vault `errors` | plain HTTP to a TLS listener (not Vault's verdict on the request) | issuer |
     /// | other 4xx on sign | CN / SAN not allowed by role, key type not allowed, CSR unparsable / empty, ttl unparsable, ttl beyond the CA's notAfter | request |
     /// | 5xx | sealed, uninitialized, proxies' 502/504, no issuer / bad issuer_ref (PERMANENT_500) | issuer |
+    /// | AWS STS failure (web identity exchange before an AWS login) | (not Vault's) | issuer |
     ///
     /// Only the sign path carries anything request-specific, so every other operation is about
     /// the issuer whatever it answered.
@@ -238,12 +304,13 @@ impl VaultError {
                 sign_status_scope(*status, errors)
             }
             ErrorKind::Status { .. }
-            | ErrorKind::Transport { .. }
+            | ErrorKind::Transport(_)
             | ErrorKind::Decode { .. }
             | ErrorKind::Credential(_)
             | ErrorKind::Config(_)
             | ErrorKind::Path { .. }
-            | ErrorKind::Repeated { .. } => FailureScope::Issuer,
+            | ErrorKind::Repeated { .. }
+            | ErrorKind::Sts(_) => FailureScope::Issuer,
         }
     }
 
@@ -616,6 +683,48 @@ mod tests {
         ] {
             assert_eq!(e.scope(), FailureScope::Issuer, "{e}");
         }
+    }
+
+    /// The web-identity exchange of AWS auth: a refused identity waits on the slow schedule, an
+    /// STS that is down, throttled or failing on its side is transient; all about the issuer.
+    #[test]
+    fn sts_failures_have_their_class_and_scope() {
+        let sts = |status: u16, code: &str| {
+            VaultError::new(
+                Operation::Login,
+                ErrorKind::Sts(StsFailure::Status {
+                    status,
+                    code: Some(code.to_owned()),
+                    message: Some("m".into()),
+                }),
+            )
+        };
+        for (status, code, class) in [
+            (403, "AccessDenied", FailureClass::Rejected),
+            (400, "InvalidIdentityToken", FailureClass::Rejected),
+            (400, "ExpiredTokenException", FailureClass::Rejected),
+            (400, "Throttling", FailureClass::Transient),
+            (400, "IDPCommunicationError", FailureClass::Transient),
+            (503, "ServiceUnavailable", FailureClass::Transient),
+            (500, "InternalFailure", FailureClass::Transient),
+        ] {
+            let e = sts(status, code);
+            assert_eq!(e.class(), class, "{e}");
+            assert_eq!(e.scope(), FailureScope::Issuer, "{e}");
+            assert_eq!(e.status(), None, "an STS status is not Vault's");
+        }
+        assert_eq!(
+            sts(403, "AccessDenied").to_string(),
+            "failed to log in: AWS STS: HTTP 403: AccessDenied: m"
+        );
+        let decode = VaultError::new(
+            Operation::Login,
+            ErrorKind::Sts(StsFailure::Decode {
+                status: 200,
+                reason: "no Credentials in the answer".into(),
+            }),
+        );
+        assert_eq!(decode.class(), FailureClass::Transient);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - Transport ([`VaultConfig`]): server URL, CA bundle, `serverName` (verified name and SNI),
 //!   mTLS client identity, namespace header (login and sign, never `sys/health`), connect and
 //!   request timeouts, no automatic redirects, pooled connections.
-//! - Auth ([`AuthMethod`]): token, AppRole, Kubernetes, JWT/OIDC, TLS certificate.
+//! - Auth ([`AuthMethod`]): token, AppRole, Kubernetes, JWT/OIDC, TLS certificate, AWS IAM
+//!   ([`aws`]: a SigV4-signed `sts:GetCallerIdentity`, static or web-identity credentials).
 //! - A token cache per client: renewed or replaced before expiry; a 403 drops the token (and
 //!   revokes it, unless the user gave it) and triggers one fresh login before the failure is
 //!   judged; a login that fails is shared with every request under way, not sent again by each.
@@ -14,6 +15,7 @@
 //!   [`FailureClass`](certkeeper_core::FailureClass); [`VaultError::scope`] the one place that
 //!   decides their [`FailureScope`] (the issuer as a whole, or this one request).
 
+pub mod aws;
 mod client;
 mod config;
 mod credential;
@@ -32,7 +34,7 @@ pub use config::{
 // Re-exported so callers of `VaultError::scope` need not name certkeeper-core for it.
 pub use certkeeper_core::FailureScope;
 pub use credential::CredentialError;
-pub use error::{ErrorKind, Operation, TransportCause, VaultError};
+pub use error::{ErrorKind, Operation, StsFailure, TransportCause, Unanswered, VaultError};
 pub use path::PathError;
 pub use pki::{SignRequest, SignedCertificate};
 pub use redact::BodyExcerpt;

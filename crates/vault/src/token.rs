@@ -109,6 +109,16 @@ pub(crate) enum LoginBody<'a> {
         #[serde(serialize_with = "expose")]
         jwt: &'a Secret,
     },
+    /// `auth/<aws>/login`, IAM type: a signed `sts:GetCallerIdentity` (see [`crate::aws`]). The
+    /// headers carry the session token and the signature.
+    Aws {
+        role: &'a str,
+        iam_http_request_method: &'a str,
+        iam_request_url: &'a str,
+        iam_request_body: &'a str,
+        #[serde(serialize_with = "expose")]
+        iam_request_headers: &'a Secret,
+    },
     /// `auth/<cert>/login`: the credential is the TLS client certificate.
     Cert {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +138,15 @@ impl fmt::Debug for LoginBody<'_> {
                 .debug_struct("Role")
                 .field("role", role)
                 .field("jwt", jwt)
+                .finish(),
+            LoginBody::Aws {
+                role,
+                iam_request_headers,
+                ..
+            } => f
+                .debug_struct("Aws")
+                .field("role", role)
+                .field("iam_request_headers", iam_request_headers)
                 .finish(),
             LoginBody::Cert { name } => f.debug_struct("Cert").field("name", name).finish(),
         }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::config::{ClientIdentity, VaultConfig};
-use crate::error::{ErrorKind, Operation, VaultError, clean_vault_errors, transport_cause};
+use crate::error::{ErrorKind, Operation, Unanswered, VaultError, clean_vault_errors};
 use crate::path::ApiPath;
 use crate::redact::{BodyPolicy, json_problem, quote_body, redact};
 
@@ -276,15 +276,7 @@ impl Transport {
             req = req.header(CONTENT_TYPE, "application/json").body(bytes);
         }
         let transport = |source: reqwest::Error| {
-            let cause = transport_cause(&source);
-            VaultError::new(
-                op,
-                ErrorKind::Transport {
-                    url: url.to_string(),
-                    cause,
-                    source,
-                },
-            )
+            VaultError::new(op, ErrorKind::Transport(Unanswered::new(url.as_str(), source)))
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();

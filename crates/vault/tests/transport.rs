@@ -19,7 +19,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn cause(err: &VaultError) -> Option<TransportCause> {
     match &err.kind {
-        ErrorKind::Transport { cause, .. } => Some(*cause),
+        ErrorKind::Transport(unanswered) => Some(unanswered.cause),
         _ => None,
     }
 }

@@ -18,6 +18,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Daemon::start`], with `env` added to the daemon's environment.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = config.with_file_name(format!("daemon-{}.log", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -28,6 +33,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(config)
             .env("CERTKEEPER_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()

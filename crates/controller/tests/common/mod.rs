@@ -114,6 +114,14 @@ pub async fn start_with_vault_issuer() -> Result<(KubeApiServer, DevServer, Stri
     Ok((kube, bao, token))
 }
 
+/// A Certificate `name` in [`NS`] for `<name>.example.com`, 1 h, from `issuer` of `kind`.
+pub fn certificate_for(name: &str, issuer: &str, kind: &str) -> Value {
+    json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"secretName": format!("{name}-tls"), "commonName": format!("{name}.example.com"),
+                    "duration": "1h", "issuerRef": {"name": issuer, "kind": kind}}})
+}
+
 /// Creates Secret `name` in [`NS`] with one data `key`.
 pub async fn create_secret(api: &Api, name: &str, key: &str, value: &str) -> Result<()> {
     api.create(SECRETS, &secret_body(name, key, value)).await?;

@@ -147,8 +147,6 @@ pub enum Problem {
     Forbidden(&'static str),
     #[error("{0}")]
     RenewalWindow(crate::schedule::WindowError),
-    #[error("{0} is not supported by certkeeper")]
-    NotSupported(&'static str),
     #[error("unsupported issuer type {0}: certkeeper serves Vault (and OpenBao) issuers only")]
     UnsupportedIssuerType(&'static str),
     #[error("RSA keys must be between 2048 and 8192 bits, got {0}")]

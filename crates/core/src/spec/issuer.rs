@@ -3,9 +3,10 @@
 //! cert-manager's Vault client applies at run time (`internal/vault/vault.go`), gathered here so
 //! the Vault client and both runtimes resolve them the same way.
 //!
-//! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) and Vault's `auth.aws` are
-//! recognised, kept undecoded and reported as unsupported: certkeeper only talks to Vault and
-//! OpenBao. Their CRD schemas are typed in [`super::unserved`].
+//! Other issuer types (`acme`, `ca`, `selfSigned`, `venafi`) are recognised, kept undecoded and
+//! reported as unsupported: certkeeper only talks to Vault and OpenBao. Their CRD schemas are
+//! typed in [`super::unserved`], as is the schema of Vault's `auth.aws` (decoded here into
+//! [`VaultAwsAuth`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,11 @@ pub const DEFAULT_KUBERNETES_MOUNT_PATH: &str = "/v1/auth/kubernetes";
 pub const DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH: &str = "/v1/auth/cert";
 /// AppRole mount name when `path` is empty (cert-manager's Vault client).
 pub const DEFAULT_APPROLE_PATH: &str = "approle";
+pub const DEFAULT_AWS_MOUNT_PATH: &str = "/v1/auth/aws";
+/// The audience cert-manager always requests for an AWS web identity token (IRSA's).
+pub const AWS_STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The region cert-manager signs for when neither the Issuer nor the environment names one.
+pub const DEFAULT_AWS_REGION: &str = "us-east-1";
 
 /// A namespaced issuer: only Certificates in its namespace can use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -103,11 +109,37 @@ pub struct VaultAuth {
     pub client_certificate: Option<VaultClientCertificateAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
-    /// Recognised (cert-manager has it) but not supported; kept undecoded (its schema is
-    /// [`super::unserved::VaultAwsAuth`]).
+    /// Vault's AWS IAM auth method: a signed sts:GetCallerIdentity request, made with the
+    /// runtime's own AWS credentials or, with serviceAccountRef, with credentials of iamRoleArn
+    /// obtained for a ServiceAccount token.
+    // The CRD schema is `unserved::VaultAwsAuth`, which keeps `role` required as cert-manager's
+    // does (the decoded type defaults every field).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<super::unserved::VaultAwsAuth>")]
-    pub aws: Option<Value>,
+    pub aws: Option<VaultAwsAuth>,
+}
+
+/// cert-manager's `VaultAWSAuth`: a login with a signed `sts:GetCallerIdentity`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VaultAwsAuth {
+    /// Full login mount path including `/v1`, [`DEFAULT_AWS_MOUNT_PATH`] if empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mount_path: String,
+    /// The Vault role.
+    pub role: String,
+    /// The region to sign for (see [`VaultAwsAuth::region`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    /// A ServiceAccount whose token is exchanged for AWS credentials of `iamRoleArn` (IRSA);
+    /// without it the runtime's own (ambient) AWS credentials are used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_ref: Option<ServiceAccountRef>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub iam_role_arn: String,
+    /// Sent as `X-Vault-AWS-IAM-Server-ID` (Vault's `iam_server_id_header_value`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub vault_header_value: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -162,13 +194,14 @@ pub struct ServiceAccountRef {
 
 /// The auth method an issuer uses. cert-manager never enforced "exactly one", so manifests with
 /// several exist; like cert-manager, the first set in the order tokenSecretRef, appRole,
-/// clientCertificate, kubernetes (then aws) wins and the rest are ignored.
+/// clientCertificate, kubernetes, aws wins and the rest are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VaultAuthMethod<'a> {
     Token(&'a SecretKeySelector),
     AppRole(&'a VaultAppRole),
     ClientCertificate(&'a VaultClientCertificateAuth),
     Kubernetes(&'a VaultKubernetesAuth),
+    Aws(&'a VaultAwsAuth),
 }
 
 /// Go's `path.Join` for the absolute API paths used here: empty and `.` segments dropped.
@@ -183,6 +216,16 @@ fn join_path(parts: &[&str]) -> String {
         out.push_str(segment);
     }
     out
+}
+
+/// `POST` path of a login: `<mountPath>/login`, `default` when the manifest names no mount.
+fn mount_login_path(mount_path: &str, default: &str) -> String {
+    let mount = if mount_path.is_empty() {
+        default
+    } else {
+        mount_path
+    };
+    join_path(&[mount, "login"])
 }
 
 fn has_dot_dot(path: &str) -> bool {
@@ -204,8 +247,7 @@ fn validate_vault_path(value: &str, path: FieldPath, errors: &mut Vec<FieldError
 }
 
 impl VaultAuth {
-    /// The method in effect (see [`VaultAuthMethod`]); `None` when none is set or only the
-    /// unsupported `aws` one is.
+    /// The method in effect (see [`VaultAuthMethod`]); `None` when none is set.
     pub fn method(&self) -> Option<VaultAuthMethod<'_>> {
         if let Some(token) = &self.token_secret_ref {
             Some(VaultAuthMethod::Token(token))
@@ -213,8 +255,10 @@ impl VaultAuth {
             Some(VaultAuthMethod::AppRole(app_role))
         } else if let Some(cert) = &self.client_certificate {
             Some(VaultAuthMethod::ClientCertificate(cert))
+        } else if let Some(kubernetes) = &self.kubernetes {
+            Some(VaultAuthMethod::Kubernetes(kubernetes))
         } else {
-            self.kubernetes.as_ref().map(VaultAuthMethod::Kubernetes)
+            self.aws.as_ref().map(VaultAuthMethod::Aws)
         }
     }
 }
@@ -237,12 +281,7 @@ impl VaultAppRole {
 
 impl VaultClientCertificateAuth {
     pub fn login_path(&self) -> String {
-        let mount = if self.mount_path.is_empty() {
-            DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH
-        } else {
-            &self.mount_path
-        };
-        join_path(&[mount, "login"])
+        mount_login_path(&self.mount_path, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH)
     }
 }
 
@@ -275,12 +314,7 @@ impl VaultKubernetesAuth {
     }
 
     pub fn login_path(&self) -> String {
-        let mount = if self.mount_path.is_empty() {
-            DEFAULT_KUBERNETES_MOUNT_PATH
-        } else {
-            &self.mount_path
-        };
-        join_path(&[mount, "login"])
+        mount_login_path(&self.mount_path, DEFAULT_KUBERNETES_MOUNT_PATH)
     }
 
     /// Audiences for a requested ServiceAccount token, as cert-manager sends them: the extra
@@ -297,6 +331,56 @@ impl VaultKubernetesAuth {
             None => format!("vault://{}", issuer.name),
         });
         audiences.push(server.to_owned());
+        audiences
+    }
+}
+
+impl VaultAwsAuth {
+    fn validate(&self, at: &FieldPath, errors: &mut Vec<FieldError>) {
+        if self.role.is_empty() {
+            errors.push(FieldError::new(at.field("role"), Problem::Required));
+        }
+        validate_vault_path(&self.mount_path, at.field("mountPath"), errors);
+        if let Some(sa) = &self.service_account_ref {
+            validate_object_name(&sa.name, &at.field("serviceAccountRef").field("name"), errors);
+            if self.iam_role_arn.is_empty() {
+                let problem = Problem::RequiredWith("serviceAccountRef");
+                errors.push(FieldError::new(at.field("iamRoleArn"), problem));
+            }
+        }
+    }
+
+    pub fn login_path(&self) -> String {
+        mount_login_path(&self.mount_path, DEFAULT_AWS_MOUNT_PATH)
+    }
+
+    /// Whether the login uses the runtime's own AWS credentials (no `serviceAccountRef`).
+    pub fn uses_ambient_credentials(&self) -> bool {
+        self.service_account_ref.is_none()
+    }
+
+    /// The region the login signs for, as cert-manager chooses it from the Issuer's `region`
+    /// and the environment's (`AWS_REGION`, else `AWS_DEFAULT_REGION`): with ambient
+    /// credentials the environment's wins (cert-manager logs "Ignoring Issuer region"); with
+    /// `serviceAccountRef` the Issuer's does; [`DEFAULT_AWS_REGION`] when neither is set.
+    pub fn region(&self, environment: Option<&str>) -> String {
+        let spec = Some(self.region.as_str()).filter(|r| !r.is_empty());
+        let environment = environment.filter(|r| !r.is_empty());
+        let chosen = if self.uses_ambient_credentials() {
+            environment.or(spec)
+        } else {
+            spec.or(environment)
+        };
+        chosen.unwrap_or(DEFAULT_AWS_REGION).to_owned()
+    }
+
+    /// Audiences of the ServiceAccount token for `serviceAccountRef`, as cert-manager asks:
+    /// [`AWS_STS_AUDIENCE`], then the extra ones from the manifest.
+    pub fn token_audiences(&self) -> Vec<String> {
+        let mut audiences = vec![AWS_STS_AUDIENCE.to_owned()];
+        if let Some(sa) = &self.service_account_ref {
+            audiences.extend(sa.audiences.iter().cloned());
+        }
         audiences
     }
 }
@@ -392,17 +476,18 @@ impl VaultAuth {
         if let Some(kubernetes) = &self.kubernetes {
             kubernetes.validate(&path.field("kubernetes"), errors);
         }
-        let mut push = |path: FieldPath, problem| errors.push(FieldError::new(path, problem));
+        if let Some(aws) = &self.aws {
+            aws.validate(&path.field("aws"), errors);
+        }
         if self.method().is_none() {
-            if self.aws.is_some() {
-                push(
-                    path.field("aws"),
-                    Problem::NotSupported("Vault AWS authentication"),
-                );
-            } else {
-                const METHODS: &[&str] = &["tokenSecretRef", "appRole", "clientCertificate", "kubernetes"];
-                push(path.clone(), Problem::RequiredOneOf(METHODS));
-            }
+            const METHODS: &[&str] = &[
+                "tokenSecretRef",
+                "appRole",
+                "clientCertificate",
+                "kubernetes",
+                "aws",
+            ];
+            errors.push(FieldError::new(path.clone(), Problem::RequiredOneOf(METHODS)));
         }
     }
 }

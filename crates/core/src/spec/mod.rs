@@ -26,9 +26,8 @@
 //!   ([`DEFAULT_NAMESPACE`]), like `kubectl apply` with the default context. A Certificate's
 //!   `Issuer` must be in the Certificate's namespace; a `ClusterIssuer` has none ([`IssuerKey`]).
 //! - **Vault auth**: cert-manager never enforced "exactly one method"; the first set, in the order
-//!   tokenSecretRef, appRole, clientCertificate, kubernetes, wins ([`VaultAuthMethod`]).
-//! - **Not supported** (reported as such, not as unknown): issuer types other than Vault, Vault
-//!   AWS auth.
+//!   tokenSecretRef, appRole, clientCertificate, kubernetes, aws, wins ([`VaultAuthMethod`]).
+//! - **Not supported** (reported as such, not as unknown): issuer types other than Vault.
 //! - **Feature gates**: `literalSubject`, `otherNames` and `nameConstraints` are validated as
 //!   cert-manager validates them with their (alpha) feature gates enabled.
 //! - **Accepted, failing later**, as cert-manager's webhook accepts and its controller fails:
@@ -96,10 +95,11 @@ pub use certificate_rules::{
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 pub use error::{FieldError, FieldPath, Location, Problem, ResourceId, Segment, SpecError, SpecErrors};
 pub use issuer::{
-    ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY,
-    DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH, DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH,
-    DEFAULT_TOKEN_KEY, Issuer, IssuerSpec, ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod,
-    VaultClientCertificateAuth, VaultIssuer, VaultKubernetesAuth,
+    AWS_STS_AUDIENCE, ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_AWS_MOUNT_PATH, DEFAULT_AWS_REGION,
+    DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
+    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, Issuer, IssuerSpec,
+    ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultAwsAuth, VaultClientCertificateAuth,
+    VaultIssuer, VaultKubernetesAuth,
 };
 pub use limits::{
     LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,

@@ -27,7 +27,7 @@ fn yaml_blocks(doc: &str) -> Vec<String> {
 #[test]
 fn every_documented_manifest_is_valid() {
     let blocks = yaml_blocks(DOC);
-    assert_eq!(blocks.len(), 6, "five issuers and a certificate");
+    assert_eq!(blocks.len(), 8, "seven issuers and a certificate");
     let mut methods = Vec::new();
     for (i, block) in blocks.iter().enumerate() {
         let resources = parse_documents(&format!("docs/issuers.md block {}", i + 1), block)
@@ -46,6 +46,8 @@ fn every_documented_manifest_is_valid() {
             }
             VaultAuthMethod::Kubernetes(_) => "kubernetes secretRef",
             VaultAuthMethod::ClientCertificate(_) => "clientCertificate",
+            VaultAuthMethod::Aws(a) if a.uses_ambient_credentials() => "aws ambient",
+            VaultAuthMethod::Aws(_) => "aws serviceAccountRef",
         });
         methods.push(method.unwrap_or("none"));
     }
@@ -56,7 +58,9 @@ fn every_documented_manifest_is_valid() {
             "appRole",
             "kubernetes serviceAccountRef",
             "kubernetes secretRef",
-            "clientCertificate"
+            "clientCertificate",
+            "aws ambient",
+            "aws serviceAccountRef"
         ]
     );
 }

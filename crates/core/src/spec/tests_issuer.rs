@@ -230,7 +230,7 @@ fn empty_vault_block_names_every_missing_field() {
         [
             "spec.vault.server: required",
             "spec.vault.path: required",
-            "spec.vault.auth: required: set one of tokenSecretRef, appRole, clientCertificate, kubernetes",
+            "spec.vault.auth: required: set one of tokenSecretRef, appRole, clientCertificate, kubernetes, aws",
         ]
     );
 }
@@ -334,11 +334,81 @@ spec:
             "spec.selfSigned: unsupported issuer type selfSigned: certkeeper serves Vault (and OpenBao) issuers only",
         ]
     );
-    let aws = vault_issuer("server: https://v\npath: p\nauth: {aws: {role: r}}");
+}
+
+/// cert-manager's validation of `auth.aws` (`ValidateVaultIssuerAuth`): role required, no `..`
+/// in mountPath, serviceAccountRef needs a name and iamRoleArn; nothing else is required.
+#[test]
+fn aws_auth_is_validated_as_cert_manager_does() {
+    let ok = issuer(&vault_issuer(
+        "server: https://v\npath: p\nauth: {aws: {role: r}}",
+    ));
+    let vault = ok.spec.vault.as_ref().unwrap();
+    let Some(VaultAuthMethod::Aws(aws)) = vault.auth.method() else {
+        panic!("aws expected");
+    };
+    assert_eq!(aws.login_path(), "/v1/auth/aws/login");
+    assert!(aws.uses_ambient_credentials());
+
+    let irsa = issuer(&vault_issuer(
+        "server: https://v\npath: p\nauth:\n  aws:\n    role: r\n    region: eu-west-1\n    mountPath: /v1/auth/aws-eu\n    \
+         iamRoleArn: arn:aws:iam::123456789012:role/certkeeper\n    vaultHeaderValue: vault.example.com\n    \
+         serviceAccountRef: {name: vault-issuer, audiences: [extra]}",
+    ));
+    let aws = irsa.spec.vault.as_ref().unwrap().auth.aws.as_ref().unwrap();
+    assert_eq!(aws.login_path(), "/v1/auth/aws-eu/login");
+    assert_eq!(aws.token_audiences(), ["sts.amazonaws.com", "extra"]);
+    assert_eq!(aws.vault_header_value, "vault.example.com");
+
     assert_eq!(
-        errors(&aws),
-        ["spec.vault.auth.aws: Vault AWS authentication is not supported by certkeeper"]
+        errors(&vault_issuer(
+            "server: https://v\npath: p\nauth: {aws: {mountPath: /v1/auth/../x}}"
+        )),
+        [
+            "spec.vault.auth.aws.role: required",
+            "spec.vault.auth.aws.mountPath: must not contain '..' path segments"
+        ]
     );
+    assert_eq!(
+        errors(&vault_issuer(
+            "server: https://v\npath: p\nauth: {aws: {role: r, serviceAccountRef: {name: ''}}}"
+        )),
+        [
+            "spec.vault.auth.aws.serviceAccountRef.name: required",
+            "spec.vault.auth.aws.iamRoleArn: required when serviceAccountRef is set"
+        ]
+    );
+    assert_eq!(
+        errors(&vault_issuer(
+            "server: https://v\npath: p\nauth: {aws: {role: r, roleArn: x}}"
+        )),
+        ["spec.vault.auth.aws.roleArn: unknown field"]
+    );
+}
+
+/// cert-manager's region choice: ambient credentials prefer the environment's region, IRSA the
+/// Issuer's; us-east-1 when neither says.
+#[test]
+fn aws_region_follows_cert_manager() {
+    let ambient = VaultAwsAuth {
+        role: "r".into(),
+        region: "eu-west-1".into(),
+        ..VaultAwsAuth::default()
+    };
+    assert_eq!(ambient.region(Some("us-west-2")), "us-west-2");
+    assert_eq!(ambient.region(None), "eu-west-1");
+    let irsa = VaultAwsAuth {
+        service_account_ref: Some(ServiceAccountRef {
+            name: "sa".into(),
+            audiences: vec![],
+        }),
+        ..ambient.clone()
+    };
+    assert_eq!(irsa.region(Some("us-west-2")), "eu-west-1");
+    let bare = VaultAwsAuth::default();
+    assert_eq!(bare.region(None), "us-east-1");
+    assert_eq!(bare.region(Some("")), "us-east-1");
+    assert_eq!(bare.region(Some("ap-south-1")), "ap-south-1");
 }
 
 #[test]

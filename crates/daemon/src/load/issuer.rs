@@ -22,6 +22,7 @@ use certkeeper_core::spec::{check_dns_label, check_dns_subdomain, check_secret_k
 use certkeeper_engine::build::{BuildError, CredentialError, SecretResolver, build_issuer};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{IssuerId, IssuerRuntime};
+use certkeeper_vault::aws::AwsEnvironment;
 use certkeeper_vault::{SecretProvider, SecretSource};
 
 use super::secrets::{ManifestKey, ManifestSecrets, SecretEntry, SecretKey, lookup};
@@ -200,6 +201,16 @@ impl SecretResolver for Resolver<'_> {
         Err(CredentialError::NeedsKubernetes {
             field: field.to_owned(),
         })
+    }
+
+    fn aws_environment(&self) -> AwsEnvironment {
+        self.config.aws.clone()
+    }
+
+    /// Standalone, the operator writes every manifest: any issuer may use the daemon's own AWS
+    /// credentials (what cert-manager's ambient-credentials flags allow when both are on).
+    fn ambient_aws(&mut self, _field: &str, _id: &IssuerId) -> Result<(), CredentialError> {
+        Ok(())
     }
 }
 

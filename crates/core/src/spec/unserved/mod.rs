@@ -1,13 +1,14 @@
 //! Schemas of the issuer configurations certkeeper recognises but does not serve: `spec.acme`,
-//! `spec.ca`, `spec.selfSigned`, `spec.venafi` and Vault's `spec.vault.auth.aws`, shaped as
+//! `spec.ca`, `spec.selfSigned`, `spec.venafi`; and the schema of Vault's `spec.vault.auth.aws`,
+//! which certkeeper serves (decoded into [`super::VaultAwsAuth`], whose serde defaults would
+//! drop `role` from `required` in a derived schema). All are shaped as
 //! cert-manager's `types_issuer.go` and `acme/types_issuer.go` shape them (field names, required
 //! fields, enums, patterns, defaults, list and map markers).
 //!
 //! These types are only for the CRD schemas (`certkeeper-crds`), so that certkeeper's CRDs,
 //! installed in place of cert-manager's, keep every field cert-manager's own issuers are written
-//! with. Nothing decodes into them: [`IssuerSpec`](super::IssuerSpec) and
-//! [`VaultAuth`](super::VaultAuth) keep these subtrees as undecoded values and report them as
-//! unsupported, exactly as before they were typed here. `required` follows from the types (a
+//! with. Nothing decodes into them: [`IssuerSpec`](super::IssuerSpec) keeps the unserved
+//! subtrees as undecoded values and reports them as unsupported. `required` follows from the types (a
 //! field that is not an `Option` is required); defaults are the `x-certkeeper-default` extension,
 //! which the CRD generator turns into `default`.
 //!
