@@ -33,6 +33,19 @@ pub enum KeyUsage {
 }
 
 impl KeyUsage {
+    /// Every key usage, in bit order.
+    pub const ALL: [KeyUsage; 9] = [
+        KeyUsage::DigitalSignature,
+        KeyUsage::ContentCommitment,
+        KeyUsage::KeyEncipherment,
+        KeyUsage::DataEncipherment,
+        KeyUsage::KeyAgreement,
+        KeyUsage::CertSign,
+        KeyUsage::CrlSign,
+        KeyUsage::EncipherOnly,
+        KeyUsage::DecipherOnly,
+    ];
+
     /// The bit number in the KeyUsage BIT STRING.
     pub(crate) fn bit(self) -> u16 {
         self as u16
@@ -57,6 +70,22 @@ pub enum ExtendedKeyUsage {
 }
 
 impl ExtendedKeyUsage {
+    /// Every purpose cert-manager (Go) names.
+    pub const ALL: [ExtendedKeyUsage; 12] = [
+        ExtendedKeyUsage::Any,
+        ExtendedKeyUsage::ServerAuth,
+        ExtendedKeyUsage::ClientAuth,
+        ExtendedKeyUsage::CodeSigning,
+        ExtendedKeyUsage::EmailProtection,
+        ExtendedKeyUsage::IpsecEndSystem,
+        ExtendedKeyUsage::IpsecTunnel,
+        ExtendedKeyUsage::IpsecUser,
+        ExtendedKeyUsage::Timestamping,
+        ExtendedKeyUsage::OcspSigning,
+        ExtendedKeyUsage::MicrosoftSgc,
+        ExtendedKeyUsage::NetscapeSgc,
+    ];
+
     pub(crate) fn oid(self) -> &'static [u64] {
         match self {
             ExtendedKeyUsage::Any => &[2, 5, 29, 37, 0],

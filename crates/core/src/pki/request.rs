@@ -9,16 +9,8 @@
 //!
 //! Unlike cert-manager, the CSR's signature is not verified here: Vault verifies it when it signs.
 
-use x509_parser::asn1_rs::{FromDer, Oid as DerOid};
-use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::cri_attributes::ParsedCriAttribute;
-use x509_parser::extensions::ParsedExtension;
-
 use super::csr::{ExtendedKeyUsage, KeyUsage, Usage};
-
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-const OID_KEY_USAGE: &str = "2.5.29.15";
-const OID_EXTENDED_KEY_USAGE: &str = "2.5.29.37";
+use super::requested::read_csr;
 
 /// Why a request's CSR does not match its spec. Messages follow cert-manager's
 /// ("encoded CSR error: ...") so a user sees the same reason from either.
@@ -39,97 +31,18 @@ pub enum RequestCheckError {
     },
 }
 
-const ALL_KEY_USAGES: [KeyUsage; 9] = [
-    KeyUsage::DigitalSignature,
-    KeyUsage::ContentCommitment,
-    KeyUsage::KeyEncipherment,
-    KeyUsage::DataEncipherment,
-    KeyUsage::KeyAgreement,
-    KeyUsage::CertSign,
-    KeyUsage::CrlSign,
-    KeyUsage::EncipherOnly,
-    KeyUsage::DecipherOnly,
-];
-
-const ALL_EXTENDED_KEY_USAGES: [ExtendedKeyUsage; 12] = [
-    ExtendedKeyUsage::Any,
-    ExtendedKeyUsage::ServerAuth,
-    ExtendedKeyUsage::ClientAuth,
-    ExtendedKeyUsage::CodeSigning,
-    ExtendedKeyUsage::EmailProtection,
-    ExtendedKeyUsage::IpsecEndSystem,
-    ExtendedKeyUsage::IpsecTunnel,
-    ExtendedKeyUsage::IpsecUser,
-    ExtendedKeyUsage::Timestamping,
-    ExtendedKeyUsage::OcspSigning,
-    ExtendedKeyUsage::MicrosoftSgc,
-    ExtendedKeyUsage::NetscapeSgc,
-];
-
 /// Key usages as a set of bits (bit n: key usage n of RFC 5280), in the listed order back.
 fn key_usages_of(bits: u16) -> Vec<KeyUsage> {
-    ALL_KEY_USAGES
+    KeyUsage::ALL
         .into_iter()
         .filter(|u| bits & (1 << u.bit()) != 0)
         .collect()
 }
 
-fn extended_key_usage_of(oid: &DerOid<'_>) -> Option<ExtendedKeyUsage> {
-    let arcs: Vec<u64> = oid.iter()?.collect();
-    ALL_EXTENDED_KEY_USAGES
-        .into_iter()
-        .find(|u| u.oid() == arcs.as_slice())
-}
-
-/// What the CSR says: its basicConstraints CA flag, its key usage bits and known extended key
-/// usages in order (each `None` when the extension is absent).
-struct Requested {
-    is_ca: Option<bool>,
-    key_usages: Option<u16>,
-    extended: Option<Vec<ExtendedKeyUsage>>,
-}
-
-fn requested(der: &[u8]) -> Result<Requested, RequestCheckError> {
-    let parse = |e: &dyn std::fmt::Display| RequestCheckError::Parse(e.to_string());
-    let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| parse(&e))?;
-    let mut out = Requested {
-        is_ca: None,
-        key_usages: None,
-        extended: None,
-    };
-    for attribute in csr.certification_request_info.attributes() {
-        let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
-            continue;
-        };
-        for extension in &request.extensions {
-            match (
-                extension.oid.to_id_string().as_str(),
-                extension.parsed_extension(),
-            ) {
-                (OID_BASIC_CONSTRAINTS, ParsedExtension::BasicConstraints(bc)) => out.is_ca = Some(bc.ca),
-                (OID_KEY_USAGE, ParsedExtension::KeyUsage(ku)) => out.key_usages = Some(ku.flags),
-                (OID_EXTENDED_KEY_USAGE, _) => {
-                    let (_, oids) = Vec::<DerOid<'_>>::from_der(extension.value).map_err(|e| parse(&e))?;
-                    // Purposes Go does not know are kept apart by Go and not compared.
-                    out.extended = Some(oids.iter().filter_map(extended_key_usage_of).collect());
-                }
-                (OID_BASIC_CONSTRAINTS | OID_KEY_USAGE, other) => {
-                    return Err(RequestCheckError::Parse(format!(
-                        "extension {} does not parse: {other:?}",
-                        extension.oid
-                    )));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Checks `pem` (a PEM CSR, as `spec.request` holds it) against `usages` and `is_ca`.
 pub fn check_request(pem: &[u8], usages: &[Usage], is_ca: bool) -> Result<(), RequestCheckError> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|_| RequestCheckError::NotPem)?;
-    let csr = requested(&block.contents)?;
+    let pem = std::str::from_utf8(pem).map_err(|_| RequestCheckError::NotPem)?;
+    let csr = read_csr(pem).map_err(|e| RequestCheckError::Parse(e.to_string()))?;
     if let Some(csr_is_ca) = csr.is_ca
         && csr_is_ca != is_ca
     {
@@ -138,7 +51,7 @@ pub fn check_request(pem: &[u8], usages: &[Usage], is_ca: bool) -> Result<(), Re
             spec: is_ca,
         });
     }
-    if csr.key_usages.is_none() && csr.extended.is_none() {
+    if csr.key_usage_bits.is_none() && csr.extended_key_usages.is_none() {
         return Ok(());
     }
     let default = [
@@ -154,14 +67,14 @@ pub fn check_request(pem: &[u8], usages: &[Usage], is_ca: bool) -> Result<(), Re
             Usage::Extended(e) => extended.push(*e),
         }
     }
-    let csr_bits = csr.key_usages.unwrap_or(0);
+    let csr_bits = csr.key_usage_bits.unwrap_or(0);
     if csr_bits != bits {
         return Err(RequestCheckError::KeyUsages {
             csr: key_usages_of(csr_bits),
             spec: key_usages_of(bits),
         });
     }
-    let csr_extended = csr.extended.unwrap_or_default();
+    let csr_extended = csr.extended_key_usages.unwrap_or_default();
     if csr_extended != extended {
         return Err(RequestCheckError::ExtKeyUsages {
             csr: csr_extended,

@@ -1,14 +1,18 @@
-//! What a certificate request (CSR) asks for, read back: the fields cert-manager's
+//! What a certificate request (CSR) asks for, read back once: the fields cert-manager's
 //! `RequestMatchesSpec` compares with a Certificate's spec (used on cert-manager's
-//! CertificateRequest of a served revision).
+//! CertificateRequest of a served revision) and the extensions its webhook checks against a
+//! CertificateRequest's `isCA` and `usages` ([`super::check_request`]).
 
 use std::net::IpAddr;
 
+use x509_parser::asn1_rs::Oid as DerOid;
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
+use super::csr::ExtendedKeyUsage;
 use super::issued::{Sans, common_name, sans_of};
 use super::{OtherName, PkiError, Subject};
 
@@ -27,6 +31,23 @@ pub struct Requested {
     pub other_names: Vec<OtherName>,
     /// SubjectPublicKeyInfo, DER.
     pub public_key_der: Vec<u8>,
+    /// basicConstraints' CA flag (`None`: no such extension).
+    pub is_ca: Option<bool>,
+    /// The key usage bits (bit n: key usage n of RFC 5280; `None`: no such extension).
+    pub key_usage_bits: Option<u16>,
+    /// The extended key usages Go knows, in the CSR's order (`None`: no such extension).
+    pub extended_key_usages: Option<Vec<ExtendedKeyUsage>>,
+}
+
+const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
+const OID_KEY_USAGE: &str = "2.5.29.15";
+const OID_EXTENDED_KEY_USAGE: &str = "2.5.29.37";
+
+fn extended_key_usage_of(oid: &DerOid<'_>) -> Option<ExtendedKeyUsage> {
+    let arcs: Vec<u64> = oid.iter()?.collect();
+    ExtendedKeyUsage::ALL
+        .into_iter()
+        .find(|u| u.oid() == arcs.as_slice())
 }
 
 const OID_SERIAL_NUMBER: &str = "2.5.4.5";
@@ -49,17 +70,38 @@ fn values(name: &X509Name<'_>, oid: &str) -> Vec<String> {
 
 /// Reads a PEM `CERTIFICATE REQUEST`.
 pub fn read_csr(pem: &str) -> Result<Requested, PkiError> {
-    let (_, block) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
-    let (_, csr) = X509CertificationRequest::from_der(&block.contents)
-        .map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
+    let invalid = |e: &dyn std::fmt::Display| PkiError::InvalidCsr(e.to_string());
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| invalid(&e))?;
+    let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| invalid(&e))?;
     let info = &csr.certification_request_info;
     let name = &info.subject;
     let mut sans = Sans::default();
-    if let Some(extensions) = csr.requested_extensions() {
-        for ext in extensions {
-            if let ParsedExtension::SubjectAlternativeName(san) = ext {
-                sans = sans_of(&san.general_names);
+    let (mut is_ca, mut key_usage_bits, mut extended_key_usages) = (None, None, None);
+    for attribute in info.attributes() {
+        let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
+            continue;
+        };
+        for extension in &request.extensions {
+            match (
+                extension.oid.to_id_string().as_str(),
+                extension.parsed_extension(),
+            ) {
+                (_, ParsedExtension::SubjectAlternativeName(san)) => sans = sans_of(&san.general_names),
+                (OID_BASIC_CONSTRAINTS, ParsedExtension::BasicConstraints(bc)) => is_ca = Some(bc.ca),
+                (OID_KEY_USAGE, ParsedExtension::KeyUsage(ku)) => key_usage_bits = Some(ku.flags),
+                (OID_EXTENDED_KEY_USAGE, _) => {
+                    // Read from the value: the parsed form loses the order, which Go compares.
+                    let (_, oids) = Vec::<DerOid<'_>>::from_der(extension.value).map_err(|e| invalid(&e))?;
+                    // Purposes Go does not know are kept apart by Go and not compared.
+                    extended_key_usages = Some(oids.iter().filter_map(extended_key_usage_of).collect());
+                }
+                (OID_BASIC_CONSTRAINTS | OID_KEY_USAGE, other) => {
+                    return Err(PkiError::InvalidCsr(format!(
+                        "extension {} does not parse: {other:?}",
+                        extension.oid
+                    )));
+                }
+                _ => {}
             }
         }
     }
@@ -82,5 +124,8 @@ pub fn read_csr(pem: &str) -> Result<Requested, PkiError> {
         email_addresses: sans.email_addresses,
         other_names: sans.other_names,
         public_key_der: info.subject_pki.raw.to_vec(),
+        is_ca,
+        key_usage_bits,
+        extended_key_usages,
     })
 }
