@@ -53,6 +53,7 @@ async fn aws_auth(bao: &DevServer, sts: &StsEmulator, role: &str, arn: &str, pol
             bound_iam_principal_arn: arn.into(),
             policy: policy.into(),
         }],
+        ..Default::default()
     };
     AwsAuthFront::start(&bao.addr(), bao.root_token(), config)
         .await
