@@ -120,12 +120,20 @@ async fn static_credentials_log_in_and_sign() {
     assert_eq!(front.logins(), vec![user.clone()]);
 
     // A wrong secret key: STS (moto, checking SigV4) refuses the signature, Vault the login.
+    // The plugin checks the answer's Content-Type (exactly text/xml) before its status, and
+    // moto sends its refusals as text/html, so Vault's message is the Content-Type one (real
+    // STS, answering text/xml, gets "received error code 403 from STS: ...").
     let client = common::client(
         &front.addr(),
         login("static", static_keys(&key, SECRET_KEY), None),
     );
     let err = client.login_check().await.unwrap_err();
-    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("error making upstream request: body of GetCallerIdentity is invalid"),
+        "{err}"
+    );
+    assert!(sts.log_tail().contains("\" 403 "), "{}", sts.log_tail());
     assert_eq!(err.class(), FailureClass::Rejected, "{err}");
     assert!(!format!("{err} {err:?}").contains(SECRET_KEY));
 
