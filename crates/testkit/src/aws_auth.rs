@@ -37,12 +37,12 @@
 //!    then its XML a `GetCallerIdentityResponse` (each failure: `error making upstream
 //!    request: ...`);
 //! 10. the ARN parsed by `parseIamArn` (6 colon parts, `iam` or `sts`, `user`, `role`,
-//!    `instance-profile` or `assumed-role/<role>/<session>`), the role name defaulting to its
-//!    friendly name, the role looked up case-insensitively (`entry for role R not found`);
+//!     `instance-profile` or `assumed-role/<role>/<session>`), the role name defaulting to its
+//!     friendly name, the role looked up case-insensitively (`entry for role R not found`);
 //! 11. the canonical ARN (`arn:<partition>:iam::<account>:<type>/<name>`, assumed-role as
-//!    role, path dropped) equal to the role's `bound_iam_principal_arn` (check 2 of the
-//!    plugin: `resolve_aws_unique_ids=false`), else `IAM Principal "<caller ARN>" does not
-//!    belong to the role "<role>"`.
+//!     role, path dropped) equal to the role's `bound_iam_principal_arn` (check 2 of the
+//!     plugin: `resolve_aws_unique_ids=false`), else `IAM Principal "<caller ARN>" does not
+//!     belong to the role "<role>"`.
 //!
 //! Every failure is an error response, so OpenBao answers 400 with it in `errors`; the one
 //! exception is a `GetCallerIdentityResponse` without a result, where the plugin panics

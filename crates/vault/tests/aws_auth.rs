@@ -2,7 +2,8 @@
 //! replays it to a local STS and binds the role to the ARN STS answers, and the token it gives
 //! signs on the real OpenBao 2.7.2 PKI. OpenBao 2.7.2 does not ship the AWS auth method (its
 //! catalog: approle, cert, jwt, kubernetes, oidc, userpass), so the method is certkeeper-testkit's
-//! `AwsAuthFront`, Vault's `pathLoginUpdateIam` in front of OpenBao; STS is moto's `moto_server`
+//! `AwsAuthFront`, the IAM login of openbao/openbao-plugins `auth/aws/path_login.go` (commit
+//! 2ff5b9e) in front of OpenBao; STS is moto's `moto_server`
 //! (PyPI `moto[server]`, testkit's `StsEmulator`), started by each test on 127.0.0.1. For static
 //! keys moto checks the SigV4 signature itself (an independent implementation, botocore's).
 //!
