@@ -43,6 +43,7 @@ async fn aws_issuer(s: &Setup, sts: &StsEmulator, arn: &str) -> AwsAuthFront {
                 bound_iam_principal_arn: arn.into(),
                 policy: s.policy.clone(),
             }],
+            ..Default::default()
         },
     )
     .await

@@ -64,6 +64,7 @@ async fn service_account_and_ambient_credentials_issue() -> Result<()> {
                     policy: pki.policy.clone(),
                 },
             ],
+            ..Default::default()
         },
     )
     .await?;

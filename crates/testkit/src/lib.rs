@@ -6,7 +6,8 @@
 //! - [`FaultProxy`]: a TCP proxy that can hang, reset, close, send garbage, stall or refuse;
 //! - [`KubeApiServer`]: etcd + a genuine kube-apiserver for Kubernetes auth;
 //! - independent keystore readers ([`keytool`], [`run`]);
-//! - [`AwsAuthFront`]: Vault's AWS auth method (IAM) in front of OpenBao, which lacks it;
+//! - [`AwsAuthFront`]: the AWS auth method's IAM login in front of OpenBao, which lacks it,
+//!   following openbao/openbao-plugins `auth/aws/path_login.go` (commit 2ff5b9e);
 //! - [`StsEmulator`]: moto's `moto_server` as a local AWS STS for the AWS auth tests;
 //! - TLS material ([`TestTls`], [`csr_p256`]) and RS256 JWTs ([`rsa_keypair_pem`], [`sign_jwt_rs256`]).
 //!

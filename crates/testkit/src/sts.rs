@@ -1,6 +1,9 @@
 //! A local AWS STS for the AWS auth tests: moto's server (`moto_server`, PyPI `moto[server]`,
 //! installed by scripts/test), on 127.0.0.1 only. It answers `GetCallerIdentity` (the request
-//! OpenBao's aws auth method replays, pointed here by its `config/client` `sts_endpoint`) and
+//! OpenBao's aws auth method replays, to `<sts_endpoint>//`, pointed here by its `config/client`
+//! `sts_endpoint`; it answers `Content-Type: text/xml` as STS does, but its refusals of a
+//! signature as `text/html`, which the plugin reports as `body of GetCallerIdentity is
+//! invalid`) and
 //! `AssumeRoleWithWebIdentity` (the IRSA exchange certkeeper makes); it does not check
 //! signatures or web identity tokens, and assumed-role credentials it issued report the role's
 //! ARN back, which is what the tests need.

@@ -2,7 +2,8 @@
 //! replays it to a local STS and binds the role to the ARN STS answers, and the token it gives
 //! signs on the real OpenBao 2.7.2 PKI. OpenBao 2.7.2 does not ship the AWS auth method (its
 //! catalog: approle, cert, jwt, kubernetes, oidc, userpass), so the method is certkeeper-testkit's
-//! `AwsAuthFront`, Vault's `pathLoginUpdateIam` in front of OpenBao; STS is moto's `moto_server`
+//! `AwsAuthFront`, the IAM login of openbao/openbao-plugins `auth/aws/path_login.go` (commit
+//! 2ff5b9e) in front of OpenBao; STS is moto's `moto_server`
 //! (PyPI `moto[server]`, testkit's `StsEmulator`), started by each test on 127.0.0.1. For static
 //! keys moto checks the SigV4 signature itself (an independent implementation, botocore's).
 //!
@@ -53,6 +54,7 @@ async fn aws_auth(bao: &DevServer, sts: &StsEmulator, role: &str, arn: &str, pol
             bound_iam_principal_arn: arn.into(),
             policy: policy.into(),
         }],
+        ..Default::default()
     };
     AwsAuthFront::start(&bao.addr(), bao.root_token(), config)
         .await
@@ -119,12 +121,20 @@ async fn static_credentials_log_in_and_sign() {
     assert_eq!(front.logins(), vec![user.clone()]);
 
     // A wrong secret key: STS (moto, checking SigV4) refuses the signature, Vault the login.
+    // The plugin checks the answer's Content-Type (exactly text/xml) before its status, and
+    // moto sends its refusals as text/html, so Vault's message is the Content-Type one (real
+    // STS, answering text/xml, gets "received error code 403 from STS: ...").
     let client = common::client(
         &front.addr(),
         login("static", static_keys(&key, SECRET_KEY), None),
     );
     let err = client.login_check().await.unwrap_err();
-    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("error making upstream request: body of GetCallerIdentity is invalid"),
+        "{err}"
+    );
+    assert!(sts.log_tail().contains("\" 403 "), "{}", sts.log_tail());
     assert_eq!(err.class(), FailureClass::Rejected, "{err}");
     assert!(!format!("{err} {err:?}").contains(SECRET_KEY));
 
