@@ -9,8 +9,9 @@
 //!
 //! Unlike cert-manager, the CSR's signature is not verified here: Vault verifies it when it signs.
 
+use super::PkiError;
 use super::csr::{ExtendedKeyUsage, KeyUsage, Usage};
-use super::requested::read_csr;
+use super::requested::read_csr_der;
 
 /// Why a request's CSR does not match its spec. Messages follow cert-manager's
 /// ("encoded CSR error: ...") so a user sees the same reason from either.
@@ -41,8 +42,11 @@ fn key_usages_of(bits: u16) -> Vec<KeyUsage> {
 
 /// Checks `pem` (a PEM CSR, as `spec.request` holds it) against `usages` and `is_ca`.
 pub fn check_request(pem: &[u8], usages: &[Usage], is_ca: bool) -> Result<(), RequestCheckError> {
-    let pem = std::str::from_utf8(pem).map_err(|_| RequestCheckError::NotPem)?;
-    let csr = read_csr(pem).map_err(|e| RequestCheckError::Parse(e.to_string()))?;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|_| RequestCheckError::NotPem)?;
+    let csr = read_csr_der(&block.contents).map_err(|e| match e {
+        PkiError::InvalidCsr(reason) => RequestCheckError::Parse(reason),
+        other => RequestCheckError::Parse(other.to_string()),
+    })?;
     if let Some(csr_is_ca) = csr.is_ca
         && csr_is_ca != is_ca
     {

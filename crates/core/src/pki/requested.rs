@@ -70,9 +70,15 @@ fn values(name: &X509Name<'_>, oid: &str) -> Vec<String> {
 
 /// Reads a PEM `CERTIFICATE REQUEST`.
 pub fn read_csr(pem: &str) -> Result<Requested, PkiError> {
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
+    read_csr_der(&block.contents)
+}
+
+/// Reads a DER `CertificationRequest`.
+pub fn read_csr_der(der: &[u8]) -> Result<Requested, PkiError> {
     let invalid = |e: &dyn std::fmt::Display| PkiError::InvalidCsr(e.to_string());
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| invalid(&e))?;
-    let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| invalid(&e))?;
+    let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| invalid(&e))?;
     let info = &csr.certification_request_info;
     let name = &info.subject;
     let mut sans = Sans::default();
