@@ -99,13 +99,39 @@ pub fn openssl_knows_pbmac1() -> Result<bool> {
 }
 
 /// The extra `openssl pkcs12` arguments for a Modern2026 file: `-nomacver` when this openssl
-/// cannot verify PBMAC1 (it still reads the contents).
+/// cannot verify PBMAC1 (it still reads the contents; [`check_pkcs12`] then has the MAC
+/// verified by [`verify_mac_with_python`]).
 pub fn pbmac1_args() -> Result<&'static [&'static str]> {
     Ok(if openssl_knows_pbmac1()? {
         &[]
     } else {
         &["-nomacver"]
     })
+}
+
+/// Verifies the MAC of a PKCS#12 `file` (read with `-nomacver` by an openssl older than 3.4)
+/// with another reader: Python's `cryptography` (installed with moto by scripts/test), whose
+/// own OpenSSL (3.4 or later) verifies PBMAC1. A wrong password must fail, so the MAC is known
+/// to be checked.
+pub fn verify_mac_with_python(file: &Path, password: &str) -> Result<()> {
+    const SCRIPT: &str = r#"
+import sys
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.backends.openssl import backend
+if backend.openssl_version_number() < 0x30400000:
+    sys.exit("cryptography's OpenSSL cannot verify PBMAC1: " + backend.openssl_version_text())
+data = open(sys.argv[1], "rb").read()
+pkcs12.load_pkcs12(data, sys.argv[2].encode())
+try:
+    pkcs12.load_pkcs12(data, sys.argv[2].encode() + b"x")
+    sys.exit("a wrong password was accepted")
+except ValueError:
+    pass
+"#;
+    let file = file.to_str().context("a UTF-8 path")?;
+    run(Path::new("python3"), &["-c", SCRIPT, file, password], b"")
+        .with_context(|| format!("{file}: MAC verified by Python's cryptography"))?;
+    Ok(())
 }
 
 /// `openssl pkcs12 -info` on a file: its report (stderr) and the PEM it extracts (stdout).
@@ -126,6 +152,11 @@ pub fn openssl_pkcs12(file: &Path, password: &str, extra: &[&str]) -> Result<Str
 /// certificate tls.crt's leaf, the trust store holds ca.crt; `report` lines name the profile's
 /// algorithms.
 pub fn check_pkcs12(dir: &Path, password: &str, extra: &[&str], report: &[&str]) -> Result<()> {
+    if extra.contains(&"-nomacver") {
+        for file in ["keystore.p12", "truststore.p12"] {
+            verify_mac_with_python(&dir.join(file), password)?;
+        }
+    }
     let keystore = openssl_pkcs12(&dir.join("keystore.p12"), password, extra)?;
     for line in report {
         ensure!(
