@@ -377,6 +377,34 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let check =
         certkeeper_testkit::run(&promtool, &["check", "rules", rules_file.to_str().unwrap()], b"").unwrap();
     eprintln!("{}", String::from_utf8_lossy(&check.stdout).trim());
+    // The dashboard's queries parse: as recording rules, with Grafana's variables filled in.
+    let queries: Vec<Value> = expressions()
+        .into_iter()
+        .filter(|(what, _)| what == "dashboard")
+        .enumerate()
+        .map(|(i, (_, e))| {
+            let e = e
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "6h")
+                .replace("$namespace", ".*")
+                .replace("$issuer", ".*");
+            json!({"record": format!("dashboard:query{i}"), "expr": e})
+        })
+        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let dashboard_rules = scratch.path().join("dashboard-queries.yaml");
+    let groups = json!({"groups": [{"name": "dashboard", "rules": queries}]});
+    std::fs::write(&dashboard_rules, serde_yaml_ng::to_string(&groups).unwrap()).unwrap();
+    let check = certkeeper_testkit::run(
+        &promtool,
+        &["check", "rules", dashboard_rules.to_str().unwrap()],
+        b"",
+    )
+    .unwrap();
+    eprintln!(
+        "dashboard queries: {}",
+        String::from_utf8_lossy(&check.stdout).trim()
+    );
 
     let input = input_series(&types, &samples, scraped_at);
     let find = |name: &str, cert: &str| -> BTreeMap<String, String> {
