@@ -203,13 +203,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let dead = certkeeper_testkit::free_port();
     let s = setup_with(Default::default(), &[], &format!("listen: 127.0.0.1:{port}\n")).await;
     let admin = s.bao.admin();
-    let policy = admin
-        .read(&format!("sys/policies/acl/{}", s.policy))
-        .await
-        .unwrap()["data"]["policy"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let policy = policy_text(&admin, &s.policy).await;
     // A second issuer with its own AppRole role and policy, whose policy is emptied later.
     admin.put_policy("locked", &policy).await.unwrap();
     let (locked_role, locked_secret) = admin
@@ -227,42 +221,38 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
         .unwrap()
         .to_owned();
     let addr = s.bao.addr();
-    let m = s.root.join("manifests");
-    let write = |file: &str, text: String| std::fs::write(m.join(file), text).unwrap();
-    write(
-        "locked.yaml",
-        issuer_yaml("locked", &addr, &s.sign_path, &locked_role, "locked-approle"),
-    );
-    write(
-        "offline.yaml",
-        issuer_yaml(
-            "offline",
-            &format!("http://127.0.0.1:{dead}"),
-            &s.sign_path,
-            &vault_role,
-            "vault-approle",
+    let offline = format!("http://127.0.0.1:{dead}");
+    let broken = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: broken, namespace: default}\nspec: {secretName: b, colour: blue, issuerRef: {name: vault}}\n";
+    for (file, text) in [
+        (
+            "locked",
+            issuer_yaml("locked", &addr, &s.sign_path, &locked_role, "locked-approle"),
         ),
-    );
-    write(
-        "healthy.yaml",
-        cert_yaml("healthy", "vault", "healthy.example.com", ""),
-    );
-    write(
-        "denied.yaml",
-        cert_yaml("denied", "vault", "denied.forbidden.test", ""),
-    );
-    write(
-        "expiring.yaml",
-        cert_yaml("expiring", "locked", "expiring.example.com", "  duration: 1h\n"),
-    );
-    write(
-        "waiting.yaml",
-        cert_yaml("waiting", "offline", "waiting.example.com", ""),
-    );
-    write(
-        "broken.yaml",
-        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: broken, namespace: default}\nspec: {secretName: b, colour: blue, issuerRef: {name: vault}}\n".to_owned(),
-    );
+        (
+            "offline",
+            issuer_yaml("offline", &offline, &s.sign_path, &vault_role, "vault-approle"),
+        ),
+        (
+            "healthy",
+            cert_yaml("healthy", "vault", "healthy.example.com", ""),
+        ),
+        // The role allows example.com names only: Vault rejects this one request.
+        (
+            "denied",
+            cert_yaml("denied", "vault", "denied.forbidden.test", ""),
+        ),
+        (
+            "expiring",
+            cert_yaml("expiring", "locked", "expiring.example.com", "  duration: 1h\n"),
+        ),
+        (
+            "waiting",
+            cert_yaml("waiting", "offline", "waiting.example.com", ""),
+        ),
+        ("broken", broken.to_owned()),
+    ] {
+        std::fs::write(s.root.join(format!("manifests/{file}.yaml")), text).unwrap();
+    }
 
     let daemon = Daemon::start(&s.config);
     wait_for(
@@ -281,10 +271,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
         },
     );
     // Vault now refuses the second issuer's token: its renewal, asked for now, is auth_rejected.
-    admin
-        .put_policy("locked", "path \"sys/nothing\" { capabilities = [\"read\"] }")
-        .await
-        .unwrap();
+    admin.put_policy("locked", NO_RIGHTS_POLICY).await.unwrap();
     let out = ck(&[
         "renew",
         "--config",
