@@ -213,6 +213,14 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let secrets = s.root.join("secrets/default");
     std::fs::create_dir_all(secrets.join("locked-approle")).unwrap();
     std::fs::write(secrets.join("locked-approle/secretId"), &locked_secret).unwrap();
+    // A ClusterIssuer's Secrets are in the cluster resource namespace, as cert-manager's.
+    let cluster_secret = s.root.join("secrets/cert-manager/vault-approle");
+    std::fs::create_dir_all(&cluster_secret).unwrap();
+    std::fs::copy(
+        secrets.join("vault-approle/secretId"),
+        cluster_secret.join("secretId"),
+    )
+    .unwrap();
     let vault_role = std::fs::read_to_string(s.root.join("manifests/issuer.yaml")).unwrap();
     let vault_role = vault_role
         .split("roleId: ")
@@ -248,6 +256,23 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
         (
             "waiting",
             cert_yaml("waiting", "offline", "waiting.example.com", ""),
+        ),
+        (
+            "cluster",
+            issuer_yaml("cluster", &addr, &s.sign_path, &vault_role, "vault-approle").replace(
+                "kind: Issuer\nmetadata: {name: cluster, namespace: default}",
+                "kind: ClusterIssuer\nmetadata: {name: cluster}",
+            ),
+        ),
+        // Through a ClusterIssuer (issuer_kind "ClusterIssuer", issuer "ClusterIssuer/cluster").
+        (
+            "clustered",
+            cert_yaml(
+                "clustered",
+                "cluster, kind: ClusterIssuer",
+                "clustered.forbidden.test",
+                "",
+            ),
         ),
         ("broken", broken.to_owned()),
     ] {
@@ -292,6 +317,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
             row(r, "default/expiring")["lastFailure"]["class"] == "auth_rejected"
                 && row(r, "default/denied")["lastFailure"]["class"] == "rejected"
                 && row(r, "default/waiting")["lastFailure"]["class"] == "transient"
+                && row(r, "default/clustered")["lastFailure"]["class"] == "rejected"
                 && row(r, "default/healthy")["ready"] == true
         },
     );
@@ -313,7 +339,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
                 "certkeeper_issuance_attempts_total{issuer=\"Issuer/default/vault\",result=\"failure\",class=\"rejected\"}",
             )
             && has("certkeeper_manifest_problems{")
-            && ["expiring", "denied", "waiting"]
+            && ["expiring", "denied", "waiting", "clustered"]
                 .iter()
                 .all(|c| failing(&samples, c))
             && !failing(&samples, "healthy")
@@ -427,7 +453,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let not_ready_names: BTreeSet<&str> = not_ready.iter().map(|l| l["name"].as_str()).collect();
     assert_eq!(
         not_ready_names,
-        BTreeSet::from(["denied", "waiting"]),
+        BTreeSet::from(["clustered", "denied", "waiting"]),
         "only the certificates never issued are not Ready: {not_ready:?}"
     );
     let problem_file = samples
@@ -449,6 +475,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
             vec![
                 failing("expiring", "Issuer/default/locked", "auth_rejected"),
                 failing("denied", "Issuer/default/vault", "rejected"),
+                failing("clustered", "ClusterIssuer/cluster", "rejected"),
             ],
         ),
         (
