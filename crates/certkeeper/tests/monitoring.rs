@@ -390,7 +390,8 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let check =
         certkeeper_testkit::run(&promtool, &["check", "rules", rules_file.to_str().unwrap()], b"").unwrap();
     eprintln!("{}", String::from_utf8_lossy(&check.stdout).trim());
-    // The dashboard's queries parse: as recording rules, with Grafana's variables filled in.
+    // The dashboard's queries, with Grafana's variables filled in, each as an alert that fires
+    // when the query returns a series: they parse, and each answers on the scraped series.
     let queries: Vec<Value> = expressions()
         .into_iter()
         .filter(|(what, _)| what == "dashboard")
@@ -401,7 +402,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
                 .replace("$__range", "6h")
                 .replace("$namespace", ".*")
                 .replace("$issuer", ".*");
-            json!({"record": format!("dashboard:query{i}"), "expr": e})
+            json!({"alert": format!("DashboardQuery{i}"), "expr": format!("count({e}) > 0"), "annotations": {"query": e}})
         })
         .collect();
     let scratch = tempfile::tempdir().unwrap();
@@ -537,6 +538,13 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
             .collect()
     };
     let mut cases = expect(SCRAPE_AT_MIN, &now);
+    cases.extend(queries.iter().map(|q| {
+        json!({
+            "eval_time": format!("{SCRAPE_AT_MIN}m"),
+            "alertname": q["alert"],
+            "exp_alerts": [{"exp_labels": {}, "exp_annotations": q["annotations"]}],
+        })
+    }));
     cases.extend(expect(LATER_MIN, &later));
     // The healthy certificate is in the input and in no expected alert: promtool fails on any
     // alert not listed.
@@ -546,7 +554,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
             .any(|s| s["series"].as_str().unwrap().contains("name=\"healthy\""))
     );
     let test = json!({
-        "rule_files": [rules_file],
+        "rule_files": [rules_file, dashboard_rules],
         "evaluation_interval": "1m",
         "tests": [{"interval": "1m", "input_series": input, "alert_rule_test": cases}],
     });
