@@ -1,9 +1,10 @@
 //! deploy/monitoring against what the binary really exports: certkeeper runs standalone against a
-//! real OpenBao while Vault refuses one certificate's name, refuses one issuer's credentials, one
-//! issuer's Vault is down and one manifest is broken; its /metrics is scraped, every metric named
+//! real OpenBao while Vault refuses one certificate's name (and one through a ClusterIssuer),
+//! refuses one issuer's token (its policy emptied), one issuer's Vault is down and one manifest
+//! is broken; its /metrics is scraped, every metric named
 //! by the rules and the dashboard must be in it, and the scraped series become the input of
 //! `promtool test rules`, which must fire exactly the expected alerts (none for the healthy
-//! certificate).
+//! certificate) and find every dashboard query answering.
 #![allow(clippy::unwrap_used)] // tests state their expectations by unwrapping
 
 mod common;
