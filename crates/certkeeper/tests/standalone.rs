@@ -81,17 +81,8 @@ async fn policy_removed_then_restored_recovers_on_renew() {
     let s = setup(&[("web", "  privateKey: {algorithm: ECDSA, size: 256}\n")]).await;
     // Take the signing right away before the first issuance.
     let admin = s.bao.admin();
-    let original = admin
-        .read(&format!("sys/policies/acl/{}", s.policy))
-        .await
-        .unwrap()["data"]["policy"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    admin
-        .put_policy(&s.policy, "path \"sys/nothing\" { capabilities = [\"read\"] }")
-        .await
-        .unwrap();
+    let original = policy_text(&admin, &s.policy).await;
+    admin.put_policy(&s.policy, NO_RIGHTS_POLICY).await.unwrap();
     let daemon = Daemon::start(&s.config);
     let rows = wait_for(
         &s.config,

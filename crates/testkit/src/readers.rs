@@ -20,6 +20,16 @@ pub fn keytool() -> Result<Option<PathBuf>> {
     )
 }
 
+/// Prometheus's `promtool` (Debian's `prometheus` package, installed by scripts/test):
+/// `Ok(None)` only when `CERTKEEPER_PROMTOOL` is unset and PATH has none.
+pub fn promtool() -> Result<Option<PathBuf>> {
+    optional_tool(
+        "CERTKEEPER_PROMTOOL",
+        "promtool",
+        "install Prometheus's tools (scripts/test: apt-get install prometheus)",
+    )
+}
+
 /// A tool a test needs: `$variable` names it and makes it required (a missing file is an error
 /// saying `install`); without it, `binary` is looked up on PATH, and `Ok(None)` means the test
 /// may skip, saying so.

@@ -174,6 +174,17 @@ pub async fn setup_with(pki: PkiOptions, certs: &[(&str, &str)], config_extra: &
     }
 }
 
+/// A policy that grants nothing certkeeper uses: Vault answers its sign requests 403.
+pub const NO_RIGHTS_POLICY: &str = "path \"sys/nothing\" { capabilities = [\"read\"] }";
+
+/// The HCL text of ACL policy `name`.
+pub async fn policy_text(admin: &certkeeper_testkit::Admin, name: &str) -> String {
+    admin.read(&format!("sys/policies/acl/{name}")).await.unwrap()["data"]["policy"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn write_cert(root: &Path, name: &str, extra: &str) {
     std::fs::write(
         root.join(format!("manifests/{name}.yaml")),
