@@ -7,6 +7,7 @@
 
 mod commands;
 mod controller;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
