@@ -406,3 +406,160 @@ fn completions_are_valid_scripts() {
     // A bad shell is an argument error (exit 2).
     assert_eq!(ck(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// scripts/deb packages the binary under test: dpkg-deb reads it back (control fields, conffile,
+/// every file in place), the unpacked binary runs, its man pages render and its bash completion
+/// parses, and lintian reports nothing (`CERTKEEPER_LINTIAN` makes lintian required; scripts/test
+/// installs it). Needs dpkg-deb and dpkg-shlibdeps (dpkg-dev); skipped, saying so, without them.
+#[test]
+fn debian_package_is_complete_and_lintian_clean() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = |tool: &str| std::env::split_paths(&path).any(|d| d.join(tool).is_file());
+    if let Some(missing) = ["dpkg-deb", "dpkg-shlibdeps", "strip"]
+        .into_iter()
+        .find(|t| !on_path(t))
+    {
+        eprintln!("SKIPPED: no {missing} on PATH (apt-get install dpkg-dev binutils)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/deb"))
+        .arg(BIN)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/deb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(
+        deb.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("certkeeper_"),
+        "{deb:?}"
+    );
+
+    let field = |name: &str| {
+        let out = Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(&deb)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(field("Package"), "certkeeper");
+    assert!(field("Version").starts_with(env!("CARGO_PKG_VERSION")));
+    assert!(field("Depends").contains("libc6"), "{}", field("Depends"));
+    let contents = Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let contents = String::from_utf8(contents.stdout).unwrap();
+    for path in [
+        "./usr/bin/certkeeper",
+        "./lib/systemd/system/certkeeper.service",
+        "./usr/lib/sysusers.d/certkeeper.conf",
+        "./etc/certkeeper/certkeeper.yaml",
+        "./usr/share/doc/certkeeper/examples/certkeeper.yaml",
+        "./usr/share/doc/certkeeper/copyright",
+        "./usr/share/man/man1/certkeeper.1.gz",
+        "./usr/share/man/man1/certkeeper-run.1.gz",
+        "./usr/share/bash-completion/completions/certkeeper",
+        "./usr/share/zsh/vendor-completions/_certkeeper",
+        "./usr/share/fish/vendor_completions.d/certkeeper.fish",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(&format!(" {path}"))),
+            "{path} missing:\n{contents}"
+        );
+    }
+    assert!(
+        contents.lines().all(|l| l.contains(" root/root ")),
+        "every file owned by root:\n{contents}"
+    );
+
+    // Unpacked, it runs and its generated files are usable.
+    let root = dir.path().join("root");
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let version = Command::new(root.join("usr/bin/certkeeper"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let bash = Command::new("bash")
+        .arg("-n")
+        .arg(root.join("usr/share/bash-completion/completions/certkeeper"))
+        .status()
+        .unwrap();
+    assert!(bash.success());
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/certkeeper.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/certkeeper run --config /etc/certkeeper/certkeeper.yaml"));
+
+    let Some(lintian) = optional_tool("CERTKEEPER_LINTIAN", "lintian", "apt-get install lintian").unwrap()
+    else {
+        eprintln!("SKIPPED lintian: not on PATH (CERTKEEPER_LINTIAN unset; scripts/test installs it)");
+        return;
+    };
+    let out = Command::new(lintian)
+        .args(["--display-info", "--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "lintian: {out:?}");
+    let tags: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: ") || l.starts_with("I: "))
+        .collect();
+    assert!(tags.is_empty(), "lintian:\n{report}");
+}
+
+/// The example configuration the unit and the package ship is valid: with its absolute paths
+/// moved into a scratch directory, `certkeeper check` accepts it.
+#[test]
+fn example_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/systemd/certkeeper.yaml"
+    ))
+    .unwrap();
+    let base = dir.path().to_str().unwrap();
+    let config = example
+        .replace("/etc/certkeeper", &format!("{base}/etc"))
+        .replace("/var/lib/certkeeper", &format!("{base}/var"));
+    assert!(
+        config.contains(&format!("manifests: {base}/etc/manifests")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("stateDir: {base}/var/state")),
+        "{config}"
+    );
+    for d in ["etc/manifests", "etc/secrets"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let path = dir.path().join("etc/certkeeper.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = ck(&["check", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
