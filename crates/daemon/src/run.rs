@@ -102,7 +102,12 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     });
 
     let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
-    let mut watchdog_tick = notifier.watchdog_interval().map(tokio::time::interval);
+    let mut watchdog_tick = notifier.watchdog_interval().map(|every| {
+        let mut tick = tokio::time::interval(every);
+        // After a stall, one ping, not a burst of the missed ones.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     let mut renew_tick = tokio::time::interval(RENEW_POLL);
     let mut seen = manifest_stamp(&config.manifests);
     // The manifests' Secrets, shared by every load and the issuers' clients (read at each login).
