@@ -21,13 +21,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode> {
     let filter = EnvFilter::try_from_env("CERTKEEPER_LOG")
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .context("log.level")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    crate::logging::init(filter, matches!(config.log.format, LogFormat::Json));
     certkeeper_daemon::run::run(config_path).await?;
     Ok(ExitCode::SUCCESS)
 }

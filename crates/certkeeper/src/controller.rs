@@ -142,14 +142,7 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     let filter = EnvFilter::try_from_env("CERTKEEPER_LOG")
         .or_else(|_| EnvFilter::try_new("info"))
         .context("CERTKEEPER_LOG")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if args.json_logs {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    crate::logging::init(filter, args.json_logs);
     let mut config = ControllerConfig::new(kube);
     if args.leader_elect {
         let namespace = args

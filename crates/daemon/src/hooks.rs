@@ -116,6 +116,10 @@ pub async fn run_hook(id: &str, dir: &Path, hook: &Hook) -> Option<HookRun> {
     let (program, args) = hook.command.split_first()?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        // A hook is not the service: it must not speak to systemd in its name.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .env("CERTKEEPER_CERTIFICATE", id)
         .env("CERTKEEPER_OUTPUT_DIR", dir)
         .stdin(Stdio::null())

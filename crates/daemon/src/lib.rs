@@ -5,6 +5,7 @@ pub mod config;
 pub mod hooks;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod output;
 pub mod problems;
 pub mod run;

@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
 use crate::load::{LoadError, Loaded, ManifestSecrets, load};
+use crate::notify::Notifier;
 use crate::problems::problem_rows;
 use crate::runtime::{FileRuntime, RENEW_POLL, TLS_CRT, TLS_KEY};
 use crate::statedb::{RENEW_ALL, StateDb, take_renew_requests};
@@ -62,8 +63,15 @@ type Shared = EngineEndpoints;
 type PendingLoad = oneshot::Receiver<Result<Loaded, LoadError>>;
 
 /// Run until SIGTERM / SIGINT.
+///
+/// Under systemd (`Type=notify`, see [`crate::notify`]): `READY=1` once the manifests are
+/// loaded and applied and the engine runs; `RELOADING=1` when a reload starts (SIGHUP or a
+/// manifest change) and `READY=1` again when it is applied (or kept the last good
+/// configuration); `WATCHDOG=1` from the run loop at half `WATCHDOG_USEC`; `STOPPING=1` on
+/// SIGTERM / SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let config = Config::load(config_path)?;
+    let notifier = Notifier::from_env();
     // First, before any file is written or certificate issued.
     let listener = match config.listen {
         Some(addr) => Some((
@@ -94,10 +102,17 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     });
 
     let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+    let mut watchdog_tick = notifier.watchdog_interval().map(|every| {
+        let mut tick = tokio::time::interval(every);
+        // After a stall, one ping, not a burst of the missed ones.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     let mut renew_tick = tokio::time::interval(RENEW_POLL);
     let mut seen = manifest_stamp(&config.manifests);
     // The manifests' Secrets, shared by every load and the issuers' clients (read at each login).
     let secrets = ManifestSecrets::default();
+    notifier.status("starting: loading the manifests");
     let mut loading = Some(start_load(&config, &metrics, HashMap::new(), &secrets));
     let mut reload_wanted = false;
     tracing::info!(config = %config_path.display(), "certkeeper running");
@@ -109,6 +124,7 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
                 tracing::info!("SIGHUP: reloading manifests");
                 reload_wanted = true;
             }
+            () = watchdog(&mut watchdog_tick) => notifier.watchdog(),
             _ = watch_tick.tick() => {
                 if manifest_stamp(&config.manifests) != seen {
                     tracing::info!("manifests changed: reloading");
@@ -120,17 +136,20 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
                 let first = !shared.ready.load(Ordering::SeqCst);
                 match done {
                     Ok(Ok(loaded)) => {
-                        apply(&shared, &runtime, &db, &metrics, loaded).await;
+                        let (certificates, issuers) = apply(&shared, &runtime, &db, &metrics, loaded).await;
                         shared.ready.store(true, Ordering::SeqCst);
+                        notifier.ready(&format!("running: {certificates} certificates, {issuers} issuers"));
                     }
                     // Nothing to fall back on at start-up.
                     Ok(Err(e)) if first => return Err(e.into()),
                     Err(_) if first => return Err(RunError::LoadAborted),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot read manifests; keeping the last good configuration");
+                        notifier.ready(&format!("running the last good configuration: cannot read manifests: {e}"));
                     }
                     Err(e) => {
                         tracing::error!(error = %RunError::LoadAborted, detail = %e, "keeping the last good configuration");
+                        notifier.ready("running the last good configuration: the reload stopped without a result");
                     }
                 }
             }
@@ -154,11 +173,13 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
         if reload_wanted && loading.is_none() {
             reload_wanted = false;
             seen = manifest_stamp(&config.manifests);
+            notifier.reloading("reloading the manifests");
             let previous = shared.issuers.lock().await.clone();
             loading = Some(start_load(&config, &metrics, previous, &secrets));
         }
     }
     tracing::info!("shutting down: finishing attempts in flight");
+    notifier.stopping();
     shared.ready.store(false, Ordering::SeqCst);
     engine.shutdown().await;
     let _ = stop_tx.send(true);
@@ -194,6 +215,16 @@ fn start_load(
     rx
 }
 
+/// The next watchdog ping; never resolves without a watchdog.
+async fn watchdog(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The result of the pending load; never resolves while none is pending.
 async fn next_load(
     pending: &mut Option<PendingLoad>,
@@ -210,7 +241,7 @@ async fn apply(
     db: &Arc<StateDb>,
     metrics: &Metrics,
     loaded: Loaded,
-) {
+) -> (usize, usize) {
     let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
     for p in &loaded.manifest_problems {
         tracing::warn!(problem = %p, "invalid manifest left out; the rest runs");
@@ -283,12 +314,14 @@ async fn apply(
         });
         certs.extend(adopted);
     }
+    let counts = (certs.len(), shared.issuers.lock().await.len());
     tracing::info!(
-        certificates = certs.len(),
-        issuers = shared.issuers.lock().await.len(),
+        certificates = counts.0,
+        issuers = counts.1,
         "configuration applied"
     );
     shared.engine.set_certificates(certs);
+    counts
 }
 
 /// Certificates the state database does not know (new in the manifests, files written before

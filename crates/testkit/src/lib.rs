@@ -43,7 +43,7 @@ pub use process::{ManagedProcess, pid_exists};
 pub use proxy::{FaultProxy, Mode};
 pub use readers::{
     check_jks, check_pkcs12, keytool, line_after, name_constraint_lines, openssl, openssl_knows_pbmac1,
-    openssl_pkcs12, pbmac1_args, pem_blocks, pkcs8_by_openssl, promtool, run, x509_text,
+    openssl_pkcs12, optional_tool, pbmac1_args, pem_blocks, pkcs8_by_openssl, promtool, run, x509_text,
 };
 pub use sts::{STS_ACCOUNT, StsEmulator, sts_emulator};
 pub use tlsgen::{CLIENT_CN, ClientCert, TestTls, csr_p256};
