@@ -8,6 +8,7 @@ COPY . .
 RUN cargo build --release --locked -p certkeeper \
  && mkdir -p /rootfs/usr/bin /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/home/nonroot \
  && install -m 0755 target/release/certkeeper /rootfs/usr/bin/certkeeper \
+ && strip --strip-unneeded --remove-section=.comment --remove-section=.note /rootfs/usr/bin/certkeeper \
  && ldd target/release/certkeeper | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u \
     | while read -r lib; do mkdir -p "/rootfs$(dirname "$lib")" && cp -L "$lib" "/rootfs$lib"; done \
  && install -m 0644 /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \

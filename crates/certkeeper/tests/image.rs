@@ -6,6 +6,7 @@
 //! read-only (a private mount namespace), until /readyz answers 200 and a Certificate is issued.
 //! Prints the image's sizes and the controller's RSS. Skipped (with a printed reason) when umoci,
 //! skopeo or the kube binaries are missing, unless CERTKEEPER_UMOCI is set (scripts/test sets it).
+//! CERTKEEPER_IMAGE_BIN builds the image from another binary (a release build, to measure it).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -111,9 +112,10 @@ async fn image_runs_the_controller_as_nonroot_from_a_read_only_root() -> Result<
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("image");
     let started = Instant::now();
-    run(Command::new(format!("{ROOT}/scripts/image")).arg(BIN).arg(&out))?;
+    let bin = std::env::var("CERTKEEPER_IMAGE_BIN").unwrap_or_else(|_| BIN.to_owned());
+    run(Command::new(format!("{ROOT}/scripts/image")).arg(&bin).arg(&out))?;
     eprintln!("scripts/image: {:?}", started.elapsed());
-    let version = run(Command::new(BIN).arg("--version"))?;
+    let version = run(Command::new(&bin).arg("--version"))?;
     // umoci names an image path:tag, skopeo transport:path:tag.
     let layout_ref = format!(
         "{}:certkeeper:{}",
@@ -165,7 +167,11 @@ async fn image_runs_the_controller_as_nonroot_from_a_read_only_root() -> Result<
         cmd
     };
     assert_eq!(run(&mut chroot(&["--version"]))?, version);
-    let (archive_size, unpacked_size) = (std::fs::metadata(&archive)?.len(), du_bytes(&rootfs)?);
+    let (archive_size, layout_size, unpacked_size) = (
+        std::fs::metadata(&archive)?.len(),
+        du_bytes(&out.join("oci"))?,
+        du_bytes(&rootfs)?,
+    );
 
     // The controller against a genuine kube-apiserver and OpenBao.
     let (kube, bao) = tokio::join!(KubeApiServer::start(), certkeeper_testkit::DevServer::start());
@@ -270,9 +276,10 @@ async fn image_runs_the_controller_as_nonroot_from_a_read_only_root() -> Result<
         .context("VmRSS")?
         .to_owned();
     eprintln!(
-        "image: archive {:.1} MiB, unpacked root filesystem {:.1} MiB; controller from it (read-only root, uid 65532): \
+        "image: docker-archive {:.1} MiB, OCI layout (gzip layer) {:.1} MiB, unpacked root filesystem {:.1} MiB; controller from it (read-only root, uid 65532): \
          ready and issued in {:?}, {rss}",
         archive_size as f64 / 1048576.0,
+        layout_size as f64 / 1048576.0,
         unpacked_size as f64 / 1048576.0,
         started.elapsed()
     );
