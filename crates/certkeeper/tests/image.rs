@@ -35,6 +35,14 @@ fn tools_missing() -> Option<String> {
     if !missing.is_empty() {
         return Some(format!("{} not installed", missing.join(", ")));
     }
+    // chroot and the read-only bind mount need root (as scripts/test runs).
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if !uid.as_ref().is_ok_and(|u| u == "0") {
+        return Some(format!("not run as root (id -u: {uid:?}): chroot needs it"));
+    }
     kube_bin_dir().err().map(|e| format!("{e:#}"))
 }
 
