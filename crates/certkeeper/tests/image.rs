@@ -96,16 +96,9 @@ impl Drop for Contained {
 }
 
 async fn kube_post(kube: &KubeApiServer, path: &str, body: Value) -> Result<()> {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let (status, answer) = kube.request(Method::POST, path, Some(&body)).await?;
-        match status {
-            200..=299 => return Ok(()),
-            // The resource is served a moment after its CRD is Established.
-            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            _ => bail!("POST {path} -> {status}: {answer}"),
-        }
-    }
+    kube.request_when_served(Method::POST, path, &body, BOUND)
+        .await
+        .map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

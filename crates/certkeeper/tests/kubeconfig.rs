@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 use certkeeper_testkit::{KubeApiServer, TestTls, free_port, kube_bin_dir};
 use reqwest::Method;
@@ -27,16 +27,8 @@ fn b64(s: &str) -> String {
 }
 
 async fn call(kube: &KubeApiServer, method: Method, path: &str, body: Value) -> Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, answer) = kube.request(method.clone(), path, Some(&body)).await?;
-        match status {
-            200..=299 => return Ok(answer),
-            // A custom resource is served a moment after its CRD is Established.
-            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            _ => bail!("{method} {path} -> {status}: {answer}"),
-        }
-    }
+    kube.request_when_served(method, path, &body, Duration::from_secs(60))
+        .await
 }
 
 async fn bind_cluster_admin(kube: &KubeApiServer, name: &str, subject: Value) -> Result<()> {

@@ -215,6 +215,28 @@ impl KubeApiServer {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
+    /// An admin request that must succeed, waiting up to `bound` while the path answers 404 (a
+    /// custom resource is served a moment after its CRD is Established): the answer's body.
+    pub async fn request_when_served(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        bound: std::time::Duration,
+    ) -> Result<Value> {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            let (status, answer) = self.request(method.clone(), path, Some(body)).await?;
+            match status {
+                200..=299 => return Ok(answer),
+                404 if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                _ => bail!("{method} {path} -> {status}: {answer}"),
+            }
+        }
+    }
+
     async fn create(&self, path: &str, body: Value) -> Result<()> {
         let (status, v) = self.request(Method::POST, path, Some(&body)).await?;
         match status {
