@@ -629,7 +629,7 @@ fn sts_client(config: &VaultConfig, login: &AwsLogin) -> Result<Option<Sts>, Vau
         AwsCredentialSource::WebIdentity { .. } | AwsCredentialSource::Ambient(_) => {
             Sts::new(&login.sts_url(), config.connect_timeout, config.request_timeout)
                 .map(Some)
-                .map_err(|message| VaultError::config(op, message))
+                .map_err(|e| VaultError::config(op, e.to_string()))
         }
     }
 }

@@ -17,6 +17,21 @@ use crate::redact::redact;
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// A client for one STS endpoint.
+/// Why the STS endpoint cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StsEndpointError {
+    #[error("STS endpoint {endpoint:?} is not a URL: {reason}")]
+    NotAUrl { endpoint: String, reason: String },
+    #[error("STS endpoint {0} must be an http:// or https:// address")]
+    Scheme(String),
+    #[error("STS endpoint must not carry credentials (user:password@)")]
+    Credentials,
+    #[error("STS endpoint {0} must not have a query or fragment")]
+    QueryOrFragment(String),
+    #[error("cannot build the STS HTTP client: {0}")]
+    Client(String),
+}
+
 #[derive(Debug)]
 pub(crate) struct Sts {
     http: reqwest::Client,
@@ -26,21 +41,23 @@ pub(crate) struct Sts {
 impl Sts {
     /// A client for `endpoint` (http or https, no credentials, query or fragment). The
     /// platform's trust store verifies an https endpoint.
-    pub fn new(endpoint: &str, connect_timeout: Duration, request_timeout: Duration) -> Result<Self, String> {
-        let endpoint = Url::parse(endpoint.trim())
-            .map_err(|e| format!("STS endpoint {endpoint:?} is not a URL: {e}"))?;
+    pub fn new(
+        endpoint: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, StsEndpointError> {
+        let endpoint = Url::parse(endpoint.trim()).map_err(|e| StsEndpointError::NotAUrl {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        })?;
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
-            return Err(format!(
-                "STS endpoint {endpoint} must be an http:// or https:// address"
-            ));
+            return Err(StsEndpointError::Scheme(endpoint.to_string()));
         }
         if !endpoint.username().is_empty() || endpoint.password().is_some() {
-            return Err("STS endpoint must not carry credentials (user:password@)".into());
+            return Err(StsEndpointError::Credentials);
         }
         if endpoint.query().is_some() || endpoint.fragment().is_some() {
-            return Err(format!(
-                "STS endpoint {endpoint} must not have a query or fragment"
-            ));
+            return Err(StsEndpointError::QueryOrFragment(endpoint.to_string()));
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -49,7 +66,7 @@ impl Sts {
             .tls_backend_rustls()
             .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the STS HTTP client: {e}"))?;
+            .map_err(|e| StsEndpointError::Client(e.to_string()))?;
         Ok(Sts { http, endpoint })
     }
 
