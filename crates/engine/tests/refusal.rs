@@ -133,7 +133,12 @@ async fn a_refused_policy_is_probed_not_stormed_and_its_restore_releases_everyon
     eprintln!("{N} certificates, policy removed for {fault:?}: {signs} sign and {logins} login requests");
 
     let info = gate.circuit_info();
-    assert_eq!(info.state, CircuitState::Open);
+    // Held: open, or probing when sampled while the probe (every 2-5 s) is in flight.
+    assert!(
+        matches!(info.state, CircuitState::Open | CircuitState::Probing),
+        "{:?}",
+        info.state
+    );
     assert_eq!(info.cause, Some(OpenCause::Refused(FailureClass::AuthRejected)));
     let failed = failures(&runtime);
     assert_eq!(failed.len(), N, "every certificate shows why it waits");
