@@ -68,6 +68,13 @@ pub struct ControllerArgs {
     /// Leave CertificateRequests made by other tools unapproved (an approver must approve them).
     #[arg(long)]
     pub no_auto_approve: bool,
+    /// Run beside cert-manager as its external issuer: reconcile only VaultIssuers and
+    /// VaultClusterIssuers (certkeeper.io) and the CertificateRequests that name them (made by
+    /// cert-manager's Certificate controller, ingress-shim, csi-driver, istio-csr); read or write
+    /// no cert-manager.io Certificate, Issuer, ClusterIssuer or target Secret; approve nothing
+    /// (cert-manager's approver does, given the RBAC in deploy/).
+    #[arg(long)]
+    pub external_issuer: bool,
     /// Watch only this namespace (Issuers, Certificates, CertificateRequests, Secrets), as
     /// cert-manager's --namespace: ClusterIssuers are not used, RBAC can be a Role there, and the
     /// Lease defaults to this namespace.
@@ -159,6 +166,9 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     config.status_listen = args.status_listen;
     config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
     config.auto_approve = !args.no_auto_approve;
+    if args.external_issuer {
+        config.mode = certkeeper_controller::run::Mode::ExternalIssuer;
+    }
     config.namespace = args.namespace;
     config.aws.issuers = args.issuer_ambient_credentials;
     config.aws.cluster_issuers = args.cluster_issuer_ambient_credentials;

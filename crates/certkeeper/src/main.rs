@@ -74,9 +74,14 @@ enum Command {
     },
     /// Show a PEM certificate file: subject, SANs, validity, issuer, chain.
     Inspect { file: PathBuf },
-    /// Print the CRDs (Certificate, CertificateRequest, Issuer, ClusterIssuer) as a YAML stream,
-    /// for `certkeeper crds | kubectl apply -f -`.
-    Crds,
+    /// Print the CRDs (cert-manager.io's Certificate, CertificateRequest, Issuer, ClusterIssuer;
+    /// certkeeper.io's VaultIssuer, VaultClusterIssuer) as a YAML stream, for
+    /// `certkeeper crds | kubectl apply -f -`.
+    Crds {
+        /// Only this API group's CRDs: `certkeeper.io` beside cert-manager (which installs its own).
+        #[arg(long, value_parser = ["cert-manager.io", "certkeeper.io"])]
+        group: Option<String>,
+    },
     /// Run the Kubernetes controller: cert-manager.io/v1 Certificates with Vault issuers, from
     /// the API server (explicit URL and token, or the in-cluster service account).
     Controller(Box<controller::ControllerArgs>),
@@ -182,8 +187,11 @@ fn main() -> ExitCode {
             Command::Inspect { file } => commands::inspect(&file),
             Command::Controller(args) => controller::run(*args).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
-            Command::Crds => {
-                print!("{}", certkeeper_crds::all_yaml());
+            Command::Crds { group } => {
+                match group {
+                    Some(group) => print!("{}", certkeeper_crds::group_yaml(&group)),
+                    None => print!("{}", certkeeper_crds::all_yaml()),
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -1,11 +1,12 @@
-//! `certkeeper crds` prints the four CRDs, exactly the generated (and checked-in) ones.
+//! `certkeeper crds` prints the six CRDs, exactly the generated (and checked-in) ones; with
+//! `--group`, one group's.
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
 #[test]
-fn crds_prints_the_four_crds() {
+fn crds_prints_the_six_crds() {
     let out = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
         .arg("crds")
         .output()
@@ -20,7 +21,22 @@ fn crds_prints_the_four_crds() {
             "issuers.cert-manager.io",
             "clusterissuers.cert-manager.io",
             "certificates.cert-manager.io",
-            "certificaterequests.cert-manager.io"
+            "certificaterequests.cert-manager.io",
+            "vaultissuers.certkeeper.io",
+            "vaultclusterissuers.certkeeper.io"
         ]
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["crds", "--group", "certkeeper.io"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, certkeeper_crds::group_yaml("certkeeper.io"));
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 2);
+    let refused = Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["crds", "--group", "example.com"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certkeeper_core::spec::{check_dns_label, check_dns_subdomain};
+use certkeeper_core::spec::{IssuerKind, check_dns_label, check_dns_subdomain};
 use certkeeper_core::{FailureClass, Secret};
 use http::Method;
 use http_body_util::BodyExt;
@@ -714,6 +714,26 @@ pub fn cluster_cm_path(plural: &'static str, name: Option<&str>) -> Result<Strin
             name_segment("object name", n)?
         )),
         None => Ok(format!("/apis/cert-manager.io/v1/{plural}")),
+    }
+}
+
+/// An issuer object's path (`name` given) or collection, by kind: namespaced kinds in
+/// `namespace` (every namespace when `None`), cluster-scoped kinds ignore it.
+/// `/apis/certkeeper.io/v1/namespaces/apps/vaultissuers/vault`, `/apis/cert-manager.io/v1/clusterissuers`.
+pub fn issuer_path(
+    kind: IssuerKind,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<String, KubeError> {
+    let api = kind.api_version();
+    let plural = kind.plural();
+    let collection = match namespace.filter(|_| kind.namespaced()) {
+        Some(ns) => format!("/apis/{api}/namespaces/{}/{plural}", namespace_segment(ns)?),
+        None => format!("/apis/{api}/{plural}"),
+    };
+    match name {
+        Some(n) => Ok(format!("{collection}/{}", name_segment("object name", n)?)),
+        None => Ok(collection),
     }
 }
 

@@ -20,7 +20,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use certkeeper_core::spec::IssuerKind;
 use certkeeper_core::spec::{self, Certificate, VaultAuthMethod, VaultIssuer};
 use certkeeper_core::{FailureClass, Secret};
 use certkeeper_engine::build::{self, BuildError, CredentialError, SecretResolver};
@@ -64,14 +63,13 @@ impl AwsAmbient {
     /// Whether issuer `id` may use the controller's own AWS credentials; the refusal names the
     /// option that would allow it.
     pub fn check(&self, field: &str, id: &IssuerId) -> Result<(), CredentialError> {
-        let (allowed, kind, option) = match id.key().kind {
-            IssuerKind::Issuer => (self.issuers, "Issuer", "--issuer-ambient-credentials"),
-            IssuerKind::ClusterIssuer => (
-                self.cluster_issuers,
-                "ClusterIssuer",
-                "--cluster-issuer-ambient-credentials",
-            ),
+        let kind = id.key().kind;
+        let (allowed, option) = if kind.namespaced() {
+            (self.issuers, "--issuer-ambient-credentials")
+        } else {
+            (self.cluster_issuers, "--cluster-issuer-ambient-credentials")
         };
+        let kind = kind.as_str();
         if allowed {
             Ok(())
         } else {
@@ -447,6 +445,7 @@ fn formats(client: &KubeClient, cert: &Certificate) -> Result<OutputFormats, Bui
 #[cfg(test)]
 mod tests {
     use super::*;
+    use certkeeper_core::spec::IssuerKind;
 
     /// cert-manager's defaults: a ClusterIssuer may use the controller's own AWS identity, an
     /// Issuer may not; the refusal names the flag and waits for a change.

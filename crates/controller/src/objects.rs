@@ -111,8 +111,8 @@ impl CertificateObject {
             .pointer("/spec/issuerRef")
             .cloned()
             .and_then(|r| serde_json::from_value::<IssuerReference>(r).ok())
-            .filter(|r| !r.is_cert_manager());
-        let spec = match decode(&with_type(object, "Certificate")) {
+            .filter(|r| !r.is_served());
+        let spec = match decode(&with_type(object, spec::API_VERSION, "Certificate")) {
             Ok(Resource::Certificate(c)) => Ok(Arc::new(*c)),
             Ok(_) => Err(SpecProblem::WrongKind("Certificate")),
             Err(e) => Err(e),
@@ -172,27 +172,26 @@ pub struct IssuerObject {
 }
 
 impl IssuerObject {
-    /// Decodes an Issuer (`kind` Issuer) or ClusterIssuer whose Secrets, for a ClusterIssuer,
-    /// live in `cluster_ns`.
+    /// Decodes an issuer object of `kind` (cert-manager's Issuer or ClusterIssuer, certkeeper's
+    /// VaultIssuer or VaultClusterIssuer) whose Secrets, for a cluster-scoped kind, live in
+    /// `cluster_ns`.
     pub fn of(object: Value, kind: IssuerKind, cluster_ns: &str) -> IssuerObject {
         let (meta, status) = envelope::<IssuerStatus>(&object);
-        let spec = match decode(&with_type(object, kind.as_str())) {
-            Ok(Resource::Issuer(r)) if kind == IssuerKind::Issuer => match r.spec.vault() {
+        let decoded = decode(&with_type(object, kind.api_version(), kind.as_str()));
+        let spec = match decoded.as_ref().map(|r| r.issuer()) {
+            Ok(Some(issuer)) if issuer.kind == kind => match issuer.vault {
                 Some(v) => IssuerSpec::Vault {
-                    namespace: r.metadata.namespace_or_default().to_owned(),
-                    vault: Box::new(v.clone()),
-                },
-                None => IssuerSpec::Other,
-            },
-            Ok(Resource::ClusterIssuer(r)) if kind == IssuerKind::ClusterIssuer => match r.spec.vault() {
-                Some(v) => IssuerSpec::Vault {
-                    namespace: cluster_ns.to_owned(),
+                    namespace: if kind.namespaced() {
+                        issuer.metadata.namespace_or_default().to_owned()
+                    } else {
+                        cluster_ns.to_owned()
+                    },
                     vault: Box::new(v.clone()),
                 },
                 None => IssuerSpec::Other,
             },
             Ok(_) => IssuerSpec::Invalid(SpecProblem::WrongKind(kind.as_str())),
-            Err(e) => IssuerSpec::Invalid(e),
+            Err(e) => IssuerSpec::Invalid(e.clone()),
         };
         IssuerObject {
             id: IssuerId::new(kind, &meta.namespace, &meta.name),
@@ -287,12 +286,12 @@ impl RequestObject {
 
 /// `object` with its `kind` and `apiVersion` (list items omit them; the decoder needs them) and
 /// without `metadata.managedFields`.
-fn with_type(mut object: Value, kind: &str) -> Value {
+fn with_type(mut object: Value, api_version: &str, kind: &str) -> Value {
     if object.get("kind").is_none_or(Value::is_null) {
         object["kind"] = Value::String(kind.to_owned());
     }
     if object.get("apiVersion").is_none_or(Value::is_null) {
-        object["apiVersion"] = Value::String(spec::API_VERSION.to_owned());
+        object["apiVersion"] = Value::String(api_version.to_owned());
     }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");

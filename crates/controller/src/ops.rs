@@ -10,8 +10,8 @@
 use std::time::SystemTime;
 
 use certkeeper_core::spec::{
-    CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerKind,
-    IssuerReference, set_condition,
+    CONDITION_ISSUING, CONDITION_READY, CertificateStatus, Condition, ConditionStatus, IssuerReference,
+    set_condition,
 };
 use certkeeper_core::time::rfc3339;
 use certkeeper_engine::{CertId, IssuerId};
@@ -93,13 +93,9 @@ pub fn row(cert: &Value) -> StatusRow {
     let ns = cert.metadata.namespace.unwrap_or_default();
     let name = cert.metadata.name.unwrap_or_default();
     let issuer_ref = &cert.spec.issuer_ref;
-    let kind = match issuer_ref.kind.as_str() {
-        "ClusterIssuer" => IssuerKind::ClusterIssuer,
-        _ => IssuerKind::Issuer,
-    };
     // A Certificate of an external issuer is listed with its status (its issuer writes it),
     // marked as not certkeeper's.
-    let (issuer, warning) = if issuer_ref.is_cert_manager() {
+    let (issuer, warning) = if let Some(kind) = issuer_ref.issuer_kind() {
         (IssuerId::new(kind, &ns, &issuer_ref.name).to_string(), None)
     } else {
         let note = "not certkeeper's: an external issuer's Certificate, left alone";

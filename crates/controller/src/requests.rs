@@ -9,9 +9,17 @@
 //!   engine's schedule (`certkeeper_core::schedule::next_attempt`: ~1 s doubling for transient
 //!   failures, slower for auth rejections; a failure that waits for a change is re-tried every
 //!   [`INVALID_RECHECK`]), so nothing waits an hour because of a blip.
-//! - Requests carrying `cert-manager.io/certificate-name` are the records the Certificate side
-//!   writes itself and are left alone; so are requests for issuers that are not certkeeper's Vault
-//!   issuers (other issuer types, other groups).
+//! - In the full mode, requests carrying `cert-manager.io/certificate-name` are the records the
+//!   Certificate side writes itself and are left alone; so are requests for issuers that are not
+//!   certkeeper's Vault issuers (other issuer types, other groups).
+//! - Beside cert-manager ([`Mode::ExternalIssuer`]) those annotated requests are cert-manager's
+//!   own, made by its Certificate controller for a `VaultIssuer` or `VaultClusterIssuer`: they
+//!   are signed like any other, and only requests naming certkeeper.io kinds are read. The
+//!   contract is cert-manager's for external issuers (as its issuer-lib implements it): nothing
+//!   happens before an approval controller sets `Approved` or `Denied`; `Denied` ends the request
+//!   (`Ready=False`, reason `Denied`, `failureTime`); a request for an issuer that does not exist
+//!   or is not usable stays `Pending` and says so; an issued one is `Ready=True`, reason `Issued`,
+//!   with `status.certificate` and `status.ca`.
 //! - The signed certificate is what Vault returned (leaf + chain in `certificate`, the issuing CA
 //!   in `ca`); the CSR is not re-checked beyond being a PEM CERTIFICATE REQUEST.
 //! - A certificate Vault signed whose status write fails (API server trouble) is kept and
@@ -25,10 +33,10 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use certkeeper_core::pki::RequestCheckError;
 use certkeeper_core::spec::{
-    Base64Bytes, CERT_MANAGER_GROUP, CONDITION_APPROVED, CONDITION_DENIED, CONDITION_INVALID_REQUEST,
-    CONDITION_READY, CertificateRequestCondition, CertificateRequestSpec, CertificateRequestStatus,
-    ConditionStatus, FieldError, FieldPath, IssuerKind, Problem, REASON_DENIED, REASON_FAILED, REASON_ISSUED,
-    REASON_PENDING, set_condition,
+    Base64Bytes, CERT_MANAGER_GROUP, CERTKEEPER_GROUP, CONDITION_APPROVED, CONDITION_DENIED,
+    CONDITION_INVALID_REQUEST, CONDITION_READY, CertificateRequestCondition, CertificateRequestSpec,
+    CertificateRequestStatus, ConditionStatus, FieldError, FieldPath, Problem, REASON_DENIED, REASON_FAILED,
+    REASON_ISSUED, REASON_PENDING, set_condition,
 };
 use certkeeper_core::time::rfc3339;
 use certkeeper_core::{FailureClass, FailureScope};
@@ -41,6 +49,39 @@ use tokio::task::JoinSet;
 use crate::kube::{KubeClient, KubeError, cm_path};
 use crate::objects::RequestObject;
 use crate::reflector::Store;
+use crate::run::Mode;
+
+/// Who approves requests for certkeeper's issuers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// certkeeper approves those that nobody approved or denied (the full mode's default).
+    Auto,
+    /// An approval controller does (cert-manager's, or approver-policy); certkeeper waits.
+    WaitForApprover,
+}
+
+impl Approval {
+    /// Beside cert-manager, certkeeper never approves: cert-manager's approver has the RBAC for
+    /// certkeeper's signers, and approver-policy users rely on nothing else approving.
+    pub fn of(mode: Mode, auto_approve: bool) -> Approval {
+        match (mode, auto_approve) {
+            (Mode::Full, true) => Approval::Auto,
+            _ => Approval::WaitForApprover,
+        }
+    }
+}
+
+/// What the reconcile knows of issuers that exist but are not usable, for the requests that
+/// name them ("waiting for the issuer" notes).
+#[derive(Debug, Default)]
+pub struct IssuerNotes {
+    /// Whether a reconcile ran: before it no issuer is known, missing or not.
+    pub reconciled: bool,
+    /// Issuer id -> why it is not usable (its Ready condition's message).
+    pub problems: HashMap<IssuerId, String>,
+}
+
+pub type SharedIssuerNotes = Arc<std::sync::Mutex<IssuerNotes>>;
 
 /// How often a request whose failure waits for a change is tried again anyway.
 pub const INVALID_RECHECK: Duration = Duration::from_secs(60);
@@ -127,28 +168,25 @@ async fn patch_status(client: &KubeClient, cr: &RequestObject, status: &Certific
     }
 }
 
-/// The issuer id a request refers to, if it names a cert-manager.io issuer.
-fn issuer_id(cr: &RequestObject) -> Option<IssuerId> {
+/// The issuer id a request refers to, if it names an issuer kind `mode` reconciles.
+fn issuer_id(cr: &RequestObject, mode: Mode) -> Option<IssuerId> {
     let r = &cr.issuer_ref;
-    if r.group_or_default() != CERT_MANAGER_GROUP || r.name.is_empty() {
+    let kind = r.issuer_kind().filter(|k| mode.issuer_kinds().contains(k))?;
+    if r.name.is_empty() {
         return None;
     }
-    let kind = match r.kind.as_str() {
-        "ClusterIssuer" => IssuerKind::ClusterIssuer,
-        "" | "Issuer" => IssuerKind::Issuer,
-        _ => return None,
-    };
     Some(IssuerId::new(kind, &cr.meta.namespace, &r.name))
 }
 
-/// (annotated, done): whether `cr` is a record the Certificate side wrote (it carries
-/// `cert-manager.io/certificate-name`), and whether it is answered (`Ready=True`, `Failed`,
-/// `Denied`, or an invalid request). Either way the loop leaves it alone.
-fn handled(cr: &RequestObject) -> (bool, bool) {
+/// (record, done): whether `cr` is a record the Certificate side wrote (it carries
+/// `cert-manager.io/certificate-name`; in the full mode only, where certkeeper is the Certificate
+/// side), and whether it is answered (`Ready=True`, `Failed`, `Denied`, or an invalid request).
+/// Either way the loop leaves it alone.
+fn handled(cr: &RequestObject, mode: Mode) -> (bool, bool) {
     let done = cr.status.condition(CONDITION_READY).is_some_and(|c| {
         c.status == ConditionStatus::True || c.reason == REASON_FAILED || c.reason == REASON_DENIED
     }) || cr.is_true(CONDITION_INVALID_REQUEST);
-    (cr.from_certificate, done)
+    (cr.from_certificate && mode == Mode::Full, done)
 }
 
 /// What the controller keeps of a CertificateRequest (the mirror's projection, [`kept`]).
@@ -163,21 +201,24 @@ pub enum KeptRequest {
 
 /// What is kept of `object` ([`KeptRequest`]). A handled request that changes arrives whole
 /// and is projected again.
-pub fn kept(object: Value) -> KeptRequest {
+pub fn kept(object: Value, mode: Mode) -> KeptRequest {
     let cr = RequestObject::of(object);
-    match handled(&cr) {
+    match handled(&cr, mode) {
         (false, false) => KeptRequest::Pending(Arc::new(cr)),
         (_, done) => KeptRequest::Handled { key: cr.key(), done },
     }
 }
 
 /// Signs pending requests until `stop` turns true.
+#[allow(clippy::too_many_arguments)] // the loop's inputs, each from its own owner
 pub async fn run_requests(
     client: KubeClient,
     store: Arc<Store<KeptRequest>>,
     issuers: Arc<Mutex<HashMap<IssuerId, IssuerRuntime>>>,
+    notes: SharedIssuerNotes,
     changed: Arc<Notify>,
-    auto_approve: bool,
+    mode: Mode,
+    approval: Approval,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut retries: HashMap<String, Retry> = HashMap::new();
@@ -188,6 +229,8 @@ pub async fn run_requests(
     // Requests whose final status (signed, rejected) is written but not yet seen in the store:
     // the watch may lag behind our own write, and they must not be signed again meanwhile.
     let mut answered: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Requests told why they wait for their issuer: the note written last, not written again.
+    let mut waiting: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -220,16 +263,23 @@ pub async fn run_requests(
             };
             let key = cr.key();
             live.insert(key.clone());
-            let (annotated, done) = handled(&cr);
+            let (record, done) = handled(&cr, mode);
             if done {
                 answered.remove(&key);
             }
-            if annotated || done || in_flight.contains_key(&key) || answered.contains(&key) {
+            if record || done || in_flight.contains_key(&key) || answered.contains(&key) {
                 continue;
             }
-            let Some(issuer) = issuer_id(&cr).and_then(|id| issuers.get(&id).cloned()) else {
+            let Some(id) = issuer_id(&cr, mode) else {
                 continue;
             };
+            let issuer = issuers.get(&id).cloned();
+            // certkeeper.io kinds are certkeeper's whether or not one exists; a cert-manager.io
+            // issuer certkeeper has not built may be another type's (ACME, CA): left alone.
+            let ours = issuer.is_some() || id.key().kind.group() == CERTKEEPER_GROUP;
+            if !ours {
+                continue;
+            }
             if cr.is_true(CONDITION_DENIED) {
                 let message = "The CertificateRequest was denied by an approval controller";
                 let status = failed(&cr, REASON_DENIED, message, now);
@@ -238,7 +288,7 @@ pub async fn run_requests(
             }
             let mut cr = cr;
             if !cr.is_true(CONDITION_APPROVED) {
-                if !auto_approve {
+                if approval == Approval::WaitForApprover || issuer.is_none() {
                     continue;
                 }
                 let conditions = with_condition(
@@ -254,6 +304,33 @@ pub async fn run_requests(
                 approved.status.conditions = conditions;
                 cr = Arc::new(approved);
             }
+            let Some(issuer) = issuer else {
+                let note = {
+                    let notes = notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if !notes.reconciled {
+                        continue;
+                    }
+                    waiting_note(&id, notes.problems.get(&id))
+                };
+                let shown = cr
+                    .status
+                    .condition(CONDITION_READY)
+                    .is_some_and(|c| c.reason == REASON_PENDING && c.message == note);
+                if !shown && waiting.get(&key) != Some(&note) {
+                    let status = conditions_only(with_condition(
+                        &cr,
+                        CONDITION_READY,
+                        ConditionStatus::False,
+                        REASON_PENDING,
+                        &note,
+                    ));
+                    if patch_status(&client, &cr, &status).await {
+                        waiting.insert(key.clone(), note);
+                    }
+                }
+                continue;
+            };
+            waiting.remove(&key);
             if retries.get(&key).is_some_and(|r| r.next > now) || running.len() >= MAX_IN_FLIGHT {
                 continue;
             }
@@ -301,8 +378,23 @@ pub async fn run_requests(
             running.spawn(async move { (key, sign(issuer, request).await) });
         }
         retries.retain(|k, _| live.contains(k));
+        waiting.retain(|k, _| live.contains(k));
         unsent.retain(|k, _| live.contains(k));
         answered.retain(|k| live.contains(k));
+    }
+}
+
+/// Why a request waits for its issuer (issuer-lib's wording): it does not exist, or it exists
+/// and is not usable (`problem`, its Ready condition's message).
+fn waiting_note(id: &IssuerId, problem: Option<&String>) -> String {
+    let key = id.key();
+    let name = match &key.namespace {
+        Some(namespace) => format!("{} {namespace}/{}", key.kind, key.name),
+        None => format!("{} {}", key.kind, key.name),
+    };
+    match problem {
+        Some(problem) => format!("Waiting for issuer to become ready. {name} is not ready: {problem}"),
+        None => format!("{name} not found. Waiting for it to be created."),
     }
 }
 
@@ -528,6 +620,7 @@ fn request_csr(cr: &RequestObject) -> Result<String, FieldError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use certkeeper_core::spec::IssuerKind;
     use serde_json::json;
 
     use super::*;
@@ -587,7 +680,7 @@ mod tests {
     fn a_pending_request_is_kept_whole() {
         for status in [json!({}), ready("False", "Pending")] {
             let object = request(json!({}), status);
-            let KeptRequest::Pending(kept) = kept(object.clone()) else {
+            let KeptRequest::Pending(kept) = kept(object.clone(), Mode::Full) else {
                 panic!("not kept whole");
             };
             assert_eq!(kept.key(), "apps/web-1/u1");
@@ -630,14 +723,95 @@ mod tests {
         ];
         for (object, done) in cases {
             assert_eq!(
-                kept(object.clone()),
+                kept(object.clone(), Mode::Full),
                 KeptRequest::Handled {
                     key: "apps/web-1/u1".into(),
                     done,
                 },
                 "{object}"
             );
-            assert_eq!(handled(&RequestObject::of(object.clone())).1, done);
+            assert_eq!(handled(&RequestObject::of(object.clone()), Mode::Full).1, done);
         }
+    }
+
+    /// Beside cert-manager, the requests cert-manager's Certificate controller makes (they carry
+    /// `cert-manager.io/certificate-name`) are the ones to sign: kept whole until answered.
+    #[test]
+    fn beside_cert_manager_its_certificate_requests_are_kept_whole() {
+        let annotated = request(json!({"cert-manager.io/certificate-name": "web"}), json!({}));
+        assert!(matches!(
+            kept(annotated.clone(), Mode::ExternalIssuer),
+            KeptRequest::Pending(_)
+        ));
+        assert!(matches!(kept(annotated, Mode::Full), KeptRequest::Handled { .. }));
+        let issued = request(
+            json!({"cert-manager.io/certificate-name": "web"}),
+            ready("True", "Issued"),
+        );
+        assert!(matches!(
+            kept(issued, Mode::ExternalIssuer),
+            KeptRequest::Handled { done: true, .. }
+        ));
+    }
+
+    /// Which requests each mode reads, by the issuer they name: certkeeper.io kinds in both
+    /// modes, cert-manager.io kinds only in the full mode, other groups never.
+    #[test]
+    fn each_mode_reads_the_requests_of_its_issuer_kinds() {
+        let with_ref = |reference: Value| {
+            RequestObject::of(json!({"metadata": {"name": "r", "namespace": "apps", "uid": "u"},
+                "spec": {"request": "Q1NS", "issuerRef": reference}}))
+        };
+        let cases = [
+            (json!({"name": "vault"}), Some("Issuer/apps/vault"), None),
+            (
+                json!({"name": "vault", "kind": "ClusterIssuer", "group": "cert-manager.io"}),
+                Some("ClusterIssuer/vault"),
+                None,
+            ),
+            (
+                json!({"name": "vault", "kind": "VaultIssuer", "group": "certkeeper.io"}),
+                Some("VaultIssuer/apps/vault"),
+                Some("VaultIssuer/apps/vault"),
+            ),
+            (
+                json!({"name": "vault", "kind": "VaultClusterIssuer", "group": "certkeeper.io"}),
+                Some("VaultClusterIssuer/vault"),
+                Some("VaultClusterIssuer/vault"),
+            ),
+            (
+                json!({"name": "pca", "kind": "AWSPCAIssuer", "group": "awspca.cert-manager.io"}),
+                None,
+                None,
+            ),
+            (
+                json!({"name": "vault", "kind": "Issuer", "group": "certkeeper.io"}),
+                None,
+                None,
+            ),
+        ];
+        for (reference, full, external) in cases {
+            let cr = with_ref(reference.clone());
+            let id = |mode| issuer_id(&cr, mode).map(|id| id.to_string());
+            assert_eq!(id(Mode::Full).as_deref(), full, "{reference}");
+            assert_eq!(id(Mode::ExternalIssuer).as_deref(), external, "{reference}");
+        }
+        assert_eq!(
+            waiting_note(&IssuerId::new(IssuerKind::VaultIssuer, "apps", "vault"), None),
+            "VaultIssuer apps/vault not found. Waiting for it to be created."
+        );
+        assert_eq!(
+            waiting_note(
+                &IssuerId::new(IssuerKind::VaultClusterIssuer, "", "vault"),
+                Some(&"referenced Secret not found: cert-manager/token".to_owned())
+            ),
+            "Waiting for issuer to become ready. VaultClusterIssuer vault is not ready: referenced \
+             Secret not found: cert-manager/token"
+        );
+        assert_eq!(Approval::of(Mode::Full, true), Approval::Auto);
+        assert_eq!(
+            Approval::of(Mode::ExternalIssuer, true),
+            Approval::WaitForApprover
+        );
     }
 }

@@ -46,9 +46,36 @@ pub const ISSUER_RECHECK: Duration = Duration::from_secs(300);
 /// cert-manager's default `--cluster-resource-namespace`.
 pub const DEFAULT_CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
 
+/// What the controller reconciles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// certkeeper without cert-manager: Certificates, Issuers and ClusterIssuers
+    /// (cert-manager.io), VaultIssuers and VaultClusterIssuers (certkeeper.io, when their CRDs
+    /// are installed), and other tools' CertificateRequests for any of them.
+    #[default]
+    Full,
+    /// Beside cert-manager, as its external issuer (cert-manager's external-issuer contract):
+    /// only VaultIssuers, VaultClusterIssuers and the CertificateRequests that name them
+    /// (cert-manager's Certificate controller creates them); no cert-manager.io Certificate,
+    /// Issuer, ClusterIssuer or target Secret is read or written, and requests are never
+    /// approved by certkeeper (cert-manager's approver, or approver-policy, decides).
+    ExternalIssuer,
+}
+
+impl Mode {
+    /// The issuer kinds reconciled.
+    pub fn issuer_kinds(self) -> &'static [IssuerKind] {
+        match self {
+            Mode::Full => &IssuerKind::ALL,
+            Mode::ExternalIssuer => &[IssuerKind::VaultIssuer, IssuerKind::VaultClusterIssuer],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     pub kube: KubeConfig,
+    pub mode: Mode,
     /// Where a ClusterIssuer's Secret references resolve.
     pub cluster_resource_namespace: String,
     /// `/metrics`, `/healthz`, `/readyz` (what probes and scrapers reach, as cert-manager serves
@@ -78,6 +105,7 @@ impl ControllerConfig {
     pub fn new(kube: KubeConfig) -> Self {
         ControllerConfig {
             kube,
+            mode: Mode::Full,
             cluster_resource_namespace: DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_owned(),
             listen: None,
             status_listen: None,
@@ -124,8 +152,8 @@ type Shared = EngineEndpoints;
 
 /// The mirrored collections.
 struct Stores {
-    issuers: Arc<Store<IssuerObject>>,
-    cluster_issuers: Arc<Store<IssuerObject>>,
+    /// One mirror per issuer kind (empty and synced when the kind is not watched).
+    issuers: Vec<(IssuerKind, Arc<Store<IssuerObject>>)>,
     certificates: Arc<Store<CertificateObject>>,
     /// Target Secrets only: those carrying [`crate::runtime::FAO_LABEL`], which the controller
     /// sets; each kept as its resourceVersion and served serial, without keys and certificates.
@@ -134,8 +162,7 @@ struct Stores {
 
 impl Stores {
     fn synced(&self) -> bool {
-        self.issuers.synced()
-            && self.cluster_issuers.synced()
+        self.issuers.iter().all(|(_, store)| store.synced())
             && self.certificates.synced()
             && self.owned_secrets.synced()
     }
@@ -295,8 +322,10 @@ pub async fn run(
     let client = KubeClient::new(&config.kube)?;
     tokio::pin!(shutdown);
     let stores = Stores {
-        issuers: Arc::default(),
-        cluster_issuers: Arc::default(),
+        issuers: IssuerKind::ALL
+            .iter()
+            .map(|&kind| (kind, Arc::default()))
+            .collect(),
         certificates: Arc::default(),
         owned_secrets: Arc::default(),
     };
@@ -371,45 +400,53 @@ pub async fn run(
     }
 
     let changed = Arc::new(Notify::new());
+    let issuer_notes = crate::requests::SharedIssuerNotes::default();
     let mut tasks = Vec::new();
     let watched = config.namespace.as_deref();
-    for (plural, kind, store) in [
-        ("issuers", IssuerKind::Issuer, &stores.issuers),
-        (
-            "clusterissuers",
-            IssuerKind::ClusterIssuer,
-            &stores.cluster_issuers,
-        ),
-    ] {
-        if kind == IssuerKind::ClusterIssuer && watched.is_some() {
-            // One namespace watched: ClusterIssuers are not used (as cert-manager's --namespace).
+    let certkeeper_kinds = match config.mode {
+        Mode::ExternalIssuer => true,
+        Mode::Full => certkeeper_kinds_usable(&client, watched).await,
+    };
+    for (kind, store) in &stores.issuers {
+        let kind = *kind;
+        let watch_kind = config.mode.issuer_kinds().contains(&kind)
+            // One namespace watched: cluster-scoped issuers are not used (as cert-manager's
+            // --namespace).
+            && (kind.namespaced() || watched.is_none())
+            && (kind.group() != certkeeper_core::spec::CERTKEEPER_GROUP || certkeeper_kinds);
+        if !watch_kind {
             store.mark_synced();
             continue;
         }
         let cluster_ns = config.cluster_resource_namespace.clone();
         tasks.push(tokio::spawn(reflect_with(
             client.clone(),
-            cm_collection(watched, plural)?,
+            crate::kube::issuer_path(kind, watched, None)?,
             move |object, _: Option<&IssuerObject>| IssuerObject::of(object, kind, &cluster_ns),
             store.clone(),
             changed.clone(),
             stop_rx.clone(),
         )));
     }
-    tasks.push(tokio::spawn(reflect_with(
-        client.clone(),
-        cm_collection(watched, "certificates")?,
-        CertificateObject::after,
-        stores.certificates.clone(),
-        changed.clone(),
-        stop_rx.clone(),
-    )));
+    if config.mode == Mode::Full {
+        tasks.push(tokio::spawn(reflect_with(
+            client.clone(),
+            cm_collection(watched, "certificates")?,
+            CertificateObject::after,
+            stores.certificates.clone(),
+            changed.clone(),
+            stop_rx.clone(),
+        )));
+    } else {
+        stores.certificates.mark_synced();
+    }
     let requests = Arc::new(Store::default());
     let requests_changed = Arc::new(Notify::new());
+    let mode = config.mode;
     tasks.push(tokio::spawn(reflect_with(
         client.clone(),
         cm_collection(watched, "certificaterequests")?,
-        |object, _: Option<&_>| crate::requests::kept(object),
+        move |object, _: Option<&_>| crate::requests::kept(object, mode),
         requests.clone(),
         requests_changed.clone(),
         stop_rx.clone(),
@@ -418,18 +455,24 @@ pub async fn run(
         client.clone(),
         requests,
         shared.issuers.clone(),
+        issuer_notes.clone(),
         requests_changed,
-        config.auto_approve,
+        config.mode,
+        crate::requests::Approval::of(config.mode, config.auto_approve),
         stop_rx.clone(),
     )));
-    tasks.push(tokio::spawn(reflect_with(
-        client.clone(),
-        owned_secrets(watched)?,
-        |secret, _: Option<&TargetSecret>| TargetSecret::of(&secret),
-        stores.owned_secrets.clone(),
-        changed.clone(),
-        stop_rx.clone(),
-    )));
+    if config.mode == Mode::Full {
+        tasks.push(tokio::spawn(reflect_with(
+            client.clone(),
+            owned_secrets(watched)?,
+            |secret, _: Option<&TargetSecret>| TargetSecret::of(&secret),
+            stores.owned_secrets.clone(),
+            changed.clone(),
+            stop_rx.clone(),
+        )));
+    } else {
+        stores.owned_secrets.mark_synced();
+    }
 
     let mut applied = Applied {
         jobs: BTreeMap::new(),
@@ -497,6 +540,7 @@ pub async fn run(
             metrics: &metrics,
             shared: &shared,
             runtime: &runtime,
+            issuer_notes: &issuer_notes,
         };
         reconciler.reconcile(&mut applied).await;
         shared.ready.store(true, Ordering::SeqCst);
@@ -527,6 +571,36 @@ pub async fn run(
     result
 }
 
+/// Whether the full mode watches certkeeper's own kinds: not when their CRDs are not installed
+/// (404) or the controller may not list them (403, RBAC from before they existed): a watch that
+/// can never list would hold every reconcile back. Said in the log either way; a restart picks
+/// them up once installed or granted.
+async fn certkeeper_kinds_usable(client: &KubeClient, namespace: Option<&str>) -> bool {
+    for kind in [IssuerKind::VaultIssuer, IssuerKind::VaultClusterIssuer] {
+        if namespace.is_some() && !kind.namespaced() {
+            continue;
+        }
+        let probe = match crate::kube::issuer_path(kind, namespace, None) {
+            Ok(path) => client.get(&format!("{path}?limit=1")).await,
+            Err(e) => Err(e),
+        };
+        let why = match probe {
+            Ok(Some(_)) => continue,
+            Ok(None) => "their CRDs are not installed".to_owned(),
+            Err(e) if e.code() == Some(403) => format!("the controller may not list them ({e})"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the certkeeper.io kinds are served; watching them");
+                continue;
+            }
+        };
+        tracing::info!(
+            "VaultIssuers and VaultClusterIssuers (certkeeper.io) are not watched: {why}; restart after installing or granting them"
+        );
+        return false;
+    }
+    true
+}
+
 /// The status writer's last pass after the engine stopped (its final states saved), bounded.
 async fn finish_statuses(stop: watch::Sender<bool>, mut task: tokio::task::JoinHandle<()>) {
     let _ = stop.send(true);
@@ -547,6 +621,8 @@ struct Reconciler<'a> {
     metrics: &'a Metrics,
     shared: &'a Arc<Shared>,
     runtime: &'a Arc<KubeRuntime>,
+    /// Why issuers are not usable, for the requests that name them.
+    issuer_notes: &'a crate::requests::SharedIssuerNotes,
 }
 
 impl Reconciler<'_> {
@@ -556,13 +632,7 @@ impl Reconciler<'_> {
         let (client, stores, shared) = (self.client, self.stores, self.shared);
 
         // Issuers: sorted, their referenced Secrets gathered, built.
-        let issuers = plan::sort_issuers(
-            stores
-                .issuers
-                .snapshot()
-                .into_iter()
-                .chain(stores.cluster_issuers.snapshot()),
-        );
+        let issuers = plan::sort_issuers(stores.issuers.iter().flat_map(|(_, store)| store.snapshot()));
         let mut problems: HashMap<IssuerId, String> = HashMap::new();
         for invalid in &issuers.invalid {
             if applied.note_problem(&invalid.id, &invalid.problem) {
@@ -623,6 +693,14 @@ impl Reconciler<'_> {
             .chain(issuers.invalid.iter().map(|i| &i.object))
             .collect();
         check_issuers(client, &checked, &built, &problems, applied);
+        {
+            let mut notes = self
+                .issuer_notes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            notes.reconciled = true;
+            notes.problems = problems.clone();
+        }
 
         // Certificates: planned, handed to the engine (restored when new), notes written.
         let fingerprints: HashMap<&str, u64> =
@@ -967,10 +1045,7 @@ async fn write_issuer_ready(
             what: format!("the status of {}", object.id),
             message: e.to_string(),
         })?;
-        let path = match object.kind {
-            IssuerKind::ClusterIssuer => crate::kube::cluster_cm_path("clusterissuers", Some(name))?,
-            IssuerKind::Issuer => crate::kube::cm_path(&object.meta.namespace, "issuers", Some(name))?,
-        };
+        let path = crate::kube::issuer_path(object.kind, Some(&object.meta.namespace), Some(name))?;
         let path = format!("{path}/status");
         client.merge_patch(&path, &patch).await
     }

@@ -139,13 +139,11 @@ fn later(resource: &Resource) -> Vec<String> {
                 }
             }
         }
-        Resource::Issuer(_) | Resource::ClusterIssuer(_) => {
-            let spec = match resource {
-                Resource::Issuer(i) => &i.spec,
-                Resource::ClusterIssuer(i) => &i.spec,
-                Resource::Certificate(_) => unreachable!(),
-            };
-            if let Some(VaultAuthMethod::AppRole(app_role)) = spec.vault().and_then(|v| v.auth.method())
+        _ => {
+            if let Some(VaultAuthMethod::AppRole(app_role)) = resource
+                .issuer()
+                .and_then(|i| i.vault)
+                .and_then(|v| v.auth.method())
                 && app_role.secret_ref.explicit_key().is_none()
             {
                 out.push("spec.vault.auth.appRole.secretRef.key".to_owned());

@@ -1,5 +1,7 @@
-//! The `cert-manager.io/v1` CustomResourceDefinitions certkeeper serves — `Certificate`,
-//! `CertificateRequest`, `Issuer` and `ClusterIssuer` — generated from `certkeeper-core`'s types.
+//! The CustomResourceDefinitions certkeeper serves — cert-manager's `Certificate`,
+//! `CertificateRequest`, `Issuer` and `ClusterIssuer` (`cert-manager.io/v1`), and its own
+//! `VaultIssuer` and `VaultClusterIssuer` (`certkeeper.io/v1`, cert-manager's `spec.vault` as the
+//! whole spec) — generated from `certkeeper-core`'s types.
 //!
 //! The OpenAPI v3 schemas come from the types' `schemars` derives and are made structural, as
 //! `apiextensions.k8s.io/v1` requires: every `$ref` inlined, no `$schema` or `title`, enums as
@@ -27,21 +29,22 @@
 //! CERTKEEPER_UPDATE_CRDS=1 cargo test -p certkeeper-crds --lib
 //! ```
 //!
-//! `certkeeper crds` prints all four as one multi-document YAML stream
-//! (`certkeeper crds | kubectl apply -f -`).
+//! `certkeeper crds` prints all six as one multi-document YAML stream
+//! (`certkeeper crds | kubectl apply -f -`); `certkeeper crds --group certkeeper.io` only
+//! certkeeper's own two, for a cluster where cert-manager brings its four.
 
 use std::fmt;
 
 use certkeeper_core::spec::{
-    CertificateRequestSpec, CertificateRequestStatus, CertificateSpec, CertificateStatus, IssuerSpec,
-    IssuerStatus,
+    CERT_MANAGER_GROUP, CERTKEEPER_GROUP, CertificateRequestSpec, CertificateRequestStatus, CertificateSpec,
+    CertificateStatus, IssuerSpec, IssuerStatus, VaultIssuer,
 };
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-/// The API group of all four kinds.
-pub const GROUP: &str = "cert-manager.io";
+/// The API group of cert-manager's four kinds.
+pub const GROUP: &str = CERT_MANAGER_GROUP;
 /// The only version served.
 pub const VERSION: &str = "v1";
 
@@ -108,6 +111,20 @@ const ISSUER_REQUIRED: Required = &[
     ("vault.clientKeySecretRef", &["name"]),
 ];
 
+/// [`ISSUER_REQUIRED`] for certkeeper's kinds, whose `spec` is an Issuer's `spec.vault`.
+const VAULT_ISSUER_REQUIRED: Required = &[
+    ("", &["auth", "path", "server"]),
+    ("auth.appRole", &["path", "roleId", "secretRef"]),
+    ("auth.appRole.secretRef", &["name"]),
+    ("auth.kubernetes", &["role"]),
+    ("auth.kubernetes.secretRef", &["name"]),
+    ("auth.kubernetes.serviceAccountRef", &["name"]),
+    ("auth.tokenSecretRef", &["name"]),
+    ("caBundleSecretRef", &["name"]),
+    ("clientCertSecretRef", &["name"]),
+    ("clientKeySecretRef", &["name"]),
+];
+
 const CERTIFICATE_REQUEST_REQUIRED: Required = &[("issuerRef", &["name"])];
 
 /// Adds the `required` lists of `table` to `schema` (a `spec` schema).
@@ -135,6 +152,8 @@ fn require(mut schema: Value, table: Required) -> Value {
 /// One CustomResourceDefinition.
 #[derive(Debug, Clone)]
 pub struct Crd {
+    /// `cert-manager.io` or `certkeeper.io`.
+    pub group: &'static str,
     pub kind: &'static str,
     pub plural: &'static str,
     pub short_names: &'static [&'static str],
@@ -151,13 +170,13 @@ pub struct Crd {
 impl Crd {
     /// `certificates.cert-manager.io`
     pub fn name(&self) -> String {
-        format!("{}.{GROUP}", self.plural)
+        format!("{}.{}", self.plural, self.group)
     }
 
     /// The file name under `deploy/crds/`, as cert-manager names its CRD files:
     /// `cert-manager.io_certificates.yaml`.
     pub fn file_name(&self) -> String {
-        format!("{GROUP}_{}.yaml", self.plural)
+        format!("{}_{}.yaml", self.group, self.plural)
     }
 
     /// The whole object's schema: apiVersion, kind, metadata, spec, status.
@@ -207,9 +226,9 @@ impl Crd {
                 "labels": {"app.kubernetes.io/name": "certkeeper"},
             },
             "spec": {
-                "group": GROUP,
+                "group": self.group,
                 "names": {
-                    "categories": ["cert-manager"],
+                    "categories": [if self.group == GROUP { "cert-manager" } else { "certkeeper" }],
                     "kind": kind,
                     "listKind": format!("{kind}List"),
                     "plural": self.plural,
@@ -247,10 +266,12 @@ impl fmt::Display for Crd {
     }
 }
 
-/// The four CRDs, in the order `kubectl apply` should see them (issuers first).
+/// The six CRDs, in the order `kubectl apply` should see them (issuers first, certkeeper's own
+/// two last).
 pub fn crds() -> Vec<Crd> {
     vec![
         Crd {
+            group: GROUP,
             kind: "Issuer",
             plural: "issuers",
             short_names: &["iss"],
@@ -264,6 +285,7 @@ pub fn crds() -> Vec<Crd> {
             status_schema: schema_of::<IssuerStatus>(),
         },
         Crd {
+            group: GROUP,
             kind: "ClusterIssuer",
             plural: "clusterissuers",
             short_names: &["ciss"],
@@ -278,6 +300,7 @@ pub fn crds() -> Vec<Crd> {
             status_schema: schema_of::<IssuerStatus>(),
         },
         Crd {
+            group: GROUP,
             kind: "Certificate",
             plural: "certificates",
             short_names: &["cert", "certs"],
@@ -299,6 +322,7 @@ pub fn crds() -> Vec<Crd> {
             status_schema: schema_of::<CertificateStatus>(),
         },
         Crd {
+            group: GROUP,
             kind: "CertificateRequest",
             plural: "certificaterequests",
             short_names: &["cr", "crs"],
@@ -327,12 +351,51 @@ pub fn crds() -> Vec<Crd> {
             ),
             status_schema: schema_of::<CertificateRequestStatus>(),
         },
+        Crd {
+            group: CERTKEEPER_GROUP,
+            kind: "VaultIssuer",
+            plural: "vaultissuers",
+            short_names: &["vaultiss"],
+            scope: Scope::Namespaced,
+            description: "A VaultIssuer is certkeeper's Vault or OpenBao issuer as a cert-manager external \
+                issuer: its `spec` is cert-manager's Issuer `spec.vault`, unchanged. Certificates and \
+                CertificateRequests in its namespace name it with `issuerRef.group: certkeeper.io` and \
+                `issuerRef.kind: VaultIssuer`.",
+            spec_required: true,
+            columns: vec![READY, STATUS, AGE],
+            spec_schema: require(schema_of::<VaultIssuer>(), VAULT_ISSUER_REQUIRED),
+            status_schema: schema_of::<IssuerStatus>(),
+        },
+        Crd {
+            group: CERTKEEPER_GROUP,
+            kind: "VaultClusterIssuer",
+            plural: "vaultclusterissuers",
+            short_names: &["vaultciss"],
+            scope: Scope::Cluster,
+            description: "A VaultClusterIssuer is a cluster-scoped VaultIssuer: Certificates and \
+                CertificateRequests of any namespace name it with `issuerRef.group: certkeeper.io` and \
+                `issuerRef.kind: VaultClusterIssuer`; its Secrets are read from the cluster resource \
+                namespace.",
+            spec_required: true,
+            columns: vec![READY, STATUS, AGE],
+            spec_schema: require(schema_of::<VaultIssuer>(), VAULT_ISSUER_REQUIRED),
+            status_schema: schema_of::<IssuerStatus>(),
+        },
     ]
 }
 
-/// All four CRDs as one multi-document YAML stream.
+/// All six CRDs as one multi-document YAML stream.
 pub fn all_yaml() -> String {
     crds().iter().map(Crd::to_yaml).collect()
+}
+
+/// The CRDs of one API group (`cert-manager.io` or `certkeeper.io`) as one YAML stream.
+pub fn group_yaml(group: &str) -> String {
+    crds()
+        .iter()
+        .filter(|c| c.group == group)
+        .map(Crd::to_yaml)
+        .collect()
 }
 
 /// The structural schema of `T`.

@@ -266,10 +266,48 @@ fn field_schemas_match_cert_manager() {
 }
 
 #[test]
-fn stream_holds_four_documents() {
-    let stream = all_yaml();
-    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&stream)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    assert_eq!(docs.len(), 4);
+fn stream_holds_six_documents_two_of_certkeepers_group() {
+    let count = |stream: &str| {
+        serde_yaml_ng::Deserializer::from_str(stream)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect::<Vec<serde_yaml_ng::Value>>()
+            .len()
+    };
+    assert_eq!(count(&all_yaml()), 6);
+    assert_eq!(count(&group_yaml("cert-manager.io")), 4);
+    assert_eq!(count(&group_yaml("certkeeper.io")), 2);
+}
+
+/// certkeeper's kinds: their `spec` is an Issuer's `spec.vault` schema, with the same required
+/// fields; named and scoped as their cert-manager counterparts.
+#[test]
+fn certkeeper_kinds_take_the_vault_issuer_schema() {
+    let all = crds();
+    let by_kind = |k: &str| all.iter().find(|c| c.kind == k).unwrap().to_json();
+    let issuer = by_kind("Issuer");
+    for (kind, scope) in [("VaultIssuer", "Namespaced"), ("VaultClusterIssuer", "Cluster")] {
+        let crd = by_kind(kind);
+        assert_eq!(
+            at(&crd, "/metadata/name"),
+            &format!("{}s.certkeeper.io", kind.to_ascii_lowercase())
+        );
+        assert_eq!(at(&crd, "/spec/scope"), scope);
+        assert_eq!(
+            at(&crd, "/spec/names/categories"),
+            &serde_json::json!(["certkeeper"])
+        );
+        let schema = "/spec/versions/0/schema/openAPIV3Schema/properties";
+        assert_eq!(
+            at(&crd, &format!("{schema}/spec")).get("properties"),
+            at(&issuer, &format!("{schema}/spec/properties/vault")).get("properties")
+        );
+        assert_eq!(
+            at(&crd, &format!("{schema}/spec/required")),
+            &serde_json::json!(["auth", "path", "server"])
+        );
+        assert_eq!(
+            at(&crd, &format!("{schema}/status")),
+            at(&issuer, &format!("{schema}/status"))
+        );
+    }
 }

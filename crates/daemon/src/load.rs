@@ -157,9 +157,10 @@ impl ManifestProblem {
     fn issuer_id(&self) -> Option<IssuerId> {
         let object = self.object.as_ref()?;
         let name = object.name.as_deref()?;
-        match (object.kind.as_str(), object.namespace.as_deref()) {
-            ("Issuer", Some(namespace)) => Some(IssuerId::new(IssuerKind::Issuer, namespace, name)),
-            ("ClusterIssuer", _) => Some(IssuerId::new(IssuerKind::ClusterIssuer, "", name)),
+        let kind = IssuerKind::ALL.into_iter().find(|k| k.as_str() == object.kind)?;
+        match object.namespace.as_deref() {
+            Some(namespace) if kind.namespaced() => Some(IssuerId::new(kind, namespace, name)),
+            _ if !kind.namespaced() => Some(IssuerId::new(kind, "", name)),
             _ => None,
         }
     }
@@ -256,24 +257,14 @@ pub fn load(
         .collect();
     let mut issuers = Vec::new();
     for resource in &resources {
-        let (id, namespace, spec) = match resource {
-            Resource::Issuer(r) => (
-                IssuerId::new(
-                    IssuerKind::Issuer,
-                    r.metadata.namespace_or_default(),
-                    &r.metadata.name,
-                ),
-                r.metadata.namespace_or_default(),
-                &r.spec,
-            ),
-            Resource::ClusterIssuer(r) => (
-                IssuerId::new(IssuerKind::ClusterIssuer, "", &r.metadata.name),
-                CLUSTER_RESOURCE_NAMESPACE,
-                &r.spec,
-            ),
-            Resource::Certificate(_) => continue,
+        let Some(issuer) = resource.issuer() else { continue };
+        let Some(vault) = issuer.vault else { continue };
+        let id = IssuerId::of_key(&issuer.key());
+        let namespace = if issuer.kind.namespaced() {
+            issuer.metadata.namespace_or_default()
+        } else {
+            CLUSTER_RESOURCE_NAMESPACE
         };
-        let Some(vault) = spec.vault() else { continue };
         match issuer::build(config, secrets, metrics, previous, &id, namespace, vault) {
             Ok(runtime) => issuers.push(runtime),
             Err(e) => {
@@ -292,7 +283,7 @@ pub fn load(
         let Resource::Certificate(cert) = resource else {
             continue;
         };
-        if !cert.spec.issuer_ref.is_cert_manager() {
+        if !cert.spec.issuer_ref.is_served() {
             external.push(ExternalCertificate {
                 name: format!("{}/{}", cert.namespace(), cert.metadata.name),
                 issuer_ref: cert.spec.issuer_ref.clone(),
@@ -589,10 +580,7 @@ fn resource_id(resource: &Resource) -> ResourceId {
     let metadata = resource.metadata();
     ResourceId {
         kind: resource.kind().to_owned(),
-        namespace: match resource {
-            Resource::ClusterIssuer(_) => None,
-            other => Some(other.metadata().namespace_or_default().to_owned()),
-        },
+        namespace: (!resource.cluster_scoped()).then(|| metadata.namespace_or_default().to_owned()),
         name: Some(metadata.name.clone()),
     }
 }

@@ -41,7 +41,6 @@ use crate::job::CertJob;
 use crate::state::IssuedInfo;
 
 /// The group of the issuers certkeeper serves; an empty group means it (cert-manager's default).
-const ISSUER_GROUP: &str = "cert-manager.io";
 
 /// cert-manager's annotations on a served Secret (`cert-manager.io/certificate-name`,
 /// `issuer-name`, `issuer-kind`, `issuer-group`), each `None` when absent.
@@ -246,11 +245,9 @@ fn request_matches(job: &CertJob, key: &PrivateKey, request: &CurrentRequest<'_>
         "spec.duration",
     );
     let issuer = job.issuer.key();
-    let kind = issuer_kind_name(issuer.kind);
     check(
         request.issuer_name == issuer.name
-            && or_default(request.issuer_kind, "Issuer") == kind
-            && or_default(request.issuer_group, ISSUER_GROUP) == ISSUER_GROUP,
+            && IssuerKind::of(request.issuer_group, request.issuer_kind) == Some(issuer.kind),
         "spec.issuerRef",
     );
     if changed.is_empty() {
@@ -279,17 +276,6 @@ fn usages_match(request: &CurrentRequest<'_>, job: &CertJob) -> bool {
     }
 }
 
-fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
-    if value.is_empty() { default } else { value }
-}
-
-fn issuer_kind_name(kind: IssuerKind) -> &'static str {
-    match kind {
-        IssuerKind::Issuer => "Issuer",
-        IssuerKind::ClusterIssuer => "ClusterIssuer",
-    }
-}
-
 /// The same elements, ignoring order and repeats (cert-manager's `EqualUnsorted`).
 fn set_eq<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
@@ -298,18 +284,18 @@ fn set_eq<T: PartialEq>(a: &[T], b: &[T]) -> bool {
 /// cert-manager's `SecretIssuerAnnotationsMatch` and certificate-name check against `job`.
 fn same_issuer(job: &CertJob, found: SecretAnnotations<'_>) -> Result<(), NotAdopted> {
     let key = job.issuer.key();
-    let kind = issuer_kind_name(key.kind);
+    let (kind, group) = (key.kind.as_str(), key.kind.group());
     let any = found.issuer_name.is_some() || found.issuer_kind.is_some() || found.issuer_group.is_some();
     let found_kind = found.issuer_kind.filter(|k| !k.is_empty()).unwrap_or("Issuer");
     let found_group = found
         .issuer_group
         .filter(|g| !g.is_empty())
-        .unwrap_or(ISSUER_GROUP);
+        .unwrap_or(certkeeper_core::spec::CERT_MANAGER_GROUP);
     let found_name = found.issuer_name.unwrap_or_default();
-    if (any && found_name != key.name) || found_kind != kind || found_group != ISSUER_GROUP {
+    if (any && found_name != key.name) || found_kind != kind || found_group != group {
         return Err(NotAdopted::Issuer {
             found: format!("{found_kind}.{found_group}/{found_name}"),
-            wanted: format!("{kind}.{ISSUER_GROUP}/{}", key.name),
+            wanted: format!("{kind}.{group}/{}", key.name),
         });
     }
     let name = job.id.rsplit_once('/').map_or(&*job.id, |(_, name)| name);

@@ -46,19 +46,23 @@ impl CertId {
     }
 }
 
-/// An issuer's id: "Issuer/namespace/name" or "ClusterIssuer/name", in both runtimes and for
+/// An issuer's id: "Issuer/namespace/name" or "ClusterIssuer/name" (certkeeper's own kinds
+/// alike: "VaultIssuer/namespace/name", "VaultClusterIssuer/name"), in both runtimes and for
 /// other tools' CertificateRequests.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IssuerId(Arc<str>);
 
 impl IssuerId {
-    /// The one constructor: the id of an Issuer in `namespace`, or of a ClusterIssuer
-    /// (`namespace` is ignored).
+    /// The one constructor: the id of an issuer of `kind` named `name`, in `namespace` when the
+    /// kind is namespaced (`namespace` is ignored otherwise): `Issuer/<namespace>/<name>`,
+    /// `ClusterIssuer/<name>`, `VaultIssuer/<namespace>/<name>`, `VaultClusterIssuer/<name>`.
     pub fn new(kind: IssuerKind, namespace: &str, name: &str) -> IssuerId {
+        let kind_name = kind.as_str();
         IssuerId(
-            match kind {
-                IssuerKind::Issuer => format!("Issuer/{namespace}/{name}"),
-                IssuerKind::ClusterIssuer => format!("ClusterIssuer/{name}"),
+            if kind.namespaced() {
+                format!("{kind_name}/{namespace}/{name}")
+            } else {
+                format!("{kind_name}/{name}")
             }
             .into(),
         )
@@ -66,25 +70,26 @@ impl IssuerId {
 
     /// The id of an issuer reference resolved to its key.
     pub fn of_key(key: &IssuerKey) -> IssuerId {
-        match (key.kind, &key.namespace) {
-            (IssuerKind::Issuer, Some(ns)) => IssuerId::new(IssuerKind::Issuer, ns, &key.name),
-            _ => IssuerId::new(IssuerKind::ClusterIssuer, "", &key.name),
-        }
+        IssuerId::new(key.kind, key.namespace.as_deref().unwrap_or_default(), &key.name)
     }
 
     /// The key this id was made from.
     pub fn key(&self) -> IssuerKey {
-        let mut parts = self.0.splitn(3, '/');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("Issuer"), Some(ns), Some(name)) => IssuerKey {
-                kind: IssuerKind::Issuer,
-                namespace: Some(ns.to_owned()),
+        let (kind_name, rest) = self.0.split_once('/').unwrap_or(("", &self.0));
+        let kind = IssuerKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind_name)
+            .unwrap_or(IssuerKind::ClusterIssuer);
+        match rest.split_once('/') {
+            Some((namespace, name)) if kind.namespaced() => IssuerKey {
+                kind,
+                namespace: Some(namespace.to_owned()),
                 name: name.to_owned(),
             },
-            (_, name, _) => IssuerKey {
-                kind: IssuerKind::ClusterIssuer,
+            _ => IssuerKey {
+                kind,
                 namespace: None,
-                name: name.unwrap_or_default().to_owned(),
+                name: rest.to_owned(),
             },
         }
     }
@@ -323,6 +328,13 @@ mod tests {
         let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "ignored", "vault");
         assert_eq!(cluster, "ClusterIssuer/vault");
         assert_eq!(IssuerId::of_key(&cluster.key()), cluster);
+        let own = IssuerId::new(IssuerKind::VaultIssuer, "apps", "vault");
+        assert_eq!(own, "VaultIssuer/apps/vault");
+        assert_eq!(own.key().kind, IssuerKind::VaultIssuer);
+        assert_eq!(IssuerId::of_key(&own.key()), own);
+        let own_cluster = IssuerId::new(IssuerKind::VaultClusterIssuer, "ignored", "vault");
+        assert_eq!(own_cluster, "VaultClusterIssuer/vault");
+        assert_eq!(IssuerId::of_key(&own_cluster.key()), own_cluster);
         // Maps keyed by ids are looked up by text.
         let map = std::collections::HashMap::from([(CertId::new("apps", "web"), 1)]);
         assert_eq!(map.get("apps/web"), Some(&1));

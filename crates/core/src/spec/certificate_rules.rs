@@ -17,7 +17,7 @@ use super::certificate::{
 };
 use super::error::{FieldError, FieldPath, Problem};
 use super::limits::{MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES};
-use super::meta::{IssuerKey, IssuerKind, SecretKeySelector};
+use super::meta::{IssuerKey, SecretKeySelector};
 use super::syntax::{check_dns_subdomain, check_email, check_label_value, check_qualified_name, check_uri};
 use crate::pki::{self, LiteralSubject, NameSubtrees};
 
@@ -646,21 +646,15 @@ impl Certificate {
     }
 
     /// The issuer this Certificate asks for: an `Issuer` in the Certificate's own namespace, or
-    /// a `ClusterIssuer`. `None` when the reference is to another API group (an external
-    /// issuer, not certkeeper's) or to an unknown kind (a validation error).
+    /// a `ClusterIssuer` (or certkeeper's own `VaultIssuer` / `VaultClusterIssuer`). `None` when
+    /// the reference is to another API group (an external issuer, not certkeeper's) or to an
+    /// unknown kind (a validation error).
     pub fn issuer_key(&self) -> Option<IssuerKey> {
         let reference = &self.spec.issuer_ref;
-        if !reference.is_cert_manager() {
-            return None;
-        }
-        let (kind, namespace) = match reference.kind.as_str() {
-            "" | "Issuer" => (IssuerKind::Issuer, Some(self.namespace().to_owned())),
-            "ClusterIssuer" => (IssuerKind::ClusterIssuer, None),
-            _ => return None,
-        };
+        let kind = reference.issuer_kind()?;
         Some(IssuerKey {
             kind,
-            namespace,
+            namespace: kind.namespaced().then(|| self.namespace().to_owned()),
             name: reference.name.clone(),
         })
     }

@@ -31,7 +31,7 @@ fn ignored_fields(struct_name: &str) -> &'static [&'static str] {
     match struct_name {
         "ObjectMeta" => IGNORED_META_FIELDS,
         // Top-level objects: type information is checked before decoding, status is output.
-        "Certificate" | "Issuer" | "ClusterIssuer" => &["apiVersion", "kind", "status"],
+        "Certificate" | "Issuer" | "ClusterIssuer" | "CertkeeperIssuer" => &["apiVersion", "kind", "status"],
         _ => &[],
     }
 }

@@ -135,7 +135,8 @@ pub enum Problem {
     #[error("expected a mapping with apiVersion and kind")]
     NotAnObject,
     #[error(
-        "unsupported object {api_version} {kind}: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate"
+        "unsupported object {api_version} {kind}: expected cert-manager.io/v1 Issuer, ClusterIssuer or \
+         Certificate, or certkeeper.io/v1 VaultIssuer or VaultClusterIssuer"
     )]
     UnsupportedKind { api_version: String, kind: String },
     #[error("Unsupported value: {value:?}: supported values: {}", list(.supported))]
@@ -222,6 +223,8 @@ pub enum Problem {
     #[error("must be Issuer or ClusterIssuer, got {kind:?}{}",
         if *.group_missing { " (did you forget to set spec.issuerRef.group?)" } else { "" })]
     InvalidIssuerKind { kind: String, group_missing: bool },
+    #[error("must be VaultIssuer or VaultClusterIssuer in group certkeeper.io, got {0:?}")]
+    InvalidCertkeeperIssuerKind(String),
     #[error("cert-manager.io/* annotations are not allowed (except cert-manager.io/allow-direct-injection)")]
     ReservedAnnotation,
     #[error("contains no valid PEM certificate")]

@@ -53,6 +53,31 @@ pub struct ClusterIssuer {
     pub spec: IssuerSpec,
 }
 
+/// certkeeper's own `VaultIssuer` (namespaced) and `VaultClusterIssuer` (cluster-scoped), group
+/// `certkeeper.io`, version `v1`: cert-manager's `spec.vault`, unchanged, is the whole `spec`,
+/// and the status is an issuer's (a `Ready` condition). They are what cert-manager's
+/// Certificates name when certkeeper runs beside cert-manager as an external issuer, and what
+/// certkeeper's Certificates may name in its full mode, so a manifest moves between the modes
+/// unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CertkeeperIssuer {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: VaultIssuer,
+}
+
+impl CertkeeperIssuer {
+    /// Everything an Issuer's `spec.vault` is checked for, at `spec`; names as the API server
+    /// checks them (a namespace only for a `VaultIssuer`).
+    pub fn validate(&self, kind: IssuerKind) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        self.metadata
+            .validate(&FieldPath::parse("metadata"), kind.namespaced(), &mut errors);
+        self.spec.validate(&FieldPath::parse("spec"), &mut errors);
+        errors
+    }
+}
+
 /// cert-manager's `IssuerConfig`: exactly one issuer type must be set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, rename_all = "camelCase")]

@@ -18,6 +18,10 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// The API group of cert-manager's built-in issuers; an empty `issuerRef.group` means this.
 pub const CERT_MANAGER_GROUP: &str = "cert-manager.io";
 
+/// certkeeper's own API group: `VaultIssuer` and `VaultClusterIssuer`, the kinds cert-manager's
+/// Certificates name when certkeeper runs beside cert-manager as an external issuer.
+pub const CERTKEEPER_GROUP: &str = "certkeeper.io";
+
 /// The subset of Kubernetes `ObjectMeta` certkeeper uses. The other standard metadata fields
 /// (uid, resourceVersion, managedFields, ...) are accepted and ignored, so output of
 /// `kubectl get -o yaml` parses; anything else under `metadata` is an unknown field.
@@ -171,10 +175,29 @@ impl IssuerReference {
         }
     }
 
-    /// Whether the reference is to one of cert-manager's own kinds, which certkeeper serves;
-    /// other groups belong to external issuers.
+    /// Whether the reference is to one of cert-manager's own kinds.
     pub fn is_cert_manager(&self) -> bool {
         self.group_or_default() == CERT_MANAGER_GROUP
+    }
+
+    /// Whether the reference is to a group certkeeper serves (cert-manager's, or its own
+    /// `certkeeper.io`); other groups belong to other external issuers, left alone.
+    pub fn is_served(&self) -> bool {
+        matches!(self.group_or_default(), CERT_MANAGER_GROUP | CERTKEEPER_GROUP)
+    }
+
+    /// The issuer kind this reference names, the one place group and kind are read together:
+    /// `Issuer` (also for an empty kind) and `ClusterIssuer` of `cert-manager.io`,
+    /// `VaultIssuer` and `VaultClusterIssuer` of `certkeeper.io`. `None` for another group or an
+    /// unknown kind (a validation error in a served group).
+    pub fn issuer_kind(&self) -> Option<IssuerKind> {
+        match (self.group_or_default(), self.kind.as_str()) {
+            (CERT_MANAGER_GROUP, "" | "Issuer") => Some(IssuerKind::Issuer),
+            (CERT_MANAGER_GROUP, "ClusterIssuer") => Some(IssuerKind::ClusterIssuer),
+            (CERTKEEPER_GROUP, "VaultIssuer") => Some(IssuerKind::VaultIssuer),
+            (CERTKEEPER_GROUP, "VaultClusterIssuer") => Some(IssuerKind::VaultClusterIssuer),
+            _ => None,
+        }
     }
 
     /// `<kind>.<group>/<name>` (`AWSPCAClusterIssuer.awspca.cert-manager.io/pca`), as kubectl
@@ -188,29 +211,91 @@ impl IssuerReference {
             errors.push(FieldError::new(path.field("name"), Problem::Required));
         }
         // cert-manager checks the kind only for its own group: other groups' kinds are unknown.
-        if self.is_cert_manager() && !matches!(self.kind.as_str(), "" | "Issuer" | "ClusterIssuer") {
-            let problem = Problem::InvalidIssuerKind {
-                kind: self.kind.clone(),
-                group_missing: self.group.is_empty(),
+        // certkeeper checks its own group's kinds the same way.
+        if self.is_served() && self.issuer_kind().is_none() {
+            let problem = if self.is_cert_manager() {
+                Problem::InvalidIssuerKind {
+                    kind: self.kind.clone(),
+                    group_missing: self.group.is_empty(),
+                }
+            } else {
+                Problem::InvalidCertkeeperIssuerKind(self.kind.clone())
             };
             errors.push(FieldError::new(path.field("kind"), problem));
         }
     }
 }
 
-/// The two issuer kinds certkeeper serves.
+/// The issuer kinds certkeeper serves: cert-manager's two, and certkeeper's own two (the same
+/// Vault issuer, named by cert-manager's Certificates when certkeeper is their external issuer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IssuerKind {
     Issuer,
     ClusterIssuer,
+    /// `certkeeper.io/v1` `VaultIssuer`: namespaced, its `spec` is cert-manager's `spec.vault`.
+    VaultIssuer,
+    /// `certkeeper.io/v1` `VaultClusterIssuer`: cluster-scoped, as a ClusterIssuer.
+    VaultClusterIssuer,
 }
 
 impl IssuerKind {
+    pub const ALL: [IssuerKind; 4] = [
+        IssuerKind::Issuer,
+        IssuerKind::ClusterIssuer,
+        IssuerKind::VaultIssuer,
+        IssuerKind::VaultClusterIssuer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IssuerKind::Issuer => "Issuer",
             IssuerKind::ClusterIssuer => "ClusterIssuer",
+            IssuerKind::VaultIssuer => "VaultIssuer",
+            IssuerKind::VaultClusterIssuer => "VaultClusterIssuer",
         }
+    }
+
+    /// The kind's API group.
+    pub fn group(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer | IssuerKind::ClusterIssuer => CERT_MANAGER_GROUP,
+            IssuerKind::VaultIssuer | IssuerKind::VaultClusterIssuer => CERTKEEPER_GROUP,
+        }
+    }
+
+    /// The kind's `apiVersion` (`v1` of its group).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer | IssuerKind::ClusterIssuer => "cert-manager.io/v1",
+            IssuerKind::VaultIssuer | IssuerKind::VaultClusterIssuer => "certkeeper.io/v1",
+        }
+    }
+
+    /// The resource name in the API (`issuers`, `vaultclusterissuers`, ...).
+    pub fn plural(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer => "issuers",
+            IssuerKind::ClusterIssuer => "clusterissuers",
+            IssuerKind::VaultIssuer => "vaultissuers",
+            IssuerKind::VaultClusterIssuer => "vaultclusterissuers",
+        }
+    }
+
+    /// Whether objects of the kind live in a namespace (and serve only Certificates and
+    /// requests of that namespace); the cluster-scoped kinds read their Secrets from the
+    /// cluster resource namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, IssuerKind::Issuer | IssuerKind::VaultIssuer)
+    }
+
+    /// The kind named `name` in `group`, as a reference names it ([`IssuerReference::issuer_kind`]).
+    pub fn of(group: &str, kind: &str) -> Option<IssuerKind> {
+        IssuerReference {
+            name: String::new(),
+            kind: kind.to_owned(),
+            group: group.to_owned(),
+        }
+        .issuer_kind()
     }
 }
 
@@ -228,6 +313,20 @@ pub struct IssuerKey {
     pub kind: IssuerKind,
     pub namespace: Option<String>,
     pub name: String,
+}
+
+impl IssuerKey {
+    /// The key of an issuer object of `kind` (its namespace, default applied, when the kind is
+    /// namespaced).
+    pub fn of(kind: IssuerKind, metadata: &ObjectMeta) -> IssuerKey {
+        IssuerKey {
+            kind,
+            namespace: kind
+                .namespaced()
+                .then(|| metadata.namespace_or_default().to_owned()),
+            name: metadata.name.clone(),
+        }
+    }
 }
 
 impl fmt::Display for IssuerKey {

@@ -95,19 +95,19 @@ pub use certificate_rules::{
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 pub use error::{FieldError, FieldPath, Location, Problem, ResourceId, Segment, SpecError, SpecErrors};
 pub use issuer::{
-    AWS_STS_AUDIENCE, ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_AWS_MOUNT_PATH, DEFAULT_AWS_REGION,
-    DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY, DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH,
-    DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH, DEFAULT_TOKEN_KEY, Issuer, IssuerSpec,
-    ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod, VaultAwsAuth, VaultClientCertificateAuth,
-    VaultIssuer, VaultKubernetesAuth,
+    AWS_STS_AUDIENCE, CertkeeperIssuer, ClusterIssuer, DEFAULT_APPROLE_PATH, DEFAULT_AWS_MOUNT_PATH,
+    DEFAULT_AWS_REGION, DEFAULT_CA_BUNDLE_KEY, DEFAULT_CLIENT_CERT_KEY,
+    DEFAULT_CLIENT_CERTIFICATE_MOUNT_PATH, DEFAULT_CLIENT_KEY_KEY, DEFAULT_KUBERNETES_MOUNT_PATH,
+    DEFAULT_TOKEN_KEY, Issuer, IssuerSpec, ServiceAccountRef, VaultAppRole, VaultAuth, VaultAuthMethod,
+    VaultAwsAuth, VaultClientCertificateAuth, VaultIssuer, VaultKubernetesAuth,
 };
 pub use limits::{
     LimitError, MAX_DEPTH, MAX_DOCUMENTS, MAX_MANIFEST_BYTES, MAX_NAME_LIST_ENTRIES, MAX_NAME_VALUE_BYTES,
     check_limits,
 };
 pub use meta::{
-    CERT_MANAGER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference, LocalObjectReference,
-    ObjectMeta, SecretKeySelector,
+    CERT_MANAGER_GROUP, CERTKEEPER_GROUP, DEFAULT_NAMESPACE, IssuerKey, IssuerKind, IssuerReference,
+    LocalObjectReference, ObjectMeta, SecretKeySelector,
 };
 pub use secret_object::{MAX_SECRET_BYTES, ManifestSecret, SECRET_TYPE_OPAQUE};
 pub use status::{
@@ -122,21 +122,43 @@ pub use syntax::{
 
 /// The only API version accepted for the three kinds.
 pub const API_VERSION: &str = "cert-manager.io/v1";
+/// The only API version of certkeeper's own kinds (`VaultIssuer`, `VaultClusterIssuer`).
+pub const CERTKEEPER_API_VERSION: &str = "certkeeper.io/v1";
 
 /// One decoded and validated object. Boxed: the specs are large, and a load holds thousands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     Issuer(Box<Issuer>),
     ClusterIssuer(Box<ClusterIssuer>),
+    /// `certkeeper.io/v1` `VaultIssuer`.
+    VaultIssuer(Box<CertkeeperIssuer>),
+    /// `certkeeper.io/v1` `VaultClusterIssuer`.
+    VaultClusterIssuer(Box<CertkeeperIssuer>),
     Certificate(Box<Certificate>),
+}
+
+/// An issuer object of any served kind, as both runtimes build it.
+#[derive(Debug, Clone, Copy)]
+pub struct IssuerView<'a> {
+    pub kind: IssuerKind,
+    pub metadata: &'a ObjectMeta,
+    /// The Vault configuration; `None` for a cert-manager issuer of another type (ACME, CA, ...),
+    /// reported as unsupported by its validation.
+    pub vault: Option<&'a VaultIssuer>,
+}
+
+impl IssuerView<'_> {
+    /// How Certificates and requests find this issuer.
+    pub fn key(&self) -> IssuerKey {
+        IssuerKey::of(self.kind, self.metadata)
+    }
 }
 
 impl Resource {
     pub fn kind(&self) -> &'static str {
-        match self {
-            Resource::Issuer(_) => "Issuer",
-            Resource::ClusterIssuer(_) => "ClusterIssuer",
-            Resource::Certificate(_) => "Certificate",
+        match self.issuer() {
+            Some(issuer) => issuer.kind.as_str(),
+            None => "Certificate",
         }
     }
 
@@ -144,14 +166,38 @@ impl Resource {
         match self {
             Resource::Issuer(r) => &r.metadata,
             Resource::ClusterIssuer(r) => &r.metadata,
+            Resource::VaultIssuer(r) | Resource::VaultClusterIssuer(r) => &r.metadata,
             Resource::Certificate(r) => &r.metadata,
         }
+    }
+
+    /// The object as an issuer, whatever its kind; `None` for a Certificate.
+    pub fn issuer(&self) -> Option<IssuerView<'_>> {
+        let (kind, metadata, vault) = match self {
+            Resource::Issuer(r) => (IssuerKind::Issuer, &r.metadata, r.spec.vault()),
+            Resource::ClusterIssuer(r) => (IssuerKind::ClusterIssuer, &r.metadata, r.spec.vault()),
+            Resource::VaultIssuer(r) => (IssuerKind::VaultIssuer, &r.metadata, Some(&r.spec)),
+            Resource::VaultClusterIssuer(r) => (IssuerKind::VaultClusterIssuer, &r.metadata, Some(&r.spec)),
+            Resource::Certificate(_) => return None,
+        };
+        Some(IssuerView {
+            kind,
+            metadata,
+            vault,
+        })
+    }
+
+    /// Whether the object is cluster-scoped (no namespace).
+    pub fn cluster_scoped(&self) -> bool {
+        self.issuer().is_some_and(|i| !i.kind.namespaced())
     }
 
     pub fn validate(&self) -> Vec<FieldError> {
         match self {
             Resource::Issuer(r) => r.validate(),
             Resource::ClusterIssuer(r) => r.validate(),
+            Resource::VaultIssuer(r) => r.validate(IssuerKind::VaultIssuer),
+            Resource::VaultClusterIssuer(r) => r.validate(IssuerKind::VaultClusterIssuer),
             Resource::Certificate(r) => r.validate(),
         }
     }
@@ -191,6 +237,16 @@ fn decode_resource(value: &Value) -> (Option<Resource>, Vec<FieldError>) {
         (API_VERSION, "Certificate") => run(value, Certificate::validate, |r| {
             Resource::Certificate(Box::new(r))
         }),
+        (CERTKEEPER_API_VERSION, "VaultIssuer") => run(
+            value,
+            |r: &CertkeeperIssuer| r.validate(IssuerKind::VaultIssuer),
+            |r| Resource::VaultIssuer(Box::new(r)),
+        ),
+        (CERTKEEPER_API_VERSION, "VaultClusterIssuer") => run(
+            value,
+            |r: &CertkeeperIssuer| r.validate(IssuerKind::VaultClusterIssuer),
+            |r| Resource::VaultClusterIssuer(Box::new(r)),
+        ),
         _ => {
             let problem = Problem::UnsupportedKind {
                 api_version: api_version.to_owned(),
@@ -214,9 +270,9 @@ pub fn parse_resource(value: &Value) -> Result<Resource, Vec<FieldError>> {
 /// What a manifest document is, by its apiVersion and kind: one place decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DocumentKind {
-    /// An object of the cert-manager.io group (or one naming no type): decoded, and an error
-    /// unless it is one of the three kinds read.
-    CertManager,
+    /// An object of the cert-manager.io or certkeeper.io group (or one naming no type):
+    /// decoded, and an error unless it is one of the kinds read.
+    Served,
     /// A core `v1` Secret: a source of Secret values.
     Secret,
     /// Any other object (a ConfigMap, a Deployment, another group's kinds): ignored, with a
@@ -229,9 +285,9 @@ fn document_kind(api_version: &str, kind: &str) -> DocumentKind {
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
     match (api_version, kind) {
         ("v1", "Secret") => DocumentKind::Secret,
-        ("" | "cert-manager.io", _) | (_, "") => DocumentKind::CertManager,
+        ("" | CERT_MANAGER_GROUP | CERTKEEPER_GROUP, _) | (_, "") => DocumentKind::Served,
         (API_VERSION, "CertificateRequest") => DocumentKind::Other,
-        _ if group == CERT_MANAGER_GROUP => DocumentKind::CertManager,
+        _ if group == CERT_MANAGER_GROUP || group == CERTKEEPER_GROUP => DocumentKind::Served,
         _ => DocumentKind::Other,
     }
 }
@@ -291,7 +347,7 @@ impl FileParser<'_> {
         let metadata = value.get("metadata");
         let name = metadata.and_then(|m| str_at(m, "name")).map(str::to_owned);
         match document_kind(api_version, kind) {
-            DocumentKind::CertManager => {}
+            DocumentKind::Served => {}
             DocumentKind::Secret => return self.secret(value, location),
             DocumentKind::Other => {
                 let object = ResourceId {
@@ -305,11 +361,15 @@ impl FileParser<'_> {
                 return;
             }
         }
-        let supported = str_at(value, "apiVersion") == Some(API_VERSION)
-            && matches!(kind, "Issuer" | "ClusterIssuer" | "Certificate");
+        let supported = match api_version {
+            API_VERSION => matches!(kind, "Issuer" | "ClusterIssuer" | "Certificate"),
+            CERTKEEPER_API_VERSION => matches!(kind, "VaultIssuer" | "VaultClusterIssuer"),
+            _ => false,
+        };
+        let cluster_scoped = matches!(kind, "ClusterIssuer" | "VaultClusterIssuer");
         let resource_id = supported.then(|| ResourceId {
             kind: kind.to_owned(),
-            namespace: (kind != "ClusterIssuer").then(|| {
+            namespace: (!cluster_scoped).then(|| {
                 let namespace = metadata.and_then(|m| str_at(m, "namespace")).unwrap_or_default();
                 if namespace.is_empty() {
                     DEFAULT_NAMESPACE
@@ -390,9 +450,10 @@ impl FileParser<'_> {
     /// alone.)
     fn file_rules(&mut self, resource: &Resource, location: Location) -> Vec<FieldError> {
         let metadata = resource.metadata();
-        let namespace = match resource {
-            Resource::ClusterIssuer(_) => "",
-            _ => metadata.namespace_or_default(),
+        let namespace = if resource.cluster_scoped() {
+            ""
+        } else {
+            metadata.namespace_or_default()
         };
         self.first_definition(resource.kind(), namespace, &metadata.name, location)
             .into_iter()

@@ -33,11 +33,10 @@ fn every_documented_manifest_is_valid() {
         let resources = parse_documents(&format!("docs/issuers.md block {}", i + 1), block)
             .unwrap_or_else(|e| panic!("block {}: {e}\n{block}", i + 1));
         assert_eq!(resources.len(), 1);
-        let vault = match &resources[0] {
-            Resource::Issuer(r) => r.spec.vault(),
-            Resource::ClusterIssuer(r) => r.spec.vault(),
-            Resource::Certificate(_) => continue,
+        let Some(issuer) = resources[0].issuer() else {
+            continue;
         };
+        let vault = issuer.vault;
         let method = vault.and_then(|v| v.auth.method()).map(|m| match m {
             VaultAuthMethod::Token(_) => "token",
             VaultAuthMethod::AppRole(_) => "appRole",

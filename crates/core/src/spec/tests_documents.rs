@@ -72,9 +72,9 @@ fn old_api_versions_and_unknown_cert_manager_kinds_are_rejected() {
     assert_eq!(
         messages(&format!("{v1alpha2}---\n{typo}---\n{no_kind}")),
         [
-            "certs.yaml: document 1: unsupported object cert-manager.io/v1alpha2 Certificate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
-            "certs.yaml: document 2: unsupported object cert-manager.io/v1 Certifcate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
-            "certs.yaml: document 3: unsupported object v1 : expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate",
+            "certs.yaml: document 1: unsupported object cert-manager.io/v1alpha2 Certificate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate, or certkeeper.io/v1 VaultIssuer or VaultClusterIssuer",
+            "certs.yaml: document 2: unsupported object cert-manager.io/v1 Certifcate: expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate, or certkeeper.io/v1 VaultIssuer or VaultClusterIssuer",
+            "certs.yaml: document 3: unsupported object v1 : expected cert-manager.io/v1 Issuer, ClusterIssuer or Certificate, or certkeeper.io/v1 VaultIssuer or VaultClusterIssuer",
         ]
     );
     assert_eq!(
@@ -336,4 +336,88 @@ fn hostile_secret_documents_fail_alone_and_never_show_values() {
     assert_eq!(parsed.secrets.len(), 1);
     assert_eq!(parsed.secrets[0].0.document, 4);
     assert_eq!(parsed.resources.len(), 2);
+}
+
+/// certkeeper's own kinds: cert-manager's `spec.vault` as the whole spec, checked as an
+/// Issuer's `spec.vault` is (errors at `spec.*`), found by Certificates that name them with
+/// group `certkeeper.io`; an unknown kind of that group is refused as cert-manager refuses one
+/// of its own.
+#[test]
+fn vault_issuers_of_the_certkeeper_group() {
+    let vault_issuer = "apiVersion: certkeeper.io/v1
+kind: VaultIssuer
+metadata: {name: vault, namespace: apps}
+spec:
+  server: https://vault.local
+  path: pki_int/sign/example-dot-com
+  auth:
+    tokenSecretRef: {name: vault-token, key: token}
+";
+    let cluster = vault_issuer
+        .replace("kind: VaultIssuer", "kind: VaultClusterIssuer")
+        .replace(", namespace: apps", "");
+    let certificate = |kind: &str| {
+        CERTIFICATE
+            .replace(
+                "issuerRef: {name: vault-issuer}",
+                &format!("issuerRef: {{name: vault, kind: {kind}, group: certkeeper.io}}"),
+            )
+            .replace("name: web\n", "name: web\n  namespace: apps\n")
+    };
+    let text = format!(
+        "{vault_issuer}---\n{cluster}---\n{}---\n{}",
+        certificate("VaultIssuer"),
+        certificate("VaultClusterIssuer").replace("name: web\n", "name: api\n")
+    );
+    let resources = parse_documents("certs.yaml", &text).unwrap();
+    assert_eq!(
+        resources.iter().map(Resource::kind).collect::<Vec<_>>(),
+        ["VaultIssuer", "VaultClusterIssuer", "Certificate", "Certificate"]
+    );
+    let keys: Vec<IssuerKey> = resources
+        .iter()
+        .filter_map(|r| r.issuer())
+        .map(|i| i.key())
+        .collect();
+    let wanted: Vec<Option<IssuerKey>> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Certificate(c) => Some(c.issuer_key()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(wanted, [Some(keys[0].clone()), Some(keys[1].clone())]);
+    assert_eq!(keys[0].namespace.as_deref(), Some("apps"));
+    assert_eq!(keys[1].namespace, None);
+    assert!(resources[0].issuer().unwrap().vault.is_some());
+
+    // Errors name the fields of the certkeeper kind: `spec.path`, not `spec.vault.path`.
+    let broken = vault_issuer.replace("  path: pki_int/sign/example-dot-com\n", "");
+    assert_eq!(
+        messages(&broken),
+        ["certs.yaml: document 1 (VaultIssuer apps/vault): spec.path: required"]
+    );
+    let typo = vault_issuer.replace("kind: VaultIssuer", "kind: VaultIsuer");
+    assert_eq!(
+        messages(&typo),
+        [
+            "certs.yaml: document 1: unsupported object certkeeper.io/v1 VaultIsuer: expected \
+          cert-manager.io/v1 Issuer, ClusterIssuer or Certificate, or certkeeper.io/v1 VaultIssuer \
+          or VaultClusterIssuer"
+        ]
+    );
+    let wrong_kind = certificate("Vault");
+    assert_eq!(
+        messages(&wrong_kind),
+        [
+            "certs.yaml: document 1 (Certificate apps/web): spec.issuerRef.kind: must be VaultIssuer \
+          or VaultClusterIssuer in group certkeeper.io, got \"Vault\""
+        ]
+    );
+    // The same name in both groups is two issuers, not a duplicate.
+    let both = format!(
+        "{vault_issuer}---\n{}",
+        ISSUER.replace("name: vault-issuer", "name: vault\n  namespace: apps")
+    );
+    assert_eq!(parse_documents("certs.yaml", &both).unwrap().len(), 2);
 }
