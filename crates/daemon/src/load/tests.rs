@@ -546,3 +546,69 @@ fn what_cert_manager_accepts_and_fails_later_fails_when_built() {
         "{problems:#?}"
     );
 }
+
+/// certkeeper's own kinds in manifest files: a VaultIssuer (its Secrets in its namespace) and a
+/// VaultClusterIssuer (its Secrets in the cluster resource namespace) are the same Vault issuers
+/// as an Issuer and a ClusterIssuer with that `spec.vault`, and Certificates naming them (group
+/// `certkeeper.io`) are issued by them, so manifests move between the runtimes and modes as they
+/// are.
+#[test]
+fn vault_issuers_of_the_certkeeper_group_issue_the_certificates_that_name_them() {
+    let fx = Fixture::new();
+    fx.write(
+        "manifests/issuers.yaml",
+        "\
+apiVersion: certkeeper.io/v1
+kind: VaultIssuer
+metadata: {name: vault, namespace: apps}
+spec:
+  server: https://vault.example.com:8200
+  path: pki/sign/web
+  auth:
+    tokenSecretRef: {name: vault-token}
+---
+apiVersion: certkeeper.io/v1
+kind: VaultClusterIssuer
+metadata: {name: shared}
+spec:
+  server: https://bao.example.com
+  path: pki_int/sign/internal
+  caBundleSecretRef: {name: bao-ca}
+  auth:
+    appRole: {path: approle, roleId: role-123, secretRef: {name: bao-approle, key: secretId}}
+",
+    );
+    fx.write(
+        "manifests/certificates.yml",
+        &CERTIFICATES
+            .replace(
+                "issuerRef: {name: vault}",
+                "issuerRef: {name: vault, kind: VaultIssuer, group: certkeeper.io}",
+            )
+            .replace(
+                "issuerRef: {name: shared, kind: ClusterIssuer}",
+                "issuerRef: {name: shared, kind: VaultClusterIssuer, group: certkeeper.io}",
+            ),
+    );
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    assert_eq!(loaded.problems, vec![]);
+    assert!(loaded.external.is_empty(), "{:?}", loaded.external);
+    let issuers = by_id(&loaded);
+    let mut ids: Vec<_> = issuers.keys().cloned().collect();
+    ids.sort();
+    assert_eq!(ids, ["VaultClusterIssuer/shared", "VaultIssuer/apps/vault"]);
+    match issuers["VaultClusterIssuer/shared"].client.auth() {
+        AuthMethod::AppRole { secret_id, .. } => {
+            let path = fx.path("secrets/cert-manager/bao-approle/secretId");
+            assert_eq!(
+                format!("{secret_id:?}"),
+                format!("SecretSource(file {})", path.display())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cert(&loaded, "apps/web").0.issuer, "VaultIssuer/apps/vault");
+    let (api, _) = cert(&loaded, "apps/api");
+    assert_eq!(api.issuer, "VaultClusterIssuer/shared");
+    assert_eq!(api.labels.issuer_kind, "VaultClusterIssuer");
+}
