@@ -40,8 +40,6 @@ use crate::driver::issued_info;
 use crate::job::CertJob;
 use crate::state::IssuedInfo;
 
-/// The group of the issuers certkeeper serves; an empty group means it (cert-manager's default).
-
 /// cert-manager's annotations on a served Secret (`cert-manager.io/certificate-name`,
 /// `issuer-name`, `issuer-kind`, `issuer-group`), each `None` when absent.
 #[derive(Debug, Default, Clone, Copy)]
