@@ -181,6 +181,10 @@ impl EngineHandle {
 
 fn sample(s: &CertStatus) -> CertificateSample {
     let l = &s.job.labels;
+    // Issuance's gauges count issuance failures; a failed apply (hooks, verify) has its own.
+    let failure = s.state.failure.as_ref();
+    let issuing = failure.filter(|f| !f.class.is_apply());
+    let applying = failure.filter(|f| f.class.is_apply());
     CertificateSample {
         name: l.name.clone(),
         namespace: l.namespace.clone(),
@@ -190,9 +194,10 @@ fn sample(s: &CertStatus) -> CertificateSample {
         not_after: s.state.issued.as_ref().map(|i| i.not_after),
         renewal_time: s.state.issued.as_ref().and_then(|i| i.renewal_time),
         ready: Some(s.ready),
-        next_attempt: s.state.failure.as_ref().and_then(|f| f.next_attempt),
-        failed_attempts: s.state.failure.as_ref().map_or(0, |f| f.attempts),
-        failure_class: s.state.failure.as_ref().map(|f| f.class),
+        next_attempt: issuing.and_then(|f| f.next_attempt),
+        failed_attempts: issuing.map_or(0, |f| f.attempts),
+        failed_applies: applying.map_or(0, |f| f.attempts),
+        failure_class: failure.map(|f| f.class),
         shortened: s.state.issued.as_ref().is_some_and(|i| i.warning.is_some()),
     }
 }

@@ -78,6 +78,8 @@ pub struct CertificateSample {
     pub ready: Option<bool>,
     pub next_attempt: Option<i64>,
     pub failed_attempts: u32,
+    /// Consecutive failed applies (hooks, verify) of the certificate stored.
+    pub failed_applies: u32,
     /// The class of the certificate's current failure streak, if it has one.
     pub failure_class: Option<FailureClass>,
     /// The served certificate is shorter than `duration` asked (the role caps the TTL).
@@ -335,6 +337,22 @@ fn render_certificates(out: &mut String, certs: &[CertificateSample]) {
     }
     header(
         out,
+        "certkeeper_certificate_failed_applies",
+        "gauge",
+        "Consecutive failed applies of the stored certificate: its hooks failed (non-zero exit, \
+         timeout, could not start) or its verify address serves another certificate. Retried \
+         without issuing again; 0 once they succeed.",
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_failed_applies{{{}}} {}",
+            labels(c),
+            c.failed_applies
+        );
+    }
+    header(
+        out,
         "certkeeper_certificate_failure_class",
         "gauge",
         "1 for the class of the certificate's current failure streak (transient, auth_rejected, \
@@ -431,6 +449,7 @@ mod tests {
             ready: Some(true),
             next_attempt: None,
             failed_attempts: 0,
+            failed_applies: 0,
             failure_class: None,
             shortened: true,
         };
@@ -442,7 +461,7 @@ mod tests {
         let failing = CertificateSample {
             name: "api".into(),
             failure_class: Some(FailureClass::Apply),
-            failed_attempts: 2,
+            failed_applies: 2,
             ..cert.clone()
         };
         let text = m.render(&[cert, failing], &[("default/vault".into(), open)]);
@@ -465,6 +484,14 @@ mod tests {
             format!("certkeeper_certificate_shortened{{{labels}}} 1"),
             format!(
                 "certkeeper_certificate_failure_class{{{},class=\"apply\"}} 1",
+                labels.replace("name=\"web\"", "name=\"api\"")
+            ),
+            format!(
+                "certkeeper_certificate_failed_applies{{{}}} 2",
+                labels.replace("name=\"web\"", "name=\"api\"")
+            ),
+            format!(
+                "certkeeper_certificate_failed_attempts{{{}}} 0",
                 labels.replace("name=\"web\"", "name=\"api\"")
             ),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"closed\"} 0".into(),
