@@ -481,6 +481,103 @@ mod tests {
         );
     }
 
+    /// A self-signed certificate for web.example.com valid from `age` ago for `lifetime`:
+    /// (its DER, its key's PKCS#8 DER).
+    fn certificate(age: Duration, lifetime: Duration) -> (Vec<u8>, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["web.example.com".to_owned()]).unwrap();
+        let start = SystemTime::now() - age;
+        params.not_before = start.into();
+        params.not_after = (start + lifetime).into();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.der().to_vec(), key.serialize_der())
+    }
+
+    /// A TLS server on a loopback port presenting `cert`, answering handshakes for 10 s at most.
+    fn serve(cert: Vec<u8>, key: Vec<u8>) -> u16 {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert)],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let Ok((mut tcp, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                tcp.set_nonblocking(false).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut tcp).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn the_served_leaf_is_compared_and_a_near_expiry_one_is_said_loudly() {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let target = |port: u16| {
+            VerifyTarget::parse(
+                &format!("127.0.0.1:{port}"),
+                Some("web.example.com"),
+                Duration::from_millis(700),
+            )
+            .unwrap()
+        };
+        // The certificate written is the one served.
+        let (written, key) = certificate(Duration::ZERO, 90 * 24 * HOUR);
+        let port = serve(written.clone(), key);
+        check(&target(port), &written).unwrap();
+
+        // An older one is served, ten minutes from its expiry after a two-hour life.
+        let (old, old_key) = certificate(2 * HOUR, 2 * HOUR + 600 * Duration::from_secs(1));
+        let port = serve(old, old_key);
+        let started = Instant::now();
+        let error = check(&target(port), &written).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded by the timeout"
+        );
+        assert!(error.near_expiry(), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("127.0.0.1:{port} (SNI web.example.com) serves serial ")),
+            "{message}"
+        );
+        assert!(
+            message.contains("THE SERVED CERTIFICATE IS NEAR ITS EXPIRY"),
+            "{message}"
+        );
+
+        // Served, different, far from its expiry: reported, not shouted.
+        let (other, other_key) = certificate(Duration::ZERO, 90 * 24 * HOUR);
+        let port = serve(other, other_key);
+        let error = check(&target(port), &written).unwrap_err();
+        assert!(!error.near_expiry());
+        assert!(
+            error
+                .to_string()
+                .ends_with("the server did not load the new certificate"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn near_expiry_is_the_last_third_of_the_lifetime() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
