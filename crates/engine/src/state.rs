@@ -202,9 +202,12 @@ pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_n
     {
         // A failed apply of the certificate stored for this spec: its hooks are retried on
         // their schedule, and the certificate's own lifecycle (renewal, expiry) goes on.
-        if let (true, Some(issued)) = (f.class.is_apply(), &state.issued)
-            && issued.spec_fingerprint == spec_fingerprint
-        {
+        if let (true, Some(issued)) = (f.class.is_apply(), &state.issued) {
+            // The certificate whose apply failed was issued for another spec (the spec changed
+            // while its hooks ran): this spec's certificate is issued, not the hooks re-run.
+            if issued.spec_fingerprint != spec_fingerprint {
+                return Decision::Issue(IssueReason::RequestChanged);
+            }
             let retry = f.next_attempt.map(from_unix);
             return match (retry, decide_served(issued, now)) {
                 (_, Decision::Issue(reason)) => Decision::Issue(reason),
@@ -441,6 +444,16 @@ mod tests {
         assert_eq!(
             decide(&failing, 1, at(50), true),
             Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+        // An apply failure recorded for this spec while the stored certificate is another
+        // spec's (the spec changed while the hooks ran): issued for this spec at once.
+        let mut changed_meanwhile = failing.clone();
+        if let Some(f) = changed_meanwhile.failure.as_mut() {
+            f.spec_fingerprint = 2;
+        }
+        assert_eq!(
+            decide(&changed_meanwhile, 2, at(50), false),
+            Decision::Issue(IssueReason::RequestChanged)
         );
         // A retry later than the renewal point waits only until the renewal.
         let late = apply_failed(Some(T0 + 2500));
