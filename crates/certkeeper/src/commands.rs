@@ -113,7 +113,8 @@ pub async fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
             print!("\n{alone}");
         }
     }
-    Ok(if problems.is_empty() && rows.iter().all(|r| r.ready) {
+    // A certificate whose hooks fail (class apply) is valid but not in use: not well either.
+    Ok(if problems.is_empty() && rows.iter().all(StatusRow::is_well) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,8 +1,9 @@
 //! The `certkeeper` command.
 //!
-//! Exit codes: 0 success (for `status`: every certificate ready; for `check`: every issuer
-//! reachable and logged in); 1 the command ran but something is not well (a certificate not
-//! ready, an issuer failing, a renew that did not finish in time); 2 the configuration,
+//! Exit codes: 0 success (for `status`: every certificate ready and its hooks succeeded; for
+//! `check`: every issuer reachable and logged in); 1 the command ran but something is not well (a
+//! certificate not ready or failing to apply, an issuer failing, a renew that did not finish in
+//! time); 2 the configuration,
 //! manifests or arguments are invalid, or a file cannot be read.
 
 mod commands;
@@ -25,7 +26,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
         (Type=notify) it reports readiness, status and watchdog pings and reloads on SIGHUP. \
         In a cluster, `certkeeper controller` reconciles the same objects from the API server.\n\n\
         Exit codes: 0 success; 1 the command ran but something is not well (a certificate not \
-        ready, an issuer failing, a renew that did not finish in time); 2 the configuration, \
+        ready or its hooks failing, an issuer failing, a renew that did not finish in time); 2 the configuration, \
         manifests or arguments are invalid, or a file cannot be read.\n\n\
         Environment: CERTKEEPER_LOG overrides the log level (a tracing filter); NO_COLOR \
         disables coloured logs (they are coloured only on a terminal)."

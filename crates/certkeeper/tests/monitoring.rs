@@ -203,6 +203,13 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
     let port = certkeeper_testkit::free_port();
     let dead = certkeeper_testkit::free_port();
     let s = setup_with(Default::default(), &[], &format!("listen: 127.0.0.1:{port}\n")).await;
+    // A certificate whose reload hook always fails: written, not in use (class apply).
+    let config = std::fs::read_to_string(&s.config).unwrap().replace(
+        "outputs: {dir: \"certs/{namespace}/{secretName}\"}",
+        "outputs: {dir: \"certs/{namespace}/{secretName}\", certificates: {default/hooked: {hooks: [{command: [\"false\"]}]}}}",
+    );
+    assert!(config.contains("default/hooked"), "{config}");
+    std::fs::write(&s.config, config).unwrap();
     let admin = s.bao.admin();
     let policy = policy_text(&admin, &s.policy).await;
     // A second issuer with its own AppRole role and policy, whose policy is emptied later.
@@ -245,6 +252,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
             "healthy",
             cert_yaml("healthy", "vault", "healthy.example.com", ""),
         ),
+        ("hooked", cert_yaml("hooked", "vault", "hooked.example.com", "")),
         // The role allows example.com names only: Vault rejects this one request.
         (
             "denied",
@@ -320,6 +328,7 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
                 && row(r, "default/waiting")["lastFailure"]["class"] == "transient"
                 && row(r, "default/clustered")["lastFailure"]["class"] == "rejected"
                 && row(r, "default/healthy")["ready"] == true
+                && row(r, "default/hooked")["lastFailure"]["class"] == "apply"
         },
     );
     let failing = |samples: &[Sample], cert: &str| {
@@ -340,10 +349,12 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
                 "certkeeper_issuance_attempts_total{issuer=\"Issuer/default/vault\",result=\"failure\",class=\"rejected\"}",
             )
             && has("certkeeper_manifest_problems{")
+            && has("certkeeper_certificate_failure_class{name=\"hooked\"")
             && ["expiring", "denied", "waiting", "clustered"]
                 .iter()
                 .all(|c| failing(&samples, c))
             && !failing(&samples, "healthy")
+            && !failing(&samples, "hooked")
         {
             break (types, samples, at);
         }
@@ -496,6 +507,12 @@ async fn alerts_fire_on_series_scraped_from_a_real_run() {
         ),
         ("CertkeeperCertificateNotReady", not_ready),
         ("CertkeeperManifestProblems", vec![problem_file]),
+        // Only the certificate whose hook fails; its issuance succeeded, so no issuance alert
+        // names it (CertkeeperCertificateRefused would if apply failures counted as issuance's).
+        (
+            "CertkeeperHookFailing",
+            vec![find("certkeeper_certificate_failure_class", "hooked")],
+        ),
     ];
     let later = vec![("CertkeeperCertificateExpired", vec![expiring])];
     let rules = rules();

@@ -28,15 +28,21 @@ pub enum FailureClass {
     /// Our own input is invalid or incomplete: a configuration error, a referenced secret or file
     /// that does not exist. Retrying on a timer cannot help; retried when the input changes.
     Invalid,
+    /// The certificate was issued and stored, but putting it into use failed: a hook exited
+    /// non-zero, timed out or could not start, or the address named by `verify` still serves
+    /// another certificate. Only the hooks (and the check) are retried, on their own schedule;
+    /// the certificate is never issued again for it.
+    Apply,
 }
 
 impl FailureClass {
     /// Every class, for exhaustive tables (metrics initialisation, tests).
-    pub const ALL: [FailureClass; 4] = [
+    pub const ALL: [FailureClass; 5] = [
         FailureClass::Transient,
         FailureClass::AuthRejected,
         FailureClass::Rejected,
         FailureClass::Invalid,
+        FailureClass::Apply,
     ];
 
     /// Stable lowercase label used in metrics, logs, status and Kubernetes Event reasons.
@@ -46,6 +52,7 @@ impl FailureClass {
             FailureClass::AuthRejected => "auth_rejected",
             FailureClass::Rejected => "rejected",
             FailureClass::Invalid => "invalid",
+            FailureClass::Apply => "apply",
         }
     }
 
@@ -58,6 +65,12 @@ impl FailureClass {
     /// instead (the expiry-aware clamp still applies once something changes).
     pub const fn retries_on_timer(self) -> bool {
         !matches!(self, FailureClass::Invalid)
+    }
+
+    /// Whether the failure came after the certificate was stored: the next attempt re-runs the
+    /// hooks (and the `verify` check) instead of issuing again.
+    pub const fn is_apply(self) -> bool {
+        matches!(self, FailureClass::Apply)
     }
 }
 
@@ -128,6 +141,17 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), FailureClass::ALL.len());
+    }
+
+    #[test]
+    fn apply_is_its_own_class_and_round_trips() {
+        assert_eq!(FailureClass::parse("apply"), Some(FailureClass::Apply));
+        assert!(FailureClass::Apply.is_apply() && FailureClass::Apply.retries_on_timer());
+        assert!(FailureClass::ALL.iter().filter(|c| c.is_apply()).count() == 1);
+        assert_eq!(
+            serde_yaml_ng::to_string(&FailureClass::Apply).unwrap().trim(),
+            "apply"
+        );
     }
 
     #[test]

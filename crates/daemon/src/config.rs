@@ -21,8 +21,10 @@
 //!       dir: /etc/nginx/tls
 //!       user: 33                    # numeric uid / gid
 //!       group: 33
-//!       hooks:
+//!       hooks:                      # in order, after every write; a failure is class apply
 //!         - { command: [systemctl, reload, nginx], timeout: 30s }
+//!       verify:                     # after the hooks: these must serve the leaf written
+//!         - { address: "127.0.0.1:443", serverName: web.example.com, timeout: 10s }
 //! issuers:                          # gate limits and Vault timeouts for every issuer
 //!   concurrency: 8                  # requests in flight per issuer
 //!   ratePerSecond: 100              # token bucket; halved while Vault answers 429
@@ -40,6 +42,8 @@ use std::time::Duration;
 
 use certkeeper_core::spec::{DurationError, format_go_duration, parse_go_duration};
 use certkeeper_vault::aws::AwsEnvironment;
+
+use crate::verify::{AddressError, DEFAULT_VERIFY_TIMEOUT, VerifyTarget};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,12 @@ pub enum ConfigError {
         path: PathBuf,
         field: String,
         message: String,
+    },
+    #[error("{path}: {field}: {source}")]
+    Address {
+        path: PathBuf,
+        field: String,
+        source: AddressError,
     },
     #[error("{path}: {field}: {source}")]
     Duration {
@@ -159,7 +169,24 @@ struct RawCertOutput {
     group: Option<u32>,
     #[serde(default)]
     hooks: Vec<RawHook>,
+    #[serde(default)]
+    verify: Vec<RawVerify>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawVerify {
+    address: String,
+    server_name: Option<String>,
+    timeout: Option<String>,
+}
+
+/// The longest `verify[].timeout`: the check holds the certificate's apply (and its retry) for
+/// that long when the server keeps presenting another certificate.
+pub const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The most `verify` entries of one certificate.
+pub const MAX_VERIFY_TARGETS: usize = 16;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -229,6 +256,8 @@ pub struct CertOutput {
     pub user: Option<u32>,
     pub group: Option<u32>,
     pub hooks: Vec<Hook>,
+    /// Addresses that must serve the certificate written, checked after the hooks.
+    pub verify: Vec<VerifyTarget>,
 }
 
 /// The validated configuration.
@@ -345,6 +374,48 @@ impl Config {
                     timeout,
                 });
             }
+            if o.verify.len() > MAX_VERIFY_TARGETS {
+                return Err(invalid(
+                    &format!("{field}.verify"),
+                    format!("at most {MAX_VERIFY_TARGETS} addresses"),
+                ));
+            }
+            let mut verify = Vec::new();
+            for (i, v) in o.verify.into_iter().enumerate() {
+                let at = format!("{field}.verify[{i}]");
+                let timeout = match v.timeout.as_deref() {
+                    None => DEFAULT_VERIFY_TIMEOUT,
+                    Some(t) => parse_duration(t)
+                        .and_then(|d| {
+                            if d > MAX_VERIFY_TIMEOUT {
+                                Err(ConfigDurationError::TooLarge {
+                                    value: t.to_owned(),
+                                    max: MAX_VERIFY_TIMEOUT,
+                                })
+                            } else {
+                                Ok(d)
+                            }
+                        })
+                        .map_err(|source| ConfigError::Duration {
+                            path: path.to_owned(),
+                            field: format!("{at}.timeout"),
+                            source,
+                        })?,
+                };
+                let target =
+                    VerifyTarget::parse(&v.address, v.server_name.as_deref(), timeout).map_err(|source| {
+                        ConfigError::Address {
+                            path: path.to_owned(),
+                            field: if matches!(source, AddressError::ServerName(_)) {
+                                format!("{at}.serverName")
+                            } else {
+                                format!("{at}.address")
+                            },
+                            source,
+                        }
+                    })?;
+                verify.push(target);
+            }
             let out = CertOutput {
                 dir: o.dir.map(|d| abs(Path::new(&d))).unwrap_or_default(),
                 key_mode: parse_mode(o.key_mode.as_deref(), key_mode)
@@ -354,6 +425,7 @@ impl Config {
                 user: o.user,
                 group: o.group,
                 hooks,
+                verify,
             };
             cert_outputs.insert(id, out);
         }
@@ -455,6 +527,7 @@ impl Config {
                 user: None,
                 group: None,
                 hooks: Vec::new(),
+                verify: Vec::new(),
             },
         }
     }
@@ -492,6 +565,57 @@ fn parse_duration(v: &str) -> Result<Duration, ConfigDurationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_addresses_are_checked_where_they_are_written() {
+        let parse = |verify: &str| {
+            Config::parse(
+                Path::new("/x/ck.yaml"),
+                &format!(
+                    "manifests: m\nstateDir: s\noutputs: {{certificates: {{default/web: {{verify: [{verify}]}}}}}}\n"
+                ),
+            )
+        };
+        let config = parse("{address: '127.0.0.1:8443', serverName: web.example.com, timeout: 3s}").unwrap();
+        let out = config.output("default", "web", "web");
+        assert_eq!(out.verify.len(), 1);
+        assert_eq!(out.verify[0].to_string(), "127.0.0.1:8443 (SNI web.example.com)");
+        assert_eq!(out.verify[0].timeout, Duration::from_secs(3));
+        let default = parse("{address: 'localhost:443'}").unwrap();
+        assert_eq!(
+            default.output("default", "web", "web").verify[0].timeout,
+            DEFAULT_VERIFY_TIMEOUT
+        );
+        for (verify, message) in [
+            (
+                "{address: 'https://web:443/'}",
+                "/x/ck.yaml: outputs.certificates.default/web.verify[0].address: \"https://web:443/\" must be host:port, not a URL: no scheme, path, query, fragment, user or spaces",
+            ),
+            (
+                "{address: 'web:0'}",
+                "/x/ck.yaml: outputs.certificates.default/web.verify[0].address: port \"0\" must be a number from 1 to 65535",
+            ),
+            (
+                "{address: 'web:443', serverName: '10.0.0.1'}",
+                "/x/ck.yaml: outputs.certificates.default/web.verify[0].serverName: serverName \"10.0.0.1\" is not a DNS name (SNI carries DNS names only; to reach an IP address, leave serverName out)",
+            ),
+            (
+                "{address: 'web:443', timeout: 1h}",
+                "/x/ck.yaml: outputs.certificates.default/web.verify[0].timeout: \"1h\" is too large: at most 5m0s",
+            ),
+            ("{address: 'web:443', path: /x}", "unknown field `path`"),
+        ] {
+            let error = parse(verify).unwrap_err().to_string();
+            assert!(error.contains(message), "{verify}: {error}");
+        }
+        let many = vec!["{address: 'web:443'}"; MAX_VERIFY_TARGETS + 1].join(", ");
+        assert!(
+            parse(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 16 addresses")
+        );
+    }
 
     /// The example in the module documentation is a valid configuration.
     #[test]

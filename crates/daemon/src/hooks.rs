@@ -1,6 +1,11 @@
 //! Hooks: commands the administrator configures to run after a certificate's files changed
 //! (reload a server, copy a keystore).
 //!
+//! A hook that fails (exits non-zero, times out, cannot start) is a failure of the certificate,
+//! of class `apply` ([`HookError::class`]): the engine retries the hooks on their schedule and
+//! never issues the certificate again for it. The hooks run in order and stop at the first
+//! failure (a later hook may rely on an earlier one); a retry runs them all again.
+//!
 //! A hook is not trusted to behave: its output is captured up to [`CAPTURE_LIMIT`] per stream
 //! (the rest is read and discarded, so it never blocks on a full pipe and never fills our
 //! memory), and it runs in its own process group, so a timeout kills everything it started,
@@ -13,6 +18,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use certkeeper_core::FailureClass;
 
 use crate::config::{CertOutput, Hook};
 
@@ -47,14 +54,96 @@ pub struct HookRun {
     pub elapsed: Duration,
 }
 
-/// Run the certificate's hooks one after the other; a failing hook is logged, not retried: the
-/// certificate on disk is good either way.
-pub async fn run_hooks(id: &str, output: &CertOutput) {
-    for hook in &output.hooks {
-        if let (Some(run), Some(program)) = (run_hook(id, &output.dir, hook).await, hook.command.first()) {
-            log(id, program, hook.timeout, &run);
+/// Why a hook failed. The program is named, never its arguments (they may carry secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("hook {index} ({program}) exited with {status}{}", stderr_suffix(.stderr))]
+    Exited {
+        index: usize,
+        program: String,
+        status: ExitStatus,
+        /// The start of its stderr, lossily decoded.
+        stderr: String,
+    },
+    #[error("hook {index} ({program}) timed out after {}s and was killed with its process group",
+            .timeout.as_secs_f64())]
+    TimedOut {
+        index: usize,
+        program: String,
+        timeout: Duration,
+    },
+    #[error("hook {index} ({program}) could not start: {source}")]
+    NotStarted {
+        index: usize,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("hook {index} ({program}) could not be waited for and was killed: {source}")]
+    WaitFailed {
+        index: usize,
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+impl HookError {
+    /// Always [`FailureClass::Apply`]: the certificate is stored; only its hooks are retried.
+    pub fn class(&self) -> FailureClass {
+        FailureClass::Apply
+    }
+}
+
+/// Run the certificate's hooks one after the other, stopping at the first that fails.
+pub async fn run_hooks(id: &str, output: &CertOutput) -> Result<(), HookError> {
+    for (index, hook) in output.hooks.iter().enumerate() {
+        let (Some(run), Some(program)) = (run_hook(id, &output.dir, hook).await, hook.command.first()) else {
+            continue;
+        };
+        log(id, program, hook.timeout, &run);
+        let program = program.clone();
+        match run.result {
+            HookResult::Exited(status) if status.success() => {}
+            HookResult::Exited(status) => {
+                let stderr = &run.stderr.bytes[..run.stderr.bytes.len().min(LOGGED_STDERR)];
+                return Err(HookError::Exited {
+                    index,
+                    program,
+                    status,
+                    stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
+                });
+            }
+            HookResult::TimedOut => {
+                return Err(HookError::TimedOut {
+                    index,
+                    program,
+                    timeout: hook.timeout,
+                });
+            }
+            HookResult::NotStarted(source) => {
+                return Err(HookError::NotStarted {
+                    index,
+                    program,
+                    source,
+                });
+            }
+            HookResult::WaitFailed(source) => {
+                return Err(HookError::WaitFailed {
+                    index,
+                    program,
+                    source,
+                });
+            }
         }
     }
+    Ok(())
 }
 
 fn log(id: &str, program: &str, timeout: Duration, run: &HookRun) {
@@ -225,6 +314,7 @@ mod tests {
             cert_mode: 0o644,
             user: None,
             group: None,
+            verify: Vec::new(),
             hooks: vec![
                 sh(
                     format!("echo $CERTKEEPER_CERTIFICATE > {}", marker.display()),
@@ -237,9 +327,57 @@ mod tests {
             ],
         };
         let t = Instant::now();
-        run_hooks("default/web", &output).await;
+        let error = run_hooks("default/web", &output).await.unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(10), "the slow hook was cut off");
         assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "default/web");
+        assert_eq!(
+            error.to_string(),
+            "hook 1 (sleep) timed out after 0.2s and was killed with its process group"
+        );
+        assert_eq!(error.class(), FailureClass::Apply);
+    }
+
+    /// A failing hook is an error naming it, its status and its stderr; the hooks after it do
+    /// not run; a hook that cannot start is an error too.
+    #[tokio::test]
+    async fn a_failing_hook_stops_the_rest_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let after = dir.path().join("after");
+        let output = |first: Hook| CertOutput {
+            dir: dir.path().to_owned(),
+            key_mode: 0o600,
+            cert_mode: 0o644,
+            user: None,
+            group: None,
+            verify: Vec::new(),
+            hooks: vec![
+                first,
+                sh(format!("touch {}", after.display()), Duration::from_secs(10)),
+            ],
+        };
+        let failing = sh(
+            "echo 'nginx: [emerg] unexpected end of file' >&2; exit 1".into(),
+            Duration::from_secs(10),
+        );
+        let error = run_hooks("default/web", &output(failing)).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "hook 0 (sh) exited with exit status: 1: nginx: [emerg] unexpected end of file"
+        );
+        assert!(!after.exists(), "the hook after the failing one did not run");
+        let missing = Hook {
+            command: vec!["/nonexistent/reload".into()],
+            timeout: Duration::from_secs(10),
+        };
+        let error = run_hooks("default/web", &output(missing)).await.unwrap_err();
+        assert!(
+            matches!(&error, HookError::NotStarted { program, .. } if program == "/nonexistent/reload"),
+            "{error}"
+        );
+        assert!(!after.exists());
+        let ok = sh("true".into(), Duration::from_secs(10));
+        run_hooks("default/web", &output(ok)).await.unwrap();
+        assert!(after.exists());
     }
 
     /// Gone, or a zombie waiting for init to reap it: either way it no longer runs.

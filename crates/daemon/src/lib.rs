@@ -11,3 +11,4 @@ pub mod problems;
 pub mod run;
 pub mod runtime;
 pub mod statedb;
+pub mod verify;

@@ -1,6 +1,7 @@
 //! The engine's storage for the standalone runtime: certificate files written atomically into
-//! each certificate's output directory, state in the embedded database, hooks after a change,
-//! and one log line per decision.
+//! each certificate's output directory, state in the embedded database, hooks after a change
+//! and the `verify` check (the engine's `apply`: a failure there is class `apply`), and one log
+//! line per decision.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,10 +12,12 @@ use certkeeper_engine::outputs::output_items;
 use certkeeper_engine::state::CertState;
 use certkeeper_engine::{CertId, CertJob, EngineEvent, Issued, Runtime, RuntimeError};
 
-use crate::hooks::run_hooks;
+use crate::config::CertOutput;
+use crate::hooks::{HookError, run_hooks};
 use crate::model::CertMeta;
 use crate::output::{OutputFile, Owner, read_current, write_atomic};
 use crate::statedb::StateDb;
+use crate::verify::{VerifyError, check, written_leaf};
 
 /// File names, as cert-manager names the keys of its Secret.
 pub use certkeeper_engine::outputs::{
@@ -115,8 +118,18 @@ impl Runtime for FileRuntime {
                 class: e.class(),
                 message: e.to_string(),
             })?;
-        run_hooks(&job.id, &meta.output).await;
         Ok(())
+    }
+
+    async fn apply(&self, job: &CertJob) -> Result<(), RuntimeError> {
+        let result = match self.meta(&job.id) {
+            Some(meta) => apply_output(&job.id, &meta.output).await,
+            None => Err(ApplyError::NoOutput(job.id.to_string())),
+        };
+        result.map_err(|e| RuntimeError {
+            class: e.class(),
+            message: e.to_string(),
+        })
     }
 
     async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
@@ -138,6 +151,69 @@ impl Runtime for FileRuntime {
 
     fn event(&self, job: &CertJob, event: EngineEvent) {
         event.log(&job.id);
+    }
+}
+
+/// Why a stored certificate is not (yet) in use.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("certificate {0} has no output settings")]
+    NoOutput(String),
+    #[error("the verify check stopped without a result: {0}")]
+    VerifyTask(String),
+}
+
+impl ApplyError {
+    /// Always [`FailureClass::Apply`]: the certificate is stored; the hooks and the check are
+    /// retried, the certificate is not issued again.
+    pub fn class(&self) -> FailureClass {
+        FailureClass::Apply
+    }
+}
+
+/// Runs the hooks of `output`, then checks that each `verify` address serves the leaf of the
+/// `tls.crt` written there. A served certificate near its own expiry is said loudly.
+pub async fn apply_output(id: &str, output: &CertOutput) -> Result<(), ApplyError> {
+    run_hooks(id, output).await?;
+    if output.verify.is_empty() {
+        return Ok(());
+    }
+    let (dir, targets) = (output.dir.clone(), output.verify.clone());
+    let checked = tokio::task::spawn_blocking(move || -> Result<usize, VerifyError> {
+        let path = dir.join(TLS_CRT);
+        let shown = path.display().to_string();
+        let pem = std::fs::read_to_string(&path).map_err(|e| VerifyError::Written {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let leaf = written_leaf(&pem, &shown)?;
+        for target in &targets {
+            check(target, &leaf)?;
+        }
+        Ok(targets.len())
+    })
+    .await
+    .map_err(|e| ApplyError::VerifyTask(e.to_string()))?;
+    match checked {
+        Ok(n) => {
+            tracing::info!(
+                certificate = id,
+                addresses = n,
+                "verified: every address serves the certificate written"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            if e.near_expiry() {
+                tracing::warn!(certificate = id, error = %e,
+                               "THE CERTIFICATE SERVED IS NEAR ITS EXPIRY and is not the one written");
+            }
+            Err(e.into())
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use certkeeper_vault::{SignRequest, SignedCertificate, VaultError};
 use crate::clock::Clock;
 use crate::driver::issued_info;
 use crate::gate::{Outcome, Refusal, Transition};
-use crate::job::{CertJob, Issued, IssuerRuntime, Runtime};
+use crate::job::{CertJob, Issued, IssuerRuntime, Runtime, RuntimeError};
 use crate::state::IssuedInfo;
 
 pub(crate) struct Attempt {
@@ -56,7 +56,12 @@ pub(crate) enum AttemptOutcome {
         info: IssuedInfo,
         /// This attempt closed the issuer's circuit.
         recovered: bool,
+        /// Stored, but putting it into use failed (class [`FailureClass::Apply`]): the
+        /// certificate is the new one all the same, and only the apply is retried.
+        apply_failure: Option<RuntimeError>,
     },
+    /// A retry of a failed apply ([`crate::state::Decision::Apply`]): nothing was issued.
+    Applied(Result<(), RuntimeError>),
     Failed {
         class: FailureClass,
         message: String,
@@ -300,10 +305,26 @@ async fn write_issued<R: Runtime>(
             unwritten: Some((job.fingerprint, Box::new(issued))),
         };
     }
+    let info = issued_info(job, &issued.certificate, clock.now());
     AttemptOutcome::Issued {
-        info: issued_info(job, &issued.certificate, clock.now()),
+        info,
         recovered,
+        apply_failure: apply(job, runtime).await.err(),
     }
+}
+
+/// Puts the stored certificate into use ([`Runtime::apply`]); a failure is always of class
+/// [`FailureClass::Apply`], whatever the runtime reported, so that it is retried as an apply.
+async fn apply<R: Runtime>(job: &CertJob, runtime: &R) -> Result<(), RuntimeError> {
+    runtime.apply(job).await.map_err(|e| RuntimeError {
+        class: FailureClass::Apply,
+        message: e.message,
+    })
+}
+
+/// The retry of a failed apply: the runtime's apply again, no key, no CSR, nothing sent to Vault.
+pub(crate) async fn run_apply<R: Runtime>(job: Arc<CertJob>, runtime: Arc<R>) -> AttemptOutcome {
+    AttemptOutcome::Applied(apply(&job, runtime.as_ref()).await)
 }
 
 /// The key for this attempt and whether it is new: the served one when rotation is off and it

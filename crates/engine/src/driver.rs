@@ -181,6 +181,10 @@ impl EngineHandle {
 
 fn sample(s: &CertStatus) -> CertificateSample {
     let l = &s.job.labels;
+    // Issuance's gauges count issuance failures; a failed apply (hooks, verify) has its own.
+    let failure = s.state.failure.as_ref();
+    let issuing = failure.filter(|f| !f.class.is_apply());
+    let applying = failure.filter(|f| f.class.is_apply());
     CertificateSample {
         name: l.name.clone(),
         namespace: l.namespace.clone(),
@@ -190,8 +194,10 @@ fn sample(s: &CertStatus) -> CertificateSample {
         not_after: s.state.issued.as_ref().map(|i| i.not_after),
         renewal_time: s.state.issued.as_ref().and_then(|i| i.renewal_time),
         ready: Some(s.ready),
-        next_attempt: s.state.failure.as_ref().and_then(|f| f.next_attempt),
-        failed_attempts: s.state.failure.as_ref().map_or(0, |f| f.attempts),
+        next_attempt: issuing.and_then(|f| f.next_attempt),
+        failed_attempts: issuing.map_or(0, |f| f.attempts),
+        failed_applies: applying.map_or(0, |f| f.attempts),
+        failure_class: failure.map(|f| f.class),
         shortened: s.state.issued.as_ref().is_some_and(|i| i.warning.is_some()),
     }
 }
@@ -483,6 +489,8 @@ impl<R: Runtime> Driver<R> {
             // Automatic renewal disabled: nothing is filed until the spec changes or a renewal
             // is requested (both reschedule).
             (_, Decision::Idle) => return,
+            // A hook retry is local: no issuer's probe to wait behind.
+            (_, Decision::Apply) => now,
             (Some(parked), _) => parked,
             (None, Decision::Issue(_)) => now,
             (None, Decision::WaitUntil(at)) => at,
@@ -509,6 +517,16 @@ impl<R: Runtime> Driver<R> {
             let parked = e.parked_until.take().is_some();
             let reason = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
                 Decision::Issue(r) => r,
+                Decision::Apply => {
+                    // Only the hooks (and the verify check) again: no gate, nothing sent to Vault.
+                    e.in_flight = true;
+                    let (job, runtime) = (e.job.clone(), self.runtime.clone());
+                    self.running.spawn(async move {
+                        let id = job.id.clone();
+                        (id, crate::attempt::run_apply(job, runtime).await)
+                    });
+                    continue;
+                }
                 // A wait-for-change recheck, or a park's fallback wake-up: try once more, as a
                 // retry (an open circuit refuses it locally).
                 Decision::WaitForChange => crate::state::IssueReason::Retry,
@@ -579,7 +597,35 @@ impl<R: Runtime> Driver<R> {
         e.parked_until = None;
         let issuer = e.job.issuer.clone();
         let release = match outcome {
-            AttemptOutcome::Issued { info, recovered } => {
+            AttemptOutcome::Applied(result) => {
+                let record = match result {
+                    Ok(()) => {
+                        if let Some(f) = &e.state.failure {
+                            tracing::info!(certificate = %id, failed_attempts = f.attempts,
+                                           "certificate in use: its hooks succeeded after failing");
+                        }
+                        None
+                    }
+                    Err(err) => Some(failure_record(
+                        &e.state,
+                        &e.job,
+                        err.class,
+                        err.message,
+                        None,
+                        now,
+                    )),
+                };
+                e.state.failure = record;
+                if let Some(f) = &e.state.failure {
+                    self.runtime.event(&e.job, failed_event(f));
+                }
+                false
+            }
+            AttemptOutcome::Issued {
+                info,
+                recovered,
+                apply_failure,
+            } => {
                 e.unwritten = None;
                 e.behind_issuer = false;
                 self.metrics.record_attempt(&issuer, None);
@@ -599,6 +645,13 @@ impl<R: Runtime> Driver<R> {
                 e.state.issued = Some(info);
                 e.state.failure = None;
                 self.runtime.event(&e.job, event);
+                // Stored but not in use: a new streak of apply failures (the issuance's own
+                // streak, if any, ended with this certificate).
+                if let Some(err) = apply_failure {
+                    let record = failure_record(&e.state, &e.job, err.class, err.message, None, now);
+                    self.runtime.event(&e.job, failed_event(&record));
+                    e.state.failure = Some(record);
+                }
                 // A success also ends a hold when something else closed the circuit first (a
                 // CertificateRequest signed through the same gate): its waiters are released.
                 recovered || self.holds.contains_key(&issuer) || self.probe_owner.contains_key(&issuer)
@@ -645,15 +698,7 @@ impl<R: Runtime> Driver<R> {
                 }
                 let e = self.entries.get(id)?;
                 if let Some(f) = &e.state.failure {
-                    self.runtime.event(
-                        &e.job,
-                        EngineEvent::Failed {
-                            class: f.class,
-                            message: f.message.clone(),
-                            attempts: f.attempts,
-                            next_attempt: f.next_attempt,
-                        },
-                    );
+                    self.runtime.event(&e.job, failed_event(f));
                 }
                 recovered
             }
@@ -837,6 +882,16 @@ fn next_while_open(
 /// gate's probe time, it would only be refused again).
 fn probe_second(probe_at: SystemTime) -> UnixSeconds {
     to_unix(probe_at + Duration::from_millis(999))
+}
+
+/// The event of a failure just recorded.
+fn failed_event(f: &FailureRecord) -> EngineEvent {
+    EngineEvent::Failed {
+        class: f.class,
+        message: f.message.clone(),
+        attempts: f.attempts,
+        next_attempt: f.next_attempt,
+    }
 }
 
 /// The failure record after one more failed attempt, with its next attempt from the schedule.

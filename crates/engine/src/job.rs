@@ -261,6 +261,19 @@ impl EngineEvent {
                 message,
                 attempts,
                 next_attempt,
+            } if class.is_apply() => tracing::warn!(
+                certificate,
+                class = class.as_str(),
+                attempts,
+                next_attempt = next_attempt.map(rfc3339_unix).as_deref().unwrap_or("on change"),
+                error = message,
+                "certificate stored but not in use; retrying its hooks, not issuing again"
+            ),
+            EngineEvent::Failed {
+                class,
+                message,
+                attempts,
+                next_attempt,
             } => tracing::warn!(
                 certificate,
                 class = class.as_str(),
@@ -297,6 +310,14 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// Write the certificate and key where readers find them.
     fn write(&self, job: &CertJob, issued: &Issued) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Put the certificate just written (or written earlier, when a failed apply is retried)
+    /// into use: the standalone runtime runs the certificate's hooks, then checks what its
+    /// `verify` addresses serve. A failure is the certificate's, of class
+    /// [`FailureClass::Apply`]: retried on its schedule by calling this again, never by issuing
+    /// again. Runtimes with nothing to do after a write keep the default.
+    fn apply(&self, _job: &CertJob) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Persist the state of the certificates whose attempts just finished. The engine batches
     /// outcomes that complete together, so a runtime can commit them at once (one fsync, not one
     /// per certificate).

@@ -78,6 +78,10 @@ pub struct CertificateSample {
     pub ready: Option<bool>,
     pub next_attempt: Option<i64>,
     pub failed_attempts: u32,
+    /// Consecutive failed applies (hooks, verify) of the certificate stored.
+    pub failed_applies: u32,
+    /// The class of the certificate's current failure streak, if it has one.
+    pub failure_class: Option<FailureClass>,
     /// The served certificate is shorter than `duration` asked (the role caps the TTL).
     pub shortened: bool,
 }
@@ -333,6 +337,39 @@ fn render_certificates(out: &mut String, certs: &[CertificateSample]) {
     }
     header(
         out,
+        "certkeeper_certificate_failed_applies",
+        "gauge",
+        "Consecutive failed applies of the stored certificate: its hooks failed (non-zero exit, \
+         timeout, could not start) or its verify address serves another certificate. Retried \
+         without issuing again; 0 once they succeed.",
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_failed_applies{{{}}} {}",
+            labels(c),
+            c.failed_applies
+        );
+    }
+    header(
+        out,
+        "certkeeper_certificate_failure_class",
+        "gauge",
+        "1 for the class of the certificate's current failure streak (transient, auth_rejected, \
+         rejected, invalid, apply); no series while it is not failing. apply: stored, but a hook \
+         failed or the verify address serves another certificate.",
+    );
+    for c in certs {
+        if let Some(class) = c.failure_class {
+            let _ = writeln!(
+                out,
+                "certkeeper_certificate_failure_class{{{},class=\"{class}\"}} 1",
+                labels(c)
+            );
+        }
+    }
+    header(
+        out,
         "certkeeper_certificate_shortened",
         "gauge",
         "1 when Vault issued the served certificate shorter than its duration asked (the role caps \
@@ -412,6 +449,8 @@ mod tests {
             ready: Some(true),
             next_attempt: None,
             failed_attempts: 0,
+            failed_applies: 0,
+            failure_class: None,
             shortened: true,
         };
         let open = CircuitInfo {
@@ -419,7 +458,13 @@ mod tests {
             cause: Some(crate::gate::OpenCause::Refused(FailureClass::AuthRejected)),
             probe_at: tokio::time::Instant::now(),
         };
-        let text = m.render(&[cert], &[("default/vault".into(), open)]);
+        let failing = CertificateSample {
+            name: "api".into(),
+            failure_class: Some(FailureClass::Apply),
+            failed_applies: 2,
+            ..cert.clone()
+        };
+        let text = m.render(&[cert, failing], &[("default/vault".into(), open)]);
         let labels = "name=\"web\",namespace=\"default\",issuer_name=\"vault\",issuer_kind=\"Issuer\",issuer_group=\"cert-manager.io\"";
         for line in [
             format!("certmanager_certificate_expiration_timestamp_seconds{{{labels}}} 1800000000"),
@@ -437,10 +482,27 @@ mod tests {
             "certkeeper_issuer_circuit_open_reason{issuer=\"default/vault\",reason=\"auth_rejected\"} 1".into(),
             "certkeeper_manifest_problems{file=\"/etc/m/bad.yaml\"} 2".into(),
             format!("certkeeper_certificate_shortened{{{labels}}} 1"),
+            format!(
+                "certkeeper_certificate_failure_class{{{},class=\"apply\"}} 1",
+                labels.replace("name=\"web\"", "name=\"api\"")
+            ),
+            format!(
+                "certkeeper_certificate_failed_applies{{{}}} 2",
+                labels.replace("name=\"web\"", "name=\"api\"")
+            ),
+            format!(
+                "certkeeper_certificate_failed_attempts{{{}}} 0",
+                labels.replace("name=\"web\"", "name=\"api\"")
+            ),
             "certkeeper_issuer_circuit_state{issuer=\"default/vault\",state=\"closed\"} 0".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        // A certificate that is not failing has no failure class series.
+        assert!(
+            !text.contains(&format!("certkeeper_certificate_failure_class{{{labels}")),
+            "{text}"
+        );
         // Every sample line belongs to a declared family.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();

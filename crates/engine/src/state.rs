@@ -180,6 +180,10 @@ impl Readiness {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Issue(IssueReason),
+    /// The certificate stored is current, but putting it into use failed
+    /// ([`FailureClass::Apply`]) and the retry is due: run the runtime's `apply` again (the
+    /// hooks, the `verify` check), without issuing.
+    Apply,
     WaitUntil(SystemTime),
     /// Nothing on a timer: the last failure needs a change of input.
     WaitForChange,
@@ -196,6 +200,23 @@ pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_n
     if let Some(f) = &state.failure
         && f.spec_fingerprint == spec_fingerprint
     {
+        // A failed apply of the certificate stored for this spec: its hooks are retried on
+        // their schedule, and the certificate's own lifecycle (renewal, expiry) goes on.
+        if let (true, Some(issued)) = (f.class.is_apply(), &state.issued) {
+            // The certificate whose apply failed was issued for another spec (the spec changed
+            // while its hooks ran): this spec's certificate is issued, not the hooks re-run.
+            if issued.spec_fingerprint != spec_fingerprint {
+                return Decision::Issue(IssueReason::RequestChanged);
+            }
+            let retry = f.next_attempt.map(from_unix);
+            return match (retry, decide_served(issued, now)) {
+                (_, Decision::Issue(reason)) => Decision::Issue(reason),
+                (Some(at), _) if at <= now => Decision::Apply,
+                (Some(at), Decision::WaitUntil(renew)) => Decision::WaitUntil(at.min(renew)),
+                (Some(at), _) => Decision::WaitUntil(at),
+                (None, served) => served,
+            };
+        }
         return match f.next_attempt.map(from_unix) {
             None => Decision::WaitForChange,
             Some(at) if at > now => Decision::WaitUntil(at),
@@ -208,6 +229,11 @@ pub fn decide(state: &CertState, spec_fingerprint: u64, now: SystemTime, renew_n
     if issued.spec_fingerprint != spec_fingerprint {
         return Decision::Issue(IssueReason::RequestChanged);
     }
+    decide_served(issued, now)
+}
+
+/// The lifecycle of a certificate stored for the current spec: when it renews.
+fn decide_served(issued: &IssuedInfo, now: SystemTime) -> Decision {
     let Some(renewal_time) = issued.renewal_time else {
         return Decision::Idle;
     };
@@ -383,6 +409,63 @@ mod tests {
         assert_eq!(
             decide(&waiting, 3, at(2030), false),
             Decision::Issue(IssueReason::RequestChanged)
+        );
+    }
+
+    #[test]
+    fn a_failed_apply_reruns_the_hooks_and_never_issues_until_renewal() {
+        let at = |s: i64| from_unix(T0 + s);
+        let apply_failed = |next: Option<i64>| CertState {
+            revision: 1,
+            issued: Some(issued(1)),
+            failure: Some(FailureRecord {
+                class: FailureClass::Apply,
+                next_attempt: next,
+                ..failure(1, None)
+            }),
+        };
+        let failing = apply_failed(Some(T0 + 100));
+        assert_eq!(decide(&failing, 1, at(50), false), Decision::WaitUntil(at(100)));
+        assert_eq!(decide(&failing, 1, at(100), false), Decision::Apply);
+        assert_eq!(decide(&failing, 1, at(1999), false), Decision::Apply);
+        // Its renewal point, expiry, a changed spec or a renew by hand still issue.
+        assert_eq!(
+            decide(&failing, 1, at(2000), false),
+            Decision::Issue(IssueReason::Renewing)
+        );
+        assert_eq!(
+            decide(&failing, 1, at(3000), false),
+            Decision::Issue(IssueReason::Expired)
+        );
+        assert_eq!(
+            decide(&failing, 2, at(50), false),
+            Decision::Issue(IssueReason::RequestChanged)
+        );
+        assert_eq!(
+            decide(&failing, 1, at(50), true),
+            Decision::Issue(IssueReason::ManuallyTriggered)
+        );
+        // An apply failure recorded for this spec while the stored certificate is another
+        // spec's (the spec changed while the hooks ran): issued for this spec at once.
+        let mut changed_meanwhile = failing.clone();
+        if let Some(f) = changed_meanwhile.failure.as_mut() {
+            f.spec_fingerprint = 2;
+        }
+        assert_eq!(
+            decide(&changed_meanwhile, 2, at(50), false),
+            Decision::Issue(IssueReason::RequestChanged)
+        );
+        // A retry later than the renewal point waits only until the renewal.
+        let late = apply_failed(Some(T0 + 2500));
+        assert_eq!(decide(&late, 1, at(50), false), Decision::WaitUntil(at(2000)));
+        // Nothing stored (cannot follow an apply, which comes after a write): retried as an issue.
+        let nothing = CertState {
+            issued: None,
+            ..failing
+        };
+        assert_eq!(
+            decide(&nothing, 1, at(100), false),
+            Decision::Issue(IssueReason::Retry)
         );
     }
 

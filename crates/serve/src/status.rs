@@ -134,6 +134,21 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
     }
 }
 
+impl StatusRow {
+    /// Stored, but not in use: a hook failed or a `verify` address serves another certificate
+    /// (class `apply`). Such a row is ready (the certificate is valid) yet not well.
+    pub fn apply_failing(&self) -> bool {
+        self.last_failure
+            .as_ref()
+            .is_some_and(|f| f.class == certkeeper_core::FailureClass::Apply.as_str())
+    }
+
+    /// Ready and in use: what `certkeeper status` exits 0 for.
+    pub fn is_well(&self) -> bool {
+        self.ready && !self.apply_failing()
+    }
+}
+
 pub fn rows_from_engine(statuses: &[CertStatus]) -> Vec<StatusRow> {
     let now = to_unix(std::time::SystemTime::now());
     let mut rows: Vec<StatusRow> = statuses.iter().map(|s| row(&s.job, &s.state, now)).collect();
@@ -220,4 +235,45 @@ pub fn problems_table(problems: &[ProblemStatusRow]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(class: &str) -> StatusRow {
+        StatusRow {
+            name: "default/web".into(),
+            issuer: "Issuer/default/vault".into(),
+            ready: true,
+            not_after: None,
+            renewal_time: None,
+            renewal_note: None,
+            revision: 1,
+            serial: None,
+            last_failure: Some(FailureRow {
+                class: class.into(),
+                message: "hook 0 (nginx) exited with exit status: 1".into(),
+                attempts: 2,
+                first_failure: String::new(),
+                last_failure: String::new(),
+                next_attempt: String::new(),
+            }),
+            warning: None,
+        }
+    }
+
+    #[test]
+    fn a_ready_certificate_whose_hooks_fail_is_not_well() {
+        assert!(failing("apply").apply_failing() && !failing("apply").is_well());
+        // Vault failing while the served certificate is still good: ready and well, as before.
+        assert!(failing("transient").is_well());
+        let not_ready = StatusRow {
+            ready: false,
+            last_failure: None,
+            ..failing("apply")
+        };
+        assert!(!not_ready.is_well());
+        assert!(table(&[failing("apply")]).contains("apply x2: hook 0 (nginx) exited"));
+    }
 }

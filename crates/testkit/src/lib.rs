@@ -9,6 +9,7 @@
 //! - [`AwsAuthFront`]: the AWS auth method's IAM login in front of OpenBao, which lacks it,
 //!   following openbao/openbao-plugins `auth/aws/path_login.go` (commit 2ff5b9e);
 //! - [`StsEmulator`]: moto's `moto_server` as a local AWS STS for the AWS auth tests;
+//! - [`Nginx`]: Debian's nginx serving certificate files with TLS, reloaded by a hook (`verify`);
 //! - TLS material ([`TestTls`], [`csr_p256`]) and RS256 JWTs ([`rsa_keypair_pem`], [`sign_jwt_rs256`]).
 //!
 //! Everything listens on 127.0.0.1 only. Every process is a [`ManagedProcess`]: in its own process
@@ -22,6 +23,7 @@ mod bao;
 mod cluster;
 mod jwt;
 mod kube;
+mod nginx;
 mod pki;
 mod ports;
 mod process;
@@ -37,6 +39,7 @@ pub use bao::{DevServer, TlsOptions, bao_binary};
 pub use cluster::RaftCluster;
 pub use jwt::{kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256};
 pub use kube::{KubeApiServer, KubeClient, kube_bin_dir};
+pub use nginx::{Nginx, nginx_binary};
 pub use pki::{Pki, PkiOptions, role_body};
 pub use ports::{free_port, random_hex};
 pub use process::{ManagedProcess, pid_exists};

@@ -72,41 +72,50 @@ fn public_key_name(cert: &X509Certificate<'_>) -> String {
 
 /// Summarises every certificate in `pem`, in file order.
 pub fn describe_pem_bundle(pem: &str) -> Result<Vec<CertSummary>, PkiError> {
-    let blocks = certificate_blocks(pem).map_err(PkiError::InvalidPem)?;
+    let blocks = certificate_ders(pem)?;
     if blocks.is_empty() {
         return Err(PkiError::NoCertificate);
     }
     blocks
         .iter()
         .enumerate()
-        .map(|(index, der_bytes)| {
-            let (_, cert) =
-                x509_parser::parse_x509_certificate(der_bytes).map_err(|e| PkiError::InvalidCertificate {
-                    index,
-                    reason: e.to_string(),
-                })?;
-            let super::issued::Sans {
-                dns_names,
-                ip_addresses,
-                uris,
-                email_addresses,
-                ..
-            } = sans(&cert);
-            Ok(CertSummary {
-                subject: cert.subject().to_string(),
-                common_name: common_name(cert.subject()),
-                dns_names,
-                ip_addresses,
-                uris,
-                email_addresses,
-                issuer: cert.issuer().to_string(),
-                not_before: crate::time::from_unix(cert.validity().not_before.timestamp()),
-                not_after: crate::time::from_unix(cert.validity().not_after.timestamp()),
-                serial: serial_hex(cert.raw_serial()),
-                is_ca: cert.is_ca(),
-                self_signed: is_self_signed(&cert),
-                public_key: public_key_name(&cert),
-            })
-        })
+        .map(|(index, der)| describe_der(der, index))
         .collect()
+}
+
+/// The DER of every certificate block of `pem`, in file order (other blocks skipped).
+pub fn certificate_ders(pem: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    certificate_blocks(pem).map_err(PkiError::InvalidPem)
+}
+
+/// Summarises one DER certificate (a leaf a server presented, a block of a file); `index` names
+/// it in the error.
+pub fn describe_der(der_bytes: &[u8], index: usize) -> Result<CertSummary, PkiError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der_bytes).map_err(|e| PkiError::InvalidCertificate {
+            index,
+            reason: e.to_string(),
+        })?;
+    let super::issued::Sans {
+        dns_names,
+        ip_addresses,
+        uris,
+        email_addresses,
+        ..
+    } = sans(&cert);
+    Ok(CertSummary {
+        subject: cert.subject().to_string(),
+        common_name: common_name(cert.subject()),
+        dns_names,
+        ip_addresses,
+        uris,
+        email_addresses,
+        issuer: cert.issuer().to_string(),
+        not_before: crate::time::from_unix(cert.validity().not_before.timestamp()),
+        not_after: crate::time::from_unix(cert.validity().not_after.timestamp()),
+        serial: serial_hex(cert.raw_serial()),
+        is_ca: cert.is_ca(),
+        self_signed: is_self_signed(&cert),
+        public_key: public_key_name(&cert),
+    })
 }

@@ -41,7 +41,7 @@ use crate::FailureClass;
 /// Re-exported from [`crate::time`], the one place times are formatted, for the controller's
 /// modules that still import it from here.
 pub use csr::{CsrRequest, ExtendedKeyUsage, KeyUsage, Subject, Usage, build_csr, parse_usages};
-pub use inspect::{CertSummary, describe_pem_bundle};
+pub use inspect::{CertSummary, certificate_ders, describe_der, describe_pem_bundle};
 pub use issued::{IssuedCertificate, NOT_BEFORE_SKEW, SHORTENED_MIN_TOLERANCE, verify_issued};
 pub use jks::{JKS_DEFAULT_ALIAS, JksBundle};
 pub use key::{KeyAlgorithm, KeyEncoding, PrivateKey};

@@ -60,6 +60,16 @@ pub const REJECTED_BACKOFF: ExponentialBackoff = ExponentialBackoff {
     jitter: BACKOFF_JITTER,
 };
 
+/// [`FailureClass::Apply`]: a hook failed or the address named by `verify` serves another
+/// certificate. Nothing is sent to Vault (only the hooks run again, locally), and whoever fixes
+/// the server's configuration wants the failure to clear soon: 2 s doubling to the transient
+/// cap of 5 min, so a hook that keeps failing runs at most about twelve times an hour.
+pub const APPLY_BACKOFF: ExponentialBackoff = ExponentialBackoff {
+    min: Duration::from_secs(2),
+    max: Duration::from_secs(5 * 60),
+    jitter: BACKOFF_JITTER,
+};
+
 /// The timer a failure of `class` retries on; `None` for [`FailureClass::Invalid`], which waits for
 /// its input to change instead.
 pub fn schedule_for(class: FailureClass) -> Option<ExponentialBackoff> {
@@ -68,6 +78,7 @@ pub fn schedule_for(class: FailureClass) -> Option<ExponentialBackoff> {
         FailureClass::AuthRejected => Some(AUTH_REJECTED_BACKOFF),
         FailureClass::Rejected => Some(REJECTED_BACKOFF),
         FailureClass::Invalid => None,
+        FailureClass::Apply => Some(APPLY_BACKOFF),
     }
 }
 
@@ -178,6 +189,7 @@ mod tests {
             (FailureClass::AuthRejected, Some((30, 30 * 60))),
             (FailureClass::Rejected, Some((5 * 60, 60 * 60))),
             (FailureClass::Invalid, None),
+            (FailureClass::Apply, Some((2, 5 * 60))),
         ];
         for (class, bounds) in expected {
             let schedule = schedule_for(class);
@@ -205,6 +217,12 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(TRANSIENT_BACKOFF.delay(0, 0.0), secs(1));
         assert_eq!(TRANSIENT_BACKOFF.delay(u32::MAX, 0.0), secs(300));
+    }
+
+    #[test]
+    fn apply_doubles_from_two_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|a| APPLY_BACKOFF.delay(a, 0.0).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
     }
 
     #[test]

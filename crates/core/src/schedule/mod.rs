@@ -22,8 +22,8 @@ mod window;
 mod window_tests;
 
 pub use backoff::{
-    AUTH_REJECTED_BACKOFF, BACKOFF_JITTER, ExponentialBackoff, InvalidBackoff, REJECTED_BACKOFF,
-    TRANSIENT_BACKOFF, schedule_for,
+    APPLY_BACKOFF, AUTH_REJECTED_BACKOFF, BACKOFF_JITTER, ExponentialBackoff, InvalidBackoff,
+    REJECTED_BACKOFF, TRANSIENT_BACKOFF, schedule_for,
 };
 pub use plan::{DISABLED_NOTE, Renewal, WINDOW_DEFERRAL_DIVISOR, latest_safe_point, plan_renewal};
 pub use renewal::{AutomaticRenewal, MAX_SPREAD, RenewalPolicy, SPREAD_DIVISOR, is_due, renewal_time};

@@ -122,6 +122,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_hook_is_retried_fast_and_capped_by_the_served_certificate() {
+        let valid = Some(NOW + 60 * DAY);
+        let waits: Vec<u64> = (1..=10)
+            .map(|n| wait(input(FailureClass::Apply, n, valid)))
+            .collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        // The certificate just written expires in 10 min: at most a tenth of that.
+        assert_eq!(wait(input(FailureClass::Apply, 10, Some(NOW + 600))), 60);
+        // Jitter only shortens, never below the minimum.
+        let jittered = RetryInput {
+            unit_random: 0.999,
+            ..input(FailureClass::Apply, 6, valid)
+        };
+        assert!((51..=64).contains(&wait(jittered)), "{}", wait(jittered));
+    }
+
+    #[test]
     fn near_expiry_it_tries_more_often() {
         // 10 min left: at most a minute, even on the slow schedule.
         assert_eq!(wait(input(FailureClass::Rejected, 10, Some(NOW + 600))), 60);

@@ -215,6 +215,14 @@ pub enum Problem {
     InvalidSecretKey { value: String, reason: &'static str },
     #[error("invalid Vault path {value:?}: {reason}")]
     InvalidVaultPath { value: String, reason: &'static str },
+    /// `spec.vault.path` names a PKI `issue` endpoint (`<mount>/issue/<role>`), not `sign`.
+    #[error(
+        "{0:?} is a PKI issue endpoint: there Vault generates the private key and returns it, and \
+         stores every request (cert-manager users have filled Vault and etcd with thousands of \
+         certificates this way); certkeeper generates keys locally and has Vault sign the CSR: \
+         use <mount>/sign/<role> (or <mount>/sign-verbatim/<role>)"
+    )]
+    IssueEndpoint(String),
     #[error(
         "audience {0:?} would make the token valid against the Kubernetes API server itself; \
          use an audience that names Vault (e.g. vault://<namespace>/<issuer>)"

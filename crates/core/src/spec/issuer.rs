@@ -253,6 +253,17 @@ fn mount_login_path(mount_path: &str, default: &str) -> String {
     join_path(&[mount, "login"])
 }
 
+/// Whether a PKI path is an `issue` endpoint (`<mount>/issue/<role>`, also
+/// `<mount>/issuer/<ref>/issue/<role>`): the segment before the role is `issue`. There Vault
+/// generates the key and, unless the role says `no_store`, stores every certificate: certkeeper
+/// only ever signs a CSR (`sign/`, `sign-verbatim/`), so such a path is refused at validation
+/// rather than turned into requests. A mount or role that happens to be named `issue`
+/// (`issue/sign/web`, `pki/sign/issue`) is a sign path and passes.
+fn is_issue_endpoint(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segments.len() >= 3 && segments[segments.len() - 2] == "issue"
+}
+
 fn has_dot_dot(path: &str) -> bool {
     path.split('/').any(|s| s == "..")
 }
@@ -435,6 +446,12 @@ impl VaultIssuer {
         }
         if self.path.is_empty() {
             push(errors, path.field("path"), Problem::Required);
+        } else if is_issue_endpoint(&self.path) {
+            push(
+                errors,
+                path.field("path"),
+                Problem::IssueEndpoint(self.path.clone()),
+            );
         } else {
             validate_vault_path(&self.path, path.field("path"), errors);
         }

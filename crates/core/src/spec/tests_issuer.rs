@@ -272,6 +272,49 @@ auth: {tokenSecretRef: {name: t}}",
 }
 
 #[test]
+fn an_issue_endpoint_is_refused_with_the_reason() {
+    for refused in [
+        "pki_int/issue/example",
+        "/pki_int/issue/example",
+        "pki/issue/web/",
+        "teams/a/pki/issue/web",
+        "pki/issuer/default/issue/web",
+    ] {
+        let yaml = vault_issuer(&format!(
+            "server: https://vault.local\npath: {refused}\nauth: {{tokenSecretRef: {{name: t}}}}"
+        ));
+        let errors = errors(&yaml);
+        assert_eq!(errors.len(), 1, "{refused}: {errors:?}");
+        let message = &errors[0];
+        assert!(
+            message.starts_with(&format!("spec.vault.path: {refused:?} is a PKI issue endpoint")),
+            "{message}"
+        );
+        for why in [
+            "Vault generates the private key",
+            "stores every request",
+            "sign/<role>",
+        ] {
+            assert!(message.contains(why), "{message}");
+        }
+    }
+    // sign/ and sign-verbatim/, and a mount or role that is merely named "issue", are signing.
+    for signing in [
+        "pki_int/sign/example",
+        "pki/sign-verbatim/web",
+        "issue/sign/web",
+        "pki/sign/issue",
+        "pki/issuer/default/sign/web",
+    ] {
+        let yaml = vault_issuer(&format!(
+            "server: https://vault.local\npath: {signing}\nauth: {{tokenSecretRef: {{name: t}}}}"
+        ));
+        let issuer = issuer(&yaml);
+        assert_eq!(issuer.spec.vault().unwrap().path, signing);
+    }
+}
+
+#[test]
 fn auth_method_fields_are_required() {
     let yaml = vault_issuer(
         "server: https://vault.local

@@ -177,6 +177,10 @@ struct FakeRuntime {
     key_pem: Secret,
     states: Mutex<HashMap<CertId, CertState>>,
     events: Mutex<Vec<(SystemTime, CertId, EngineEvent)>>,
+    /// How many of the next applies (the hooks) fail.
+    apply_failures: Mutex<u32>,
+    /// When each apply ran.
+    applies: Mutex<Vec<SystemTime>>,
 }
 
 impl Runtime for FakeRuntime {
@@ -185,6 +189,20 @@ impl Runtime for FakeRuntime {
     }
     async fn write(&self, _job: &CertJob, _issued: &Issued) -> Result<(), RuntimeError> {
         Ok(())
+    }
+    async fn apply(&self, _job: &CertJob) -> Result<(), RuntimeError> {
+        self.applies.lock().unwrap().push(self.clock.now());
+        let mut failures = self.apply_failures.lock().unwrap();
+        if *failures == 0 {
+            return Ok(());
+        }
+        *failures -= 1;
+        // The runtime's own class is not trusted: the engine records every apply failure as
+        // class apply.
+        Err(RuntimeError {
+            class: FailureClass::Transient,
+            message: "hook [reload] exited with status 1".into(),
+        })
     }
     async fn save_states(&self, states: Vec<(CertId, CertState)>) -> Result<(), RuntimeError> {
         self.states.lock().unwrap().extend(states);
@@ -224,6 +242,8 @@ impl Harness {
             key_pem,
             states: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
+            apply_failures: Mutex::new(0),
+            applies: Mutex::new(Vec::new()),
         });
         let gate = IssuerGate::new(ISSUER, &gate);
         // Never called: signing goes through the fake Vault.
@@ -693,4 +713,109 @@ async fn disabled_renewal_issues_once_and_renews_only_by_hand() {
         reasons(&h),
         [IssueReason::DoesNotExist, IssueReason::ManuallyTriggered]
     );
+}
+
+/// A certificate whose hooks fail three times: the failure is the certificate's, class apply;
+/// only the hooks are retried, on the apply schedule (2 s, 4 s, 8 s less jitter); Vault is asked
+/// once; the failure clears when the hooks succeed, and a restart keeps the backoff.
+#[tokio::test(start_paused = true)]
+async fn failing_hooks_are_retried_on_their_schedule_and_never_reissue() {
+    let h = Harness::start(GateConfig::default(), vec![(job(0), None)], Vault::Signs);
+    *h.runtime.apply_failures.lock().unwrap() = 3;
+
+    h.run_until(at_ms(500)).await;
+    assert_eq!(h.requests(), [(0, id(0))]);
+    let state = h.state(&id(0));
+    assert_eq!(state.revision, 1, "stored all the same");
+    let failure = state.failure.unwrap();
+    assert_eq!(failure.class, FailureClass::Apply);
+    assert_eq!(failure.attempts, 1);
+    assert_eq!(failure.message, "hook [reload] exited with status 1");
+    // APPLY_BACKOFF's first delay, 2 s less up to a fifth of jitter, in whole seconds.
+    let first = failure.next_attempt.unwrap();
+    assert!((unix(1)..=unix(2)).contains(&first), "{first}");
+    let status = h.status(&id(0)).await;
+    assert!(status.ready, "the certificate stored is current");
+    assert_eq!(status.next_check, Some(first));
+
+    h.run_until(at(60)).await;
+    let applies: Vec<u64> = h
+        .runtime
+        .applies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| since_start(*t))
+        .collect();
+    assert_eq!(applies.len(), 4, "{applies:?}");
+    // Each retry waits its step of the schedule: 2, 4, 8 s (jitter cuts at most a fifth, and
+    // retry times are whole seconds).
+    for (k, pair) in applies.windows(2).enumerate() {
+        let ceiling = 2u64 << k;
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap <= ceiling && gap + 1 >= ceiling * 4 / 5,
+            "gap {k}: {gap} s in {applies:?}"
+        );
+    }
+    // Never issued again: one sign, one Issuing event, revision 1, cleared.
+    assert_eq!(h.requests(), [(0, id(0))]);
+    assert_eq!(h.attempts().len(), 1);
+    let state = h.state(&id(0));
+    assert_eq!((state.revision, state.failure), (1, None));
+    let failures: Vec<(FailureClass, u32)> = h
+        .runtime
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            EngineEvent::Failed { class, attempts, .. } => Some((*class, *attempts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [1, 2, 3].map(|n| (FailureClass::Apply, n)),
+        "one event per failed apply"
+    );
+}
+
+/// A persisted apply failure (a restart while the hooks fail): the hooks run when its retry is
+/// due, nothing is issued.
+#[tokio::test(start_paused = true)]
+async fn a_restart_retries_the_hooks_at_the_persisted_time() {
+    let (job, state) = served(0, unix(3000));
+    let mut state = state.unwrap();
+    if let Some(issued) = state.issued.as_mut() {
+        issued.renewal_time = Some(unix(2000));
+    }
+    state.failure = Some(crate::state::FailureRecord {
+        class: FailureClass::Apply,
+        message: "hook [reload] timed out".into(),
+        attempts: 4,
+        first_failure: unix(0) - 30,
+        last_failure: unix(0) - 5,
+        next_attempt: Some(unix(10)),
+        spec_fingerprint: job.fingerprint,
+    });
+    let h = Harness::start(GateConfig::default(), vec![(job, Some(state))], Vault::Signs);
+    h.run_until(at(9)).await;
+    assert!(
+        h.runtime.applies.lock().unwrap().is_empty(),
+        "not before its time"
+    );
+    h.run_until(at(11)).await;
+    let applies: Vec<u64> = h
+        .runtime
+        .applies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| since_start(*t))
+        .collect();
+    assert_eq!(applies, [10]);
+    assert!(h.requests().is_empty(), "nothing issued");
+    let state = h.state(&id(0));
+    assert_eq!((state.revision, state.failure), (1, None));
 }
