@@ -23,15 +23,30 @@ impl Daemon {
 
     /// As [`Daemon::start`], with `env` added to the daemon's environment.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let args = [
+            "run".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ];
+        Self::spawn(Path::new(BIN), &args, config, env)
+    }
+
+    /// `program` (another build of certkeeper, e.g. a package's) with `args`, whose last is the
+    /// configuration file.
+    pub fn start_program(program: &Path, args: &[String]) -> Daemon {
+        let config = PathBuf::from(args.last().unwrap());
+        Self::spawn(program, args, &config, &[])
+    }
+
+    fn spawn(program: &Path, args: &[String], config: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = config.with_file_name(format!("daemon-{}.log", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
+        let child = Command::new(program)
+            .args(args)
             .env("CERTKEEPER_LOG", "info")
             .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
