@@ -75,6 +75,11 @@ pub struct ControllerArgs {
     /// (cert-manager's approver does, given the RBAC in deploy/).
     #[arg(long)]
     pub external_issuer: bool,
+    /// Re-issues of one Certificate that its schedule did not plan (its Secret deleted or
+    /// overwritten, its spec changed) allowed per window before they wait: COUNT/WINDOW, or
+    /// `off`. Renewals, expiry and `renew` are never held.
+    #[arg(long, default_value = "6/1h", value_parser = parse_budget)]
+    pub issuance_budget: BudgetSetting,
     /// Watch only this namespace (Issuers, Certificates, CertificateRequests, Secrets), as
     /// cert-manager's --namespace: ClusterIssuers are not used, RBAC can be a Role there, and the
     /// Lease defaults to this namespace.
@@ -113,6 +118,14 @@ pub enum Action {
         #[arg(long, default_value_t = 120)]
         wait: u64,
     },
+}
+
+/// `--issuance-budget`: a budget, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetSetting(pub Option<certkeeper_engine::budget::IssuanceBudget>);
+
+fn parse_budget(text: &str) -> Result<BudgetSetting, certkeeper_engine::budget::BudgetError> {
+    certkeeper_engine::budget::IssuanceBudget::parse(text).map(BudgetSetting)
 }
 
 async fn kube_config(args: &ControllerArgs) -> Result<KubeConfig> {
@@ -166,6 +179,7 @@ pub async fn run(args: ControllerArgs) -> Result<ExitCode> {
     config.status_listen = args.status_listen;
     config.secret_resync = Duration::from_secs(args.secret_resync.max(1));
     config.auto_approve = !args.no_auto_approve;
+    config.engine.issuance_budget = args.issuance_budget.0;
     if args.external_issuer {
         config.mode = certkeeper_controller::run::Mode::ExternalIssuer;
     }

@@ -810,6 +810,7 @@ mod tests {
                     next_attempt: None,
                     spec_fingerprint: 0,
                 }),
+                deferred: None,
             },
             ready: true,
             issuing,

@@ -902,7 +902,7 @@ impl Reconciler<'_> {
             };
             tracing::info!(certificate = %id, secret = %key, "{why}; re-issuing");
             applied.verified_secrets.remove(&id);
-            self.shared.engine.renew(Some(id));
+            self.shared.engine.reissue(id);
         }
     }
 }

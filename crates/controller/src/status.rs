@@ -525,6 +525,7 @@ mod tests {
                 revision: 1,
                 issued,
                 failure: None,
+                deferred: None,
             };
             let mut s = CertificateStatus::default();
             show_state(&mut s, &state, &t, at(now));
@@ -542,6 +543,7 @@ mod tests {
             revision: 1,
             issued: Some(issued(7)),
             failure: Some(failure(Some(2_030))),
+            deferred: None,
         };
         let mut s = CertificateStatus::default();
         show_state(&mut s, &failing, &t, at(2_000));
@@ -566,6 +568,7 @@ mod tests {
             revision: 2,
             issued: Some(issued(7)),
             failure: None,
+            deferred: None,
         };
         show_state(&mut s, &renewed, &t, at(3_000));
         assert!(condition(&s, CONDITION_ISSUING).is_none());
@@ -594,6 +597,7 @@ mod tests {
             revision: 2,
             issued: Some(issued(7)),
             failure: None,
+            deferred: None,
         }));
         intent.issuing = None;
         let s = desired(s, &intent, at(2_001));
@@ -619,6 +623,7 @@ mod tests {
             revision: 1,
             issued: Some(issued(7)),
             failure: None,
+            deferred: None,
         }));
         let s = desired(s, &intent, at(2_000));
         assert!(condition(&s, "Approved").is_some());
@@ -651,6 +656,7 @@ mod tests {
                 revision: 1,
                 issued: Some(issued(7)),
                 failure: None,
+                deferred: None,
             },
             &target(),
             at(2_000),

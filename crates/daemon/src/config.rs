@@ -31,6 +31,8 @@
 //!   burst: 50
 //!   connectTimeout: 5s
 //!   requestTimeout: 30s             # a Vault that accepts and never answers
+//! issuanceBudget: 6/1h              # re-issues per certificate the schedule did not plan
+//!                                   # (Secret gone, spec changed) before they wait; or off
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory.
@@ -41,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use certkeeper_core::spec::{DurationError, format_go_duration, parse_go_duration};
+use certkeeper_engine::budget::IssuanceBudget;
 use certkeeper_vault::aws::AwsEnvironment;
 
 use crate::verify::{AddressError, DEFAULT_VERIFY_TIMEOUT, VerifyTarget};
@@ -109,6 +112,8 @@ struct RawConfig {
     outputs: RawOutputs,
     #[serde(default)]
     issuers: RawIssuerLimits,
+    /// `COUNT/WINDOW` or `off` ([`IssuanceBudget::parse`]).
+    issuance_budget: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -275,6 +280,9 @@ pub struct Config {
     cert_mode: u32,
     cert_outputs: BTreeMap<String, CertOutput>,
     pub issuers: IssuerLimits,
+    /// Re-issues of one certificate the schedule did not plan, per window
+    /// (`issuanceBudget`, default 6/1h; `None`: `off`).
+    pub issuance_budget: Option<IssuanceBudget>,
     /// The AWS settings of the daemon's environment (`auth.aws`: its credentials, region and
     /// `AWS_ENDPOINT_URL_STS`), read when the configuration loads, as the AWS SDKs read them.
     pub aws: AwsEnvironment,
@@ -467,6 +475,12 @@ impl Config {
                 defaults.request_timeout,
             )?,
         };
+        let issuance_budget = match raw.issuance_budget.as_deref() {
+            None => Some(IssuanceBudget::default()),
+            Some(text) => {
+                IssuanceBudget::parse(text).map_err(|e| invalid("issuanceBudget", e.to_string()))?
+            }
+        };
         Ok(Config {
             path: path.to_owned(),
             manifests: abs(&raw.manifests),
@@ -480,6 +494,7 @@ impl Config {
             cert_mode,
             cert_outputs,
             issuers,
+            issuance_budget,
             aws: AwsEnvironment::from_process(),
         })
     }
@@ -780,5 +795,33 @@ mod tests {
                 Err(e) => proptest::prop_assert!(hours > 24 && e.to_string().contains("too large"), "{}", e),
             }
         }
+    }
+
+    /// `issuanceBudget`: six per hour unless set; `off` removes it; anything else is refused
+    /// naming the field.
+    #[test]
+    fn issuance_budget_defaults_parses_and_refuses() {
+        let parse = |extra: &str| {
+            Config::parse(
+                Path::new("/x/ck.yaml"),
+                &format!("manifests: m\nstateDir: s\n{extra}"),
+            )
+        };
+        assert_eq!(
+            parse("").unwrap().issuance_budget,
+            Some(IssuanceBudget::default())
+        );
+        assert_eq!(parse("issuanceBudget: off\n").unwrap().issuance_budget, None);
+        assert_eq!(
+            parse("issuanceBudget: 20/30m\n").unwrap().issuance_budget,
+            Some(IssuanceBudget {
+                count: 20,
+                window: Duration::from_secs(1800)
+            })
+        );
+        assert_eq!(
+            parse("issuanceBudget: lots\n").unwrap_err().to_string(),
+            "/x/ck.yaml: issuanceBudget: expected COUNT/WINDOW (e.g. 6/1h) or off, got \"lots\""
+        );
     }
 }

@@ -92,7 +92,14 @@ pub async fn run(config_path: &Path) -> Result<(), RunError> {
     let db = Arc::new(StateDb::open(&config.state_db_path())?);
     let metrics = Metrics::default();
     let runtime = Arc::new(FileRuntime::new(db.clone()));
-    let engine = certkeeper_engine::spawn(runtime.clone(), metrics.clone(), EngineConfig::default());
+    let engine = certkeeper_engine::spawn(
+        runtime.clone(),
+        metrics.clone(),
+        EngineConfig {
+            issuance_budget: config.issuance_budget,
+            ..EngineConfig::default()
+        },
+    );
     let shared = Arc::new(Shared::new(engine.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -342,7 +349,7 @@ fn adopt_served(unknown: Vec<(CertJob, PathBuf)>) -> Vec<(CertJob, Option<CertSt
                     let state = CertState {
                         revision: 1,
                         issued: Some(issued),
-                        failure: None,
+                        ..CertState::default()
                     };
                     (job, Some(state))
                 }

@@ -285,6 +285,7 @@ mod tests {
                 next_attempt: Some(3),
                 spec_fingerprint: 9,
             }),
+            deferred: None,
         }
     }
 

@@ -31,12 +31,15 @@ use certkeeper_core::FailureClass;
 use certkeeper_core::time::{UnixSeconds, from_unix, rfc3339, to_unix};
 
 use crate::attempt::{Attempt, AttemptOutcome, Signer, VaultSigner, run_attempt};
+use crate::budget::IssuanceBudget;
 use crate::clock::{Clock, WallClock};
 use crate::gate::Refusal;
 use crate::hold::{IssuerHold, probe_time};
 use crate::job::{CertId, CertJob, EngineEvent, Issued, IssuerId, IssuerRuntime, Runtime};
 use crate::metrics::{CertificateSample, Metrics};
-use crate::state::{CertState, Decision, FailureRecord, IssuedInfo, Readiness, decide};
+use crate::state::{
+    BudgetDeferral, CertState, Decision, FailureRecord, IssueReason, IssuedInfo, Readiness, decide,
+};
 
 /// How long a certificate waiting for a change of input goes without a look anyway: references
 /// to files or Secrets can change without the spec changing.
@@ -51,11 +54,17 @@ pub const PARK_WHILE_OPEN: Duration = Duration::from_secs(300);
 pub struct EngineConfig {
     /// Attempts running at once across all issuers (each issuer's gate limits its own share).
     pub max_in_flight: usize,
+    /// Re-issues of one certificate the schedule did not plan, per window, before they wait
+    /// ([`crate::budget`]); `None`: no budget.
+    pub issuance_budget: Option<IssuanceBudget>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_in_flight: 64 }
+        EngineConfig {
+            max_in_flight: 64,
+            issuance_budget: Some(IssuanceBudget::default()),
+        }
     }
 }
 
@@ -76,6 +85,7 @@ enum Command {
     /// The full set of certificates, with persisted state for ones the engine has not seen.
     SetCertificates(Vec<(Arc<CertJob>, Option<CertState>)>),
     Renew(Option<CertId>),
+    Repair(CertId),
     Snapshot(oneshot::Sender<Vec<CertStatus>>),
     Holds(oneshot::Sender<Vec<(IssuerId, IssuerHold)>>),
     Summary(oneshot::Sender<Summary>),
@@ -107,6 +117,7 @@ impl std::fmt::Debug for Command {
             Command::SetIssuers(_) => "SetIssuers",
             Command::SetCertificates(_) => "SetCertificates",
             Command::Renew(_) => "Renew",
+            Command::Repair(_) => "Repair",
             Command::Snapshot(_) => "Snapshot",
             Command::Holds(_) => "Holds",
             Command::Summary(_) => "Summary",
@@ -130,9 +141,16 @@ impl EngineHandle {
         let _ = self.tx.send(Command::SetCertificates(certs));
     }
 
-    /// Issue `id` (or every certificate) now, bypassing any backoff.
+    /// Issue `id` (or every certificate) now, bypassing any backoff: a renew asked for by hand.
     pub fn renew(&self, id: Option<CertId>) {
         let _ = self.tx.send(Command::Renew(id));
+    }
+
+    /// Issue `id` again because the certificate stored is no longer served where it should be
+    /// (its Secret deleted or overwritten), or its inputs changed while it was failing: now,
+    /// unless the issuance budget is spent ([`crate::budget`]), then when it allows.
+    pub fn reissue(&self, id: CertId) {
+        let _ = self.tx.send(Command::Repair(id));
     }
 
     pub async fn snapshot(&self) -> Vec<CertStatus> {
@@ -198,6 +216,7 @@ fn sample(s: &CertStatus) -> CertificateSample {
         failed_attempts: issuing.map_or(0, |f| f.attempts),
         failed_applies: applying.map_or(0, |f| f.attempts),
         failure_class: failure.map(|f| f.class),
+        deferred: s.state.deferred.is_some(),
         shortened: s.state.issued.as_ref().is_some_and(|i| i.warning.is_some()),
     }
 }
@@ -219,6 +238,13 @@ struct Entry {
     parked_until: Option<SystemTime>,
     /// Its last failure was (or waits on) an issuer-wide verdict: released with the issuer.
     behind_issuer: bool,
+    /// Issue again for [`IssueReason::Repair`] ([`EngineHandle::reissue`]).
+    repair_now: bool,
+    /// Why the attempt in flight was started.
+    attempt_reason: Option<IssueReason>,
+    /// When the budgeted issuances of the budget's window succeeded (Unix seconds; in memory:
+    /// a restart starts a new window).
+    reissues: Vec<certkeeper_core::time::UnixSeconds>,
 }
 
 struct Driver<R: Runtime> {
@@ -351,6 +377,13 @@ impl<R: Runtime> Driver<R> {
                 // A (re)load frees the runtime's parsed manifests and any replaced jobs.
                 crate::memory::release_free_memory();
             }
+            Command::Repair(id) => {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.repair_now = true;
+                    e.parked_until = None;
+                }
+                self.reschedule(&id);
+            }
             Command::Renew(target) => {
                 let ids: Vec<CertId> = match target {
                     Some(id) => vec![id],
@@ -415,6 +448,9 @@ impl<R: Runtime> Driver<R> {
                         unwritten: None,
                         parked_until: None,
                         behind_issuer: false,
+                        repair_now: false,
+                        attempt_reason: None,
+                        reissues: Vec::new(),
                     };
                     self.entries.insert(id.clone(), Box::new(entry));
                 }
@@ -481,10 +517,9 @@ impl<R: Runtime> Driver<R> {
             return;
         }
         let now = self.clock.now();
-        let at = match (
-            e.parked_until,
-            decide(&e.state, e.job.fingerprint, now, e.renew_now),
-        ) {
+        let decision = decision_of(e, now);
+        let mut held = None;
+        let at = match (e.parked_until, decision) {
             (_, Decision::Issue(_)) if e.renew_now => now,
             // Automatic renewal disabled: nothing is filed until the spec changes or a renewal
             // is requested (both reschedule).
@@ -492,12 +527,54 @@ impl<R: Runtime> Driver<R> {
             // A hook retry is local: no issuer's probe to wait behind.
             (_, Decision::Apply) => now,
             (Some(parked), _) => parked,
-            (None, Decision::Issue(_)) => now,
+            (None, Decision::Issue(reason)) => match budget_hold(self.config.issuance_budget, e, reason, now)
+            {
+                Some(until) => {
+                    held = Some((reason, until));
+                    until
+                }
+                None => now,
+            },
             (None, Decision::WaitUntil(at)) => at,
             (None, Decision::WaitForChange) => now + WAIT_FOR_CHANGE_RECHECK,
         };
         e.queued = Some(at);
         self.queue.insert((at, id.clone()));
+        if let Some((reason, until)) = held {
+            self.note_deferral(id, reason, until);
+        }
+    }
+
+    /// Records that the issuance budget holds `id`'s issuance for `reason` until `until`: in
+    /// its state (status), the metric and one event, once per deferral.
+    fn note_deferral(&mut self, id: &CertId, reason: IssueReason, until: SystemTime) {
+        let Some(budget) = self.config.issuance_budget else {
+            return;
+        };
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let deferral = BudgetDeferral {
+            until: to_unix(until),
+            reason: reason.as_str().to_owned(),
+            budget: budget.text(),
+        };
+        if e.state.deferred.as_ref() == Some(&deferral) {
+            return;
+        }
+        let first = e.state.deferred.is_none();
+        e.state.deferred = Some(deferral.clone());
+        if first {
+            self.metrics.record_deferred_issuance();
+            self.runtime
+                .event(&e.job, EngineEvent::IssuanceDeferred(deferral));
+        }
+        let (runtime, state) = (self.runtime.clone(), vec![(id.clone(), e.state.clone())]);
+        tokio::spawn(async move {
+            if let Err(error) = runtime.save_states(state).await {
+                tracing::warn!(error = %error.message, "cannot save a held issuance");
+            }
+        });
     }
 
     fn start_due(&mut self) {
@@ -515,7 +592,7 @@ impl<R: Runtime> Driver<R> {
             };
             e.queued = None;
             let parked = e.parked_until.take().is_some();
-            let reason = match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
+            let reason = match decision_of(e, now) {
                 Decision::Issue(r) => r,
                 Decision::Apply => {
                     // Only the hooks (and the verify check) again: no gate, nothing sent to Vault.
@@ -536,6 +613,11 @@ impl<R: Runtime> Driver<R> {
                     continue;
                 }
             };
+            if !parked && budget_hold(self.config.issuance_budget, e, reason, now).is_some() {
+                // Held since it was filed (woken for another reason): filed again.
+                self.reschedule(&id);
+                continue;
+            }
             let Some(issuer) = self.issuers.get(&e.job.issuer).cloned() else {
                 let message = format!("issuer {} is not configured or not valid", e.job.issuer);
                 self.fail_locally(&id, FailureClass::Invalid, message);
@@ -551,6 +633,9 @@ impl<R: Runtime> Driver<R> {
                 issuer.gate.set_probe_at(tokio::time::Instant::now());
             }
             e.renew_now = false;
+            e.repair_now = false;
+            e.attempt_reason = Some(reason);
+            e.state.deferred = None;
             e.in_flight = true;
             self.runtime.event(&e.job, EngineEvent::Issuing { reason });
             let fingerprint = e.job.fingerprint;
@@ -626,6 +711,13 @@ impl<R: Runtime> Driver<R> {
                 recovered,
                 apply_failure,
             } => {
+                if let Some(budget) = self.config.issuance_budget {
+                    budget.trim(&mut e.reissues, now);
+                    if e.attempt_reason.is_some_and(IssueReason::budgeted) {
+                        e.reissues.push(to_unix(now));
+                    }
+                }
+                e.state.deferred = None;
                 e.unwritten = None;
                 e.behind_issuer = false;
                 self.metrics.record_attempt(&issuer, None);
@@ -937,6 +1029,42 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
 }
 
 /// Issued, unexpired and issued for the current spec.
+/// What to do with `e` now: the pure decision, with a repair asked for
+/// ([`EngineHandle::reissue`]) turning a wait into an issuance for [`IssueReason::Repair`].
+fn decision_of(e: &Entry, now: SystemTime) -> Decision {
+    match decide(&e.state, e.job.fingerprint, now, e.renew_now) {
+        Decision::Issue(reason) => Decision::Issue(reason),
+        _ if e.repair_now => Decision::Issue(IssueReason::Repair),
+        other => other,
+    }
+}
+
+/// When the issuance budget lets an issuance of `e` for `reason` go, if not now: only
+/// budgeted reasons ([`IssueReason::budgeted`]) and never a renew asked for by hand.
+fn budget_hold(
+    budget: Option<IssuanceBudget>,
+    e: &Entry,
+    reason: IssueReason,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    if e.renew_now || !reason.budgeted() {
+        return None;
+    }
+    let until = budget?.deferred_until(&e.reissues, now)?;
+    // Never past the served certificate's renewal point (or its expiry, with renewal
+    // disabled): it is issued then, whatever the budget.
+    let renews = e
+        .state
+        .issued
+        .as_ref()
+        .map(|i| from_unix(i.renewal_time.unwrap_or(i.not_after)));
+    match renews {
+        Some(renews) if renews <= now => None,
+        Some(renews) => Some(until.min(renews)),
+        None => Some(until),
+    }
+}
+
 fn is_ready(e: &Entry, now_unix: i64) -> bool {
     Readiness::of(e.state.issued.as_ref(), e.job.fingerprint, now_unix).is_ready()
 }

@@ -225,6 +225,8 @@ pub enum EngineEvent {
         attempts: u32,
         next_attempt: Option<i64>,
     },
+    /// A re-issue held by the issuance budget ([`crate::budget`]).
+    IssuanceDeferred(crate::state::BudgetDeferral),
 }
 
 impl EngineEvent {
@@ -281,6 +283,13 @@ impl EngineEvent {
                 next_attempt = next_attempt.map(rfc3339_unix).as_deref().unwrap_or("on change"),
                 error = message,
                 "issuance failed"
+            ),
+            EngineEvent::IssuanceDeferred(deferral) => tracing::warn!(
+                certificate,
+                reason = deferral.reason,
+                budget = deferral.budget,
+                next_attempt = rfc3339_unix(deferral.until),
+                "re-issue held by the issuance budget; renewals still go at their time"
             ),
         }
     }

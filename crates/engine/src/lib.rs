@@ -7,6 +7,7 @@
 
 pub mod adopt;
 pub mod attempt;
+pub mod budget;
 pub mod build;
 pub mod clock;
 pub mod driver;

@@ -55,6 +55,8 @@ struct Counters {
     attempts: BTreeMap<(String, &'static str, &'static str), u64>,
     /// Manifest file -> documents (or the file itself) left out by the last load.
     manifest_problems: BTreeMap<String, usize>,
+    /// Re-issues held by the issuance budget.
+    deferred_issuances: u64,
 }
 
 /// The process-wide metric store. Cheap to clone.
@@ -84,6 +86,8 @@ pub struct CertificateSample {
     pub failure_class: Option<FailureClass>,
     /// The served certificate is shorter than `duration` asked (the role caps the TTL).
     pub shortened: bool,
+    /// A re-issue is held by the issuance budget.
+    pub deferred: bool,
 }
 
 fn class_label(class: Option<FailureClass>) -> &'static str {
@@ -112,6 +116,11 @@ impl Metrics {
             .attempts
             .entry((issuer.to_owned(), result, class_label(failure)))
             .or_default() += 1;
+    }
+
+    /// Count one re-issue held by the issuance budget (once per deferral, not per wake-up).
+    pub fn record_deferred_issuance(&self) {
+        self.lock().deferred_issuances += 1;
     }
 
     /// Replace the manifest problems of the last load (file -> count). A file that has none is
@@ -181,6 +190,17 @@ impl Metrics {
                 esc(issuer)
             );
         }
+        header(
+            &mut out,
+            "certkeeper_issuances_deferred_total",
+            "counter",
+            "Re-issues held by the issuance budget (each deferral once).",
+        );
+        let _ = writeln!(
+            out,
+            "certkeeper_issuances_deferred_total {}",
+            c.deferred_issuances
+        );
         header(
             &mut out,
             "certkeeper_manifest_problems",
@@ -370,6 +390,22 @@ fn render_certificates(out: &mut String, certs: &[CertificateSample]) {
     }
     header(
         out,
+        "certkeeper_certificate_issuance_deferred",
+        "gauge",
+        "1 while a re-issue of the certificate the schedule did not plan (its Secret deleted or \
+         overwritten, its spec changed) is held because the issuance budget is spent; renewals \
+         still go at their time.",
+    );
+    for c in certs {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_issuance_deferred{{{}}} {}",
+            labels(c),
+            u8::from(c.deferred)
+        );
+    }
+    header(
+        out,
         "certkeeper_certificate_shortened",
         "gauge",
         "1 when Vault issued the served certificate shorter than its duration asked (the role caps \
@@ -452,6 +488,7 @@ mod tests {
             failed_applies: 0,
             failure_class: None,
             shortened: true,
+            deferred: false,
         };
         let open = CircuitInfo {
             state: CircuitState::Open,

@@ -89,6 +89,32 @@ pub struct CertState {
     pub issued: Option<IssuedInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
+    /// A re-issue held by the issuance budget ([`crate::budget`]), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<BudgetDeferral>,
+}
+
+/// A re-issue the issuance budget holds ([`crate::budget::IssuanceBudget`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetDeferral {
+    /// When it may go (Unix seconds).
+    pub until: UnixSeconds,
+    /// Why it was wanted ([`IssueReason::as_str`]).
+    pub reason: String,
+    /// The budget spent, as configured (`6/1h0m0s`).
+    pub budget: String,
+}
+
+impl BudgetDeferral {
+    /// What status shows.
+    pub fn message(&self) -> String {
+        format!(
+            "re-issue ({}) held: the issuance budget ({}) is spent; next at {}; renewals still go at their time",
+            self.reason,
+            self.budget,
+            certkeeper_core::time::rfc3339_unix(self.until)
+        )
+    }
 }
 
 /// Why a certificate is being issued (cert-manager's Issuing condition reasons where they exist).
@@ -104,6 +130,9 @@ pub enum IssueReason {
     Retry,
     /// Renewing at the latest safe point because no renewal window opens before it.
     RenewingOutsideWindows,
+    /// The certificate stored is no longer where it is served (its Secret deleted, or edited to
+    /// hold another certificate): issued again.
+    Repair,
 }
 
 impl IssueReason {
@@ -117,6 +146,7 @@ impl IssueReason {
             IssueReason::Retry => "Retry",
             // cert-manager's trigger uses its reason Renewing for a renewal outside the windows.
             IssueReason::RenewingOutsideWindows => "Renewing",
+            IssueReason::Repair => "SecretMismatch",
         }
     }
 
@@ -132,6 +162,7 @@ impl IssueReason {
             IssueReason::RenewingOutsideWindows => {
                 "Renewing certificate without satisfying renewal windows: none opens before the latest safe renewal point"
             }
+            IssueReason::Repair => "Issuing certificate as its Secret was deleted or no longer holds it",
         }
     }
 }
@@ -307,6 +338,7 @@ mod tests {
             revision: 1,
             issued: Some(issued(1)),
             failure: None,
+            deferred: None,
         };
         assert_eq!(decide(&good, 1, at(10), false), Decision::WaitUntil(at(2000)));
         assert_eq!(
@@ -338,6 +370,7 @@ mod tests {
                 ..issued(1)
             }),
             failure: None,
+            deferred: None,
         };
         assert_eq!(decide(&disabled, 1, at(10), false), Decision::Idle);
         // Not even once expired (cert-manager's trigger has no expiry check for Disabled).
@@ -368,6 +401,7 @@ mod tests {
                 ..issued(1)
             }),
             failure: None,
+            deferred: None,
         };
         assert_eq!(decide(&forced, 1, at(1999), false), Decision::WaitUntil(at(2000)));
         assert_eq!(
@@ -383,6 +417,7 @@ mod tests {
             revision: 1,
             issued: Some(issued(1)),
             failure: Some(failure(1, Some(T0 + 2060))),
+            deferred: None,
         };
         assert_eq!(
             decide(&failing, 1, at(2030), false),
@@ -423,6 +458,7 @@ mod tests {
                 next_attempt: next,
                 ..failure(1, None)
             }),
+            deferred: None,
         };
         let failing = apply_failed(Some(T0 + 100));
         assert_eq!(decide(&failing, 1, at(50), false), Decision::WaitUntil(at(100)));
@@ -475,6 +511,7 @@ mod tests {
             revision: 3,
             issued: Some(issued(7)),
             failure: Some(failure(7, None)),
+            deferred: None,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"class\":\"transient\""), "{json}");

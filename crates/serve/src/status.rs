@@ -130,7 +130,13 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
                 .next_attempt
                 .map_or_else(|| "on change".to_owned(), rfc3339_unix),
         }),
-        warning: issued.and_then(|i| i.warning.clone()),
+        // A held re-issue says so first: it is what to look at (a loop deleting the Secret,
+        // a spec flapping).
+        warning: state
+            .deferred
+            .as_ref()
+            .map(certkeeper_engine::state::BudgetDeferral::message)
+            .or_else(|| issued.and_then(|i| i.warning.clone())),
     }
 }
 

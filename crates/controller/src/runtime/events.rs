@@ -75,6 +75,10 @@ impl KubeRuntime {
                 );
                 self.queue_event(&meta, "Warning", "Failed", text);
             }
+            EngineEvent::IssuanceDeferred(deferral) => {
+                let message = format!("The certificate's {}", deferral.message());
+                self.queue_event(&meta, "Warning", "IssuanceDeferred", message);
+            }
         }
     }
 

@@ -246,6 +246,8 @@ pub fn restore_state(
         revision: revision.max(u64::from(issued.is_some())),
         issued,
         failure,
+        // A deferral is the engine's memory of its budget, which a restart starts again.
+        deferred: None,
     })
 }
 
@@ -284,6 +286,7 @@ mod tests {
             revision: 2,
             issued: Some(issued()),
             failure: None,
+            deferred: None,
         };
         let current = json!({"status": {"revision": 2, "notAfter": rfc3339_unix(1_800_003_600)}});
         assert!(status_current(&st(&current), &state));
@@ -347,6 +350,7 @@ mod tests {
                 next_attempt: Some(last + 600),
                 spec_fingerprint: 7,
             }),
+            deferred: None,
         };
         let certificate = pruned_status(&refused, from_unix(last));
         assert!(certificate["status"].get("certkeeper").is_none());
@@ -424,6 +428,7 @@ mod tests {
                 next_attempt: Some(now + 3),
                 spec_fingerprint: 7,
             }),
+            deferred: None,
         };
         let certificate = pruned_status(&failing, from_unix(now - 5));
         let f =
@@ -494,6 +499,7 @@ mod tests {
             revision: 2,
             issued: Some(issued()),
             failure: Some(failure),
+            deferred: None,
         };
         let healthy = CertState {
             failure: None,
@@ -534,6 +540,7 @@ mod tests {
                 next_attempt: Some(1_800_002_800),
                 spec_fingerprint: 7,
             }),
+            deferred: None,
         };
         let old = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2027-01-15T08:00:00Z"}]});
         let now = from_unix(1_800_002_600);

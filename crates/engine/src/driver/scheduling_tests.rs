@@ -228,6 +228,16 @@ struct Harness {
 impl Harness {
     /// Must be called at the start of a `start_paused` test: the clock reads [`at`]`(0)` now.
     fn start(gate: GateConfig, certs: Vec<(CertJob, Option<CertState>)>, mode: Vault) -> Harness {
+        Self::start_with(gate, certs, mode, EngineConfig::default())
+    }
+
+    /// As [`Harness::start`], with this engine configuration.
+    fn start_with(
+        gate: GateConfig,
+        certs: Vec<(CertJob, Option<CertState>)>,
+        mode: Vault,
+        config: EngineConfig,
+    ) -> Harness {
         let clock = TokioClock::starting_at(at(0));
         let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(256)).unwrap();
         let key_pem = key.to_pem(KeyEncoding::Pkcs8);
@@ -265,7 +275,7 @@ impl Harness {
         let engine = spawn_driver(
             runtime.clone(),
             Metrics::default(),
-            EngineConfig::default(),
+            config,
             Arc::new(clock),
             vault.clone(),
         );
@@ -414,6 +424,7 @@ fn served(i: usize, not_after: UnixSeconds) -> (CertJob, Option<CertState>) {
             warning: None,
         }),
         failure: None,
+        deferred: None,
     };
     (job, Some(state))
 }
@@ -818,4 +829,83 @@ async fn a_restart_retries_the_hooks_at_the_persisted_time() {
     assert!(h.requests().is_empty(), "nothing issued");
     let state = h.state(&id(0));
     assert_eq!((state.revision, state.failure), (1, None));
+}
+
+/// The issuance budget (3 per hour here) against a loop repairing the certificate (its Secret
+/// deleted as soon as it is written): the first issuance and two repairs go at once, the third
+/// repair waits until the first issuance leaves the window, saying so once (event, state,
+/// status); meanwhile the renewal point still issues (renewals are never held), and a renew
+/// asked for by hand goes at once.
+#[tokio::test(start_paused = true)]
+async fn a_repair_loop_is_held_by_the_issuance_budget_and_renewals_still_go() {
+    let budget = crate::budget::IssuanceBudget {
+        count: 3,
+        window: Duration::from_secs(3600),
+    };
+    let config = EngineConfig {
+        issuance_budget: Some(budget),
+        ..EngineConfig::default()
+    };
+    let job = job(0);
+    let h = Harness::start_with(
+        GateConfig::default(),
+        vec![(job.clone(), None)],
+        Vault::Signs,
+        config,
+    );
+    h.run_until(at(1)).await;
+    for s in [60, 120] {
+        h.engine.reissue(id(0));
+        h.run_until(at(s)).await;
+    }
+    assert_eq!(h.requests(), [(0, id(0)), (1, id(0)), (60, id(0))]);
+    // The budget is spent: the next repair waits for the first issuance (at 0) to leave the
+    // window at 3600 s, or for the served certificate's renewal point if that comes first.
+    h.engine.reissue(id(0));
+    h.run_until(at(180)).await;
+    assert_eq!(h.calls().len(), 3, "a repair past the budget went to Vault");
+    let renewal = h.state(&id(0)).issued.unwrap().renewal_time.unwrap();
+    assert!(renewal < unix(3600), "renewal at {renewal}");
+    let deferred = h.state(&id(0)).deferred.unwrap();
+    assert_eq!(
+        (deferred.until, deferred.reason.as_str(), deferred.budget.as_str()),
+        (renewal, "SecretMismatch", "3/1h0m0s")
+    );
+    let status = h.status(&id(0)).await;
+    assert!(status.state.deferred.is_some());
+    // Asked again while held: no second event.
+    h.engine.reissue(id(0));
+    h.run_until(at(240)).await;
+    let deferrals = h
+        .runtime
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, e)| matches!(e, EngineEvent::IssuanceDeferred(_)))
+        .count();
+    assert_eq!(deferrals, 1);
+
+    // The renewal point comes: the certificate is renewed there (renewals are never held).
+    let renewal = from_unix(renewal);
+    h.run_until(renewal - MS).await;
+    assert_eq!(h.calls().len(), 3);
+    h.run_until(renewal + MS).await;
+    assert_eq!(h.calls().len(), 4);
+    assert_eq!(h.calls()[3].at, renewal);
+    assert_eq!(reasons(&h).last(), Some(&IssueReason::Renewing));
+    assert!(
+        h.state(&id(0)).deferred.is_none(),
+        "an issuance clears the deferral"
+    );
+
+    // A renew by hand is never held.
+    h.engine.reissue(id(0));
+    let now = h.clock.now();
+    h.run_until(now + Duration::from_secs(5)).await;
+    assert_eq!(h.calls().len(), 4, "the repair is still held");
+    h.engine.renew(Some(id(0)));
+    h.run_until(now + Duration::from_secs(10)).await;
+    assert_eq!(h.calls().len(), 5);
+    assert_eq!(reasons(&h).last(), Some(&IssueReason::ManuallyTriggered));
 }
