@@ -472,8 +472,10 @@ async fn configuration(kube: &KubeApiServer, objects: &[Value], identity: &str) 
             "--external-issuer" => config.mode = Mode::ExternalIssuer,
             "--json-logs" => {}
             // Listens on the pod's address; not needed here.
-            "--listen" if inline.is_none() => {
-                args.next();
+            "--listen" => {
+                if inline.is_none() {
+                    args.next();
+                }
             }
             "--namespace" => {
                 let value = inline.or_else(|| args.next().cloned()).unwrap_or_default();
