@@ -6,6 +6,7 @@
 //! - [`FaultProxy`]: a TCP proxy that can hang, reset, close, send garbage, stall or refuse;
 //! - [`KubeApiServer`]: etcd + a genuine kube-apiserver for Kubernetes auth;
 //! - independent keystore readers ([`keytool`], [`run`]);
+//! - `kubectl kustomize` with components ([`kustomize_kubectl`], [`kustomize`]);
 //! - [`AwsAuthFront`]: the AWS auth method's IAM login in front of OpenBao, which lacks it,
 //!   following openbao/openbao-plugins `auth/aws/path_login.go` (commit 2ff5b9e);
 //! - [`StsEmulator`]: moto's `moto_server` as a local AWS STS for the AWS auth tests;
@@ -23,6 +24,7 @@ mod bao;
 mod cluster;
 mod jwt;
 mod kube;
+mod kustomize;
 mod nginx;
 mod pki;
 mod ports;
@@ -39,6 +41,7 @@ pub use bao::{DevServer, TlsOptions, bao_binary};
 pub use cluster::RaftCluster;
 pub use jwt::{kube_sa_claims, rsa_keypair_pem, sign_jwt_rs256};
 pub use kube::{KubeApiServer, KubeClient, kube_bin_dir};
+pub use kustomize::{kustomize, kustomize_kubectl, renders_components};
 pub use nginx::{Nginx, nginx_binary};
 pub use pki::{Pki, PkiOptions, role_body};
 pub use ports::{free_port, random_hex};
