@@ -303,3 +303,36 @@ async fn lost_state_adopts_matching_served_certificates() {
     assert!(log.contains("adopted the certificate already served"), "{log}");
     assert!(log.contains("IP addresses"), "api's mismatch is explained: {log}");
 }
+
+/// Issuer health: OpenBao's intermediate CA lives 90 minutes; a 1 h certificate renewed at about
+/// 40 minutes would need it for 100: the first issuance works and says so in `certkeeper
+/// status`, before any renewal fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuing_ca_expiring_before_the_next_full_renewal_is_said_in_status() {
+    let pki = certkeeper_testkit::PkiOptions {
+        int_ttl: "90m".into(),
+        ..Default::default()
+    };
+    let s = setup_with(
+        pki,
+        &[(
+            "web",
+            "  duration: 1h\n  privateKey: {algorithm: ECDSA, size: 256}\n",
+        )],
+        "",
+    )
+    .await;
+    let daemon = Daemon::start(&s.config);
+    let rows = wait_for(&s.config, "web issued", Duration::from_secs(60), &daemon, |r| {
+        r.len() == 1 && r[0]["ready"] == true
+    });
+    let warning = row(&rows, "default/web")["warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        warning.contains("the issuing CA expires at") && warning.contains("renew or rotate the CA"),
+        "{warning}"
+    );
+    daemon.stop();
+}

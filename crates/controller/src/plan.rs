@@ -800,6 +800,7 @@ mod tests {
                     spec_fingerprint: 0,
                     issued_at: 0,
                     warning: None,
+                    ca_not_after: None,
                 }),
                 failure: failing.then(|| FailureRecord {
                     class: FailureClass::AuthRejected,

@@ -492,6 +492,7 @@ mod tests {
             spec_fingerprint: fingerprint,
             issued_at: 1_000,
             warning: None,
+            ca_not_after: None,
         }
     }
 

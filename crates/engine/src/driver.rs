@@ -1112,6 +1112,17 @@ pub(crate) fn issued_info(
     now: SystemTime,
 ) -> IssuedInfo {
     let (renewal_time, renewal_note) = planned_renewal(job, cert.not_before, cert.not_after);
+    let shortened = cert.shortened.map(|d| {
+        format!(
+            "Vault issued a certificate {}s shorter than requested (TTL capped)",
+            d.as_secs()
+        )
+    });
+    let ca_expiring = ca_expiry_warning(job, cert, renewal_time);
+    let warning = match (shortened, ca_expiring) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
     IssuedInfo {
         serial: cert.serial.clone(),
         not_before: to_unix(cert.not_before),
@@ -1120,13 +1131,31 @@ pub(crate) fn issued_info(
         renewal_note,
         spec_fingerprint: job.fingerprint,
         issued_at: to_unix(now),
-        warning: cert.shortened.map(|d| {
-            format!(
-                "Vault issued a certificate {}s shorter than requested (TTL capped)",
-                d.as_secs()
-            )
-        }),
+        warning,
+        ca_not_after: cert.issuer_not_after.map(to_unix),
     }
+}
+
+/// Issuer health beyond login: the issuing CA expires before a certificate of the configured
+/// duration, renewed at its next renewal point, could be issued in full. Said at this issuance,
+/// while renewals still work: from then on Vault caps them at the CA's expiry or refuses them
+/// (its `leaf_not_after_behavior`).
+fn ca_expiry_warning(
+    job: &CertJob,
+    cert: &certkeeper_core::pki::IssuedCertificate,
+    renewal_time: Option<UnixSeconds>,
+) -> Option<String> {
+    let ca_not_after = cert.issuer_not_after?;
+    let renews = renewal_time.map_or(cert.not_after, from_unix);
+    let needed = renews + job.duration;
+    (ca_not_after < needed).then(|| {
+        format!(
+            "the issuing CA expires at {}, before a certificate of duration {} renewed at {} could be issued in full: renew or rotate the CA",
+            rfc3339(ca_not_after),
+            certkeeper_core::spec::format_go_duration(job.duration),
+            rfc3339(renews)
+        )
+    })
 }
 
 /// The driver under tokio's paused time: parking, probing and applying outcomes.
@@ -1143,6 +1172,57 @@ mod tests {
             IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "ns", issuer),
             CertId::new("ns", cert),
         )
+    }
+
+    /// Issuer health: an issuing CA that expires before the next renewal could be issued for
+    /// the full duration is said at this issuance (status warning), with the times involved;
+    /// one that outlives it is not; both record the CA's expiry.
+    #[test]
+    fn an_issuing_ca_expiring_before_a_full_renewal_is_said_at_issuance() {
+        let now = certkeeper_core::time::from_unix(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        let job = CertJob {
+            id: CertId::new("ns", "web"),
+            issuer: IssuerId::new(certkeeper_core::spec::IssuerKind::Issuer, "ns", "vault"),
+            fingerprint: 1,
+            csr: certkeeper_core::pki::CsrRequest::default(),
+            key_algorithm: certkeeper_core::pki::KeyAlgorithm::Ecdsa(256),
+            key_encoding: certkeeper_core::pki::KeyEncoding::Pkcs8,
+            rotate_key: true,
+            duration: 24 * hour,
+            renewal: certkeeper_core::schedule::RenewalPolicy::default(),
+            labels: crate::job::JobLabels::default(),
+        };
+        let cert = |ca_not_after: SystemTime| certkeeper_core::pki::IssuedCertificate {
+            leaf_pem: String::new(),
+            chain: Vec::new(),
+            root: None,
+            not_before: now,
+            not_after: now + 24 * hour,
+            serial: "01".into(),
+            common_name: None,
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            uris: Vec::new(),
+            email_addresses: Vec::new(),
+            other_names: Vec::new(),
+            issuer_common_name: None,
+            shortened: None,
+            issuer_not_after: Some(ca_not_after),
+        };
+        // Renewed at about 16 h: a full 24 h certificate then needs the CA until about 40 h.
+        let healthy = issued_info(&job, &cert(now + 100 * hour), now);
+        assert_eq!(healthy.warning, None);
+        assert_eq!(healthy.ca_not_after, Some(to_unix(now + 100 * hour)));
+        let expiring = issued_info(&job, &cert(now + 30 * hour), now);
+        let warning = expiring.warning.unwrap();
+        assert!(
+            warning.starts_with(&format!(
+                "the issuing CA expires at {}, before a certificate of duration 24h0m0s renewed at ",
+                rfc3339(now + 30 * hour)
+            )),
+            "{warning}"
+        );
     }
 
     #[test]

@@ -31,9 +31,13 @@ pub struct IssuedInfo {
     /// Fingerprint of the certificate spec and issuer it was issued for.
     pub spec_fingerprint: u64,
     pub issued_at: UnixSeconds,
-    /// Vault shortened the lifetime we asked for (capped TTL): the warning shown in status.
+    /// Vault shortened the lifetime we asked for (capped TTL), or the issuing CA expires before
+    /// the next renewal could be issued in full: the warning shown in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// When the issuing CA expires (Unix seconds), when Vault's answer carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<UnixSeconds>,
 }
 
 /// Why a renewal time is not simply the renewal point.
@@ -297,6 +301,7 @@ mod tests {
             spec_fingerprint: fp,
             issued_at: T0,
             warning: None,
+            ca_not_after: None,
         }
     }
 

@@ -213,6 +213,7 @@ pub fn restore_state(
             spec_fingerprint: hash,
             issued_at: to_unix(leaf.not_before),
             warning: None,
+            ca_not_after: None,
         })
     });
     let certkeeper_failure = status.certkeeper.as_ref().and_then(|ck| {
@@ -277,6 +278,7 @@ mod tests {
             spec_fingerprint: 7,
             issued_at: 1_800_000_000,
             warning: None,
+            ca_not_after: None,
         }
     }
 

@@ -57,6 +57,9 @@ pub struct IssuedCertificate {
     /// By how much the lifetime falls short of the requested duration, when Vault capped the TTL
     /// (role or mount max_ttl, or the CA's own expiry) by more than the tolerance.
     pub shortened: Option<Duration>,
+    /// When the issuing CA (the leaf's issuer: the first intermediate, else the root) expires,
+    /// when the answer carried it: no certificate it signs can outlive it.
+    pub issuer_not_after: Option<SystemTime>,
 }
 
 /// One parsed certificate, kept as DER so borrowed parses can be made when needed.
@@ -290,6 +293,11 @@ pub fn verify_issued(
         .filter(|short| *short > tolerance);
 
     let (chain, root) = build_chain(&leaf, others)?;
+    let issuer_not_after = chain
+        .first()
+        .or(root.as_ref())
+        .and_then(Der::parse)
+        .map(|ca| crate::time::from_unix(ca.validity().not_after.timestamp()));
     let Sans {
         dns_names,
         ip_addresses,
@@ -312,6 +320,7 @@ pub fn verify_issued(
         other_names,
         issuer_common_name: common_name(cert.issuer()),
         shortened,
+        issuer_not_after,
     })
 }
 

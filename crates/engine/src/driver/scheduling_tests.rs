@@ -422,6 +422,7 @@ fn served(i: usize, not_after: UnixSeconds) -> (CertJob, Option<CertState>) {
             spec_fingerprint: job.fingerprint,
             issued_at: not_after - 3600,
             warning: None,
+            ca_not_after: None,
         }),
         failure: None,
         deferred: None,

@@ -49,6 +49,8 @@ fn a_good_answer_with_root_is_split_like_cert_manager() {
         "30 s of backdating is not a shortened lifetime"
     );
     assert_eq!(issued.remaining(now()), 30 * DAY - Duration::from_secs(30));
+    // The issuing CA is the intermediate: its expiry bounds every certificate it signs.
+    assert_eq!(issued.issuer_not_after, Some(now() + 3650 * DAY));
 
     // The serial is lowercase colon hex, and matches what inspect reports.
     assert!(issued.serial.split(':').all(|b| {
@@ -87,8 +89,11 @@ fn a_leaf_from_the_root_has_no_intermediates() {
     assert_eq!(issued.tls_crt(), issued.leaf_pem);
     assert_eq!(issued.ca_crt().as_deref(), Some(ca.root_pem.as_str()));
 
+    assert_eq!(issued.issuer_not_after, Some(now() + 3650 * DAY), "the root's");
+
     let bare = verify_issued(&leaf, &[String::new()], &key, HOUR, now()).unwrap();
     assert_eq!(bare.ca_crt(), None, "no CA returned: no ca.crt");
+    assert_eq!(bare.issuer_not_after, None);
 }
 
 #[test]
