@@ -41,6 +41,21 @@ fn served_leaf(port: u16) -> Vec<u8> {
     pem_blocks(&text, "CERTIFICATE").unwrap().remove(0)
 }
 
+/// The leaf nginx serves once `wanted` is: a reload is graceful (`nginx -s reload` returns
+/// before the old workers stop accepting), so a connection right after certkeeper's `verify`
+/// passed may still reach an old worker for a moment. Polled for at most 10 s; the last leaf
+/// read is returned either way, for the assertion to show.
+fn served_leaf_once(port: u16, wanted: &[u8]) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = served_leaf(port);
+        if served == wanted || std::time::Instant::now() >= deadline {
+            return served;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The leaf of the `tls.crt` in `dir`.
 fn written_leaf(dir: &Path) -> Vec<u8> {
     let crt = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
@@ -161,7 +176,11 @@ async fn nginx_serves_what_was_written_and_a_failed_reload_is_retried_until_fixe
     );
     let second = written_leaf(&web_dir);
     assert_ne!(second, first);
-    assert_eq!(served_leaf(port), second, "the renewal is served: {rows:#?}");
+    assert_eq!(
+        served_leaf_once(port, &second),
+        second,
+        "the renewal is served: {rows:#?}"
+    );
     assert_eq!(status_code(&s.config), Some(0));
 
     // A broken nginx configuration: the next renewal's reload fails. Visible, retried, and the
@@ -209,7 +228,7 @@ async fn nginx_serves_what_was_written_and_a_failed_reload_is_retried_until_fixe
     );
     let cleared = fixed.elapsed();
     assert_eq!(rows[0]["revision"], 3, "never issued again for the failed reload");
-    assert_eq!(served_leaf(port), third);
+    assert_eq!(served_leaf_once(port, &third), third);
     assert_eq!(status_code(&s.config), Some(0));
     let metrics = get(api_port, "/metrics").await;
     assert!(failure_class_series(&metrics, "web").is_empty(), "{metrics}");
