@@ -336,3 +336,83 @@ async fn an_issuing_ca_expiring_before_the_next_full_renewal_is_said_in_status()
     );
     daemon.stop();
 }
+
+/// Revocation, opt-in (`certkeeper.io/revoke: superseded` on the Certificate): once the renewal
+/// is in place, the certificate it replaced is revoked in OpenBao, read back from the mount's
+/// CRL; a Certificate without the annotation revokes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_certificate_is_revoked_when_asked_for() {
+    let s = setup(&[("plain", "  privateKey: {algorithm: ECDSA, size: 256}\n")]).await;
+    let admin = s.bao.admin();
+    // The issuer's policy may revoke on the PKI mount (a grant revocation needs).
+    let mount = s.sign_path.split("/sign/").next().unwrap().to_owned();
+    let policy = policy_text(&admin, &s.policy).await;
+    admin
+        .put_policy(
+            &s.policy,
+            &format!("{policy}\npath \"{mount}/revoke\" {{ capabilities = [\"update\"] }}\n"),
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        s.root.join("manifests/web.yaml"),
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: web\n  namespace: default\n  annotations: {certkeeper.io/revoke: superseded}\nspec:\n  secretName: web-tls\n  commonName: web.example.com\n  dnsNames: [web.example.com]\n  issuerRef: {name: vault}\n  privateKey: {algorithm: ECDSA, size: 256}\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(&s.config);
+    let rows = wait_for(&s.config, "both issued", Duration::from_secs(60), &daemon, |r| {
+        r.len() == 2 && r.iter().all(|x| x["ready"] == true)
+    });
+    let first = row(&rows, "default/web")["serial"].as_str().unwrap().to_owned();
+    let plain = row(&rows, "default/plain")["serial"].as_str().unwrap().to_owned();
+    let revoked = |serial: String| {
+        let admin = admin.clone();
+        let mount = mount.clone();
+        async move {
+            let cert = admin.read(&format!("{mount}/cert/{serial}")).await.unwrap();
+            cert["data"]["revocation_time"].as_i64().unwrap_or(0) > 0
+        }
+    };
+    assert!(!revoked(first.clone()).await);
+    let out = ck(&[
+        "renew",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--all",
+        "--wait",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = wait_for(&s.config, "both renewed", Duration::from_secs(60), &daemon, |r| {
+        r.iter().all(|x| x["revision"] == 2)
+    });
+    assert_ne!(row(&rows, "default/web")["serial"], first.as_str());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !revoked(first.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{first} not revoked:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // On the CRL the mount publishes.
+    let crl = admin.read(&format!("{mount}/cert/crl")).await.unwrap();
+    let pem = crl["data"]["certificate"].as_str().unwrap().to_owned();
+    let text = certkeeper_testkit::run(
+        std::path::Path::new("openssl"),
+        &["crl", "-noout", "-text"],
+        pem.as_bytes(),
+    )
+    .unwrap();
+    let listed = String::from_utf8_lossy(&text.stdout).to_uppercase();
+    assert!(
+        listed.contains(&first.replace(':', "").to_uppercase()),
+        "{first} not on the CRL:\n{listed}"
+    );
+    assert!(
+        !revoked(plain).await,
+        "a Certificate without the annotation revoked"
+    );
+    daemon.stop();
+}

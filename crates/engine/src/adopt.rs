@@ -355,6 +355,7 @@ mod tests {
             duration: Duration::from_secs(24 * 3600),
             renewal: RenewalPolicy::default(),
             labels: JobLabels::default(),
+            revoke_superseded: false,
         }
     }
 

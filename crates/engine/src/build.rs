@@ -75,8 +75,12 @@ pub enum BuildError {
     NoAuthMethod,
     #[error("spec.vault.auth.kubernetes: neither secretRef nor serviceAccountRef")]
     NoKubernetesCredential,
-    #[error("spec.issuerRef: not an Issuer or ClusterIssuer of cert-manager.io")]
+    #[error(
+        "spec.issuerRef: not an issuer certkeeper serves (Issuer or ClusterIssuer of cert-manager.io, VaultIssuer or VaultClusterIssuer of certkeeper.io)"
+    )]
     NotAnIssuerRef,
+    #[error("metadata.annotations[certkeeper.io/revoke]: {0:?} is not a revocation policy (superseded)")]
+    RevokePolicy(String),
     /// `spec.privateKey` (the error names its field).
     #[error("{0}")]
     PrivateKey(FieldError),
@@ -122,6 +126,7 @@ impl BuildError {
             | BuildError::IpAddress(_)
             | BuildError::NoKeystorePassword(_)
             | BuildError::NoSecretKey(_)
+            | BuildError::RevokePolicy(_)
             | BuildError::WireName { .. } => FailureClass::Invalid,
         }
     }
@@ -468,6 +473,16 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         encode_usages_in_request: spec.encode_usages_in_request(),
     };
     let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
+    let revoke_superseded = match cert
+        .metadata
+        .annotations
+        .get(REVOKE_ANNOTATION)
+        .map(String::as_str)
+    {
+        None => false,
+        Some("superseded") => true,
+        Some(other) => return Err(BuildError::RevokePolicy(other.chars().take(64).collect())),
+    };
     Ok(CertJob {
         id: CertId::new(namespace, name),
         issuer,
@@ -478,6 +493,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         rotate_key: private_key.rotation_policy == RotationPolicy::Always,
         duration: cert.duration(),
         renewal: cert.renewal_policy(),
+        revoke_superseded,
         labels: JobLabels {
             name: name.clone(),
             namespace: namespace.to_owned(),
@@ -487,6 +503,11 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         },
     })
 }
+
+/// The Certificate annotation that opts into revocation: `superseded` revokes each certificate
+/// in Vault once its successor is in place (written, its hooks run and its `verify` addresses
+/// serving it). Not part of the spec's fingerprint: setting it re-issues nothing.
+pub const REVOKE_ANNOTATION: &str = "certkeeper.io/revoke";
 
 /// What a Certificate is stored as beyond `tls.crt`/`tls.key`/`ca.crt`, for both runtimes:
 /// `additionalOutputFormats`, and the keystores with `create: true` with where their passwords
@@ -531,4 +552,50 @@ pub fn output_formats(
         None => None,
     };
     Ok(OutputFormats::new(&cert.spec, pkcs12, jks))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn certificate(annotations: &str) -> Certificate {
+        let text = format!(
+            "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: web\n  namespace: apps\n{annotations}spec:\n  secretName: web-tls\n  dnsNames: [web.example.com]\n  issuerRef: {{name: vault}}\n"
+        );
+        match certkeeper_core::spec::parse_documents("web.yaml", &text)
+            .unwrap()
+            .remove(0)
+        {
+            certkeeper_core::spec::Resource::Certificate(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `certkeeper.io/revoke`: absent is no revocation, `superseded` opts in, anything else
+    /// fails the Certificate (class invalid) naming the annotation, and the value never
+    /// changes the fingerprint (setting it re-issues nothing).
+    #[test]
+    fn the_revoke_annotation_opts_in_and_refuses_what_it_does_not_know() {
+        let plain = certificate_job(&certificate(""), 1).unwrap();
+        assert!(!plain.revoke_superseded);
+        let asked = certificate_job(
+            &certificate("  annotations: {certkeeper.io/revoke: superseded}\n"),
+            1,
+        )
+        .unwrap();
+        assert!(asked.revoke_superseded);
+        assert_eq!(asked.fingerprint, plain.fingerprint);
+        let unknown = certificate_job(
+            &certificate("  annotations: {certkeeper.io/revoke: everything}\n"),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(unknown.class(), FailureClass::Invalid);
+        assert_eq!(
+            unknown.to_string(),
+            "metadata.annotations[certkeeper.io/revoke]: \"everything\" is not a revocation policy (superseded)"
+        );
+    }
 }

@@ -245,6 +245,9 @@ struct Entry {
     /// When the budgeted issuances of the budget's window succeeded (Unix seconds; in memory:
     /// a restart starts a new window).
     reissues: Vec<certkeeper_core::time::UnixSeconds>,
+    /// The serial of a superseded certificate to revoke once its successor is in use (its
+    /// hooks and `verify` passed), with `revoke_superseded`.
+    pending_revoke: Option<String>,
 }
 
 struct Driver<R: Runtime> {
@@ -451,6 +454,7 @@ impl<R: Runtime> Driver<R> {
                         repair_now: false,
                         attempt_reason: None,
                         reissues: Vec::new(),
+                        pending_revoke: None,
                     };
                     self.entries.insert(id.clone(), Box::new(entry));
                 }
@@ -689,6 +693,9 @@ impl<R: Runtime> Driver<R> {
                             tracing::info!(certificate = %id, failed_attempts = f.attempts,
                                            "certificate in use: its hooks succeeded after failing");
                         }
+                        if let Some(serial) = e.pending_revoke.take() {
+                            revoke(&self.issuers, &self.metrics, &e.job, serial);
+                        }
                         None
                     }
                     Err(err) => Some(failure_record(
@@ -734,9 +741,22 @@ impl<R: Runtime> Driver<R> {
                     not_after: info.not_after,
                     warning: info.warning.clone().filter(|_| !reported),
                 };
+                let superseded = e
+                    .state
+                    .issued
+                    .as_ref()
+                    .map(|prev| prev.serial.clone())
+                    .filter(|prev| e.job.revoke_superseded && *prev != info.serial);
                 e.state.issued = Some(info);
                 e.state.failure = None;
                 self.runtime.event(&e.job, event);
+                // The superseded certificate is revoked once this one is in use; until then
+                // (its hooks or verify failing) it may still be what is served.
+                match (superseded, &apply_failure) {
+                    (Some(serial), None) => revoke(&self.issuers, &self.metrics, &e.job, serial),
+                    (Some(serial), Some(_)) => e.pending_revoke = Some(serial),
+                    (None, _) => {}
+                }
                 // Stored but not in use: a new streak of apply failures (the issuance's own
                 // streak, if any, ended with this certificate).
                 if let Some(err) = apply_failure {
@@ -1029,6 +1049,27 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
 }
 
 /// Issued, unexpired and issued for the current spec.
+/// Revokes `serial`, a superseded certificate of `job`, through its issuer's client, in the
+/// background: best effort (logged and counted), never a failure of the certificate.
+fn revoke(issuers: &HashMap<IssuerId, IssuerRuntime>, metrics: &Metrics, job: &CertJob, serial: String) {
+    let Some(issuer) = issuers.get(&job.issuer).cloned() else {
+        return;
+    };
+    let (metrics, id) = (metrics.clone(), job.id.clone());
+    tokio::spawn(async move {
+        match issuer.client.revoke_certificate(&issuer.path, &serial).await {
+            Ok(()) => {
+                metrics.record_revocation(&issuer.id, None);
+                tracing::info!(certificate = %id, serial, "revoked the superseded certificate");
+            }
+            Err(e) => {
+                metrics.record_revocation(&issuer.id, Some(e.class()));
+                tracing::warn!(certificate = %id, serial, error = %e, "cannot revoke the superseded certificate");
+            }
+        }
+    });
+}
+
 /// What to do with `e` now: the pure decision, with a repair asked for
 /// ([`EngineHandle::reissue`]) turning a wait into an issuance for [`IssueReason::Repair`].
 fn decision_of(e: &Entry, now: SystemTime) -> Decision {
@@ -1192,6 +1233,7 @@ mod tests {
             duration: 24 * hour,
             renewal: certkeeper_core::schedule::RenewalPolicy::default(),
             labels: crate::job::JobLabels::default(),
+            revoke_superseded: false,
         };
         let cert = |ca_not_after: SystemTime| certkeeper_core::pki::IssuedCertificate {
             leaf_pem: String::new(),

@@ -158,6 +158,9 @@ pub struct CertJob {
     pub rotate_key: bool,
     pub duration: Duration,
     pub renewal: RenewalPolicy,
+    /// Revoke each certificate in Vault once its successor is in place
+    /// ([`crate::build::REVOKE_ANNOTATION`]).
+    pub revoke_superseded: bool,
     /// Labels for metrics and status.
     pub labels: JobLabels,
 }

@@ -57,6 +57,8 @@ struct Counters {
     manifest_problems: BTreeMap<String, usize>,
     /// Re-issues held by the issuance budget.
     deferred_issuances: u64,
+    /// (issuer, result, class) -> revocations of superseded certificates
+    revocations: BTreeMap<(String, &'static str, &'static str), u64>,
 }
 
 /// The process-wide metric store. Cheap to clone.
@@ -114,6 +116,16 @@ impl Metrics {
         *self
             .lock()
             .attempts
+            .entry((issuer.to_owned(), result, class_label(failure)))
+            .or_default() += 1;
+    }
+
+    /// Count one revocation of a superseded certificate of `issuer` (`failure`: its class).
+    pub fn record_revocation(&self, issuer: &str, failure: Option<FailureClass>) {
+        let result = if failure.is_some() { "failure" } else { "success" };
+        *self
+            .lock()
+            .revocations
             .entry((issuer.to_owned(), result, class_label(failure)))
             .or_default() += 1;
     }
@@ -187,6 +199,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "certkeeper_issuance_attempts_total{{issuer=\"{}\",result=\"{result}\",class=\"{class}\"}} {n}",
+                esc(issuer)
+            );
+        }
+        header(
+            &mut out,
+            "certkeeper_revocations_total",
+            "counter",
+            "Revocations of superseded certificates (Certificates annotated certkeeper.io/revoke: superseded), by issuer, result and failure class.",
+        );
+        for ((issuer, result, class), n) in &c.revocations {
+            let _ = writeln!(
+                out,
+                "certkeeper_revocations_total{{issuer=\"{}\",result=\"{result}\",class=\"{class}\"}} {n}",
                 esc(issuer)
             );
         }

@@ -235,6 +235,38 @@ impl VaultClient {
         })
     }
 
+    /// Revoke the certificate with `serial` (Vault's colon hex, `1a:2b:...`) on the PKI mount
+    /// of `sign_path` ([`pki_mount`]): `POST <mount>/revoke`. The serial and the mount are
+    /// checked before any request.
+    pub async fn revoke_certificate(&self, sign_path: &str, serial: &str) -> Result<(), VaultError> {
+        let op = Operation::RevokeCertificate;
+        let mount = pki_mount(sign_path).map_err(|problem| VaultError::path(op, sign_path, problem))?;
+        if serial.is_empty()
+            || serial.len() > 128
+            || !serial
+                .split(':')
+                .all(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(VaultError::config(op, "not a certificate serial number"));
+        }
+        let path = format!("{mount}/revoke");
+        let api_path = ApiPath::parse_api(&path).map_err(|problem| VaultError::path(op, &path, problem))?;
+        #[derive(serde::Serialize)]
+        struct RevokeBody<'a> {
+            serial_number: &'a str,
+        }
+        self.authed(
+            op,
+            Method::POST,
+            &api_path,
+            Some(&RevokeBody {
+                serial_number: serial,
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// A namespaced request with the cached token. A 403 invalidates that token (and revokes
     /// it, see [`VaultClient::drop_refused`]); unless it was obtained by a login in this same
     /// call, one fresh login and one retry follow before the failure is returned (marked
@@ -647,4 +679,45 @@ fn health_status(code: u16) -> Option<HealthStatus> {
         503 => HealthStatus::Sealed,
         _ => return None,
     })
+}
+
+/// The PKI mount of a sign path: the segments before `sign`, `sign-verbatim` or `issuer`
+/// (`pki_int/sign/web` and `pki_int/issuer/default/sign/web` are on `pki_int`, `a/b/pki/sign-verbatim`
+/// on `a/b/pki`). A path without one, or with nothing before it, is refused.
+pub fn pki_mount(sign_path: &str) -> Result<&str, crate::PathError> {
+    let trimmed = sign_path.trim_matches('/');
+    let mut offset = 0;
+    for segment in trimmed.split('/') {
+        if matches!(segment, "sign" | "sign-verbatim" | "issuer") {
+            let mount = trimmed[..offset].trim_end_matches('/');
+            return if mount.is_empty() {
+                Err(crate::PathError::NotAPkiPath(sign_path.to_owned()))
+            } else {
+                Ok(mount)
+            };
+        }
+        offset += segment.len() + 1;
+    }
+    Err(crate::PathError::NotAPkiPath(sign_path.to_owned()))
+}
+
+#[cfg(test)]
+mod pki_mount_tests {
+    use super::pki_mount;
+
+    #[test]
+    fn the_mount_is_what_comes_before_sign_or_issuer() {
+        for (path, mount) in [
+            ("pki_int/sign/web", "pki_int"),
+            ("/pki_int/sign/web/", "pki_int"),
+            ("pki_int/issuer/default/sign/web", "pki_int"),
+            ("team/a/pki/sign-verbatim/web", "team/a/pki"),
+            ("pki/sign-verbatim", "pki"),
+        ] {
+            assert_eq!(pki_mount(path), Ok(mount), "{path}");
+        }
+        for path in ["sign/web", "pki_int/roles/web", "", "/"] {
+            assert!(pki_mount(path).is_err(), "{path}");
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub enum Operation {
     /// Best-effort `revoke-self` of a token Vault refused (never retried, never returned).
     RevokeToken,
     Sign,
+    /// Revoke an issued certificate by serial (`<mount>/revoke`).
+    RevokeCertificate,
     Health,
 }
 
@@ -38,6 +40,7 @@ impl Operation {
             Operation::LookupToken => "lookup",
             Operation::RevokeToken => "revoke",
             Operation::Sign => "sign",
+            Operation::RevokeCertificate => "revoke_certificate",
             Operation::Health => "health",
         }
     }
@@ -50,6 +53,7 @@ impl Operation {
             Operation::LookupToken => "look up token",
             Operation::RevokeToken => "revoke token",
             Operation::Sign => "sign CSR",
+            Operation::RevokeCertificate => "revoke certificate",
             Operation::Health => "check health",
         }
     }

@@ -21,6 +21,8 @@ pub enum PathError {
     DotSegment(String),
     #[error("contains {0:?}; Vault paths use letters, digits, '_', '-' and '.' between '/'")]
     ForbiddenChar(char),
+    #[error("{0:?} names no PKI mount before sign/, sign-verbatim or issuer/")]
+    NotAPkiPath(String),
 }
 
 /// A validated path under `/v1/`, as segments.

@@ -322,6 +322,7 @@ mod tests {
             duration: Duration::from_secs(24 * 3600),
             renewal: certkeeper_core::schedule::RenewalPolicy::default(),
             labels: certkeeper_engine::job::JobLabels::default(),
+            revoke_superseded: false,
         }
     }
 

@@ -88,6 +88,7 @@ fn job(i: usize) -> CertJob {
         duration: LIFETIME,
         renewal: RenewalPolicy::default(),
         labels: JobLabels::default(),
+        revoke_superseded: false,
     }
 }
 

@@ -88,6 +88,7 @@ pub fn job(i: usize, fingerprint: u64) -> CertJob {
             namespace: "default".into(),
             ..Default::default()
         },
+        revoke_superseded: false,
     }
 }
 
