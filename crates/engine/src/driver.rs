@@ -563,11 +563,11 @@ impl<R: Runtime> Driver<R> {
             reason: reason.as_str().to_owned(),
             budget: budget.text(),
         };
-        if e.state.deferred.as_ref() == Some(&deferral) {
+        if e.state.deferred.as_deref() == Some(&deferral) {
             return;
         }
         let first = e.state.deferred.is_none();
-        e.state.deferred = Some(deferral.clone());
+        e.state.deferred = Some(Box::new(deferral.clone()));
         if first {
             self.metrics.record_deferred_issuance();
             self.runtime

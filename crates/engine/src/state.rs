@@ -93,9 +93,10 @@ pub struct CertState {
     pub issued: Option<IssuedInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
-    /// A re-issue held by the issuance budget ([`crate::budget`]), while it is.
+    /// A re-issue held by the issuance budget ([`crate::budget`]), while it is (boxed: rarely
+    /// there, and every status intent holds a state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deferred: Option<BudgetDeferral>,
+    pub deferred: Option<Box<BudgetDeferral>>,
 }
 
 /// A re-issue the issuance budget holds ([`crate::budget::IssuanceBudget`]).

@@ -134,7 +134,7 @@ pub fn row(job: &CertJob, state: &CertState, now: i64) -> StatusRow {
         // a spec flapping).
         warning: state
             .deferred
-            .as_ref()
+            .as_deref()
             .map(certkeeper_engine::state::BudgetDeferral::message)
             .or_else(|| issued.and_then(|i| i.warning.clone())),
     }
