@@ -15,6 +15,7 @@
 //! [`certkeeper_engine::build`], the same code the standalone loader uses; this module only says
 //! where Secrets come from ([`Resolver`]) and what the Kubernetes runtime keeps beside a job.
 
+use certkeeper_engine::verify::{AddressError, DEFAULT_VERIFY_TIMEOUT, VerifyTarget};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -101,6 +102,36 @@ pub struct CertMeta {
     pub issuer_kind: String,
     pub issuer_group: String,
     pub generation: i64,
+    /// Addresses that must serve the certificate once written ([`VERIFY_ANNOTATION`]).
+    pub verify: Vec<VerifyTarget>,
+}
+
+/// A Certificate's annotation listing addresses (`host:port`, comma-separated, at most
+/// [`MAX_VERIFY_TARGETS`]) that must serve its certificate once it is written: the served leaf
+/// is compared with the Secret's (`certkeeper_engine::verify`), and while they differ the
+/// certificate fails with class `apply` and the check is retried, never re-issuing.
+pub const VERIFY_ANNOTATION: &str = "certkeeper.io/verify";
+/// The SNI name sent to the [`VERIFY_ANNOTATION`] addresses (default: each address's host).
+pub const VERIFY_SERVER_NAME_ANNOTATION: &str = "certkeeper.io/verify-server-name";
+/// The most addresses one Certificate may list.
+pub const MAX_VERIFY_TARGETS: usize = 16;
+
+/// The verify targets of a Certificate's annotations, checked as hostile input.
+pub fn verify_targets(annotations: &BTreeMap<String, String>) -> Result<Vec<VerifyTarget>, LoadError> {
+    let Some(list) = annotations.get(VERIFY_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let server_name = annotations.get(VERIFY_SERVER_NAME_ANNOTATION).map(String::as_str);
+    let addresses: Vec<&str> = list.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    if addresses.len() > MAX_VERIFY_TARGETS {
+        return Err(LoadError::TooManyVerifyTargets(addresses.len()));
+    }
+    addresses
+        .into_iter()
+        .map(|address| {
+            VerifyTarget::parse(address, server_name, DEFAULT_VERIFY_TIMEOUT).map_err(LoadError::Verify)
+        })
+        .collect()
 }
 
 impl CertMeta {
@@ -127,6 +158,10 @@ pub enum LoadError {
     /// The spec is valid but its issuer or job cannot be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("metadata.annotations[certkeeper.io/verify]: {0}")]
+    Verify(AddressError),
+    #[error("metadata.annotations[certkeeper.io/verify]: {0} addresses, at most 16")]
+    TooManyVerifyTargets(usize),
 }
 
 impl LoadError {
@@ -135,7 +170,9 @@ impl LoadError {
     pub fn class(&self) -> FailureClass {
         match self {
             LoadError::Build(e) => e.class(),
-            LoadError::Spec(_) => FailureClass::Invalid,
+            LoadError::Spec(_) | LoadError::Verify(_) | LoadError::TooManyVerifyTargets(_) => {
+                FailureClass::Invalid
+            }
         }
     }
 }
@@ -425,6 +462,7 @@ pub fn build_certificate(
         },
         issuer_group: spec.issuer_ref.group.clone(),
         generation: object.meta.generation,
+        verify: verify_targets(&cert.metadata.annotations)?,
     };
     Ok((job, meta))
 }

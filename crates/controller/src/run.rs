@@ -1073,6 +1073,7 @@ fn write_waiting_status(status: &StatusWriter, id: &CertId, object: &Certificate
         name: object.meta.name.clone(),
         generation: object.meta.generation,
         fingerprint: 0,
+        verifies: false,
     };
     status.waiting(id, &target, waiting);
 }

@@ -45,7 +45,15 @@ pub struct Target {
     pub generation: i64,
     /// The fingerprint of the spec the engine works on.
     pub fingerprint: u64,
+    /// It lists addresses that must serve its certificate (`certkeeper.io/verify`): its
+    /// [`CONDITION_SERVED`] says whether they do.
+    pub verifies: bool,
 }
+
+/// The condition that says whether the `certkeeper.io/verify` addresses serve the current
+/// certificate: True (`Verified`) once they do, False (`NotServed`) with what they serve while
+/// they do not; absent without the annotation.
+pub const CONDITION_SERVED: &str = "Served";
 
 /// What a Certificate waits for when the engine does not run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +156,8 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
         &now_s,
     );
     match &state.failure {
+        // Stored but not served (class apply): not an issuance failure; `Served` says it.
+        Some(f) if f.class.is_apply() => remove_condition(&mut status.conditions, CONDITION_ISSUING),
         Some(f) => set_condition(
             &mut status.conditions,
             Condition::new(
@@ -162,6 +172,33 @@ pub fn show_state(status: &mut CertificateStatus, state: &CertState, target: &Ta
         // Not failing: no attempt is pending (a renew request, cmctl's Issuing=True, is
         // consumed by the attempt this state is the outcome of).
         None => remove_condition(&mut status.conditions, CONDITION_ISSUING),
+    }
+    let served = match (&state.failure, target.verifies) {
+        (Some(f), true) if f.class.is_apply() => Some(Condition::new(
+            CONDITION_SERVED,
+            ConditionStatus::False,
+            "NotServed",
+            format!(
+                "{} (attempt {}; next check {})",
+                f.message,
+                f.attempts,
+                next_attempt(f)
+            ),
+            generation,
+        )),
+        (None, true) if readiness.is_ready() => Some(Condition::new(
+            CONDITION_SERVED,
+            ConditionStatus::True,
+            "Verified",
+            "Every certkeeper.io/verify address serves the current certificate",
+            generation,
+        )),
+        _ => None,
+    };
+    match served {
+        Some(condition) => set_condition(&mut status.conditions, condition, &now_s),
+        None if !target.verifies => remove_condition(&mut status.conditions, CONDITION_SERVED),
+        None => {}
     }
     let issued = state.issued.as_ref();
     status.not_before = issued.map(|i| rfc3339_unix(i.not_before));
@@ -250,6 +287,7 @@ pub fn status_patch(
         name: String::new(),
         generation,
         fingerprint,
+        verifies: false,
     };
     show_state(&mut status, state, &target, now);
     serde_json::to_value(status.merge_patch()).unwrap_or(Value::Null)
@@ -475,6 +513,7 @@ mod tests {
             name: "web".into(),
             generation: 4,
             fingerprint: 7,
+            verifies: false,
         }
     }
 

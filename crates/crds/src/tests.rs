@@ -237,7 +237,7 @@ fn field_schemas_match_cert_manager() {
             &cert,
             &format!("{status}/certkeeper/properties/failureClass/enum")
         ),
-        &serde_json::json!(["transient", "auth_rejected", "rejected", "invalid"])
+        &serde_json::json!(["transient", "auth_rejected", "rejected", "invalid", "apply"])
     );
     let issuer = crds().into_iter().find(|c| c.kind == "Issuer").unwrap().schema();
     assert_eq!(

@@ -11,4 +11,5 @@ pub mod problems;
 pub mod run;
 pub mod runtime;
 pub mod statedb;
-pub mod verify;
+/// The `verify` check, shared with the controller.
+pub use certkeeper_engine::verify;

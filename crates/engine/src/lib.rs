@@ -18,6 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outputs;
 pub mod state;
+pub mod verify;
 
 pub use clock::{Clock, TokioClock, WallClock};
 pub use driver::{CertStatus, EngineConfig, EngineHandle, Summary, spawn, spawn_with_clock};

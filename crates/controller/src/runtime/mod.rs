@@ -88,6 +88,7 @@ impl Tracked {
             name: self.meta.name.clone(),
             generation: self.meta.generation,
             fingerprint: self.fingerprint,
+            verifies: !self.meta.verify.is_empty(),
         }
     }
 }
@@ -196,6 +197,45 @@ impl Runtime for KubeRuntime {
             tracing::warn!(certificate = %job.id, error = %e, "cannot record the CertificateRequest");
         }
         self.discard_pending_key(job, &meta).await;
+        Ok(())
+    }
+
+    /// With [`crate::load::VERIFY_ANNOTATION`]: the addresses must serve the leaf the target
+    /// Secret holds (read back, not remembered: a retry after a restart checks the same). A
+    /// mismatch or an unreachable address fails the certificate with class `apply`, retried on
+    /// its schedule without re-issuing.
+    async fn apply(&self, job: &CertJob) -> Result<(), RuntimeError> {
+        let meta = self.meta(&job.id)?;
+        if meta.verify.is_empty() {
+            return Ok(());
+        }
+        let apply_error = |message: String| RuntimeError {
+            class: FailureClass::Apply,
+            message,
+        };
+        let secret = self
+            .client
+            .get_secret(&meta.namespace, &meta.secret_name)
+            .await
+            .map_err(|e| apply_error(format!("cannot read the target Secret to verify it: {e}")))?
+            .ok_or_else(|| apply_error("the target Secret is gone; cannot verify it".to_owned()))?;
+        let shown = format!("Secret {}/{}", meta.namespace, meta.secret_name);
+        let pem = secret_data(&secret)
+            .remove("tls.crt")
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| apply_error(format!("{shown} has no tls.crt to verify")))?;
+        let written =
+            certkeeper_engine::verify::written_leaf(&pem, &shown).map_err(|e| apply_error(e.to_string()))?;
+        let targets = meta.verify.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            targets
+                .iter()
+                .try_for_each(|target| certkeeper_engine::verify::check(target, &written))
+        })
+        .await
+        .map_err(|e| apply_error(format!("the verify task failed: {e}")))?;
+        checked.map_err(|e| apply_error(e.to_string()))?;
+        tracing::info!(certificate = %job.id, addresses = meta.verify.len(), "verified: every address serves the certificate written");
         Ok(())
     }
 

@@ -83,15 +83,10 @@ pub(super) fn date_time(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "format": "date-time" })
 }
 
-/// [`FailureClass`] by its stable label (`transient`, `auth_rejected`, ...): the classes the
-/// controller records. `apply` (hooks, `verify`) belongs to the standalone runtime only: the
-/// controller has no hooks and does not check served certificates yet, so the CRDs (and the
-/// clusters that installed them) stay as they are until it does.
+/// [`FailureClass`] by its stable label (`transient`, `auth_rejected`, ..., `apply`): every
+/// class, `apply` included since the controller checks served certificates
+/// (`certkeeper.io/verify`).
 pub(super) fn failure_class(_: &mut SchemaGenerator) -> Schema {
-    let labels: Vec<&str> = FailureClass::ALL
-        .iter()
-        .filter(|c| !c.is_apply())
-        .map(|c| c.as_str())
-        .collect();
+    let labels: Vec<&str> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
     json_schema!({ "type": "string", "enum": labels })
 }
