@@ -13,6 +13,7 @@
 //! - [`leader`]: leader election through a coordination.k8s.io Lease.
 //! - [`run`]: the loop that ties them together.
 
+pub mod annotations;
 pub mod kube;
 pub mod leader;
 pub mod load;

@@ -239,7 +239,15 @@ pub(super) fn build(
     vault: &VaultIssuer,
 ) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver::new(config, manifest, namespace);
-    build_issuer(&mut resolver, id, vault, &config.issuers, metrics, previous)
+    build_issuer(
+        &mut resolver,
+        id,
+        vault,
+        &config.vault_extras(id),
+        &config.issuers,
+        metrics,
+        previous,
+    )
 }
 
 #[cfg(test)]
