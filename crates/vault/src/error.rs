@@ -357,6 +357,11 @@ impl VaultError {
     pub fn is_node_failure(&self) -> bool {
         match &self.kind {
             ErrorKind::Transport(_) => true,
+            // A standby that is unsealed but has not found the active node yet (after an
+            // election, or when it rejoins) answers what it would forward with this 500.
+            ErrorKind::Status {
+                status: 500, errors, ..
+            } => errors.iter().any(|e| e.contains("active cluster node not found")),
             ErrorKind::Status { status, .. } => {
                 matches!(*status, 300..=399 | 501 | 502 | 503 | 504)
             }
@@ -564,6 +569,8 @@ mod tests {
             assert!(!status(code, &["x"]).is_node_failure(), "{code}");
         }
         assert!(!VaultError::config(Operation::Sign, "x").is_node_failure());
+        assert!(status(500, &["local node not active but active cluster node not found"]).is_node_failure());
+        assert!(!status(500, &["could not fetch the CA certificate"]).is_node_failure());
     }
 
     /// The catalog of OPENBAO.md, row by row (operation, status and body as OpenBao 2.7.2

@@ -47,7 +47,9 @@ pub(crate) struct Schedule {
 impl Schedule {
     pub const DEFAULT: Schedule = Schedule {
         interval: Duration::from_secs(10),
-        spacing: Duration::from_secs(2),
+        // After a failure, the next round comes this soon: a raft election takes about 2 s
+        // (performance_multiplier = 1), and the new active node should be known right after.
+        spacing: Duration::from_secs(1),
         background: true,
     };
 
@@ -213,8 +215,15 @@ impl Nodes {
             {
                 Err(e) if e.is_node_failure() => {
                     tracing::debug!(address = transport.address(), error = %e, "Vault node failed; trying the next address");
-                    inner.state().nodes[i] = NodeState::Failed;
-                    inner.kick.notify_one();
+                    let mut state = inner.state();
+                    // A node believed usable failed: probe every node soon. One already known
+                    // not to serve (tried because none does) teaches nothing new; the regular
+                    // rounds and the next requests, each on another node, find one that recovers.
+                    if rank(state.nodes[i]).is_some() {
+                        inner.kick.notify_one();
+                    }
+                    state.nodes[i] = NodeState::Failed;
+                    drop(state);
                     last = Some(e);
                 }
                 answered => {

@@ -351,3 +351,34 @@ async fn the_prober_ends_with_the_client() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(a.requests.load(Ordering::SeqCst), after_drop);
 }
+
+/// During a total outage the requests that walk the addresses (each on a node already known
+/// not to serve) do not ask for extra health rounds: only the regular interval probes.
+#[tokio::test]
+async fn failures_of_nodes_known_down_ask_for_no_extra_rounds() {
+    let a = stub(503, 503).await;
+    let b = stub(503, 503).await;
+    let schedule = Schedule {
+        interval: Duration::from_secs(3600),
+        spacing: Duration::from_millis(50),
+        background: true,
+    };
+    let nodes = nodes_for(&[a.addr.clone(), b.addr.clone()], schedule);
+    get(&nodes).await.unwrap_err();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Sealed (by a probe) or failed (by a request, which may land after the probe).
+    while nodes.states().iter().any(|(_, s)| rank(*s).is_some()) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", nodes.states());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let a round kicked by the first request's failures finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = a.requests.load(Ordering::SeqCst) + b.requests.load(Ordering::SeqCst);
+    for _ in 0..6 {
+        get(&nodes).await.unwrap_err();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = a.requests.load(Ordering::SeqCst) + b.requests.load(Ordering::SeqCst);
+    assert_eq!(after - before, 6, "one request each, no health rounds");
+}
