@@ -31,7 +31,8 @@
 //!   burst: 50
 //!   connectTimeout: 5s
 //!   requestTimeout: 30s             # a Vault that accepts and never answers
-//!   vault:                          # per issuer, what spec.vault has no room for
+//!   vault:                          # per issuer, what spec.vault has no room for (replaces
+//!                                   # the issuer's certkeeper.io/vault-* annotations)
 //!     default/vault:                # "<namespace>/<name>" (an Issuer), or "Issuer/<ns>/<name>",
 //!                                   # "ClusterIssuer/<name>", "VaultIssuer/<ns>/<name>", ...
 //!       addresses:                  # the nodes of one Vault, chosen by health (else spec.vault.server)
@@ -583,9 +584,9 @@ impl Config {
         }
     }
 
-    /// `issuers.vault` of issuer `id` (defaults when it has none).
-    pub fn vault_extras(&self, id: &IssuerId) -> VaultExtras {
-        self.issuer_extras.get(id.as_str()).cloned().unwrap_or_default()
+    /// `issuers.vault` of issuer `id`, if the configuration names it.
+    pub fn vault_extras(&self, id: &IssuerId) -> Option<&VaultExtras> {
+        self.issuer_extras.get(id.as_str())
     }
 
     pub fn state_db_path(&self) -> PathBuf {
@@ -813,18 +814,21 @@ mod tests {
         .unwrap();
         let issuer = IssuerId::new(IssuerKind::Issuer, "default", "v");
         assert_eq!(
-            cfg.vault_extras(&issuer),
-            VaultExtras {
+            cfg.vault_extras(&issuer).unwrap(),
+            &VaultExtras {
                 addresses: vec!["http://127.0.0.1:8200".into(), "https://b:8201".into()],
                 auth_namespace: Some("org".into()),
             }
         );
         let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "", "c");
-        assert_eq!(cfg.vault_extras(&cluster).auth_namespace.as_deref(), Some("a/b"));
+        assert_eq!(
+            cfg.vault_extras(&cluster).unwrap().auth_namespace.as_deref(),
+            Some("a/b")
+        );
         let own = IssuerId::new(IssuerKind::VaultIssuer, "ns", "v");
-        assert_eq!(cfg.vault_extras(&own).addresses, vec!["https://x:1"]);
+        assert_eq!(cfg.vault_extras(&own).unwrap().addresses, vec!["https://x:1"]);
         let other = IssuerId::new(IssuerKind::Issuer, "default", "other");
-        assert_eq!(cfg.vault_extras(&other), VaultExtras::default());
+        assert_eq!(cfg.vault_extras(&other), None);
     }
 
     /// Each entry fails only the check its message names.

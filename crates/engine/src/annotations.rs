@@ -1,11 +1,12 @@
-//! What an issuer's annotations add to its `spec.vault` where cert-manager's schema has no room
-//! (the standalone configuration's `issuers.vault` says the same): the addresses of the Vault's
-//! nodes and the namespace of the login. Anyone who may edit an issuer may write these, so they
-//! are checked as hostile input, bounded before they are split.
+//! What an issuer's annotations add to its `spec.vault` where cert-manager's schema has no room:
+//! the addresses of the Vault's nodes and the namespace of the login. Both runtimes read them
+//! (standalone, the configuration's `issuers.vault.<issuer>` replaces them when it names the
+//! issuer). Anyone who may edit an issuer may write these, so they are checked as hostile input,
+//! bounded before they are split.
 
 use std::collections::BTreeMap;
 
-use certkeeper_engine::build::VaultExtras;
+use crate::build::VaultExtras;
 use certkeeper_vault::{AddressError, MAX_ADDRESSES, NamespaceError, parse_addresses, parse_namespace};
 
 /// Comma-separated `http(s)://host:port` of the nodes of one Vault, chosen by health instead of
