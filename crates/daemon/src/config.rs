@@ -758,6 +758,28 @@ mod tests {
         );
     }
 
+    /// The configuration reference in the README is a valid configuration.
+    #[test]
+    fn readme_configuration_reference_parses() {
+        let readme = include_str!("../../../README.md");
+        let after = readme
+            .split_once("The configuration file says what cert-manager's schema has no room for:")
+            .unwrap()
+            .1;
+        let block = after
+            .split_once("```yaml\n")
+            .unwrap()
+            .1
+            .split_once("```")
+            .unwrap()
+            .0;
+        let cfg = Config::parse(Path::new("/etc/certkeeper/certkeeper.yaml"), block).unwrap();
+        let id = IssuerId::new(IssuerKind::Issuer, "default", "vault");
+        let extras = cfg.vault_extras(&id).unwrap();
+        assert_eq!(extras.addresses.len(), 3);
+        assert_eq!(extras.auth_namespace.as_deref(), Some("org"));
+    }
+
     #[test]
     fn issuer_timeouts_default_and_parse() {
         let p = Path::new("/x/ck.yaml");

@@ -81,6 +81,22 @@ mod tests {
         assert_eq!(got.auth_namespace.as_deref(), Some("admin"));
     }
 
+    /// The annotations shown in docs/issuers.md are valid.
+    #[test]
+    fn documented_annotations_parse() {
+        let doc = include_str!("../../../docs/issuers.md");
+        let annotations: BTreeMap<String, String> = doc
+            .lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| k.starts_with("certkeeper.io/"))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        assert_eq!(annotations.len(), 2, "{annotations:?}");
+        let extras = vault_extras(&annotations).unwrap();
+        assert_eq!(extras.addresses.len(), 3);
+        assert_eq!(extras.auth_namespace.as_deref(), Some("org"));
+    }
+
     /// Each case fails only the check its error names.
     #[test]
     fn hostile_annotations_are_refused_naming_the_annotation() {
