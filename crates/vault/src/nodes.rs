@@ -338,9 +338,7 @@ async fn probe_round(inner: &Arc<Inner>) -> Vec<Result<Health, VaultError>> {
         };
         out.push(result);
     }
-    if let Some(states) = (tracing::enabled!(tracing::Level::DEBUG)).then(|| format!("{:?}", state.nodes)) {
-        tracing::debug!(nodes = %states, "probed the health of every Vault address");
-    }
+    tracing::debug!(nodes = ?state.nodes, "probed the health of every Vault address");
     out
 }
 
