@@ -121,6 +121,18 @@ async fn three_addresses_a_node_killed_then_all_sealed() {
         r.len() == names.len() && r.iter().all(|x| x["ready"] == true)
     });
 
+    // `check` tells what each address is.
+    let out = ck(&["check", "--config", l.config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("addresses of Issuer/default/vault: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let leader = cluster.leader_index().await.unwrap();
+    assert!(line.contains(&format!("{} active", addrs[leader])), "{line}");
+    assert_eq!(line.matches(" standby").count(), 2, "{line}");
+
     // The node in use: the one the sign requests of the last renewals went to.
     let before = node_counts(port).await;
     let start_rev = revisions(&l.config);
@@ -131,7 +143,6 @@ async fn three_addresses_a_node_killed_then_all_sealed() {
     }
     let signs = per_address(&before, &node_counts(port).await, Some("sign"));
     let (in_use, _) = signs.iter().max_by_key(|(_, n)| **n).unwrap();
-    let leader = cluster.leader_index().await.unwrap();
     eprintln!("sign requests per node while all are up: {signs:?}; leader is node {leader}");
     assert_eq!(in_use, &addrs[leader], "the active node is the one in use");
     assert_eq!(
