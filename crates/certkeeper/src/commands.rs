@@ -236,6 +236,8 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
         "DETAIL".to_owned(),
     ]];
     let mut all_ok = loaded.problems.is_empty();
+    // Issuers with several addresses: what each address said (after the health check below).
+    let mut nodes = Vec::new();
     for issuer in &loaded.issuers {
         let (health, detail_h) = match issuer.client.health().await {
             Ok(h) if h.status.can_serve() => (h.status.as_str().to_owned(), String::new()),
@@ -245,6 +247,16 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
             ),
             Err(e) => (format!("error ({})", e.class()), e.to_string()),
         };
+        let addresses = issuer.client.addresses();
+        if addresses.len() > 1 {
+            let each: Vec<String> = addresses
+                .iter()
+                .map(|(address, health)| {
+                    format!("{address} {}", health.map_or("unreachable", |h| h.as_str()))
+                })
+                .collect();
+            nodes.push(format!("addresses of {}: {}", issuer.id, each.join(", ")));
+        }
         let (login, detail_l) = match issuer.client.login_check().await {
             Ok(info) => (
                 "ok".to_owned(),
@@ -265,6 +277,9 @@ pub async fn check(config_path: &Path) -> Result<ExitCode> {
     for r in &rows {
         let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());
+    }
+    for line in &nodes {
+        println!("{line}");
     }
     println!("{} certificate(s) in the manifests", loaded.certificates.len());
     // Secrets by name only: their values are never shown.

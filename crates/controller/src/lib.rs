@@ -13,6 +13,8 @@
 //! - [`leader`]: leader election through a coordination.k8s.io Lease.
 //! - [`run`]: the loop that ties them together.
 
+/// The `certkeeper.io/vault-*` issuer annotations, read the same way by both runtimes.
+pub use certkeeper_engine::annotations;
 pub mod kube;
 pub mod leader;
 pub mod load;

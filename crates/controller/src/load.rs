@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::kube::{KubeClient, KubeError, secret_data, token_request_path};
 use crate::objects::{CertificateObject, SpecProblem};
 
-pub use certkeeper_engine::build::IssuerLimits;
+pub use certkeeper_engine::build::{IssuerLimits, VaultExtras};
 
 /// The controller's own AWS identity and who may use it (`auth.aws` without
 /// `serviceAccountRef`): cert-manager's `--issuer-ambient-credentials` (default off: an
@@ -408,6 +408,7 @@ pub fn build_issuer(
     id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
+    extras: &VaultExtras,
     aws: &AwsAmbient,
 ) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver {
@@ -416,7 +417,7 @@ pub fn build_issuer(
         namespace,
         aws,
     };
-    build::build_issuer(&mut resolver, id, vault, limits, metrics, previous)
+    build::build_issuer(&mut resolver, id, vault, extras, limits, metrics, previous)
 }
 
 /// The issuer id a Certificate refers to.

@@ -9,7 +9,10 @@ use certkeeper_core::spec::{
     self, Certificate, CertificateRequestStatus, CertificateStatus, ConditionStatus, FieldError, IssuerKind,
     IssuerReference, IssuerStatus, KeyUsage, Resource, VaultIssuer,
 };
+use certkeeper_engine::build::VaultExtras;
 use certkeeper_engine::{CertId, IssuerId};
+
+use crate::annotations::{AnnotationError, vault_extras};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
@@ -57,6 +60,9 @@ pub enum SpecProblem {
     Invalid(Vec<FieldError>),
     #[error("not a {0}")]
     WrongKind(&'static str),
+    /// A `certkeeper.io/vault-*` annotation (see [`crate::annotations`]).
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
 }
 
 fn join_problems(problems: &[FieldError]) -> String {
@@ -150,10 +156,11 @@ impl CertificateObject {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IssuerSpec {
     /// A Vault issuer: the namespace of its Secrets (the cluster resource namespace for a
-    /// ClusterIssuer) and its spec.
+    /// ClusterIssuer), its spec, and what its annotations add to it.
     Vault {
         namespace: String,
         vault: Box<VaultIssuer>,
+        extras: VaultExtras,
     },
     /// Another issuer type (ACME, CA, ...): left alone.
     Other,
@@ -179,17 +186,21 @@ impl IssuerObject {
         let (meta, status) = envelope::<IssuerStatus>(&object);
         let decoded = decode(&with_type(object, kind.api_version(), kind.as_str()));
         let spec = match decoded.as_ref().map(|r| r.issuer()) {
-            Ok(Some(issuer)) if issuer.kind == kind => match issuer.vault {
-                Some(v) => IssuerSpec::Vault {
-                    namespace: if kind.namespaced() {
-                        issuer.metadata.namespace_or_default().to_owned()
-                    } else {
-                        cluster_ns.to_owned()
+            Ok(Some(issuer)) if issuer.kind == kind => {
+                match (issuer.vault, vault_extras(&issuer.metadata.annotations)) {
+                    (Some(v), Ok(extras)) => IssuerSpec::Vault {
+                        namespace: if kind.namespaced() {
+                            issuer.metadata.namespace_or_default().to_owned()
+                        } else {
+                            cluster_ns.to_owned()
+                        },
+                        vault: Box::new(v.clone()),
+                        extras,
                     },
-                    vault: Box::new(v.clone()),
-                },
-                None => IssuerSpec::Other,
-            },
+                    (Some(_), Err(problem)) => IssuerSpec::Invalid(problem.into()),
+                    (None, _) => IssuerSpec::Other,
+                }
+            }
             Ok(_) => IssuerSpec::Invalid(SpecProblem::WrongKind(kind.as_str())),
             Err(e) => IssuerSpec::Invalid(e.clone()),
         };
@@ -436,5 +447,41 @@ mod tests {
                                "auth": {"tokenSecretRef": {"name": "../../kube-system/victim", "key": "token"}}}}});
         let b = IssuerObject::of(bad, IssuerKind::Issuer, "cm");
         assert!(matches!(b.spec, IssuerSpec::Invalid(SpecProblem::Invalid(_))));
+    }
+
+    /// The annotations reach the issuer's spec, on every kind; a bad one makes the issuer
+    /// invalid (not Ready, naming the annotation) instead of being ignored.
+    #[test]
+    fn vault_annotations_reach_the_issuer_or_make_it_invalid() {
+        let spec = json!({"server": "https://vault:8200", "path": "pki/sign/web",
+                          "auth": {"tokenSecretRef": {"name": "t", "key": "token"}}});
+        let object = |kind: IssuerKind, annotations: Value| {
+            // certkeeper's own kinds carry the Vault settings as their whole spec.
+            let spec = match kind {
+                IssuerKind::VaultIssuer | IssuerKind::VaultClusterIssuer => spec.clone(),
+                _ => json!({ "vault": spec }),
+            };
+            json!({"metadata": {"name": "v", "namespace": "apps", "annotations": annotations}, "spec": spec})
+        };
+        let vault = |annotations: Value| object(IssuerKind::Issuer, annotations);
+        let good = json!({
+            "certkeeper.io/vault-addresses": "https://a:8200,https://b:8200",
+            "certkeeper.io/vault-auth-namespace": "org"
+        });
+        for kind in IssuerKind::ALL {
+            match IssuerObject::of(object(kind, good.clone()), kind, "cm").spec {
+                IssuerSpec::Vault { extras, .. } => {
+                    assert_eq!(extras.addresses, vec!["https://a:8200", "https://b:8200"]);
+                    assert_eq!(extras.auth_namespace.as_deref(), Some("org"));
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+        let bad = vault(json!({"certkeeper.io/vault-addresses": "https://a:8200/v1/sys/seal"}));
+        let spec = IssuerObject::of(bad, IssuerKind::Issuer, "cm").spec;
+        assert!(
+            matches!(&spec, IssuerSpec::Invalid(p) if p.to_string().starts_with("annotation certkeeper.io/vault-addresses: ")),
+            "{spec:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use certkeeper_core::spec::{Certificate, VaultIssuer};
+use certkeeper_engine::build::VaultExtras;
 use certkeeper_engine::state::IssueReason;
 use certkeeper_engine::{CertId, CertJob, CertStatus, IssuerId};
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub struct FoundIssuer {
     /// The namespace of its Secrets (the cluster resource namespace for a ClusterIssuer).
     pub namespace: String,
     pub vault: VaultIssuer,
+    /// What its annotations add to `vault`.
+    pub extras: VaultExtras,
     pub object: Arc<IssuerObject>,
 }
 
@@ -50,10 +53,15 @@ pub fn sort_issuers(objects: impl IntoIterator<Item = Arc<IssuerObject>>) -> Iss
     let mut sorted = IssuerObjects::default();
     for object in objects {
         match &object.spec {
-            IssuerSpec::Vault { namespace, vault } => sorted.found.push(FoundIssuer {
+            IssuerSpec::Vault {
+                namespace,
+                vault,
+                extras,
+            } => sorted.found.push(FoundIssuer {
                 id: object.id.clone(),
                 namespace: namespace.clone(),
                 vault: (**vault).clone(),
+                extras: extras.clone(),
                 object: object.clone(),
             }),
             IssuerSpec::Other => {}

@@ -656,6 +656,7 @@ impl Reconciler<'_> {
                 &issuer.id,
                 &issuer.namespace,
                 &issuer.vault,
+                &issuer.extras,
                 &self.config.aws,
             ) {
                 Ok(rt) => {

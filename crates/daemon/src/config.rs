@@ -31,6 +31,15 @@
 //!   burst: 50
 //!   connectTimeout: 5s
 //!   requestTimeout: 30s             # a Vault that accepts and never answers
+//!   vault:                          # per issuer, what spec.vault has no room for (replaces
+//!                                   # the issuer's certkeeper.io/vault-* annotations)
+//!     default/vault:                # "<namespace>/<name>" (an Issuer), or "Issuer/<ns>/<name>",
+//!                                   # "ClusterIssuer/<name>", "VaultIssuer/<ns>/<name>", ...
+//!       addresses:                  # the nodes of one Vault, chosen by health (else spec.vault.server)
+//!         - https://vault-0.example.com:8200
+//!         - https://vault-1.example.com:8200
+//!         - https://vault-2.example.com:8200
+//!       authNamespace: admin        # namespace of the login (spec.vault.namespace: of the PKI mount)
 //! issuanceBudget: 6/1h              # re-issues per certificate the schedule did not plan
 //!                                   # (Secret gone, spec changed) before they wait; or off
 //! ```
@@ -42,7 +51,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certkeeper_core::spec::{DurationError, format_go_duration, parse_go_duration};
+use certkeeper_core::spec::{DurationError, IssuerKind, format_go_duration, parse_go_duration};
+use certkeeper_engine::IssuerId;
 use certkeeper_engine::budget::IssuanceBudget;
 use certkeeper_vault::aws::AwsEnvironment;
 
@@ -211,6 +221,15 @@ struct RawIssuerLimits {
     burst: u32,
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    #[serde(default)]
+    vault: BTreeMap<String, RawIssuerVault>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIssuerVault {
+    addresses: Option<Vec<String>>,
+    auth_namespace: Option<String>,
 }
 
 impl Default for RawIssuerLimits {
@@ -222,11 +241,12 @@ impl Default for RawIssuerLimits {
             burst: d.burst,
             connect_timeout: None,
             request_timeout: None,
+            vault: BTreeMap::new(),
         }
     }
 }
 
-pub use certkeeper_engine::build::IssuerLimits;
+pub use certkeeper_engine::build::{IssuerLimits, VaultExtras};
 
 fn default_concurrency() -> usize {
     IssuerLimits::default().concurrency
@@ -283,6 +303,8 @@ pub struct Config {
     /// Re-issues of one certificate the schedule did not plan, per window
     /// (`issuanceBudget`, default 6/1h; `None`: `off`).
     pub issuance_budget: Option<IssuanceBudget>,
+    /// `issuers.vault`, by issuer id (`Issuer/<namespace>/<name>`, ...).
+    issuer_extras: BTreeMap<String, VaultExtras>,
     /// The AWS settings of the daemon's environment (`auth.aws`: its credentials, region and
     /// `AWS_ENDPOINT_URL_STS`), read when the configuration loads, as the AWS SDKs read them.
     pub aws: AwsEnvironment,
@@ -460,6 +482,35 @@ impl Config {
                 source,
             }),
         };
+        let mut issuer_extras = BTreeMap::new();
+        for (key, v) in raw.issuers.vault {
+            let field = format!("issuers.vault.{key}");
+            let id = issuer_key(&key).map_err(|m| invalid(&field, m))?;
+            let addresses = match v.addresses {
+                None => Vec::new(),
+                Some(list) => certkeeper_vault::parse_addresses(list.iter().map(String::as_str))
+                    .map_err(|e| invalid(&format!("{field}.addresses"), e.to_string()))?,
+            };
+            let auth_namespace = match v.auth_namespace.as_deref() {
+                None => None,
+                Some(ns) => Some(
+                    certkeeper_vault::parse_namespace(ns)
+                        .map_err(|e| invalid(&format!("{field}.authNamespace"), e.to_string()))?,
+                ),
+            };
+            if issuer_extras
+                .insert(
+                    id.to_string(),
+                    VaultExtras {
+                        addresses,
+                        auth_namespace,
+                    },
+                )
+                .is_some()
+            {
+                return Err(invalid(&field, format!("names issuer {id} a second time")));
+            }
+        }
         let issuers = IssuerLimits {
             concurrency: raw.issuers.concurrency,
             rate_per_second: raw.issuers.rate_per_second,
@@ -495,6 +546,7 @@ impl Config {
             cert_outputs,
             issuers,
             issuance_budget,
+            issuer_extras,
             aws: AwsEnvironment::from_process(),
         })
     }
@@ -547,8 +599,57 @@ impl Config {
         }
     }
 
+    /// `issuers.vault` of issuer `id`, if the configuration names it.
+    pub fn vault_extras(&self, id: &IssuerId) -> Option<&VaultExtras> {
+        self.issuer_extras.get(id.as_str())
+    }
+
     pub fn state_db_path(&self) -> PathBuf {
         self.state_dir.join("state.redb")
+    }
+}
+
+/// The issuer an `issuers.vault` key names: `<namespace>/<name>` (an Issuer, as
+/// `outputs.certificates` names Certificates), or `<Kind>/<namespace>/<name>` for the namespaced
+/// kinds and `<Kind>/<name>` for the cluster-scoped ones.
+fn issuer_key(key: &str) -> Result<IssuerId, String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let kinds = || {
+        IssuerKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let shape = || {
+        format!(
+            "{key:?} must be \"<namespace>/<name>\" or \"<Kind>/[<namespace>/]<name>\" (Kind: {})",
+            kinds()
+        )
+    };
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(shape());
+    }
+    let kind_of = |name: &str| IssuerKind::ALL.into_iter().find(|k| k.as_str() == name);
+    match parts.as_slice() {
+        [namespace, name] => match kind_of(namespace) {
+            Some(kind) if !kind.namespaced() => Ok(IssuerId::new(kind, "", name)),
+            Some(kind) => Err(format!(
+                "{key:?}: a {} needs \"{}/<namespace>/<name>\"",
+                kind.as_str(),
+                kind.as_str()
+            )),
+            None => Ok(IssuerId::new(IssuerKind::Issuer, namespace, name)),
+        },
+        [kind, namespace, name] => match kind_of(kind) {
+            Some(kind) if kind.namespaced() => Ok(IssuerId::new(kind, namespace, name)),
+            Some(kind) => Err(format!("{key:?}: a {} has no namespace", kind.as_str())),
+            None => Err(shape()),
+        },
+        _ => Err(shape()),
     }
 }
 
@@ -672,6 +773,28 @@ mod tests {
         );
     }
 
+    /// The configuration reference in the README is a valid configuration.
+    #[test]
+    fn readme_configuration_reference_parses() {
+        let readme = include_str!("../../../README.md");
+        let after = readme
+            .split_once("The configuration file says what cert-manager's schema has no room for:")
+            .unwrap()
+            .1;
+        let block = after
+            .split_once("```yaml\n")
+            .unwrap()
+            .1
+            .split_once("```")
+            .unwrap()
+            .0;
+        let cfg = Config::parse(Path::new("/etc/certkeeper/certkeeper.yaml"), block).unwrap();
+        let id = IssuerId::new(IssuerKind::Issuer, "default", "vault");
+        let extras = cfg.vault_extras(&id).unwrap();
+        assert_eq!(extras.addresses.len(), 3);
+        assert_eq!(extras.auth_namespace.as_deref(), Some("org"));
+    }
+
     #[test]
     fn issuer_timeouts_default_and_parse() {
         let p = Path::new("/x/ck.yaml");
@@ -717,6 +840,109 @@ mod tests {
             ),
             "/x/ck.yaml: outputs.certificates.default/web.hooks[0].timeout: invalid duration \"soon\""
         );
+    }
+
+    #[test]
+    fn issuer_vault_extras_by_issuer() {
+        let cfg = limits(
+            "{vault: {default/v: {addresses: ['http://127.0.0.1:8200', 'https://b:8201/'], authNamespace: /org/}, \
+             ClusterIssuer/c: {authNamespace: a/b}, VaultIssuer/ns/v: {addresses: ['https://x:1']}}}",
+        )
+        .unwrap();
+        let issuer = IssuerId::new(IssuerKind::Issuer, "default", "v");
+        assert_eq!(
+            cfg.vault_extras(&issuer).unwrap(),
+            &VaultExtras {
+                addresses: vec!["http://127.0.0.1:8200".into(), "https://b:8201".into()],
+                auth_namespace: Some("org".into()),
+            }
+        );
+        let cluster = IssuerId::new(IssuerKind::ClusterIssuer, "", "c");
+        assert_eq!(
+            cfg.vault_extras(&cluster).unwrap().auth_namespace.as_deref(),
+            Some("a/b")
+        );
+        let own = IssuerId::new(IssuerKind::VaultIssuer, "ns", "v");
+        assert_eq!(cfg.vault_extras(&own).unwrap().addresses, vec!["https://x:1"]);
+        let other = IssuerId::new(IssuerKind::Issuer, "default", "other");
+        assert_eq!(cfg.vault_extras(&other), None);
+    }
+
+    /// Each entry fails only the check its message names.
+    #[test]
+    fn hostile_issuer_vault_extras_are_refused_naming_the_field() {
+        for (vault, message) in [
+            (
+                "{default/v: {addresses: ['https://u:pw@a:8200']}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: an address must not carry credentials",
+            ),
+            (
+                "{default/v: {addresses: ['https://a:8200/v1/sys']}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: \"https://a:8200/v1/sys\" must be scheme://host:port only",
+            ),
+            (
+                "{default/v: {addresses: ['https://a']}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: \"https://a\" has no port",
+            ),
+            (
+                "{default/v: {addresses: ['a:8200']}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: \"a:8200\" must start with http:// or https://",
+            ),
+            (
+                "{default/v: {addresses: []}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: no address given",
+            ),
+            (
+                "{default/v: {addresses: ['https://a:1', 'https://a:1']}}",
+                "/x/ck.yaml: issuers.vault.default/v.addresses: \"https://a:1\" is listed twice",
+            ),
+            (
+                "{default/v: {authNamespace: '../root'}}",
+                "/x/ck.yaml: issuers.vault.default/v.authNamespace: namespace \"../root\": each part",
+            ),
+            (
+                "{default/v: {authNamespace: ''}}",
+                "/x/ck.yaml: issuers.vault.default/v.authNamespace: namespace is empty",
+            ),
+            ("{default/v: {server: x}}", "unknown field `server`"),
+            (
+                "{v: {authNamespace: a}}",
+                "/x/ck.yaml: issuers.vault.v: \"v\" must be \"<namespace>/<name>\"",
+            ),
+            (
+                "{'a/b/c/d': {authNamespace: a}}",
+                "/x/ck.yaml: issuers.vault.a/b/c/d: \"a/b/c/d\" must be",
+            ),
+            (
+                "{Issuer/v: {authNamespace: a}}",
+                "/x/ck.yaml: issuers.vault.Issuer/v: \"Issuer/v\": a Issuer needs \"Issuer/<namespace>/<name>\"",
+            ),
+            (
+                "{ClusterIssuer/ns/v: {authNamespace: a}}",
+                "/x/ck.yaml: issuers.vault.ClusterIssuer/ns/v: \"ClusterIssuer/ns/v\": a ClusterIssuer has no namespace",
+            ),
+            (
+                "{'default/ v': {authNamespace: a}}",
+                "/x/ck.yaml: issuers.vault.default/ v: \"default/ v\" must be",
+            ),
+            (
+                "{default/v: {authNamespace: a}, Issuer/default/v: {authNamespace: b}}",
+                "names issuer Issuer/default/v a second time",
+            ),
+        ] {
+            let err = limits(&format!("{{vault: {vault}}}")).unwrap_err().to_string();
+            assert!(err.contains(message), "{vault}: {err}");
+        }
+        let many: Vec<String> = (0..=certkeeper_vault::MAX_ADDRESSES)
+            .map(|i| format!("'https://n{i}:8200'"))
+            .collect();
+        let err = limits(&format!(
+            "{{vault: {{default/v: {{addresses: [{}]}}}}}}",
+            many.join(", ")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("addresses; at most 16"), "{err}");
     }
 
     fn limits(issuers: &str) -> Result<Config, ConfigError> {

@@ -265,7 +265,23 @@ pub fn load(
         } else {
             CLUSTER_RESOURCE_NAMESPACE
         };
-        match issuer::build(config, secrets, metrics, previous, &id, namespace, vault) {
+        // The configuration's entry for the issuer, else its annotations (as in a cluster).
+        let extras = match config.vault_extras(&id) {
+            Some(extras) => Ok(extras.clone()),
+            None => certkeeper_engine::annotations::vault_extras(&issuer.metadata.annotations),
+        };
+        let extras = match extras {
+            Ok(extras) => extras,
+            Err(e) => {
+                unusable.insert(id.clone(), format!("it cannot be used: {e}"));
+                problems.push(LoadProblem {
+                    source: id.to_string(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match issuer::build(config, secrets, metrics, previous, &id, namespace, vault, &extras) {
             Ok(runtime) => issuers.push(runtime),
             Err(e) => {
                 unusable.insert(id.clone(), format!("it cannot be used: {e}"));

@@ -58,6 +58,21 @@ impl Default for IssuerLimits {
     }
 }
 
+/// What certkeeper adds to an issuer's `spec.vault`, where cert-manager's schema has no room:
+/// the standalone configuration's `issuers.vault.<issuer>`, or the issuer's annotations in a
+/// cluster (`certkeeper.io/vault-addresses`, `certkeeper.io/vault-auth-namespace`). Each runtime
+/// checks them where they are written (naming its field or annotation); the client checks them
+/// again. Not fingerprinted: a change rebuilds the issuer's client without re-issuing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VaultExtras {
+    /// The addresses of the Vault's nodes, chosen by health instead of `spec.vault.server`
+    /// alone; empty: `server` only.
+    pub addresses: Vec<String>,
+    /// The namespace of the login, when it is not `spec.vault.namespace` (which the PKI request
+    /// keeps).
+    pub auth_namespace: Option<String>,
+}
+
 /// Why a credential could not be had; defined beside [`SecretSource`], whose readers report it.
 pub use certkeeper_vault::CredentialError;
 
@@ -207,6 +222,7 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
     resolver: &mut R,
     id: &IssuerId,
     vault: &VaultIssuer,
+    extras: &VaultExtras,
     limits: &IssuerLimits,
     metrics: &Metrics,
     previous: &HashMap<IssuerId, IssuerRuntime>,
@@ -217,6 +233,8 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
     };
     let mut cfg = VaultConfig::new(vault.server.clone());
     cfg.namespace = non_empty(&vault.namespace);
+    cfg.addresses = extras.addresses.clone();
+    cfg.auth_namespace = extras.auth_namespace.clone();
     cfg.server_name = non_empty(&vault.server_name);
     cfg.connect_timeout = limits.connect_timeout;
     cfg.request_timeout = limits.request_timeout;
@@ -252,7 +270,15 @@ pub fn build_issuer<R: SecretResolver + ?Sized>(
             .to_string()
             .as_bytes(),
     );
-    let settings = stable_hash(serde_json::json!(limits).to_string().as_bytes());
+    let settings = if *extras == VaultExtras::default() {
+        stable_hash(serde_json::json!(limits).to_string().as_bytes())
+    } else {
+        stable_hash(
+            serde_json::json!({ "limits": limits, "extras": extras })
+                .to_string()
+                .as_bytes(),
+        )
+    };
     if let Some(prev) = previous.get(id)
         && prev.fingerprint == fingerprint
         && prev.settings == settings

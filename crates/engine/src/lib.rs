@@ -6,6 +6,7 @@
 //! and status. Neither re-implements any of the decisions.
 
 pub mod adopt;
+pub mod annotations;
 pub mod attempt;
 pub mod budget;
 pub mod build;

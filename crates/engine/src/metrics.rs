@@ -49,6 +49,8 @@ type RequestKey = (String, &'static str, String, &'static str);
 struct Counters {
     /// (issuer, operation, status, class) -> count
     requests: BTreeMap<RequestKey, u64>,
+    /// (issuer, address, operation, status) -> count: which node of a Vault was asked.
+    node_requests: BTreeMap<(String, String, &'static str, String), u64>,
     /// (issuer, operation) -> latency
     latency: BTreeMap<(String, &'static str), Histogram>,
     /// (issuer, result, class) -> count
@@ -157,6 +159,20 @@ impl Metrics {
                 out,
                 "certkeeper_vault_requests_total{{issuer=\"{}\",operation=\"{op}\",status=\"{status}\",class=\"{class}\"}} {n}",
                 esc(issuer)
+            );
+        }
+        header(
+            &mut out,
+            "certkeeper_vault_node_requests_total",
+            "counter",
+            "Requests sent to Vault, by issuer, the address asked (one of its nodes when it has several), operation and HTTP status (none: no answer).",
+        );
+        for ((issuer, address, op, status), n) in &c.node_requests {
+            let _ = writeln!(
+                out,
+                "certkeeper_vault_node_requests_total{{issuer=\"{}\",address=\"{}\",operation=\"{op}\",status=\"{status}\"}} {n}",
+                esc(issuer),
+                esc(address)
             );
         }
         header(
@@ -462,6 +478,24 @@ struct IssuerObserver {
 }
 
 impl RequestObserver for IssuerObserver {
+    fn observe_at(
+        &self,
+        address: &str,
+        op: Operation,
+        status: Option<u16>,
+        class: Option<FailureClass>,
+        elapsed: Duration,
+    ) {
+        let label = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        *self
+            .metrics
+            .lock()
+            .node_requests
+            .entry((self.issuer.clone(), address.to_owned(), op.as_str(), label))
+            .or_default() += 1;
+        self.observe(op, status, class, elapsed);
+    }
+
     fn observe(&self, op: Operation, status: Option<u16>, class: Option<FailureClass>, elapsed: Duration) {
         let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let mut c = self.metrics.lock();
@@ -490,7 +524,8 @@ mod tests {
             Some(FailureClass::Transient),
             Duration::from_millis(2),
         );
-        obs.observe(
+        obs.observe_at(
+            "http://127.0.0.1:8200",
             Operation::Login,
             None,
             Some(FailureClass::Transient),
@@ -536,6 +571,7 @@ mod tests {
             "certkeeper_vault_requests_total{issuer=\"default/vault\",operation=\"sign\",status=\"503\",class=\"transient\"} 1".into(),
             "certkeeper_vault_requests_total{issuer=\"default/vault\",operation=\"sign\",status=\"200\",class=\"none\"} 1".into(),
             "certkeeper_vault_requests_total{issuer=\"default/vault\",operation=\"login\",status=\"none\",class=\"transient\"} 1".into(),
+            "certkeeper_vault_node_requests_total{issuer=\"default/vault\",address=\"http://127.0.0.1:8200\",operation=\"login\",status=\"none\"} 1".into(),
             "certkeeper_vault_request_duration_seconds_bucket{issuer=\"default/vault\",operation=\"sign\",le=\"0.005\"} 2".into(),
             "certkeeper_vault_request_duration_seconds_count{issuer=\"default/vault\",operation=\"login\"} 1".into(),
             "certkeeper_issuance_attempts_total{issuer=\"default/vault\",result=\"failure\",class=\"transient\"} 1".into(),

@@ -14,6 +14,7 @@ use crate::aws::sts::Sts;
 use crate::aws::{self, AwsCredentialSource, AwsCredentials, AwsLogin};
 use crate::config::{AuthMethod, VaultConfig};
 use crate::error::{ErrorKind, Operation, VaultError};
+use crate::nodes::{NodeState, Nodes, Schedule};
 use crate::path::ApiPath;
 use crate::pki::{SignRequest, SignedCertificate, parse_sign_answer};
 use crate::token::{AuthBlock, CachedToken, LoginBody, LookupData, TokenAction, lease};
@@ -76,7 +77,8 @@ pub struct TokenInfo {
 /// A client for one Vault issuer. Cheap to share (`Arc`); concurrent callers share one token
 /// and at most one login or renewal is in flight at a time.
 pub struct VaultClient {
-    transport: Transport,
+    /// One transport per address (`server`, or the configured addresses).
+    nodes: Nodes,
     auth: AuthMethod,
     /// `auth/<mount>/login`, checked when the client is built; `None` for token auth.
     login_path: Option<ApiPath>,
@@ -101,7 +103,7 @@ struct Cache {
 impl std::fmt::Debug for VaultClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultClient")
-            .field("transport", &self.transport)
+            .field("nodes", &self.nodes)
             .field("auth", &self.auth)
             .finish()
     }
@@ -136,9 +138,24 @@ impl VaultClient {
             AuthMethod::Aws(login) => sts_client(config, login)?,
             _ => None,
         };
-        let transport = Transport::new(config, identity, observer)?;
+        let nodes = if config.addresses.is_empty() {
+            vec![Transport::new(config, identity, observer)?]
+        } else {
+            let addresses = crate::address::parse_addresses(config.addresses.iter().map(String::as_str))
+                .map_err(|e| VaultError::config(Operation::Login, format!("addresses: {e}")))?;
+            addresses
+                .into_iter()
+                .map(|server| {
+                    let node = VaultConfig {
+                        server,
+                        ..config.clone()
+                    };
+                    Transport::new(&node, identity, observer.clone())
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
         Ok(VaultClient {
-            transport,
+            nodes: Nodes::new(nodes, Schedule::DEFAULT),
             auth,
             login_path,
             sts,
@@ -146,9 +163,25 @@ impl VaultClient {
         })
     }
 
-    /// The `/v1/` base URL requests go to.
+    /// The `/v1/` base URL of the first address.
     pub fn base_url(&self) -> &str {
-        self.transport.base().as_str()
+        self.nodes.first().map_or("", |t| t.base().as_str())
+    }
+
+    /// Each address and what is known of it now: `Some` health it reported at the last probe,
+    /// `None` when it failed since, or was not probed yet.
+    pub fn addresses(&self) -> Vec<(String, Option<HealthStatus>)> {
+        self.nodes
+            .states()
+            .into_iter()
+            .map(|(address, state)| {
+                let health = match state {
+                    NodeState::Reported(h) => Some(h),
+                    NodeState::Unknown | NodeState::Failed => None,
+                };
+                (address, health)
+            })
+            .collect()
     }
 
     pub fn auth(&self) -> &AuthMethod {
@@ -156,41 +189,10 @@ impl VaultClient {
     }
 
     /// `sys/health`, without namespace header or token. Sealed, standby and uninitialized are
-    /// answers, not errors; transport failures and unexpected statuses are errors.
+    /// answers, not errors; transport failures and unexpected statuses are errors. With several
+    /// addresses: every node is asked, and the best answer (active, then standby, ...) returned.
     pub async fn health(&self) -> Result<Health, VaultError> {
-        let op = Operation::Health;
-        let answer = self
-            .transport
-            .request_accepting(
-                op,
-                Method::GET,
-                &ApiPath::fixed("sys/health"),
-                None,
-                None,
-                Scope::Root,
-                HEALTH_ANSWERS,
-            )
-            .await?;
-        let status = health_status(answer.status).ok_or_else(|| {
-            VaultError::new(
-                op,
-                ErrorKind::Decode {
-                    status: answer.status,
-                    reason: "not a sys/health status".into(),
-                },
-            )
-        })?;
-        #[derive(Deserialize, Default)]
-        struct HealthBody {
-            version: Option<String>,
-            cluster_name: Option<String>,
-        }
-        let body: HealthBody = answer.decode(op)?;
-        Ok(Health {
-            status,
-            version: body.version,
-            cluster_name: body.cluster_name,
-        })
+        self.nodes.health().await
     }
 
     /// Make sure a usable token is cached (logging in if needed) and report its lifetime.
@@ -282,8 +284,8 @@ impl VaultClient {
         let started = Instant::now();
         let (token, generation, fresh) = self.token(started).await?;
         let first = self
-            .transport
-            .request(op, method.clone(), path, body, Some(&token), Scope::Namespaced)
+            .nodes
+            .request(op, method.clone(), path, body, Some(&token), Scope::Pki)
             .await;
         let err = match first {
             Ok(a) => return Ok(a),
@@ -309,8 +311,8 @@ impl VaultClient {
         // request in flight when Vault started refusing would send its own doomed login.
         let (token, generation, _) = self.token(started).await?;
         match self
-            .transport
-            .request(op, method, path, body, Some(&token), Scope::Namespaced)
+            .nodes
+            .request(op, method, path, body, Some(&token), Scope::Pki)
             .await
         {
             Ok(a) => Ok(a),
@@ -354,13 +356,13 @@ impl VaultClient {
             return;
         }
         let (path, body) = (ApiPath::fixed("auth/token/revoke-self"), json!({}));
-        let revoke = self.transport.request(
+        let revoke = self.nodes.request(
             Operation::RevokeToken,
             Method::POST,
             &path,
             Some(&body),
             Some(&token.token),
-            Scope::Namespaced,
+            Scope::Auth,
         );
         match tokio::time::timeout(REVOKE_TIMEOUT, revoke).await {
             Ok(Ok(_)) => tracing::debug!("revoked a token Vault refused"),
@@ -438,14 +440,14 @@ impl VaultClient {
     async fn renew(&self, current: &CachedToken) -> Result<CachedToken, VaultError> {
         let op = Operation::RenewToken;
         let answer = self
-            .transport
+            .nodes
             .request(
                 op,
                 Method::POST,
                 &ApiPath::fixed("auth/token/renew-self"),
                 Some(&json!({})),
                 Some(&current.token),
-                Scope::Namespaced,
+                Scope::Auth,
             )
             .await?;
         let auth = auth_block(op, &answer)?;
@@ -517,8 +519,8 @@ impl VaultClient {
             .as_ref()
             .ok_or_else(|| VaultError::config(op, "auth method has no login path"))?;
         let answer = self
-            .transport
-            .request(op, Method::POST, login_path, Some(body), None, Scope::Namespaced)
+            .nodes
+            .request(op, Method::POST, login_path, Some(body), None, Scope::Auth)
             .await?;
         let auth = auth_block(op, &answer)?;
         tracing::debug!(
@@ -583,14 +585,14 @@ impl VaultClient {
     async fn adopt_token(&self, token: Secret, generation: u64) -> Result<CachedToken, VaultError> {
         let op = Operation::LookupToken;
         let answer = self
-            .transport
+            .nodes
             .request(
                 op,
                 Method::GET,
                 &ApiPath::fixed("auth/token/lookup-self"),
                 None,
                 Some(&token),
-                Scope::Namespaced,
+                Scope::Auth,
             )
             .await?;
         #[derive(Deserialize)]
@@ -664,21 +666,6 @@ fn sts_client(config: &VaultConfig, login: &AwsLogin) -> Result<Option<Sts>, Vau
                 .map_err(|e| VaultError::config(op, e.to_string()))
         }
     }
-}
-
-/// Non-2xx statuses with which sys/health reports a node's state.
-const HEALTH_ANSWERS: &[u16] = &[429, 472, 473, 501, 503];
-
-fn health_status(code: u16) -> Option<HealthStatus> {
-    Some(match code {
-        200 => HealthStatus::Active,
-        429 => HealthStatus::Standby,
-        472 => HealthStatus::DrSecondary,
-        473 => HealthStatus::PerformanceStandby,
-        501 => HealthStatus::Uninitialized,
-        503 => HealthStatus::Sealed,
-        _ => return None,
-    })
 }
 
 /// The PKI mount of a sign path: the segments before `sign`, `sign-verbatim` or `issuer`

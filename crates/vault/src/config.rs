@@ -36,9 +36,18 @@ pub struct VaultConfig {
     pub server_name: Option<String>,
     /// Client certificate for mTLS (`clientCertSecretRef` + `clientKeySecretRef`).
     pub client_identity: Option<ClientIdentity>,
-    /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace` on login and sign,
-    /// never on `sys/health`.
+    /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace` on sign, and on login
+    /// unless `auth_namespace` is set; never on `sys/health`.
     pub namespace: Option<String>,
+    /// The namespace of the auth method, when it differs from the PKI mount's (certkeeper's
+    /// `authNamespace`): sent on login and on the token's own requests (renew, lookup, revoke).
+    /// Checked by [`crate::parse_namespace`].
+    pub auth_namespace: Option<String>,
+    /// The addresses of the nodes of one Vault, tried in order of health instead of `server`
+    /// alone (certkeeper's `addresses`); empty: `server` only. Checked by
+    /// [`crate::parse_addresses`]. `server` still names the Vault elsewhere (the audience of a
+    /// Kubernetes token).
+    pub addresses: Vec<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -51,6 +60,8 @@ impl VaultConfig {
             server_name: None,
             client_identity: None,
             namespace: None,
+            auth_namespace: None,
+            addresses: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }

@@ -354,6 +354,25 @@ impl VaultError {
     }
 
     /// 400 "lease is not renewable" and friends: renewal cannot work, log in instead.
+    /// Whether this failure is about the node that was asked rather than about the request, so
+    /// another address of the same Vault may well answer: no HTTP answer at all, a redirect (a
+    /// standby whose leader is gone), sealed or uninitialised (503, 501), a proxy's 502 or 504.
+    /// The one place that decides when a client with several addresses moves on at once.
+    pub fn is_node_failure(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Transport(_) => true,
+            // A standby that is unsealed but has not found the active node yet (after an
+            // election, or when it rejoins) answers what it would forward with this 500.
+            ErrorKind::Status {
+                status: 500, errors, ..
+            } => errors.iter().any(|e| e.contains("active cluster node not found")),
+            ErrorKind::Status { status, .. } => {
+                matches!(*status, 300..=399 | 501 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn is_not_renewable(&self) -> bool {
         self.vault_errors().iter().any(|e| e.contains("not renewable"))
     }
@@ -541,6 +560,21 @@ mod tests {
                 location: None,
             },
         )
+    }
+
+    /// Another node may answer these: a standby whose leader is gone, sealed, uninitialised, a
+    /// proxy in front of a node that is down. Vault's verdicts on the request are not.
+    #[test]
+    fn node_failures_are_the_answers_another_address_may_not_give() {
+        for code in [307, 308, 501, 502, 503, 504] {
+            assert!(status(code, &[]).is_node_failure(), "{code}");
+        }
+        for code in [200, 400, 403, 404, 412, 429, 500] {
+            assert!(!status(code, &["x"]).is_node_failure(), "{code}");
+        }
+        assert!(!VaultError::config(Operation::Sign, "x").is_node_failure());
+        assert!(status(500, &["local node not active but active cluster node not found"]).is_node_failure());
+        assert!(!status(500, &["could not fetch the CA certificate"]).is_node_failure());
     }
 
     /// The catalog of OPENBAO.md, row by row (operation, status and body as OpenBao 2.7.2

@@ -10,22 +10,30 @@
 //!   revokes it, unless the user gave it) and triggers one fresh login before the failure is
 //!   judged; a login that fails is shared with every request under way, not sent again by each.
 //! - PKI sign ([`VaultClient::sign`]) and health ([`VaultClient::health`]).
+//! - Several addresses for one Vault (`VaultConfig::addresses`, probed in the background): chosen by
+//!   `sys/health`, switched at once when a node fails; and a login namespace apart from the
+//!   PKI mount's (`VaultConfig::auth_namespace`).
 //! - Failures ([`VaultError`]) carry the operation, status, Vault's messages, Retry-After and the
 //!   transport cause; [`VaultError::class`] is the one place that decides their
 //!   [`FailureClass`](certkeeper_core::FailureClass); [`VaultError::scope`] the one place that
 //!   decides their [`FailureScope`] (the issuer as a whole, or this one request).
 
+mod address;
 pub mod aws;
 mod client;
 mod config;
 mod credential;
 mod error;
+mod nodes;
 mod path;
 mod pki;
 mod redact;
 mod token;
 mod transport;
 
+pub use address::{
+    AddressError, MAX_ADDRESSES, NamespaceError, parse_address, parse_addresses, parse_namespace,
+};
 pub use client::{Health, HealthStatus, TokenInfo, VaultClient};
 pub use config::{
     AuthMethod, ClientIdentity, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SecretProvider,

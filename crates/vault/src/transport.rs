@@ -21,6 +21,10 @@ use crate::error::{ErrorKind, Operation, Unanswered, VaultError, clean_vault_err
 use crate::path::ApiPath;
 use crate::redact::{BodyPolicy, json_problem, quote_body, redact};
 
+/// Bound on a `sys/health` request (when the request timeout is not shorter): a node that does
+/// not answer its health check soon is passed over, and a probe round waits for its slowest node.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Answers larger than this are not Vault PKI answers.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -34,6 +38,20 @@ pub trait RequestObserver: Send + Sync {
         class: Option<FailureClass>,
         elapsed: Duration,
     );
+
+    /// As [`RequestObserver::observe`], naming the node asked (its configured address) when the
+    /// issuer has several; the default ignores the address.
+    fn observe_at(
+        &self,
+        address: &str,
+        operation: Operation,
+        status: Option<u16>,
+        class: Option<FailureClass>,
+        elapsed: Duration,
+    ) {
+        let _ = address;
+        self.observe(operation, status, class, elapsed);
+    }
 }
 
 /// A successful (2xx or accepted) answer, not yet decoded.
@@ -73,7 +91,13 @@ impl Answer {
 pub(crate) struct Transport {
     http: reqwest::Client,
     base: Url,
+    health_timeout: Duration,
+    /// The address as configured (before `serverName` rewrote the host), for logs and observers.
+    address: String,
+    /// `X-Vault-Namespace` of PKI requests ([`Scope::Pki`]).
     namespace: Option<String>,
+    /// `X-Vault-Namespace` of login and token requests ([`Scope::Auth`]).
+    auth_namespace: Option<String>,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
@@ -82,6 +106,7 @@ impl std::fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("base", &self.base.as_str())
             .field("namespace", &self.namespace)
+            .field("auth_namespace", &self.auth_namespace)
             .finish()
     }
 }
@@ -97,10 +122,16 @@ impl<T: Serialize + Send + Sync> ErasedBody for T {
     }
 }
 
-/// Whether a request carries the namespace header.
+/// Which namespace header a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scope {
-    Namespaced,
+    /// The PKI mount's namespace (`spec.vault.namespace`): sign.
+    Pki,
+    /// The auth method's namespace (`authNamespace` / `certkeeper.io/vault-auth-namespace`,
+    /// else `spec.vault.namespace`): login, and what is done with the token it gives (renew,
+    /// lookup, revoke), which lives where it was made.
+    Auth,
+    /// No namespace: `sys/health`.
     Root,
 }
 
@@ -194,16 +225,30 @@ impl Transport {
             .as_deref()
             .map(|n| n.trim_matches('/').to_owned())
             .filter(|n| !n.is_empty());
+        let auth_namespace = match config.auth_namespace.as_deref() {
+            Some(n) => {
+                Some(crate::address::parse_namespace(n).map_err(|e| bad(format!("auth namespace: {e}")))?)
+            }
+            None => namespace.clone(),
+        };
         Ok(Transport {
             http,
             base,
+            health_timeout: config.request_timeout.min(HEALTH_TIMEOUT),
+            address: config.server.trim().to_owned(),
             namespace,
+            auth_namespace,
             observer,
         })
     }
 
     pub fn base(&self) -> &Url {
         &self.base
+    }
+
+    /// The address as configured.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// Perform one request against `/v1/<path>`. Success is any 2xx with a JSON (or empty) body.
@@ -240,7 +285,7 @@ impl Transport {
                 Ok(a) => (Some(a.status), None),
                 Err(e) => (e.status(), Some(e.class())),
             };
-            obs.observe(op, status, class, started.elapsed());
+            obs.observe_at(&self.address, op, status, class, started.elapsed());
         }
         result
     }
@@ -263,10 +308,18 @@ impl Transport {
             .http
             .request(method, url.clone())
             .header("X-Vault-Request", "true");
+        if op == Operation::Health {
+            req = req.timeout(self.health_timeout);
+        }
         if let Some(token) = token {
             req = req.header("X-Vault-Token", token.expose());
         }
-        if let (Scope::Namespaced, Some(ns)) = (scope, &self.namespace) {
+        let namespace = match scope {
+            Scope::Pki => self.namespace.as_ref(),
+            Scope::Auth => self.auth_namespace.as_ref(),
+            Scope::Root => None,
+        };
+        if let Some(ns) = namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
         if let Some(body) = body {

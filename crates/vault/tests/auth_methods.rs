@@ -303,3 +303,59 @@ pub fn service_account_claims(aud: &str, ttl: i64) -> serde_json::Value {
         "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "certkeeper", "uid": "1"}}
     })
 }
+
+/// Login in one namespace, PKI mount in another (Vault Enterprise and HCP layouts; cert-manager
+/// #2917, #5563). The layout OpenBao allows: AppRole in namespace `org`, the PKI mount in its
+/// child `org/team`, and a policy in `org` that grants `team/<mount>/sign/<role>`: a token
+/// made in a parent namespace acts in a child one when the parent's policy names the child's
+/// paths. The login goes to `org` (`auth_namespace`), the sign to `org/team` (`namespace`), and
+/// the token's own requests (renew, lookup, revoke) to `org`, where it lives.
+#[tokio::test]
+async fn login_namespace_apart_from_the_pki_namespace() {
+    let bao = DevServer::start().await.unwrap();
+    let root = bao.admin();
+    root.create_namespace("org").await.unwrap();
+    let org = root.with_namespace("org");
+    org.create_namespace("team").await.unwrap();
+    let team = root.with_namespace("org/team");
+    let pki = team.setup_pki(PkiOptions::default()).await.unwrap();
+    let policy = format!(
+        "path \"team/{0}\" {{ capabilities = [\"create\", \"update\"] }}\n",
+        pki.sign_path
+    );
+    org.put_policy("team-sign", &policy).await.unwrap();
+    let auth = common::approle(&org, "certkeeper", "team-sign", 0).await;
+
+    let mut cfg = VaultConfig::new(bao.addr());
+    cfg.namespace = Some("org/team".into());
+    cfg.auth_namespace = Some("/org/".into());
+    let client = VaultClient::new(&cfg, auth.clone()).unwrap();
+    assert_signs(&client, &pki.sign_path, "split.example.com").await;
+    assert!(client.login_check().await.unwrap().ttl.is_some());
+
+    // Without the login namespace, the login goes to org/team, where no AppRole is mounted.
+    let mut same = cfg.clone();
+    same.auth_namespace = None;
+    let err = VaultClient::new(&same, auth.clone())
+        .unwrap()
+        .sign(&pki.sign_path, &sign_request("split.example.com", HOUR))
+        .await
+        .unwrap_err();
+    assert_eq!(err.operation, Operation::Login, "{err}");
+
+    // And with both in `org`, the sign goes where the PKI mount is not.
+    let mut both_org = cfg.clone();
+    both_org.namespace = Some("org".into());
+    let err = VaultClient::new(&both_org, auth.clone())
+        .unwrap()
+        .sign(&pki.sign_path, &sign_request("split.example.com", HOUR))
+        .await
+        .unwrap_err();
+    assert_eq!(err.operation, Operation::Sign, "{err}");
+
+    // A login namespace that would not be a namespace path is refused before any request.
+    let mut hostile = cfg.clone();
+    hostile.auth_namespace = Some("org\r\nX-Vault-Token: x".into());
+    let err = VaultClient::new(&hostile, auth).unwrap_err();
+    assert!(err.to_string().contains("auth namespace"), "{err}");
+}

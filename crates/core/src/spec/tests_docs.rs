@@ -27,7 +27,11 @@ fn yaml_blocks(doc: &str) -> Vec<String> {
 #[test]
 fn every_documented_manifest_is_valid() {
     let blocks = yaml_blocks(DOC);
-    assert_eq!(blocks.len(), 8, "seven issuers and a certificate");
+    assert_eq!(
+        blocks.len(),
+        9,
+        "seven issuers, a certificate, and an issuer with certkeeper's annotations"
+    );
     let mut methods = Vec::new();
     for (i, block) in blocks.iter().enumerate() {
         let resources = parse_documents(&format!("docs/issuers.md block {}", i + 1), block)
@@ -59,7 +63,8 @@ fn every_documented_manifest_is_valid() {
             "kubernetes secretRef",
             "clientCertificate",
             "aws ambient",
-            "aws serviceAccountRef"
+            "aws serviceAccountRef",
+            "appRole"
         ]
     );
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use certkeeper_core::Secret;
 use certkeeper_core::spec::VaultIssuer;
 use certkeeper_core::spec::{check_dns_label, check_dns_subdomain, check_secret_key};
-use certkeeper_engine::build::{BuildError, CredentialError, SecretResolver, build_issuer};
+use certkeeper_engine::build::{BuildError, CredentialError, SecretResolver, VaultExtras, build_issuer};
 use certkeeper_engine::metrics::Metrics;
 use certkeeper_engine::{IssuerId, IssuerRuntime};
 use certkeeper_vault::aws::AwsEnvironment;
@@ -229,6 +229,7 @@ pub(super) fn secret_source(
 
 /// Builds (or reuses) the runtime of issuer `id`, whose Secrets live in `namespace`. The error's
 /// message is a [`super::LoadProblem`]'s.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn build(
     config: &Config,
     manifest: &ManifestSecrets,
@@ -237,9 +238,18 @@ pub(super) fn build(
     id: &IssuerId,
     namespace: &str,
     vault: &VaultIssuer,
+    extras: &VaultExtras,
 ) -> Result<IssuerRuntime, BuildError> {
     let mut resolver = Resolver::new(config, manifest, namespace);
-    build_issuer(&mut resolver, id, vault, &config.issuers, metrics, previous)
+    build_issuer(
+        &mut resolver,
+        id,
+        vault,
+        extras,
+        &config.issuers,
+        metrics,
+        previous,
+    )
 }
 
 #[cfg(test)]

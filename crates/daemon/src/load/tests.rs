@@ -612,3 +612,65 @@ spec:
     assert_eq!(api.issuer, "VaultClusterIssuer/shared");
     assert_eq!(api.labels.issuer_kind, "VaultClusterIssuer");
 }
+
+/// Standalone reads the issuers' `certkeeper.io/vault-*` annotations as the controller does;
+/// `issuers.vault.<issuer>` in the configuration replaces them. Addresses change the client,
+/// not the fingerprint: no certificate is re-issued for them.
+#[test]
+fn vault_annotations_and_the_configuration_entry_that_replaces_them() {
+    let fx = Fixture::new();
+    let plain = by_id(&fx.load(&HashMap::new()).unwrap());
+    let addresses =
+        |rt: &IssuerRuntime| -> Vec<String> { rt.client.addresses().into_iter().map(|(a, _)| a).collect() };
+    assert_eq!(
+        addresses(&plain["Issuer/apps/vault"]),
+        ["https://vault.example.com:8200"]
+    );
+
+    let annotated = ISSUERS.replace(
+        "metadata: {name: vault, namespace: apps}",
+        "metadata:\n  name: vault\n  namespace: apps\n  annotations:\n    certkeeper.io/vault-addresses: https://v0:8200,https://v1:8200\n    certkeeper.io/vault-auth-namespace: admin",
+    );
+    fx.write("manifests/issuers.yaml", &annotated);
+    let loaded = fx.load(&plain).unwrap();
+    assert_eq!(loaded.problems, vec![]);
+    let issuers = by_id(&loaded);
+    let vault = &issuers["Issuer/apps/vault"];
+    assert_eq!(addresses(vault), ["https://v0:8200", "https://v1:8200"]);
+    assert_eq!(vault.fingerprint, plain["Issuer/apps/vault"].fingerprint);
+    assert_ne!(vault.settings, plain["Issuer/apps/vault"].settings);
+
+    let config = Config::parse(
+        &fx.path("certkeeper.yaml"),
+        "manifests: manifests\nstateDir: state\nsecrets: {dir: secrets}\n\
+         issuers: {vault: {apps/vault: {addresses: ['https://c:8200']}}}\n",
+    )
+    .unwrap();
+    let loaded = load(&config, &Metrics::default(), &HashMap::new(), &fx.secrets).unwrap();
+    assert_eq!(
+        addresses(&by_id(&loaded)["Issuer/apps/vault"]),
+        ["https://c:8200"]
+    );
+
+    fx.write(
+        "manifests/issuers.yaml",
+        &annotated.replace("https://v1:8200", "https://v1:8200/v1/sys/seal"),
+    );
+    let loaded = fx.load(&HashMap::new()).unwrap();
+    assert!(!by_id(&loaded).contains_key("Issuer/apps/vault"));
+    // The issuer, and its certificate waiting for it.
+    assert_eq!(loaded.problems.len(), 2, "{:?}", loaded.problems);
+    assert_eq!(loaded.problems[0].source, "Issuer/apps/vault");
+    assert!(
+        loaded.problems[1]
+            .message
+            .contains("waiting for Issuer/apps/vault")
+    );
+    assert!(
+        loaded.problems[0]
+            .message
+            .starts_with("annotation certkeeper.io/vault-addresses: \"https://v1:8200/v1/sys/seal\""),
+        "{}",
+        loaded.problems[0].message
+    );
+}
