@@ -745,6 +745,7 @@ impl Reconciler<'_> {
         *shared.issuers.lock().await = built;
         let job_set = certificates.job_set();
         if job_set != applied.jobs {
+            self.revoke_deleted(applied).await;
             self.apply_certificates(certificates.jobs, &certificates.tracked, job_set, applied)
                 .await;
         }
@@ -766,6 +767,37 @@ impl Reconciler<'_> {
         }
         self.check_target_secrets(&certificates.tracked, &snapshot, applied)
             .await;
+    }
+
+    /// Certificates deleted from the cluster since the last apply (gone from the API: an
+    /// object turned invalid stays in the mirror) whose `certkeeper.io/revoke` lists `deleted`:
+    /// their certificate is revoked through its issuer before the engine forgets it. One
+    /// deleted while no controller ran is not seen.
+    async fn revoke_deleted(&self, applied: &Applied) {
+        let deleted: HashSet<&CertId> = applied
+            .jobs
+            .keys()
+            .filter(|id| self.stores.certificates.get(id).is_none())
+            .collect();
+        if deleted.is_empty() {
+            return;
+        }
+        let issuers = self.shared.issuers.lock().await.clone();
+        for status in self.shared.engine.snapshot().await {
+            if !status.job.revoke_deleted || !deleted.contains(&status.job.id) {
+                continue;
+            }
+            let (Some(issued), Some(issuer)) = (&status.state.issued, issuers.get(&status.job.issuer)) else {
+                continue;
+            };
+            certkeeper_engine::driver::revoke_certificate(
+                issuer,
+                self.metrics,
+                &status.job.id,
+                issued.serial.clone(),
+                "deleted",
+            );
+        }
     }
 
     /// The referenced Secrets: one watch per Secret (field selector metadata.name), started and

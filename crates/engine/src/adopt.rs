@@ -356,6 +356,7 @@ mod tests {
             renewal: RenewalPolicy::default(),
             labels: JobLabels::default(),
             revoke_superseded: false,
+            revoke_deleted: false,
         }
     }
 

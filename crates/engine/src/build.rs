@@ -94,7 +94,9 @@ pub enum BuildError {
         "spec.issuerRef: not an issuer certkeeper serves (Issuer or ClusterIssuer of cert-manager.io, VaultIssuer or VaultClusterIssuer of certkeeper.io)"
     )]
     NotAnIssuerRef,
-    #[error("metadata.annotations[certkeeper.io/revoke]: {0:?} is not a revocation policy (superseded)")]
+    #[error(
+        "metadata.annotations[certkeeper.io/revoke]: {0:?} is not a revocation policy (superseded, deleted)"
+    )]
     RevokePolicy(String),
     /// `spec.privateKey` (the error names its field).
     #[error("{0}")]
@@ -499,16 +501,16 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         encode_usages_in_request: spec.encode_usages_in_request(),
     };
     let fingerprint_input = serde_json::json!({ "spec": spec, "issuer": issuer_fingerprint });
-    let revoke_superseded = match cert
-        .metadata
-        .annotations
-        .get(REVOKE_ANNOTATION)
-        .map(String::as_str)
-    {
-        None => false,
-        Some("superseded") => true,
-        Some(other) => return Err(BuildError::RevokePolicy(other.chars().take(64).collect())),
-    };
+    let (mut revoke_superseded, mut revoke_deleted) = (false, false);
+    if let Some(policy) = cert.metadata.annotations.get(REVOKE_ANNOTATION) {
+        for word in policy.split(',').map(str::trim) {
+            match word {
+                "superseded" => revoke_superseded = true,
+                "deleted" => revoke_deleted = true,
+                other => return Err(BuildError::RevokePolicy(other.chars().take(64).collect())),
+            }
+        }
+    }
     Ok(CertJob {
         id: CertId::new(namespace, name),
         issuer,
@@ -520,6 +522,7 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
         duration: cert.duration(),
         renewal: cert.renewal_policy(),
         revoke_superseded,
+        revoke_deleted,
         labels: JobLabels {
             name: name.clone(),
             namespace: namespace.to_owned(),
@@ -530,9 +533,11 @@ pub fn certificate_job(cert: &Certificate, issuer_fingerprint: u64) -> Result<Ce
     })
 }
 
-/// The Certificate annotation that opts into revocation: `superseded` revokes each certificate
-/// in Vault once its successor is in place (written, its hooks run and its `verify` addresses
-/// serving it). Not part of the spec's fingerprint: setting it re-issues nothing.
+/// The Certificate annotation that opts into revocation, a comma-separated list: `superseded`
+/// revokes each certificate in Vault once its successor is in place (written, its hooks run and
+/// its `verify` addresses serving it); `deleted` revokes the certificate of a Certificate
+/// deleted from the cluster (the controller; a deletion, not an object turned invalid). Not part
+/// of the spec's fingerprint: setting it re-issues nothing.
 pub const REVOKE_ANNOTATION: &str = "certkeeper.io/revoke";
 
 /// What a Certificate is stored as beyond `tls.crt`/`tls.key`/`ca.crt`, for both runtimes:
@@ -611,7 +616,13 @@ mod tests {
             1,
         )
         .unwrap();
-        assert!(asked.revoke_superseded);
+        assert!(asked.revoke_superseded && !asked.revoke_deleted);
+        let both = certificate_job(
+            &certificate("  annotations: {certkeeper.io/revoke: \"superseded, deleted\"}\n"),
+            1,
+        )
+        .unwrap();
+        assert!(both.revoke_superseded && both.revoke_deleted);
         assert_eq!(asked.fingerprint, plain.fingerprint);
         let unknown = certificate_job(
             &certificate("  annotations: {certkeeper.io/revoke: everything}\n"),
@@ -621,7 +632,7 @@ mod tests {
         assert_eq!(unknown.class(), FailureClass::Invalid);
         assert_eq!(
             unknown.to_string(),
-            "metadata.annotations[certkeeper.io/revoke]: \"everything\" is not a revocation policy (superseded)"
+            "metadata.annotations[certkeeper.io/revoke]: \"everything\" is not a revocation policy (superseded, deleted)"
         );
     }
 }

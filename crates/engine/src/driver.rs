@@ -1052,19 +1052,31 @@ fn unit_random(id: &str, attempt: u32) -> f64 {
 /// Revokes `serial`, a superseded certificate of `job`, through its issuer's client, in the
 /// background: best effort (logged and counted), never a failure of the certificate.
 fn revoke(issuers: &HashMap<IssuerId, IssuerRuntime>, metrics: &Metrics, job: &CertJob, serial: String) {
-    let Some(issuer) = issuers.get(&job.issuer).cloned() else {
-        return;
-    };
-    let (metrics, id) = (metrics.clone(), job.id.clone());
+    if let Some(issuer) = issuers.get(&job.issuer) {
+        revoke_certificate(issuer, metrics, &job.id, serial, "superseded");
+    }
+}
+
+/// Revokes `serial`, a certificate of `id` issued by `issuer`, in the background: best effort,
+/// logged and counted (`certkeeper_revocations_total`), never a failure of the certificate.
+/// `why` says which certificate it is (`superseded`, `deleted`).
+pub fn revoke_certificate(
+    issuer: &IssuerRuntime,
+    metrics: &Metrics,
+    id: &CertId,
+    serial: String,
+    why: &'static str,
+) {
+    let (issuer, metrics, id) = (issuer.clone(), metrics.clone(), id.clone());
     tokio::spawn(async move {
         match issuer.client.revoke_certificate(&issuer.path, &serial).await {
             Ok(()) => {
                 metrics.record_revocation(&issuer.id, None);
-                tracing::info!(certificate = %id, serial, "revoked the superseded certificate");
+                tracing::info!(certificate = %id, serial, why, "revoked the certificate");
             }
             Err(e) => {
                 metrics.record_revocation(&issuer.id, Some(e.class()));
-                tracing::warn!(certificate = %id, serial, error = %e, "cannot revoke the superseded certificate");
+                tracing::warn!(certificate = %id, serial, why, error = %e, "cannot revoke the certificate");
             }
         }
     });
@@ -1234,6 +1246,7 @@ mod tests {
             renewal: certkeeper_core::schedule::RenewalPolicy::default(),
             labels: crate::job::JobLabels::default(),
             revoke_superseded: false,
+            revoke_deleted: false,
         };
         let cert = |ca_not_after: SystemTime| certkeeper_core::pki::IssuedCertificate {
             leaf_pem: String::new(),

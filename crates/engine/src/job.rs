@@ -161,6 +161,8 @@ pub struct CertJob {
     /// Revoke each certificate in Vault once its successor is in place
     /// ([`crate::build::REVOKE_ANNOTATION`]).
     pub revoke_superseded: bool,
+    /// Revoke the certificate when its Certificate is deleted (the controller).
+    pub revoke_deleted: bool,
     /// Labels for metrics and status.
     pub labels: JobLabels,
 }

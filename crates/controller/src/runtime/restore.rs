@@ -323,6 +323,7 @@ mod tests {
             renewal: certkeeper_core::schedule::RenewalPolicy::default(),
             labels: certkeeper_engine::job::JobLabels::default(),
             revoke_superseded: false,
+            revoke_deleted: false,
         }
     }
 

@@ -89,6 +89,7 @@ fn job(i: usize) -> CertJob {
         renewal: RenewalPolicy::default(),
         labels: JobLabels::default(),
         revoke_superseded: false,
+        revoke_deleted: false,
     }
 }
 

@@ -89,6 +89,7 @@ pub fn job(i: usize, fingerprint: u64) -> CertJob {
             ..Default::default()
         },
         revoke_superseded: false,
+        revoke_deleted: false,
     }
 }
 
