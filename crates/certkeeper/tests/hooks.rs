@@ -6,36 +6,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-async fn get(port: u16, path: &str) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The exit code of `certkeeper status`.
-fn status_code(config: &Path) -> Option<i32> {
-    ck(&["status", "--config", config.to_str().unwrap()])
-        .status
-        .code()
-}
-
-/// The certificate's `certkeeper_certificate_failure_class` series, as (class, value).
-fn failure_class_series(metrics: &str, name: &str) -> Vec<String> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("certkeeper_certificate_failure_class{{name=\"{name}\"")))
-        .map(str::to_owned)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_hook_is_an_apply_failure_retried_without_reissuing() {

@@ -13,15 +13,6 @@ use common::*;
 /// An invalid Certificate (a wrong key size and an unknown field).
 const BROKEN: &str = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: broken, namespace: default}\nspec:\n  secretName: broken-tls\n  dnsNames: [broken.example.com]\n  issuerRef: {name: vault}\n  privateKey: {algorithm: ECDSA, size: 2048}\n  colour: red\n";
 
-async fn get(port: u16, path: &str) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn problem_names(rows: &[serde_json::Value]) -> Vec<String> {
     rows.iter()
         .filter(|r| !r["manifestProblem"].is_null())

@@ -181,19 +181,7 @@ async fn a_secret_issuer_certificate_file_issues_and_leaves_the_rest_alone() {
         "{rows:#?}"
     );
     let dir = s.root.join("certs/sandbox/example-com-tls");
-    let leaf = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
-    let (_, pem) = x509_parser::pem::parse_x509_pem(leaf.as_bytes()).unwrap();
-    let cert = pem.parse_x509().unwrap();
-    let sans: Vec<String> = cert
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(sans, ["DNSName(example.com)"]);
+    assert_eq!(leaf_sans(&dir), ["DNSName(example.com)"]);
     assert!(!s.root.join("certs/default/pca-issuer-rsa-cert-tls").exists());
 
     // status (table): the external Certificate listed as not certkeeper's, the ConfigMap as

@@ -104,20 +104,7 @@ async fn policy_removed_then_restored_recovers_on_renew() {
     );
 
     admin.put_policy(&s.policy, &original).await.unwrap();
-    let out = ck(&[
-        "renew",
-        "--config",
-        s.config.to_str().unwrap(),
-        "web",
-        "--wait",
-        "60",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        daemon.log()
-    );
+    renew(&s.config, "web", &daemon);
     let rows = status(&s.config);
     assert_eq!(row(&rows, "default/web")["ready"], true);
     assert!(row(&rows, "default/web")["lastFailure"].is_null());

@@ -19,15 +19,6 @@ use certkeeper_testkit::{Nginx, free_port, nginx_binary, pem_blocks};
 use common::*;
 use serde_json::Value;
 
-async fn get(port: u16, path: &str) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The leaf nginx serves on `port` for SNI web.example.com, read by openssl (not certkeeper).
 fn served_leaf(port: u16) -> Vec<u8> {
     let connect = format!("127.0.0.1:{port}");
@@ -60,37 +51,6 @@ fn served_leaf_once(port: u16, wanted: &[u8]) -> Vec<u8> {
 fn written_leaf(dir: &Path) -> Vec<u8> {
     let crt = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
     pem_blocks(&crt, "CERTIFICATE").unwrap().remove(0)
-}
-
-fn status_code(config: &Path) -> Option<i32> {
-    ck(&["status", "--config", config.to_str().unwrap()])
-        .status
-        .code()
-}
-
-fn failure_class_series(metrics: &str, name: &str) -> Vec<String> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("certkeeper_certificate_failure_class{{name=\"{name}\"")))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn renew(config: &Path, daemon: &Daemon) {
-    let out = ck(&[
-        "renew",
-        "--config",
-        config.to_str().unwrap(),
-        "web",
-        "--wait",
-        "60",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        daemon.log()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +126,7 @@ async fn nginx_serves_what_was_written_and_a_failed_reload_is_retried_until_fixe
     );
 
     // Renewal: written, reloaded, the new serial served, verified.
-    renew(&s.config, &daemon);
+    renew(&s.config, "web", &daemon);
     let rows = wait_for(
         &s.config,
         "the renewal verified",
@@ -186,7 +146,7 @@ async fn nginx_serves_what_was_written_and_a_failed_reload_is_retried_until_fixe
     // A broken nginx configuration: the next renewal's reload fails. Visible, retried, and the
     // old certificate is still served.
     nginx.break_config().unwrap();
-    renew(&s.config, &daemon);
+    renew(&s.config, "web", &daemon);
     let rows = wait_for(
         &s.config,
         "the failed reload retried",

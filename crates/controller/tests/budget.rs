@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use certkeeper_testkit::free_port;
 use common::{
-    Api, CERTIFICATES, SECRETS, certificate_for, config_for, installed, metric_sum, ready, spawn_controller,
-    start_with_vault_issuer, wait_for, wait_for_event,
+    Api, CERTIFICATES, SECRETS, certificate_for, config_for, find_event, installed, metric_sum, ready,
+    spawn_controller, start_with_vault_issuer, wait_for, wait_for_event,
 };
 use reqwest::Method;
 
@@ -59,7 +59,10 @@ async fn a_secret_deleting_loop_is_stopped_by_the_issuance_budget() -> Result<()
     // controller says it holds the re-issue (or LOOP_BOUND: then the assertions say why).
     let started = Instant::now();
     let mut deleted = 0;
-    while deleted < DELETIONS && started.elapsed() < LOOP_BOUND && !held(&api).await? {
+    while deleted < DELETIONS
+        && started.elapsed() < LOOP_BOUND
+        && find_event(&api, "IssuanceDeferred").await?.is_none()
+    {
         if api.get(&secret).await?.is_some() {
             let (code, _) = api.client.call(Method::DELETE, &secret, "", None).await?;
             if code == 200 {
@@ -110,15 +113,4 @@ async fn a_secret_deleting_loop_is_stopped_by_the_issuance_budget() -> Result<()
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())
-}
-
-/// Whether the controller posted an `IssuanceDeferred` Event in the namespace.
-async fn held(api: &Api) -> Result<bool> {
-    let events = api
-        .get("/api/v1/namespaces/apps/events")
-        .await?
-        .unwrap_or_default();
-    Ok(events["items"]
-        .as_array()
-        .is_some_and(|items| items.iter().any(|e| e["reason"] == "IssuanceDeferred")))
 }

@@ -270,6 +270,9 @@ struct Driver<R: Runtime> {
     probe_owner: HashMap<IssuerId, (CertId, SystemTime)>,
     /// Issuers held by an issuer-wide refusal.
     holds: HashMap<IssuerId, IssuerHold>,
+    /// States changed outside an attempt's outcome (a held issuance), persisted by the run loop
+    /// in order with the outcomes' states.
+    unsaved: Vec<(CertId, CertState)>,
 }
 
 /// A burst at least this large is followed by [`crate::memory::release_free_memory`] once
@@ -313,6 +316,7 @@ fn spawn_driver<R: Runtime>(
         finished_since_trim: 0,
         probe_owner: HashMap::new(),
         holds: HashMap::new(),
+        unsaved: Vec::new(),
     };
     tokio::spawn(driver.run(rx));
     EngineHandle { tx, metrics }
@@ -324,7 +328,14 @@ impl<R: Runtime> Driver<R> {
         loop {
             if shutdown.is_none() {
                 self.start_due();
-            } else if self.running.is_empty() {
+            }
+            if !self.unsaved.is_empty() {
+                let states = std::mem::take(&mut self.unsaved);
+                if let Err(err) = self.runtime.save_states(states).await {
+                    tracing::error!(error = %err, "cannot persist certificate state");
+                }
+            }
+            if shutdown.is_some() && self.running.is_empty() {
                 break;
             }
             let wake = match (shutdown.is_none(), self.queue.first()) {
@@ -573,12 +584,7 @@ impl<R: Runtime> Driver<R> {
             self.runtime
                 .event(&e.job, EngineEvent::IssuanceDeferred(deferral));
         }
-        let (runtime, state) = (self.runtime.clone(), vec![(id.clone(), e.state.clone())]);
-        tokio::spawn(async move {
-            if let Err(error) = runtime.save_states(state).await {
-                tracing::warn!(error = %error.message, "cannot save a held issuance");
-            }
-        });
+        self.unsaved.push((id.clone(), e.state.clone()));
     }
 
     fn start_due(&mut self) {

@@ -267,3 +267,62 @@ pub fn assert_pair(dir: &Path, cn: &str) -> String {
     );
     leaf.raw_serial_as_string()
 }
+
+/// The body of `GET http://127.0.0.1:<port><path>` (the daemon's HTTP endpoints).
+pub async fn get(port: u16, path: &str) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The exit code of `certkeeper status`.
+pub fn status_code(config: &Path) -> Option<i32> {
+    ck(&["status", "--config", config.to_str().unwrap()])
+        .status
+        .code()
+}
+
+/// Certificate `name`'s `certkeeper_certificate_failure_class` series in a metrics text.
+pub fn failure_class_series(metrics: &str, name: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("certkeeper_certificate_failure_class{{name=\"{name}\"")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The SANs of the leaf in `dir/tls.crt`, as x509-parser prints them (`DNSName(a.example.com)`).
+pub fn leaf_sans(dir: &Path) -> Vec<String> {
+    let pem = std::fs::read_to_string(dir.join("tls.crt")).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let leaf = block.parse_x509().unwrap();
+    leaf.subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// `certkeeper renew NAME --wait 60`, which must succeed (the daemon's log shown if not).
+pub fn renew(config: &Path, name: &str, daemon: &Daemon) {
+    let out = ck(&[
+        "renew",
+        "--config",
+        config.to_str().unwrap(),
+        name,
+        "--wait",
+        "60",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        daemon.log()
+    );
+}

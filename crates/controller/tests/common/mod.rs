@@ -173,18 +173,20 @@ where
     }
 }
 
+/// An Event in [`NS`] with this `reason`, if there is one now.
+pub async fn find_event(api: &Api, reason: &str) -> Result<Option<Value>> {
+    let events = api
+        .get("/api/v1/namespaces/apps/events")
+        .await?
+        .unwrap_or_default();
+    Ok(events["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|e| e["reason"] == reason).cloned()))
+}
+
 /// Waits (at most [`BOUND`]) for an Event in [`NS`] with this `reason`; returns it.
 pub async fn wait_for_event(api: &Api, reason: &str) -> Result<Value> {
-    wait_for(&format!("an {reason} Event"), BOUND, || async {
-        let events = api
-            .get("/api/v1/namespaces/apps/events")
-            .await?
-            .unwrap_or_default();
-        Ok(events["items"]
-            .as_array()
-            .and_then(|items| items.iter().find(|e| e["reason"] == reason).cloned()))
-    })
-    .await
+    wait_for(&format!("an {reason} Event"), BOUND, || find_event(api, reason)).await
 }
 
 pub fn secret_body(name: &str, key: &str, value: &str) -> Value {
